@@ -1,0 +1,283 @@
+/**
+ * Runs one Tailscale node, compiled from tailscale.com to WebAssembly (see ../go), inside the
+ * current JavaScript thread, and gives it a typed API. This is the contract between the Go side
+ * and TypeScript; `@krkn/tailnet` builds the public node API on top of it.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { WebSocket as NodeWebSocket } from 'ws';
+
+const buildDir = fileURLToPath(new URL('../build/', import.meta.url));
+
+/** Path of the compiled node (built by `npm run build` in this package). */
+export const wasmPath = `${buildDir}tailnet.wasm`;
+
+/** What build.sh recorded about the artifact. */
+export interface BuildInfo {
+  goVersion: string;
+  tailscaleVersion: string;
+  wasmBytes: number;
+  sha256: string;
+  tags: string;
+}
+
+/** Reads build/build-info.json. */
+export function buildInfo(): BuildInfo {
+  return JSON.parse(readFileSync(`${buildDir}build-info.json`, 'utf8')) as BuildInfo;
+}
+
+/** An HTTP request the node makes to its control server. */
+export interface FetchRequest {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+}
+
+/** The answer to a {@link FetchRequest}. */
+export interface FetchResponse {
+  status: number;
+  headers: [string, string][];
+  body: Uint8Array;
+}
+
+/**
+ * Callbacks the node calls. All are synchronous and must not call back into the engine.
+ */
+export interface EngineHost {
+  /** One line of the node's own log. */
+  log(line: string): void;
+  /** A JSON-encoded {@link EngineEvent}. */
+  notify(eventJson: string): void;
+  /** Reads one key of the persisted state; null when absent. */
+  stateGet(key: string): Uint8Array | null;
+  /** Writes (or with null, deletes) one key; must be durable before it returns. */
+  stateSet(key: string, value: Uint8Array | null): void;
+  /** A new inbound connection on a listened port. Reading starts at {@link EngineApi.resume}. */
+  accepted(port: number, id: number, remote: string, local: string): void;
+  /** Bytes read from a connection. Return false to pause until {@link EngineApi.resume}. */
+  data(id: number, bytes: Uint8Array): boolean;
+  /** The connection's read side ended: "" for a clean EOF, otherwise the error. */
+  closed(id: number, error: string): void;
+}
+
+/** A notification from the node. */
+export type EngineEvent =
+  | { type: 'state'; state: BackendState }
+  | { type: 'loginUrl'; url: string }
+  | { type: 'loginFinished' }
+  | { type: 'self'; self: SelfInfo }
+  | { type: 'peers' }
+  | { type: 'health'; health: HealthWarning[] }
+  | { type: 'error'; message: string };
+
+/** The node's state machine, as ipn.State names it. */
+export type BackendState =
+  | 'NoState'
+  | 'InUseOtherUser'
+  | 'NeedsLogin'
+  | 'NeedsMachineAuth'
+  | 'Stopped'
+  | 'Starting'
+  | 'Running';
+
+/** The node's own identity as the control server sees it. */
+export interface SelfInfo {
+  /** MagicDNS name, without the trailing dot. */
+  name: string;
+  addresses: string[];
+  nodeKey: string;
+  /** RFC 3339; absent when the key does not expire (tagged nodes). */
+  keyExpiry?: string;
+  tags: string[];
+}
+
+/** One active health warning. */
+export interface HealthWarning {
+  code: string;
+  severity: string;
+  title: string;
+  text: string;
+}
+
+/** A connection opened by {@link EngineApi.dial}. */
+export interface ConnInfo {
+  id: number;
+  remote: string;
+  local: string;
+}
+
+/** Configuration for {@link EngineApi.start}. */
+export interface EngineConfig {
+  hostname: string;
+  controlUrl: string;
+  authKey: string;
+  ephemeral: boolean;
+  tags: string[];
+  forceLogin: boolean;
+}
+
+/** What start did: the state after loading persisted state, and whether the auth key was used. */
+export interface StartResult {
+  state: BackendState;
+  authKeyUsed: boolean;
+}
+
+/** The node's API. Rejections are Errors with a string `code` set by the Go side. */
+export interface EngineApi {
+  start(config: EngineConfig): Promise<StartResult>;
+  login(): Promise<void>;
+  listen(port: number): void;
+  unlisten(port: number): void;
+  dial(host: string, port: number, timeoutMs: number): Promise<ConnInfo>;
+  write(id: number, bytes: Uint8Array): Promise<void>;
+  resume(id: number): void;
+  closeWrite(id: number): void;
+  close(id: number): void;
+  /** JSON of the Go side's whoisResult. */
+  whois(addr: string): Promise<string>;
+  /** JSON of ipnstate.PingResult. */
+  ping(target: string, timeoutMs: number): Promise<string>;
+  /** JSON of ipnstate.Status. */
+  status(): Promise<string>;
+  logout(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** A started engine. */
+export interface RunningEngine {
+  api: EngineApi;
+  /** Settles with the Go program's exit code once it has exited (after shutdown, or a crash). */
+  exited: Promise<number>;
+}
+
+interface GoApi {
+  start(configJson: string): Promise<string>;
+  login(): Promise<void>;
+  listen(port: number): void;
+  unlisten(port: number): void;
+  dial(host: string, port: number, timeoutMs: number): Promise<Record<string, unknown>>;
+  write(id: number, bytes: Uint8Array): Promise<void>;
+  resume(id: number): void;
+  closeWrite(id: number): void;
+  close(id: number): void;
+  whois(addr: string): Promise<string>;
+  ping(target: string, timeoutMs: number): Promise<string>;
+  status(): Promise<string>;
+  logout(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+interface GoRuntime {
+  argv: string[];
+  env: Record<string, string>;
+  importObject: WebAssembly.Imports;
+  exit: (code: number) => void;
+  _scheduledTimeouts: Map<number, ReturnType<typeof setTimeout>>;
+  run(instance: WebAssembly.Instance): Promise<void>;
+}
+
+interface Bridge {
+  host: Record<string, unknown>;
+  go?: GoApi;
+}
+
+// The argv+env block Go copies into linear memory is limited to about 8 KiB.
+const maxEnvBytes = 4096;
+
+let compiled: Promise<WebAssembly.Module> | undefined;
+let bridges = 0;
+const runtimeOutput = new Set<(text: string) => void>();
+
+/** Compiles the module once per thread; a compiled module can also be posted to workers. */
+export function compileEngine(): Promise<WebAssembly.Module> {
+  compiled ??= WebAssembly.compile(readFileSync(wasmPath));
+  return compiled;
+}
+
+/**
+ * Starts a node in this thread. `env` holds only the variables the node should see (TS_DEBUG_*
+ * knobs, read at Go package init); never pass all of process.env.
+ */
+export async function startEngine(
+  host: EngineHost,
+  env: Record<string, string> = {},
+  module?: WebAssembly.Module,
+): Promise<RunningEngine> {
+  const Go = loadGoRuntime();
+  const key = `__krknBridge${process.pid}_${++bridges}`;
+  const goEnv = { ...env, KRKN_BRIDGE: key };
+  if (JSON.stringify(goEnv).length > maxEnvBytes) throw new Error('engine environment is too large');
+
+  let ready!: () => void;
+  const isReady = new Promise<void>((resolve) => (ready = resolve));
+  const bridge: Bridge = { host: { ...host, ready, fetch: hostFetch } };
+  (globalThis as Record<string, unknown>)[key] = bridge;
+
+  const go = new Go();
+  go.argv = ['tailnet-wasm'];
+  go.env = goEnv;
+  let exitCode = 0;
+  go.exit = (code) => (exitCode = code);
+  const output = (text: string): void => host.log(text.trimEnd());
+  runtimeOutput.add(output);
+  const instance = await WebAssembly.instantiate(module ?? (await compileEngine()), go.importObject);
+  const exited = go.run(instance).then(
+    () => exitCode,
+    () => exitCode || 1,
+  );
+  void exited.finally(() => {
+    // Go's timers outlive the program; firing one after exit throws from a timer callback.
+    for (const timer of go._scheduledTimeouts.values()) clearTimeout(timer);
+    runtimeOutput.delete(output);
+    delete (globalThis as Record<string, unknown>)[key];
+  });
+  const early = await Promise.race([isReady.then(() => undefined), exited]);
+  if (early !== undefined) throw new Error(`engine exited during start with code ${early}`);
+  return { api: wrap(bridge.go as GoApi), exited };
+}
+
+function wrap(go: GoApi): EngineApi {
+  return {
+    ...go,
+    start: async (config) => JSON.parse(await go.start(JSON.stringify(config))) as StartResult,
+    dial: async (host, port, timeoutMs) => (await go.dial(host, port, timeoutMs)) as unknown as ConnInfo,
+  };
+}
+
+/** The control client's plain HTTP requests (GET /key), made with Node's fetch. */
+async function hostFetch(req: FetchRequest): Promise<FetchResponse> {
+  const res = await fetch(req.url, {
+    method: req.method,
+    headers: req.headers,
+    body: req.body,
+    redirect: 'manual',
+    signal: AbortSignal.timeout(30_000),
+  });
+  const body = new Uint8Array(await res.arrayBuffer());
+  return { status: res.status, headers: [...res.headers], body };
+}
+
+type GoClass = new () => GoRuntime;
+
+/**
+ * Loads Go's wasm_exec glue into this thread once, with the two globals it expects from a
+ * browser: WebSocket (Node 20 has none; the control and DERP connections use it) and an fs
+ * whose writes (the Go runtime's own stderr: panics, fatal errors) reach each node's log.
+ */
+function loadGoRuntime(): GoClass {
+  const g = globalThis as Record<string, unknown>;
+  g.WebSocket ??= NodeWebSocket;
+  if (!g.Go) {
+    createRequire(import.meta.url)(`${buildDir}wasm_exec.cjs`);
+    const decoder = new TextDecoder();
+    const fs = g.fs as { writeSync(fd: number, buf: Uint8Array): number };
+    fs.writeSync = (_fd, buf) => {
+      const text = decoder.decode(buf);
+      for (const emit of runtimeOutput) emit(text);
+      return buf.length;
+    };
+  }
+  return g.Go as GoClass;
+}
