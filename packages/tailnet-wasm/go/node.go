@@ -164,6 +164,13 @@ func (n *node) build(cfg config) error {
 		return ok
 	}
 	n.dialer.NetstackDialTCP = n.netstackDialTCP
+	n.dialer.NetstackDialUDP = func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+		c, err := ns.DialContextUDPWithBind(ctx, n.selfAddr(dst.Addr().Is6()), dst)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	sys.NetstackRouter.Set(true)
 	sys.Tun.Get().Start()
 
@@ -276,7 +283,7 @@ func (n *node) dial(hostname string, port, timeoutMs int) js.Value {
 		if !viaTailnet {
 			return nil, errorf("DIAL_NOT_TAILNET", "%s (%s) is not a peer on this tailnet", hostname, ipp.Addr())
 		}
-		c, err := n.dialer.UserDial(ctx, "tcp", ipp.String())
+		c, err := n.netstackDialTCP(ctx, ipp)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, errorf("DIAL_TIMEOUT", "dial %s: no answer within %dms", addr, timeoutMs)

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { WebSocket as NodeWebSocket } from 'ws';
+import './webassembly.js';
 
 const buildDir = fileURLToPath(new URL('../build/', import.meta.url));
 
@@ -192,8 +193,7 @@ const runtimeOutput = new Set<(text: string) => void>();
 
 /** Compiles the module once per thread; a compiled module can also be posted to workers. */
 export function compileEngine(): Promise<WebAssembly.Module> {
-  compiled ??= WebAssembly.compile(readFileSync(wasmPath));
-  return compiled;
+  return (compiled ??= WebAssembly.compile(readFileSync(wasmPath)));
 }
 
 /**
@@ -248,13 +248,20 @@ function wrap(go: GoApi): EngineApi {
 
 /** The control client's plain HTTP requests (GET /key), made with Node's fetch. */
 async function hostFetch(req: FetchRequest): Promise<FetchResponse> {
-  const res = await fetch(req.url, {
-    method: req.method,
-    headers: req.headers,
-    body: req.body,
-    redirect: 'manual',
-    signal: AbortSignal.timeout(30_000),
-  });
+  let res: Response;
+  try {
+    res = await fetch(req.url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND) is in its cause.
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`${(err as Error).message}: ${cause?.code ?? cause?.message ?? 'unknown cause'}`);
+  }
   const body = new Uint8Array(await res.arrayBuffer());
   return { status: res.status, headers: [...res.headers], body };
 }

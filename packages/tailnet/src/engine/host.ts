@@ -1,0 +1,71 @@
+import { startEngine, type EngineApi, type EngineEvent, type EngineHost } from '@krkn/tailnet-wasm';
+import { FileStateStore } from '../state.js';
+import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
+
+/**
+ * Runs the wasm node behind a message port: the engine side of protocol.ts. It owns the state
+ * store (its writes are synchronous, as the Go side requires) and turns the node's callbacks
+ * into messages. Runs in a worker thread, or in the app's thread for the in-thread mode.
+ */
+export function serveEngine(port: Port): void {
+  let api: EngineApi | undefined;
+  const paused = new Set<number>();
+  const send = (message: FromEngine, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
+
+  const init = async (msg: InitMessage): Promise<void> => {
+    const store = FileStateStore.open(msg.stateDir);
+    const host: EngineHost = {
+      log: (line) => send({ op: 'log', line }),
+      notify: (json) => send({ op: 'event', event: JSON.parse(json) as EngineEvent }),
+      stateGet: (key) => store.get(key),
+      stateSet: (key, value) => store.set(key, value),
+      accepted: (p, id, remote, local) => send({ op: 'accepted', port: p, id, remote, local }),
+      data: (id, bytes) => {
+        // Go made this array for us alone: hand its buffer over instead of copying it.
+        send({ op: 'data', id, bytes }, [bytes.buffer as ArrayBuffer]);
+        return !paused.has(id);
+      },
+      closed: (id, error) => {
+        paused.delete(id);
+        send({ op: 'closed', id, error });
+      },
+    };
+    const engine = await startEngine(host, msg.env, msg.module);
+    api = engine.api;
+    void engine.exited.then((code) => send({ op: 'exit', code, reason: `engine exited with code ${code}` }));
+    send({ op: 'ready' });
+  };
+
+  const call = async (seq: number, method: keyof EngineApi, args: unknown[]): Promise<void> => {
+    try {
+      if (!api) throw Object.assign(new Error('engine not started'), { code: 'NOT_RUNNING' });
+      if (method === 'close') paused.delete(args[0] as number);
+      const fn = api[method] as (...a: unknown[]) => unknown;
+      const value = await fn(...args);
+      send({ op: 'reply', seq, ok: true, value });
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      send({ op: 'reply', seq, ok: false, code: e.code ?? 'ENGINE', message: e.message ?? String(err) });
+    }
+  };
+
+  port.on('message', (msg: ToEngine) => {
+    switch (msg.op) {
+      case 'init':
+        init(msg).catch((err: Error & { code?: string }) =>
+          send({ op: 'exit', code: -1, reason: `${err.code ? `${err.code}: ` : ''}${err.message}` }),
+        );
+        break;
+      case 'call':
+        void call(msg.seq, msg.method, msg.args);
+        break;
+      case 'pause':
+        paused.add(msg.id);
+        break;
+      case 'resume':
+        paused.delete(msg.id);
+        api?.resume(msg.id);
+        break;
+    }
+  });
+}

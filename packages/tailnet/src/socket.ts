@@ -1,0 +1,132 @@
+import { Duplex } from 'node:stream';
+import type { EngineClient } from './engine/client.js';
+
+/** Splits "ip:port" or "[v6]:port". */
+export function splitHostPort(addr: string): { address: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  return { address: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
+}
+
+/**
+ * One TCP connection over the tailnet, as a Node Duplex with the net.Socket fields HTTP servers
+ * and clients read (remoteAddress, remotePort, localAddress, setTimeout, ...).
+ */
+export class TailnetSocket extends Duplex {
+  /** The peer's tailnet IP. Authorise with WhoIs on it, never on a claim inside the request. */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly remoteFamily: 'IPv4' | 'IPv6';
+  /** This node's tailnet IP the connection arrived on or left from. */
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly connecting = false;
+  private reading = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleMs = 0;
+
+  constructor(
+    private readonly engine: EngineClient,
+    readonly connId: number,
+    remote: string,
+    local: string,
+  ) {
+    super({ allowHalfOpen: true });
+    ({ address: this.remoteAddress, port: this.remotePort } = splitHostPort(remote));
+    ({ address: this.localAddress, port: this.localPort } = splitHostPort(local));
+    this.remoteFamily = this.remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+  }
+
+  /** Called by the node with bytes from the engine. */
+  receive(bytes: Uint8Array): void {
+    this.touch();
+    if (!this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
+      this.reading = false;
+      this.engine.pause(this.connId);
+    }
+  }
+
+  /** Called by the node when the peer closed its side ("" ) or the connection failed. */
+  receiveEnd(error: string): void {
+    if (error) this.destroy(Object.assign(new Error(`tailnet connection: ${error}`), { code: 'ECONNRESET' }));
+    else this.push(null);
+  }
+
+  override _read(): void {
+    if (this.reading) return;
+    this.reading = true;
+    this.engine.resume(this.connId);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.send([chunk], done);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
+    this.send(
+      chunks.map((c) => c.chunk),
+      done,
+    );
+  }
+
+  private send(chunks: Buffer[], done: (err?: Error | null) => void): void {
+    this.touch();
+    // A copy we own, so its buffer can be transferred to the engine thread.
+    const bytes = new Uint8Array(Buffer.concat(chunks));
+    this.engine.call('write', [this.connId, bytes], [bytes.buffer]).then(
+      () => done(),
+      (err: Error) => {
+        // A write cut short because this side destroyed the socket is not an error (an HTTP
+        // client that got its answer before it finished sending the body does that).
+        if (this.destroyed) done();
+        else done(Object.assign(new Error(`tailnet connection: ${err.message}`), { code: 'EPIPE' }));
+      },
+    );
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.engine.call('closeWrite', [this.connId]).then(() => done(), done);
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    clearTimeout(this.idleTimer);
+    this.emit('tailnet-close');
+    this.engine.call('close', [this.connId]).catch(() => undefined);
+    done(err);
+  }
+
+  /** Like net.Socket#setTimeout: emits 'timeout' after ms without traffic (0 disables). */
+  setTimeout(ms: number, callback?: () => void): this {
+    this.idleMs = ms;
+    if (callback) this.once('timeout', callback);
+    this.touch();
+    return this;
+  }
+
+  private touch(): void {
+    clearTimeout(this.idleTimer);
+    if (this.idleMs > 0 && !this.destroyed) {
+      this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs);
+      this.idleTimer.unref();
+    }
+  }
+
+  setNoDelay(): this {
+    return this;
+  }
+
+  setKeepAlive(): this {
+    return this;
+  }
+
+  ref(): this {
+    return this;
+  }
+
+  unref(): this {
+    return this;
+  }
+
+  address(): { address: string; port: number; family: string } {
+    return { address: this.localAddress, port: this.localPort, family: this.remoteFamily };
+  }
+}

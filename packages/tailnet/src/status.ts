@@ -1,0 +1,113 @@
+/** Typed views of the engine's JSON answers (ipnstate.Status, WhoIs, ipnstate.PingResult). */
+
+/** One node of the tailnet as seen from this node. */
+export interface PeerStatus {
+  /** Hostname the node reported (not necessarily unique). */
+  hostname: string;
+  /** MagicDNS name without the trailing dot, e.g. "krkns.example.ts.net". */
+  dnsName: string;
+  /** Tailnet IPs, IPv4 first. */
+  addresses: string[];
+  /** Connected to the control server. */
+  online: boolean;
+  os: string;
+  tags: string[];
+  /** The owning user's login name ("tagged-devices" for tagged nodes). */
+  user: string;
+  /** RFC 3339 time the node key expires, if it does. */
+  keyExpiry?: string;
+}
+
+/** The node, its peers and its place in the tailnet. */
+export interface NodeStatus {
+  backendState: string;
+  /** Set while the node waits for interactive login. */
+  authUrl?: string;
+  self: PeerStatus;
+  peers: PeerStatus[];
+  /** The tailnet's MagicDNS suffix, e.g. "example.ts.net". */
+  magicDnsSuffix: string;
+}
+
+/** Who is behind a tailnet address. */
+export interface WhoIs {
+  node: {
+    id: number;
+    stableId: string;
+    /** MagicDNS name without the trailing dot. */
+    name: string;
+    hostname: string;
+    addresses: string[];
+    tags: string[];
+  };
+  user: { id: number; loginName: string; displayName: string };
+  /**
+   * Capabilities the policy grants that node towards this one, by capability name (e.g.
+   * "example.com/cap/webhooks" → the list of JSON values from the matching grants).
+   */
+  capMap: Record<string, unknown[]>;
+}
+
+/** The answer to a TSMP ping. */
+export interface PingResult {
+  /** The address pinged. */
+  ip: string;
+  nodeName: string;
+  latencyMs: number;
+}
+
+interface RawPeer {
+  HostName?: string;
+  DNSName?: string;
+  TailscaleIPs?: string[] | null;
+  Online?: boolean;
+  OS?: string;
+  Tags?: string[] | null;
+  UserID?: number;
+  KeyExpiry?: string;
+}
+
+interface RawStatus {
+  BackendState: string;
+  AuthURL?: string;
+  Self?: RawPeer;
+  Peer?: Record<string, RawPeer> | null;
+  MagicDNSSuffix?: string;
+  User?: Record<string, { LoginName?: string }> | null;
+}
+
+export function parseStatus(json: string): NodeStatus {
+  const raw = JSON.parse(json) as RawStatus;
+  const users = raw.User ?? {};
+  const peer = (p: RawPeer = {}): PeerStatus => ({
+    hostname: p.HostName ?? '',
+    dnsName: (p.DNSName ?? '').replace(/\.$/, ''),
+    addresses: sortV4First(p.TailscaleIPs ?? []),
+    online: p.Online ?? false,
+    os: p.OS ?? '',
+    tags: p.Tags ?? [],
+    user: users[String(p.UserID)]?.LoginName ?? '',
+    ...(p.KeyExpiry ? { keyExpiry: p.KeyExpiry } : {}),
+  });
+  return {
+    backendState: raw.BackendState,
+    ...(raw.AuthURL ? { authUrl: raw.AuthURL } : {}),
+    self: peer(raw.Self),
+    peers: Object.values(raw.Peer ?? {}).map(peer),
+    magicDnsSuffix: raw.MagicDNSSuffix ?? '',
+  };
+}
+
+export function parseWhois(json: string): WhoIs {
+  const w = JSON.parse(json) as WhoIs;
+  return { ...w, node: { ...w.node, addresses: sortV4First(w.node.addresses ?? []) }, capMap: w.capMap ?? {} };
+}
+
+export function parsePing(json: string): PingResult {
+  const p = JSON.parse(json) as { IP: string; NodeName: string; LatencySeconds: number };
+  return { ip: p.IP, nodeName: p.NodeName, latencyMs: p.LatencySeconds * 1000 };
+}
+
+function sortV4First(addrs: string[]): string[] {
+  return [...addrs].sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
+}
