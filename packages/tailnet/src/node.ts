@@ -376,7 +376,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     this.loginDone();
   }
 
-  /** Stops the node: closes connections and listeners, shuts the engine down, releases the state directory. */
+  /**
+   * Stops the node: closes connections and listeners, shuts the engine down, releases the state
+   * directory. An ephemeral node logs out first, so it disappears from the tailnet at once.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -385,6 +388,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     for (const server of this.servers.values()) server.close({ destroy: true });
     for (const socket of this.sockets.values()) socket.destroy();
     if (engine) {
+      // An ephemeral node logs out so the control server deletes it now, not after its inactivity timeout.
+      if (this.opts.ephemeral && this.currentState === 'Running') {
+        await Promise.race([engine.call('logout').catch(() => undefined), delay(5_000)]);
+      }
       await Promise.race([engine.call('shutdown').catch(() => undefined), delay(10_000)]);
       await engine.terminate();
     }

@@ -150,7 +150,7 @@ export class StateLock {
         writeSync(fd, `${process.pid}\n`);
         closeSync(fd);
         const lock = new StateLock(path);
-        process.once('exit', () => lock.release());
+        heldLocks.add(lock);
         return lock;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -175,9 +175,16 @@ export class StateLock {
   release(): void {
     if (this.released) return;
     this.released = true;
+    heldLocks.delete(this);
     if (readHolder(this.path) === process.pid) rmSync(this.path, { force: true });
   }
 }
+
+// Locks still held when the process exits are released on the way out.
+const heldLocks = new Set<StateLock>();
+process.on('exit', () => {
+  for (const lock of heldLocks) lock.release();
+});
 
 function readHolder(path: string): number | undefined {
   try {

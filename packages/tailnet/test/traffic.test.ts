@@ -1,0 +1,122 @@
+// Traffic between our nodes, and with native tailscaled peers in both directions.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { promisify } from 'node:util';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
+import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
+import { nodeOptions, rejectionCode, tempDir } from './helpers.js';
+
+const run = promisify(execFile);
+let tailnet: Tailnet;
+let alpha: TailnetNode; // serves fastify; its engine runs in this thread
+let beta: TailnetNode; // the client; its engine runs in a worker
+let native: NativeNode;
+let app: FastifyInstance;
+let hostServer: Server; // a service on the native node's host, reached through the native node
+const state = tempDir();
+
+beforeAll(async () => {
+  tailnet = await startTailnet();
+  const user = await tailnet.createUser('traffic');
+  const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
+  alpha = new TailnetNode(nodeOptions(tailnet, state.dir, 'alpha', { authKey, isolation: 'thread' }));
+  beta = new TailnetNode(nodeOptions(tailnet, state.dir, 'beta', { authKey }));
+  [native] = await Promise.all([startNativeNode(tailnet, { hostname: 'native', authKey }), alpha.up(), beta.up()]);
+
+  app = Fastify({ bodyLimit: 16 << 20 });
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.get('/hello', async (req) => ({ ip: req.ip, caller: (await alpha.whois(req.ip)).node.name, address: app.server.address() }));
+  app.post('/echo', async (req, reply) => reply.type('application/octet-stream').send(req.body));
+  await serveFastify(app, alpha, 80);
+
+  hostServer = createServer((req, res) => res.end(`host service saw ${req.url}`));
+  await new Promise<void>((r) => hostServer.listen(0, '127.0.0.1', r));
+  await native.waitForPeer('alpha');
+});
+
+afterAll(async () => {
+  await app?.close();
+  await Promise.all([alpha?.close(), beta?.close()]);
+  hostServer?.close();
+  await tailnet?.stop();
+  state.remove();
+});
+
+describe('between two of our nodes', () => {
+  it('serves fastify on the tailnet address, reached by MagicDNS name, with the caller named by WhoIs', async () => {
+    for (const name of ['alpha', `alpha.${tailnet.domain}`]) {
+      const res = await tailnetFetch(beta, `http://${name}/hello`);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { ip: string; caller: string; address: { address: string; port: number } };
+      expect(body.ip).toBe(beta.addresses[0]);
+      expect(body.caller).toBe(`beta.${tailnet.domain}`);
+      expect(body.address).toEqual({ address: alpha.addresses[0], family: 'IPv4', port: 80 });
+    }
+  });
+
+  it('carries a large body intact in both directions', async () => {
+    const payload = randomBytes(4 << 20);
+    const res = await tailnetFetch(beta, 'http://alpha/echo', {
+      method: 'POST',
+      body: payload,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(payload)).toBe(true);
+  });
+
+  it('resets connections to ports nobody listens on', async () => {
+    expect(await rejectionCode(beta.dial('alpha', 81, { timeoutMs: 5_000 }))).toBe('DIAL_FAILED');
+  });
+
+  it('names unknown peers clearly', async () => {
+    expect(await rejectionCode(beta.dial('nosuchpeer', 80))).toBe('UNKNOWN_PEER');
+    expect(await rejectionCode(beta.whois('100.100.100.100'))).toBe('UNKNOWN_PEER');
+    expect(await rejectionCode(beta.ping('nosuchpeer'))).toBe('UNKNOWN_PEER');
+  });
+
+  it('TSMP-pings a peer by name', async () => {
+    const pong = await beta.ping('alpha');
+    expect(pong.ip).toBe(alpha.addresses[0]);
+    expect(pong.latencyMs).toBeGreaterThan(0);
+  });
+
+  it('lists its peers in status', async () => {
+    const st = await beta.status();
+    const names = st.peers.map((p) => p.hostname).sort();
+    expect(names).toEqual(['alpha', 'native']);
+    expect(st.peers.find((p) => p.hostname === 'native')?.os).toBe('linux');
+    expect(st.magicDnsSuffix).toBe(tailnet.domain);
+  });
+});
+
+describe('with a native tailscaled peer', () => {
+  it('curl through the native node reaches our fastify listener', async () => {
+    const { stdout } = await run('curl', ['-sS', '--max-time', '15', '-x', `http://127.0.0.1:${native.httpProxyPort}`, `http://${alpha.addresses[0]}/hello`]);
+    const body = JSON.parse(stdout) as { ip: string; caller: string };
+    expect(body.ip).toBe(native.ip());
+    expect(body.caller).toBe(`native.${tailnet.domain}`);
+  });
+
+  it('a port we do not listen on is refused to the native peer too', async () => {
+    const res = await native.fetch(`http://${alpha.addresses[0]}:81/`);
+    expect(res.status).toBe(502);
+  });
+
+  it('our node dials a service on the native node', async () => {
+    const { port } = hostServer.address() as { port: number };
+    const res = await tailnetFetch(beta, `http://${native.ip()}:${port}/from-wasm`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('host service saw /from-wasm');
+  });
+
+  it('WhoIs names the native node and its user', async () => {
+    const who = await beta.whois(native.ip());
+    expect(who.node.name).toBe(`native.${tailnet.domain}`);
+    expect(who.node.hostname).toBe('native');
+    expect(who.user.loginName).toContain('traffic');
+  });
+});
