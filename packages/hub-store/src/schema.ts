@@ -1,0 +1,56 @@
+/**
+ * The database layout. `user_version` numbers it: a database newer than this code is refused
+ * rather than misread; an older one is migrated forward in a transaction.
+ */
+export const schemaVersion = 1;
+
+export const migrations: Record<number, string> = {
+  1: `
+    CREATE TABLE events (
+      seq          INTEGER PRIMARY KEY AUTOINCREMENT, -- receipt order
+      id           TEXT NOT NULL UNIQUE,              -- stable id sent with every attempt
+      topic        TEXT NOT NULL,
+      received_at  INTEGER NOT NULL,                  -- ms since epoch
+      dedupe_key   TEXT,                              -- Idempotency-Key or a provider delivery id
+      method       TEXT NOT NULL,
+      headers      TEXT NOT NULL,                     -- JSON [[name, value], ...] as received
+      body         BLOB NOT NULL,                     -- raw bytes, never re-encoded
+      sender_ip    TEXT NOT NULL,
+      sender_node  TEXT NOT NULL,
+      sender_user  TEXT NOT NULL,
+      sender_tags  TEXT NOT NULL                      -- JSON ["tag:x", ...]
+    );
+    CREATE UNIQUE INDEX events_dedupe ON events(topic, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    CREATE INDEX events_topic ON events(topic, seq);
+    CREATE INDEX events_received ON events(received_at);
+
+    CREATE TABLE subscriptions (
+      id             TEXT PRIMARY KEY,
+      node_id        TEXT NOT NULL,                   -- the subscriber's stable node id (WhoIs)
+      node_name      TEXT NOT NULL,
+      address        TEXT NOT NULL,                   -- its tailnet IP, from WhoIs, never from the request
+      port           INTEGER NOT NULL,
+      path           TEXT NOT NULL,
+      topics         TEXT NOT NULL,                   -- JSON ["ci/*", ...]
+      created_at     INTEGER NOT NULL,
+      updated_at     INTEGER NOT NULL,
+      offline_since  INTEGER,                         -- set while the subscriber cannot be reached
+      probe_at       INTEGER,                         -- while offline: when to try it again
+      UNIQUE (node_id, port)
+    );
+
+    CREATE TABLE deliveries (
+      subscription_id  TEXT NOT NULL REFERENCES subscriptions(id) ON DELETE CASCADE,
+      event_seq        INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,
+      state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+      attempts         INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at  INTEGER NOT NULL,
+      last_status      INTEGER,
+      last_error       TEXT,
+      updated_at       INTEGER NOT NULL,
+      PRIMARY KEY (subscription_id, event_seq)
+    );
+    CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+    CREATE INDEX deliveries_event ON deliveries(event_seq);
+  `,
+};
