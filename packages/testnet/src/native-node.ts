@@ -77,6 +77,22 @@ export async function startNativeNode(tailnet: Tailnet, options: StartNativeNode
     throw new TestnetError('NODE_START_FAILED', `socket path too long for a unix socket (${socketPath}); set a shorter TMPDIR`);
   }
   const timeoutMs = options.timeoutMs ?? 30_000;
+  const daemon = await spawnDaemon(tailnet, options, dir, socketPath);
+  let node: NativeNode | undefined;
+  try {
+    node = new NativeNode({ tailnet, options, dir, socketPath, ...daemon });
+    if (options.authKey) await node.up({ authKey: options.authKey, timeoutMs });
+    return node;
+  } catch (err) {
+    if (node) await node.stop();
+    else await daemon.proc.stop(2_000);
+    throw err;
+  }
+}
+
+/** Starts tailscaled on dir (its state survives restarts) and waits until it answers. */
+async function spawnDaemon(tailnet: Tailnet, options: StartNativeNodeOptions, dir: string, socketPath: string) {
+  const timeoutMs = options.timeoutMs ?? 30_000;
   const env = childEnv(dir, { ...DAEMON_ENV, TS_LOGS_DIR: dir, ...options.env });
   const args = [
     '--tun=userspace-networking',
@@ -90,20 +106,12 @@ export async function startNativeNode(tailnet: Tailnet, options: StartNativeNode
   ];
   if (options.ephemeral) args.push('--state=mem:');
   const proc = startProcess({ command: tailnet.tools.tailscaled, args, env, cwd: dir, logFile: join(dir, 'tailscaled.log') });
-  let node: NativeNode | undefined;
   try {
     const ports = await waitForDaemon(proc, tailnet, socketPath, timeoutMs);
-    node = new NativeNode({ tailnet, options, dir, socketPath, proc, ...ports });
     tailnet.log(`${options.hostname}: tailscaled ready (socks :${ports.socksPort}, http :${ports.httpProxyPort})`);
-    if (options.authKey) await node.up({ authKey: options.authKey, timeoutMs });
-    return node;
+    return { proc, ...ports };
   } catch (err) {
-    if (node) {
-      await node.stop();
-    } else {
-      await proc.stop(2_000);
-      if (!tailnet.keepDir) await rm(dir, { recursive: true, force: true });
-    }
+    await proc.stop(2_000);
     throw err;
   }
 }
@@ -168,13 +176,10 @@ export class NativeNode {
   readonly dir: string;
   /** tailscaled's LocalAPI socket (pass to `tailscale --socket`). */
   readonly socketPath: string;
-  /** SOCKS5 proxy into the tailnet, on 127.0.0.1. */
-  readonly socksPort: number;
-  /** HTTP forward proxy into the tailnet, on 127.0.0.1 (used by {@link NativeNode.fetch}). */
-  readonly httpProxyPort: number;
-
   readonly #options: StartNativeNodeOptions;
-  readonly #proc: ManagedProcess;
+  #proc: ManagedProcess;
+  #socksPort: number;
+  #httpProxyPort: number;
   readonly #untrack: () => void;
   #ips: string[] = [];
   #stopping: Promise<void> | undefined;
@@ -185,8 +190,8 @@ export class NativeNode {
     this.hostname = init.options.hostname;
     this.dir = init.dir;
     this.socketPath = init.socketPath;
-    this.socksPort = init.socksPort;
-    this.httpProxyPort = init.httpProxyPort;
+    this.#socksPort = init.socksPort;
+    this.#httpProxyPort = init.httpProxyPort;
     this.#options = init.options;
     this.#proc = init.proc;
     this.#untrack = init.tailnet.track(this);
@@ -197,6 +202,34 @@ export class NativeNode {
     const ip = this.#ips.find((a) => !a.includes(':')) ?? this.#ips[0];
     if (!ip) throw new TestnetError('NODE_UP_FAILED', `${this.hostname} has no tailnet IP yet (not seen Running)`);
     return ip;
+  }
+
+  /** SOCKS5 proxy into the tailnet, on 127.0.0.1 (a new port after {@link NativeNode.restart}). */
+  get socksPort(): number {
+    return this.#socksPort;
+  }
+
+  /** HTTP forward proxy into the tailnet, on 127.0.0.1 (used by {@link NativeNode.fetch}). */
+  get httpProxyPort(): number {
+    return this.#httpProxyPort;
+  }
+
+  /** tailscaled's process id (for memory figures). */
+  get pid(): number | undefined {
+    return this.#proc.pid;
+  }
+
+  /**
+   * Stops tailscaled and starts it again on the same state, then waits for Running: the warm
+   * restart of a node that is already registered (no key needed).
+   */
+  async restart(): Promise<NodeStatus> {
+    await this.#proc.stop(5_000);
+    const daemon = await spawnDaemon(this.tailnet, this.#options, this.dir, this.socketPath);
+    this.#proc = daemon.proc;
+    this.#socksPort = daemon.socksPort;
+    this.#httpProxyPort = daemon.httpProxyPort;
+    return this.waitForRunning();
   }
 
   /** True while tailscaled runs. */

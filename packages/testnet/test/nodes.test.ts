@@ -87,6 +87,17 @@ describe('node lifecycle', () => {
     }
   });
 
+  it('a restarted node comes back on its stored state, with the same address and no key', async () => {
+    const c = await startNativeNode(tailnet, { hostname: 'restarted', authKey: key });
+    const ipBefore = c.ip();
+    const pidBefore = c.pid;
+    const st = await c.restart();
+    expect(c.pid).not.toBe(pidBefore);
+    expect(st.BackendState).toBe('Running');
+    expect(st.TailscaleIPs).toContain(ipBefore);
+    await c.stop();
+  });
+
   it('an expired pre-auth key is refused by tailscale up', async () => {
     const shortKey = await tailnet.createPreAuthKey({ user: 'alice', expiration: '1s' });
     await new Promise((r) => setTimeout(r, 1_500));
