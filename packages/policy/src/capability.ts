@@ -1,0 +1,158 @@
+/**
+ * krkn's application capability: which webhook topics a peer may publish to and subscribe to.
+ *
+ * A tailnet policy grants it like any app capability:
+ *
+ * ```hujson
+ * { "src": ["group:dev"], "dst": ["tag:krkn"], "ip": ["443"],
+ *   "app": { "krkn.dev/cap/webhooks": [{ "publish": ["ci/*"], "subscribe": ["ci/**"], "priority": 100 }] } }
+ * ```
+ *
+ * Topic patterns. A topic is one or more `/`-separated segments, none empty, with no whitespace, control
+ * characters, `/` or `*` inside a segment (`github`, `ci/build`, `stripe/invoice.paid`). A pattern is a
+ * topic in which a whole segment may be a wildcard:
+ *
+ * - `*` matches exactly one segment: `ci/*` matches `ci/build` but not `ci` nor `ci/build/linux`.
+ * - `**`, allowed only as the last segment, matches one or more segments: `ci/**` matches `ci/build` and
+ *   `ci/build/linux`, but not `ci`. A lone `**` matches every topic.
+ * - Anything else must match literally (case-sensitive). Partial wildcards such as `ci-*` are rejected,
+ *   so a pattern never means something subtler than it looks.
+ */
+
+/** The capability name krkns looks for unless configured otherwise. */
+export const DEFAULT_CAPABILITY_NAME = 'krkn.dev/cap/webhooks';
+
+/** What a peer may do with a topic. */
+export type TopicAction = 'publish' | 'subscribe';
+
+/** The capability a peer effectively holds after priorities are applied. */
+export interface EffectiveGrant {
+  /** The priority that won (0 when no value set one). */
+  readonly priority: number;
+  /** Topic patterns the peer may publish to. */
+  readonly publish: readonly string[];
+  /** Topic patterns the peer may subscribe to. */
+  readonly subscribe: readonly string[];
+}
+
+/** The result of {@link parseWebhookCapability}: the effective grant, or every problem found. */
+export type CapabilityParseResult = { ok: true; value: EffectiveGrant } | { ok: false; errors: string[] };
+
+const VALUE_KEYS = new Set(['publish', 'subscribe', 'priority']);
+
+/**
+ * Turns the capability values a peer holds (the list Tailscale hands the destination, one entry per
+ * matching grant value) into one {@link EffectiveGrant}.
+ *
+ * The values with the highest `priority` win (a value without one has priority 0); values tied at that
+ * priority are merged, their topic lists united. Lower-priority values are ignored entirely, so a narrow
+ * high-priority value can restrict someone a broad low-priority one would admit. Any invalid value makes
+ * the whole result invalid (fail closed): unknown keys, non-array or non-string topics, empty topics,
+ * bad patterns, or a priority that is not an integer. An empty list yields an empty grant (allows nothing).
+ */
+export function parseWebhookCapability(values: readonly unknown[]): CapabilityParseResult {
+  const errors: string[] = [];
+  const parsed = values.map((v, i) => parseValue(v, `values[${i}]`, errors));
+  if (errors.length > 0) return { ok: false, errors };
+  const valid = parsed.filter((p): p is EffectiveGrant => p !== undefined);
+  const top = valid.reduce((max, p) => Math.max(max, p.priority), -Infinity);
+  const winners = valid.filter((p) => p.priority === top);
+  return {
+    ok: true,
+    value: {
+      priority: winners.length > 0 ? top : 0,
+      publish: unique(winners.flatMap((w) => w.publish)),
+      subscribe: unique(winners.flatMap((w) => w.subscribe)),
+    },
+  };
+}
+
+/** Whether `grant` lets its holder `action` the concrete `topic`. An invalid topic is never allowed. */
+export function topicAllowed(grant: EffectiveGrant, action: TopicAction, topic: string): boolean {
+  if (topicError(topic) !== undefined) return false;
+  return grant[action].some((pattern) => topicMatches(pattern, topic));
+}
+
+/** Whether `pattern` (see the module notes for `*` and `**`) matches `topic`; false if either is invalid. */
+export function topicMatches(pattern: string, topic: string): boolean {
+  if (topicPatternError(pattern) !== undefined || topicError(topic) !== undefined) return false;
+  const p = pattern.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '**') return t.length > i;
+    if (i >= t.length) return false;
+    if (p[i] !== '*' && p[i] !== t[i]) return false;
+  }
+  return p.length === t.length;
+}
+
+/** Why `topic` is not a valid concrete topic, or undefined when it is. */
+export function topicError(topic: string): string | undefined {
+  if (topic === '') return 'empty topic';
+  const bad = topic.split('/').find((seg) => !isLiteralSegment(seg));
+  if (bad === undefined) return undefined;
+  if (bad === '') return `topic "${topic}" has an empty segment`;
+  return `topic "${topic}" has an invalid segment "${bad}" (no spaces, control characters or "*")`;
+}
+
+/** Why `pattern` is not a valid topic pattern, or undefined when it is. */
+export function topicPatternError(pattern: string): string | undefined {
+  if (pattern === '') return 'empty topic pattern';
+  const segs = pattern.split('/');
+  for (const [i, seg] of segs.entries()) {
+    if (seg === '*') continue;
+    if (seg === '**') {
+      if (i !== segs.length - 1) return `pattern "${pattern}": "**" is only allowed as the last segment`;
+      continue;
+    }
+    if (seg === '') return `pattern "${pattern}" has an empty segment`;
+    if (seg.includes('*')) return `pattern "${pattern}": "*" must be a whole segment (write "a/*", not "a*")`;
+    if (!isLiteralSegment(seg)) return `pattern "${pattern}" has an invalid segment "${seg}" (no spaces or control characters)`;
+  }
+  return undefined;
+}
+
+function isLiteralSegment(seg: string): boolean {
+  // \s covers spaces and line breaks; the explicit range covers the remaining C0 controls and DEL.
+  return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f]/.test(seg);
+}
+
+function parseValue(v: unknown, where: string, errors: string[]): EffectiveGrant | undefined {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    errors.push(`${where}: must be an object like {"publish": ["ci/*"], "subscribe": ["ci/*"], "priority": 100}`);
+    return undefined;
+  }
+  const o = v as Record<string, unknown>;
+  const before = errors.length;
+  for (const key of Object.keys(o)) {
+    if (!VALUE_KEYS.has(key)) errors.push(`${where}: unknown key "${key}" (allowed: publish, subscribe, priority)`);
+  }
+  const priority = o.priority === undefined ? 0 : o.priority;
+  if (typeof priority !== 'number' || !Number.isSafeInteger(priority)) {
+    errors.push(`${where}.priority: must be an integer, got ${JSON.stringify(priority)}`);
+  }
+  const publish = patterns(o.publish, `${where}.publish`, errors);
+  const subscribe = patterns(o.subscribe, `${where}.subscribe`, errors);
+  if (errors.length > before) return undefined;
+  return { priority: priority as number, publish, subscribe };
+}
+
+function patterns(list: unknown, where: string, errors: string[]): string[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) {
+    errors.push(`${where}: must be an array of topic patterns`);
+    return [];
+  }
+  list.forEach((p, i) => {
+    if (typeof p !== 'string') errors.push(`${where}[${i}]: must be a string, got ${JSON.stringify(p)}`);
+    else {
+      const err = topicPatternError(p);
+      if (err !== undefined) errors.push(`${where}[${i}]: ${err}`);
+    }
+  });
+  return list.filter((p): p is string => typeof p === 'string');
+}
+
+function unique(items: readonly string[]): string[] {
+  return [...new Set(items)];
+}
