@@ -11,16 +11,21 @@ import type { TailnetServer } from './server.js';
  * `app.server.address()` the tailnet address. Closing the app closes the listener.
  */
 export async function serveFastify(app: FastifyInstance, node: TailnetNode, port: number): Promise<TailnetServer> {
-  await app.ready();
   const listener = node.listen(port);
   const httpServer = app.server;
-  // The http.Server never binds: connections come from the tailnet listener.
-  httpServer.address = () => listener.address();
-  listener.on('connection', (socket) => httpServer.emit('connection', socket));
   app.addHook('onClose', async () => {
     listener.close();
     httpServer.closeIdleConnections();
   });
+  try {
+    await app.ready();
+  } catch (err) {
+    listener.close();
+    throw err;
+  }
+  // The http.Server never binds: connections come from the tailnet listener.
+  httpServer.address = () => listener.address();
+  listener.on('connection', (socket) => httpServer.emit('connection', socket));
   return listener;
 }
 

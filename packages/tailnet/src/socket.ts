@@ -97,7 +97,11 @@ export class TailnetSocket extends Duplex {
   /** Like net.Socket#setTimeout: emits 'timeout' after ms without traffic (0 disables). */
   setTimeout(ms: number, callback?: () => void): this {
     this.idleMs = ms;
-    if (callback) this.once('timeout', callback);
+    // As net.Socket does: a callback is added as a one-shot listener, and removed again with 0.
+    if (callback) {
+      if (ms === 0) this.removeListener('timeout', callback);
+      else this.once('timeout', callback);
+    }
     this.touch();
     return this;
   }

@@ -1,0 +1,90 @@
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { type FlagSpecs, type Flags, logLevels } from '@krkn/cli-kit';
+import { defaultCapabilityName } from '@krkn/hub-api';
+import { defaultRetryScheduleMs } from '@krkn/hub';
+import { defaultStateDir } from '@krkn/tailnet';
+
+/** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
+export function defaultHostname(): string {
+  const base = osHostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
+  return `${base || 'host'}-krkns`;
+}
+
+/** Flags every krkns command shares: which node, and how to log. */
+export const commonFlags = {
+  hostname: { type: 'string', env: 'KRKNS_HOSTNAME', default: defaultHostname, describe: "the node's name on the tailnet (default <os hostname>-krkns)" },
+  'state-dir': {
+    type: 'string',
+    env: 'KRKNS_STATE_DIR',
+    describe: 'where the node identity, event store and admin socket live (default <data dir>/krkn/krkns/<hostname>)',
+  },
+  'log-level': {
+    type: 'string',
+    env: 'KRKNS_LOG_LEVEL',
+    default: 'info',
+    describe: `log level: ${logLevels.join(', ')}`,
+    check: (v: string) => (logLevels.includes(v as never) ? undefined : `must be one of ${logLevels.join(', ')}`),
+  },
+  'log-format': {
+    type: 'string',
+    env: 'KRKNS_LOG_FORMAT',
+    describe: 'json or pretty (default pretty on a terminal, json otherwise)',
+    check: (v: string) => (v === 'json' || v === 'pretty' ? undefined : 'must be json or pretty'),
+  },
+  json: { type: 'bool', describe: 'print the result as JSON' },
+  help: { type: 'bool', short: 'h', describe: 'show this help' },
+} satisfies FlagSpecs;
+
+/** Flags of `krkns run`. */
+export const runFlags = {
+  ...commonFlags,
+  'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: 'https://controlplane.tailscale.com', describe: 'the tailnet control server' },
+  port: {
+    type: 'int',
+    env: 'KRKNS_PORT',
+    default: 80,
+    describe: 'port of the webhook listener on the tailnet address',
+    check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
+  },
+  tags: {
+    type: 'list',
+    env: 'KRKNS_TAGS',
+    default: [],
+    describe: 'tags to advertise, e.g. tag:krkn (the policy must let the node own them)',
+    check: (tags: string[]) => tags.map((t) => (/^tag:[a-z0-9][a-z0-9-]*$/i.test(t) ? undefined : `${t} is not a tag (tag:name)`)).find(Boolean),
+  },
+  ephemeral: { type: 'bool', env: 'KRKNS_EPHEMERAL', default: false, describe: 'register as an ephemeral node (removed when it stops)' },
+  'body-limit': { type: 'size', env: 'KRKNS_BODY_LIMIT', default: 10 * 1024 * 1024, describe: 'largest webhook body accepted (413 above)', check: positive },
+  retention: { type: 'duration', env: 'KRKNS_RETENTION', default: 7 * 86400e3, describe: 'how long delivered events are kept', check: positive },
+  'retry-schedule': {
+    type: 'durations',
+    env: 'KRKNS_RETRY_SCHEDULE',
+    default: defaultRetryScheduleMs,
+    describe: 'delay before each delivery attempt; after the last, the delivery is failed',
+    check: (xs: number[]) => (xs.length >= 1 && xs.length <= 50 ? undefined : 'must list 1 to 50 delays'),
+  },
+  'delivery-timeout': { type: 'duration', env: 'KRKNS_DELIVERY_TIMEOUT', default: 15e3, describe: 'a delivery succeeds with a 2xx within this time', check: positive },
+  'require-capability': {
+    type: 'bool',
+    env: 'KRKNS_REQUIRE_CAPABILITY',
+    default: false,
+    describe: 'callers also need an app-capability grant listing their topics',
+  },
+  capability: { type: 'string', env: 'KRKNS_CAPABILITY', default: defaultCapabilityName, describe: 'name of that app capability' },
+  'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
+} satisfies FlagSpecs;
+
+function positive(n: number): string | undefined {
+  return n > 0 ? undefined : 'must be greater than zero';
+}
+
+/** The state directory of a parsed command line. */
+export function stateDirOf(flags: Flags<typeof commonFlags>): string {
+  return flags['state-dir'] ?? defaultStateDir('krkns', flags.hostname!);
+}
+
+/** Where a krkns state directory keeps its parts. */
+export function pathsIn(stateDir: string): { db: string; adminSocket: string } {
+  return { db: join(stateDir, 'hub.db'), adminSocket: join(stateDir, 'krkns.sock') };
+}

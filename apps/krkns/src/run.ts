@@ -1,0 +1,115 @@
+import type { Logger } from 'pino';
+import { ExitCode, createLogger, helpText, listenAdminSocket, parseFlags, readyLine, showLoginOnTerminal, type LogFormat } from '@krkn/cli-kit';
+import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
+import { HubStore } from '@krkn/hub-store';
+import { TailnetNode, serveFastify } from '@krkn/tailnet';
+import { pathsIn, runFlags, stateDirOf } from './config.js';
+
+const usage = 'krkns run [flags]';
+const description = `Runs the webhook hub in the foreground (what systemd and containers call). It joins the tailnet
+as its own node, serves the webhook API on its tailnet address only, stores every event before
+answering 202, and delivers events to subscribers with retries.
+First start: set TS_AUTHKEY for a headless registration, or open the login URL it prints.
+TS_FORCE_LOGIN=1 registers again even if an identity is stored.`;
+
+/** `krkns run`: the daemon. Resolves with the exit code once it has stopped. */
+export async function run(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(runFlags, argv);
+  if (flags.help) {
+    process.stdout.write(helpText(usage, description, runFlags));
+    return ExitCode.OK;
+  }
+  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
+  const log = createLogger({ level: flags['log-level']!, format });
+  const stateDir = stateDirOf(flags);
+  const paths = pathsIn(stateDir);
+
+  const node = new TailnetNode({
+    hostname: flags.hostname!,
+    stateDir,
+    app: 'krkns',
+    controlUrl: flags['control-url']!,
+    tags: flags.tags!,
+    ephemeral: flags.ephemeral!,
+    logger: log,
+  });
+  showLoginOnTerminal(node, process.stderr);
+  const stop = new AbortController();
+  const onSignal = (sig: string) => {
+    if (stop.signal.aborted) return;
+    log.info({ signal: sig }, 'stopping');
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  // The node's state lock is taken first, so a second krkns on this directory stops here.
+  const up = node.up({ signal: stop.signal });
+  const early = await Promise.race([up.then(() => undefined, (err: unknown) => err), new Promise((r) => setImmediate(r))]);
+  if (early) throw early;
+  const store = HubStore.open(paths.db);
+  const hub = new Hub({
+    store,
+    node,
+    logger: log,
+    config: {
+      bodyLimit: flags['body-limit']!,
+      retentionMs: flags.retention!,
+      retryScheduleMs: flags['retry-schedule']!,
+      deliveryTimeoutMs: flags['delivery-timeout']!,
+      requireCapability: flags['require-capability']!,
+      capabilityName: flags.capability!,
+      maxConcurrentDeliveries: 16,
+    },
+  });
+  const admin = await hub.app(identifyAdmin);
+  admin.post('/admin/logout', async () => {
+    await node.logout();
+    setImmediate(() => stop.abort());
+    return { loggedOut: true };
+  });
+
+  try {
+    await listenAdminSocket(admin, paths.adminSocket);
+    const status = await up;
+    const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
+    const api = await hub.app(identifyByWhois(node), listenerUrl);
+    await serveFastify(api, node, flags.port!);
+    hub.start();
+    log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
+    process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
+    await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+    await shutdown({ hub, api, admin, node, store, log, timeoutMs: flags['shutdown-timeout']! });
+    return ExitCode.OK;
+  } catch (err) {
+    await Promise.allSettled([admin.close(), node.close()]);
+    store.close();
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * Stops in order: new requests get 503 and the listener stops accepting; requests and
+ * deliveries in flight get up to timeoutMs; then storage closes and the node leaves (an
+ * ephemeral node logs out so it vanishes at once).
+ */
+async function shutdown(p: {
+  hub: Hub;
+  api: { close(): Promise<void> };
+  admin: { close(): Promise<void> };
+  node: TailnetNode;
+  store: HubStore;
+  log: Logger;
+  timeoutMs: number;
+}): Promise<void> {
+  const started = Date.now();
+  await p.hub.stop(p.timeoutMs);
+  await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
+  await p.admin.close();
+  p.store.close();
+  await p.node.close();
+  p.log.info({ ms: Date.now() - started }, 'stopped');
+}

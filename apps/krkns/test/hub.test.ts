@@ -1,0 +1,211 @@
+// krkns end to end: a real daemon on a real headscale, our nodes and a native tailscaled as peers.
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HubApiError, HubClient } from '@krkn/hub-api';
+import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
+import { startNativeNode, startTailnet, waitFor, type NativeNode, type Tailnet } from '@krkn/testnet';
+import { Krkns } from './daemon.js';
+
+interface Received {
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+let tailnet: Tailnet;
+let authKey: string;
+let krkns: Krkns;
+let native: NativeNode;
+let publisher: TailnetNode;
+let hubUrl: string;
+const dir = mkdtempSync(join(tmpdir(), 'krkns-test-'));
+
+/** One of our nodes subscribed to topics, recording what krkns delivers to it. */
+class Subscriber {
+  readonly received: Received[] = [];
+  node!: TailnetNode;
+  app!: FastifyInstance;
+  status = 200;
+
+  constructor(readonly hostname: string) {}
+
+  async start(topics: string[]): Promise<HubClient> {
+    this.node = new TailnetNode({ hostname: this.hostname, stateDir: join(dir, this.hostname), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+    await this.node.up();
+    this.app = Fastify();
+    this.app.removeAllContentTypeParsers();
+    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
+    this.app.post('/in', async (req, reply) => {
+      this.received.push({ headers: req.headers, body: req.body as Buffer });
+      return reply.code(this.status).send();
+    });
+    await serveFastify(this.app, this.node, 8080);
+    const client = clientFor(this.node);
+    await client.subscribe({ topics, port: 8080, path: '/in' });
+    return client;
+  }
+
+  async stop(): Promise<void> {
+    await this.app.close();
+    await this.node.close();
+  }
+
+  ids(): string[] {
+    return this.received.map((r) => String(r.headers['x-krkn-event-id']));
+  }
+}
+
+function clientFor(node: TailnetNode): HubClient {
+  return new HubClient(hubUrl, (url, init) => tailnetFetch(node, url, init));
+}
+
+beforeAll(async () => {
+  tailnet = await startTailnet();
+  const user = await tailnet.createUser('hub');
+  authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
+  krkns = await Krkns.run({ controlUrl: tailnet.url, stateDir: join(dir, 'krkns'), hostname: 'hub', authKey, args: ['--retry-schedule', '0,1s,1s', '--body-limit', '64KiB'] });
+  hubUrl = `http://${krkns.ip}`;
+  publisher = new TailnetNode({ hostname: 'publisher', stateDir: join(dir, 'publisher'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  [native] = await Promise.all([startNativeNode(tailnet, { hostname: 'native', authKey }), publisher.up()]);
+  await native.waitForPeer('hub');
+});
+
+afterAll(async () => {
+  await krkns?.stop();
+  await publisher?.close();
+  await tailnet?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('publishing', () => {
+  it('accepts an event from one of our nodes, stores it with the sender identity, and answers 202 with its id', async () => {
+    const res = await tailnetFetch(publisher, `${hubUrl}/hooks/ci/build`, { method: 'POST', body: '{"ok":true}', headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(202);
+    const { id, duplicate } = (await res.json()) as { id: string; duplicate: boolean };
+    expect(id).toMatch(/^evt_/);
+    expect(duplicate).toBe(false);
+    const event = await clientFor(publisher).getEvent(id);
+    expect(event.sender).toMatchObject({ node: `publisher.${tailnet.domain}`, ip: publisher.addresses[0], user: expect.stringContaining('hub') });
+    expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('{"ok":true}');
+  });
+
+  it('accepts an event from a native tailscaled peer, through its proxy', async () => {
+    const res = await native.fetch(`${hubUrl}/hooks/native`, { method: 'POST', body: Buffer.from('plain text'), headers: { 'content-type': 'text/plain' } });
+    expect(res.status).toBe(202);
+    const { id } = res.json() as { id: string };
+    const event = await clientFor(publisher).getEvent(id);
+    expect(event.sender.node).toBe(`native.${tailnet.domain}`);
+    expect(event.contentType).toBe('text/plain');
+  });
+
+  it('dedupes a redelivered GitHub webhook by X-GitHub-Delivery', async () => {
+    const client = clientFor(publisher);
+    const first = await client.publish('github', '{}', { 'x-github-delivery': 'delivery-1', 'content-type': 'application/json' });
+    const again = await client.publish('github', '{}', { 'x-github-delivery': 'delivery-1', 'content-type': 'application/json' });
+    expect(again).toEqual({ id: first.id, topic: 'github', duplicate: true });
+  });
+
+  it.each([
+    ['413 for a body over the limit', `/hooks/big`, { method: 'POST', body: randomBytes(70 * 1024) }, 413, 'BODY_TOO_LARGE'],
+    ['400 for a malformed topic', `/hooks/a//b`, { method: 'POST', body: 'x' }, 400, 'BAD_TOPIC'],
+    ['404 for an unknown event', `/events/evt_nope`, {}, 404, 'EVENT_NOT_FOUND'],
+    ['404 for an unknown route', `/nope`, {}, 404, 'NOT_FOUND'],
+    ['400 for a subscription without topics', `/subscriptions`, { method: 'POST', body: '{"port":1}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_REQUEST'],
+    ['400 for malformed JSON', `/subscriptions`, { method: 'POST', body: '{"port":', headers: { 'content-type': 'application/json' } }, 400, 'BAD_REQUEST'],
+    ['415 for a subscription that is not JSON', `/subscriptions`, { method: 'POST', body: '<x/>', headers: { 'content-type': 'application/xml' } }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+  ])('answers %s with a JSON error code', async (_name, path, init, status, code) => {
+    const res = await tailnetFetch(publisher, `${hubUrl}${path}`, init as RequestInit);
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+  });
+
+  it('refuses a subscription that names someone else as the target (no request forgery)', async () => {
+    for (const body of [{ topics: ['x'], port: 80, address: native.ip() }, { topics: ['x'], port: 80, url: `http://${krkns.ip}:80/` }]) {
+      const res = await tailnetFetch(publisher, `${hubUrl}/subscriptions`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('FORBIDDEN_TARGET');
+    }
+  });
+});
+
+describe('delivery', () => {
+  it('delivers the raw body and the signature headers byte for byte, with the krkn headers', async () => {
+    const sub = new Subscriber('sub-exact');
+    await sub.start(['signed/*']);
+    try {
+      const body = Buffer.concat([Buffer.from('{"action":"opened","binary":"'), randomBytes(256), Buffer.from('"}')]);
+      const signature = `sha256=${createHmac('sha256', 'secret').update(body).digest('hex')}`;
+      const { id } = await clientFor(publisher).publish('signed/push', body, { 'x-hub-signature-256': signature, 'content-type': 'application/json', 'X-Custom-Case': 'Kept' });
+      await waitFor(async () => (sub.received.length > 0 ? true : undefined), { timeoutMs: 15_000, what: 'the delivery' });
+      const got = sub.received[0]!;
+      expect(got.body.equals(body)).toBe(true);
+      expect(got.headers['x-hub-signature-256']).toBe(signature);
+      expect(`sha256=${createHmac('sha256', 'secret').update(got.body).digest('hex')}`).toBe(signature);
+      expect(got.headers['x-custom-case']).toBe('Kept');
+      expect(got.headers['x-krkn-event-id']).toBe(id);
+      expect(got.headers['x-krkn-topic']).toBe('signed/push');
+      expect(got.headers['x-krkn-attempt']).toBe('1');
+      expect(got.headers['x-krkn-sender']).toBe(`publisher.${tailnet.domain}`);
+    } finally {
+      await sub.stop();
+    }
+  });
+
+  it('retries a subscriber that answers 500 until it accepts, with the same event id', async () => {
+    const sub = new Subscriber('sub-flaky');
+    await sub.start(['flaky']);
+    try {
+      sub.status = 500;
+      const { id } = await clientFor(publisher).publish('flaky', 'x');
+      await waitFor(async () => (sub.received.length >= 2 ? true : undefined), { timeoutMs: 15_000, what: 'two attempts' });
+      sub.status = 204;
+      await waitFor(async () => ((await clientFor(publisher).getEvent(id)).deliveries[0]?.state === 'delivered' ? true : undefined), {
+        timeoutMs: 15_000,
+        what: 'the delivery to succeed',
+      });
+      expect(new Set(sub.ids())).toEqual(new Set([id]));
+      expect(sub.received.map((r) => r.headers['x-krkn-attempt'])).toEqual(['1', '2', '3']);
+    } finally {
+      await sub.stop();
+    }
+  });
+
+  it('queues events while a subscriber is offline and delivers all of them, once each and in order, when it is back', async () => {
+    const sub = new Subscriber('sub-laptop');
+    await sub.start(['laptop/*']);
+    await sub.stop(); // the laptop sleeps
+    const client = clientFor(publisher);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await client.publish(`laptop/e${i}`, `event ${i}`)).id);
+
+    const back = new Subscriber('sub-laptop'); // same state dir: same identity and address
+    await back.start(['laptop/*']); // subscribing again tells krkns it is back
+    await waitFor(async () => (back.received.length >= 5 ? true : undefined), { timeoutMs: 30_000, what: 'the backlog' });
+    await new Promise((r) => setTimeout(r, 1_500)); // nothing more may arrive
+    try {
+      expect(back.ids()).toEqual(ids);
+      expect(back.received.map((r) => r.headers['x-krkn-attempt'])).toEqual(['1', '1', '1', '1', '1']);
+    } finally {
+      await back.stop();
+    }
+  });
+
+  it('lists subscriptions per caller, and lets only the owner delete one', async () => {
+    const sub = new Subscriber('sub-owner');
+    const own = await sub.start(['owned']);
+    try {
+      const [mine] = await own.listSubscriptions();
+      expect(mine).toMatchObject({ topics: ['owned'], port: 8080, path: '/in', address: sub.node.addresses[0] });
+      const err = await clientFor(publisher).unsubscribe(mine!.id).catch((e: unknown) => e);
+      expect((err as HubApiError).code).toBe('NOT_YOURS');
+      await own.unsubscribe(mine!.id);
+      expect(await own.listSubscriptions()).toEqual([]);
+    } finally {
+      await sub.stop();
+    }
+  });
+});

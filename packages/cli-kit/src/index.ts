@@ -1,0 +1,14 @@
+/**
+ * @krkn/cli-kit — what krkns and krknc share as programs: flags backed by environment variables,
+ * logging, the login experience on a terminal, the local admin socket, and exit codes.
+ */
+export { ExitCode, CliError, usageError, exitCodeFor, runMain } from './exit.js';
+export type { ExitCodeValue } from './exit.js';
+export { parseFlags, helpText } from './flags.js';
+export type { AnyFlagSpec, FlagSpec, FlagSpecs, FlagType, Flags } from './flags.js';
+export { parseDuration, parseSize, formatDurationMs, formatSize } from './units.js';
+export { createLogger, prettyStream, logLevels } from './log.js';
+export type { LogFormat } from './log.js';
+export { showLoginOnTerminal, readyLine } from './login.js';
+export { listenAdminSocket, adminFetch, socketAnswers } from './admin.js';
+export type { AdminFetch } from './admin.js';

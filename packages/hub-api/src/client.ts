@@ -1,0 +1,113 @@
+import type {
+  ErrorBody,
+  EventDetail,
+  EventMeta,
+  HubErrorCode,
+  HubStatus,
+  PublishResponse,
+  SubscribeRequest,
+  SubscriptionInfo,
+} from './contract.js';
+
+/** The fetch the client sends with: tailnetFetch bound to a node, or one over the admin socket. */
+export type FetchLike = (url: string, init?: RequestInit) => Promise<Response>;
+
+/** A krkns error answer, or a transport failure (code TRANSPORT). */
+export class HubApiError extends Error {
+  override readonly name = 'HubApiError';
+  constructor(
+    readonly code: HubErrorCode | 'TRANSPORT' | 'BAD_RESPONSE',
+    message: string,
+    readonly status: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Filters for {@link HubClient.listEvents}. */
+export interface ListEventsQuery {
+  topic?: string;
+  /** Events received after this event id. */
+  after?: string;
+  /** Events received at or after this time. */
+  since?: Date;
+  limit?: number;
+}
+
+/** A typed client for the krkns API. `baseUrl` is e.g. `http://krkns` (a MagicDNS name). */
+export class HubClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly fetch: FetchLike,
+  ) {}
+
+  /** Publishes one event; `body` is sent byte for byte. */
+  publish(topic: string, body: Uint8Array | string, headers: Record<string, string> = {}): Promise<PublishResponse> {
+    return this.json<PublishResponse>('POST', `/hooks/${topic.split('/').map(encodeURIComponent).join('/')}`, { body, headers });
+  }
+
+  subscribe(req: SubscribeRequest): Promise<SubscriptionInfo> {
+    return this.json<{ subscription: SubscriptionInfo }>('POST', '/subscriptions', { json: req }).then((r) => r.subscription);
+  }
+
+  listSubscriptions(): Promise<SubscriptionInfo[]> {
+    return this.json<{ subscriptions: SubscriptionInfo[] }>('GET', '/subscriptions').then((r) => r.subscriptions);
+  }
+
+  unsubscribe(id: string): Promise<void> {
+    return this.json<unknown>('DELETE', `/subscriptions/${encodeURIComponent(id)}`).then(() => undefined);
+  }
+
+  listEvents(q: ListEventsQuery = {}): Promise<EventMeta[]> {
+    const params = new URLSearchParams();
+    if (q.topic) params.set('topic', q.topic);
+    if (q.after) params.set('after', q.after);
+    if (q.since) params.set('since', q.since.toISOString());
+    if (q.limit) params.set('limit', String(q.limit));
+    return this.json<{ events: EventMeta[] }>('GET', `/events?${params}`).then((r) => r.events);
+  }
+
+  getEvent(id: string): Promise<EventDetail> {
+    return this.json<{ event: EventDetail }>('GET', `/events/${encodeURIComponent(id)}`).then((r) => r.event);
+  }
+
+  redeliver(id: string): Promise<{ id: string; deliveries: number }> {
+    return this.json('POST', `/events/${encodeURIComponent(id)}/redeliver`);
+  }
+
+  status(): Promise<HubStatus> {
+    return this.json<HubStatus>('GET', '/status');
+  }
+
+  private async json<T>(
+    method: string,
+    path: string,
+    opts: { body?: Uint8Array | string; json?: unknown; headers?: Record<string, string> } = {},
+  ): Promise<T> {
+    const headers = { ...opts.headers };
+    let body: Uint8Array | string | undefined = opts.body;
+    if (opts.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.json);
+    }
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+    } catch (err) {
+      throw new HubApiError('TRANSPORT', `cannot reach ${this.baseUrl}: ${(err as Error).message}`, 0, { cause: err });
+    }
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : {};
+    } catch {
+      throw new HubApiError('BAD_RESPONSE', `${method} ${path}: HTTP ${res.status} with a non-JSON body: ${text.slice(0, 200)}`, res.status);
+    }
+    if (!res.ok) {
+      const e = (parsed as Partial<ErrorBody>).error;
+      throw new HubApiError(e?.code ?? 'BAD_RESPONSE', e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+    }
+    return parsed as T;
+  }
+}

@@ -1,0 +1,113 @@
+/** Headers krkns adds to every delivery attempt. */
+export const deliveryHeaders = {
+  /** The event's stable id, the same on every attempt: receivers dedupe on it. */
+  eventId: 'x-krkn-event-id',
+  topic: 'x-krkn-topic',
+  /** 1 for the first attempt. */
+  attempt: 'x-krkn-attempt',
+  /** MagicDNS name of the node that published the event. */
+  sender: 'x-krkn-sender',
+  /** ISO time krkns received the event. */
+  receivedAt: 'x-krkn-received-at',
+} as const;
+
+/** Request headers that make a publish idempotent within its topic (first match wins). */
+export const dedupeHeaders = ['idempotency-key', 'x-github-delivery'] as const;
+
+/** Default app-capability name krkns checks with --require-capability. */
+export const defaultCapabilityName = 'krkn.dev/cap/webhooks';
+
+/** Every error krkns answers with, as `{ error: { code, message } }`. */
+export type HubErrorCode =
+  | 'BAD_REQUEST'
+  | 'BAD_TOPIC'
+  | 'BODY_TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'UNKNOWN_CALLER'
+  | 'MISSING_CAPABILITY'
+  | 'FORBIDDEN_TARGET'
+  | 'NOT_YOURS'
+  | 'EVENT_NOT_FOUND'
+  | 'SUBSCRIPTION_NOT_FOUND'
+  | 'NOT_FOUND'
+  | 'SHUTTING_DOWN'
+  | 'INTERNAL';
+
+export interface ErrorBody {
+  error: { code: HubErrorCode; message: string };
+}
+
+/** The answer to `POST /hooks/<topic>` (202). */
+export interface PublishResponse {
+  id: string;
+  topic: string;
+  /** True when the dedupe key was seen before: `id` is the first event's, nothing new was stored. */
+  duplicate: boolean;
+}
+
+/** Who published an event. */
+export interface SenderInfo {
+  ip: string;
+  node: string;
+  user: string;
+  tags: string[];
+}
+
+/** The state of one event towards one subscription. */
+export interface DeliveryInfo {
+  subscriptionId: string;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  lastStatus: number | null;
+  lastError: string | null;
+}
+
+/** An event without its body (`GET /events`). */
+export interface EventMeta {
+  id: string;
+  topic: string;
+  receivedAt: string;
+  sender: SenderInfo;
+  size: number;
+  contentType: string | null;
+  dedupeKey: string | null;
+  deliveries: DeliveryInfo[];
+}
+
+/** `GET /events/:id`: metadata, the original headers and the raw body (base64). */
+export interface EventDetail extends EventMeta {
+  headers: [string, string][];
+  bodyBase64: string;
+}
+
+/** `POST /subscriptions` body. There is no address field: deliveries go to the caller's own tailnet address. */
+export interface SubscribeRequest {
+  /** Exact topics or patterns such as `ci/*`. */
+  topics: string[];
+  /** Port of the subscriber's own tailnet listener. */
+  port: number;
+  /** Path deliveries are POSTed to (default `/`). */
+  path?: string;
+}
+
+export interface SubscriptionInfo {
+  id: string;
+  node: string;
+  address: string;
+  port: number;
+  path: string;
+  topics: string[];
+  createdAt: string;
+  /** ISO time since when the subscriber could not be reached, or null. */
+  offlineSince: string | null;
+}
+
+/** `GET /status`. */
+export interface HubStatus {
+  node: { name: string; addresses: string[]; state: string };
+  listener: string;
+  storage: { events: number; subscriptions: number; offlineSubscriptions: number; databaseBytes: number };
+  queue: { pending: number; delivered: number; failed: number; inFlight: number; oldestPendingAt: string | null };
+  /** Set while the node waits for interactive login. */
+  loginUrl?: string;
+}
