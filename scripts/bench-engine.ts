@@ -1,0 +1,290 @@
+// npm run bench:engine — the wasm node beside native tailscaled and plain loopback, in one run.
+//
+// Every figure is measured here, now, on this machine: join and restart times, HTTP latency and
+// request rate, bulk throughput, memory per node, the app thread's event-loop delay while a node
+// works, and the artifact size. `--write` replaces the table in README.md.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import Fastify from 'fastify';
+import { pino } from 'pino';
+import { buildInfo } from '@krkn/tailnet-wasm';
+import { TailnetNode, serveFastify, tailnetAgent, type Isolation } from '@krkn/tailnet';
+import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
+
+const LATENCY_REQUESTS = 300;
+const RATE_REQUESTS = 1000;
+const RATE_CONCURRENCY = 8;
+const BULK_BYTES = 16 << 20;
+const JOIN_RUNS = 3;
+
+interface Row {
+  metric: string;
+  values: Record<string, string>;
+}
+
+type Send = (path: string, body?: Buffer) => Promise<{ status: number; bytes: number }>;
+
+const columns = ['wasm (worker)', 'wasm (in-thread)', 'native, direct', 'native, DERP only', 'loopback HTTP'] as const;
+type Column = (typeof columns)[number];
+
+async function main(): Promise<void> {
+  const write = process.argv.includes('--write');
+  const state = mkdtempSync(join(tmpdir(), 'krkn-bench-'));
+  const tailnet = await startTailnet();
+  const rows: Row[] = [];
+  const row = (metric: string, values: Partial<Record<Column, string>>): void => {
+    rows.push({ metric, values: values as Record<string, string> });
+    console.error(`${metric}: ${JSON.stringify(values)}`);
+  };
+  try {
+    const user = await tailnet.createUser('bench');
+    const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
+    const info = buildInfo();
+    row('artifact size', { 'wasm (worker)': mib(info.wasmBytes), 'native, direct': mib(fileSize(tailnet.tools.tailscaled)) });
+
+    const joins = await measureJoins(tailnet, authKey, state);
+    row('cold join (key → Running), median', joins.cold);
+    row('warm restart (state → Running), median', joins.warm);
+
+    const loopback = await loopbackTarget();
+    const targets: Partial<Record<Column, { send: Send; close(): Promise<void>; rss?: () => number }>> = {};
+    for (const isolation of ['worker', 'thread'] as Isolation[]) {
+      targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(tailnet, authKey, state, isolation);
+    }
+    targets['native, direct'] = await nativePair(tailnet, authKey, {}, loopback.port);
+    targets['native, DERP only'] = await nativePair(tailnet, authKey, { TS_DEBUG_ALWAYS_USE_DERP: '1' }, loopback.port);
+    targets['loopback HTTP'] = loopback;
+
+    const latency: Partial<Record<Column, string>> = {};
+    const p99: Partial<Record<Column, string>> = {};
+    const rate: Partial<Record<Column, string>> = {};
+    const bulk: Partial<Record<Column, string>> = {};
+    const rss: Partial<Record<Column, string>> = {};
+    const loopDelay: Partial<Record<Column, string>> = {};
+    for (const col of columns) {
+      const t = targets[col];
+      if (!t) continue;
+      await t.send('/ping'); // warm the path (DERP connection, keep-alive)
+      const lat = await latencies(t.send);
+      latency[col] = `${lat.p50.toFixed(2)} ms`;
+      p99[col] = `${lat.p99.toFixed(2)} ms`;
+      rate[col] = `${(await requestRate(t.send)).toFixed(0)} req/s`;
+      const delay = monitorEventLoopDelay({ resolution: 10 });
+      delay.enable();
+      bulk[col] = `${(await throughput(t.send)).toFixed(1)} MB/s`;
+      delay.disable();
+      loopDelay[col] = `${(delay.percentile(99) / 1e6).toFixed(0)} ms`;
+      if (t.rss) rss[col] = mib(t.rss());
+    }
+    row('HTTP latency p50 (sequential, keep-alive)', latency);
+    row('HTTP latency p99', p99);
+    row(`requests/s (${RATE_CONCURRENCY} concurrent)`, rate);
+    row(`bulk upload ${BULK_BYTES >> 20} MiB`, bulk);
+    row('app event-loop delay p99 during bulk', loopDelay);
+    row('memory per node (RSS)', rss);
+    for (const t of Object.values(targets)) await t.close();
+  } finally {
+    await tailnet.stop();
+    rmSync(state, { recursive: true, force: true });
+  }
+
+  const table = render(rows);
+  console.log(table);
+  if (write) updateReadme(table);
+}
+
+async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
+  const cold: Record<string, number[]> = { wasm: [], native: [] };
+  const warm: Record<string, number[]> = { wasm: [], native: [] };
+  for (let i = 0; i < JOIN_RUNS; i++) {
+    const opts = { hostname: `join-${i}`, stateDir: join(state, `join-${i}`), controlUrl: tailnet.url, authKey, logger: quiet(), engineEnv: derpHttp };
+    cold.wasm!.push(await timed(async () => (await up(new TailnetNode(opts))).close()));
+    warm.wasm!.push(await timed(async () => (await up(new TailnetNode({ ...opts, authKey: undefined }))).close()));
+    let native: NativeNode | undefined;
+    cold.native!.push(await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))));
+    warm.native!.push(await timed(async () => void (await native!.restart())));
+    await native!.stop();
+  }
+  const fmt = (xs: number[]) => `${(median(xs) / 1000).toFixed(2)} s`;
+  return {
+    cold: { 'wasm (worker)': fmt(cold.wasm!), 'native, direct': fmt(cold.native!) },
+    warm: { 'wasm (worker)': fmt(warm.wasm!), 'native, direct': fmt(warm.native!) },
+  };
+}
+
+async function up(node: TailnetNode): Promise<TailnetNode> {
+  await node.up();
+  return node;
+}
+
+async function wasmPair(tailnet: Tailnet, authKey: string, state: string, isolation: Isolation) {
+  const rssBefore = process.memoryUsage().rss;
+  const mk = (name: string) =>
+    new TailnetNode({ hostname: `${name}-${isolation}`, stateDir: join(state, `${name}-${isolation}`), controlUrl: tailnet.url, authKey, logger: quiet(), engineEnv: derpHttp, isolation });
+  const server = mk('srv');
+  const client = mk('cli');
+  await Promise.all([server.up(), client.up()]);
+  const rssPerNode = (process.memoryUsage().rss - rssBefore) / 2;
+  const app = Fastify({ bodyLimit: BULK_BYTES * 2 });
+  routes(app);
+  await serveFastify(app, server, 80);
+  const agent = tailnetAgent(client, { maxSockets: RATE_CONCURRENCY });
+  const host = server.addresses[0]!;
+  return {
+    send: (path: string, body?: Buffer) => httpSend({ host, port: 80, path, agent }, body),
+    rss: () => rssPerNode,
+    close: async () => {
+      agent.destroy();
+      await app.close();
+      await Promise.all([server.close(), client.close()]);
+    },
+  };
+}
+
+async function nativePair(tailnet: Tailnet, authKey: string, env: Record<string, string>, targetPort: number) {
+  const tag = env.TS_DEBUG_ALWAYS_USE_DERP ? 'derp' : 'direct';
+  const [a, b] = await Promise.all([
+    startNativeNode(tailnet, { hostname: `na-${tag}`, authKey, env }),
+    startNativeNode(tailnet, { hostname: `nb-${tag}`, authKey, env }),
+  ]);
+  await a.waitForPeer(`nb-${tag}`);
+  // The client speaks to a's HTTP proxy; b forwards tailnet connections to its host's loopback.
+  const agent = new Agent({ keepAlive: true, maxSockets: RATE_CONCURRENCY });
+  const target = `http://${b.ip()}:${targetPort}`;
+  return {
+    send: (path: string, body?: Buffer) => httpSend({ host: '127.0.0.1', port: a.httpProxyPort, path: `${target}${path}`, agent }, body),
+    rss: () => (rssOf(a.pid) + rssOf(b.pid)) / 2,
+    close: async () => {
+      agent.destroy();
+      await Promise.all([a.stop(), b.stop()]);
+    },
+  };
+}
+
+async function loopbackTarget() {
+  const app = Fastify({ bodyLimit: BULK_BYTES * 2 });
+  routes(app);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const agent = new Agent({ keepAlive: true, maxSockets: RATE_CONCURRENCY });
+  return {
+    port,
+    send: (path: string, body?: Buffer) => httpSend({ host: '127.0.0.1', port, path, agent }, body),
+    close: async () => {
+      agent.destroy();
+      await app.close();
+    },
+  };
+}
+
+function routes(app: ReturnType<typeof Fastify>): void {
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: BULK_BYTES * 2 }, (_r, body, done) => done(null, body));
+  app.get('/ping', async () => 'pong');
+  app.post('/upload', async (req) => ({ bytes: (req.body as Buffer).length }));
+}
+
+function httpSend(opts: { host: string; port: number; path: string; agent: Agent }, body?: Buffer): Promise<{ status: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: opts.host,
+        port: opts.port,
+        path: opts.path,
+        agent: opts.agent,
+        method: body ? 'POST' : 'GET',
+        headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {},
+      },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(60_000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function latencies(send: Send): Promise<{ p50: number; p99: number }> {
+  const xs: number[] = [];
+  for (let i = 0; i < LATENCY_REQUESTS; i++) {
+    const t0 = performance.now();
+    const res = await send('/ping');
+    if (res.status !== 200) throw new Error(`status ${res.status}`);
+    xs.push(performance.now() - t0);
+  }
+  xs.sort((a, b) => a - b);
+  return { p50: xs[Math.floor(xs.length * 0.5)]!, p99: xs[Math.floor(xs.length * 0.99)]! };
+}
+
+async function requestRate(send: Send): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next++ < RATE_REQUESTS) if ((await send('/ping')).status !== 200) throw new Error('bad status');
+  };
+  await Promise.all(Array.from({ length: RATE_CONCURRENCY }, worker));
+  return RATE_REQUESTS / ((performance.now() - t0) / 1000);
+}
+
+async function throughput(send: Send): Promise<number> {
+  const body = Buffer.alloc(BULK_BYTES, 0x6b);
+  const t0 = performance.now();
+  const res = await send('/upload', body);
+  if (res.status !== 200) throw new Error(`upload status ${res.status}`);
+  return BULK_BYTES / 1e6 / ((performance.now() - t0) / 1000);
+}
+
+const derpHttp = { TS_DEBUG_USE_DERP_HTTP: '1' };
+const quiet = () => pino({ level: 'silent' });
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function rssOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function fileSize(path: string): number {
+  return readFileSync(path).length;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+function render(rows: Row[]): string {
+  const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const head = `| metric | ${columns.join(' | ')} |\n|---|${columns.map(() => '---:').join('|')}|`;
+  const body = rows.map((r) => `| ${r.metric} | ${columns.map((c) => r.values[c] ?? '–').join(' | ')} |`).join('\n');
+  return `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}.\n\n${head}\n${body}\n`;
+}
+
+function updateReadme(table: string): void {
+  const path = new URL('../README.md', import.meta.url);
+  const text = readFileSync(path, 'utf8');
+  const start = '<!-- bench:engine:start -->';
+  const end = '<!-- bench:engine:end -->';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < 0) throw new Error(`README.md has no ${start} … ${end} section`);
+  writeFileSync(path, `${text.slice(0, i + start.length)}\n${table}${text.slice(j)}`);
+  console.error('README.md updated');
+}
+
+await main();
