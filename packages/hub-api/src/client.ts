@@ -37,9 +37,14 @@ export interface ListEventsQuery {
 
 /** A typed client for the krkns API. `baseUrl` is e.g. `http://krkns` (a MagicDNS name). */
 export class HubClient {
+  /**
+   * @param timeoutMs bound on each call (default 30 s): a krkns that vanished mid-request
+   *   (crashed, or its node went offline) must not leave the caller waiting forever.
+   */
   constructor(
     readonly baseUrl: string,
     private readonly fetch: FetchLike,
+    private readonly timeoutMs = 30_000,
   ) {}
 
   /** Publishes one event; `body` is sent byte for byte. */
@@ -92,12 +97,15 @@ export class HubClient {
       body = JSON.stringify(opts.json);
     }
     let res: Response;
+    let text: string;
     try {
-      res = await this.fetch(`${this.baseUrl}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+      const signal = AbortSignal.timeout(this.timeoutMs);
+      res = await this.fetch(`${this.baseUrl}${path}`, { method, headers, signal, ...(body !== undefined ? { body } : {}) });
+      text = await res.text();
     } catch (err) {
-      throw new HubApiError('TRANSPORT', `cannot reach ${this.baseUrl}: ${(err as Error).message}`, 0, { cause: err });
+      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000}s` : (err as Error).message;
+      throw new HubApiError('TRANSPORT', `cannot reach ${this.baseUrl}: ${why}`, 0, { cause: err });
     }
-    const text = await res.text();
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : {};
