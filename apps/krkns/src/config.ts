@@ -36,9 +36,11 @@ export const commonFlags = {
   help: { type: 'bool', short: 'h', describe: 'show this help' },
 } satisfies FlagSpecs;
 
+const { json: _json, ...daemonFlags } = commonFlags; // a daemon prints no result to format
+
 /** Flags of `krkns run`. */
 export const runFlags = {
-  ...commonFlags,
+  ...daemonFlags,
   'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: 'https://controlplane.tailscale.com', describe: 'the tailnet control server' },
   port: {
     type: 'int',
