@@ -82,7 +82,7 @@ function positive(n: number): string | undefined {
 }
 
 /** The state directory of a parsed command line. */
-export function stateDirOf(flags: Flags<typeof commonFlags>): string {
+export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {
   return flags['state-dir'] ?? defaultStateDir('krkns', flags.hostname!);
 }
 
