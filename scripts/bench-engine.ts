@@ -8,7 +8,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildInfo } from '@krkn/tailnet-wasm';
 import { TailnetNode, serveFastify, tailnetAgent, type Isolation } from '@krkn/tailnet';
@@ -180,7 +180,7 @@ async function loopbackTarget() {
   };
 }
 
-function routes(app: ReturnType<typeof Fastify>): void {
+function routes(app: FastifyInstance): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: BULK_BYTES * 2 }, (_r, body, done) => done(null, body));
   app.get('/ping', async () => 'pong');
   app.post('/upload', async (req) => ({ bytes: (req.body as Buffer).length }));

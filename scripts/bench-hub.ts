@@ -1,0 +1,234 @@
+// npm run bench:hub — krkns's publish throughput and publish→delivered latency, over the tailnet
+// (a real krkns process, a publisher and a subscriber node) beside the same hub code on plain
+// loopback HTTP with no tailnet (the ceiling). `--write` replaces the table in README.md.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { Hub, identifyAdmin, type SendAttempt } from '@krkn/hub';
+import { HubStore } from '@krkn/hub-store';
+import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
+import { startTailnet } from '@krkn/testnet';
+
+const THROUGHPUT_EVENTS = 400;
+const CONCURRENCY = 8;
+const RATE_PER_SECOND = 20;
+const RATE_SECONDS = 10;
+const BODY = Buffer.from(JSON.stringify({ action: 'completed', repository: 'krkn', payload: 'x'.repeat(1500) }));
+
+/** Publishes one event and resolves with its id (after the 202). */
+type Publish = (topic: string, body: Buffer) => Promise<string>;
+
+interface Results {
+  throughput: number;
+  p50: number;
+  p99: number;
+  delivered: number;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
+  const results: Record<string, Results> = {};
+  try {
+    results['krkns over the tailnet'] = await overTailnet(dir);
+    results['hub on loopback, no tailnet (ceiling)'] = await onLoopback(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const table = render(results);
+  console.log(table);
+  if (process.argv.includes('--write')) updateReadme(table);
+}
+
+/** A subscriber app that records when each event arrives. */
+function subscriberApp(arrivals: Map<string, number>): FastifyInstance {
+  const app = Fastify({ bodyLimit: 1 << 20 });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, b, done) => done(null, b));
+  app.post('/in', async (req) => {
+    arrivals.set(String(req.headers['x-krkn-event-id']), performance.now());
+    return 'ok';
+  });
+  return app;
+}
+
+async function overTailnet(dir: string): Promise<Results> {
+  const tailnet = await startTailnet();
+  const user = await tailnet.createUser('bench');
+  const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
+  const main = new URL('../apps/krkns/dist/main.js', import.meta.url).pathname;
+  const krkns = spawn(process.execPath, [main, 'run', '--hostname', 'hub', '--state-dir', join(dir, 'krkns'), '--control-url', tailnet.url, '--log-level', 'warn'], {
+    env: { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
+  let out = '';
+  krkns.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const mk = (h: string) => new TailnetNode({ hostname: h, stateDir: join(dir, h), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  const publisher = mk('publisher');
+  const subscriber = mk('subscriber');
+  try {
+    await Promise.all([publisher.up(), subscriber.up()]);
+    const deadline = Date.now() + 60_000;
+    while (!/ready: node \S+ \((100\.[\d.]+)/.test(out)) {
+      if (Date.now() > deadline || krkns.exitCode !== null) throw new Error(`krkns did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const hubIp = /ready: node \S+ \((100\.[\d.]+)/.exec(out)![1]!;
+    await waitPing(publisher, hubIp);
+    await waitPing(subscriber, hubIp);
+    const arrivals = new Map<string, number>();
+    const app = subscriberApp(arrivals);
+    await serveFastify(app, subscriber, 8080);
+    const subAgent = tailnetAgent(subscriber);
+    await httpJson(subAgent, hubIp, 80, '/subscriptions', Buffer.from(JSON.stringify({ topics: ['bench/**'], port: 8080, path: '/in' })), 'application/json');
+    const agent = tailnetAgent(publisher, { maxSockets: CONCURRENCY });
+    const publish: Publish = async (topic, body) => eventId(await httpJson(agent, hubIp, 80, `/hooks/${topic}`, body, 'application/json'));
+    const r = await measure(publish, arrivals);
+    agent.destroy();
+    subAgent.destroy();
+    await app.close();
+    return r;
+  } finally {
+    krkns.kill('SIGTERM');
+    await new Promise((r) => krkns.once('exit', r));
+    await Promise.all([publisher.close(), subscriber.close()]);
+    await tailnet.stop();
+  }
+}
+
+async function onLoopback(dir: string): Promise<Results> {
+  const arrivals = new Map<string, number>();
+  const sub = subscriberApp(arrivals);
+  await sub.listen({ host: '127.0.0.1', port: 0 });
+  const subPort = (sub.server.address() as { port: number }).port;
+  const loopAgent = new Agent({ keepAlive: true, maxSockets: 4 });
+  // The same hub code, with deliveries posted over loopback instead of the tailnet.
+  const send: SendAttempt = async ({ event }, attempt) => {
+    const { status } = await httpJson(loopAgent, '127.0.0.1', subPort, '/in', event.body, 'application/json', {
+      'x-krkn-event-id': event.id,
+      'x-krkn-attempt': String(attempt),
+    });
+    return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
+  };
+  const store = HubStore.open(join(dir, 'loopback.db'));
+  const node = new TailnetNode({ hostname: 'unused', stateDir: join(dir, 'unused') }); // never started
+  const hub = new Hub({
+    store,
+    node,
+    logger: pino({ level: 'silent' }),
+    send,
+    config: { bodyLimit: 10 << 20, retentionMs: 86400e3, retryScheduleMs: [0, 5000], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16 },
+  });
+  const app = await hub.app(identifyAdmin);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  hub.start();
+  const port = (app.server.address() as { port: number }).port;
+  store.subscribe({ nodeId: 'n', nodeName: 'loopback', address: '127.0.0.1', port: subPort, path: '/in', topics: ['bench/**'] });
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const r = await measure(async (topic, body) => eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json')), arrivals);
+  agent.destroy();
+  loopAgent.destroy();
+  await hub.stop(1000);
+  await app.close();
+  await sub.close();
+  store.close();
+  return r;
+}
+
+/** Throughput with CONCURRENCY publishers, then latency at a fixed rate, both until delivered. */
+async function measure(publish: Publish, arrivals: Map<string, number>): Promise<Results> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next++ < THROUGHPUT_EVENTS) await publish('bench/throughput', BODY);
+    }),
+  );
+  const throughput = THROUGHPUT_EVENTS / ((performance.now() - t0) / 1000);
+  await until(() => arrivals.size >= THROUGHPUT_EVENTS, 120_000);
+  arrivals.clear();
+
+  const sent = new Map<string, number>();
+  const jobs: Promise<void>[] = [];
+  const total = RATE_PER_SECOND * RATE_SECONDS;
+  for (let i = 0; i < total; i++) {
+    const start = performance.now();
+    jobs.push(publish('bench/latency', BODY).then((id) => void sent.set(id, start)));
+    await new Promise((r) => setTimeout(r, 1000 / RATE_PER_SECOND));
+  }
+  await Promise.all(jobs);
+  await until(() => arrivals.size >= total, 120_000);
+  const lat = [...sent].map(([id, s]) => arrivals.get(id)! - s).sort((a, b) => a - b);
+  return { throughput, p50: lat[Math.floor(lat.length / 2)]!, p99: lat[Math.floor(lat.length * 0.99)]!, delivered: lat.length };
+}
+
+function eventId(res: { status: number; text: string }): string {
+  const id = /"id":"(evt_[^"]+)"/.exec(res.text)?.[1];
+  if (res.status !== 202 || !id) throw new Error(`publish: HTTP ${res.status} ${res.text.slice(0, 200)}`);
+  return id;
+}
+
+function httpJson(agent: Agent, host: string, port: number, path: string, body: Buffer, type: string, extra: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path, method: 'POST', agent, headers: { 'content-type': type, 'content-length': body.length, ...extra } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function waitPing(node: TailnetNode, ip: string): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    try {
+      await node.ping(ip, { timeoutMs: 2000 });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw new Error(`no ping answer from ${ip}`);
+}
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for deliveries');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function render(results: Record<string, Results>): string {
+  const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const names = Object.keys(results);
+  const row = (label: string, f: (r: Results) => string) => `| ${label} | ${names.map((n) => f(results[n]!)).join(' | ')} |`;
+  return [
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}; ${BODY.length}-byte JSON events.`,
+    '',
+    `| metric | ${names.join(' | ')} |`,
+    `|---|${names.map(() => '---:').join('|')}|`,
+    row(`publish throughput (${CONCURRENCY} concurrent, committed before 202)`, (r) => `${r.throughput.toFixed(0)} events/s`),
+    row(`publish → delivered p50 at ${RATE_PER_SECOND} events/s`, (r) => `${r.p50.toFixed(1)} ms`),
+    row('publish → delivered p99', (r) => `${r.p99.toFixed(1)} ms`),
+    '',
+  ].join('\n');
+}
+
+function updateReadme(table: string): void {
+  const path = new URL('../README.md', import.meta.url);
+  const text = readFileSync(path, 'utf8');
+  const start = '<!-- bench:hub:start -->';
+  const end = '<!-- bench:hub:end -->';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < 0) throw new Error(`README.md has no ${start} … ${end} section`);
+  writeFileSync(path, `${text.slice(0, i + start.length)}\n${table}${text.slice(j)}`);
+  console.error('README.md updated');
+}
+
+await main();
