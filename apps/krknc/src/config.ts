@@ -1,0 +1,111 @@
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { type FlagSpecs, type Flags, logLevels } from '@krkn/cli-kit';
+import { defaultStateDir } from '@krkn/tailnet';
+
+/** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */
+export function defaultHostname(): string {
+  const base = osHostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
+  return `krknc-${base || 'host'}`;
+}
+
+/** Flags every krknc command shares: which node, and how to log. */
+export const commonFlags = {
+  hostname: { type: 'string', env: 'KRKNC_HOSTNAME', default: defaultHostname, describe: "the node's name on the tailnet (default krknc-<os hostname>)" },
+  'state-dir': {
+    type: 'string',
+    env: 'KRKNC_STATE_DIR',
+    describe: 'where the node identity, delivered-event ids and admin socket live (default <data dir>/krkn/krknc/<hostname>)',
+  },
+  'log-level': {
+    type: 'string',
+    env: 'KRKNC_LOG_LEVEL',
+    default: 'info',
+    describe: `log level: ${logLevels.join(', ')}`,
+    check: (v: string) => (logLevels.includes(v as never) ? undefined : `must be one of ${logLevels.join(', ')}`),
+  },
+  'log-format': {
+    type: 'string',
+    env: 'KRKNC_LOG_FORMAT',
+    describe: 'json or pretty (default pretty on a terminal, json otherwise)',
+    check: (v: string) => (v === 'json' || v === 'pretty' ? undefined : 'must be json or pretty'),
+  },
+  json: { type: 'bool', env: 'KRKNC_JSON', describe: 'print results as JSON (one object per line for streams)' },
+  help: { type: 'bool', short: 'h', describe: 'show this help' },
+} satisfies FlagSpecs;
+
+/** Which control server: for commands that may bring the node up. */
+export const controlFlags = {
+  ...commonFlags,
+  'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: 'https://controlplane.tailscale.com', describe: 'the tailnet control server' },
+} satisfies FlagSpecs;
+
+/** Flags of commands that join the tailnet themselves (and may register the node). */
+export const nodeFlags = {
+  ...controlFlags,
+  ephemeral: { type: 'bool', env: 'KRKNC_EPHEMERAL', default: false, describe: 'register as an ephemeral node (with an ephemeral auth key: gone as soon as krknc exits)' },
+  tags: {
+    type: 'list',
+    env: 'KRKNC_TAGS',
+    default: [],
+    describe: 'tags to advertise, e.g. tag:ci (the policy must let the node own them)',
+    check: (tags: string[]) => tags.map((t) => (/^tag:[a-z0-9][a-z0-9-]*$/i.test(t) ? undefined : `${t} is not a tag (tag:name)`)).find(Boolean),
+  },
+} satisfies FlagSpecs;
+
+/** `--server`: which krkns. */
+export const serverFlag = {
+  server: {
+    type: 'string',
+    env: 'KRKNC_SERVER',
+    placeholder: 'host[:port]',
+    describe: 'the krkns node: MagicDNS short name, FQDN or 100.x IP, with :port if not 80',
+  },
+} satisfies FlagSpecs;
+
+/** Flags of commands that forward to a local app. */
+export const forwardFlags = {
+  'forward-to': {
+    type: 'string',
+    env: 'KRKNC_FORWARD_TO',
+    placeholder: 'url',
+    describe: 'the local app, e.g. http://localhost:3000/webhooks (localhost:3000/x and 3000 work too)',
+  },
+  'forward-timeout': {
+    type: 'duration',
+    env: 'KRKNC_FORWARD_TIMEOUT',
+    default: 30e3,
+    describe: 'how long the local app may take to answer (then 504)',
+    check: positive,
+  },
+} satisfies FlagSpecs;
+
+/** The tailnet listener of listen and expose. */
+export const portFlag = {
+  port: {
+    type: 'int',
+    env: 'KRKNC_PORT',
+    default: 8080,
+    describe: "port of krknc's listener on its tailnet address",
+    check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
+  },
+} satisfies FlagSpecs;
+
+export function positive(n: number): string | undefined {
+  return n > 0 ? undefined : 'must be greater than zero';
+}
+
+/** The state directory of a parsed command line. */
+export function stateDirOf(flags: Flags<typeof commonFlags>): string {
+  return flags['state-dir'] ?? defaultStateDir('krknc', flags.hostname!);
+}
+
+/** Where a krknc state directory keeps its parts (next to the node's own files). */
+export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string; lock: string } {
+  return {
+    adminSocket: join(stateDir, 'krknc.sock'),
+    seenEvents: join(stateDir, 'delivered-events.log'),
+    // Written by @krkn/tailnet's StateLock (its file name is not exported; see the report).
+    lock: join(stateDir, 'lock'),
+  };
+}

@@ -1,0 +1,323 @@
+import { connect } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { ExitCode, helpText, parseFlags, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import { deliveryHeaders, type HubClient, type SubscribeRequest } from '@krkn/hub-api';
+import { topicPatternError } from '@krkn/policy';
+import { serveFastify } from '@krkn/tailnet';
+import { forwardFlags, nodeFlags, pathsIn, portFlag, positive, serverFlag, stateDirOf } from './config.js';
+import { SeenEvents, defaultSeenCapacity } from './dedupe.js';
+import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type ForwardResult } from './forward.js';
+import { aborted, loggerFor, startNode } from './node.js';
+import { Reporter } from './report.js';
+import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
+import { ownSession } from './session.js';
+import { serveAdminSocket, type ListenInfo } from './socket.js';
+
+export const listenFlags = {
+  ...nodeFlags,
+  ...serverFlag,
+  topic: {
+    type: 'list',
+    env: 'KRKNC_TOPICS',
+    repeatable: true,
+    placeholder: 'topic',
+    describe: 'topic or pattern to subscribe to (ci/*, github/**); repeat for more',
+    check: (ts: string[]) => ts.map(topicPatternError).find(Boolean),
+  },
+  ...forwardFlags,
+  ...portFlag,
+  path: {
+    type: 'string',
+    env: 'KRKNC_PATH',
+    default: '/krkn/deliver',
+    describe: 'path krkns delivers to on that port',
+    check: (p: string) => (p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)'),
+  },
+  once: {
+    type: 'bool',
+    env: 'KRKNC_ONCE',
+    default: false,
+    describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
+  },
+  'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
+  'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
+  'dedupe-size': {
+    type: 'int',
+    env: 'KRKNC_DEDUPE_SIZE',
+    default: defaultSeenCapacity,
+    describe: 'how many delivered event ids are remembered (across restarts) to drop duplicates',
+    check: positive,
+  },
+} satisfies FlagSpecs;
+
+const usage = 'krknc listen --server <krkns> --topic <t> [--topic ...] --forward-to <local URL> [flags]';
+const description = `Subscribes to topics on krkns and forwards every delivery to a local app, like
+'stripe listen --forward-to', privately over the tailnet. Deliveries arrive on krknc's own tailnet
+address (--port, --path) and go to --forward-to with their method, headers and raw body unchanged;
+krkns gets the local app's status back, so anything but a 2xx is retried by krkns. Each event id
+is forwarded once (duplicates are answered 200 without forwarding).
+The subscription outlives krknc: while it is stopped (laptop asleep), krkns queues the events and
+delivers them when 'krknc listen' runs again. --once unsubscribes on exit instead (so does --ephemeral).`;
+
+/** `krknc listen`: runs until Ctrl-C/SIGTERM. */
+export async function listen(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(listenFlags, argv);
+  if (flags.help) {
+    process.stdout.write(helpText(usage, description, listenFlags));
+    return ExitCode.OK;
+  }
+  const ref = parseServer(flags.server);
+  const topics = flags.topic ?? [];
+  if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
+  const target = parseForwardTo(flags['forward-to']);
+  const once = flags.once! || flags.ephemeral!;
+  const log = loggerFor(flags, 'listen');
+  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body']! });
+  const paths = pathsIn(stateDirOf(flags));
+
+  const own = await startNode(flags, log);
+  const closers: { close(): Promise<unknown> }[] = [];
+  try {
+    const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']!);
+    const state = new ListenState({ topics, forwardTo: target.href, once });
+    closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log }, paths.adminSocket));
+    const status = await own.up;
+    const session = ownSession(own);
+    const server = await resolveServer(session, ref);
+    state.server = ref.text;
+    const hub = hubFor(session, server);
+    const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
+    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log));
+    state.local = local;
+    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
+    closers.unshift(app);
+    await serveFastify(app, own.node, flags.port!);
+    const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
+    state.listener = listener;
+    const sub = await hub.subscribe(subscribe).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    state.subscription = sub.id;
+    log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href }, 'subscribed');
+    reporter.result(
+      'ready',
+      { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
+      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`],
+    );
+
+    await aborted(own.stop.signal);
+    local.stop();
+    if (once) await unsubscribe(hub, sub.id, log);
+    else log.info({ subscription: sub.id }, 'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)');
+    return ExitCode.OK;
+  } finally {
+    // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
+    await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await own.dispose();
+  }
+}
+
+async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
+  try {
+    await Promise.race([hub.unsubscribe(id), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
+    log.info({ subscription: id }, 'unsubscribed');
+  } catch (err) {
+    log.warn({ subscription: id, err: (err as Error).message }, 'could not unsubscribe; krkns keeps the subscription');
+  }
+}
+
+/** Subscribing again makes krkns attempt the subscription's queued deliveries now. */
+async function resubscribe(hub: HubClient, req: SubscribeRequest, server: ResolvedServer, log: Logger): Promise<void> {
+  try {
+    await hub.subscribe(req);
+    log.debug('asked krkns to deliver the queued events now');
+  } catch (err) {
+    log.warn({ err: hubFailure(err, server, 'subscribe').message }, 'could not ask krkns to deliver now; it retries on its schedule');
+  }
+}
+
+/** Counters and settings for status. */
+class ListenState {
+  server = '';
+  listener = '';
+  subscription: string | null = null;
+  forwarded = 0;
+  failed = 0;
+  duplicates = 0;
+  local: LocalApp | undefined;
+
+  constructor(private readonly settings: { topics: string[]; forwardTo: string; once: boolean }) {}
+
+  info(): ListenInfo {
+    const since = this.local?.downSince;
+    return {
+      server: this.server,
+      topics: this.settings.topics,
+      subscription: this.subscription,
+      listener: this.listener,
+      forwardTo: this.settings.forwardTo,
+      once: this.settings.once,
+      forwarded: this.forwarded,
+      failed: this.failed,
+      duplicates: this.duplicates,
+      localApp: this.local?.state ?? 'unknown',
+      ...(since !== undefined ? { localDownSince: new Date(since).toISOString() } : {}),
+    };
+  }
+}
+
+/**
+ * Whether the local app answers. Going down is said once (krkns retries each event many times,
+ * and that is not news); while it is down a TCP probe notices when it is back, says so, and asks
+ * krkns to deliver the queue now rather than at its next scheduled retry.
+ */
+class LocalApp {
+  state: 'unknown' | 'up' | 'down' = 'unknown';
+  downSince: number | undefined;
+  private probe: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly target: URL,
+    private readonly reporter: Reporter,
+    private readonly log: Logger,
+    private readonly onBack: () => void,
+  ) {}
+
+  failed(error: string): void {
+    if (this.state === 'down') {
+      this.log.debug({ error }, 'local app still down');
+      return;
+    }
+    this.state = 'down';
+    this.downSince = Date.now();
+    this.reporter.notice(
+      'local-down',
+      `local app ${this.target.href} is down (${error}): krkns keeps the events and retries; krknc says when it is back`,
+      { url: this.target.href, error },
+      'warn',
+    );
+    this.probe = setInterval(() => this.check(), 1_000);
+    this.probe.unref();
+  }
+
+  answered(): void {
+    if (this.state === 'down') this.back();
+    this.state = 'up';
+  }
+
+  stop(): void {
+    clearInterval(this.probe);
+  }
+
+  private back(): void {
+    clearInterval(this.probe);
+    const downMs = Date.now() - (this.downSince ?? Date.now());
+    this.state = 'up';
+    this.downSince = undefined;
+    this.reporter.notice('local-up', `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`, { url: this.target.href, downMs }, 'ok');
+    this.onBack();
+  }
+
+  private check(): void {
+    const port = Number(this.target.port) || (this.target.protocol === 'https:' ? 443 : 80);
+    const socket = connect({ host: this.target.hostname.replace(/^\[|\]$/g, ''), port, timeout: 900 });
+    socket.once('connect', () => {
+      socket.destroy();
+      if (this.state === 'down') this.back();
+    });
+    socket.once('error', () => socket.destroy());
+    socket.once('timeout', () => socket.destroy());
+  }
+}
+
+interface DeliveryContext {
+  target: URL;
+  server: ResolvedServer;
+  seen: SeenEvents;
+  state: ListenState;
+  local: LocalApp;
+  reporter: Reporter;
+  log: Logger;
+  bodyLimit: number;
+  timeoutMs: number;
+  path: string;
+}
+
+/** The tailnet listener krkns delivers to. */
+async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
+  const app = Fastify({ bodyLimit: ctx.bodyLimit });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // One forward per event id at a time: a retry that arrives while the first attempt is still at
+  // the local app (krkns gave up waiting) gets that attempt's result instead of a second copy.
+  const inFlight = new Map<string, Promise<ForwardResult>>();
+  app.post(ctx.path, async (req, reply) => {
+    if (!ctx.server.peer.addresses.includes(req.ip)) {
+      ctx.log.warn({ from: req.ip }, 'refused a delivery that did not come from krkns');
+      return reply.code(403).send({ error: `deliveries are accepted from ${ctx.server.display} only` });
+    }
+    const id = header(req, deliveryHeaders.eventId);
+    if (!id) return reply.code(400).send({ error: `a delivery needs ${deliveryHeaders.eventId}` });
+    const topic = header(req, deliveryHeaders.topic) ?? '';
+    const attempt = Number(header(req, deliveryHeaders.attempt) ?? 1);
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    const log = ctx.log.child({ event: id, topic, attempt });
+    if (ctx.seen.has(id)) {
+      ctx.state.duplicates++;
+      log.debug('duplicate delivery: answered without forwarding');
+      ctx.reporter.event({ topic, id, attempt, status: 200, ms: 0, duplicate: true });
+      return reply.code(200).send({ duplicate: true, id });
+    }
+    let pending = inFlight.get(id);
+    const first = pending === undefined;
+    if (!pending) {
+      pending = forwardBuffered(ctx.target, { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body }, ctx.timeoutMs);
+      inFlight.set(id, pending);
+    }
+    const result = await pending.finally(() => inFlight.delete(id));
+    if (first) record(ctx, log, { topic, id, attempt, body, contentType: header(req, 'content-type') ?? null }, result);
+    return answer(reply, result, ctx.target);
+  });
+  return app;
+}
+
+/** Bookkeeping and the printed line for one forward. */
+function record(ctx: DeliveryContext, log: Logger, e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null }, r: ForwardResult): void {
+  if (r.kind === 'unreachable') {
+    ctx.state.failed++;
+    ctx.local.failed(r.error);
+    return;
+  }
+  if (r.kind === 'answered') {
+    ctx.local.answered();
+    if (r.status >= 200 && r.status < 300) {
+      ctx.seen.add(e.id);
+      ctx.state.forwarded++;
+    } else ctx.state.failed++;
+    log.debug({ status: r.status, ms: r.ms }, 'forwarded');
+    ctx.reporter.event({ ...e, status: r.status, ms: r.ms });
+    return;
+  }
+  ctx.state.failed++;
+  log.debug({ error: r.error, ms: r.ms }, 'forward failed');
+  ctx.reporter.event({ ...e, status: null, ms: r.ms, error: r.error });
+}
+
+/** krkns gets the local app's answer; a local app that is down or silent becomes 502 or 504. */
+function answer(reply: FastifyReply, r: ForwardResult, target: URL): FastifyReply {
+  switch (r.kind) {
+    case 'answered': {
+      const type = r.headers['content-type'];
+      if (type) void reply.header('content-type', type);
+      return reply.code(r.status).send(r.body);
+    }
+    case 'timeout':
+      return reply.code(504).send({ error: `local app ${target.href}: ${r.error}` });
+    default:
+      return reply.code(502).send({ error: `local app ${target.href} is not answering: ${r.error}` });
+  }
+}
+
+function header(req: FastifyRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -1,0 +1,93 @@
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { CliError, ExitCode, createLogger, showLoginOnTerminal, type Flags, type LogFormat } from '@krkn/cli-kit';
+import { FileStateStore, TailnetNode, type NodeStatus } from '@krkn/tailnet';
+import { commonFlags, nodeFlags, stateDirOf } from './config.js';
+
+/** The logger of a command: pretty on a terminal, JSON lines otherwise, always on stderr. */
+export function loggerFor(flags: Flags<typeof commonFlags>, command: string): Logger {
+  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
+  return createLogger({ level: flags['log-level']!, format }).child({ command });
+}
+
+/** A node this process runs, with Ctrl-C/SIGTERM wired to `stop`. */
+export interface OwnNode {
+  node: TailnetNode;
+  /** Aborted by SIGINT/SIGTERM (and by whoever wants the command to end). */
+  stop: AbortController;
+  /** Resolves when the node is Running. */
+  up: Promise<NodeStatus>;
+  /** Removes the signal handlers and closes the node. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Creates the node and starts joining, the way krkns does: the login URL is shown on a terminal
+ * (the library logs it at info level for everyone else), and a signal aborts the wait. Resolves
+ * once the state directory is locked, so "another krknc runs here" fails before anything else.
+ */
+export async function startNode(flags: Flags<typeof nodeFlags>, log: Logger, { controlTimeoutMs }: { controlTimeoutMs?: number } = {}): Promise<OwnNode> {
+  const stateDir = stateDirOf(flags);
+  // After a logout FileStateStore.hasIdentity() still says yes and the node would ignore
+  // TS_AUTHKEY (see the report): register again with the key in that case.
+  const loggedOut = identityIn(stateDir) === 'logged-out' && Boolean(process.env.TS_AUTHKEY || process.env.TS_AUTH_KEY);
+  if (loggedOut) log.info('this node was logged out: registering again with TS_AUTHKEY');
+  const node = new TailnetNode({
+    hostname: flags.hostname!,
+    stateDir,
+    app: 'krknc',
+    controlUrl: flags['control-url']!,
+    tags: flags.tags!,
+    ephemeral: flags.ephemeral!,
+    logger: log,
+    ...(loggedOut ? { forceLogin: true } : {}),
+  });
+  showLoginOnTerminal(node, process.stderr);
+  const stop = new AbortController();
+  const onSignal = (sig: string): void => {
+    if (stop.signal.aborted) return;
+    log.info({ signal: sig }, 'stopping');
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const dispose = async (): Promise<void> => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await node.close();
+  };
+  const up = node.up({ signal: stop.signal, ...(controlTimeoutMs ? { controlTimeoutMs } : {}) });
+  // up() takes the state lock synchronously at its start: a lock error is already settled here.
+  const early = await Promise.race([up.then(() => undefined, (err: unknown) => err), new Promise((r) => setImmediate(r))]);
+  if (early) {
+    await dispose();
+    throw early;
+  }
+  up.catch(() => undefined); // the caller awaits it; this keeps an early abort from being "unhandled"
+  return { node, stop, up, dispose };
+}
+
+/** Resolves when the signal aborts. */
+export function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+/**
+ * Whether the state directory holds a usable identity. Tailscale's logout deletes the profile but
+ * leaves `_current-profile` pointing at it, which FileStateStore.hasIdentity() takes for an identity.
+ */
+export function identityIn(stateDir: string): 'none' | 'registered' | 'logged-out' {
+  if (!existsSync(stateDir)) return 'none';
+  let store: FileStateStore;
+  try {
+    store = FileStateStore.open(stateDir);
+  } catch (err) {
+    throw new CliError((err as Error).message, ExitCode.STATE);
+  }
+  if (!store.hasIdentity()) return 'none';
+  const current = store.get('_current-profile');
+  return current !== null && store.get(Buffer.from(current).toString('utf8')) !== null ? 'registered' : 'logged-out';
+}

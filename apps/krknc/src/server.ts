@@ -1,0 +1,96 @@
+import { isIP } from 'node:net';
+import { CliError, ExitCode, usageError } from '@krkn/cli-kit';
+import { HubApiError, HubClient } from '@krkn/hub-api';
+import { TailnetError, type PeerStatus } from '@krkn/tailnet';
+import type { Session } from './session.js';
+
+/** A --server value: `krkns`, `krkns.example.ts.net`, `100.64.0.1`, with `:port` if not 80. */
+export interface ServerRef {
+  host: string;
+  port: number;
+  /** As given, for messages. */
+  text: string;
+}
+
+/** A server found among the node's peers. */
+export interface ResolvedServer extends ServerRef {
+  peer: PeerStatus;
+  /** What requests go to: the peer's tailnet IP (no name resolution in the way). */
+  baseUrl: string;
+  /** `http://<as given>`, for messages. */
+  display: string;
+}
+
+const label = '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?';
+const hostPattern = new RegExp(`^${label}(\\.${label})*\\.?$`, 'i');
+
+/** Parses --server; usage error (exit 2) when absent or malformed. */
+export function parseServer(text: string | undefined): ServerRef {
+  if (text === undefined || text.trim() === '') throw usageError('--server is required (or set KRKNC_SERVER): the krkns node, e.g. --server krkns');
+  const t = text.trim();
+  const m = /^\[([0-9a-f:.]+)\](?::(\d+))?$/i.exec(t) ?? /^([^:]+)(?::(\d+))?$/.exec(t);
+  const host = m?.[1];
+  const port = m?.[2] === undefined ? 80 : Number(m[2]);
+  if (!host || (!isIP(host) && !hostPattern.test(host))) throw usageError(`--server: ${JSON.stringify(text)} is not a node name, MagicDNS name or tailnet IP (optionally with :port)`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw usageError(`--server: port in ${JSON.stringify(text)} must be 1-65535`);
+  return { host: host.replace(/\.$/, ''), port, text: t };
+}
+
+/** Whether a peer is the one a --server names (IP, full MagicDNS name, its first label, or hostname). */
+function names(peer: PeerStatus, host: string): boolean {
+  const h = host.toLowerCase();
+  if (isIP(h)) return peer.addresses.includes(h);
+  const dns = peer.dnsName.toLowerCase();
+  return dns === h || dns.split('.')[0] === h || peer.hostname.toLowerCase() === h;
+}
+
+/**
+ * Finds the server among the node's peers. A node that has just come up may not have its whole
+ * peer list yet, so it looks again for up to waitMs. Not found: exit 4 with the likely reasons.
+ */
+export async function resolveServer(session: Session, ref: ServerRef, waitMs = 3_000): Promise<ResolvedServer> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const st = await session.status();
+    const peer = st.peers.find((p) => names(p, ref.host));
+    if (peer) {
+      const ip = isIP(ref.host) ? ref.host : peer.addresses[0];
+      if (!ip) throw new CliError(`peer ${peer.dnsName} has no tailnet address`, ExitCode.UNREACHABLE);
+      const hostPart = ip.includes(':') ? `[${ip}]` : ip;
+      return { ...ref, peer, baseUrl: `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`, display: `http://${ref.text}` };
+    }
+    if (Date.now() >= deadline) {
+      throw new CliError(`no peer named ${ref.host} on this tailnet (is it online, and does the policy let krknc reach it?)`, ExitCode.UNREACHABLE);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A krkns client over the session. */
+export function hubFor(session: Session, server: ResolvedServer): HubClient {
+  return new HubClient(server.baseUrl, session.fetch);
+}
+
+/** Turns a failed krkns call into a one-line message and the exit code that fits it. */
+export function hubFailure(err: unknown, server: ResolvedServer, what: string): Error {
+  if (!(err instanceof HubApiError)) return err as Error;
+  switch (err.code) {
+    case 'TRANSPORT': {
+      const cause = err.cause instanceof Error ? err.cause : err;
+      const why = cause instanceof TailnetError ? `${cause.message} (${cause.code})` : cause.message;
+      const offline = server.peer.online ? '' : '; the peer is offline';
+      return new CliError(`${what}: cannot reach krkns at ${server.display}: ${why}${offline}`, ExitCode.UNREACHABLE, { cause: err });
+    }
+    case 'SHUTTING_DOWN':
+      return new CliError(`${what}: krkns at ${server.display} is shutting down; try again shortly`, ExitCode.UNREACHABLE, { cause: err });
+    case 'BAD_TOPIC':
+    case 'BAD_REQUEST':
+    case 'BODY_TOO_LARGE':
+    case 'UNSUPPORTED_MEDIA_TYPE':
+      return new CliError(`${what}: krkns refused the request: ${err.message}`, ExitCode.USAGE, { cause: err });
+    case 'BAD_RESPONSE':
+      return new CliError(`${what}: ${server.display} answered, but not as krkns does (is it krkns, on this port?): ${err.message}`, ExitCode.FAILURE, { cause: err });
+    default:
+      return new CliError(`${what}: krkns said ${err.code}: ${err.message}`, ExitCode.FAILURE, { cause: err });
+  }
+}

@@ -1,0 +1,170 @@
+// krknc send (the CI path), expose, status/logout and the errors a user meets, end to end against
+// a real krkns on a real (local) tailnet, with a native tailscaled peer.
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
+import { LocalApp, krknc, krknsAdmin, runKrknc, startKrkns, stopAll, tempDir, until, type Krkns } from './helpers.js';
+
+let tailnet: Tailnet;
+let hub: Krkns;
+let native: NativeNode;
+let authKey: string;
+let userId: number;
+const app = new LocalApp();
+const state = tempDir();
+
+/** Node flags for a krknc with its own identity under the test's temp dir. */
+function node(hostname: string, extra: string[] = []): string[] {
+  return ['--hostname', hostname, '--state-dir', join(state.dir, hostname), '--control-url', tailnet.url, '--log-format', 'json', ...extra];
+}
+
+beforeAll(async () => {
+  tailnet = await startTailnet();
+  const user = await tailnet.createUser('ci');
+  userId = user.id;
+  authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
+  await app.start();
+  [hub, native] = await Promise.all([
+    startKrkns({ controlUrl: tailnet.url, authKey, stateDir: join(state.dir, 'hub'), hostname: 'hub' }),
+    startNativeNode(tailnet, { hostname: 'peer', authKey }),
+  ]);
+});
+
+afterAll(async () => {
+  await stopAll();
+  await app.stop();
+  await tailnet?.stop();
+  state.remove();
+});
+
+describe('krknc send', () => {
+  it('publishes from a fresh ephemeral CI identity, prints the id, and the node is gone after exit', async () => {
+    const ephemeralKey = await tailnet.createPreAuthKey({ user: userId, ephemeral: true });
+    const r = await runKrknc(['send', ...node('ci-runner', ['--ephemeral', '--server', 'hub', '--topic', 'ci/build', '--data', '{"status":"green"}'])], { TS_AUTHKEY: ephemeralKey });
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^evt_\w+$/);
+    const { event } = await krknsAdmin<{ event: { sender: { node: string }; contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${id}`);
+    expect(event.sender.node).toBe(`ci-runner.${tailnet.domain}`);
+    expect(event.contentType).toBe('application/json');
+    expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('{"status":"green"}');
+    await until(async () => ((await tailnet.listNodes()).some((n) => n.name === 'ci-runner') ? undefined : true), 'the ephemeral node to leave', 10_000);
+  });
+
+  it('reads the body from stdin, as octet-stream unless -H says otherwise, and prints JSON with --json', async () => {
+    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/logs', '--data', '-', '-H', 'Content-Type: text/plain', '--json'])], { TS_AUTHKEY: authKey }, { stdin: Buffer.from('line 1\nline 2\n') });
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { type: string; id: string; topic: string; duplicate: boolean };
+    expect(out).toMatchObject({ type: 'published', topic: 'ci/logs', duplicate: false });
+    const { event } = await krknsAdmin<{ event: { contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${out.id}`);
+    expect(event.contentType).toBe('text/plain');
+    expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('line 1\nline 2\n');
+  });
+});
+
+describe('krknc expose', () => {
+  it('forwards a native peer\'s request to the local app, names the caller, and streams the answer back', async () => {
+    const exposer = krknc(['expose', ...node('devbox', ['--port', '8080', '--forward-to', `${app.url}/base`])], { TS_AUTHKEY: authKey });
+    const ready = await exposer.waitFor(/^krknc ready: node devbox\.krkn\.test \((100\.[\d.]+)/m, 60_000);
+    const ip = ready[1]!;
+    await native.waitForPeer('devbox');
+    app.status = 201;
+    try {
+      const res = await native.fetch(`http://${ip}:8080/path/x?q=1`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-krkn-caller': 'spoofed', 'x-signature': 'abc' },
+        body: '{"hello":"tailnet"}',
+      });
+      expect(res.status).toBe(201);
+      expect(res.text()).toBe('local 201 for POST /base/path/x?q=1');
+      expect(res.headers['x-local']).toBe('yes');
+      const got = app.received.at(-1)!;
+      expect(got.url).toBe('/base/path/x?q=1');
+      expect(got.body.toString()).toBe('{"hello":"tailnet"}');
+      expect(got.headers['x-signature']).toBe('abc');
+      expect(got.headers['x-krkn-caller']).toBe(`peer.${tailnet.domain}`);
+      expect(got.headers['x-forwarded-for']).toBe(native.ip());
+      await exposer.waitFor(/peer\.krkn\.test \(ci@?\)  POST \/path\/x\?q=1  → 201  \d+ms/, 5_000);
+    } finally {
+      app.status = 200;
+    }
+    await app.stop();
+    try {
+      const res = await native.fetch(`http://${ip}:8080/down`);
+      expect(res.status).toBe(502);
+      expect(res.text()).toMatch(/local app .* is not answering \(ECONNREFUSED\)/);
+    } finally {
+      await app.start();
+    }
+    expect(await exposer.stop('SIGINT')).toBe(0);
+  });
+});
+
+describe('errors a user meets', () => {
+  it('rejects an invalid --forward-to before joining anything (exit 2)', async () => {
+    const r = await runKrknc(['listen', ...node('tester', ['--server', 'hub', '--topic', 'a', '--forward-to', 'ftp://example.com/x'])]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('error: --forward-to: ftp://example.com/x must be an http:// or https:// URL\n');
+  });
+
+  it('rejects an unreadable --data file (exit 2)', async () => {
+    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'a', '--data', '@/nonexistent/payload.json'])]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('error: --data: cannot read /nonexistent/payload.json: no such file\n');
+  });
+
+  it('names a server that is not on the tailnet (exit 4)', async () => {
+    const r = await runKrknc(['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])], { TS_AUTHKEY: authKey });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('error: no peer named nosuch on this tailnet (is it online, and does the policy let krknc reach it?)');
+  });
+
+  it('says when the server does not answer (exit 4)', async () => {
+    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub:81', '--topic', 'a', '--data', '{}'])]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/^error: send: cannot reach krkns at http:\/\/hub:81: .*DIAL_FAILED/m);
+  });
+});
+
+describe('krknc status and logout', () => {
+  it('shows the login URL while a node waits for interactive login, and goes on once it is approved', async () => {
+    const p = krknc(['expose', ...node('newbie', ['--forward-to', app.url])], {}, 'krknc expose (login)');
+    const [, url] = await p.waitFor(/to authenticate newbie, visit: (http\S+?)"/, 30_000, 'stderr');
+    const r = await runKrknc(['status', ...node('newbie')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/krknc expose is running \(pid \d+/);
+    expect(r.stdout).toContain(`login URL:  ${url}`);
+    await tailnet.approveLogin(url!, 'ci');
+    await p.waitFor(/^krknc ready: node newbie\.krkn\.test/m, 30_000);
+    expect(await p.stop('SIGTERM')).toBe(0);
+  });
+
+  it('status reads the state directory of a stopped krknc, and goes online to check the server', async () => {
+    const fresh = await runKrknc(['status', ...node('nobody')]);
+    expect(fresh.code).toBe(0);
+    expect(fresh.stdout).toContain('krknc is not running');
+    expect(fresh.stdout).toContain('identity:   none yet');
+
+    const r = await runKrknc(['status', ...node('tester', ['--server', 'hub'])]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('identity:   registered');
+    expect(r.stdout).toMatch(/peers: .*hub\.krkn\.test \(100\.[\d.]+, online\)/);
+    expect(r.stdout).toMatch(/server: +hub\.krkn\.test .*reachable/);
+
+    const bad = await runKrknc(['status', ...node('tester', ['--server', 'hub:81'])]);
+    expect(bad.code).toBe(6);
+    expect(bad.stdout).toContain('NOT reachable');
+  });
+
+  it('logout discards the identity', async () => {
+    const r = await runKrknc(['logout', ...node('tester')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('logged out\n');
+    const after = await runKrknc(['status', ...node('tester', ['--offline'])]);
+    expect(after.stdout).toContain('identity:   none yet');
+    // The next start registers again with TS_AUTHKEY (the logged-out state is not taken for an identity).
+    const again = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/again'])], { TS_AUTHKEY: authKey });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('this node was logged out: registering again with TS_AUTHKEY');
+  });
+});
