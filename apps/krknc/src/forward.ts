@@ -2,37 +2,7 @@ import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, t
 import { request as httpsRequest } from 'node:https';
 import { usageError } from '@krkn/cli-kit';
 
-// Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message; host and
-// content-length are set again for the local request. The same list krkns uses when it stores events.
-const hopByHop = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-  'expect',
-]);
-
-/** The headers of a message as they arrived (name case and order kept), from Node's rawHeaders. */
-export function pairsFromRaw(rawHeaders: string[]): [string, string][] {
-  const pairs: [string, string][] = [];
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) pairs.push([rawHeaders[i]!, rawHeaders[i + 1]!]);
-  return pairs;
-}
-
-/** The end-to-end headers of a message: hop-by-hop ones and those named in Connection go. */
-export function endToEndHeaders(pairs: [string, string][]): [string, string][] {
-  const named = new Set(
-    pairs.filter(([k]) => k.toLowerCase() === 'connection').flatMap(([, v]) => v.split(',').map((s) => s.trim().toLowerCase())),
-  );
-  return pairs.filter(([k]) => !hopByHop.has(k.toLowerCase()) && !named.has(k.toLowerCase()));
-}
+export { endToEndHeaders, pairsFromRaw } from '@krkn/hub-api';
 
 /**
  * The local app's URL from --forward-to. Like `stripe listen`, a scheme-less `localhost:3000/hooks`

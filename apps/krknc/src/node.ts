@@ -28,10 +28,6 @@ export interface OwnNode {
  */
 export async function startNode(flags: Flags<typeof nodeFlags>, log: Logger, { controlTimeoutMs }: { controlTimeoutMs?: number } = {}): Promise<OwnNode> {
   const stateDir = stateDirOf(flags);
-  // After a logout FileStateStore.hasIdentity() still says yes and the node would ignore
-  // TS_AUTHKEY (see the report): register again with the key in that case.
-  const loggedOut = identityIn(stateDir) === 'logged-out' && Boolean(process.env.TS_AUTHKEY || process.env.TS_AUTH_KEY);
-  if (loggedOut) log.info('this node was logged out: registering again with TS_AUTHKEY');
   const node = new TailnetNode({
     hostname: flags.hostname!,
     stateDir,
@@ -40,7 +36,6 @@ export async function startNode(flags: Flags<typeof nodeFlags>, log: Logger, { c
     tags: flags.tags!,
     ephemeral: flags.ephemeral!,
     logger: log,
-    ...(loggedOut ? { forceLogin: true } : {}),
   });
   showLoginOnTerminal(node, process.stderr);
   const stop = new AbortController();
@@ -75,19 +70,12 @@ export function aborted(signal: AbortSignal): Promise<void> {
   });
 }
 
-/**
- * Whether the state directory holds a usable identity. Tailscale's logout deletes the profile but
- * leaves `_current-profile` pointing at it, which FileStateStore.hasIdentity() takes for an identity.
- */
-export function identityIn(stateDir: string): 'none' | 'registered' | 'logged-out' {
+/** Whether the state directory holds a usable identity (a logout leaves none). */
+export function identityIn(stateDir: string): 'none' | 'registered' {
   if (!existsSync(stateDir)) return 'none';
-  let store: FileStateStore;
   try {
-    store = FileStateStore.open(stateDir);
+    return FileStateStore.open(stateDir).hasIdentity() ? 'registered' : 'none';
   } catch (err) {
     throw new CliError((err as Error).message, ExitCode.STATE);
   }
-  if (!store.hasIdentity()) return 'none';
-  const current = store.get('_current-profile');
-  return current !== null && store.get(Buffer.from(current).toString('utf8')) !== null ? 'registered' : 'logged-out';
 }

@@ -2,6 +2,7 @@
 // krkns: the webhook hub daemon. Each subcommand lives in its own module; this only dispatches.
 import { ExitCode, runMain, usageError } from '@krkn/cli-kit';
 import { events, logout, status } from './admin.js';
+import { doctor, ping, policy, whois } from './diagnose.js';
 import { run } from './run.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
@@ -9,6 +10,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; summa
   status: { run: status, summary: 'show the node, listener, storage and queue (works offline too)' },
   logout: { run: logout, summary: "log the node out of the tailnet and discard its identity" },
   events: { run: events, summary: 'list, show or redeliver stored events' },
+  doctor: { run: doctor, summary: 'check login, keys, tags, control, DERP and peer visibility; name causes and fixes' },
+  ping: { run: ping, summary: "TSMP-ping a peer from krkns's own node" },
+  whois: { run: whois, summary: 'name the node and user behind a tailnet address' },
+  policy: { run: policy, summary: 'lint a tailnet policy, or check a path through it (krkn-policy)' },
 };
 
 const usage = `Usage: krkns <command> [flags]

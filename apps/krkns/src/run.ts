@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
-import { ExitCode, createLogger, helpText, listenAdminSocket, parseFlags, readyLine, showLoginOnTerminal, type LogFormat } from '@krkn/cli-kit';
+import { ExitCode, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, showLoginOnTerminal, type LogFormat } from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
+import { krknsDoctorInput } from './diagnose.js';
 
 const usage = 'krkns run [flags]';
 const description = `Runs the webhook hub in the foreground (what systemd and containers call). It joins the tailnet
@@ -63,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   const admin = await hub.app(identifyAdmin);
+  await admin.register(nodeAdminRoutes, { node, doctor: () => krknsDoctorInput(flags, stateDir, node) });
   admin.post('/admin/logout', async () => {
     await node.logout();
     setImmediate(() => stop.abort());

@@ -4,6 +4,14 @@ import { fileURLToPath } from 'node:url';
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
+interface RunOptions {
+  controlUrl: string;
+  stateDir: string;
+  hostname: string;
+  authKey?: string;
+  args?: string[];
+}
+
 /** A krkns process. */
 export class Krkns {
   stdout = '';
@@ -26,11 +34,16 @@ export class Krkns {
     return { code, stdout: k.stdout, stderr: k.stderr };
   }
 
-  /** Starts `krkns run` and resolves once it printed its ready line (or rejects with its output). */
-  static async run(opts: { controlUrl: string; stateDir: string; hostname: string; authKey?: string; args?: string[] }): Promise<Krkns> {
+  /** Starts `krkns run` without waiting for it (it may be waiting for a login). */
+  static start(opts: RunOptions): Krkns {
     const args = ['run', '--hostname', opts.hostname, '--state-dir', opts.stateDir, '--control-url', opts.controlUrl, '--log-format', 'json', ...(opts.args ?? [])];
     const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '' };
-    const k = new Krkns(spawn(process.execPath, [main, ...args], { env }), opts.stateDir);
+    return new Krkns(spawn(process.execPath, [main, ...args], { env }), opts.stateDir);
+  }
+
+  /** Starts `krkns run` and resolves once it printed its ready line (or rejects with its output). */
+  static async run(opts: RunOptions): Promise<Krkns> {
+    const k = Krkns.start(opts);
     await k.waitFor(/krkns ready:/, 60_000);
     return k;
   }

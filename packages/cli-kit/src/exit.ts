@@ -7,7 +7,7 @@ export const ExitCode = {
   FAILURE: 1,
   /** Bad command line or configuration value. */
   USAGE: 2,
-  /** The auth key was refused or has expired. */
+  /** The auth key (or the tags it asks for) was refused, or the key has expired. */
   AUTH: 3,
   /** The control server (or, for clients, krkns) could not be reached. */
   UNREACHABLE: 4,
@@ -45,6 +45,7 @@ export function exitCodeFor(err: unknown): ExitCodeValue {
   switch (err.code) {
     case 'AUTH_KEY_INVALID':
     case 'AUTH_KEY_EXPIRED':
+    case 'TAGS_NOT_PERMITTED':
       return ExitCode.AUTH;
     case 'CONTROL_UNREACHABLE':
     case 'UNKNOWN_PEER':

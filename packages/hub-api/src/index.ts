@@ -4,4 +4,5 @@
  */
 export * from './contract.js';
 export { HubClient, HubApiError } from './client.js';
-export type { FetchLike } from './client.js';
+export type { FetchLike, ListEventsQuery } from './client.js';
+export { endToEndHeaders, pairsFromRaw } from './headers.js';

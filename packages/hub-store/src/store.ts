@@ -371,16 +371,17 @@ export class HubStore {
 
   /**
    * The subscriber could not be reached at all (offline, or hidden by policy). Spends no
-   * attempt: its whole queue waits until `probeAt`, or until it subscribes again.
+   * attempt: its whole queue waits until `probeAt`, or until it subscribes again. An attempt
+   * that started before the subscriber subscribed again is stale news and parks nothing.
    */
-  recordUnreachable(subscriptionId: string, eventSeq: number, error: string, probeAt: number, now = Date.now()): void {
+  recordUnreachable(subscriptionId: string, eventSeq: number, error: string, probeAt: number, attemptStartedAt: number, now = Date.now()): void {
     this.db.transaction(() => {
       this.db
         .prepare('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?')
         .run(error, now, subscriptionId, eventSeq);
       this.db
-        .prepare('UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ? WHERE id = ?')
-        .run(now, probeAt, subscriptionId);
+        .prepare('UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ? WHERE id = ? AND updated_at <= ?')
+        .run(now, probeAt, subscriptionId, attemptStartedAt);
     })();
   }
 

@@ -79,13 +79,23 @@ describe('HubStore', () => {
     const s = sub('n1', ['t']);
     const e = store.publish(event('t'), matches).event;
     const now = Date.now();
-    store.recordUnreachable(s.id, e.seq, 'dial: no route', now + 60_000, now);
+    store.recordUnreachable(s.id, e.seq, 'dial: no route', now + 60_000, now, now);
     expect(store.dueDeliveries(now + 1000, new Set(), 10)).toEqual([]);
     expect(store.getSubscription(s.id)?.offlineSince).toBe(now);
     expect(store.deliveriesOf(e.id)[0]?.attempts).toBe(0);
     sub('n1', ['t']); // it came back
     expect(store.dueDeliveries(Date.now(), new Set(), 10).map((d) => d.event.id)).toEqual([e.id]);
     expect(store.getSubscription(s.id)?.offlineSince).toBeNull();
+  });
+
+  it('ignores an unreachable result from an attempt that began before the subscriber came back', () => {
+    const s = sub('n1', ['t'], 8080);
+    const e = store.publish(event('t'), matches).event;
+    const attemptStarted = Date.now() - 1000;
+    sub('n1', ['t'], 8080); // subscribed again while the attempt was in flight
+    store.recordUnreachable(s.id, e.seq, 'dial timed out', Date.now() + 60_000, attemptStarted);
+    expect(store.getSubscription(s.id)?.offlineSince).toBeNull();
+    expect(store.dueDeliveries(Date.now(), new Set(), 10).map((d) => d.event.id)).toEqual([e.id]);
   });
 
   it('redelivers an event from attempt one, and prunes only what nobody is owed', () => {

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { deliveryHeaders } from '@krkn/hub-api';
 import type { DueDelivery, HubStore } from '@krkn/hub-store';
 import { TailnetError } from '@krkn/tailnet';
-import { forwardableHeaders } from './headers.js';
+import { endToEndHeaders } from '@krkn/hub-api';
 
 /** How one attempt ended. */
 export type AttemptOutcome =
@@ -103,6 +103,7 @@ export class Deliverer {
     const { delivery, event, subscription } = due;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
+    const startedAt = Date.now();
     let outcome: AttemptOutcome;
     try {
       outcome = await this.send(due, attempt);
@@ -126,7 +127,7 @@ export class Deliverer {
       case 'unreachable': {
         const away = subscription.offlineSince === null ? 0 : now - subscription.offlineSince;
         const probeAt = now + Math.min(maxProbeMs, Math.max(minProbeMs, away / 2));
-        this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, now);
+        this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
         if (subscription.offlineSince === null) {
           log.info({ node: subscription.nodeName, error: outcome.error }, 'subscriber unreachable; queueing its events until it is back');
         }
@@ -147,20 +148,18 @@ export function tailnetSender(agent: Agent, timeoutMs: number): SendAttempt {
   return ({ event, subscription }, attempt) =>
     new Promise<AttemptOutcome>((resolve) => {
       let connected = false;
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of forwardableHeaders(event.headers)) {
-        const key = k.toLowerCase();
-        const prev = headers[key];
-        headers[key] = prev === undefined ? v : [...(Array.isArray(prev) ? prev : [prev]), v];
-      }
-      Object.assign(headers, {
-        [deliveryHeaders.eventId]: event.id,
-        [deliveryHeaders.topic]: event.topic,
-        [deliveryHeaders.attempt]: String(attempt),
-        [deliveryHeaders.sender]: event.sender.node,
-        [deliveryHeaders.receivedAt]: new Date(event.receivedAt).toISOString(),
-        'content-length': String(event.body.length),
-      });
+      // A flat [name, value, ...] list: names keep their case, repeated headers stay separate.
+      // (Node adds no Host header to a list like this, so it is the first entry.)
+      const headers = [
+        ['Host', `${subscription.address}:${subscription.port}`],
+        ...endToEndHeaders(event.headers).filter(([k]) => !k.toLowerCase().startsWith('x-krkn-')),
+        [deliveryHeaders.eventId, event.id],
+        [deliveryHeaders.topic, event.topic],
+        [deliveryHeaders.attempt, String(attempt)],
+        [deliveryHeaders.sender, event.sender.node],
+        [deliveryHeaders.receivedAt, new Date(event.receivedAt).toISOString()],
+        ['content-length', String(event.body.length)],
+      ].flat();
       const req = request({
         host: subscription.address,
         port: subscription.port,

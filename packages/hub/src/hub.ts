@@ -61,7 +61,10 @@ export class Hub {
     this.config = opts.config;
     this.node = opts.node;
     this.log = opts.logger;
-    const send = opts.send ?? tailnetSender(tailnetAgent(opts.node, { maxSockets: 4 }), opts.config.deliveryTimeoutMs);
+    // An offline subscriber answers no SYN: give up on the dial well before the delivery timeout,
+    // so its queue is parked (no attempt spent) and a subscriber that comes back is not kept waiting.
+    const agent = tailnetAgent(opts.node, { maxSockets: 4, dialTimeoutMs: Math.min(5_000, opts.config.deliveryTimeoutMs) });
+    const send = opts.send ?? tailnetSender(agent, opts.config.deliveryTimeoutMs);
     this.deliverer = new Deliverer(this.store, send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,

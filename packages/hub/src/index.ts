@@ -11,4 +11,4 @@ export type { Caller, Identify } from './caller.js';
 export { Deliverer, tailnetSender } from './delivery.js';
 export type { AttemptOutcome, SendAttempt } from './delivery.js';
 export { HubError } from './errors.js';
-export { dedupeKeyOf, forwardableHeaders } from './headers.js';
+export { dedupeKeyOf } from './headers.js';

@@ -10,7 +10,8 @@ import { topicError, topicMatches, topicPatternError } from '@krkn/policy';
 import { authorize } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { HubError, badRequest, notFound } from './errors.js';
-import { dedupeKeyOf, forwardableHeaders, pairsFromRaw } from './headers.js';
+import { endToEndHeaders, pairsFromRaw } from '@krkn/hub-api';
+import { dedupeKeyOf } from './headers.js';
 import type { Hub } from './hub.js';
 
 /** Options of {@link hubRoutes}. */
@@ -51,7 +52,7 @@ const publishRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub, i
     const caller = await identify(req);
     authorize(hub.config, caller, 'publish', topic);
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const headers = forwardableHeaders(pairsFromRaw(req.raw.rawHeaders));
+    const headers = endToEndHeaders(pairsFromRaw(req.raw.rawHeaders));
     const { event, duplicate } = hub.store.publish(
       { topic, dedupeKey: dedupeKeyOf(headers, body), method: req.method, headers, body, sender: senderOf(caller, req) },
       topicMatches,
@@ -68,7 +69,7 @@ function eventRoutes(app: FastifyInstance, hub: Hub, identify: Identify): void {
     const q = req.query as Record<string, string | undefined>;
     const caller = await identify(req);
     const pattern = q.topic;
-    if (pattern !== undefined) validTopic(pattern);
+    if (pattern !== undefined) validTopic(pattern, true);
     const events = hub.store.listEvents({
       topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && allowedToRead(hub, caller, t),
       ...(q.after ? { afterId: q.after } : {}),

@@ -4,6 +4,8 @@ export type TailnetErrorCode =
   | 'AUTH_KEY_INVALID'
   /** The control server says the auth key has expired. */
   | 'AUTH_KEY_EXPIRED'
+  /** The control server refused the tags the node advertises (not in tagOwners for its user or key). */
+  | 'TAGS_NOT_PERMITTED'
   /** The control server did not answer within the bounded wait. */
   | 'CONTROL_UNREACHABLE'
   /** The caller's AbortSignal fired, or the node was closed while waiting. */

@@ -37,6 +37,9 @@ export interface TailnetNodeOptions {
   engineEnv?: Record<string, string>;
 }
 
+/** What became of an auth key: see {@link TailnetNode.authKeyUse}. */
+export type AuthKeyUse = 'none' | 'used' | 'ignored';
+
 /** Options for {@link TailnetNode.up}. */
 export interface UpOptions {
   /** Abort the wait (the node is closed). */
@@ -90,6 +93,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   private pendingLogin: { url: string; since: Date; timer: NodeJS.Timeout } | undefined;
   private lastError: string | undefined;
   private loginHealth: string | undefined;
+  private healthWarnings: HealthWarning[] = [];
+  private keyUse: AuthKeyUse = 'none';
   private closed = false;
 
   constructor(options: TailnetNodeOptions) {
@@ -122,6 +127,19 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   /** The node's tailnet addresses (IPv4 first); empty before login. */
   get addresses(): string[] {
     return this.selfInfo?.addresses ?? [];
+  }
+
+  /**
+   * What became of the auth key at start: `used` to register, `ignored` because an identity was
+   * stored (and no forced login), or `none` given.
+   */
+  get authKeyUse(): AuthKeyUse {
+    return this.keyUse;
+  }
+
+  /** The active health warnings (no DERP home, not in map poll, logged out, ...). */
+  get health(): HealthWarning[] {
+    return this.healthWarnings;
   }
 
   /** The URL to visit while the node waits for interactive login. */
@@ -166,6 +184,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     const { authKey, forceLogin } = this.opts;
     // An identity on disk wins over the key, unless a fresh login is forced.
     const useKey = authKey !== '' && (forceLogin || !store.hasIdentity());
+    this.keyUse = authKey === '' ? 'none' : useKey ? 'used' : 'ignored';
     const result = await engine.call<string>('start', [
       {
         hostname: this.hostname,
@@ -221,6 +240,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         this.emit('peers');
         break;
       case 'health':
+        this.healthWarnings = e.health ?? [];
         this.loginHealth = e.health?.find((w) => w.code === 'login-state')?.text;
         this.emit('health', e.health ?? []);
         break;
@@ -400,6 +420,12 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
 }
 
 function authKeyError(message: string): TailnetError {
+  if (/tags?\b.*(invalid|not permitted)/i.test(message)) {
+    return new TailnetError(
+      'TAGS_NOT_PERMITTED',
+      `the control server refused the advertised tags (${message}): the policy's tagOwners must let this node's user or key own them`,
+    );
+  }
   const expired = /expired/i.test(message);
   return new TailnetError(
     expired ? 'AUTH_KEY_EXPIRED' : 'AUTH_KEY_INVALID',

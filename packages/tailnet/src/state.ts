@@ -87,9 +87,13 @@ export class FileStateStore {
     return new FileStateStore(path, parseState(path, text));
   }
 
-  /** Whether a node identity has been persisted (the node logged in at least once). */
+  /**
+   * Whether a usable node identity is persisted. After a logout tailscaled keeps the
+   * `_current-profile` pointer but deletes the profile it names: that is no identity.
+   */
   hasIdentity(): boolean {
-    return this.values.has(currentProfileKey);
+    const current = this.get(currentProfileKey);
+    return current !== null && this.values.has(Buffer.from(current).toString('utf8'));
   }
 
   get(key: string): Uint8Array | null {
@@ -169,6 +173,12 @@ export class StateLock {
       rmSync(path, { force: true }); // stale: its holder is gone
     }
     throw new TailnetError('STATE_LOCKED', `cannot take the lock ${path}`);
+  }
+
+  /** The pid of the live process holding dir's lock, if any. */
+  static holder(dir: string): number | undefined {
+    const pid = readHolder(join(dir, lockFileName));
+    return pid !== undefined && isAlive(pid) ? pid : undefined;
   }
 
   /** Releases the lock if this process still holds it. */

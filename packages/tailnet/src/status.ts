@@ -16,6 +16,8 @@ export interface PeerStatus {
   user: string;
   /** RFC 3339 time the node key expires, if it does. */
   keyExpiry?: string;
+  /** Home DERP region code; empty until the node has one (no traffic can reach it before). */
+  relay: string;
 }
 
 /** The node, its peers and its place in the tailnet. */
@@ -65,6 +67,7 @@ interface RawPeer {
   Tags?: string[] | null;
   UserID?: number;
   KeyExpiry?: string;
+  Relay?: string;
 }
 
 interface RawStatus {
@@ -87,6 +90,7 @@ export function parseStatus(json: string): NodeStatus {
     os: p.OS ?? '',
     tags: p.Tags ?? [],
     user: users[String(p.UserID)]?.LoginName ?? '',
+    relay: p.Relay ?? '',
     ...(p.KeyExpiry ? { keyExpiry: p.KeyExpiry } : {}),
   });
   return {

@@ -31,6 +31,7 @@ describe('FileStateStore', () => {
     const dir = join(tempDir(), 'node');
     const store = FileStateStore.open(dir);
     expect(store.hasIdentity()).toBe(false);
+    store.set('profile-1', new TextEncoder().encode('{}'));
     store.set('_current-profile', new TextEncoder().encode('profile-1'));
     store.set('_machinekey', new Uint8Array([0, 1, 2, 255]));
 
@@ -40,6 +41,13 @@ describe('FileStateStore', () => {
     expect(again.get('missing')).toBeNull();
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dir, stateFileName)).mode & 0o777).toBe(0o600);
+  });
+
+  it('has no identity after a logout deleted the current profile', () => {
+    const dir = tempDir();
+    const store = FileStateStore.open(dir);
+    store.set('_current-profile', new TextEncoder().encode('profile-1'));
+    expect(store.hasIdentity()).toBe(false);
   });
 
   it('deletes a key when set to null', () => {

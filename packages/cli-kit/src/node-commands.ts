@@ -1,0 +1,122 @@
+import { existsSync } from 'node:fs';
+import type { FastifyError, FastifyPluginAsync } from 'fastify';
+import { formatReport, reportExitCode, runChecks, type CheckResult, type DoctorInput } from '@krkn/doctor';
+import { FileStateStore, TailnetError, type PingResult, type TailnetNode, type WhoIs } from '@krkn/tailnet';
+import { adminFetch, socketAnswers } from './admin.js';
+import { CliError, ExitCode } from './exit.js';
+
+/** Options of {@link nodeAdminRoutes}. */
+export interface NodeAdminOptions {
+  node: TailnetNode;
+  /** The doctor's input, as the daemon sees it (its own environment and flags). */
+  doctor: () => DoctorInput;
+}
+
+/**
+ * Admin-socket routes that use the daemon's own node: doctor, ping, whois. A command run while
+ * the daemon holds the node asks it here instead of starting a second copy of the identity.
+ */
+export const nodeAdminRoutes: FastifyPluginAsync<NodeAdminOptions> = async (app, { node, doctor }) => {
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    const code = err instanceof TailnetError ? err.code : 'INTERNAL';
+    void reply.code(err instanceof TailnetError ? 422 : 500).send({ error: { code, message: err.message } });
+  });
+  app.get('/admin/doctor', async () => ({ checks: await runChecks(doctor()) }));
+  app.post('/admin/ping', async (req) => node.ping(String((req.body as { peer?: unknown } | undefined)?.peer ?? '')));
+  app.get('/admin/whois', async (req) => node.whois(String((req.query as { ip?: unknown }).ip ?? '')));
+};
+
+/** What the shared node commands need from an app. */
+export interface NodeCommandContext {
+  /** "krkns" or "krknc". */
+  app: string;
+  stateDir: string;
+  adminSocket: string;
+  /** A node on the stored identity, for when the daemon is not running. */
+  openNode: () => TailnetNode;
+  /** The doctor's input for a node this command runs itself. */
+  doctorInput: (node?: TailnetNode) => DoctorInput;
+}
+
+type Print = (text: string) => void;
+
+/** `<app> ping <peer>`: a TSMP ping over the node's own identity. */
+export async function pingCommand(ctx: NodeCommandContext, peer: string | undefined, json: boolean, print: Print): Promise<number> {
+  if (!peer) throw new CliError(`usage: ${ctx.app} ping <peer name or tailnet IP>`, ExitCode.USAGE);
+  const pong = await viaNode<PingResult>(ctx, { method: 'POST', path: '/admin/ping', body: { peer } }, (node) => node.ping(peer));
+  print(json ? JSON.stringify(pong) : `pong from ${pong.nodeName} (${pong.ip}) in ${pong.latencyMs.toFixed(1)} ms`);
+  return ExitCode.OK;
+}
+
+/** `<app> whois <ip>`: the node and user behind a tailnet address, with its capabilities. */
+export async function whoisCommand(ctx: NodeCommandContext, ip: string | undefined, json: boolean, print: Print): Promise<number> {
+  if (!ip) throw new CliError(`usage: ${ctx.app} whois <tailnet IP>`, ExitCode.USAGE);
+  const who = await viaNode<WhoIs>(ctx, { method: 'GET', path: `/admin/whois?ip=${encodeURIComponent(ip)}` }, (node) => node.whois(ip));
+  if (json) print(JSON.stringify(who, null, 2));
+  else {
+    print(`node:  ${who.node.name} (${who.node.addresses.join(', ')})`);
+    print(`user:  ${who.user.loginName}${who.user.displayName ? ` (${who.user.displayName})` : ''}`);
+    print(`tags:  ${who.node.tags.join(', ') || 'none'}`);
+    for (const [cap, values] of Object.entries(who.capMap)) print(`cap:   ${cap} ${JSON.stringify(values)}`);
+  }
+  return ExitCode.OK;
+}
+
+/**
+ * `<app> doctor`: from the running daemon over its admin socket; otherwise from the state on
+ * disk, bringing the stored identity up for the live checks when there is one.
+ */
+export async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Print, color: boolean): Promise<number> {
+  let checks: CheckResult[];
+  if (await socketAnswers(ctx.adminSocket)) {
+    checks = (await adminJson<{ checks: CheckResult[] }>(ctx.adminSocket, 'GET', '/admin/doctor')).checks;
+  } else if (hasIdentity(ctx.stateDir)) {
+    const node = ctx.openNode();
+    try {
+      await node.up({ controlTimeoutMs: 15_000 });
+      checks = await runChecks(ctx.doctorInput(node));
+    } catch (err) {
+      checks = [...(await runChecks(ctx.doctorInput())), { id: 'node', status: 'fail', cause: `the stored identity cannot come up: ${(err as Error).message}`, fix: 'see the cause; the exit code of a normal start names its kind' }];
+    } finally {
+      await node.close();
+    }
+  } else {
+    checks = await runChecks(ctx.doctorInput());
+  }
+  print(json ? JSON.stringify({ checks }, null, 2) : formatReport(checks, color).trimEnd());
+  return reportExitCode(checks);
+}
+
+/** Asks the running daemon, or runs `direct` on a temporary node on the stored identity. */
+async function viaNode<T>(ctx: NodeCommandContext, req: { method: string; path: string; body?: unknown }, direct: (node: TailnetNode) => Promise<T>): Promise<T> {
+  if (await socketAnswers(ctx.adminSocket)) return adminJson<T>(ctx.adminSocket, req.method, req.path, req.body);
+  if (!hasIdentity(ctx.stateDir)) throw new CliError(`${ctx.app} has no identity in ${ctx.stateDir} yet: start it once first`, ExitCode.FAILURE);
+  const node = ctx.openNode();
+  try {
+    await node.up({ controlTimeoutMs: 15_000 });
+    return await direct(node);
+  } finally {
+    await node.close();
+  }
+}
+
+async function adminJson<T>(socket: string, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await adminFetch(socket)(`http://admin${path}`, {
+    method,
+    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+  });
+  const parsed = (await res.json()) as T & { error?: { code: string; message: string } };
+  if (!res.ok) {
+    const e = parsed.error;
+    throw new TailnetError((e?.code as TailnetError['code']) ?? 'ENGINE', e?.message ?? `HTTP ${res.status}`);
+  }
+  return parsed;
+}
+
+function hasIdentity(stateDir: string): boolean {
+  try {
+    return existsSync(stateDir) && FileStateStore.open(stateDir).hasIdentity();
+  } catch {
+    return false;
+  }
+}
