@@ -9,6 +9,7 @@ import { forwardFlags, nodeFlags, pathsIn, portFlag, stateDirOf } from './config
 import { classify, endToEndHeaders, openLocal, pairsFromRaw, parseForwardTo, reason, timeoutUntilAnswer } from './forward.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
+import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket } from './socket.js';
 
 export const exposeFlags = { ...nodeFlags, ...portFlag, ...forwardFlags } satisfies FlagSpecs;
@@ -42,7 +43,14 @@ export async function expose(argv: string[]): Promise<number> {
     let listener = '';
     closers.push(
       await serveAdminSocket(
-        { node: own.node, command: 'expose', info: () => ({ expose: { listener, forwardTo: target.href, requests } }), stop: () => own.stop.abort(), log },
+        {
+          node: own.node,
+          command: 'expose',
+          info: () => ({ expose: { listener, forwardTo: target.href, requests } }),
+          stop: () => own.stop.abort(),
+          log,
+          doctor: () => krkncDoctorInput(flags, stateDirOf(flags), own.node),
+        },
         paths.adminSocket,
       ),
     );

@@ -12,6 +12,7 @@ import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
 import { ownSession } from './session.js';
+import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket, type ListenInfo } from './socket.js';
 
 export const listenFlags = {
@@ -81,7 +82,8 @@ export async function listen(argv: string[]): Promise<number> {
   try {
     const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']!);
     const state = new ListenState({ topics, forwardTo: target.href, once });
-    closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log }, paths.adminSocket));
+    const doctor = () => krkncDoctorInput(flags, stateDirOf(flags), own.node);
+    closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
     const status = await own.up;
     const session = ownSession(own);
     const server = await resolveServer(session, ref);

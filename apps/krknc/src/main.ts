@@ -2,6 +2,7 @@
 // krknc: the workstation and CI client. Each subcommand lives in its own module; this only dispatches.
 import { ExitCode, runMain, usageError } from '@krkn/cli-kit';
 import { logout, status } from './admin.js';
+import { doctor, ping, policy, whois } from './diagnose.js';
 import { expose } from './expose.js';
 import { listen } from './listen.js';
 import { replay } from './replay.js';
@@ -14,6 +15,10 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; summa
   replay: { run: replay, summary: 'forward stored events from krkns to a local app again' },
   status: { run: status, summary: 'show the node, its peers, a running listen, and whether krkns answers' },
   logout: { run: logout, summary: 'log the node out of the tailnet and discard its identity' },
+  doctor: { run: doctor, summary: 'check login, keys, tags, control, DERP, peers and krkns; name causes and fixes' },
+  ping: { run: ping, summary: "TSMP-ping a peer from krknc's own node" },
+  whois: { run: whois, summary: 'name the node and user behind a tailnet address' },
+  policy: { run: policy, summary: 'lint a tailnet policy, or check a path through it (krkn-policy)' },
 };
 
 const usage = `Usage: krknc <command> [flags]

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { listenAdminSocket } from '@krkn/cli-kit';
+import { listenAdminSocket, nodeAdminRoutes, tailnetErrorHeader } from '@krkn/cli-kit';
+import type { DoctorInput } from '@krkn/doctor';
 import { TailnetError, tailnetAgent, tailnetFetch, type NodeStatus, type TailnetNode } from '@krkn/tailnet';
 import { endToEndHeaders } from './forward.js';
 
@@ -37,8 +38,8 @@ export interface RunningStatus {
   expose?: ExposeInfo;
 }
 
-/** Header on a proxied answer that carries a tailnet error instead of the peer's answer. */
-export const tailnetErrorHeader = 'x-krknc-tailnet-error';
+// Header on a proxied answer that carries a tailnet error instead of the peer's answer.
+export { tailnetErrorHeader };
 
 /** What the admin socket of a long-running command serves from. */
 export interface AdminSocketOptions {
@@ -47,6 +48,8 @@ export interface AdminSocketOptions {
   info: () => Pick<RunningStatus, 'listen' | 'expose'>;
   /** Called after a logout: the command stops. */
   stop: () => void;
+  /** The doctor's input, as this command sees it. */
+  doctor: () => DoctorInput;
   log: Logger;
 }
 
@@ -76,11 +79,8 @@ export async function serveAdminSocket(opts: AdminSocketOptions, path: string): 
     ...opts.info(),
   }));
 
-  app.post('/admin/ping', async (req) => {
-    const { peer } = JSON.parse(bodyText(req.body)) as { peer?: string };
-    if (!peer) throw new TailnetError('BAD_ARGUMENT', 'ping needs a peer');
-    return opts.node.ping(peer, { timeoutMs: 5_000 });
-  });
+  // doctor, ping and whois, as krkns's admin socket serves them.
+  await app.register(nodeAdminRoutes, { node: opts.node, doctor: opts.doctor });
 
   app.all('/admin/tailnet/*', async (req, reply) => {
     const rest = (req.params as { '*': string })['*'];
@@ -108,6 +108,3 @@ export async function serveAdminSocket(opts: AdminSocketOptions, path: string): 
   return app;
 }
 
-function bodyText(body: unknown): string {
-  return Buffer.isBuffer(body) ? body.toString('utf8') || '{}' : '{}';
-}

@@ -19,12 +19,34 @@ export interface NodeAdminOptions {
 export const nodeAdminRoutes: FastifyPluginAsync<NodeAdminOptions> = async (app, { node, doctor }) => {
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     const code = err instanceof TailnetError ? err.code : 'INTERNAL';
-    void reply.code(err instanceof TailnetError ? 422 : 500).send({ error: { code, message: err.message } });
+    void reply
+      .code(err instanceof TailnetError ? 502 : 500)
+      .header(tailnetErrorHeader, code)
+      .send({ error: { code, message: err.message } });
   });
   app.get('/admin/doctor', async () => ({ checks: await runChecks(doctor()) }));
-  app.post('/admin/ping', async (req) => node.ping(String((req.body as { peer?: unknown } | undefined)?.peer ?? '')));
+  app.post('/admin/ping', async (req) => {
+    const peer = jsonBody(req.body).peer;
+    if (typeof peer !== 'string' || !peer) throw new TailnetError('BAD_ARGUMENT', 'ping needs a peer');
+    return node.ping(peer, { timeoutMs: 5_000 });
+  });
   app.get('/admin/whois', async (req) => node.whois(String((req.query as { ip?: unknown }).ip ?? '')));
 };
+
+/** Header on an admin answer that carries a tailnet error (its TailnetError code). */
+export const tailnetErrorHeader = 'x-krkn-tailnet-error';
+
+// The admin app may parse bodies as JSON, or keep them raw (krknc's does): accept both.
+function jsonBody(body: unknown): Record<string, unknown> {
+  if (Buffer.isBuffer(body) || typeof body === 'string') {
+    try {
+      return JSON.parse(body.toString()) as Record<string, unknown>;
+    } catch {
+      return {};
+    }
+  }
+  return (body ?? {}) as Record<string, unknown>;
+}
 
 /** What the shared node commands need from an app. */
 export interface NodeCommandContext {
