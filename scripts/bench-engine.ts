@@ -3,8 +3,8 @@
 // Every figure is measured here, now, on this machine: join and restart times, HTTP latency and
 // request rate, bulk throughput, memory per node, the app thread's event-loop delay while a node
 // works, and the artifact size. `--write` replaces the table in README.md.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { buildInfo } from '@krkn/tailnet-wasm';
 import { TailnetNode, serveFastify, tailnetAgent, type Isolation } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
+import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 const LATENCY_REQUESTS = 300;
 const RATE_REQUESTS = 1000;
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
 
   const table = render(rows);
   console.log(table);
-  if (write) updateReadme(table);
+  if (write) writeReadmeSection('bench:engine', table);
 }
 
 async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
@@ -269,22 +270,10 @@ function mib(bytes: number): string {
 }
 
 function render(rows: Row[]): string {
-  const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const head = `| metric | ${columns.join(' | ')} |\n|---|${columns.map(() => '---:').join('|')}|`;
   const body = rows.map((r) => `| ${r.metric} | ${columns.map((c) => r.values[c] ?? '–').join(' | ')} |`).join('\n');
-  return `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}.\n\n${head}\n${body}\n`;
+  return `${measuredOn()}.\n\n${head}\n${body}\n`;
 }
 
-function updateReadme(table: string): void {
-  const path = new URL('../README.md', import.meta.url);
-  const text = readFileSync(path, 'utf8');
-  const start = '<!-- bench:engine:start -->';
-  const end = '<!-- bench:engine:end -->';
-  const i = text.indexOf(start);
-  const j = text.indexOf(end);
-  if (i < 0 || j < 0) throw new Error(`README.md has no ${start} … ${end} section`);
-  writeFileSync(path, `${text.slice(0, i + start.length)}\n${table}${text.slice(j)}`);
-  console.error('README.md updated');
-}
 
 await main();

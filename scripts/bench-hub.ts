@@ -2,9 +2,9 @@
 // (a real krkns process, a publisher and a subscriber node) beside the same hub code on plain
 // loopback HTTP with no tailnet (the ceiling). `--write` replaces the table in README.md.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -12,6 +12,7 @@ import { Hub, identifyAdmin, type SendAttempt } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startTailnet } from '@krkn/testnet';
+import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 const THROUGHPUT_EVENTS = 400;
 const CONCURRENCY = 8;
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
   }
   const table = render(results);
   console.log(table);
-  if (process.argv.includes('--write')) updateReadme(table);
+  if (process.argv.includes('--write')) writeReadmeSection('bench:hub', table);
 }
 
 /** A subscriber app that records when each event arrives. */
@@ -204,11 +205,10 @@ async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 function render(results: Record<string, Results>): string {
-  const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const names = Object.keys(results);
   const row = (label: string, f: (r: Results) => string) => `| ${label} | ${names.map((n) => f(results[n]!)).join(' | ')} |`;
   return [
-    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}; ${BODY.length}-byte JSON events.`,
+    `${measuredOn()}; ${BODY.length}-byte JSON events.`,
     '',
     `| metric | ${names.join(' | ')} |`,
     `|---|${names.map(() => '---:').join('|')}|`,
@@ -219,16 +219,5 @@ function render(results: Record<string, Results>): string {
   ].join('\n');
 }
 
-function updateReadme(table: string): void {
-  const path = new URL('../README.md', import.meta.url);
-  const text = readFileSync(path, 'utf8');
-  const start = '<!-- bench:hub:start -->';
-  const end = '<!-- bench:hub:end -->';
-  const i = text.indexOf(start);
-  const j = text.indexOf(end);
-  if (i < 0 || j < 0) throw new Error(`README.md has no ${start} … ${end} section`);
-  writeFileSync(path, `${text.slice(0, i + start.length)}\n${table}${text.slice(j)}`);
-  console.error('README.md updated');
-}
 
 await main();

@@ -12,5 +12,7 @@ export type { LogFormat } from './log.js';
 export { showLoginOnTerminal, readyLine } from './login.js';
 export { listenAdminSocket, adminFetch, socketAnswers } from './admin.js';
 export type { AdminFetch } from './admin.js';
-export { nodeAdminRoutes, pingCommand, whoisCommand, doctorCommand, tailnetErrorHeader } from './node-commands.js';
+export { nodeAdminRoutes, pingCommand, whoisCommand, doctorCommand, diagnosticCommands, tailnetErrorHeader } from './node-commands.js';
+export { runCommands, exitCodesHelp } from './commands.js';
+export type { Command } from './commands.js';
 export type { NodeAdminOptions, NodeCommandContext } from './node-commands.js';

@@ -2,7 +2,9 @@ import { existsSync } from 'node:fs';
 import type { FastifyError, FastifyPluginAsync } from 'fastify';
 import { formatReport, reportExitCode, runChecks, type CheckResult, type DoctorInput } from '@krkn/doctor';
 import { FileStateStore, TailnetError, type PingResult, type TailnetNode, type WhoIs } from '@krkn/tailnet';
+import { main as policyMain } from '@krkn/policy';
 import { adminFetch, socketAnswers } from './admin.js';
+import type { Command } from './commands.js';
 import { CliError, ExitCode } from './exit.js';
 
 /** Options of {@link nodeAdminRoutes}. */
@@ -141,4 +143,42 @@ function hasIdentity(stateDir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The diagnostic subcommands both apps have: doctor, ping, whois (over the node's own identity)
+ * and policy (krkn-policy, built in). `context` turns a command line into the app's context.
+ */
+export function diagnosticCommands(
+  app: string,
+  context: (argv: string[], usage: string, description: string) => { ctx: NodeCommandContext; args: string[]; json: boolean } | number,
+  doctorDescription: string,
+): Record<'doctor' | 'ping' | 'whois' | 'policy', Command> {
+  const print = (s: string): void => void process.stdout.write(`${s}\n`);
+  const withContext =
+    (usage: string, description: string, body: (c: { ctx: NodeCommandContext; args: string[]; json: boolean }) => Promise<number>) =>
+    async (argv: string[]): Promise<number> => {
+      const c = context(argv, usage, description);
+      return typeof c === 'number' ? c : body(c);
+    };
+  return {
+    doctor: {
+      summary: 'check login, keys, tags, control, DERP and peer visibility; name causes and fixes',
+      run: withContext(`${app} doctor [flags]`, doctorDescription, (c) => doctorCommand(c.ctx, c.json, print, Boolean(process.stdout.isTTY))),
+    },
+    ping: {
+      summary: `TSMP-ping a peer from ${app}'s own node`,
+      run: withContext(`${app} ping <peer> [flags]`, `TSMP-pings a peer (MagicDNS name or tailnet IP) from ${app}'s own node.`, (c) => pingCommand(c.ctx, c.args[0], c.json, print)),
+    },
+    whois: {
+      summary: 'name the node and user behind a tailnet address',
+      run: withContext(`${app} whois <tailnet IP> [flags]`, `Names the node and user behind a tailnet address, with the capabilities it holds towards ${app}.`, (c) =>
+        whoisCommand(c.ctx, c.args[0], c.json, print),
+      ),
+    },
+    policy: {
+      summary: 'lint a tailnet policy, or check a path through it (krkn-policy)',
+      run: (argv) => policyMain(argv, { stdout: process.stdout, stderr: process.stderr }),
+    },
+  };
 }

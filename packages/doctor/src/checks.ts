@@ -41,6 +41,21 @@ export interface DoctorInput {
   hostFetch?: (url: string, init?: RequestInit) => Promise<Response>;
 }
 
+/** A DoctorInput for an app, with the auth-key facts read from the environment. */
+export function doctorInputFrom(
+  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & { node?: TailnetNode | undefined; counterpart?: Counterpart | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+): DoctorInput {
+  const { node, counterpart, ...rest } = base;
+  return {
+    ...rest,
+    authKeyInEnv: Boolean(env.TS_AUTHKEY || env.TS_AUTH_KEY),
+    forceLogin: /^(1|true|yes|on)$/i.test(env.TS_FORCE_LOGIN ?? ''),
+    ...(node ? { node } : {}),
+    ...(counterpart ? { counterpart } : {}),
+  };
+}
+
 const ok = (id: string, cause: string): CheckResult => ({ id, status: 'ok', cause });
 const warn = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'warn', cause, fix });
 const fail = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'fail', cause, fix });

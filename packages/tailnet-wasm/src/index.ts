@@ -153,22 +153,11 @@ export interface RunningEngine {
   exited: Promise<number>;
 }
 
-interface GoApi {
+// What the Go side installs: EngineApi, with JSON strings where EngineApi has objects.
+type GoApi = Omit<EngineApi, 'start' | 'dial'> & {
   start(configJson: string): Promise<string>;
-  login(): Promise<void>;
-  listen(port: number): void;
-  unlisten(port: number): void;
   dial(host: string, port: number, timeoutMs: number): Promise<Record<string, unknown>>;
-  write(id: number, bytes: Uint8Array): Promise<void>;
-  resume(id: number): void;
-  closeWrite(id: number): void;
-  close(id: number): void;
-  whois(addr: string): Promise<string>;
-  ping(target: string, timeoutMs: number): Promise<string>;
-  status(): Promise<string>;
-  logout(): Promise<void>;
-  shutdown(): Promise<void>;
-}
+};
 
 interface GoRuntime {
   argv: string[];
