@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"sync"
 	"syscall/js"
 	"time"
@@ -97,6 +98,7 @@ func (n *node) exports() map[string]any {
 		"status":     fn(func(a []js.Value) any { return promise(n.status) }),
 		"logout":     fn(func(a []js.Value) any { return promise(n.logout) }),
 		"shutdown":   fn(func(a []js.Value) any { return promise(n.shutdown) }),
+		"stacks":     fn(func(a []js.Value) any { return goroutineStacks() }),
 	}
 }
 
@@ -317,4 +319,10 @@ func (n *node) shutdown() (any, error) {
 		close(n.exited)
 	}()
 	return nil, nil
+}
+
+// goroutineStacks is every goroutine's stack, for diagnosing an engine that hangs or spins.
+func goroutineStacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }

@@ -144,6 +144,8 @@ export interface EngineApi {
   status(): Promise<string>;
   logout(): Promise<void>;
   shutdown(): Promise<void>;
+  /** Every goroutine's stack: for diagnosing an engine that hangs or spins. */
+  stacks(): string;
 }
 
 /** A started engine. */
@@ -264,7 +266,7 @@ type GoClass = new () => GoRuntime;
  */
 function loadGoRuntime(): GoClass {
   const g = globalThis as Record<string, unknown>;
-  g.WebSocket ??= NodeWebSocket;
+  g.WebSocket ??= DeferredErrorWebSocket;
   if (!g.Go) {
     createRequire(import.meta.url)(`${buildDir}wasm_exec.cjs`);
     const decoder = new TextDecoder();
@@ -276,4 +278,34 @@ function loadGoRuntime(): GoClass {
     };
   }
   return g.Go as GoClass;
+}
+
+type Listener = (event: unknown) => void;
+
+/**
+ * The `ws` WebSocket, with 'error' listeners called one task later. coder/websocket (control
+ * and DERP connections) answers an error by closing the socket and waiting, inside the error
+ * handler, for the 'close' event; `ws` emits 'close' right after 'error' returns, so that wait
+ * could never end: the Go program spun at 100% CPU whenever the control server went away.
+ * Deferred, the error handler runs after 'close' (or not at all, if 'close' removed it).
+ */
+class DeferredErrorWebSocket extends NodeWebSocket {
+  private readonly errorListeners = new Map<Listener, Listener>();
+
+  override addEventListener(type: string, listener: Listener, options?: object): void {
+    if (type !== 'error') return super.addEventListener(type as 'open', listener, options);
+    const deferred: Listener = (event) =>
+      setImmediate(() => {
+        if (this.errorListeners.get(listener) === deferred) listener.call(this, event);
+      });
+    this.errorListeners.set(listener, deferred);
+    super.addEventListener('error', deferred, options);
+  }
+
+  override removeEventListener(type: string, listener: Listener): void {
+    if (type !== 'error') return super.removeEventListener(type as 'open', listener);
+    const deferred = this.errorListeners.get(listener);
+    this.errorListeners.delete(listener);
+    if (deferred) super.removeEventListener('error', deferred);
+  }
 }
