@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '../packages/testnet/src/index.js';
+import { TestnetError, startNativeNode, startTailnet, type NativeNode, type Tailnet } from '../packages/testnet/src/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = { krkns: join(root, 'apps/krkns/dist/main.js'), krknc: join(root, 'apps/krknc/dist/main.js') };
@@ -47,6 +47,8 @@ function step(title: string, ...commands: string[]): void {
 // kernel kill the child if this process dies without cleaning up (even by SIGKILL).
 const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => process.platform === 'linux' && existsSync(p));
 const children = new Set<Child>();
+// The children's settings are the flags the demo passes: a KRKNC_JSON=1 or TS_AUTHKEY of the caller's shell must not change them.
+const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(KRKNC_|KRKNS_|TS_)/.test(k)));
 
 /** krkns or krknc as a child process: output split in lines, the last ones kept for error messages. */
 class Child {
@@ -67,7 +69,7 @@ class Child {
   ) {
     const argv = [process.execPath, bin[program], ...args];
     const [file, ...rest] = setpriv ? [setpriv, '--pdeathsig', 'KILL', '--', ...argv] : argv;
-    this.proc = spawn(file!, rest, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(file!, rest, { cwd: root, env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(this);
     lines(this.proc.stdout!, (line) => {
       this.stdout.push(line);
@@ -118,17 +120,25 @@ class Child {
     return e.code ?? 1;
   }
 
-  /** SIGTERM, up to graceMs to exit, then SIGKILL. */
-  async stop(graceMs = stopGraceMs): Promise<void> {
+  /**
+   * SIGTERM, up to graceMs to exit, then SIGKILL. After a Ctrl-C the child got the terminal's SIGINT
+   * too and is already stopping: it gets a moment first, so a second signal does not cut that short.
+   */
+  async stop(graceMs = stopGraceMs, interrupted = false): Promise<void> {
+    if (interrupted && (await this.exitsWithin(3_000))) return;
     if (this.exit) return;
     this.proc.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const graceful = await Promise.race([this.exited.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
-    clearTimeout(timer);
-    if (graceful) return;
+    if (await this.exitsWithin(graceMs)) return;
     from(this.name, paint('33', `did not stop within ${graceMs / 1000}s of SIGTERM: killed`));
     this.proc.kill('SIGKILL');
     await this.exited;
+  }
+
+  private async exitsWithin(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([this.exited.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)))]);
+    clearTimeout(timer);
+    return exited;
   }
 
   /** An error naming this child, with its last output lines. */
@@ -225,10 +235,10 @@ class LocalApp {
       const v = h(name);
       if (v !== undefined) from('app', `  ${paint('90', `${name}:`)} ${v}`);
     }
-    const text = body.toString('utf8');
-    const shown = text.split('\n').slice(0, 8);
+    const all = body.toString('utf8').replace(/\n$/, '').split('\n');
+    const shown = all.slice(0, 8);
     shown.forEach((l, i) => from('app', `  ${paint('90', i === 0 ? 'body:' : '     ')} ${l.length > 100 ? `${l.slice(0, 100)}…` : l}`));
-    if (text.split('\n').length > shown.length) from('app', `        ${paint('90', '…')}`);
+    if (all.length > shown.length) from('app', `        ${paint('90', '…')}`);
     const signature = h('x-hub-signature-256');
     if (signature) {
       const expected = `sha256=${createHmac('sha256', webhookSecret).update(body).digest('hex')}`;
@@ -265,9 +275,9 @@ let stopping: Promise<never> | undefined;
 /** The command line a user would type, with the long parts shortened. */
 function shown(program: string, args: string[], env: Record<string, string> = {}): string {
   const quote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
-  const short = (a: string): string => (tempDir && a.startsWith(tempDir) ? a.replace(tempDir, '$DEMO') : a);
+  const short = (a: string): string => (tempDir ? a.replaceAll(tempDir, '$DEMO') : a);
   const vars = Object.entries(env).map(([k, v]) => `${k}=${k === 'TS_AUTHKEY' ? `${v.slice(0, 12)}…` : v}`);
-  return [...vars, program, ...args.map((a) => quote(short(a)))].join(' ');
+  return [...vars, program, ...args.map((a) => short(quote(a)))].join(' ');
 }
 
 async function main(): Promise<void> {
@@ -280,7 +290,7 @@ async function main(): Promise<void> {
   // 1. The tailnet.
   step('A local tailnet: headscale (control server and DERP relay) on loopback');
   tailnet = await startTailnet();
-  from('tailnet', `headscale at ${tailnet.url}, MagicDNS domain ${tailnet.domain}`);
+  from('tailnet', `headscale at ${tailnet.url}, MagicDNS domain ${tailnet.domain}; state and files in $DEMO=${tempDir}`);
   const user = await tailnet.createUser('demo');
   const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
   const ciKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true, ephemeral: true });
@@ -314,7 +324,7 @@ async function main(): Promise<void> {
   // 5. A CI job publishes with krknc send --ephemeral.
   const build = JSON.stringify({ pipeline: 'build', commit: '4f6148e', status: 'passed', durationSeconds: 73 });
   const ciId = await ciSend('A CI job publishes its result: joins with an ephemeral key, sends, logs out, is gone', 'ci-job-1', ['--topic', 'demo/ci', '--data', build], ciKey);
-  await app.waitFor(ciId, 20_000);
+  await arrival(ciId);
 
   // 6. A GitHub-style signed webhook, sent byte for byte.
   const payload = `{\n  "ref": "refs/heads/main",\n  "repository": { "full_name": "acme/shop" },\n  "head_commit": { "message": "Café menu: add crème brûlée ☕" }\n}\n`;
@@ -327,35 +337,45 @@ async function main(): Promise<void> {
     ['--topic', 'demo/github', '--data', `@${payloadFile}`, '-H', 'X-GitHub-Event: push', '-H', `X-Hub-Signature-256: ${signature}`],
     ciKey,
   );
-  await app.waitFor(ghId, 20_000);
+  await arrival(ghId);
   if (app.badSignature) throw new DemoError('the local app could not verify the GitHub signature: the body was changed on the way');
 
   // 7. A native tailscaled peer publishes with plain HTTP over the tailnet.
   step(
     'Any tailnet peer can publish: a native tailscaled node ("build-box") POSTs over the tailnet',
-    `curl --proxy <build-box's proxy> -d '{"job":"nightly",...}' http://krkns/hooks/demo/native`,
+    `curl -H 'content-type: application/json' -d '{"job":"nightly",…}' http://krkns/hooks/demo/native   # on build-box`,
   );
   const native: NativeNode = await nativeUp;
   await native.waitForPeer('krkns', 30_000);
   const nightly = JSON.stringify({ job: 'nightly', tests: 1287, failures: 0 });
   const res = await native.fetch('http://krkns/hooks/demo/native', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'idempotency-key': 'nightly-2024-06-01' },
+    headers: { 'content-type': 'application/json' },
     body: nightly,
     timeoutMs: 20_000,
   });
   from('native', `krkns answered ${res.status} ${res.text().trim()}`);
   if (res.status !== 202) throw new DemoError(`krkns answered ${res.status} to build-box's POST: ${res.text()}`, 'krkns');
   const nativeId = (res.json() as { id: string }).id;
-  await app.waitFor(nativeId, 20_000);
+  await arrival(nativeId);
 
   // 8. Status.
   const krknsStatusArgs = ['status', '--state-dir', join(tempDir, 'krkns')];
   step('krkns status: node, listener, storage and delivery queue (over the daemon\'s admin socket)', shown('krkns', krknsStatusArgs));
   await oneShot('krkns', 'krkns', krknsStatusArgs, {}, 15_000);
+  const nodes = await tailnet.listNodes();
+  const ciLeft = nodes.filter((n) => n.givenName.startsWith('ci-job-')).length;
+  from('tailnet', `headscale's nodes: ${nodes.map((n) => `${n.givenName} (${n.online ? 'online' : 'offline'})`).join(', ')}`);
+  from('tailnet', ciLeft === 0 ? 'the CI jobs left no node behind: ephemeral nodes are deleted when they log out' : `${ciLeft} CI node(s) still listed`);
   const krkncStatusArgs = ['status', '--state-dir', join(tempDir, 'krknc'), '--server', 'krkns'];
   step('krknc status beside the running listen: it asks that process, and checks the server', shown('krknc', krkncStatusArgs));
   await oneShot('krknc', 'krknc', krkncStatusArgs, {}, 20_000);
+}
+
+/** Waits until the event has reached the local app and krknc listen has printed its line. */
+async function arrival(id: string): Promise<void> {
+  await app!.waitFor(id, 20_000);
+  await listener!.waitForLine(new RegExp(`\\b${id}\\b`), `its line for ${id}`, 5_000);
 }
 
 /** `krknc send --ephemeral` as a CI job would run it, in a fresh state directory; returns the event id. */
@@ -392,9 +412,10 @@ function shutdown(code: number, reason?: string): Promise<never> {
     }, 30_000).unref();
     app?.close();
     // listen first (krkns keeps its subscription for next time), then the hub, then the tailnet.
-    await listener?.stop();
-    await hub?.stop();
-    await Promise.all([...children].map((c) => c.stop())); // anything still running (a send cut short)
+    const interrupted = code === 130;
+    await Promise.all([...children].filter((c) => c !== listener && c !== hub).map((c) => c.stop(stopGraceMs, interrupted))); // a send cut short
+    await listener?.stop(stopGraceMs, interrupted);
+    await hub?.stop(stopGraceMs, interrupted);
     for (const c of [listener, hub]) if (c?.exit) from(c.name, paint('90', `stopped (${describe(c.exit)})`));
     await tailnet?.stop();
     if (tailnet) from('tailnet', paint('90', 'headscale and build-box stopped'));
@@ -412,9 +433,13 @@ process.on('exit', () => {
   for (const c of children) c.proc.kill('SIGKILL');
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
 });
-let interrupts = 0;
+let firstSignalAt = 0;
 const onSignal = (sig: NodeJS.Signals, code: number): void => {
-  if (++interrupts > 1) {
+  // Under tsx one Ctrl-C arrives twice (from the terminal, and relayed by tsx's parent process):
+  // only a second signal a moment later means "stop waiting".
+  if (firstSignalAt === 0) firstSignalAt = Date.now();
+  else if (Date.now() - firstSignalAt < 1_000) return;
+  else {
     out(paint('31', `${sig} again: exiting without waiting`));
     process.exit(code);
   }
@@ -433,12 +458,16 @@ main().then(
   (err: unknown) => {
     if (stopping) return stopping; // after Ctrl-C, failures are just the interruption
     out();
-    out(paint('31', `Demo failed: ${(err as Error).message}`));
-    const tail = err instanceof DemoError ? err.tail : [];
-    if (tail.length > 0) {
-      out(paint('90', `   last output of ${(err as DemoError).who}:`));
-      for (const l of tail) out(paint('90', `   | ${l}`));
-    } else if (!(err instanceof DemoError)) out(paint('90', String((err as Error).stack ?? err)));
+    const [first, ...more] = String((err as Error).message ?? err).split('\n');
+    out(paint('31', `Demo failed: ${first}`));
+    if (err instanceof DemoError) {
+      if (err.tail.length > 0) out(paint('90', `   last output of ${err.who}:`));
+      for (const l of err.tail) out(paint('90', `   | ${l}`));
+    } else if (err instanceof TestnetError) {
+      // headscale or tailscaled: the message goes on with the command's last output lines.
+      if (err.details.command) out(paint('90', `   command: ${err.details.command.join(' ')}`));
+      for (const l of more.slice(-25)) out(paint('90', `   | ${l}`));
+    } else out(paint('90', String((err as Error).stack ?? err))); // not expected: a bug, so the stack
     return shutdown(1, 'Stopping everything after the failure');
   },
 );

@@ -47,9 +47,11 @@ export async function startNode(flags: Flags<typeof nodeFlags>, log: Logger, { c
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const dispose = async (): Promise<void> => {
+    // The handlers stay until the node is closed: a second signal during shutdown (a terminal's
+    // SIGINT, then a supervisor's SIGTERM) must not kill the process half-way.
+    await node.close();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await node.close();
   };
   const up = node.up({ signal: stop.signal, ...(controlTimeoutMs ? { controlTimeoutMs } : {}) });
   // up() takes the state lock synchronously at its start: a lock error is already settled here.

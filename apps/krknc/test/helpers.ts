@@ -1,5 +1,6 @@
 // Real processes for the krknc end-to-end tests: krkns and krknc run from their dist/ as child
 // processes (the way a developer or CI job runs them), a node:http server plays the local app.
+import { tiedToParent } from '@krkn/testnet';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -81,7 +82,7 @@ export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS
 
 /** Starts `node apps/krknc/dist/main.js <args>`. */
 export function krknc(args: string[], env: Record<string, string | undefined> = {}, name = `krknc ${args[0]}`): Proc {
-  return new Proc(name, spawn(process.execPath, [krkncMain, ...args], { env: childEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
+  return new Proc(name, spawn(...tiedToParent(process.execPath, [krkncMain, ...args]), { env: childEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
 }
 
 /** Runs a krknc command to its end (bounded) and returns its exit code and output. */
@@ -104,7 +105,7 @@ export interface Krkns {
 /** Starts krkns and waits for its "krkns ready:" line. */
 export async function startKrkns(opts: { controlUrl: string; authKey: string; stateDir: string; hostname: string; args?: string[] }): Promise<Krkns> {
   const args = ['run', '--hostname', opts.hostname, '--state-dir', opts.stateDir, '--control-url', opts.controlUrl, '--log-format', 'json', ...(opts.args ?? [])];
-  const proc = new Proc('krkns', spawn(process.execPath, [krknsMain, ...args], { env: childEnv({ TS_AUTHKEY: opts.authKey }) }));
+  const proc = new Proc('krkns', spawn(...tiedToParent(process.execPath, [krknsMain, ...args]), { env: childEnv({ TS_AUTHKEY: opts.authKey }) }));
   const m = await proc.waitFor(/krkns ready: node \S+ \((100\.[\d.]+)/, 90_000);
   return { proc, ip: m[1]!, stateDir: opts.stateDir };
 }

@@ -1,4 +1,5 @@
 // Runs the real krkns binary (dist/main.js) as a child process, the way systemd would.
+import { tiedToParent } from '@krkn/testnet';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -29,7 +30,7 @@ export class Krkns {
 
   /** Runs `krkns <args>` and waits for it to exit. */
   static async command(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const k = new Krkns(spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env } }), '');
+    const k = new Krkns(spawn(...tiedToParent(process.execPath, [main, ...args]), { env: { ...process.env, ...env } }), '');
     const code = await k.exited;
     return { code, stdout: k.stdout, stderr: k.stderr };
   }
@@ -38,7 +39,7 @@ export class Krkns {
   static start(opts: RunOptions): Krkns {
     const args = ['run', '--hostname', opts.hostname, '--state-dir', opts.stateDir, '--control-url', opts.controlUrl, '--log-format', 'json', ...(opts.args ?? [])];
     const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '' };
-    return new Krkns(spawn(process.execPath, [main, ...args], { env }), opts.stateDir);
+    return new Krkns(spawn(...tiedToParent(process.execPath, [main, ...args]), { env }), opts.stateDir);
   }
 
   /** Starts `krkns run` and resolves once it printed its ready line (or rejects with its output). */

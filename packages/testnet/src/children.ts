@@ -30,6 +30,14 @@ const TAIL_LINES = 200;
 // the flag and execs the real program, so the pid we hold is the program's own.
 const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => process.platform === 'linux' && existsSync(p));
 
+/**
+ * `[file, args]` that run `command` so Linux kills it when this process dies, even by SIGKILL
+ * (through util-linux's setpriv where it exists): test daemons never outlive their test.
+ */
+export function tiedToParent(command: string, args: string[]): [string, string[]] {
+  return setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
+}
+
 /** A child process with its log captured; see {@link startProcess}. */
 export class ManagedProcess {
   readonly pid: number | undefined;
@@ -46,9 +54,9 @@ export class ManagedProcess {
 
   constructor(options: SpawnOptions) {
     this.command = [options.command, ...options.args];
-    const [file, ...args] = setpriv ? [setpriv, '--pdeathsig', 'KILL', '--', ...this.command] : this.command;
+    const [file, args] = tiedToParent(options.command, options.args);
     this.#log = createWriteStream(options.logFile, { flags: 'a' });
-    this.#child = spawn(file!, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.pid = this.#child.pid;
     this.#child.stdout?.on('data', (chunk: Buffer) => this.#record(chunk));
     this.#child.stderr?.on('data', (chunk: Buffer) => this.#record(chunk));

@@ -28,4 +28,5 @@ export type { ToolPaths } from './tools.js';
 export { TestnetError } from './errors.js';
 export type { TestnetErrorCode, TestnetErrorDetails } from './errors.js';
 export { waitFor } from './wait.js';
+export { tiedToParent } from './children.js';
 export type { WaitOptions } from './wait.js';
