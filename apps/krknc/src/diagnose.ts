@@ -1,10 +1,8 @@
-import { createLogger, diagnosticCommands, helpText, parseFlags, ExitCode, type NodeCommandContext } from '@krkn/cli-kit';
+import { createLogger, diagnosticCommands } from '@krkn/cli-kit';
 import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
 import { TailnetNode } from '@krkn/tailnet';
 import { nodeFlags, pathsIn, serverFlag, stateDirOf } from './config.js';
 import { parseServer } from './server.js';
-
-const diagnoseFlags = { ...nodeFlags, ...serverFlag } as const;
 
 /** The doctor's view of krknc: its node, and the krkns it talks to when --server is given. */
 export function krkncDoctorInput(flags: { 'control-url'?: string | undefined; tags?: string[] | undefined; server?: string | undefined }, stateDir: string, node?: TailnetNode): DoctorInput {
@@ -19,27 +17,15 @@ export function krkncDoctorInput(flags: { 'control-url'?: string | undefined; ta
   });
 }
 
-function context(argv: string[], usage: string, description: string): { ctx: NodeCommandContext; args: string[]; json: boolean } | number {
-  const { flags, args } = parseFlags(diagnoseFlags, argv);
-  if (flags.help) {
-    process.stdout.write(helpText(usage, description, diagnoseFlags));
-    return ExitCode.OK;
-  }
-  const stateDir = stateDirOf(flags);
-  const ctx: NodeCommandContext = {
-    app: 'krknc',
-    stateDir,
-    adminSocket: pathsIn(stateDir).adminSocket,
-    openNode: () =>
-      new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krknc', controlUrl: flags['control-url']!, tags: flags.tags!, logger: createLogger({ level: 'warn', format: 'pretty' }) }),
-    doctorInput: (node) => krkncDoctorInput(flags, stateDir, node),
-  };
-  return { ctx, args, json: Boolean(flags.json) };
-}
-
 /** doctor (with --server: is krkns visible, pingable, answering?), ping, whois and policy. */
-export const diagnostics = diagnosticCommands(
-  'krknc',
-  context,
-  'Checks login, auth key, key expiry, tags, control server, DERP, peer visibility and, with --server, whether krkns is visible, answers a ping and its API. Each with a cause and a fix; exit 0 only when all pass.',
-);
+export const diagnostics = diagnosticCommands({
+  app: 'krknc',
+  flags: { ...nodeFlags, ...serverFlag },
+  stateDir: stateDirOf,
+  adminSocket: (stateDir) => pathsIn(stateDir).adminSocket,
+  openNode: (flags, stateDir) =>
+    new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krknc', controlUrl: flags['control-url']!, tags: flags.tags!, logger: createLogger({ level: 'warn', format: 'pretty' }) }),
+  doctorInput: krkncDoctorInput,
+  doctorDescription:
+    'Checks login, auth key, key expiry, tags, control server, DERP, peer visibility and, with --server, whether krkns is visible, answers a ping and its API. Each with a cause and a fix; exit 0 only when all pass.',
+});

@@ -1,38 +1,24 @@
-import { createLogger, diagnosticCommands, helpText, parseFlags, ExitCode, type NodeCommandContext } from '@krkn/cli-kit';
+import { createLogger, diagnosticCommands } from '@krkn/cli-kit';
 import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
 import { TailnetNode } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 
 // doctor, ping and whois read the same flags as run, so they look at the same node.
 const { 'shutdown-timeout': _s, ...flagsOfNodeCommands } = runFlags;
-const diagnoseFlags = { ...flagsOfNodeCommands, json: { type: 'bool', describe: 'print the result as JSON' } } as const;
 
 /** The doctor's view of a krkns configured by these flags and this environment. */
 export function krknsDoctorInput(flags: { 'control-url'?: string | undefined; tags?: string[] | undefined }, stateDir: string, node?: TailnetNode): DoctorInput {
   return doctorInputFrom({ app: 'krkns', stateDir, controlUrl: flags['control-url']!, advertisedTags: flags.tags ?? [], node });
 }
 
-function context(argv: string[], usage: string, description: string): { ctx: NodeCommandContext; args: string[]; json: boolean } | number {
-  const { flags, args } = parseFlags(diagnoseFlags, argv);
-  if (flags.help) {
-    process.stdout.write(helpText(usage, description, diagnoseFlags));
-    return ExitCode.OK;
-  }
-  const stateDir = stateDirOf(flags);
-  const ctx: NodeCommandContext = {
-    app: 'krkns',
-    stateDir,
-    adminSocket: pathsIn(stateDir).adminSocket,
-    openNode: () =>
-      new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krkns', controlUrl: flags['control-url']!, tags: flags.tags!, logger: createLogger({ level: 'warn', format: 'pretty' }) }),
-    doctorInput: (node) => krknsDoctorInput(flags, stateDir, node),
-  };
-  return { ctx, args, json: Boolean(flags.json) };
-}
-
 /** doctor, ping, whois and policy. */
-export const diagnostics = diagnosticCommands(
-  'krkns',
-  context,
-  'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
-);
+export const diagnostics = diagnosticCommands({
+  app: 'krkns',
+  flags: { ...flagsOfNodeCommands, json: { type: 'bool', describe: 'print the result as JSON' } },
+  stateDir: stateDirOf,
+  adminSocket: (stateDir) => pathsIn(stateDir).adminSocket,
+  openNode: (flags, stateDir) =>
+    new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krkns', controlUrl: flags['control-url']!, tags: flags.tags!, logger: createLogger({ level: 'warn', format: 'pretty' }) }),
+  doctorInput: krknsDoctorInput,
+  doctorDescription: 'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
+});

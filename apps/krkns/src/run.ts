@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ExitCode, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, showLoginOnTerminal, type LogFormat } from '@krkn/cli-kit';
+import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify } from '@krkn/tailnet';
@@ -34,20 +34,9 @@ export async function run(argv: string[]): Promise<number> {
     ephemeral: flags.ephemeral!,
     logger: log,
   });
-  showLoginOnTerminal(node, process.stderr);
-  const stop = new AbortController();
-  const onSignal = (sig: string) => {
-    if (stop.signal.aborted) return;
-    log.info({ signal: sig }, 'stopping');
-    stop.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
   // The node's state lock is taken first, so a second krkns on this directory stops here.
-  const up = node.up({ signal: stop.signal });
-  const early = await Promise.race([up.then(() => undefined, (err: unknown) => err), new Promise((r) => setImmediate(r))]);
-  if (early) throw early;
+  const own = await bringUp(node, log);
+  const { stop, up } = own;
   const store = HubStore.open(paths.db);
   const hub = new Hub({
     store,
@@ -80,16 +69,13 @@ export async function run(argv: string[]): Promise<number> {
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
-    await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
-    await shutdown({ hub, api, admin, node, store, log, timeoutMs: flags['shutdown-timeout']! });
+    await aborted(stop.signal);
+    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout']! });
     return ExitCode.OK;
   } catch (err) {
-    await Promise.allSettled([admin.close(), node.close()]);
+    await Promise.allSettled([admin.close(), own.dispose()]);
     store.close();
     throw err;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
   }
 }
 
@@ -102,7 +88,7 @@ async function shutdown(p: {
   hub: Hub;
   api: { close(): Promise<void> };
   admin: { close(): Promise<void> };
-  node: TailnetNode;
+  own: OwnNode;
   store: HubStore;
   log: Logger;
   timeoutMs: number;
@@ -112,6 +98,6 @@ async function shutdown(p: {
   await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
   await p.admin.close();
   p.store.close();
-  await p.node.close();
+  await p.own.dispose();
   p.log.info({ ms: Date.now() - started }, 'stopped');
 }

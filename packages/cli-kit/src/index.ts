@@ -15,4 +15,6 @@ export type { AdminFetch } from './admin.js';
 export { nodeAdminRoutes, pingCommand, whoisCommand, doctorCommand, diagnosticCommands, tailnetErrorHeader } from './node-commands.js';
 export { runCommands, exitCodesHelp } from './commands.js';
 export type { Command } from './commands.js';
-export type { NodeAdminOptions, NodeCommandContext } from './node-commands.js';
+export type { DiagnosticSpec, NodeAdminOptions, NodeCommandContext } from './node-commands.js';
+export { bringUp, aborted } from './own-node.js';
+export type { OwnNode } from './own-node.js';

@@ -6,6 +6,7 @@ import { main as policyMain } from '@krkn/policy';
 import { adminFetch, socketAnswers } from './admin.js';
 import type { Command } from './commands.js';
 import { CliError, ExitCode } from './exit.js';
+import { helpText, parseFlags, type FlagSpec, type FlagSpecs, type Flags } from './flags.js';
 
 /** Options of {@link nodeAdminRoutes}. */
 export interface NodeAdminOptions {
@@ -145,35 +146,59 @@ function hasIdentity(stateDir: string): boolean {
   }
 }
 
+/** How an app's diagnostic commands find their node. */
+export interface DiagnosticSpec<S extends FlagSpecs> {
+  app: string;
+  /** The commands' flags (with json and help). */
+  flags: S;
+  stateDir: (flags: Flags<S>) => string;
+  adminSocket: (stateDir: string) => string;
+  /** A node on the stored identity, for when the daemon is not running. */
+  openNode: (flags: Flags<S>, stateDir: string) => TailnetNode;
+  doctorInput: (flags: Flags<S>, stateDir: string, node?: TailnetNode) => DoctorInput;
+  doctorDescription: string;
+}
+
 /**
  * The diagnostic subcommands both apps have: doctor, ping, whois (over the node's own identity)
- * and policy (krkn-policy, built in). `context` turns a command line into the app's context.
+ * and policy (krkn-policy, built in).
  */
-export function diagnosticCommands(
-  app: string,
-  context: (argv: string[], usage: string, description: string) => { ctx: NodeCommandContext; args: string[]; json: boolean } | number,
-  doctorDescription: string,
+export function diagnosticCommands<S extends FlagSpecs & { json: FlagSpec<'bool'>; help: FlagSpec<'bool'> }>(
+  spec: DiagnosticSpec<S>,
 ): Record<'doctor' | 'ping' | 'whois' | 'policy', Command> {
+  const { app } = spec;
   const print = (s: string): void => void process.stdout.write(`${s}\n`);
   const withContext =
-    (usage: string, description: string, body: (c: { ctx: NodeCommandContext; args: string[]; json: boolean }) => Promise<number>) =>
+    (usage: string, description: string, body: (ctx: NodeCommandContext, args: string[], json: boolean) => Promise<number>) =>
     async (argv: string[]): Promise<number> => {
-      const c = context(argv, usage, description);
-      return typeof c === 'number' ? c : body(c);
+      const { flags, args } = parseFlags(spec.flags, argv);
+      if (flags.help) {
+        process.stdout.write(helpText(usage, description, spec.flags));
+        return ExitCode.OK;
+      }
+      const stateDir = spec.stateDir(flags);
+      const ctx: NodeCommandContext = {
+        app,
+        stateDir,
+        adminSocket: spec.adminSocket(stateDir),
+        openNode: () => spec.openNode(flags, stateDir),
+        doctorInput: (node) => spec.doctorInput(flags, stateDir, node),
+      };
+      return body(ctx, args, Boolean(flags.json));
     };
   return {
     doctor: {
       summary: 'check login, keys, tags, control, DERP and peer visibility; name causes and fixes',
-      run: withContext(`${app} doctor [flags]`, doctorDescription, (c) => doctorCommand(c.ctx, c.json, print, Boolean(process.stdout.isTTY))),
+      run: withContext(`${app} doctor [flags]`, spec.doctorDescription, (ctx, _args, json) => doctorCommand(ctx, json, print, Boolean(process.stdout.isTTY))),
     },
     ping: {
       summary: `TSMP-ping a peer from ${app}'s own node`,
-      run: withContext(`${app} ping <peer> [flags]`, `TSMP-pings a peer (MagicDNS name or tailnet IP) from ${app}'s own node.`, (c) => pingCommand(c.ctx, c.args[0], c.json, print)),
+      run: withContext(`${app} ping <peer> [flags]`, `TSMP-pings a peer (MagicDNS name or tailnet IP) from ${app}'s own node.`, (ctx, args, json) => pingCommand(ctx, args[0], json, print)),
     },
     whois: {
       summary: 'name the node and user behind a tailnet address',
-      run: withContext(`${app} whois <tailnet IP> [flags]`, `Names the node and user behind a tailnet address, with the capabilities it holds towards ${app}.`, (c) =>
-        whoisCommand(c.ctx, c.args[0], c.json, print),
+      run: withContext(`${app} whois <tailnet IP> [flags]`, `Names the node and user behind a tailnet address, with the capabilities it holds towards ${app}.`, (ctx, args, json) =>
+        whoisCommand(ctx, args[0], json, print),
       ),
     },
     policy: {
