@@ -1,12 +1,10 @@
-import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { type FlagSpecs, type Flags, logLevels } from '@krkn/cli-kit';
+import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */
 export function defaultHostname(): string {
-  const base = osHostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
-  return `krknc-${base || 'host'}`;
+  return `krknc-${osHostLabel()}`;
 }
 
 /** Flags every krknc command shares: which node, and how to log. */
@@ -17,21 +15,9 @@ export const commonFlags = {
     env: 'KRKNC_STATE_DIR',
     describe: 'where the node identity, delivered-event ids and admin socket live (default <data dir>/krkn/krknc/<hostname>)',
   },
-  'log-level': {
-    type: 'string',
-    env: 'KRKNC_LOG_LEVEL',
-    default: 'info',
-    describe: `log level: ${logLevels.join(', ')}`,
-    check: (v: string) => (logLevels.includes(v as never) ? undefined : `must be one of ${logLevels.join(', ')}`),
-  },
-  'log-format': {
-    type: 'string',
-    env: 'KRKNC_LOG_FORMAT',
-    describe: 'json or pretty (default pretty on a terminal, json otherwise)',
-    check: (v: string) => (v === 'json' || v === 'pretty' ? undefined : 'must be json or pretty'),
-  },
+  ...loggingFlags('KRKNC'),
   json: { type: 'bool', env: 'KRKNC_JSON', describe: 'print results as JSON (one object per line for streams)' },
-  help: { type: 'bool', short: 'h', describe: 'show this help' },
+  ...helpFlag,
 } satisfies FlagSpecs;
 
 /** Which control server: for commands that may bring the node up. */

@@ -1,14 +1,12 @@
-import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { type FlagSpecs, type Flags, logLevels } from '@krkn/cli-kit';
+import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
 import { defaultCapabilityName } from '@krkn/hub-api';
 import { defaultRetryScheduleMs } from '@krkn/hub';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
 export function defaultHostname(): string {
-  const base = osHostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
-  return `${base || 'host'}-krkns`;
+  return `${osHostLabel()}-krkns`;
 }
 
 /** Flags every krkns command shares: which node, and how to log. */
@@ -19,21 +17,9 @@ export const commonFlags = {
     env: 'KRKNS_STATE_DIR',
     describe: 'where the node identity, event store and admin socket live (default <data dir>/krkn/krkns/<hostname>)',
   },
-  'log-level': {
-    type: 'string',
-    env: 'KRKNS_LOG_LEVEL',
-    default: 'info',
-    describe: `log level: ${logLevels.join(', ')}`,
-    check: (v: string) => (logLevels.includes(v as never) ? undefined : `must be one of ${logLevels.join(', ')}`),
-  },
-  'log-format': {
-    type: 'string',
-    env: 'KRKNS_LOG_FORMAT',
-    describe: 'json or pretty (default pretty on a terminal, json otherwise)',
-    check: (v: string) => (v === 'json' || v === 'pretty' ? undefined : 'must be json or pretty'),
-  },
+  ...loggingFlags('KRKNS'),
   json: { type: 'bool', describe: 'print the result as JSON' },
-  help: { type: 'bool', short: 'h', describe: 'show this help' },
+  ...helpFlag,
 } satisfies FlagSpecs;
 
 const { json: _json, ...daemonFlags } = commonFlags; // a daemon prints no result to format

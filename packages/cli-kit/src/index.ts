@@ -18,3 +18,4 @@ export type { Command } from './commands.js';
 export type { DiagnosticSpec, NodeAdminOptions, NodeCommandContext } from './node-commands.js';
 export { bringUp, aborted } from './own-node.js';
 export type { OwnNode } from './own-node.js';
+export { helpFlag, loggingFlags, osHostLabel } from './common-flags.js';

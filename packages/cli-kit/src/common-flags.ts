@@ -1,0 +1,31 @@
+import { hostname } from 'node:os';
+import type { FlagSpecs } from './flags.js';
+import { logLevels } from './log.js';
+
+/** --log-level and --log-format, set also by `<PREFIX>_LOG_LEVEL` and `<PREFIX>_LOG_FORMAT`. */
+export function loggingFlags(envPrefix: string) {
+  return {
+    'log-level': {
+      type: 'string',
+      env: `${envPrefix}_LOG_LEVEL`,
+      default: 'info',
+      describe: `log level: ${logLevels.join(', ')}`,
+      check: (v: string) => (logLevels.includes(v as never) ? undefined : `must be one of ${logLevels.join(', ')}`),
+    },
+    'log-format': {
+      type: 'string',
+      env: `${envPrefix}_LOG_FORMAT`,
+      describe: 'json or pretty (default pretty on a terminal, json otherwise)',
+      check: (v: string) => (v === 'json' || v === 'pretty' ? undefined : 'must be json or pretty'),
+    },
+  } satisfies FlagSpecs;
+}
+
+/** -h, --help. */
+export const helpFlag = { help: { type: 'bool', short: 'h', describe: 'show this help' } } satisfies FlagSpecs;
+
+/** This machine's host name as a DNS label (at most 56 characters, leaving room for a suffix). */
+export function osHostLabel(): string {
+  const label = hostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
+  return label || 'host';
+}
