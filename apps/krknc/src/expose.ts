@@ -66,7 +66,7 @@ export async function expose(argv: string[]): Promise<number> {
       [readyLine('krknc', status, listener), `exposing ${target.href} to the tailnet at ${listener}`],
     );
     await aborted(own.stop.signal);
-    return ExitCode.OK;
+    return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
     await own.dispose();

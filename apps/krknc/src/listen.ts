@@ -110,7 +110,7 @@ export async function listen(argv: string[]): Promise<number> {
     local.stop();
     if (once) await unsubscribe(hub, sub.id, log);
     else log.info({ subscription: sub.id }, 'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)');
-    return ExitCode.OK;
+    return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
     await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);

@@ -71,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
     await aborted(stop.signal);
     await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout']! });
-    return ExitCode.OK;
+    return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
     await Promise.allSettled([admin.close(), own.dispose()]);
     store.close();

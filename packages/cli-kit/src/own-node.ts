@@ -11,6 +11,8 @@ export interface OwnNode {
   up: Promise<NodeStatus>;
   /** Closes the node, then removes the signal handlers. */
   dispose(): Promise<void>;
+  /** Set when the engine stopped by itself (a crash): the command should exit non-zero. */
+  readonly engineFailure: string | undefined;
 }
 
 /**
@@ -43,7 +45,14 @@ export async function bringUp(node: TailnetNode, log: Logger, { controlTimeoutMs
     throw early;
   }
   up.catch(() => undefined); // the caller awaits it; this keeps an early abort from being "unhandled"
-  return { node, stop, up, dispose };
+  const own = { node, stop, up, dispose, engineFailure: undefined as string | undefined };
+  // A crashed engine leaves the process without its node: stop, so a supervisor restarts it.
+  node.once('exit', (reason) => {
+    own.engineFailure = reason;
+    log.error({ reason }, 'the tailnet engine stopped; exiting');
+    stop.abort();
+  });
+  return own;
 }
 
 /** Resolves when the signal aborts. */

@@ -122,6 +122,19 @@ describe('joining', () => {
   });
 });
 
+describe('engine failure', () => {
+  it('a stopped engine is reported as an exit event, and every call fails with NOT_RUNNING', async () => {
+    const n = node('crashing', { authKey });
+    await n.up();
+    const exited = new Promise<string>((resolve) => n.once('exit', resolve));
+    // Stand-in for a crash: the engine host goes away under the node.
+    await (n as unknown as { engine: { terminate(): Promise<void> } }).engine.terminate();
+    expect(await exited).toContain('closed');
+    expect(await rejectionCode(n.status())).toBe('NOT_RUNNING');
+    await n.close();
+  });
+});
+
 describe('bad input', () => {
   it('an invalid auth key fails fast with AUTH_KEY_INVALID', async () => {
     const n = node('badkey', { authKey: 'hskey-auth-not-a-real-key' });
