@@ -138,7 +138,9 @@ async function checkServer(session: Session, ref: ServerRef): Promise<ServerChec
   }
   const started = performance.now();
   try {
-    const res = await session.fetch(`${server.baseUrl}/healthz`, { signal: AbortSignal.timeout(10_000) });
+    // A node that has just come online may wait for a WireGuard handshake retry (5 s, more on a
+    // busy control server) before the first packet gets through: allow for a couple of them.
+    const res = await session.fetch(`${server.baseUrl}/healthz`, { signal: AbortSignal.timeout(20_000) });
     await res.arrayBuffer();
     check.healthz = res.status;
     check.healthzMs = Math.round(performance.now() - started);
