@@ -31,9 +31,8 @@ export { aborted, type OwnNode };
 
 /** Whether the state directory holds a usable identity (a logout leaves none). */
 export function identityIn(stateDir: string): 'none' | 'registered' {
-  if (!existsSync(stateDir)) return 'none';
   try {
-    return FileStateStore.open(stateDir).hasIdentity() ? 'registered' : 'none';
+    return FileStateStore.identityIn(stateDir) ? 'registered' : 'none';
   } catch (err) {
     throw new CliError((err as Error).message, ExitCode.STATE);
   }

@@ -39,7 +39,7 @@ function offlineStatus(stateDir: string) {
   const pending = readPendingLogin(stateDir);
   let identity = false;
   try {
-    identity = existsSync(stateDir) && FileStateStore.open(stateDir).hasIdentity();
+    identity = FileStateStore.identityIn(stateDir);
   } catch (err) {
     throw new CliError((err as Error).message, ExitCode.STATE);
   }
@@ -74,7 +74,7 @@ export async function logout(argv: string[]): Promise<number> {
     out('logged out; krkns is stopping');
     return ExitCode.OK;
   }
-  if (!existsSync(stateDir) || !FileStateStore.open(stateDir).hasIdentity()) {
+  if (!FileStateStore.identityIn(stateDir)) {
     out(`nothing to log out: no identity in ${stateDir}`);
     return ExitCode.OK;
   }

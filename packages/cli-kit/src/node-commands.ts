@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import type { FastifyError, FastifyPluginAsync } from 'fastify';
 import { formatReport, reportExitCode, runChecks, type CheckResult, type DoctorInput } from '@krkn/doctor';
 import { FileStateStore, TailnetError, type PingResult, type TailnetNode, type WhoIs } from '@krkn/tailnet';
@@ -140,7 +139,7 @@ async function adminJson<T>(socket: string, method: string, path: string, body?:
 
 function hasIdentity(stateDir: string): boolean {
   try {
-    return existsSync(stateDir) && FileStateStore.open(stateDir).hasIdentity();
+    return FileStateStore.identityIn(stateDir);
   } catch {
     return false;
   }

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { FileStateStore, readPendingLogin, tailnetFetch, type NodeStatus, type TailnetNode } from '@krkn/tailnet';
 
 /** How one check came out. */
@@ -67,7 +66,8 @@ const suppressionCauses =
 
 /** Runs every check that applies; live checks only when a running node is given. */
 export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
-  const results = [loginCheck(input), ...authKeyCheck(input)];
+  const disk = readDisk(input.stateDir);
+  const results = [loginCheck(input, disk), ...authKeyCheck(input, disk)];
   const node = input.node;
   if (!node || node.state !== 'Running') return results;
   const status = await node.status();
@@ -77,8 +77,8 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   return results;
 }
 
-function loginCheck(input: DoctorInput): CheckResult {
-  const corrupt = stateProblem(input.stateDir);
+function loginCheck(input: DoctorInput, disk: DiskState): CheckResult {
+  const corrupt = disk.problem;
   if (corrupt) return fail('state', corrupt, 'restore the state file from a backup, or move it away to register as a new node');
   const node = input.node;
   if (node?.state === 'Running') return ok('login', `authenticated as ${node.self?.name ?? node.hostname}`);
@@ -86,11 +86,11 @@ function loginCheck(input: DoctorInput): CheckResult {
   if (url) {
     return fail('login', `waiting for an interactive login: ${url}`, `open ${url} and approve the node, or restart ${input.app} with TS_AUTHKEY set`);
   }
-  if (hasIdentity(input.stateDir)) return ok('login', `an identity is stored in ${input.stateDir} (${input.app} is not running)`);
+  if (disk.identity) return ok('login', `an identity is stored in ${input.stateDir} (${input.app} is not running)`);
   return fail('login', `not registered: no identity in ${input.stateDir}`, `start ${input.app} with TS_AUTHKEY=<pre-auth key>, or start it and open the login URL it prints`);
 }
 
-function authKeyCheck(input: DoctorInput): CheckResult[] {
+function authKeyCheck(input: DoctorInput, disk: DiskState): CheckResult[] {
   // A running node knows what it did with its key at start; the environment of this command may differ.
   switch (input.node?.authKeyUse) {
     case 'used':
@@ -102,7 +102,7 @@ function authKeyCheck(input: DoctorInput): CheckResult[] {
   }
   if (!input.authKeyInEnv) return [];
   if (input.forceLogin) return [warn('auth-key', 'TS_AUTHKEY and TS_FORCE_LOGIN=1 are set: every start registers the node again', 'unset TS_FORCE_LOGIN once the node is registered')];
-  if (hasIdentity(input.stateDir)) {
+  if (disk.identity) {
     return [warn('auth-key', `TS_AUTHKEY is set but ignored: an identity is already stored in ${input.stateDir}`, 'set TS_FORCE_LOGIN=1 to register again with the key, or unset TS_AUTHKEY (it is not needed any more)')];
   }
   return [ok('auth-key', 'TS_AUTHKEY is set and will be used for the first registration')];
@@ -206,19 +206,17 @@ function describeSelf(status: NodeStatus): string {
   return `this node (${status.self.hostname}, ${who})`;
 }
 
-function stateProblem(stateDir: string): string | undefined {
-  try {
-    if (existsSync(stateDir)) FileStateStore.open(stateDir);
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
+/** What the state directory holds, read once for all checks. */
+interface DiskState {
+  identity: boolean;
+  /** Why the state file cannot be read, if it cannot. */
+  problem?: string;
 }
 
-function hasIdentity(stateDir: string): boolean {
+function readDisk(stateDir: string): DiskState {
   try {
-    return existsSync(stateDir) && FileStateStore.open(stateDir).hasIdentity();
-  } catch {
-    return false;
+    return { identity: FileStateStore.identityIn(stateDir) };
+  } catch (err) {
+    return { identity: false, problem: (err as Error).message };
   }
 }

@@ -9,7 +9,7 @@
  * await node.close();
  * ```
  */
-export { TailnetNode, defaultControlUrl, formatDuration } from './node.js';
+export { TailnetNode, defaultControlUrl } from './node.js';
 export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';

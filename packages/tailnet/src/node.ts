@@ -482,7 +482,7 @@ function delay(ms: number): Promise<void> {
 }
 
 /** "1m30s" for 90000. */
-export function formatDuration(ms: number): string {
+function formatDuration(ms: number): string {
   const s = Math.round(ms / 1000);
   const m = Math.floor(s / 60);
   return m > 0 ? `${m}m${s % 60}s` : `${s}s`;

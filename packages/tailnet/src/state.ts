@@ -1,5 +1,6 @@
 import {
   closeSync,
+  existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -85,6 +86,14 @@ export class FileStateStore {
       throw new TailnetError('STATE_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
     }
     return new FileStateStore(path, parseState(path, text));
+  }
+
+  /**
+   * Whether dir holds a usable identity, looked up without creating anything (open() creates
+   * the directory). Throws STATE_CORRUPT, like open(), for a state file it cannot read.
+   */
+  static identityIn(dir: string): boolean {
+    return existsSync(join(dir, stateFileName)) && FileStateStore.open(dir).hasIdentity();
   }
 
   /**
