@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { Hub, identifyAdmin, type SendAttempt } from '@krkn/hub';
+import { Hub, identifyAdmin, type HubNode, type SendAttempt } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startTailnet } from '@krkn/testnet';
@@ -114,7 +114,17 @@ async function onLoopback(dir: string): Promise<Results> {
     return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
   };
   const store = HubStore.open(join(dir, 'loopback.db'));
-  const node = new TailnetNode({ hostname: 'unused', stateDir: join(dir, 'unused') }); // never started
+  // No tailnet here: a node that is never online, so no subscriber is ever woken by it.
+  const node: HubNode = {
+    hostname: 'loopback',
+    self: undefined,
+    addresses: ['127.0.0.1'],
+    state: 'Running',
+    loginUrl: undefined,
+    status: async () => ({ peers: [] }),
+    on: () => undefined,
+    off: () => undefined,
+  };
   const hub = new Hub({
     store,
     node,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
-import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
+import { Hub, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
@@ -42,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     store,
     node,
     logger: log,
+    send: tailnetSender(node, flags['delivery-timeout']!),
     config: {
       bodyLimit: flags['body-limit']!,
       retentionMs: flags.retention!,

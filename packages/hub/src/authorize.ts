@@ -1,6 +1,7 @@
-import { parseWebhookCapability } from '@krkn/policy';
+import { parseWebhookCapability, type TopicAction } from '@krkn/policy';
 import type { Caller } from './caller.js';
 import { HubError } from './errors.js';
+import { covers } from './topics.js';
 
 /** What authorisation needs from the hub's configuration. */
 export interface AuthorizeConfig {
@@ -14,34 +15,33 @@ export interface AuthorizeConfig {
  * requireCapability, a peer needs an app-capability grant naming the topic; the admin socket
  * may do everything.
  */
-export function authorize(config: AuthorizeConfig, caller: Caller, action: 'publish' | 'subscribe', topic: string): void {
+export function authorize(config: AuthorizeConfig, caller: Caller, action: TopicAction, topic: string): void {
   if (caller.kind === 'admin' || !config.requireCapability) return;
   const name = config.capabilityName;
   const values = caller.capMap[name];
   if (!values || values.length === 0) {
-    throw new HubError(403, 'MISSING_CAPABILITY', `${caller.node} has no grant of the app capability ${name}; add a grant with "app": {"${name}": [{"${action}": ["${topic}"]}]} to the tailnet policy`);
+    const example = `"app": {"${name}": [{"${action}": ["${topic}"]}]}`;
+    const message = `${caller.node} has no grant of the app capability ${name}; add a grant with ${example}`;
+    throw new HubError('MISSING_CAPABILITY', `${message} to the tailnet policy`);
   }
   const grant = parseWebhookCapability(values);
   if (!grant.ok) {
-    throw new HubError(403, 'MISSING_CAPABILITY', `the ${name} grant for ${caller.node} cannot be parsed: ${grant.errors.join('; ')}`);
+    const message = `the ${name} grant for ${caller.node} cannot be parsed: ${grant.errors.join('; ')}`;
+    throw new HubError('MISSING_CAPABILITY', message);
   }
   if (!grant.value[action].some((allowed) => covers(allowed, topic))) {
-    throw new HubError(403, 'MISSING_CAPABILITY', `the ${name} grant for ${caller.node} does not allow ${action} on topic ${topic}`);
+    const message = `the ${name} grant for ${caller.node} does not allow ${action} on topic ${topic}`;
+    throw new HubError('MISSING_CAPABILITY', message);
   }
 }
 
-/**
- * Whether the granted pattern admits everything `requested` can match. `requested` is a topic or,
- * for subscriptions, a pattern itself ('*' one segment, '**' the rest): a grant of "ci/**"
- * covers a subscription to "ci/*", a grant of "ci/build" does not.
- */
-export function covers(granted: string, requested: string): boolean {
-  const g = granted.split('/');
-  const r = requested.split('/');
-  for (let i = 0; i < g.length; i++) {
-    if (g[i] === '**') return r.length > i;
-    if (i >= r.length || r[i] === '**') return false;
-    if (g[i] !== '*' && (r[i] === '*' || g[i] !== r[i])) return false;
+/** Whether the caller may read events of `topic` (the subscribe right). */
+export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
+  try {
+    authorize(config, caller, 'subscribe', topic);
+    return true;
+  } catch (err) {
+    if (err instanceof HubError) return false;
+    throw err;
   }
-  return g.length === r.length;
 }

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { TailnetNode } from '@krkn/tailnet';
+import type { WhoIs } from '@krkn/tailnet';
 import { HubError } from './errors.js';
 
 /** Who is calling: a tailnet peer named by WhoIs, or the local admin socket. */
@@ -23,13 +23,14 @@ export type Identify = (req: FastifyRequest) => Promise<Caller>;
  * Identifies callers by the tailnet address of their connection, with WhoIs. The address is the
  * one the WireGuard peer was authenticated with; nothing in the request itself is trusted.
  */
-export function identifyByWhois(node: TailnetNode): Identify {
+export function identifyByWhois(node: { whois(address: string): Promise<WhoIs> }): Identify {
   return async (req) => {
     let who;
     try {
       who = await node.whois(req.ip);
     } catch (err) {
-      throw new HubError(403, 'UNKNOWN_CALLER', `no tailnet node has address ${req.ip}: ${(err as Error).message}`);
+      const why = err instanceof Error ? err.message : String(err);
+      throw new HubError('UNKNOWN_CALLER', `no tailnet node has address ${req.ip}: ${why}`, { cause: err });
     }
     return {
       kind: 'peer',

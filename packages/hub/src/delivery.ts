@@ -1,9 +1,7 @@
-import { request, type Agent } from 'node:http';
 import type { Logger } from 'pino';
-import { deliveryHeaders } from '@krkn/hub-api';
-import type { DueDelivery, HubStore } from '@krkn/hub-store';
-import { TailnetError } from '@krkn/tailnet';
-import { endToEndHeaders } from '@krkn/hub-api';
+import type { DueDelivery } from '@krkn/hub-store';
+import { asError } from './errors.js';
+import type { DeliveryStore } from './ports.js';
 
 /** How one attempt ended. */
 export type AttemptOutcome =
@@ -14,7 +12,7 @@ export type AttemptOutcome =
   /** Not reached at all (offline, no listener, hidden by policy): spends nothing. */
   | { kind: 'unreachable'; error: string };
 
-/** Sends one attempt. The default posts over the tailnet; tests may pass their own. */
+/** Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own. */
 export type SendAttempt = (due: DueDelivery, attempt: number) => Promise<AttemptOutcome>;
 
 export interface DelivererOptions {
@@ -29,19 +27,25 @@ const minProbeMs = 2_000;
 const maxProbeMs = 5 * 60_000;
 // Even with nothing due, look again this often (cheap), so a missed kick cannot stall the queue.
 const idleCheckMs = 30_000;
+// After the store failed to answer, try again this soon.
+const storeRetryMs = 1_000;
 
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
- * in receipt order while nothing fails), up to maxConcurrent subscribers at once.
+ * in receipt order while nothing fails), up to maxConcurrent subscribers at once. Time is read
+ * with Date.now() and waited with setTimeout, so tests drive it with fake timers.
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
+  private scanning = false;
+  private scanAgain = false;
 
   constructor(
-    private readonly store: HubStore,
+    private readonly store: DeliveryStore,
     private readonly send: SendAttempt,
     private readonly opts: DelivererOptions,
   ) {}
@@ -60,7 +64,7 @@ export class Deliverer {
   kick(): void {
     if (this.stopped) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.tick(), 0);
+    this.timer = setTimeout(() => void this.scan(), 0);
   }
 
   /** Stops starting attempts and waits up to timeoutMs for those in flight. */
@@ -71,31 +75,61 @@ export class Deliverer {
     await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
   }
 
-  private tick(): void {
+  /**
+   * Launches what is due, then sleeps until the next thing is. Passes never overlap: two at once
+   * could both read the same head of a queue before either marks its subscriber busy.
+   */
+  private async scan(): Promise<void> {
     if (this.stopped) return;
-    const room = this.opts.maxConcurrent - this.busy.size;
-    const due = room > 0 ? this.store.dueDeliveries(Date.now(), this.busy, room) : [];
-    for (const d of due) this.launch(d);
-    this.scheduleNext();
-  }
-
-  private scheduleNext(): void {
+    if (this.scanning) {
+      this.scanAgain = true;
+      return;
+    }
+    this.scanning = true;
+    let wait: number;
+    try {
+      do {
+        this.scanAgain = false;
+        await this.launchDue();
+        wait = await this.untilNextDue();
+      } while (this.scanAgain && !this.stopped);
+    } catch (err) {
+      this.opts.logger.error({ err: asError(err) }, 'cannot read the delivery queue; trying again shortly');
+      wait = storeRetryMs;
+    } finally {
+      this.scanning = false;
+    }
     if (this.stopped) return;
     clearTimeout(this.timer);
-    const next = this.store.nextDueAt();
-    const wait = next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - Date.now()));
-    this.timer = setTimeout(() => this.tick(), wait);
+    this.timer = setTimeout(() => void this.scan(), wait);
     this.timer.unref();
+  }
+
+  private async launchDue(): Promise<void> {
+    const room = this.opts.maxConcurrent - this.busy.size;
+    if (room <= 0) return;
+    const due = await this.store.dueDeliveries(Date.now(), this.busy, room);
+    for (const d of due) if (!this.stopped) this.launch(d);
+  }
+
+  private async untilNextDue(): Promise<number> {
+    const next = await this.store.nextDueAt();
+    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - Date.now()));
   }
 
   private launch(due: DueDelivery): void {
     const sub = due.subscription.id;
     this.busy.add(sub);
-    const p = this.attempt(due).finally(() => {
-      this.busy.delete(sub);
-      this.inFlight.delete(p);
-      this.kick();
-    });
+    const p = this.attempt(due)
+      .catch((err: unknown) => {
+        const fields = { err: asError(err), event: due.event.id, subscription: sub };
+        this.opts.logger.error(fields, 'cannot record a delivery attempt');
+      })
+      .finally(() => {
+        this.busy.delete(sub);
+        this.inFlight.delete(p);
+        this.kick();
+      });
     this.inFlight.add(p);
   }
 
@@ -108,18 +142,18 @@ export class Deliverer {
     try {
       outcome = await this.send(due, attempt);
     } catch (err) {
-      outcome = { kind: 'rejected', status: null, error: (err as Error).message };
+      outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
     const now = Date.now();
     switch (outcome.kind) {
       case 'delivered':
-        this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
+        await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
-        const schedule = this.opts.retryScheduleMs;
-        const retryAt = attempt < schedule.length ? now + schedule[attempt]! : null;
-        this.store.recordRejected(subscription.id, event.seq, { status: outcome.status, error: outcome.error, retryAt }, now);
+        const retryAt = this.retryAt(attempt, now);
+        const result = { status: outcome.status, error: outcome.error, retryAt };
+        await this.store.recordRejected(subscription.id, event.seq, result, now);
         if (retryAt === null) log.warn({ error: outcome.error }, 'delivery failed for good after the last attempt');
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
         break;
@@ -127,63 +161,19 @@ export class Deliverer {
       case 'unreachable': {
         const away = subscription.offlineSince === null ? 0 : now - subscription.offlineSince;
         const probeAt = now + Math.min(maxProbeMs, Math.max(minProbeMs, away / 2));
-        this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
+        await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
         if (subscription.offlineSince === null) {
-          log.info({ node: subscription.nodeName, error: outcome.error }, 'subscriber unreachable; queueing its events until it is back');
+          const fields = { node: subscription.nodeName, error: outcome.error };
+          log.info(fields, 'subscriber unreachable; queueing its events until it is back');
         }
         break;
       }
     }
   }
-}
 
-/** Dial errors that mean "the subscriber is not there", as opposed to "it said no". */
-const unreachableCodes = new Set(['UNKNOWN_PEER', 'TIMEOUT', 'DIAL_FAILED', 'NOT_RUNNING']);
-
-/**
- * Posts one attempt over the tailnet to the subscriber's own address, with the original headers
- * and body, and the krkn headers (event id, topic, attempt). Success is a 2xx within timeoutMs.
- */
-export function tailnetSender(agent: Agent, timeoutMs: number): SendAttempt {
-  return ({ event, subscription }, attempt) =>
-    new Promise<AttemptOutcome>((resolve) => {
-      let connected = false;
-      // A flat [name, value, ...] list: names keep their case, repeated headers stay separate.
-      // (Node adds no Host header to a list like this, so it is the first entry.)
-      const headers = [
-        ['Host', `${subscription.address}:${subscription.port}`],
-        ...endToEndHeaders(event.headers).filter(([k]) => !k.toLowerCase().startsWith('x-krkn-')),
-        [deliveryHeaders.eventId, event.id],
-        [deliveryHeaders.topic, event.topic],
-        [deliveryHeaders.attempt, String(attempt)],
-        [deliveryHeaders.sender, event.sender.node],
-        [deliveryHeaders.receivedAt, new Date(event.receivedAt).toISOString()],
-        ['content-length', String(event.body.length)],
-      ].flat();
-      const req = request({
-        host: subscription.address,
-        port: subscription.port,
-        path: subscription.path,
-        method: 'POST',
-        agent,
-        headers,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      req.on('socket', () => (connected = true));
-      req.on('response', (res) => {
-        res.resume(); // the answer's body is not ours to keep
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          resolve(status >= 200 && status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` });
-        });
-        res.on('error', (err) => resolve({ kind: 'rejected', status: res.statusCode ?? null, error: err.message }));
-      });
-      req.on('error', (err) => {
-        const code = err instanceof TailnetError ? err.code : '';
-        if (unreachableCodes.has(code) || !connected) resolve({ kind: 'unreachable', error: err.message });
-        else if (err.name === 'AbortError') resolve({ kind: 'rejected', status: null, error: `no answer within ${timeoutMs / 1000}s` });
-        else resolve({ kind: 'rejected', status: null, error: err.message });
-      });
-      req.end(event.body);
-    });
+  /** When attempt number `attempt + 1` is due, or null when `attempt` was the last. */
+  private retryAt(attempt: number, now: number): number | null {
+    const delay = this.opts.retryScheduleMs[attempt];
+    return delay === undefined ? null : now + delay;
+  }
 }

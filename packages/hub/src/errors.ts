@@ -1,14 +1,38 @@
 import type { ErrorBody, HubErrorCode } from '@krkn/hub-api';
 
-/** An error krkns answers with: an HTTP status and a stable code. */
+/**
+ * The HTTP status of every error krkns answers with: the one place a status is chosen (the model
+ * is fastify's lib/errors.js, where each code carries its status).
+ */
+export const httpStatusOf = {
+  BAD_REQUEST: 400,
+  BAD_TOPIC: 400,
+  UNKNOWN_CALLER: 403,
+  MISSING_CAPABILITY: 403,
+  FORBIDDEN_TARGET: 403,
+  NOT_YOURS: 403,
+  NOT_FOUND: 404,
+  EVENT_NOT_FOUND: 404,
+  SUBSCRIPTION_NOT_FOUND: 404,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL: 500,
+  SHUTTING_DOWN: 503,
+} as const satisfies Record<HubErrorCode, number>;
+
+/** An error krkns answers with: a stable code, whose HTTP status is {@link httpStatusOf}. */
 export class HubError extends Error {
   override readonly name = 'HubError';
   constructor(
-    readonly status: number,
     readonly code: HubErrorCode,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
+  }
+
+  get status(): number {
+    return httpStatusOf[this.code];
   }
 
   toBody(): ErrorBody {
@@ -16,5 +40,29 @@ export class HubError extends Error {
   }
 }
 
-export const notFound = (code: HubErrorCode, what: string): HubError => new HubError(404, code, `${what} not found`);
-export const badRequest = (message: string, code: HubErrorCode = 'BAD_REQUEST'): HubError => new HubError(400, code, message);
+// fastify's own client errors that have a code of ours; any other 4xx of fastify's is BAD_REQUEST.
+const fastifyCodes: Readonly<Record<string, HubErrorCode>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+};
+
+/**
+ * The answer for anything a route threw: a HubError as is, a client error of fastify's (bad JSON,
+ * body too large) by its code, anything else an INTERNAL error whose details stay in the log.
+ */
+export function toHubError(err: unknown): HubError {
+  if (err instanceof HubError) return err;
+  const { code, statusCode, message } = (err ?? {}) as { code?: unknown; statusCode?: unknown; message?: unknown };
+  const text = typeof message === 'string' ? message : String(err);
+  const known = typeof code === 'string' ? fastifyCodes[code] : undefined;
+  if (known !== undefined) return new HubError(known, text, { cause: err });
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return new HubError('BAD_REQUEST', text, { cause: err });
+  }
+  return new HubError('INTERNAL', 'internal error; see the krkns log', { cause: err });
+}
+
+/** `err` as an Error, for the `err` key of a log line (pino serialises Errors only). */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

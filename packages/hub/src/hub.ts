@@ -1,12 +1,18 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { HubStatus } from '@krkn/hub-api';
-import type { HubStore } from '@krkn/hub-store';
-import { tailnetAgent, type TailnetNode } from '@krkn/tailnet';
-import type { AuthorizeConfig } from './authorize.js';
-import type { Identify } from './caller.js';
-import { Deliverer, tailnetSender, type SendAttempt } from './delivery.js';
+import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
+import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
+import { topicMatches } from '@krkn/policy';
+import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
+import type { Caller, Identify } from './caller.js';
+import { Deliverer, type SendAttempt } from './delivery.js';
+import { HubError, asError } from './errors.js';
+import { dedupeKeyOf } from './headers.js';
+import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
+import { validTopic } from './topics.js';
+import type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+import { eventMeta, subscriptionInfo } from './views.js';
 
 /** How the hub behaves; every field has a documented default in krkns. */
 export interface HubConfig extends AuthorizeConfig {
@@ -27,27 +33,26 @@ export const defaultRetryScheduleMs = [0, 5e3, 5 * 60e3, 30 * 60e3, 2 * 3600e3, 
 
 /** What a Hub is made of. */
 export interface HubOptions {
-  store: HubStore;
-  node: TailnetNode;
+  store: HubStorage;
+  node: HubNode;
   logger: Logger;
   config: HubConfig;
-  /** How attempts are sent; default: POST over the tailnet. */
-  send?: SendAttempt;
+  /** How attempts are sent: tailnetSender in krkns. */
+  send: SendAttempt;
 }
 
 const pruneEveryMs = 3600e3;
 
 /**
- * The webhook hub: stores published events, serves the API (see hubRoutes) and pushes events to
- * subscribers with retries. The app serves `app()` on the tailnet listener (and on the admin
- * socket), then calls start().
+ * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
+ * deliverer, which pushes events to subscribers with retries. The app serves `app()` on the
+ * tailnet listener (and on the admin socket), then calls start().
  */
-export class Hub {
-  readonly store: HubStore;
-  readonly config: HubConfig;
-  private readonly node: TailnetNode;
-  /** The hub's logger; routes and deliveries log through children of it. */
-  readonly log: Logger;
+export class Hub implements HubUseCases {
+  private readonly store: HubStorage;
+  private readonly config: HubConfig;
+  private readonly node: HubNode;
+  private readonly log: Logger;
   private readonly deliverer: Deliverer;
   private pruneTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
@@ -61,11 +66,7 @@ export class Hub {
     this.config = opts.config;
     this.node = opts.node;
     this.log = opts.logger;
-    // An offline subscriber answers no SYN: give up on the dial well before the delivery timeout,
-    // so its queue is parked (no attempt spent) and a subscriber that comes back is not kept waiting.
-    const agent = tailnetAgent(opts.node, { maxSockets: 4, dialTimeoutMs: Math.min(5_000, opts.config.deliveryTimeoutMs) });
-    const send = opts.send ?? tailnetSender(agent, opts.config.deliveryTimeoutMs);
-    this.deliverer = new Deliverer(this.store, send, {
+    this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
@@ -80,29 +81,24 @@ export class Hub {
   /** A fastify app with the hub's routes; `identify` decides who the caller is. */
   async app(identify: Identify, listenerUrl = ''): Promise<FastifyInstance> {
     if (listenerUrl) this.listenerUrl = listenerUrl;
-    // No per-request logging by fastify: the routes log what matters (events, subscriptions, errors).
+    // No per-request logging by fastify: the hub logs what matters (events, subscriptions, errors).
     const app = Fastify({ bodyLimit: 1 << 20 });
     // Count requests in flight, so stop() can let them finish.
     app.addHook('onRequest', async (_req, reply) => {
       this.activeRequests++;
       reply.raw.once('close', () => this.requestDone()); // once per request: finished or aborted
     });
-    await app.register(hubRoutes, { hub: this, identify });
+    await app.register(hubRoutes, { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log });
     return app;
   }
 
   /** Starts delivering and pruning. */
   start(): void {
     this.deliverer.start();
-    this.prune();
-    this.pruneTimer = setInterval(() => this.prune(), pruneEveryMs);
+    void this.prune();
+    this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
     this.pruneTimer.unref();
     this.node.on('peers', this.onPeers);
-  }
-
-  /** Something new may be due: a publish, a subscription, a redelivery. */
-  delivered(): void {
-    this.deliverer.kick();
   }
 
   /**
@@ -121,17 +117,94 @@ export class Hub {
     await Promise.all([this.deliverer.stop(timeoutMs), Promise.race([requestsDone, bound])]);
   }
 
-  private requestDone(): void {
-    this.activeRequests--;
-    if (this.activeRequests <= 0) this.idle?.();
+  checkPublish(caller: Caller, topic: string): void {
+    authorize(this.config, caller, 'publish', validTopic(topic));
   }
 
-  status(): HubStatus {
-    const s = this.store.stats();
+  async publish(caller: Caller, input: PublishInput): Promise<PublishResponse> {
+    const { topic } = input;
+    this.checkPublish(caller, topic);
+    const { method, headers, body } = input;
+    const dedupeKey = dedupeKeyOf(headers, body);
+    const sender = senderOf(caller);
+    const stored = { topic, dedupeKey, method, headers, body, sender };
+    const { event, duplicate } = await this.store.publish(stored, topicMatches);
+    if (!duplicate) this.deliverer.kick();
+    this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
+    return { id: event.id, topic, duplicate };
+  }
+
+  async subscribe(caller: Caller, input: SubscribeInput): Promise<SubscriptionInfo> {
+    if (caller.kind !== 'peer') {
+      const message = "subscriptions come from tailnet peers: deliveries go to the subscriber's own address";
+      throw new HubError('BAD_REQUEST', message);
+    }
+    refuseForeignTargets(input.namedTargets, caller.ip);
+    for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
+    const { topics, port, path } = input;
+    const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
+    const sub = await this.store.subscribe({ ...owner, port, path, topics });
+    this.deliverer.kick();
+    this.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
+    return subscriptionInfo(sub);
+  }
+
+  async listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]> {
+    const subs = await this.store.listSubscriptions(caller.kind === 'peer' ? caller.nodeId : undefined);
+    return subs.map(subscriptionInfo);
+  }
+
+  async unsubscribe(caller: Caller, id: string): Promise<void> {
+    const sub = await this.store.getSubscription(id);
+    if (!sub) throw new HubError('SUBSCRIPTION_NOT_FOUND', 'subscription not found');
+    if (caller.kind === 'peer' && caller.nodeId !== sub.nodeId) {
+      throw new HubError('NOT_YOURS', `subscription ${sub.id} belongs to ${sub.nodeName}`);
+    }
+    await this.store.unsubscribe(sub.id);
+  }
+
+  async listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]> {
+    const pattern = query.topic === undefined ? undefined : validTopic(query.topic, 'pattern');
+    const events = await this.store.listEvents({
+      topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
+      ...(query.after === undefined ? {} : { afterId: query.after }),
+      ...(query.since === undefined ? {} : { since: query.since }),
+      limit: query.limit,
+    });
+    return Promise.all(events.map((e) => this.metaOf(e)));
+  }
+
+  async getEvent(caller: Caller, id: string): Promise<EventWithBody> {
+    const event = await this.readableEvent(caller, id);
+    return { ...(await this.metaOf(event)), headers: event.headers, body: event.body };
+  }
+
+  async redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }> {
+    const event = await this.readableEvent(caller, id);
+    let deliveries: number;
+    try {
+      deliveries = await this.store.redeliver(event.id, topicMatches);
+    } catch (err) {
+      // Pruned between the read above and now.
+      if (err instanceof StoreError && err.code === 'NOT_FOUND') throw new HubError('EVENT_NOT_FOUND', err.message);
+      throw err;
+    }
+    this.deliverer.kick();
+    return { id: event.id, deliveries };
+  }
+
+  async status(): Promise<HubStatus> {
+    const s = await this.store.stats();
+    const node = this.node;
     return {
-      node: { name: this.node.self?.name ?? this.node.hostname, addresses: this.node.addresses, state: this.node.state },
+      node: { name: node.self?.name ?? node.hostname, addresses: node.addresses, state: node.state },
       listener: this.listenerUrl,
-      storage: { events: s.events, subscriptions: s.subscriptions, offlineSubscriptions: s.offlineSubscriptions, databaseBytes: s.databaseBytes },
+      storage: {
+        events: s.events,
+        subscriptions: s.subscriptions,
+        offlineSubscriptions: s.offlineSubscriptions,
+        databaseBytes: s.databaseBytes,
+      },
       queue: {
         pending: s.pending,
         delivered: s.delivered,
@@ -139,25 +212,68 @@ export class Hub {
         inFlight: this.deliverer.active,
         oldestPendingAt: s.oldestPendingAt === null ? null : new Date(s.oldestPendingAt).toISOString(),
       },
-      ...(this.node.loginUrl ? { loginUrl: this.node.loginUrl } : {}),
+      ...(node.loginUrl ? { loginUrl: node.loginUrl } : {}),
     };
   }
 
-  private prune(): void {
-    const n = this.store.prune(Date.now() - this.config.retentionMs);
-    if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
+  private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
+    const event = await this.store.getEvent(id);
+    if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
+    authorize(this.config, caller, 'subscribe', event.topic);
+    return event;
+  }
+
+  private async metaOf(event: StoredEvent): Promise<EventMeta> {
+    return eventMeta(event, await this.store.deliveriesOf(event.id));
+  }
+
+  private requestDone(): void {
+    this.activeRequests--;
+    if (this.activeRequests <= 0) this.idle?.();
+  }
+
+  private async prune(): Promise<void> {
+    try {
+      const n = await this.store.prune(Date.now() - this.config.retentionMs);
+      if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
+    } catch (err) {
+      this.log.error({ err: asError(err) }, 'cannot prune events past retention');
+    }
   }
 
   /** A subscriber marked offline that the netmap shows online again gets its queue now. */
   private async wakeOnlineSubscribers(): Promise<void> {
-    const offline = this.store.listSubscriptions().filter((s) => s.offlineSince !== null);
-    if (offline.length === 0) return;
-    const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
-    for (const sub of offline) {
-      if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
-        this.store.wake(sub.id);
-        this.deliverer.kick();
+    try {
+      const offline = (await this.store.listSubscriptions()).filter((s) => s.offlineSince !== null);
+      if (offline.length === 0) return;
+      const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
+      for (const sub of offline) {
+        if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
+          await this.store.wake(sub.id);
+          this.deliverer.kick();
+        }
       }
+    } catch (err) {
+      this.log.error({ err: asError(err) }, 'cannot wake subscribers that came back online');
     }
   }
+}
+
+/**
+ * Deliveries go to the subscriber's own tailnet address. A body that names some other target is
+ * a request-forgery attempt (make krkns POST into someone else's service) and is refused.
+ */
+function refuseForeignTargets(named: SubscribeInput['namedTargets'], callerIp: string): void {
+  for (const { field, host } of named) {
+    if (host !== callerIp) {
+      const message =
+        `deliveries go to the subscriber's own tailnet address (${callerIp}); "${field}" cannot name another`;
+      throw new HubError('FORBIDDEN_TARGET', message);
+    }
+  }
+}
+
+function senderOf(caller: Caller): Sender {
+  if (caller.kind === 'admin') return { ip: 'local', node: 'admin socket', user: 'local', tags: [] };
+  return { ip: caller.ip, node: caller.node, user: caller.user, tags: caller.tags };
 }

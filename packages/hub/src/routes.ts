@@ -1,246 +1,171 @@
-import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
-import {
-  type EventDetail,
-  type EventMeta,
-  type PublishResponse,
-  type SubscriptionInfo,
-} from '@krkn/hub-api';
-import type { Sender, StoredEvent, Subscription } from '@krkn/hub-store';
-import { topicError, topicMatches, topicPatternError } from '@krkn/policy';
-import { authorize } from './authorize.js';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { endToEndHeaders, pairsFromRaw, type EventDetail, type PublishResponse } from '@krkn/hub-api';
 import type { Caller, Identify } from './caller.js';
-import { HubError, badRequest, notFound } from './errors.js';
-import { endToEndHeaders, pairsFromRaw } from '@krkn/hub-api';
-import { dedupeKeyOf } from './headers.js';
-import type { Hub } from './hub.js';
+import { HubError, toHubError } from './errors.js';
+import type { EventsQuery, HubUseCases, SubscribeInput } from './use-cases.js';
 
 /** Options of {@link hubRoutes}. */
 export interface HubRoutesOptions {
-  hub: Hub;
+  hub: HubUseCases;
   /** How callers are identified: WhoIs on the tailnet listener, or admin on the local socket. */
   identify: Identify;
+  /** Largest accepted webhook body, in bytes. */
+  bodyLimit: number;
+  /** Where failed requests (5xx) are logged. */
+  log: Logger;
 }
 
-/** The krkns HTTP API as a fastify plugin. */
-export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub, identify }) => {
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+// Body fields that would name a delivery target other than the caller (see SubscribeInput).
+const targetFields = ['address', 'host', 'url', 'target'] as const;
+
+/**
+ * The krkns HTTP API as a fastify plugin: it turns requests into calls of the hub's use cases
+ * and their results (or HubErrors) into answers. The caller is identified before any body is read.
+ */
+export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub, identify, bodyLimit, log }) => {
+  app.setErrorHandler((err, req, reply) => {
     const e = toHubError(err);
-    if (e.status >= 500) hub.log.error({ err, url: req.url }, 'request failed');
+    if (e.status >= 500) log.error({ err: e.cause instanceof Error ? e.cause : e, url: req.url }, 'request failed');
     void reply.code(e.status).send(e.toBody());
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(new HubError(404, 'NOT_FOUND', `no route ${req.method} ${req.url}`).toBody());
+    const e = new HubError('NOT_FOUND', `no route ${req.method} ${req.url}`);
+    void reply.code(e.status).send(e.toBody());
   });
   app.addHook('onRequest', async () => {
-    if (hub.closing) throw new HubError(503, 'SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
+    if (hub.closing) throw new HubError('SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
   });
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/status', async () => hub.status());
 
-  await app.register(publishRoutes, { hub, identify });
-  eventRoutes(app, hub, identify);
-  subscriptionRoutes(app, hub, identify);
+  await app.register(async (identified) => {
+    const callers = new WeakMap<FastifyRequest, Caller>();
+    identified.addHook('onRequest', async (req) => void callers.set(req, await identify(req)));
+    const callerOf = (req: FastifyRequest): Caller => {
+      const caller = callers.get(req);
+      if (caller === undefined) throw new HubError('INTERNAL', 'request without an identified caller');
+      return caller;
+    };
+    await identified.register(publishRoute, { hub, callerOf, bodyLimit });
+    eventRoutes(identified, hub, callerOf);
+    subscriptionRoutes(identified, hub, callerOf);
+  });
 };
+
+type CallerOf = (req: FastifyRequest) => Caller;
 
 // Publishing takes any content type as raw bytes, so it lives in its own encapsulated context.
-const publishRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub, identify }) => {
+const publishRoute: FastifyPluginAsync<{ hub: HubUseCases; callerOf: CallerOf; bodyLimit: number }> = async (
+  app,
+  { hub, callerOf, bodyLimit },
+) => {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: hub.config.bodyLimit }, (_req, body, done) => done(null, body));
-  app.post('/hooks/*', { bodyLimit: hub.config.bodyLimit }, async (req, reply): Promise<PublishResponse> => {
-    const topic = validTopic((req.params as { '*': string })['*']);
-    const caller = await identify(req);
-    authorize(hub.config, caller, 'publish', topic);
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+  const topicOf = (req: FastifyRequest): string => (req.params as { '*': string })['*'];
+  // Refused before a byte of the body is read.
+  app.addHook('onRequest', async (req) => hub.checkPublish(callerOf(req), topicOf(req)));
+  app.post('/hooks/*', { bodyLimit }, async (req, reply): Promise<PublishResponse> => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const headers = endToEndHeaders(pairsFromRaw(req.raw.rawHeaders));
-    const { event, duplicate } = hub.store.publish(
-      { topic, dedupeKey: dedupeKeyOf(headers, body), method: req.method, headers, body, sender: senderOf(caller, req) },
-      topicMatches,
-    );
-    if (!duplicate) hub.delivered();
-    hub.log.info({ event: event.id, topic, bytes: body.length, from: event.sender.node, duplicate }, 'event received');
+    const topic = topicOf(req);
+    const published = await hub.publish(callerOf(req), { topic, method: req.method, headers, body });
     void reply.code(202);
-    return { id: event.id, topic, duplicate };
+    return published;
   });
 };
 
-function eventRoutes(app: FastifyInstance, hub: Hub, identify: Identify): void {
-  app.get('/events', async (req) => {
-    const q = req.query as Record<string, string | undefined>;
-    const caller = await identify(req);
-    const pattern = q.topic;
-    if (pattern !== undefined) validTopic(pattern, true);
-    const events = hub.store.listEvents({
-      topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && allowedToRead(hub, caller, t),
-      ...(q.after ? { afterId: q.after } : {}),
-      ...(q.since ? { since: parseSince(q.since) } : {}),
-      limit: parseLimit(q.limit),
-    });
-    return { events: events.map((e) => meta(hub, e)) };
-  });
+function eventRoutes(app: FastifyInstance, hub: HubUseCases, callerOf: CallerOf): void {
+  app.get('/events', async (req) => ({ events: await hub.listEvents(callerOf(req), eventsQuery(req.query)) }));
 
   app.get('/events/:id', async (req): Promise<{ event: EventDetail }> => {
-    const event = await readableEvent(hub, identify, req);
-    return { event: { ...meta(hub, event), headers: event.headers, bodyBase64: event.body.toString('base64') } };
+    const { body, ...detail } = await hub.getEvent(callerOf(req), idParam(req));
+    return { event: { ...detail, bodyBase64: body.toString('base64') } };
   });
 
   app.get('/events/:id/body', async (req, reply) => {
-    const event = await readableEvent(hub, identify, req);
-    void reply.header('content-type', contentTypeOf(event) ?? 'application/octet-stream');
+    const event = await hub.getEvent(callerOf(req), idParam(req));
+    void reply.header('content-type', event.contentType ?? 'application/octet-stream');
     return event.body;
   });
 
   app.post('/events/:id/redeliver', async (req, reply) => {
-    const event = await readableEvent(hub, identify, req);
-    const deliveries = hub.store.redeliver(event.id, topicMatches);
-    hub.delivered();
+    const result = await hub.redeliver(callerOf(req), idParam(req));
     void reply.code(202);
-    return { id: event.id, deliveries };
+    return result;
   });
 }
 
-function subscriptionRoutes(app: FastifyInstance, hub: Hub, identify: Identify): void {
-  app.post('/subscriptions', async (req, reply): Promise<{ subscription: SubscriptionInfo }> => {
-    const caller = await identify(req);
-    if (caller.kind !== 'peer') throw badRequest('subscriptions come from tailnet peers: deliveries go to the subscriber\'s own address');
-    const body = (req.body ?? {}) as Record<string, unknown>;
-    refuseForeignTarget(body, caller.ip);
-    const topics = body.topics;
-    if (!Array.isArray(topics) || topics.length === 0 || !topics.every((t) => typeof t === 'string')) {
-      throw badRequest('"topics" must be a non-empty list of topics or patterns such as "ci/*"');
-    }
-    for (const t of topics as string[]) {
-      validTopic(t, true);
-      authorize(hub.config, caller, 'subscribe', t);
-    }
-    const port = body.port;
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw badRequest('"port" must be the port of your tailnet listener (1-65535)');
-    const path = body.path ?? '/';
-    if (typeof path !== 'string' || !path.startsWith('/') || path.length > 1024) throw badRequest('"path" must start with "/"');
-    const sub = hub.store.subscribe({ nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip, port, path, topics: topics as string[] });
-    hub.delivered();
-    hub.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
+function subscriptionRoutes(app: FastifyInstance, hub: HubUseCases, callerOf: CallerOf): void {
+  app.post('/subscriptions', async (req, reply) => {
+    const subscription = await hub.subscribe(callerOf(req), subscribeInput(req.body));
     void reply.code(201);
-    return { subscription: subscriptionInfo(sub) };
+    return { subscription };
   });
 
-  app.get('/subscriptions', async (req) => {
-    const caller = await identify(req);
-    const subs = hub.store.listSubscriptions(caller.kind === 'peer' ? caller.nodeId : undefined);
-    return { subscriptions: subs.map(subscriptionInfo) };
-  });
+  app.get('/subscriptions', async (req) => ({ subscriptions: await hub.listSubscriptions(callerOf(req)) }));
 
   app.delete('/subscriptions/:id', async (req) => {
-    const caller = await identify(req);
-    const sub = hub.store.getSubscription((req.params as { id: string }).id);
-    if (!sub) throw notFound('SUBSCRIPTION_NOT_FOUND', 'subscription');
-    if (caller.kind === 'peer' && caller.nodeId !== sub.nodeId) throw new HubError(403, 'NOT_YOURS', `subscription ${sub.id} belongs to ${sub.nodeName}`);
-    hub.store.unsubscribe(sub.id);
-    return { id: sub.id, deleted: true };
+    const id = idParam(req);
+    await hub.unsubscribe(callerOf(req), id);
+    return { id, deleted: true };
   });
 }
 
-/**
- * Deliveries go to the subscriber's own tailnet address. A body that names some other target is
- * a request-forgery attempt (make krkns POST into someone else's service) and is refused.
- */
-function refuseForeignTarget(body: Record<string, unknown>, callerIp: string): void {
-  for (const field of ['address', 'host', 'url', 'target']) {
-    const v = body[field];
-    if (v === undefined) continue;
-    const host = typeof v === 'string' ? v.replace(/^[a-z]+:\/\//i, '').replace(/[:/].*$/, '').replace(/^\[|\]$/g, '') : '';
-    if (host !== callerIp) {
-      throw new HubError(403, 'FORBIDDEN_TARGET', `deliveries go to the subscriber's own tailnet address (${callerIp}); "${field}" cannot name another`);
-    }
+function idParam(req: FastifyRequest): string {
+  return (req.params as { id: string }).id;
+}
+
+/** Decodes a `POST /subscriptions` body (see SubscribeRequest in @krkn/hub-api). */
+function subscribeInput(raw: unknown): SubscribeInput {
+  const body = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  const { topics, port, path = '/' } = body;
+  if (!Array.isArray(topics) || topics.length === 0 || !topics.every((t) => typeof t === 'string')) {
+    throw new HubError('BAD_REQUEST', '"topics" must be a non-empty list of topics or patterns such as "ci/*"');
   }
-}
-
-async function readableEvent(hub: Hub, identify: Identify, req: FastifyRequest): Promise<StoredEvent> {
-  const caller = await identify(req);
-  const event = hub.store.getEvent((req.params as { id: string }).id);
-  if (!event) throw notFound('EVENT_NOT_FOUND', 'event');
-  authorize(hub.config, caller, 'subscribe', event.topic);
-  return event;
-}
-
-function allowedToRead(hub: Hub, caller: Caller, topic: string): boolean {
-  try {
-    authorize(hub.config, caller, 'subscribe', topic);
-    return true;
-  } catch {
-    return false;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new HubError('BAD_REQUEST', '"port" must be the port of your tailnet listener (1-65535)');
   }
+  if (typeof path !== 'string' || !path.startsWith('/') || path.length > 1024) {
+    throw new HubError('BAD_REQUEST', '"path" must start with "/"');
+  }
+  const named = targetFields.filter((f) => body[f] !== undefined);
+  const namedTargets = named.map((field) => ({ field, host: hostOf(body[field]) }));
+  return { topics: topics as string[], port, path, namedTargets };
 }
 
-function senderOf(caller: Caller, req: FastifyRequest): Sender {
-  if (caller.kind === 'admin') return { ip: 'local', node: 'admin socket', user: 'local', tags: [] };
-  return { ip: req.ip, node: caller.node, user: caller.user, tags: caller.tags };
+/** The host a target field names ("" when it is not a string): scheme, port, path and brackets cut off. */
+function hostOf(v: unknown): string {
+  if (typeof v !== 'string') return '';
+  return v.replace(/^[a-z]+:\/\//i, '').replace(/[:/].*$/, '').replace(/^\[|\]$/g, '');
 }
 
-function validTopic(topic: string, allowPattern = false): string {
-  const problem = allowPattern ? topicPatternError(topic) : topicError(topic);
-  if (problem !== undefined) throw badRequest(`${problem} (topics are '/'-separated segments${allowPattern ? "; '*' is one whole segment, '**' the rest" : ''})`, 'BAD_TOPIC');
-  return topic;
+/** Decodes the query of `GET /events`. */
+function eventsQuery(raw: unknown): EventsQuery {
+  const q = raw as Record<string, string | undefined>;
+  return {
+    ...(q.topic === undefined ? {} : { topic: q.topic }),
+    ...(q.after ? { after: q.after } : {}),
+    ...(q.since ? { since: parseSince(q.since) } : {}),
+    limit: parseLimit(q.limit),
+  };
 }
 
 function parseSince(s: string): number {
   const t = /^\d+$/.test(s) ? Number(s) : Date.parse(s);
-  if (Number.isNaN(t)) throw badRequest(`"since" must be an ISO time or milliseconds since the epoch, not ${JSON.stringify(s)}`);
+  if (Number.isNaN(t)) {
+    const message = `"since" must be an ISO time or milliseconds since the epoch, not ${JSON.stringify(s)}`;
+    throw new HubError('BAD_REQUEST', message);
+  }
   return t;
 }
 
 function parseLimit(s: string | undefined): number {
   if (s === undefined) return 100;
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw badRequest('"limit" must be a whole number from 1 to 1000');
-  return n;
-}
-
-function contentTypeOf(e: StoredEvent): string | null {
-  return e.headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? null;
-}
-
-function meta(hub: Hub, e: StoredEvent): EventMeta {
-  return {
-    id: e.id,
-    topic: e.topic,
-    receivedAt: new Date(e.receivedAt).toISOString(),
-    sender: e.sender,
-    size: e.body.length,
-    contentType: contentTypeOf(e),
-    dedupeKey: e.dedupeKey,
-    deliveries: hub.store.deliveriesOf(e.id).map((d) => ({
-      subscriptionId: d.subscriptionId,
-      state: d.state,
-      attempts: d.attempts,
-      lastStatus: d.lastStatus,
-      lastError: d.lastError,
-    })),
-  };
-}
-
-function subscriptionInfo(s: Subscription): SubscriptionInfo {
-  return {
-    id: s.id,
-    node: s.nodeName,
-    address: s.address,
-    port: s.port,
-    path: s.path,
-    topics: s.topics,
-    createdAt: new Date(s.createdAt).toISOString(),
-    offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
-  };
-}
-
-function toHubError(err: FastifyError | HubError): HubError {
-  if (err instanceof HubError) return err;
-  switch (err.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new HubError(413, 'BODY_TOO_LARGE', err.message);
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new HubError(415, 'UNSUPPORTED_MEDIA_TYPE', err.message);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) {
+    throw new HubError('BAD_REQUEST', '"limit" must be a whole number from 1 to 1000');
   }
-  if (err.name === 'StoreError' && (err as { code?: string }).code === 'NOT_FOUND') return new HubError(404, 'EVENT_NOT_FOUND', err.message);
-  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return new HubError(err.statusCode, 'BAD_REQUEST', err.message);
-  return new HubError(500, 'INTERNAL', 'internal error; see the krkns log');
+  return n;
 }

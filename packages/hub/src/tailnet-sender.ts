@@ -1,0 +1,67 @@
+import { request, type Agent } from 'node:http';
+import { deliveryHeaders, endToEndHeaders } from '@krkn/hub-api';
+import { TailnetError, tailnetAgent, type TailnetNode } from '@krkn/tailnet';
+import type { AttemptOutcome, SendAttempt } from './delivery.js';
+
+/**
+ * How krkns sends attempts: POST over the tailnet from `node`. An offline subscriber answers no
+ * SYN, so the dial gives up well before the delivery timeout: its queue is parked (no attempt
+ * spent) and a subscriber that comes back is not kept waiting.
+ */
+export function tailnetSender(node: TailnetNode, deliveryTimeoutMs: number): SendAttempt {
+  const agent = tailnetAgent(node, { maxSockets: 4, dialTimeoutMs: Math.min(5_000, deliveryTimeoutMs) });
+  return postOver(agent, deliveryTimeoutMs);
+}
+
+/** Dial errors that mean "the subscriber is not there", as opposed to "it said no". */
+const unreachableCodes = new Set(['UNKNOWN_PEER', 'TIMEOUT', 'DIAL_FAILED', 'NOT_RUNNING']);
+
+/**
+ * Posts one attempt over the tailnet to the subscriber's own address, with the original headers
+ * and body, and the krkn headers (event id, topic, attempt). Success is a 2xx within timeoutMs.
+ */
+function postOver(agent: Agent, timeoutMs: number): SendAttempt {
+  const noAnswer = `no answer within ${timeoutMs / 1000}s`;
+  return ({ event, subscription }, attempt) =>
+    new Promise<AttemptOutcome>((resolve) => {
+      let connected = false;
+      // A flat [name, value, ...] list: names keep their case, repeated headers stay separate.
+      // (Node adds no Host header to a list like this, so it is the first entry.)
+      const headers = [
+        ['Host', `${subscription.address}:${subscription.port}`],
+        ...endToEndHeaders(event.headers).filter(([k]) => !k.toLowerCase().startsWith('x-krkn-')),
+        [deliveryHeaders.eventId, event.id],
+        [deliveryHeaders.topic, event.topic],
+        [deliveryHeaders.attempt, String(attempt)],
+        [deliveryHeaders.sender, event.sender.node],
+        [deliveryHeaders.receivedAt, new Date(event.receivedAt).toISOString()],
+        ['content-length', String(event.body.length)],
+      ].flat();
+      const req = request({
+        host: subscription.address,
+        port: subscription.port,
+        path: subscription.path,
+        method: 'POST',
+        agent,
+        headers,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      req.on('socket', () => (connected = true));
+      req.on('response', (res) => {
+        res.resume(); // the answer's body is not ours to keep
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const ok = status >= 200 && status < 300;
+          resolve(ok ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` });
+        });
+        res.on('error', (err) => resolve({ kind: 'rejected', status: res.statusCode ?? null, error: err.message }));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const code = err instanceof TailnetError ? err.code : '';
+        if (unreachableCodes.has(code) || !connected) resolve({ kind: 'unreachable', error: err.message });
+        else if (err.code === 'ABORT_ERR') resolve({ kind: 'rejected', status: null, error: noAnswer });
+        else resolve({ kind: 'rejected', status: null, error: err.message });
+      });
+      req.end(event.body);
+    });
+}

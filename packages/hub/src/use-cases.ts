@@ -1,0 +1,57 @@
+import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
+import type { Caller } from './caller.js';
+
+/** A webhook as received: the topic from the path, the end-to-end headers and the raw body. */
+export interface PublishInput {
+  topic: string;
+  method: string;
+  headers: [string, string][];
+  body: Buffer;
+}
+
+/** A subscription request, decoded from its JSON body. */
+export interface SubscribeInput {
+  topics: string[];
+  port: number;
+  path: string;
+  /** Hosts the body named as a delivery target (address, host, url, target): each must be the caller. */
+  namedTargets: { field: string; host: string }[];
+}
+
+/** Which events to list; `topic` is a topic or pattern. */
+export interface EventsQuery {
+  topic?: string;
+  /** Events received after this event id. */
+  after?: string;
+  /** Events received at or after this time (ms). */
+  since?: number;
+  limit: number;
+}
+
+/** One event with its original headers and raw body. */
+export interface EventWithBody extends EventMeta {
+  headers: [string, string][];
+  body: Buffer;
+}
+
+/**
+ * What the HTTP API can ask of the hub: each operation authorises the caller, stores, and wakes
+ * the deliverer when something new may be due. Failures are HubErrors.
+ */
+export interface HubUseCases {
+  /** True once the hub began stopping: the API answers 503. */
+  readonly closing: boolean;
+  /** Fails (BAD_TOPIC, MISSING_CAPABILITY) unless the caller may publish to `topic`: asked before the body is read. */
+  checkPublish(caller: Caller, topic: string): void;
+  publish(caller: Caller, input: PublishInput): Promise<PublishResponse>;
+  subscribe(caller: Caller, input: SubscribeInput): Promise<SubscriptionInfo>;
+  /** The caller's own subscriptions (all of them for the admin socket). */
+  listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
+  unsubscribe(caller: Caller, id: string): Promise<void>;
+  /** Events the caller may read, oldest first. */
+  listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;
+  getEvent(caller: Caller, id: string): Promise<EventWithBody>;
+  /** Owes the event again to every subscription matching it now; answers how many. */
+  redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
+  status(): Promise<HubStatus>;
+}

@@ -1,0 +1,36 @@
+import type { EventMeta, SubscriptionInfo } from '@krkn/hub-api';
+import type { Delivery, StoredEvent, Subscription } from '@krkn/hub-store';
+
+/** An event's metadata on the wire, with its deliveries. */
+export function eventMeta(e: StoredEvent, deliveries: Delivery[]): EventMeta {
+  return {
+    id: e.id,
+    topic: e.topic,
+    receivedAt: new Date(e.receivedAt).toISOString(),
+    sender: e.sender,
+    size: e.body.length,
+    contentType: e.headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? null,
+    dedupeKey: e.dedupeKey,
+    deliveries: deliveries.map((d) => ({
+      subscriptionId: d.subscriptionId,
+      state: d.state,
+      attempts: d.attempts,
+      lastStatus: d.lastStatus,
+      lastError: d.lastError,
+    })),
+  };
+}
+
+/** A subscription on the wire. */
+export function subscriptionInfo(s: Subscription): SubscriptionInfo {
+  return {
+    id: s.id,
+    node: s.nodeName,
+    address: s.address,
+    port: s.port,
+    path: s.path,
+    topics: s.topics,
+    createdAt: new Date(s.createdAt).toISOString(),
+    offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
+  };
+}
