@@ -1,0 +1,230 @@
+// The deliverer against a real SQLite store, a recording SendAttempt and fake timers (Date and
+// setTimeout move only when the test says so).
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { HubStore, NewEvent } from '@krkn/hub-store';
+import { topicMatches } from '@krkn/policy';
+import { Deliverer } from '../src/delivery.js';
+import type { DeliveryStore } from '../src/ports.js';
+import { Recorder, silentLogger, tempStore } from './helpers.js';
+
+const schedule = [0, 5_000, 60_000];
+const t0 = Date.parse('2026-01-01T00:00:00Z');
+
+let store: HubStore;
+let dispose: () => void;
+let rec: Recorder;
+let deliverer: Deliverer | undefined;
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: t0 });
+  ({ store, dispose } = tempStore());
+  rec = new Recorder();
+});
+afterEach(async () => {
+  await deliverer?.stop(0);
+  deliverer = undefined;
+  vi.useRealTimers();
+  dispose();
+});
+
+function start(over: DeliveryStore = store, maxConcurrent = 4): Deliverer {
+  deliverer = new Deliverer(over, rec.send, { retryScheduleMs: schedule, maxConcurrent, logger: silentLogger });
+  deliverer.start();
+  return deliverer;
+}
+
+function publish(topic: string, body = '{}'): string {
+  const input: NewEvent = {
+    topic,
+    method: 'POST',
+    headers: [['content-type', 'application/json']],
+    body: Buffer.from(body),
+    sender: { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'ci', tags: [] },
+  };
+  return store.publish(input, topicMatches).event.id;
+}
+
+function subscribe(name: string, topics = ['ci/**']): string {
+  return store.subscribe({ nodeId: name, nodeName: `${name}.krkn.test`, address: `100.64.0.${name.length}`, port: 80, path: '/', topics }).id;
+}
+
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+const deliveryOf = (event: string) => store.deliveriesOf(event)[0]!;
+
+describe('Deliverer', () => {
+  it('delivers a due event at once and records the 2xx', async () => {
+    subscribe('a');
+    const id = publish('ci/build');
+    start();
+    await advance(0);
+    expect(rec.sent).toEqual([{ event: id, subscription: expect.any(String), attempt: 1, at: t0 }]);
+    expect(deliveryOf(id)).toMatchObject({ state: 'delivered', attempts: 1, lastStatus: 200 });
+  });
+
+  it('retries a rejected delivery on the schedule, then fails it for good after the last entry', async () => {
+    subscribe('a');
+    const id = publish('ci/build');
+    rec.answer = () => ({ kind: 'rejected', status: 500, error: 'HTTP 500' });
+    start();
+    await advance(0);
+    await advance(4_999);
+    expect(rec.sent.map((s) => s.attempt)).toEqual([1]);
+    await advance(1);
+    await advance(60_000);
+    expect(rec.sent.map((s) => [s.attempt, s.at - t0])).toEqual([
+      [1, 0],
+      [2, 5_000],
+      [3, 65_000],
+    ]);
+    expect(deliveryOf(id)).toMatchObject({ state: 'failed', attempts: 3, lastStatus: 500, lastError: 'HTTP 500' });
+    await advance(10 * 60_000);
+    expect(rec.sent).toHaveLength(3);
+  });
+
+  it('a send that throws counts as a rejection, not a crash', async () => {
+    subscribe('a');
+    const id = publish('ci/build');
+    rec.answer = () => {
+      throw new Error('socket hang up');
+    };
+    start();
+    await advance(0);
+    expect(deliveryOf(id)).toMatchObject({ state: 'pending', attempts: 1, lastError: 'socket hang up' });
+  });
+
+  it('parks an unreachable subscriber without spending attempts, probes it later, and resumes when woken', async () => {
+    const sub = subscribe('a');
+    const first = publish('ci/one');
+    rec.answer = () => ({ kind: 'unreachable', error: 'no route to peer' });
+    const d = start();
+    await advance(0);
+    expect(rec.sent).toHaveLength(1);
+    expect(store.getSubscription(sub)!.offlineSince).toBe(t0);
+    const second = publish('ci/two');
+    d.kick(); // a publish kicks; the parked queue must not move before its probe
+    await advance(1_999);
+    expect(rec.sent).toHaveLength(1);
+    await advance(1); // the first probe, minProbeMs after parking
+    expect(rec.sent).toHaveLength(2);
+    expect(deliveryOf(first)).toMatchObject({ state: 'pending', attempts: 0, lastError: 'no route to peer' });
+
+    rec.answer = () => ({ kind: 'delivered', status: 204 });
+    store.wake(sub); // what Hub does when the netmap shows the subscriber online
+    d.kick();
+    await advance(1); // the second attempt starts on the next timer turn after the first ends
+    expect(rec.sent.slice(2).map((s) => s.event)).toEqual([first, second]);
+    expect(deliveryOf(first)).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect(store.getSubscription(sub)!.offlineSince).toBeNull();
+  });
+
+  it('keeps one attempt in flight per subscriber, in receipt order, while subscribers run side by side', async () => {
+    const a = subscribe('a');
+    const b = subscribe('bb');
+    const ids = [publish('ci/1'), publish('ci/2'), publish('ci/3')];
+    rec.hold = true;
+    start();
+    await advance(0);
+    for (let i = 0; i < 3; i++) {
+      expect(rec.waiting).toBe(2); // one for a, one for b
+      rec.release();
+      await advance(0);
+    }
+    expect(rec.maxInFlight).toBe(2);
+    expect(rec.sent.filter((s) => s.subscription === a).map((s) => s.event)).toEqual(ids);
+    expect(rec.sent.filter((s) => s.subscription === b).map((s) => s.event)).toEqual(ids);
+  });
+
+  it('starts no more subscribers at once than maxConcurrent', async () => {
+    for (const name of ['a', 'bb', 'ccc']) subscribe(name);
+    publish('ci/1');
+    rec.hold = true;
+    start(store, 2);
+    await advance(0);
+    expect(rec.waiting).toBe(2);
+    rec.release();
+    await advance(0);
+    expect(rec.waiting).toBe(1);
+    rec.release();
+    await advance(0);
+    expect(rec.sent).toHaveLength(3);
+  });
+
+  it('never hands the same delivery out twice when kicks arrive while a slow store answers', async () => {
+    subscribe('a');
+    const ids = [publish('ci/1'), publish('ci/2')];
+    // An asynchronous store, as a networked database would be: every answer takes 50 ms.
+    const slow = new Proxy(store, {
+      get(target, key, receiver) {
+        const value: unknown = Reflect.get(target, key, receiver);
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          await new Promise((r) => setTimeout(r, 50));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const d = start(slow);
+    for (let i = 0; i < 5; i++) {
+      d.kick();
+      await advance(10);
+    }
+    await advance(1_000);
+    expect(rec.sent.map((s) => s.event)).toEqual(ids);
+  });
+
+  it('survives a store that fails, and tries again', async () => {
+    subscribe('a');
+    const id = publish('ci/1');
+    let failures = 1;
+    const flaky: DeliveryStore = {
+      dueDeliveries: (...args) => {
+        if (failures-- > 0) throw new Error('database is locked');
+        return store.dueDeliveries(...args);
+      },
+      nextDueAt: () => store.nextDueAt(),
+      recordDelivered: (...args) => store.recordDelivered(...args),
+      recordRejected: (...args) => store.recordRejected(...args),
+      recordUnreachable: (...args) => store.recordUnreachable(...args),
+    };
+    start(flaky);
+    await advance(0);
+    expect(rec.sent).toHaveLength(0);
+    await advance(1_000);
+    expect(rec.sent.map((s) => s.event)).toEqual([id]);
+  });
+
+  it('stop() waits for the attempt in flight, then starts no more', async () => {
+    subscribe('a');
+    const first = publish('ci/1');
+    publish('ci/2');
+    rec.hold = true;
+    const d = start();
+    await advance(0);
+    let stopped = false;
+    const stopping = d.stop(10_000).then(() => (stopped = true));
+    await advance(100);
+    expect(stopped).toBe(false);
+    rec.release();
+    await advance(0);
+    await stopping;
+    expect(deliveryOf(first).state).toBe('delivered');
+    await advance(60_000);
+    expect(rec.sent.map((s) => s.event)).toEqual([first]);
+  });
+
+  it('stop() gives up on an attempt that hangs after timeoutMs', async () => {
+    subscribe('a');
+    publish('ci/1');
+    rec.hold = true;
+    const d = start();
+    await advance(0);
+    let stopped = false;
+    const stopping = d.stop(2_000).then(() => (stopped = true));
+    await advance(1_999);
+    expect(stopped).toBe(false);
+    await advance(1);
+    await stopping;
+    expect(stopped).toBe(true);
+    rec.release();
+  });
+});

@@ -1,0 +1,78 @@
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { HubStore, type DueDelivery } from '@krkn/hub-store';
+import type { AttemptOutcome, HubNode, SendAttempt } from '@krkn/hub';
+
+/** A real SQLite store in a fresh temp dir; `dispose` closes and removes it. */
+export function tempStore(): { store: HubStore; dispose: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'krkn-hub-unit-'));
+  const store = HubStore.open(join(dir, 'hub.db'));
+  return {
+    store,
+    dispose: () => {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const silentLogger: Logger = pino({ level: 'silent' });
+
+/** A node with no engine: its peers are whatever the test sets, and it emits 'peers' on demand. */
+export class FakeNode extends EventEmitter<{ peers: [] }> implements HubNode {
+  readonly hostname = 'hub';
+  readonly self = { name: 'hub.krkn.test' };
+  readonly addresses = ['100.64.0.1'];
+  readonly state = 'Running';
+  readonly loginUrl = undefined;
+  peers: { online: boolean; addresses: string[] }[] = [];
+
+  async status(): Promise<{ peers: { online: boolean; addresses: string[] }[] }> {
+    return { peers: this.peers };
+  }
+}
+
+/** One call of a {@link Recorder}'s send. */
+export interface Sent {
+  event: string;
+  subscription: string;
+  attempt: number;
+  at: number;
+}
+
+/**
+ * A SendAttempt that records every call and answers with `answer` (default: delivered 200).
+ * With `hold`, each attempt waits until the test calls release().
+ */
+export class Recorder {
+  readonly sent: Sent[] = [];
+  answer: (due: DueDelivery, attempt: number) => AttemptOutcome = () => ({ kind: 'delivered', status: 200 });
+  hold = false;
+  private readonly held: (() => void)[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+
+  readonly send: SendAttempt = async (due, attempt) => {
+    this.sent.push({ event: due.event.id, subscription: due.subscription.id, attempt, at: Date.now() });
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.hold) await new Promise<void>((resolve) => this.held.push(resolve));
+      return this.answer(due, attempt);
+    } finally {
+      this.inFlight--;
+    }
+  };
+
+  /** Lets every held attempt answer. */
+  release(): void {
+    for (const r of this.held.splice(0)) r();
+  }
+
+  get waiting(): number {
+    return this.held.length;
+  }
+}
