@@ -45,7 +45,8 @@ function publish(topic: string, body = '{}'): string {
 }
 
 function subscribe(name: string, topics = ['ci/**']): string {
-  return store.subscribe({ nodeId: name, nodeName: `${name}.krkn.test`, address: `100.64.0.${name.length}`, port: 80, path: '/', topics }).id;
+  const address = `100.64.0.${name.length}`;
+  return store.subscribe({ nodeId: name, nodeName: `${name}.krkn.test`, address, port: 80, path: '/', topics }).id;
 }
 
 const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);

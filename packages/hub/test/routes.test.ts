@@ -1,0 +1,292 @@
+// The HTTP API through app.inject: a real Hub over a real SQLite store, callers named by a test
+// header instead of WhoIs, deliveries recorded instead of sent.
+import type { FastifyInstance } from 'fastify';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { HubStatus } from '@krkn/hub-api';
+import type { HubStore } from '@krkn/hub-store';
+import { Hub, HubError, type Caller, type Identify } from '@krkn/hub';
+import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
+
+const capability = 'krkn.dev/cap/webhooks';
+const peer = (name: string, ip: string, grant?: { publish?: string[]; subscribe?: string[] }): Caller => ({
+  kind: 'peer',
+  ip,
+  nodeId: `n-${name}`,
+  node: `${name}.krkn.test`,
+  user: name,
+  tags: [],
+  capMap: grant ? { [capability]: [grant] } : {},
+});
+const callers: Record<string, Caller> = {
+  ci: peer('ci', '100.64.0.10', { publish: ['ci/**'], subscribe: ['ci/**'] }),
+  dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'] }),
+  stranger: peer('stranger', '100.64.0.12'),
+  admin: { kind: 'admin' },
+};
+// The test's stand-in for WhoIs: the caller is named by a header (no header: not a tailnet node).
+const identify: Identify = async (req) => {
+  const caller = callers[String(req.headers['x-test-caller'])];
+  if (!caller) throw new HubError('UNKNOWN_CALLER', `no tailnet node has address ${req.ip}`);
+  return caller;
+};
+
+let store: HubStore;
+let dispose: () => void;
+let rec: Recorder;
+let node: FakeNode;
+let hub: Hub;
+let app: FastifyInstance;
+
+beforeEach(async () => {
+  ({ store, dispose } = tempStore());
+  rec = new Recorder();
+  node = new FakeNode();
+  hub = new Hub({
+    store,
+    node,
+    logger: silentLogger,
+    send: rec.send,
+    config: {
+      bodyLimit: 1024,
+      retentionMs: 86400e3,
+      retryScheduleMs: [0, 60_000],
+      deliveryTimeoutMs: 1000,
+      requireCapability: true,
+      capabilityName: capability,
+      maxConcurrentDeliveries: 4,
+    },
+  });
+  app = await hub.app(identify, 'http://hub.krkn.test');
+  hub.start();
+});
+afterEach(async () => {
+  await hub.stop(1000);
+  await app.close();
+  dispose();
+});
+
+type Answer = { status: number; json: () => unknown; body: string; headers: Record<string, unknown> };
+type Method = 'GET' | 'POST' | 'DELETE';
+/** One request as `as` (a key of callers; undefined: no tailnet identity). Objects are sent as JSON. */
+async function call(as: string | undefined, method: Method, url: string, body?: unknown, type?: string) {
+  const headers: Record<string, string> = as === undefined ? {} : { 'x-test-caller': as };
+  if (type !== undefined) headers['content-type'] = type;
+  const raw = typeof body === 'string' || Buffer.isBuffer(body);
+  const payload = body === undefined ? undefined : raw ? body : JSON.stringify(body);
+  if (payload !== undefined && type === undefined) headers['content-type'] = 'application/json';
+  const res = await app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
+  const answer: Answer = { status: res.statusCode, json: () => res.json(), body: res.body, headers: res.headers };
+  return answer;
+}
+const errorCode = (a: Answer) => (a.json() as { error: { code: string } }).error.code;
+const publish = (as: string, topic: string, body: string | Buffer = '{"ok":true}', type = 'application/json') =>
+  call(as, 'POST', `/hooks/${topic}`, body, type);
+const subscribe = (as: string, body: unknown) => call(as, 'POST', '/subscriptions', body);
+const until = async (cond: () => boolean) => {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(cond()).toBe(true);
+};
+
+describe('publish', () => {
+  it('answers 202 with the event id and stores the raw body and headers', async () => {
+    const raw = Buffer.from([0, 255, 10, 0x7b]);
+    const res = await publish('ci', 'ci/build', raw, 'application/octet-stream');
+    expect(res.status).toBe(202);
+    const { id, topic, duplicate } = res.json() as { id: string; topic: string; duplicate: boolean };
+    expect({ topic, duplicate }).toEqual({ topic: 'ci/build', duplicate: false });
+    const stored = store.getEvent(id)!;
+    expect(stored.body.equals(raw)).toBe(true);
+    expect(stored.sender).toEqual({ ip: '100.64.0.10', node: 'ci.krkn.test', user: 'ci', tags: [] });
+    expect(stored.headers).toContainEqual(['content-type', 'application/octet-stream']);
+  });
+
+  it('dedupes by Idempotency-Key: the second publish names the first event', async () => {
+    const headers = { 'idempotency-key': 'k1', 'content-type': 'application/json', 'x-test-caller': 'ci' };
+    const first = await app.inject({ method: 'POST', url: '/hooks/ci/x', headers, payload: '{}' });
+    const again = await app.inject({ method: 'POST', url: '/hooks/ci/x', headers, payload: '{}' });
+    expect(again.json()).toEqual({ id: first.json<{ id: string }>().id, topic: 'ci/x', duplicate: true });
+  });
+
+  it.each([
+    ['a//b', 'an empty segment'],
+    ['ci/bu ild', 'a space'],
+    ['ci/*', 'a wildcard'],
+  ])('answers 400 BAD_TOPIC for %s (%s)', async (topic) => {
+    const res = await publish('ci', encodeURI(topic));
+    expect([res.status, errorCode(res)]).toEqual([400, 'BAD_TOPIC']);
+  });
+
+  it('answers 403 MISSING_CAPABILITY outside the grant, and to a peer with no grant at all', async () => {
+    for (const [as, topic] of [['ci', 'prod/deploy'], ['dev', 'ci/build'], ['stranger', 'ci/build']] as const) {
+      const res = await publish(as, topic);
+      expect([res.status, errorCode(res)]).toEqual([403, 'MISSING_CAPABILITY']);
+    }
+    expect(store.listEvents()).toHaveLength(0);
+  });
+
+  it('answers 403 UNKNOWN_CALLER when the caller is no tailnet node', async () => {
+    const res = await call(undefined, 'POST', '/hooks/ci/build', '{}');
+    expect([res.status, errorCode(res)]).toEqual([403, 'UNKNOWN_CALLER']);
+  });
+
+  it('answers 413 over the body limit, but refuses an unauthorised caller before reading the body', async () => {
+    const big = Buffer.alloc(2048, 1);
+    const tooLarge = await publish('ci', 'ci/build', big, 'application/octet-stream');
+    expect([tooLarge.status, errorCode(tooLarge)]).toEqual([413, 'BODY_TOO_LARGE']);
+    const refused = await publish('stranger', 'ci/build', big, 'application/octet-stream');
+    expect([refused.status, errorCode(refused)]).toEqual([403, 'MISSING_CAPABILITY']);
+  });
+
+  it('lets the admin socket publish anywhere, as the "admin socket" sender', async () => {
+    const res = await publish('admin', 'prod/deploy');
+    expect(res.status).toBe(202);
+    expect(store.getEvent((res.json() as { id: string }).id)!.sender.node).toBe('admin socket');
+  });
+});
+
+describe('subscriptions', () => {
+  it('subscribes a peer to its own address (201), delivers to it, and lists it only to its owner', async () => {
+    const res = await subscribe('ci', { topics: ['ci/*'], port: 8080, path: '/in' });
+    expect(res.status).toBe(201);
+    type Info = { id: string; address: string; port: number; path: string };
+    const { subscription } = res.json() as { subscription: Info };
+    expect(subscription).toMatchObject({ address: '100.64.0.10', port: 8080, path: '/in' });
+    const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
+    await until(() => rec.sent.length === 1);
+    expect(rec.sent[0]).toMatchObject({ event: id, subscription: subscription.id, attempt: 1 });
+
+    const mine = (await call('ci', 'GET', '/subscriptions')).json() as { subscriptions: { id: string }[] };
+    const theirs = (await call('dev', 'GET', '/subscriptions')).json() as { subscriptions: unknown[] };
+    const all = (await call('admin', 'GET', '/subscriptions')).json() as { subscriptions: unknown[] };
+    expect(mine.subscriptions.map((s) => s.id)).toEqual([subscription.id]);
+    expect([theirs.subscriptions.length, all.subscriptions.length]).toEqual([0, 1]);
+  });
+
+  it.each([
+    ['no topics', { port: 80 }],
+    ['an empty topic list', { topics: [], port: 80 }],
+    ['a port out of range', { topics: ['ci/*'], port: 70000 }],
+    ['a relative path', { topics: ['ci/*'], port: 80, path: 'in' }],
+  ])('answers 400 BAD_REQUEST for %s', async (_name, body) => {
+    const res = await subscribe('ci', body);
+    expect([res.status, errorCode(res)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
+  it('answers 400 BAD_TOPIC for a malformed pattern and 403 for a pattern wider than the grant', async () => {
+    const bad = await subscribe('dev', { topics: ['ci/**/x'], port: 80 });
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_TOPIC']);
+    const wide = await subscribe('dev', { topics: ['ci/**'], port: 80 });
+    expect([wide.status, errorCode(wide)]).toEqual([403, 'MISSING_CAPABILITY']);
+  });
+
+  it('answers 415 for a body that is not JSON, and 400 for malformed JSON', async () => {
+    const xml = await call('ci', 'POST', '/subscriptions', '<x/>', 'application/xml');
+    expect([xml.status, errorCode(xml)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const broken = await call('ci', 'POST', '/subscriptions', '{"port":', 'application/json');
+    expect([broken.status, errorCode(broken)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
+  it('refuses a body naming another target (403 FORBIDDEN_TARGET), and the admin socket (400)', async () => {
+    for (const extra of [{ address: '100.64.0.99' }, { url: 'http://100.64.0.99:80/' }, { host: '[fd7a::1]' }]) {
+      const res = await subscribe('ci', { topics: ['ci/*'], port: 80, ...extra });
+      expect([res.status, errorCode(res)]).toEqual([403, 'FORBIDDEN_TARGET']);
+    }
+    const own = await subscribe('ci', { topics: ['ci/*'], port: 80, url: 'http://100.64.0.10:80/' });
+    expect(own.status).toBe(201);
+    const admin = await subscribe('admin', { topics: ['ci/*'], port: 80 });
+    expect([admin.status, errorCode(admin)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
+  it('lets only the owner (or the admin socket) delete a subscription', async () => {
+    const subscribed = async (port: number) =>
+      ((await subscribe('ci', { topics: ['ci/*'], port })).json() as { subscription: { id: string } }).subscription.id;
+    const ids = [await subscribed(80), await subscribed(81)];
+    const notYours = await call('dev', 'DELETE', `/subscriptions/${ids[0]}`);
+    expect([notYours.status, errorCode(notYours)]).toEqual([403, 'NOT_YOURS']);
+    expect((await call('ci', 'DELETE', `/subscriptions/${ids[0]}`)).json()).toEqual({ id: ids[0], deleted: true });
+    expect((await call('admin', 'DELETE', `/subscriptions/${ids[1]}`)).status).toBe(200);
+    const gone = await call('ci', 'DELETE', `/subscriptions/${ids[0]}`);
+    expect([gone.status, errorCode(gone)]).toEqual([404, 'SUBSCRIPTION_NOT_FOUND']);
+    expect(store.listSubscriptions()).toEqual([]);
+  });
+});
+
+describe('events', () => {
+  it('lists only the events the caller may read, filtered by pattern', async () => {
+    for (const t of ['ci/build', 'ci/build/linux', 'prod/deploy']) expect((await publish('admin', t)).status).toBe(202);
+    const topics = async (as: string, query = '') =>
+      ((await call(as, 'GET', `/events${query}`)).json() as { events: { topic: string }[] }).events.map((e) => e.topic);
+    expect(await topics('admin')).toEqual(['ci/build', 'ci/build/linux', 'prod/deploy']);
+    expect(await topics('ci')).toEqual(['ci/build', 'ci/build/linux']);
+    expect(await topics('dev')).toEqual(['ci/build']);
+    expect(await topics('admin', '?topic=ci/**&limit=1')).toEqual(['ci/build']);
+    const bad = await call('admin', 'GET', '/events?limit=0');
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
+  it('serves one event with its headers and body, or 404 / 403', async () => {
+    const id = ((await publish('ci', 'ci/build', 'hello', 'text/plain')).json() as { id: string }).id;
+    type Detail = { event: { bodyBase64: string; contentType: string } };
+    const detail = (await call('dev', 'GET', `/events/${id}`)).json() as Detail;
+    expect(Buffer.from(detail.event.bodyBase64, 'base64').toString()).toBe('hello');
+    expect(detail.event.contentType).toBe('text/plain');
+    const body = await call('ci', 'GET', `/events/${id}/body`);
+    expect([body.body, body.headers['content-type']]).toEqual(['hello', 'text/plain']);
+    const missing = await call('ci', 'GET', '/events/evt_nope');
+    expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
+    const hidden = await call('stranger', 'GET', `/events/${id}`);
+    expect([hidden.status, errorCode(hidden)]).toEqual([403, 'MISSING_CAPABILITY']);
+  });
+
+  it('redelivers an event (202) from attempt one to every matching subscription', async () => {
+    await subscribe('ci', { topics: ['ci/*'], port: 80 });
+    const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
+    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    const res = await call('ci', 'POST', `/events/${id}/redeliver`);
+    expect([res.status, res.json()]).toEqual([202, { id, deliveries: 1 }]);
+    await until(() => rec.sent.length === 2);
+    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual([[id, 1], [id, 1]]);
+    const missing = await call('ci', 'POST', '/events/evt_nope/redeliver');
+    expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
+  });
+});
+
+describe('the hub', () => {
+  it('answers 404 NOT_FOUND for an unknown route and serves /healthz and /status without identifying', async () => {
+    const nope = await call('ci', 'GET', '/nope');
+    expect([nope.status, errorCode(nope)]).toEqual([404, 'NOT_FOUND']);
+    expect((await call(undefined, 'GET', '/healthz')).json()).toEqual({ ok: true });
+    await publish('ci', 'ci/build');
+    const status = (await call(undefined, 'GET', '/status')).json() as HubStatus;
+    const expected = { node: { name: 'hub.krkn.test' }, listener: 'http://hub.krkn.test', storage: { events: 1 } };
+    expect(status).toMatchObject(expected);
+  });
+
+  it('answers 500 INTERNAL without the details when the store fails', async () => {
+    store.close();
+    const res = await call('ci', 'GET', '/events');
+    expect(res.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error; see the krkns log' } });
+    expect(res.status).toBe(500);
+  });
+
+  it('answers 503 SHUTTING_DOWN once stopping', async () => {
+    await hub.stop(1000);
+    const res = await publish('ci', 'ci/build');
+    expect([res.status, errorCode(res)]).toEqual([503, 'SHUTTING_DOWN']);
+  });
+
+  it('delivers a parked subscriber\'s queue as soon as the netmap shows it online', async () => {
+    await subscribe('ci', { topics: ['ci/*'], port: 80 });
+    rec.answer = () => ({ kind: 'unreachable', error: 'offline' });
+    const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
+    await until(() => store.listSubscriptions()[0]!.offlineSince !== null);
+    rec.answer = () => ({ kind: 'delivered', status: 200 });
+    node.emit('peers'); // still offline in the netmap: stays parked
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rec.sent).toHaveLength(1);
+    node.peers = [{ online: true, addresses: ['100.64.0.10'] }];
+    node.emit('peers');
+    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    expect(rec.sent).toHaveLength(2);
+  });
+});
