@@ -5,7 +5,7 @@
  */
 export { Hub, defaultRetryScheduleMs } from './hub.js';
 export type { HubConfig, HubOptions } from './hub.js';
-export type { Awaitable, DeliveryStore, HubNode, HubStorage, TopicMatcher } from './ports.js';
+export type { HubNode, HubStorage } from './ports.js';
 export type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
 export { hubRoutes } from './routes.js';
 export type { HubRoutesOptions } from './routes.js';
@@ -13,4 +13,4 @@ export { identifyAdmin, identifyByWhois } from './caller.js';
 export type { Caller, Identify } from './caller.js';
 export type { AttemptOutcome, SendAttempt } from './delivery.js';
 export { tailnetSender } from './tailnet-sender.js';
-export { HubError, httpStatusOf } from './errors.js';
+export { HubError } from './errors.js';
