@@ -153,14 +153,16 @@ describe('Deliverer', () => {
   it('never hands the same delivery out twice when kicks arrive while a slow store answers', async () => {
     subscribe('a');
     const ids = [publish('ci/1'), publish('ci/2')];
-    // An asynchronous store, as a networked database would be: every answer takes 50 ms.
+    // An asynchronous store, as a networked database would be: it reads when asked (with the busy
+    // set as it is then) and its answer arrives 50 ms later.
     const slow = new Proxy(store, {
       get(target, key, receiver) {
         const value: unknown = Reflect.get(target, key, receiver);
         if (typeof value !== 'function') return value;
         return async (...args: unknown[]) => {
+          const answer: unknown = (value as (...a: unknown[]) => unknown).apply(target, args);
           await new Promise((r) => setTimeout(r, 50));
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
+          return answer;
         };
       },
     });
