@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { defaultControlUrl, tagError } from '@krkn/tailnet';
 import type { FlagSpecs } from './flags.js';
 import { logLevels } from './log.js';
 
@@ -28,4 +29,22 @@ export const helpFlag = { help: { type: 'bool', short: 'h', describe: 'show this
 export function osHostLabel(): string {
   const label = hostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
   return label || 'host';
+}
+
+/** --control-url (TS_CONTROL_URL): which control server the node joins. */
+export const controlUrlFlag = {
+  'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: defaultControlUrl, describe: 'the tailnet control server' },
+} satisfies FlagSpecs;
+
+/** --tags (`<PREFIX>_TAGS`): the tags the node advertises. */
+export function tagsFlag(envPrefix: string, example: string) {
+  return {
+    tags: {
+      type: 'list',
+      env: `${envPrefix}_TAGS`,
+      default: [],
+      describe: `tags to advertise, e.g. ${example} (the policy must let the node own them)`,
+      check: (tags: string[]) => tags.map(tagError).find(Boolean),
+    },
+  } satisfies FlagSpecs;
 }

@@ -10,12 +10,12 @@ export { parseDuration, parseSize, formatDurationMs, formatSize } from './units.
 export { createLogger, prettyStream, logLevels } from './log.js';
 export type { LogFormat } from './log.js';
 export { showLoginOnTerminal, readyLine } from './login.js';
-export { listenAdminSocket, adminFetch, socketAnswers } from './admin.js';
-export type { AdminFetch } from './admin.js';
-export { nodeAdminRoutes, pingCommand, whoisCommand, doctorCommand, diagnosticCommands, tailnetErrorHeader } from './node-commands.js';
+export { AdminClient, adminRoutes, listenAdminSocket } from './admin.js';
+export type { AdminRoutesOptions } from './admin.js';
+export { pingCommand, whoisCommand, doctorCommand, diagnosticCommands } from './node-commands.js';
 export { runCommands, exitCodesHelp } from './commands.js';
 export type { Command } from './commands.js';
-export type { DiagnosticSpec, NodeAdminOptions, NodeCommandContext } from './node-commands.js';
+export type { DiagnosticSpec, NodeCommandContext } from './node-commands.js';
 export { bringUp, aborted } from './own-node.js';
 export type { OwnNode } from './own-node.js';
-export { helpFlag, loggingFlags, osHostLabel } from './common-flags.js';
+export { controlUrlFlag, helpFlag, loggingFlags, osHostLabel, tagsFlag } from './common-flags.js';
