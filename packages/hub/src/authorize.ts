@@ -1,4 +1,4 @@
-import { parseWebhookCapability } from '@krkn/policy';
+import { parseWebhookCapability, patternCovers } from '@krkn/policy';
 import type { Caller } from './caller.js';
 import { HubError } from './errors.js';
 
@@ -25,23 +25,7 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: 'publ
   if (!grant.ok) {
     throw new HubError(403, 'MISSING_CAPABILITY', `the ${name} grant for ${caller.node} cannot be parsed: ${grant.errors.join('; ')}`);
   }
-  if (!grant.value[action].some((allowed) => covers(allowed, topic))) {
+  if (!grant.value[action].some((allowed) => patternCovers(allowed, topic))) {
     throw new HubError(403, 'MISSING_CAPABILITY', `the ${name} grant for ${caller.node} does not allow ${action} on topic ${topic}`);
   }
-}
-
-/**
- * Whether the granted pattern admits everything `requested` can match. `requested` is a topic or,
- * for subscriptions, a pattern itself ('*' one segment, '**' the rest): a grant of "ci/**"
- * covers a subscription to "ci/*", a grant of "ci/build" does not.
- */
-export function covers(granted: string, requested: string): boolean {
-  const g = granted.split('/');
-  const r = requested.split('/');
-  for (let i = 0; i < g.length; i++) {
-    if (g[i] === '**') return r.length > i;
-    if (i >= r.length || r[i] === '**') return false;
-    if (g[i] !== '*' && (r[i] === '*' || g[i] !== r[i])) return false;
-  }
-  return g.length === r.length;
 }
