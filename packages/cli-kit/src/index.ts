@@ -2,20 +2,20 @@
  * @krkn/cli-kit — what krkns and krknc share as programs: flags backed by environment variables,
  * logging, the login experience on a terminal, the local admin socket, and exit codes.
  */
-export { ExitCode, CliError, usageError, exitCodeFor, runMain } from './exit.js';
+export { ExitCode, CliError, usageError } from './exit.js';
 export type { ExitCodeValue } from './exit.js';
 export { parseFlags, helpText } from './flags.js';
 export type { AnyFlagSpec, FlagSpec, FlagSpecs, FlagType, Flags } from './flags.js';
-export { parseDuration, parseSize, formatDurationMs, formatSize } from './units.js';
-export { createLogger, prettyStream, logLevels } from './log.js';
+export { parseDuration } from './units.js';
+export { createLogger } from './log.js';
 export type { LogFormat } from './log.js';
-export { showLoginOnTerminal, readyLine } from './login.js';
+export { readyLine } from './login.js';
 export { AdminClient, adminRoutes, listenAdminSocket } from './admin.js';
 export type { AdminRoutesOptions } from './admin.js';
-export { pingCommand, whoisCommand, doctorCommand, diagnosticCommands } from './node-commands.js';
-export { runCommands, exitCodesHelp } from './commands.js';
+export { diagnosticCommands } from './node-commands.js';
+export type { DiagnosticSpec } from './node-commands.js';
+export { runCommands } from './commands.js';
 export type { Command } from './commands.js';
-export type { DiagnosticSpec, NodeCommandContext } from './node-commands.js';
 export { bringUp, aborted } from './own-node.js';
 export type { OwnNode } from './own-node.js';
 export { controlUrlFlag, helpFlag, loggingFlags, osHostLabel, tagsFlag } from './common-flags.js';

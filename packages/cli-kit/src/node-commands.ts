@@ -7,7 +7,7 @@ import { CliError, ExitCode } from './exit.js';
 import { helpText, parseFlags, type FlagSpec, type FlagSpecs, type Flags } from './flags.js';
 
 /** What the shared node commands need from an app. */
-export interface NodeCommandContext {
+interface NodeCommandContext {
   /** "krkns" or "krknc". */
   app: string;
   stateDir: string;
@@ -21,7 +21,7 @@ export interface NodeCommandContext {
 type Print = (text: string) => void;
 
 /** `<app> ping <peer>`: a TSMP ping over the node's own identity. */
-export async function pingCommand(ctx: NodeCommandContext, peer: string | undefined, json: boolean, print: Print): Promise<number> {
+async function pingCommand(ctx: NodeCommandContext, peer: string | undefined, json: boolean, print: Print): Promise<number> {
   if (!peer) throw new CliError(`usage: ${ctx.app} ping <peer name or tailnet IP>`, ExitCode.USAGE);
   const pong = await viaNode<PingResult>(ctx, { method: 'POST', path: '/admin/ping', body: { peer } }, (node) => node.ping(peer));
   print(json ? JSON.stringify(pong) : `pong from ${pong.nodeName} (${pong.ip}) in ${pong.latencyMs.toFixed(1)} ms`);
@@ -29,7 +29,7 @@ export async function pingCommand(ctx: NodeCommandContext, peer: string | undefi
 }
 
 /** `<app> whois <ip>`: the node and user behind a tailnet address, with its capabilities. */
-export async function whoisCommand(ctx: NodeCommandContext, ip: string | undefined, json: boolean, print: Print): Promise<number> {
+async function whoisCommand(ctx: NodeCommandContext, ip: string | undefined, json: boolean, print: Print): Promise<number> {
   if (!ip) throw new CliError(`usage: ${ctx.app} whois <tailnet IP>`, ExitCode.USAGE);
   const who = await viaNode<WhoIs>(ctx, { method: 'GET', path: `/admin/whois?ip=${encodeURIComponent(ip)}` }, (node) => node.whois(ip));
   if (json) print(JSON.stringify(who, null, 2));
@@ -46,7 +46,7 @@ export async function whoisCommand(ctx: NodeCommandContext, ip: string | undefin
  * `<app> doctor`: from the running daemon over its admin socket; otherwise from the state on
  * disk, bringing the stored identity up for the live checks when there is one.
  */
-export async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Print, color: boolean): Promise<number> {
+async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Print, color: boolean): Promise<number> {
   let checks: CheckResult[];
   const admin = new AdminClient(ctx.adminSocket);
   if (await admin.answers()) {
