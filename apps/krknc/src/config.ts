@@ -1,5 +1,13 @@
 import { join } from 'node:path';
-import { controlUrlFlag, helpFlag, loggingFlags, osHostLabel, tagsFlag, type FlagSpecs, type Flags } from '@krkn/cli-kit';
+import {
+  controlUrlFlag,
+  helpFlag,
+  loggingFlags,
+  osHostLabel,
+  tagsFlag,
+  type FlagSpecs,
+  type Flags,
+} from '@krkn/cli-kit';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */

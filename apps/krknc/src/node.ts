@@ -30,7 +30,11 @@ export function krkncNode(flags: NodeFlagValues, log: Logger): TailnetNode {
  * Creates krknc's node and starts joining (see bringUp): resolves once the state directory is
  * locked, so "another krknc runs here" fails before anything else.
  */
-export function startNode(flags: NodeFlagValues, log: Logger, opts: { controlTimeoutMs?: number } = {}): Promise<OwnNode> {
+export function startNode(
+  flags: NodeFlagValues,
+  log: Logger,
+  opts: { controlTimeoutMs?: number } = {},
+): Promise<OwnNode> {
   return bringUp(krkncNode(flags, log), log, opts);
 }
 

@@ -67,7 +67,8 @@ export async function serveAdminSocket(opts: AdminSocketOptions, path: string): 
     ...(opts.node.loginUrl ? { loginUrl: opts.node.loginUrl } : {}),
     ...opts.info(),
   });
-  await app.register(adminRoutes, { node: opts.node, doctor: opts.doctor, stop: opts.stop, log: opts.log, status, tailnetProxy: true });
+  const { node, doctor, stop, log } = opts;
+  await app.register(adminRoutes, { node, doctor, stop, log, status, tailnetProxy: true });
   await listenAdminSocket(app, path);
   return app;
 }

@@ -65,7 +65,10 @@ function printStatus(st: HubStatus): void {
 /** `krkns logout`: the running daemon logs out and stops; a stopped one is logged out from its state. */
 export async function logout(argv: string[]): Promise<number> {
   const { flags } = parseFlags(controlFlags, argv);
-  if (flags.help) return help('krkns logout [flags]', "Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.", controlFlags);
+  if (flags.help) {
+    const what = 'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.';
+    return help('krkns logout [flags]', what, controlFlags);
+  }
   const stateDir = stateDirOf(flags);
   const admin = adminSocket(stateDir);
   if (await admin.answers()) {

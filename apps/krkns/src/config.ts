@@ -1,5 +1,13 @@
 import { join } from 'node:path';
-import { controlUrlFlag, helpFlag, loggingFlags, osHostLabel, tagsFlag, type FlagSpecs, type Flags } from '@krkn/cli-kit';
+import {
+  controlUrlFlag,
+  helpFlag,
+  loggingFlags,
+  osHostLabel,
+  tagsFlag,
+  type FlagSpecs,
+  type Flags,
+} from '@krkn/cli-kit';
 import { defaultRetryScheduleMs } from '@krkn/hub';
 import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
 import { defaultStateDir } from '@krkn/tailnet';
@@ -56,7 +64,12 @@ export const runFlags = {
     default: false,
     describe: 'callers also need an app-capability grant listing their topics',
   },
-  capability: { type: 'string', env: 'KRKNS_CAPABILITY', default: DEFAULT_CAPABILITY_NAME, describe: 'name of that app capability' },
+  capability: {
+    type: 'string',
+    env: 'KRKNS_CAPABILITY',
+    default: DEFAULT_CAPABILITY_NAME,
+    describe: 'name of that app capability',
+  },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
 

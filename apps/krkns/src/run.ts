@@ -58,7 +58,8 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   const admin = await hub.app(identifyAdmin);
-  await admin.register(adminRoutes, { node, log, doctor: () => krknsDoctorInput(flags, stateDir, node), stop: () => stop.abort() });
+  const doctor = () => krknsDoctorInput(flags, stateDir, node);
+  await admin.register(adminRoutes, { node, log, doctor, stop: () => stop.abort() });
 
   try {
     await listenAdminSocket(admin, paths.adminSocket);

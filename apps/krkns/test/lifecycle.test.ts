@@ -159,7 +159,8 @@ describe('configuration', () => {
     const stateDir = join(dir, 'leaver');
     // No TS_CONTROL_URL: the flag alone must reach headscale (the default is Tailscale's own server).
     const env = { TS_DEBUG_USE_DERP_HTTP: '1', TS_CONTROL_URL: undefined };
-    const r = await Krkns.command(['logout', '--hostname', 'leaver', '--state-dir', stateDir, '--control-url', tailnet.url], env);
+    const args = ['logout', '--hostname', 'leaver', '--state-dir', stateDir, '--control-url', tailnet.url];
+    const r = await Krkns.command(args, env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('logged out\n');
     const node = (await tailnet.listNodes()).find((n) => n.name === 'leaver');

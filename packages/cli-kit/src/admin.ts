@@ -72,7 +72,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
   });
   const { status } = opts;
   if (status) app.get('/admin/status', async () => status());
-  app.get('/admin/doctor', async (): Promise<{ checks: CheckResult[] }> => ({ checks: await runChecks(opts.doctor()) }));
+  app.get('/admin/doctor', async (): Promise<{ checks: CheckResult[] }> => ({
+    checks: await runChecks(opts.doctor()),
+  }));
   app.post('/admin/ping', async (req) => {
     const peer = jsonObject(req.body).peer;
     if (typeof peer !== 'string' || !peer) throw new TailnetError('BAD_ARGUMENT', 'ping needs a peer');
@@ -102,7 +104,9 @@ function serveTailnetProxy(app: FastifyInstance, node: TailnetNode): void {
     const hostPort = slash < 0 ? rest : rest.slice(0, slash);
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     const url = `http://${hostPort}/${slash < 0 ? '' : rest.slice(slash + 1)}${query}`;
-    const pairs = Object.entries(req.headers).flatMap(([k, v]) => (typeof v === 'string' ? [[k, v] as [string, string]] : []));
+    const pairs = Object.entries(req.headers).flatMap(([k, v]) =>
+      typeof v === 'string' ? [[k, v] as [string, string]] : [],
+    );
     const body = Buffer.isBuffer(req.body) && req.method !== 'GET' && req.method !== 'HEAD' ? req.body : undefined;
     const init = { method: req.method, headers: endToEndHeaders(pairs), signal: AbortSignal.timeout(proxyTimeoutMs) };
     const res = await tailnetFetch(node, url, { ...init, ...(body ? { body } : {}) }, agent);
@@ -163,7 +167,8 @@ export class AdminClient {
 
   /** Calls an admin route with an optional JSON body; its error answer is thrown (see {@link errorOf}). */
   async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const json = body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
+    const json =
+      body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
     const res = await this.fetch(`http://admin${path}`, { method, ...json });
     if (!res.ok) throw await errorOf(res, `${method} ${path}`);
     return (await res.json()) as T;
@@ -210,7 +215,8 @@ function socketFetch(socketPath: string): FetchLike {
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
         const down = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
-        reject(down ? new CliError(`the daemon is not running (no answer on ${socketPath})`, ExitCode.UNREACHABLE) : err);
+        const notRunning = `the daemon is not running (no answer on ${socketPath})`;
+        reject(down ? new CliError(notRunning, ExitCode.UNREACHABLE) : err);
       });
       req.end(typeof init.body === 'string' || init.body instanceof Uint8Array ? init.body : undefined);
     });

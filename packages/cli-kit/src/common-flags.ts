@@ -33,7 +33,12 @@ export function osHostLabel(): string {
 
 /** --control-url (TS_CONTROL_URL): which control server the node joins. */
 export const controlUrlFlag = {
-  'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: defaultControlUrl, describe: 'the tailnet control server' },
+  'control-url': {
+    type: 'string',
+    env: 'TS_CONTROL_URL',
+    default: defaultControlUrl,
+    describe: 'the tailnet control server',
+  },
 } satisfies FlagSpecs;
 
 /** --tags (`<PREFIX>_TAGS`): the tags the node advertises. */

@@ -72,7 +72,9 @@ async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Prin
 async function viaNode<T>(ctx: NodeCommandContext, req: { method: string; path: string; body?: unknown }, direct: (node: TailnetNode) => Promise<T>): Promise<T> {
   const admin = new AdminClient(ctx.adminSocket);
   if (await admin.answers()) return admin.json<T>(req.method, req.path, req.body);
-  if (!inspectStateDir(ctx.stateDir).identity) throw new CliError(`${ctx.app} has no identity in ${ctx.stateDir} yet: start it once first`, ExitCode.FAILURE);
+  if (!inspectStateDir(ctx.stateDir).identity) {
+    throw new CliError(`${ctx.app} has no identity in ${ctx.stateDir} yet: start it once first`, ExitCode.FAILURE);
+  }
   const node = ctx.openNode();
   try {
     await node.up({ controlTimeoutMs: 15_000 });

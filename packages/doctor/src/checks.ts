@@ -1,4 +1,11 @@
-import { TailnetError, inspectStateDir, parseBoolean, tailnetFetch, type NodeStatus, type TailnetNode } from '@krkn/tailnet';
+import {
+  TailnetError,
+  inspectStateDir,
+  parseBoolean,
+  tailnetFetch,
+  type NodeStatus,
+  type TailnetNode,
+} from '@krkn/tailnet';
 
 /** How one check came out. */
 export type CheckStatus = 'ok' | 'warn' | 'fail';

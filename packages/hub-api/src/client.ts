@@ -115,7 +115,8 @@ export class HubClient {
     if (!res.ok) {
       const e = decodeErrorBody(parsed);
       // The code is krkns's to choose: an unknown one is passed on as it came, typed as a HubErrorCode.
-      throw new HubApiError((e?.code as HubErrorCode | undefined) ?? 'BAD_RESPONSE', e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+      const code = (e?.code as HubErrorCode | undefined) ?? 'BAD_RESPONSE';
+      throw new HubApiError(code, e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
     }
     return parsed as T;
   }

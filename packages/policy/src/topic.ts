@@ -63,7 +63,9 @@ export function topicPatternError(pattern: string): string | undefined {
     }
     if (seg === '') return `pattern "${pattern}" has an empty segment`;
     if (seg.includes('*')) return `pattern "${pattern}": "*" must be a whole segment (write "a/*", not "a*")`;
-    if (!isLiteralSegment(seg)) return `pattern "${pattern}" has an invalid segment "${seg}" (no spaces or control characters)`;
+    if (!isLiteralSegment(seg)) {
+      return `pattern "${pattern}" has an invalid segment "${seg}" (no spaces or control characters)`;
+    }
   }
   return undefined;
 }

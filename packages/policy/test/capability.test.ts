@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CAPABILITY_NAME, parseWebhookCapability, patternCovers, topicAllowed, topicMatches, topicPatternError } from '@krkn/policy';
+import {
+  DEFAULT_CAPABILITY_NAME,
+  parseWebhookCapability,
+  patternCovers,
+  topicAllowed,
+  topicMatches,
+  topicPatternError,
+} from '@krkn/policy';
 import type { EffectiveGrant } from '@krkn/policy';
 
 function ok(values: unknown[]): EffectiveGrant {

@@ -5,7 +5,14 @@ import { EngineClient, type Isolation } from './engine/client.js';
 import { TailnetError } from './errors.js';
 import { TailnetServer } from './server.js';
 import { TailnetSocket } from './socket.js';
-import { defaultControlUrl, parseBoolean, validateControlUrl, validateHostname, validatePort, validateTags } from './options.js';
+import {
+  defaultControlUrl,
+  parseBoolean,
+  validateControlUrl,
+  validateHostname,
+  validatePort,
+  validateTags,
+} from './options.js';
 import { FileStateStore, StateLock, defaultStateDir, writePendingLogin } from './state.js';
 import { parsePing, parseStatus, parseWhois, type NodeStatus, type PingResult, type WhoIs } from './status.js';
 

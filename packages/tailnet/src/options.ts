@@ -21,7 +21,8 @@ export function tagError(tag: string): string | undefined {
 
 export function validateHostname(hostname: string): string {
   if (typeof hostname !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(hostname)) {
-    throw new TailnetError('BAD_ARGUMENT', `hostname ${JSON.stringify(hostname)} is not a DNS label (letters, digits, '-', at most 63)`);
+    const why = `hostname ${JSON.stringify(hostname)} is not a DNS label (letters, digits, '-', at most 63)`;
+    throw new TailnetError('BAD_ARGUMENT', why);
   }
   return hostname;
 }

@@ -170,9 +170,12 @@ describe('bad input', () => {
 
   it('a second process on the same state dir fails at once, naming the holder', async () => {
     const dir = join(state.dir, 'contested');
+    // The lock class is internal to the package: the holder imports it from the built module.
+    const stateModule = JSON.stringify(new URL('../dist/state.js', import.meta.url).href);
+    const holdLock = `StateLock.acquire(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`;
     const holder = spawn(
       process.execPath,
-      ['--input-type=module', '-e', `import { StateLock } from ${JSON.stringify(new URL('../dist/state.js', import.meta.url).href)}; StateLock.acquire(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`],
+      ['--input-type=module', '-e', `import { StateLock } from ${stateModule}; ${holdLock}`],
       { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] },
     );
     try {
