@@ -194,7 +194,7 @@ export class AdminClient {
  */
 async function errorOf(res: Response, what: string): Promise<Error> {
   const e = decodeErrorBody(await res.json().catch(() => undefined));
-  if (e && e.code in tailnetCodes) return new TailnetError(e.code as TailnetErrorCode, e.message);
+  if (e && Object.hasOwn(tailnetCodes, e.code)) return new TailnetError(e.code as TailnetErrorCode, e.message);
   return new CliError(`admin socket: ${what}: ${e ? `${e.code}: ${e.message}` : `HTTP ${res.status}`}`);
 }
 
