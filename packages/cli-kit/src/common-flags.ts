@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { defaultControlUrl, tagError } from '@krkn/tailnet';
+import { tagError } from '@krkn/policy';
+import { defaultControlUrl } from '@krkn/tailnet';
 import type { FlagSpecs } from './flags.js';
 import { logLevels } from './log.js';
 

@@ -10,7 +10,7 @@
  * ```
  */
 export { TailnetNode } from './node.js';
-export { defaultControlUrl, parseBoolean, tagError } from './options.js';
+export { defaultControlUrl, parseBoolean } from './options.js';
 export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';

@@ -1,3 +1,4 @@
+import { tagError } from '@krkn/policy';
 import { TailnetError } from './errors.js';
 
 /** Tailscale's own control server, used when no control URL is configured. */
@@ -12,11 +13,6 @@ export function parseBoolean(text: string): boolean | undefined {
   if (/^(1|true|yes|on)$/i.test(t)) return true;
   if (/^(0|false|no|off)$/i.test(t)) return false;
   return undefined;
-}
-
-/** Why `tag` is not a tag a node may advertise (`tag:name`), or undefined when it is one. */
-export function tagError(tag: string): string | undefined {
-  return /^tag:[a-z0-9][a-z0-9-]*$/i.test(tag) ? undefined : `${JSON.stringify(tag)} is not a tag (tag:name)`;
 }
 
 export function validateHostname(hostname: string): string {
