@@ -4,7 +4,9 @@ import {
   helpFlag,
   loggingFlags,
   osHostLabel,
+  positive,
   tagsFlag,
+  tcpPort,
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
@@ -75,13 +77,9 @@ export const portFlag = {
     env: 'KRKNC_PORT',
     default: 8080,
     describe: "port of krknc's listener on its tailnet address",
-    check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
+    check: tcpPort,
   },
 } satisfies FlagSpecs;
-
-export function positive(n: number): string | undefined {
-  return n > 0 ? undefined : 'must be greater than zero';
-}
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {

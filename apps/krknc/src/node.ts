@@ -1,12 +1,11 @@
 import type { Logger } from 'pino';
-import { aborted, bringUp, createLogger, type Flags, type LogFormat, type OwnNode } from '@krkn/cli-kit';
+import { aborted, bringUp, loggerFromFlags, type Flags, type OwnNode } from '@krkn/cli-kit';
 import { TailnetNode } from '@krkn/tailnet';
 import { stateDirOf, type commonFlags, type controlFlags, type nodeFlags } from './config.js';
 
-/** The logger of a command: pretty on a terminal, JSON lines otherwise, always on stderr. */
+/** The logger of a command, bound to its name. */
 export function loggerFor(flags: Flags<typeof commonFlags>, command: string): Logger {
-  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
-  return createLogger({ level: flags['log-level']!, format }).child({ command });
+  return loggerFromFlags(flags).child({ command });
 }
 
 /** The flags that describe krknc's node; commands without --tags or --ephemeral use none. */

@@ -4,7 +4,9 @@ import {
   helpFlag,
   loggingFlags,
   osHostLabel,
+  positive,
   tagsFlag,
+  tcpPort,
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
@@ -44,7 +46,7 @@ export const runFlags = {
     env: 'KRKNS_PORT',
     default: 80,
     describe: 'port of the webhook listener on the tailnet address',
-    check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
+    check: tcpPort,
   },
   ...tagsFlag('KRKNS', 'tag:krkn'),
   ephemeral: { type: 'bool', env: 'KRKNS_EPHEMERAL', default: false, describe: 'register as an ephemeral node (removed when it stops)' },
@@ -72,10 +74,6 @@ export const runFlags = {
   },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
-
-function positive(n: number): string | undefined {
-  return n > 0 ? undefined : 'must be greater than zero';
-}
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {

@@ -4,12 +4,11 @@ import {
   aborted,
   adminRoutes,
   bringUp,
-  createLogger,
   helpText,
   listenAdminSocket,
+  loggerFromFlags,
   parseFlags,
   readyLine,
-  type LogFormat,
   type OwnNode,
 } from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
@@ -33,8 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, runFlags));
     return ExitCode.OK;
   }
-  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
-  const log = createLogger({ level: flags['log-level']!, format });
+  const log = loggerFromFlags(flags);
   const stateDir = stateDirOf(flags);
   const paths = pathsIn(stateDir);
 

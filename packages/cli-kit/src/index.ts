@@ -18,4 +18,13 @@ export { runCommands } from './commands.js';
 export type { Command } from './commands.js';
 export { bringUp, aborted } from './own-node.js';
 export type { OwnNode } from './own-node.js';
-export { controlUrlFlag, helpFlag, loggingFlags, osHostLabel, tagsFlag } from './common-flags.js';
+export {
+  controlUrlFlag,
+  helpFlag,
+  loggerFromFlags,
+  loggingFlags,
+  osHostLabel,
+  positive,
+  tagsFlag,
+  tcpPort,
+} from './common-flags.js';
