@@ -1,4 +1,12 @@
-import { AdminClient, ExitCode, helpText, parseFlags, type FlagSpecs, type Flags } from '@krkn/cli-kit';
+import {
+  AdminClient,
+  ExitCode,
+  helpText,
+  logOutStoredIdentity,
+  parseFlags,
+  type FlagSpecs,
+  type Flags,
+} from '@krkn/cli-kit';
 import { inspectStateDir, type NodeStatus, type PeerStatus } from '@krkn/tailnet';
 import { controlFlags, pathsIn, serverFlag, stateDirOf } from './config.js';
 import { krkncNode, loggerFor, startNode } from './node.js';
@@ -188,26 +196,7 @@ export async function logout(argv: string[]): Promise<number> {
     out(`logged out; krknc ${running.command} (pid ${running.pid}) is stopping`);
     return ExitCode.OK;
   }
-  if (!inspectStateDir(stateDir).identity) {
-    out(`nothing to log out: no identity in ${stateDir}`);
-    return ExitCode.OK;
-  }
-  const log = loggerFor(flags, 'logout');
-  const node = krkncNode(flags, log);
-  // A node the control server no longer knows asks for a new login: then there is nothing to log out.
-  const forgotten = new AbortController();
-  node.once('loginUrl', () => forgotten.abort());
-  try {
-    await node.up({ controlTimeoutMs: 15_000, signal: forgotten.signal });
-    await node.logout();
-  } catch (err) {
-    if (!forgotten.signal.aborted) throw err;
-    out('nothing to log out: the control server no longer knows this node (it asked for a new login)');
-    return ExitCode.OK;
-  } finally {
-    await node.close();
-  }
-  out('logged out');
+  out(await logOutStoredIdentity(stateDir, () => krkncNode(flags, loggerFor(flags, 'logout'))));
   return ExitCode.OK;
 }
 

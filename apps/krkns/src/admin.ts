@@ -1,5 +1,14 @@
 import { existsSync } from 'node:fs';
-import { AdminClient, CliError, ExitCode, createLogger, helpText, parseFlags, type FlagSpecs } from '@krkn/cli-kit';
+import {
+  AdminClient,
+  CliError,
+  ExitCode,
+  createLogger,
+  helpText,
+  logOutStoredIdentity,
+  parseFlags,
+  type FlagSpecs,
+} from '@krkn/cli-kit';
 import { HubClient, type EventMeta, type HubStatus } from '@krkn/hub-api';
 import { HubStore } from '@krkn/hub-store';
 import { inspectStateDir } from '@krkn/tailnet';
@@ -76,18 +85,8 @@ export async function logout(argv: string[]): Promise<number> {
     out('logged out; krkns is stopping');
     return ExitCode.OK;
   }
-  if (!inspectStateDir(stateDir).identity) {
-    out(`nothing to log out: no identity in ${stateDir}`);
-    return ExitCode.OK;
-  }
-  const node = krknsNode(flags, createLogger({ level: flags['log-level']!, format: 'pretty' }));
-  try {
-    await node.up();
-    await node.logout();
-  } finally {
-    await node.close();
-  }
-  out('logged out');
+  const log = createLogger({ level: flags['log-level']!, format: 'pretty' });
+  out(await logOutStoredIdentity(stateDir, () => krknsNode(flags, log)));
   return ExitCode.OK;
 }
 

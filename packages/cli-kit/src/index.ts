@@ -16,6 +16,7 @@ export { diagnosticCommands } from './node-commands.js';
 export type { DiagnosticSpec } from './node-commands.js';
 export { runCommands } from './commands.js';
 export type { Command } from './commands.js';
+export { logOutStoredIdentity } from './logout.js';
 export { bringUp, aborted } from './own-node.js';
 export type { OwnNode } from './own-node.js';
 export {
