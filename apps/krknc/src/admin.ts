@@ -1,8 +1,15 @@
-import { readFileSync } from 'node:fs';
-import { CliError, ExitCode, adminFetch, helpText, parseFlags, type FlagSpecs, type Flags } from '@krkn/cli-kit';
-import { TailnetNode, readPendingLogin, type NodeStatus, type PeerStatus } from '@krkn/tailnet';
+import {
+  AdminClient,
+  ExitCode,
+  helpText,
+  logOutStoredIdentity,
+  parseFlags,
+  type FlagSpecs,
+  type Flags,
+} from '@krkn/cli-kit';
+import { inspectStateDir, type NodeStatus, type PeerStatus } from '@krkn/tailnet';
 import { controlFlags, pathsIn, serverFlag, stateDirOf } from './config.js';
-import { identityIn, loggerFor, startNode } from './node.js';
+import { krkncNode, loggerFor, startNode } from './node.js';
 import { parseServer, resolveServer, type ServerRef } from './server.js';
 import { borrowedSession, ownSession, runningKrknc, type Session } from './session.js';
 import type { RunningStatus } from './socket.js';
@@ -90,10 +97,9 @@ Works while listen runs (it asks that process) and when nothing runs. Exits 6 if
 
 /** What the state directory says when no krknc serves an admin socket on it. */
 function diskState(stateDir: string): Pick<StatusReport, 'identity' | 'loginUrl' | 'loginSince' | 'lockedBy'> {
-  const identity = identityIn(stateDir) === 'registered';
-  const pending = readPendingLogin(stateDir);
-  const holder = lockHolder(pathsIn(stateDir).lock);
-  return { identity, ...(pending ? { loginUrl: pending.url, loginSince: pending.since } : {}), ...(holder ? { lockedBy: holder } : {}) };
+  const { identity, pendingLogin, lockHolder } = inspectStateDir(stateDir);
+  const login = pendingLogin ? { loginUrl: pendingLogin.url, loginSince: pendingLogin.since } : {};
+  return { identity, ...login, ...(lockHolder !== undefined ? { lockedBy: lockHolder } : {}) };
 }
 
 /** Brings the node up to see peers; a node that needs login again is reported, not waited for. */
@@ -184,52 +190,14 @@ export async function logout(argv: string[]): Promise<number> {
   const { flags } = parseFlags(controlFlags, argv);
   if (flags.help) return help('krknc logout [flags]', 'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.', controlFlags);
   const stateDir = stateDirOf(flags);
-  const paths = pathsIn(stateDir);
   const running = await runningKrknc(stateDir);
   if (running) {
-    const res = await adminFetch(paths.adminSocket)('http://admin/admin/logout', { method: 'POST' });
-    if (!res.ok) throw new CliError(`logout failed: HTTP ${res.status} ${await res.text()}`);
+    await new AdminClient(pathsIn(stateDir).adminSocket).logout();
     out(`logged out; krknc ${running.command} (pid ${running.pid}) is stopping`);
     return ExitCode.OK;
   }
-  if (identityIn(stateDir) !== 'registered') {
-    out(`nothing to log out: no identity in ${stateDir}`);
-    return ExitCode.OK;
-  }
-  const log = loggerFor(flags, 'logout');
-  const node = new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krknc', controlUrl: flags['control-url']!, logger: log });
-  // A node the control server no longer knows asks for a new login: then there is nothing to log out.
-  const forgotten = new AbortController();
-  node.once('loginUrl', () => forgotten.abort());
-  try {
-    await node.up({ controlTimeoutMs: 15_000, signal: forgotten.signal });
-    await node.logout();
-  } catch (err) {
-    if (!forgotten.signal.aborted) throw err;
-    out('nothing to log out: the control server no longer knows this node (it asked for a new login)');
-    return ExitCode.OK;
-  } finally {
-    await node.close();
-  }
-  out('logged out');
+  out(await logOutStoredIdentity(stateDir, () => krkncNode(flags, loggerFor(flags, 'logout'))));
   return ExitCode.OK;
-}
-
-/** The pid in a live state lock, if its holder still runs. */
-function lockHolder(path: string): number | undefined {
-  let pid: number;
-  try {
-    pid = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
-  } catch {
-    return undefined;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
-  }
 }
 
 function help(usage: string, description: string, specs: FlagSpecs): number {

@@ -1,5 +1,15 @@
 import { join } from 'node:path';
-import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
+import {
+  controlUrlFlag,
+  helpFlag,
+  loggingFlags,
+  osHostLabel,
+  positive,
+  tagsFlag,
+  tcpPort,
+  type FlagSpecs,
+  type Flags,
+} from '@krkn/cli-kit';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */
@@ -23,20 +33,14 @@ export const commonFlags = {
 /** Which control server: for commands that may bring the node up. */
 export const controlFlags = {
   ...commonFlags,
-  'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: 'https://controlplane.tailscale.com', describe: 'the tailnet control server' },
+  ...controlUrlFlag,
 } satisfies FlagSpecs;
 
 /** Flags of commands that join the tailnet themselves (and may register the node). */
 export const nodeFlags = {
   ...controlFlags,
   ephemeral: { type: 'bool', env: 'KRKNC_EPHEMERAL', default: false, describe: 'register as an ephemeral node (with an ephemeral auth key: gone as soon as krknc exits)' },
-  tags: {
-    type: 'list',
-    env: 'KRKNC_TAGS',
-    default: [],
-    describe: 'tags to advertise, e.g. tag:ci (the policy must let the node own them)',
-    check: (tags: string[]) => tags.map((t) => (/^tag:[a-z0-9][a-z0-9-]*$/i.test(t) ? undefined : `${t} is not a tag (tag:name)`)).find(Boolean),
-  },
+  ...tagsFlag('KRKNC', 'tag:ci'),
 } satisfies FlagSpecs;
 
 /** `--server`: which krkns. */
@@ -73,25 +77,16 @@ export const portFlag = {
     env: 'KRKNC_PORT',
     default: 8080,
     describe: "port of krknc's listener on its tailnet address",
-    check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
+    check: tcpPort,
   },
 } satisfies FlagSpecs;
 
-export function positive(n: number): string | undefined {
-  return n > 0 ? undefined : 'must be greater than zero';
-}
-
 /** The state directory of a parsed command line. */
-export function stateDirOf(flags: Flags<typeof commonFlags>): string {
+export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {
   return flags['state-dir'] ?? defaultStateDir('krknc', flags.hostname!);
 }
 
 /** Where a krknc state directory keeps its parts (next to the node's own files). */
-export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string; lock: string } {
-  return {
-    adminSocket: join(stateDir, 'krknc.sock'),
-    seenEvents: join(stateDir, 'delivered-events.log'),
-    // Written by @krkn/tailnet's StateLock (its file name is not exported; see the report).
-    lock: join(stateDir, 'lock'),
-  };
+export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string } {
+  return { adminSocket: join(stateDir, 'krknc.sock'), seenEvents: join(stateDir, 'delivered-events.log') };
 }

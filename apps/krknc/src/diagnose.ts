@@ -1,7 +1,8 @@
 import { createLogger, diagnosticCommands } from '@krkn/cli-kit';
 import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
-import { TailnetNode } from '@krkn/tailnet';
+import type { TailnetNode } from '@krkn/tailnet';
 import { nodeFlags, pathsIn, serverFlag, stateDirOf } from './config.js';
+import { krkncNode } from './node.js';
 import { parseServer } from './server.js';
 
 /** The doctor's view of krknc: its node, and the krkns it talks to when --server is given. */
@@ -23,8 +24,8 @@ export const diagnostics = diagnosticCommands({
   flags: { ...nodeFlags, ...serverFlag },
   stateDir: stateDirOf,
   adminSocket: (stateDir) => pathsIn(stateDir).adminSocket,
-  openNode: (flags, stateDir) =>
-    new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krknc', controlUrl: flags['control-url']!, tags: flags.tags!, logger: createLogger({ level: 'warn', format: 'pretty' }) }),
+  // A command's own short-lived node: only its warnings matter.
+  openNode: (flags) => krkncNode({ ...flags, ephemeral: false }, createLogger({ level: 'warn', format: 'pretty' })),
   doctorInput: krkncDoctorInput,
   doctorDescription:
     'Checks login, auth key, key expiry, tags, control server, DERP, peer visibility and, with --server, whether krkns is visible, answers a ping and its API. Each with a cause and a fix; exit 0 only when all pass.',

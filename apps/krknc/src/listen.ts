@@ -1,11 +1,11 @@
 import { connect } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, parseFlags, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import { ExitCode, helpText, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
 import { deliveryHeaders, type HubClient, type SubscribeRequest } from '@krkn/hub-api';
 import { topicPatternError } from '@krkn/policy';
 import { serveFastify } from '@krkn/tailnet';
-import { forwardFlags, nodeFlags, pathsIn, portFlag, positive, serverFlag, stateDirOf } from './config.js';
+import { forwardFlags, nodeFlags, pathsIn, portFlag, serverFlag, stateDirOf } from './config.js';
 import { SeenEvents, defaultSeenCapacity } from './dedupe.js';
 import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type ForwardResult } from './forward.js';
 import { aborted, loggerFor, startNode } from './node.js';

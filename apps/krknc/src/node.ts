@@ -1,39 +1,40 @@
-import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { CliError, ExitCode, aborted, bringUp, createLogger, type Flags, type LogFormat, type OwnNode } from '@krkn/cli-kit';
-import { FileStateStore, TailnetNode } from '@krkn/tailnet';
-import { commonFlags, nodeFlags, stateDirOf } from './config.js';
+import { aborted, bringUp, loggerFromFlags, type Flags, type OwnNode } from '@krkn/cli-kit';
+import { TailnetNode } from '@krkn/tailnet';
+import { stateDirOf, type commonFlags, type controlFlags, type nodeFlags } from './config.js';
 
-/** The logger of a command: pretty on a terminal, JSON lines otherwise, always on stderr. */
+/** The logger of a command, bound to its name. */
 export function loggerFor(flags: Flags<typeof commonFlags>, command: string): Logger {
-  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
-  return createLogger({ level: flags['log-level']!, format }).child({ command });
+  return loggerFromFlags(flags).child({ command });
+}
+
+/** The flags that describe krknc's node; commands without --tags or --ephemeral use none. */
+export type NodeFlagValues = Pick<Flags<typeof controlFlags>, 'hostname' | 'state-dir' | 'control-url'> &
+  Partial<Pick<Flags<typeof nodeFlags>, 'tags' | 'ephemeral'>>;
+
+/** krknc's node as its flags describe it: the one place krknc constructs a TailnetNode. */
+export function krkncNode(flags: NodeFlagValues, log: Logger): TailnetNode {
+  return new TailnetNode({
+    hostname: flags.hostname!,
+    stateDir: stateDirOf(flags),
+    app: 'krknc',
+    controlUrl: flags['control-url']!,
+    tags: flags.tags ?? [],
+    ephemeral: flags.ephemeral ?? false,
+    logger: log,
+  });
 }
 
 /**
  * Creates krknc's node and starts joining (see bringUp): resolves once the state directory is
  * locked, so "another krknc runs here" fails before anything else.
  */
-export function startNode(flags: Flags<typeof nodeFlags>, log: Logger, opts: { controlTimeoutMs?: number } = {}): Promise<OwnNode> {
-  const node = new TailnetNode({
-    hostname: flags.hostname!,
-    stateDir: stateDirOf(flags),
-    app: 'krknc',
-    controlUrl: flags['control-url']!,
-    tags: flags.tags!,
-    ephemeral: flags.ephemeral!,
-    logger: log,
-  });
-  return bringUp(node, log, opts);
+export function startNode(
+  flags: NodeFlagValues,
+  log: Logger,
+  opts: { controlTimeoutMs?: number } = {},
+): Promise<OwnNode> {
+  return bringUp(krkncNode(flags, log), log, opts);
 }
 
 export { aborted, type OwnNode };
-
-/** Whether the state directory holds a usable identity (a logout leaves none). */
-export function identityIn(stateDir: string): 'none' | 'registered' {
-  try {
-    return FileStateStore.identityIn(stateDir) ? 'registered' : 'none';
-  } catch (err) {
-    throw new CliError((err as Error).message, ExitCode.STATE);
-  }
-}

@@ -1,6 +1,6 @@
 import { CliError, ExitCode, helpText, parseDuration, parseFlags, usageError, type FlagSpecs } from '@krkn/cli-kit';
-import { deliveryHeaders, type EventDetail, type HubClient } from '@krkn/hub-api';
-import { topicMatches, topicPatternError } from '@krkn/policy';
+import { deliveryHeaders, type EventDetail, type HubClient, type ListEventsQuery } from '@krkn/hub-api';
+import { topicPatternError } from '@krkn/policy';
 import { forwardFlags, nodeFlags, serverFlag } from './config.js';
 import { endToEndHeaders, forwardBuffered, parseForwardTo } from './forward.js';
 import { loggerFor } from './node.js';
@@ -29,9 +29,6 @@ order krkns received them. One line per event. Exits 1 if the local app did not 
 event. Replays do not consult or change listen's record of delivered events.`;
 
 const pageSize = 100;
-
-// hub-api's index does not export ListEventsQuery (see the report): take it from the method.
-type ListEventsQuery = NonNullable<Parameters<HubClient['listEvents']>[0]>;
 
 /** `krknc replay`. */
 export async function replay(argv: string[]): Promise<number> {
@@ -87,18 +84,12 @@ export function parseSince(text: string | undefined): Pick<ListEventsQuery, 'sin
   throw usageError(`--since: ${JSON.stringify(text)} is not a duration (30m, 2h, 7d), an event id (evt_...) or an ISO time`);
 }
 
-/**
- * Every matching stored event, with headers and body, paging with `after`. krkns's GET /events
- * takes only an exact topic today (it refuses patterns; see the report), so a pattern is matched
- * here on every event the caller may read.
- */
-async function* storedEvents(hub: HubClient, server: ResolvedServer, q: ListEventsQuery & { topic: string }): AsyncGenerator<EventDetail> {
-  const pattern = q.topic.includes('*') ? q.topic : undefined;
-  let query: ListEventsQuery = { ...q, ...(pattern ? { topic: undefined } : {}), limit: pageSize };
+/** Every stored event matching the topic or pattern, with headers and body, paging with `after`. */
+async function* storedEvents(hub: HubClient, server: ResolvedServer, q: ListEventsQuery): AsyncGenerator<EventDetail> {
+  let query: ListEventsQuery = { ...q, limit: pageSize };
   for (;;) {
     const page = await hub.listEvents(query).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'replay')));
     for (const meta of page) {
-      if (pattern && !topicMatches(pattern, meta.topic)) continue;
       yield await hub.getEvent(meta.id).catch((err: unknown) => Promise.reject(hubFailure(err, server, `replay ${meta.id}`)));
     }
     if (page.length < pageSize) return;

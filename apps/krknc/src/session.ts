@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
-import { adminFetch, socketAnswers, type AdminFetch, type Flags } from '@krkn/cli-kit';
+import { AdminClient, type Flags } from '@krkn/cli-kit';
 import type { FetchLike } from '@krkn/hub-api';
-import { TailnetError, tailnetAgent, tailnetFetch, type NodeStatus, type PingResult, type TailnetErrorCode } from '@krkn/tailnet';
+import { tailnetAgent, tailnetFetch, type NodeStatus, type PingResult } from '@krkn/tailnet';
 import { nodeFlags, pathsIn, stateDirOf } from './config.js';
 import { startNode, type OwnNode } from './node.js';
-import { tailnetErrorHeader, type RunningStatus } from './socket.js';
+import type { RunningStatus } from './socket.js';
 
 /** A krkns request that gets no answer within this time fails (a dial has its own, shorter, bound). */
 const requestTimeoutMs = 30_000;
@@ -40,24 +40,21 @@ export function ownSession(own: OwnNode): Session {
 
 /** A session over the node of a running krknc, through its admin socket. */
 export function borrowedSession(socketPath: string, running: Pick<RunningStatus, 'command' | 'pid'>): Session {
-  const admin = adminFetch(socketPath);
+  const admin = new AdminClient(socketPath);
   return {
     via: `krknc ${running.command} (pid ${running.pid})`,
-    fetch: async (url, init = {}) => {
-      const u = new URL(url);
-      return unwrap(await admin(`http://admin/admin/tailnet/${u.host}${u.pathname}${u.search}`, init));
-    },
-    status: async () => ((await adminJson<RunningStatus>(admin, 'GET', '/admin/status')).node),
-    ping: (peer) => adminJson<PingResult>(admin, 'POST', '/admin/ping', { peer }),
+    fetch: admin.tailnetFetch,
+    status: async () => (await admin.json<RunningStatus>('GET', '/admin/status')).node,
+    ping: (peer) => admin.json<PingResult>('POST', '/admin/ping', { peer }),
     close: async () => undefined,
   };
 }
 
 /** What a running krknc on this state directory says about itself, or undefined if none runs. */
 export async function runningKrknc(stateDir: string): Promise<RunningStatus | undefined> {
-  const socket = pathsIn(stateDir).adminSocket;
-  if (!(await socketAnswers(socket))) return undefined;
-  return adminJson<RunningStatus>(adminFetch(socket), 'GET', '/admin/status');
+  const admin = new AdminClient(pathsIn(stateDir).adminSocket);
+  if (!(await admin.answers())) return undefined;
+  return admin.json<RunningStatus>('GET', '/admin/status');
 }
 
 /**
@@ -80,25 +77,4 @@ export async function openSession(flags: Flags<typeof nodeFlags>, log: Logger): 
     throw err;
   }
   return ownSession(own);
-}
-
-async function unwrap(res: Response): Promise<Response> {
-  const code = res.headers.get(tailnetErrorHeader);
-  if (!code) return res;
-  const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
-  throw new TailnetError(tailnetCodes.has(code) ? (code as TailnetErrorCode) : 'ENGINE', body.error?.message ?? `tailnet error ${code}`);
-}
-
-// The codes a borrowed node's errors keep; anything else comes back as ENGINE.
-const tailnetCodes = new Set<string>(['UNKNOWN_PEER', 'DIAL_FAILED', 'TIMEOUT', 'NOT_RUNNING', 'BAD_ARGUMENT', 'ENGINE'] satisfies TailnetErrorCode[]);
-
-async function adminJson<T>(admin: AdminFetch, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await unwrap(
-    await admin(`http://admin${path}`, {
-      method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-    }),
-  );
-  if (!res.ok) throw new Error(`admin socket: ${method} ${path}: HTTP ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
 }

@@ -112,7 +112,7 @@ describe('krknc listen', () => {
     listener = await startListen();
     await until(() => (ids.every((id) => app.withEvent(id).length > 0) ? true : undefined), 'the backlog', 45_000);
     // (Not asserted: the order. krkns can put the event whose attempt was in flight at the restart
-    // behind the others; see the report.)
+    // behind the others.)
 
     // The ids delivered before the restart are remembered on disk: a redelivery is not forwarded.
     const before = app.received.length;

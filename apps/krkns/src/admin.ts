@@ -1,13 +1,28 @@
 import { existsSync } from 'node:fs';
-import { CliError, ExitCode, adminFetch, createLogger, helpText, parseFlags, socketAnswers, type FlagSpecs } from '@krkn/cli-kit';
+import {
+  AdminClient,
+  CliError,
+  ExitCode,
+  createLogger,
+  helpText,
+  logOutStoredIdentity,
+  parseFlags,
+  type FlagSpecs,
+} from '@krkn/cli-kit';
 import { HubClient, type EventMeta, type HubStatus } from '@krkn/hub-api';
 import { HubStore } from '@krkn/hub-store';
-import { FileStateStore, TailnetNode, readPendingLogin } from '@krkn/tailnet';
-import { commonFlags, pathsIn, stateDirOf } from './config.js';
+import { inspectStateDir } from '@krkn/tailnet';
+import { commonFlags, controlFlags, pathsIn, stateDirOf } from './config.js';
+import { krknsNode } from './node.js';
 
-/** A client for the running daemon's admin socket. */
-function adminClient(stateDir: string): HubClient {
-  return new HubClient('http://admin', adminFetch(pathsIn(stateDir).adminSocket));
+/** The running daemon's admin socket. */
+function adminSocket(stateDir: string): AdminClient {
+  return new AdminClient(pathsIn(stateDir).adminSocket);
+}
+
+/** The krkns API of the running daemon, over its admin socket. */
+function hubOverAdminSocket(stateDir: string): HubClient {
+  return new HubClient('http://admin', adminSocket(stateDir).fetch);
 }
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -17,9 +32,8 @@ export async function status(argv: string[]): Promise<number> {
   const { flags } = parseFlags(commonFlags, argv);
   if (flags.help) return help('krkns status [flags]', 'Shows the node, its listener, storage and delivery queue; works when krkns is stopped too.', commonFlags);
   const stateDir = stateDirOf(flags);
-  const paths = pathsIn(stateDir);
-  if (await socketAnswers(paths.adminSocket)) {
-    const st = await adminClient(stateDir).status();
+  if (await adminSocket(stateDir).answers()) {
+    const st = await hubOverAdminSocket(stateDir).status();
     if (flags.json) out(JSON.stringify({ running: true, ...st }, null, 2));
     else printStatus(st);
     return ExitCode.OK;
@@ -36,13 +50,7 @@ export async function status(argv: string[]): Promise<number> {
 }
 
 function offlineStatus(stateDir: string) {
-  const pending = readPendingLogin(stateDir);
-  let identity = false;
-  try {
-    identity = FileStateStore.identityIn(stateDir);
-  } catch (err) {
-    throw new CliError((err as Error).message, ExitCode.STATE);
-  }
+  const { identity, pendingLogin } = inspectStateDir(stateDir);
   const db = pathsIn(stateDir).db;
   let queue;
   if (existsSync(db)) {
@@ -50,7 +58,8 @@ function offlineStatus(stateDir: string) {
     queue = store.stats();
     store.close();
   }
-  return { stateDir, identity, ...(pending ? { loginUrl: pending.url, loginSince: pending.since } : {}), ...(queue ? { queue } : {}) };
+  const login = pendingLogin ? { loginUrl: pendingLogin.url, loginSince: pendingLogin.since } : {};
+  return { stateDir, identity, ...login, ...(queue ? { queue } : {}) };
 }
 
 function printStatus(st: HubStatus): void {
@@ -64,28 +73,20 @@ function printStatus(st: HubStatus): void {
 
 /** `krkns logout`: the running daemon logs out and stops; a stopped one is logged out from its state. */
 export async function logout(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(commonFlags, argv);
-  if (flags.help) return help('krkns logout [flags]', "Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.", commonFlags);
+  const { flags } = parseFlags(controlFlags, argv);
+  if (flags.help) {
+    const what = 'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.';
+    return help('krkns logout [flags]', what, controlFlags);
+  }
   const stateDir = stateDirOf(flags);
-  const paths = pathsIn(stateDir);
-  if (await socketAnswers(paths.adminSocket)) {
-    const res = await adminFetch(paths.adminSocket)('http://admin/admin/logout', { method: 'POST' });
-    if (!res.ok) throw new CliError(`logout failed: HTTP ${res.status} ${await res.text()}`);
+  const admin = adminSocket(stateDir);
+  if (await admin.answers()) {
+    await admin.logout();
     out('logged out; krkns is stopping');
     return ExitCode.OK;
   }
-  if (!FileStateStore.identityIn(stateDir)) {
-    out(`nothing to log out: no identity in ${stateDir}`);
-    return ExitCode.OK;
-  }
-  const node = new TailnetNode({ hostname: flags.hostname!, stateDir, logger: createLogger({ level: flags['log-level']!, format: 'pretty' }) });
-  try {
-    await node.up();
-    await node.logout();
-  } finally {
-    await node.close();
-  }
-  out('logged out');
+  const log = createLogger({ level: flags['log-level']!, format: 'pretty' });
+  out(await logOutStoredIdentity(stateDir, () => krknsNode(flags, log)));
   return ExitCode.OK;
 }
 
@@ -105,7 +106,7 @@ export async function events(argv: string[]): Promise<number> {
   if (flags.help || !verb) {
     return help('krkns events list|show <id>|redeliver <id> [flags]', 'Lists stored events, shows one (metadata, headers, raw body), or delivers one again to every matching subscription.', eventFlags);
   }
-  const client = adminClient(stateDirOf(flags));
+  const client = hubOverAdminSocket(stateDirOf(flags));
   switch (verb) {
     case 'list': {
       const since = flags.since ? new Date(flags.since) : undefined;

@@ -1,7 +1,17 @@
 import { join } from 'node:path';
-import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
-import { defaultCapabilityName } from '@krkn/hub-api';
+import {
+  controlUrlFlag,
+  helpFlag,
+  loggingFlags,
+  osHostLabel,
+  positive,
+  tagsFlag,
+  tcpPort,
+  type FlagSpecs,
+  type Flags,
+} from '@krkn/cli-kit';
 import { defaultRetryScheduleMs } from '@krkn/hub';
+import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
@@ -24,24 +34,21 @@ export const commonFlags = {
 
 const { json: _json, ...daemonFlags } = commonFlags; // a daemon prints no result to format
 
+/** Flags of commands that bring the stored identity up (logout, when krkns is not running). */
+export const controlFlags = { ...commonFlags, ...controlUrlFlag } satisfies FlagSpecs;
+
 /** Flags of `krkns run`. */
 export const runFlags = {
   ...daemonFlags,
-  'control-url': { type: 'string', env: 'TS_CONTROL_URL', default: 'https://controlplane.tailscale.com', describe: 'the tailnet control server' },
+  ...controlUrlFlag,
   port: {
     type: 'int',
     env: 'KRKNS_PORT',
     default: 80,
     describe: 'port of the webhook listener on the tailnet address',
-    check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
+    check: tcpPort,
   },
-  tags: {
-    type: 'list',
-    env: 'KRKNS_TAGS',
-    default: [],
-    describe: 'tags to advertise, e.g. tag:krkn (the policy must let the node own them)',
-    check: (tags: string[]) => tags.map((t) => (/^tag:[a-z0-9][a-z0-9-]*$/i.test(t) ? undefined : `${t} is not a tag (tag:name)`)).find(Boolean),
-  },
+  ...tagsFlag('KRKNS', 'tag:krkn'),
   ephemeral: { type: 'bool', env: 'KRKNS_EPHEMERAL', default: false, describe: 'register as an ephemeral node (removed when it stops)' },
   'body-limit': { type: 'size', env: 'KRKNS_BODY_LIMIT', default: 10 * 1024 * 1024, describe: 'largest webhook body accepted (413 above)', check: positive },
   retention: { type: 'duration', env: 'KRKNS_RETENTION', default: 7 * 86400e3, describe: 'how long delivered events are kept', check: positive },
@@ -59,13 +66,14 @@ export const runFlags = {
     default: false,
     describe: 'callers also need an app-capability grant listing their topics',
   },
-  capability: { type: 'string', env: 'KRKNS_CAPABILITY', default: defaultCapabilityName, describe: 'name of that app capability' },
+  capability: {
+    type: 'string',
+    env: 'KRKNS_CAPABILITY',
+    default: DEFAULT_CAPABILITY_NAME,
+    describe: 'name of that app capability',
+  },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
-
-function positive(n: number): string | undefined {
-  return n > 0 ? undefined : 'must be greater than zero';
-}
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {

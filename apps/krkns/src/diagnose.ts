@@ -1,7 +1,8 @@
 import { createLogger, diagnosticCommands } from '@krkn/cli-kit';
 import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
-import { TailnetNode } from '@krkn/tailnet';
+import type { TailnetNode } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
+import { krknsNode } from './node.js';
 
 // doctor, ping and whois read the same flags as run, so they look at the same node.
 const { 'shutdown-timeout': _s, ...flagsOfNodeCommands } = runFlags;
@@ -17,8 +18,8 @@ export const diagnostics = diagnosticCommands({
   flags: { ...flagsOfNodeCommands, json: { type: 'bool', describe: 'print the result as JSON' } },
   stateDir: stateDirOf,
   adminSocket: (stateDir) => pathsIn(stateDir).adminSocket,
-  openNode: (flags, stateDir) =>
-    new TailnetNode({ hostname: flags.hostname!, stateDir, app: 'krkns', controlUrl: flags['control-url']!, tags: flags.tags!, logger: createLogger({ level: 'warn', format: 'pretty' }) }),
+  // A command's own short-lived node: only its warnings matter.
+  openNode: (flags) => krknsNode({ ...flags, ephemeral: false }, createLogger({ level: 'warn', format: 'pretty' })),
   doctorInput: krknsDoctorInput,
   doctorDescription: 'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
 });

@@ -1,10 +1,22 @@
 import type { Logger } from 'pino';
-import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
+import {
+  ExitCode,
+  aborted,
+  adminRoutes,
+  bringUp,
+  helpText,
+  listenAdminSocket,
+  loggerFromFlags,
+  parseFlags,
+  readyLine,
+  type OwnNode,
+} from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
-import { TailnetNode, serveFastify } from '@krkn/tailnet';
+import { serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
+import { krknsNode } from './node.js';
 
 const usage = 'krkns run [flags]';
 const description = `Runs the webhook hub in the foreground (what systemd and containers call). It joins the tailnet
@@ -20,20 +32,11 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, runFlags));
     return ExitCode.OK;
   }
-  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
-  const log = createLogger({ level: flags['log-level']!, format });
+  const log = loggerFromFlags(flags);
   const stateDir = stateDirOf(flags);
   const paths = pathsIn(stateDir);
 
-  const node = new TailnetNode({
-    hostname: flags.hostname!,
-    stateDir,
-    app: 'krkns',
-    controlUrl: flags['control-url']!,
-    tags: flags.tags!,
-    ephemeral: flags.ephemeral!,
-    logger: log,
-  });
+  const node = krknsNode(flags, log);
   // The node's state lock is taken first, so a second krkns on this directory stops here.
   const own = await bringUp(node, log);
   const { stop, up } = own;
@@ -54,12 +57,8 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   const admin = await hub.app(identifyAdmin);
-  await admin.register(nodeAdminRoutes, { node, doctor: () => krknsDoctorInput(flags, stateDir, node) });
-  admin.post('/admin/logout', async () => {
-    await node.logout();
-    setImmediate(() => stop.abort());
-    return { loggedOut: true };
-  });
+  const doctor = () => krknsDoctorInput(flags, stateDir, node);
+  await admin.register(adminRoutes, { node, log, doctor, stop: () => stop.abort() });
 
   try {
     await listenAdminSocket(admin, paths.adminSocket);

@@ -153,6 +153,21 @@ describe('configuration', () => {
     expect(r.stderr).toContain('auth key');
   });
 
+  it('logout with krkns stopped logs out at the --control-url it is given, and discards the identity', async () => {
+    const k = await start('leaver');
+    expect(await k.stop('SIGTERM')).toBe(0);
+    const stateDir = join(dir, 'leaver');
+    // No TS_CONTROL_URL: the flag alone must reach headscale (the default is Tailscale's own server).
+    const env = { TS_DEBUG_USE_DERP_HTTP: '1', TS_CONTROL_URL: undefined };
+    const args = ['logout', '--hostname', 'leaver', '--state-dir', stateDir, '--control-url', tailnet.url];
+    const r = await Krkns.command(args, env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('logged out\n');
+    const node = (await tailnet.listNodes()).find((n) => n.name === 'leaver');
+    expect(node?.expiry?.getTime()).toBeLessThan(Date.now()); // headscale expires a node that logs out
+    const st = await Krkns.command(['status', '--state-dir', stateDir, '--json']);
+    expect(JSON.parse(st.stdout)).toMatchObject({ running: false, identity: false });
+  });
 });
 
 describe('app capabilities (--require-capability)', () => {

@@ -8,7 +8,7 @@ export interface Command {
 }
 
 /** The exit codes, as every app's --help lists them. */
-export const exitCodesHelp = `Exit codes: 0 ok, 1 failure, 2 bad usage, 3 auth key (or its tags) refused or expired,
+const exitCodesHelp = `Exit codes: 0 ok, 1 failure, 2 bad usage, 3 auth key (or its tags) refused or expired,
 4 control server or peer unreachable, 5 state dir locked or corrupt, 6 check failed, 130 interrupted.`;
 
 /**

@@ -1,6 +1,9 @@
 import { hostname } from 'node:os';
+import { tagError } from '@krkn/policy';
+import { defaultControlUrl } from '@krkn/tailnet';
 import type { FlagSpecs } from './flags.js';
-import { logLevels } from './log.js';
+import type { Logger } from 'pino';
+import { createLogger, logLevels, type LogFormat } from './log.js';
 
 /** --log-level and --log-format, set also by `<PREFIX>_LOG_LEVEL` and `<PREFIX>_LOG_FORMAT`. */
 export function loggingFlags(envPrefix: string) {
@@ -28,4 +31,46 @@ export const helpFlag = { help: { type: 'bool', short: 'h', describe: 'show this
 export function osHostLabel(): string {
   const label = hostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
   return label || 'host';
+}
+
+/** --control-url (TS_CONTROL_URL): which control server the node joins. */
+export const controlUrlFlag = {
+  'control-url': {
+    type: 'string',
+    env: 'TS_CONTROL_URL',
+    default: defaultControlUrl,
+    describe: 'the tailnet control server',
+  },
+} satisfies FlagSpecs;
+
+/** --tags (`<PREFIX>_TAGS`): the tags the node advertises. */
+export function tagsFlag(envPrefix: string, example: string) {
+  return {
+    tags: {
+      type: 'list',
+      env: `${envPrefix}_TAGS`,
+      default: [],
+      describe: `tags to advertise, e.g. ${example} (the policy must let the node own them)`,
+      check: (tags: string[]) => tags.map(tagError).find(Boolean),
+    },
+  } satisfies FlagSpecs;
+}
+
+/** What {@link loggingFlags} parse to. */
+type LoggingFlagValues = { 'log-level'?: string | undefined; 'log-format'?: string | undefined };
+
+/** The logger --log-level and --log-format ask for: on stderr, pretty on a terminal, JSON lines otherwise. */
+export function loggerFromFlags(flags: LoggingFlagValues): Logger {
+  const format = (flags['log-format'] ?? (process.stderr.isTTY ? 'pretty' : 'json')) as LogFormat;
+  return createLogger({ level: flags['log-level'] ?? 'info', format });
+}
+
+/** A flag check: the number must be greater than zero. */
+export function positive(n: number): string | undefined {
+  return n > 0 ? undefined : 'must be greater than zero';
+}
+
+/** A flag check: the number must be a TCP port. */
+export function tcpPort(p: number): string | undefined {
+  return p >= 1 && p <= 65535 ? undefined : 'must be 1-65535';
 }

@@ -39,7 +39,7 @@ export function usageError(message: string): CliError {
 }
 
 /** The exit code for an error from the tailnet library. */
-export function exitCodeFor(err: unknown): ExitCodeValue {
+function exitCodeFor(err: unknown): ExitCodeValue {
   if (err instanceof CliError) return err.exitCode;
   if (!(err instanceof TailnetError)) return ExitCode.FAILURE;
   switch (err.code) {

@@ -1,3 +1,4 @@
+import { parseBoolean } from '@krkn/tailnet';
 import { usageError } from './exit.js';
 import { formatDurationMs, formatSize, parseDuration, parseSize } from './units.js';
 
@@ -106,9 +107,9 @@ function convert(type: FlagType, text: string, source: string): unknown {
       return Number(text);
     }
     case 'bool': {
-      if (/^(1|true|yes|on)$/i.test(text)) return true;
-      if (/^(0|false|no|off)$/i.test(text)) return false;
-      throw bad('true or false');
+      const b = parseBoolean(text);
+      if (b === undefined) throw bad('true or false');
+      return b;
     }
     case 'duration': {
       const ms = parseDuration(text);

@@ -26,7 +26,7 @@ const levelNames: Record<number, [string, string]> = {
 const hidden = new Set(['level', 'time', 'msg', 'pid', 'hostname']);
 
 /** Formats pino's JSON lines as "12:00:01 INFO  message key=value". */
-export function prettyStream(out: NodeJS.WritableStream, color: boolean): Writable {
+function prettyStream(out: NodeJS.WritableStream, color: boolean): Writable {
   const paint = (code: string, s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
   return new Writable({
     write(chunk: Buffer, _enc, done) {

@@ -1,57 +1,13 @@
-import type { FastifyError, FastifyPluginAsync } from 'fastify';
 import { formatReport, reportExitCode, runChecks, type CheckResult, type DoctorInput } from '@krkn/doctor';
-import { FileStateStore, TailnetError, type PingResult, type TailnetNode, type WhoIs } from '@krkn/tailnet';
+import { TailnetError, inspectStateDir, type PingResult, type TailnetNode, type WhoIs } from '@krkn/tailnet';
 import { main as policyMain } from '@krkn/policy';
-import { adminFetch, socketAnswers } from './admin.js';
+import { AdminClient } from './admin.js';
 import type { Command } from './commands.js';
 import { CliError, ExitCode } from './exit.js';
 import { helpText, parseFlags, type FlagSpec, type FlagSpecs, type Flags } from './flags.js';
 
-/** Options of {@link nodeAdminRoutes}. */
-export interface NodeAdminOptions {
-  node: TailnetNode;
-  /** The doctor's input, as the daemon sees it (its own environment and flags). */
-  doctor: () => DoctorInput;
-}
-
-/**
- * Admin-socket routes that use the daemon's own node: doctor, ping, whois. A command run while
- * the daemon holds the node asks it here instead of starting a second copy of the identity.
- */
-export const nodeAdminRoutes: FastifyPluginAsync<NodeAdminOptions> = async (app, { node, doctor }) => {
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
-    const code = err instanceof TailnetError ? err.code : 'INTERNAL';
-    void reply
-      .code(err instanceof TailnetError ? 502 : 500)
-      .header(tailnetErrorHeader, code)
-      .send({ error: { code, message: err.message } });
-  });
-  app.get('/admin/doctor', async () => ({ checks: await runChecks(doctor()) }));
-  app.post('/admin/ping', async (req) => {
-    const peer = jsonBody(req.body).peer;
-    if (typeof peer !== 'string' || !peer) throw new TailnetError('BAD_ARGUMENT', 'ping needs a peer');
-    return node.ping(peer, { timeoutMs: 5_000 });
-  });
-  app.get('/admin/whois', async (req) => node.whois(String((req.query as { ip?: unknown }).ip ?? '')));
-};
-
-/** Header on an admin answer that carries a tailnet error (its TailnetError code). */
-export const tailnetErrorHeader = 'x-krkn-tailnet-error';
-
-// The admin app may parse bodies as JSON, or keep them raw (krknc's does): accept both.
-function jsonBody(body: unknown): Record<string, unknown> {
-  if (Buffer.isBuffer(body) || typeof body === 'string') {
-    try {
-      return JSON.parse(body.toString()) as Record<string, unknown>;
-    } catch {
-      return {};
-    }
-  }
-  return (body ?? {}) as Record<string, unknown>;
-}
-
 /** What the shared node commands need from an app. */
-export interface NodeCommandContext {
+interface NodeCommandContext {
   /** "krkns" or "krknc". */
   app: string;
   stateDir: string;
@@ -65,7 +21,7 @@ export interface NodeCommandContext {
 type Print = (text: string) => void;
 
 /** `<app> ping <peer>`: a TSMP ping over the node's own identity. */
-export async function pingCommand(ctx: NodeCommandContext, peer: string | undefined, json: boolean, print: Print): Promise<number> {
+async function pingCommand(ctx: NodeCommandContext, peer: string | undefined, json: boolean, print: Print): Promise<number> {
   if (!peer) throw new CliError(`usage: ${ctx.app} ping <peer name or tailnet IP>`, ExitCode.USAGE);
   const pong = await viaNode<PingResult>(ctx, { method: 'POST', path: '/admin/ping', body: { peer } }, (node) => node.ping(peer));
   print(json ? JSON.stringify(pong) : `pong from ${pong.nodeName} (${pong.ip}) in ${pong.latencyMs.toFixed(1)} ms`);
@@ -73,7 +29,7 @@ export async function pingCommand(ctx: NodeCommandContext, peer: string | undefi
 }
 
 /** `<app> whois <ip>`: the node and user behind a tailnet address, with its capabilities. */
-export async function whoisCommand(ctx: NodeCommandContext, ip: string | undefined, json: boolean, print: Print): Promise<number> {
+async function whoisCommand(ctx: NodeCommandContext, ip: string | undefined, json: boolean, print: Print): Promise<number> {
   if (!ip) throw new CliError(`usage: ${ctx.app} whois <tailnet IP>`, ExitCode.USAGE);
   const who = await viaNode<WhoIs>(ctx, { method: 'GET', path: `/admin/whois?ip=${encodeURIComponent(ip)}` }, (node) => node.whois(ip));
   if (json) print(JSON.stringify(who, null, 2));
@@ -90,11 +46,12 @@ export async function whoisCommand(ctx: NodeCommandContext, ip: string | undefin
  * `<app> doctor`: from the running daemon over its admin socket; otherwise from the state on
  * disk, bringing the stored identity up for the live checks when there is one.
  */
-export async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Print, color: boolean): Promise<number> {
+async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Print, color: boolean): Promise<number> {
   let checks: CheckResult[];
-  if (await socketAnswers(ctx.adminSocket)) {
-    checks = (await adminJson<{ checks: CheckResult[] }>(ctx.adminSocket, 'GET', '/admin/doctor')).checks;
-  } else if (hasIdentity(ctx.stateDir)) {
+  const admin = new AdminClient(ctx.adminSocket);
+  if (await admin.answers()) {
+    checks = (await admin.json<{ checks: CheckResult[] }>('GET', '/admin/doctor')).checks;
+  } else if (identityReadable(ctx.stateDir)) {
     const node = ctx.openNode();
     try {
       await node.up({ controlTimeoutMs: 15_000 });
@@ -113,8 +70,11 @@ export async function doctorCommand(ctx: NodeCommandContext, json: boolean, prin
 
 /** Asks the running daemon, or runs `direct` on a temporary node on the stored identity. */
 async function viaNode<T>(ctx: NodeCommandContext, req: { method: string; path: string; body?: unknown }, direct: (node: TailnetNode) => Promise<T>): Promise<T> {
-  if (await socketAnswers(ctx.adminSocket)) return adminJson<T>(ctx.adminSocket, req.method, req.path, req.body);
-  if (!hasIdentity(ctx.stateDir)) throw new CliError(`${ctx.app} has no identity in ${ctx.stateDir} yet: start it once first`, ExitCode.FAILURE);
+  const admin = new AdminClient(ctx.adminSocket);
+  if (await admin.answers()) return admin.json<T>(req.method, req.path, req.body);
+  if (!inspectStateDir(ctx.stateDir).identity) {
+    throw new CliError(`${ctx.app} has no identity in ${ctx.stateDir} yet: start it once first`, ExitCode.FAILURE);
+  }
   const node = ctx.openNode();
   try {
     await node.up({ controlTimeoutMs: 15_000 });
@@ -124,24 +84,13 @@ async function viaNode<T>(ctx: NodeCommandContext, req: { method: string; path: 
   }
 }
 
-async function adminJson<T>(socket: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await adminFetch(socket)(`http://admin${path}`, {
-    method,
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-  });
-  const parsed = (await res.json()) as T & { error?: { code: string; message: string } };
-  if (!res.ok) {
-    const e = parsed.error;
-    throw new TailnetError((e?.code as TailnetError['code']) ?? 'ENGINE', e?.message ?? `HTTP ${res.status}`);
-  }
-  return parsed;
-}
-
-function hasIdentity(stateDir: string): boolean {
+// The doctor reports a state file it cannot read as a finding, so here that counts as no identity.
+function identityReadable(stateDir: string): boolean {
   try {
-    return FileStateStore.identityIn(stateDir);
-  } catch {
-    return false;
+    return inspectStateDir(stateDir).identity;
+  } catch (err) {
+    if (err instanceof TailnetError) return false;
+    throw err;
   }
 }
 

@@ -1,4 +1,11 @@
-import { FileStateStore, readPendingLogin, tailnetFetch, type NodeStatus, type TailnetNode } from '@krkn/tailnet';
+import {
+  TailnetError,
+  inspectStateDir,
+  parseBoolean,
+  tailnetFetch,
+  type NodeStatus,
+  type TailnetNode,
+} from '@krkn/tailnet';
 
 /** How one check came out. */
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -49,7 +56,7 @@ export function doctorInputFrom(
   return {
     ...rest,
     authKeyInEnv: Boolean(env.TS_AUTHKEY || env.TS_AUTH_KEY),
-    forceLogin: /^(1|true|yes|on)$/i.test(env.TS_FORCE_LOGIN ?? ''),
+    forceLogin: parseBoolean(env.TS_FORCE_LOGIN ?? '') === true,
     ...(node ? { node } : {}),
     ...(counterpart ? { counterpart } : {}),
   };
@@ -82,7 +89,7 @@ function loginCheck(input: DoctorInput, disk: DiskState): CheckResult {
   if (corrupt) return fail('state', corrupt, 'restore the state file from a backup, or move it away to register as a new node');
   const node = input.node;
   if (node?.state === 'Running') return ok('login', `authenticated as ${node.self?.name ?? node.hostname}`);
-  const url = node?.loginUrl ?? readPendingLogin(input.stateDir)?.url;
+  const url = node?.loginUrl ?? disk.pendingLoginUrl;
   if (url) {
     return fail('login', `waiting for an interactive login: ${url}`, `open ${url} and approve the node, or restart ${input.app} with TS_AUTHKEY set`);
   }
@@ -209,14 +216,17 @@ function describeSelf(status: NodeStatus): string {
 /** What the state directory holds, read once for all checks. */
 interface DiskState {
   identity: boolean;
+  pendingLoginUrl?: string;
   /** Why the state file cannot be read, if it cannot. */
   problem?: string;
 }
 
 function readDisk(stateDir: string): DiskState {
   try {
-    return { identity: FileStateStore.identityIn(stateDir) };
+    const view = inspectStateDir(stateDir);
+    return { identity: view.identity, ...(view.pendingLogin ? { pendingLoginUrl: view.pendingLogin.url } : {}) };
   } catch (err) {
-    return { identity: false, problem: (err as Error).message };
+    if (err instanceof TailnetError) return { identity: false, problem: err.message };
+    throw err;
   }
 }

@@ -1,12 +1,12 @@
-import type {
-  ErrorBody,
-  EventDetail,
+import {
+  decodeErrorBody,
+  type EventDetail,
   EventMeta,
-  HubErrorCode,
-  HubStatus,
-  PublishResponse,
-  SubscribeRequest,
-  SubscriptionInfo,
+  type HubErrorCode,
+  type HubStatus,
+  type PublishResponse,
+  type SubscribeRequest,
+  type SubscriptionInfo,
 } from './contract.js';
 
 /** The fetch the client sends with: tailnetFetch bound to a node, or one over the admin socket. */
@@ -98,12 +98,12 @@ export class HubClient {
     }
     let res: Response;
     let text: string;
+    const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      const signal = AbortSignal.timeout(this.timeoutMs);
       res = await this.fetch(`${this.baseUrl}${path}`, { method, headers, signal, ...(body !== undefined ? { body } : {}) });
       text = await res.text();
     } catch (err) {
-      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000}s` : (err as Error).message;
+      const why = signal.aborted ? `no answer within ${this.timeoutMs / 1000}s` : (err as Error).message;
       throw new HubApiError('TRANSPORT', `cannot reach ${this.baseUrl}: ${why}`, 0, { cause: err });
     }
     let parsed: unknown;
@@ -113,8 +113,10 @@ export class HubClient {
       throw new HubApiError('BAD_RESPONSE', `${method} ${path}: HTTP ${res.status} with a non-JSON body: ${text.slice(0, 200)}`, res.status);
     }
     if (!res.ok) {
-      const e = (parsed as Partial<ErrorBody>).error;
-      throw new HubApiError(e?.code ?? 'BAD_RESPONSE', e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+      const e = decodeErrorBody(parsed);
+      // The code is krkns's to choose: an unknown one is passed on as it came, typed as a HubErrorCode.
+      const code = (e?.code as HubErrorCode | undefined) ?? 'BAD_RESPONSE';
+      throw new HubApiError(code, e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
     }
     return parsed as T;
   }

@@ -14,9 +14,6 @@ export const deliveryHeaders = {
 /** Request headers that make a publish idempotent within its topic (first match wins). */
 export const dedupeHeaders = ['idempotency-key', 'x-github-delivery'] as const;
 
-/** Default app-capability name krkns checks with --require-capability. */
-export const defaultCapabilityName = 'krkn.dev/cap/webhooks';
-
 /** Every error krkns answers with, as `{ error: { code, message } }`. */
 export type HubErrorCode =
   | 'BAD_REQUEST'
@@ -33,8 +30,18 @@ export type HubErrorCode =
   | 'SHUTTING_DOWN'
   | 'INTERNAL';
 
-export interface ErrorBody {
-  error: { code: HubErrorCode; message: string };
+/** The one error format of krkns's API and of both apps' admin sockets. */
+export interface ErrorBody<Code extends string = HubErrorCode> {
+  error: { code: Code; message: string };
+}
+
+/** The `error` of an answer in the {@link ErrorBody} format, or undefined if it is not one. */
+export function decodeErrorBody(parsed: unknown): { code: string; message: string } | undefined {
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const e = (parsed as { error?: unknown }).error;
+  if (typeof e !== 'object' || e === null) return undefined;
+  const { code, message } = e as { code?: unknown; message?: unknown };
+  return typeof code === 'string' && typeof message === 'string' ? { code, message } : undefined;
 }
 
 /** The answer to `POST /hooks/<topic>` (202). */

@@ -1,7 +1,6 @@
-import { parseWebhookCapability, type TopicAction } from '@krkn/policy';
+import { parseWebhookCapability, patternCovers, type TopicAction } from '@krkn/policy';
 import type { Caller } from './caller.js';
 import { HubError } from './errors.js';
-import { covers } from './topics.js';
 
 /** What authorisation needs from the hub's configuration. */
 export interface AuthorizeConfig {
@@ -29,7 +28,7 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: Topic
     const message = `the ${name} grant for ${caller.node} cannot be parsed: ${grant.errors.join('; ')}`;
     throw new HubError('MISSING_CAPABILITY', message);
   }
-  if (!grant.value[action].some((allowed) => covers(allowed, topic))) {
+  if (!grant.value[action].some((allowed) => patternCovers(allowed, topic))) {
     const message = `the ${name} grant for ${caller.node} does not allow ${action} on topic ${topic}`;
     throw new HubError('MISSING_CAPABILITY', message);
   }

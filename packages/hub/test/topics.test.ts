@@ -1,10 +1,10 @@
 // The topic grammar as the hub applies it: validTopic (what a publish, a subscription or a
-// listing accepts), topicMatches from @krkn/policy (how an event fans out), covers (whether a
+// listing accepts), topicMatches from @krkn/policy (how an event fans out), patternCovers (whether a
 // grant admits a subscription pattern).
 import { describe, expect, it } from 'vitest';
-import { topicMatches } from '@krkn/policy';
+import { patternCovers, topicMatches } from '@krkn/policy';
 import { HubError } from '@krkn/hub';
-import { covers, validTopic } from '../src/topics.js';
+import { validTopic } from '../src/topics.js';
 
 const codeOf = (f: () => unknown): string | undefined => {
   try {
@@ -62,7 +62,7 @@ describe('topicMatches (fan-out)', () => {
   });
 });
 
-describe('covers (grant vs requested topic or pattern)', () => {
+describe('patternCovers (grant vs requested topic or pattern)', () => {
   it.each([
     ['ci/**', 'ci/build', true],
     ['ci/**', 'ci/*', true],
@@ -77,6 +77,6 @@ describe('covers (grant vs requested topic or pattern)', () => {
     ['*', 'ci/build', false],
     ['**', '**', true],
   ])('a grant of %s covers %s: %s', (granted, requested, expected) => {
-    expect(covers(granted, requested)).toBe(expected);
+    expect(patternCovers(granted, requested)).toBe(expected);
   });
 });

@@ -8,16 +8,10 @@
  *   "app": { "krkn.dev/cap/webhooks": [{ "publish": ["ci/*"], "subscribe": ["ci/**"], "priority": 100 }] } }
  * ```
  *
- * Topic patterns. A topic is one or more `/`-separated segments, none empty, with no whitespace, control
- * characters, `/` or `*` inside a segment (`github`, `ci/build`, `stripe/invoice.paid`). A pattern is a
- * topic in which a whole segment may be a wildcard:
- *
- * - `*` matches exactly one segment: `ci/*` matches `ci/build` but not `ci` nor `ci/build/linux`.
- * - `**`, allowed only as the last segment, matches one or more segments: `ci/**` matches `ci/build` and
- *   `ci/build/linux`, but not `ci`. A lone `**` matches every topic.
- * - Anything else must match literally (case-sensitive). Partial wildcards such as `ci-*` are rejected,
- *   so a pattern never means something subtler than it looks.
+ * The topics and patterns it lists follow the grammar in topic.ts.
  */
+
+import { topicError, topicMatches, topicPatternError } from './topic.js';
 
 /** The capability name krkns looks for unless configured otherwise. */
 export const DEFAULT_CAPABILITY_NAME = 'krkn.dev/cap/webhooks';
@@ -71,50 +65,6 @@ export function parseWebhookCapability(values: readonly unknown[]): CapabilityPa
 export function topicAllowed(grant: EffectiveGrant, action: TopicAction, topic: string): boolean {
   if (topicError(topic) !== undefined) return false;
   return grant[action].some((pattern) => topicMatches(pattern, topic));
-}
-
-/** Whether `pattern` (see the module notes for `*` and `**`) matches `topic`; false if either is invalid. */
-export function topicMatches(pattern: string, topic: string): boolean {
-  if (topicPatternError(pattern) !== undefined || topicError(topic) !== undefined) return false;
-  const p = pattern.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '**') return t.length > i;
-    if (i >= t.length) return false;
-    if (p[i] !== '*' && p[i] !== t[i]) return false;
-  }
-  return p.length === t.length;
-}
-
-/** Why `topic` is not a valid concrete topic, or undefined when it is. */
-export function topicError(topic: string): string | undefined {
-  if (topic === '') return 'empty topic';
-  const bad = topic.split('/').find((seg) => !isLiteralSegment(seg));
-  if (bad === undefined) return undefined;
-  if (bad === '') return `topic "${topic}" has an empty segment`;
-  return `topic "${topic}" has an invalid segment "${bad}" (no spaces, control characters or "*")`;
-}
-
-/** Why `pattern` is not a valid topic pattern, or undefined when it is. */
-export function topicPatternError(pattern: string): string | undefined {
-  if (pattern === '') return 'empty topic pattern';
-  const segs = pattern.split('/');
-  for (const [i, seg] of segs.entries()) {
-    if (seg === '*') continue;
-    if (seg === '**') {
-      if (i !== segs.length - 1) return `pattern "${pattern}": "**" is only allowed as the last segment`;
-      continue;
-    }
-    if (seg === '') return `pattern "${pattern}" has an empty segment`;
-    if (seg.includes('*')) return `pattern "${pattern}": "*" must be a whole segment (write "a/*", not "a*")`;
-    if (!isLiteralSegment(seg)) return `pattern "${pattern}" has an invalid segment "${seg}" (no spaces or control characters)`;
-  }
-  return undefined;
-}
-
-function isLiteralSegment(seg: string): boolean {
-  // \s covers spaces and line breaks; the explicit range covers the remaining C0 controls and DEL.
-  return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f]/.test(seg);
 }
 
 function parseValue(v: unknown, where: string, errors: string[]): EffectiveGrant | undefined {

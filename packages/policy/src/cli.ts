@@ -8,6 +8,7 @@ import { PolicyError } from './errors.js';
 import { loadPolicy } from './io.js';
 import { lint } from './lint.js';
 import type { Finding } from './lint.js';
+import { tagError } from './tag.js';
 
 /** Something text can be written to: `process.stdout`, or a test's collector. */
 export interface Writer {
@@ -103,7 +104,7 @@ function parseCommandLine(argv: readonly string[]): { command: 'lint' | 'check' 
 
 function runLint(policy: Parameters<typeof lint>[0], values: Values, io: CliIo): ExitCode {
   const tags = values.tag ?? [];
-  const badTag = tags.find((t) => !/^tag:[^\s:]+$/.test(t));
+  const badTag = tags.find((t) => tagError(t) !== undefined);
   if (badTag !== undefined) throw usage(`--tag must look like tag:name, got "${badTag}"`);
   const findings = lint(policy, { krknTags: tags, ...(values.capability ? { capabilityName: values.capability } : {}) });
   if (values.json) io.stdout.write(JSON.stringify({ file: policy.file, findings, summary: summarize(findings) }, null, 2) + '\n');

@@ -29,14 +29,9 @@ export { lint, DEFAULT_KRKN_TAG } from './lint.js';
 export type { Finding, LintOptions, LintRuleId, Severity } from './lint.js';
 export { checkPath } from './check.js';
 export type { CheckQuery, CheckResult, RuleRef } from './check.js';
-export {
-  DEFAULT_CAPABILITY_NAME,
-  parseWebhookCapability,
-  topicAllowed,
-  topicMatches,
-  topicError,
-  topicPatternError,
-} from './capability.js';
+export { DEFAULT_CAPABILITY_NAME, parseWebhookCapability, topicAllowed } from './capability.js';
+export { patternCovers, topicMatches, topicError, topicPatternError } from './topic.js';
+export { tagError } from './tag.js';
 export type { CapabilityParseResult, EffectiveGrant, TopicAction } from './capability.js';
 export { main } from './cli.js';
 export type { CliIo, ExitCode, Writer } from './cli.js';

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CAPABILITY_NAME, parseWebhookCapability, topicAllowed, topicMatches, topicPatternError } from '@krkn/policy';
+import {
+  DEFAULT_CAPABILITY_NAME,
+  parseWebhookCapability,
+  patternCovers,
+  topicAllowed,
+  topicMatches,
+  topicPatternError,
+} from '@krkn/policy';
 import type { EffectiveGrant } from '@krkn/policy';
 
 function ok(values: unknown[]): EffectiveGrant {
@@ -53,6 +60,25 @@ describe('topicMatches', () => {
     expect(topicPatternError('a b')).toMatch(/invalid segment "a b"/);
     expect(topicPatternError('')).toBe('empty topic pattern');
     expect(topicPatternError('stripe/invoice.paid')).toBeUndefined();
+  });
+});
+
+describe('patternCovers', () => {
+  it.each([
+    ['ci/build', 'ci/build', true],
+    ['ci/build', 'ci/*', false], // a topic grant does not cover a pattern subscription
+    ['ci/*', 'ci/build', true],
+    ['ci/*', 'ci/*', true],
+    ['ci/*', 'ci/**', false],
+    ['ci/**', 'ci/*', true],
+    ['ci/**', 'ci/**', true],
+    ['ci/**', 'ci/build/linux', true],
+    ['ci/**', 'ci', false],
+    ['**', '**', true],
+    ['*', 'ci/build', false],
+    ['*/build', 'ci/*', false],
+  ])('a grant of %j covers %j: %s', (granted, requested, expected) => {
+    expect(patternCovers(granted, requested)).toBe(expected);
   });
 });
 

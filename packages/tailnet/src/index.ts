@@ -9,7 +9,8 @@
  * await node.close();
  * ```
  */
-export { TailnetNode, defaultControlUrl } from './node.js';
+export { TailnetNode } from './node.js';
+export { defaultControlUrl, parseBoolean } from './options.js';
 export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';
@@ -18,14 +19,7 @@ export type { TailnetAddress } from './server.js';
 export { TailnetSocket } from './socket.js';
 export { serveFastify, tailnetAgent, tailnetFetch } from './http.js';
 export type { NodeStatus, PeerStatus, WhoIs, PingResult } from './status.js';
-export {
-  FileStateStore,
-  StateLock,
-  defaultStateDir,
-  readPendingLogin,
-  loginUrlFileName,
-  stateFileName,
-} from './state.js';
-export type { PendingLogin } from './state.js';
+export { defaultStateDir, inspectStateDir } from './state.js';
+export type { PendingLogin, StateDirView } from './state.js';
 export type { Isolation } from './engine/client.js';
 export type { BackendState, HealthWarning, SelfInfo } from '@krkn/tailnet-wasm';

@@ -1,15 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
-import type { BackendState, EngineEvent, HealthWarning, SelfInfo } from '@krkn/tailnet-wasm';
+import type { BackendState, EngineEvent, HealthWarning, SelfInfo, StartResult } from '@krkn/tailnet-wasm';
 import { EngineClient, type Isolation } from './engine/client.js';
 import { TailnetError } from './errors.js';
 import { TailnetServer } from './server.js';
 import { TailnetSocket } from './socket.js';
+import {
+  defaultControlUrl,
+  parseBoolean,
+  validateControlUrl,
+  validateHostname,
+  validatePort,
+  validateTags,
+} from './options.js';
 import { FileStateStore, StateLock, defaultStateDir, writePendingLogin } from './state.js';
 import { parsePing, parseStatus, parseWhois, type NodeStatus, type PingResult, type WhoIs } from './status.js';
-
-/** Tailscale's own control server, used when no control URL is configured. */
-export const defaultControlUrl = 'https://controlplane.tailscale.com';
 
 /** Options for {@link TailnetNode}. Environment variables fill in what is absent. */
 export interface TailnetNodeOptions {
@@ -107,7 +112,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
       authKey: (options.authKey ?? env.TS_AUTHKEY ?? env.TS_AUTH_KEY ?? '').trim(),
       ephemeral: options.ephemeral ?? false,
       tags: validateTags(options.tags ?? []),
-      forceLogin: options.forceLogin ?? isTruthy(env.TS_FORCE_LOGIN),
+      forceLogin: options.forceLogin ?? parseBoolean(env.TS_FORCE_LOGIN ?? '') === true,
       isolation: options.isolation ?? 'worker',
       engineEnv: { ...debugKnobs(env), ...options.engineEnv },
     };
@@ -182,20 +187,21 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     this.engine = engine;
     this.wire(engine);
     const { authKey, forceLogin } = this.opts;
-    // An identity on disk wins over the key, unless a fresh login is forced.
-    const useKey = authKey !== '' && (forceLogin || !store.hasIdentity());
-    this.keyUse = authKey === '' ? 'none' : useKey ? 'used' : 'ignored';
-    const result = await engine.call<string>('start', [
+    // An identity on disk wins over the key, unless a fresh login is forced: the key is not even
+    // sent, so a registered node never spends it again.
+    const offerKey = authKey !== '' && (forceLogin || !store.hasIdentity());
+    const result = await engine.call<StartResult>('start', [
       {
         hostname: this.hostname,
         controlUrl: this.controlUrl,
-        authKey: useKey ? authKey : '',
+        authKey: offerKey ? authKey : '',
         ephemeral: this.opts.ephemeral,
         tags: this.opts.tags,
         forceLogin,
       },
     ]);
-    if (authKey && !useKey) {
+    this.keyUse = authKey === '' ? 'none' : result.authKeyUsed ? 'used' : 'ignored';
+    if (this.keyUse === 'ignored') {
       this.log.info(
         { stateDir: this.stateDir },
         'auth key ignored: this node already has an identity in its state directory; ' +
@@ -431,43 +437,6 @@ function authKeyError(message: string): TailnetError {
     expired ? 'AUTH_KEY_EXPIRED' : 'AUTH_KEY_INVALID',
     `${expired ? 'the auth key has expired' : 'the auth key was refused'}: ${message}`,
   );
-}
-
-function validateHostname(hostname: string): string {
-  if (typeof hostname !== 'string' || !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(hostname)) {
-    throw new TailnetError('BAD_ARGUMENT', `hostname ${JSON.stringify(hostname)} is not a DNS label (letters, digits, '-', at most 63)`);
-  }
-  return hostname;
-}
-
-function validateControlUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TailnetError('BAD_ARGUMENT', `control URL ${JSON.stringify(url)} is not a URL`);
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new TailnetError('BAD_ARGUMENT', `control URL ${url} must be http:// or https://`);
-  }
-  return url.replace(/\/+$/, '');
-}
-
-function validateTags(tags: string[]): string[] {
-  for (const t of tags) {
-    if (!/^tag:[a-z0-9][a-z0-9-]*$/i.test(t)) throw new TailnetError('BAD_ARGUMENT', `tag ${JSON.stringify(t)} must look like tag:name`);
-  }
-  return tags;
-}
-
-function validatePort(port: number): void {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new TailnetError('BAD_ARGUMENT', `port ${port} is not between 1 and 65535`);
-  }
-}
-
-function isTruthy(v: string | undefined): boolean {
-  return v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
 }
 
 /** Tailscale envknobs (TS_DEBUG_*) from the environment: the engine reads them at start. */

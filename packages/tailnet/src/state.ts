@@ -1,6 +1,5 @@
 import {
   closeSync,
-  existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -19,7 +18,7 @@ import { TailnetError } from './errors.js';
 /** The file inside a state directory that holds the node's identity (keys, profile, prefs). */
 export const stateFileName = 'tailscaled.state';
 /** The file a waiting node writes its login URL to, so it can be found without the logs. */
-export const loginUrlFileName = 'login-url.json';
+const loginUrlFileName = 'login-url.json';
 const lockFileName = 'lock';
 // ipn.CurrentProfileStateKey: present once the node has logged in at least once.
 const currentProfileKey = '_current-profile';
@@ -78,22 +77,7 @@ export class FileStateStore {
   static open(dir: string): FileStateStore {
     ensurePrivateDir(dir);
     const path = join(dir, stateFileName);
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new FileStateStore(path, new Map());
-      throw new TailnetError('STATE_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
-    }
-    return new FileStateStore(path, parseState(path, text));
-  }
-
-  /**
-   * Whether dir holds a usable identity, looked up without creating anything (open() creates
-   * the directory). Throws STATE_CORRUPT, like open(), for a state file it cannot read.
-   */
-  static identityIn(dir: string): boolean {
-    return existsSync(join(dir, stateFileName)) && FileStateStore.open(dir).hasIdentity();
+    return new FileStateStore(path, readState(path) ?? new Map());
   }
 
   /**
@@ -101,8 +85,7 @@ export class FileStateStore {
    * `_current-profile` pointer but deletes the profile it names: that is no identity.
    */
   hasIdentity(): boolean {
-    const current = this.get(currentProfileKey);
-    return current !== null && this.values.has(Buffer.from(current).toString('utf8'));
+    return holdsIdentity(this.values);
   }
 
   get(key: string): Uint8Array | null {
@@ -120,6 +103,23 @@ export class FileStateStore {
       throw new TailnetError('STATE_IO', `cannot write ${this.path}: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+/** The values in a state file, or undefined when there is none. */
+function readState(path: string): Map<string, string> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new TailnetError('STATE_IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseState(path, text);
+}
+
+function holdsIdentity(values: Map<string, string>): boolean {
+  const current = values.get(currentProfileKey);
+  return current !== undefined && values.has(Buffer.from(current, 'base64').toString('utf8'));
 }
 
 function parseState(path: string, text: string): Map<string, string> {
@@ -223,7 +223,7 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** What a waiting node records in {@link loginUrlFileName}. */
+/** What a waiting node records in its state directory (`login-url.json`). */
 export interface PendingLogin {
   url: string;
   /** ISO time the URL was first seen. */
@@ -240,10 +240,35 @@ export function writePendingLogin(dir: string, login: PendingLogin | null): void
 }
 
 /** Reads the pending login URL file in dir, if a node is (or was last) waiting for login. */
-export function readPendingLogin(dir: string): PendingLogin | undefined {
+function readPendingLogin(dir: string): PendingLogin | undefined {
   try {
     return JSON.parse(readFileSync(join(dir, loginUrlFileName), 'utf8')) as PendingLogin;
   } catch {
     return undefined;
   }
+}
+
+/** What a state directory holds, as {@link inspectStateDir} reads it. */
+export interface StateDirView {
+  /** A usable node identity is stored: the node starts without a key or login (a logout leaves none). */
+  identity: boolean;
+  /** The pid of the live process that holds the directory (runs a node on it), if any. */
+  lockHolder?: number;
+  /** The login URL a node is (or was last) waiting on. */
+  pendingLogin?: PendingLogin;
+}
+
+/**
+ * Reads a state directory without creating or changing anything (a missing directory is an empty
+ * one): is there an identity, who holds the lock, is a login pending. Throws STATE_CORRUPT, as
+ * starting a node would, for a state file it cannot read.
+ */
+export function inspectStateDir(dir: string): StateDirView {
+  const lockHolder = StateLock.holder(dir);
+  const pendingLogin = readPendingLogin(dir);
+  return {
+    identity: holdsIdentity(readState(join(dir, stateFileName)) ?? new Map()),
+    ...(lockHolder !== undefined ? { lockHolder } : {}),
+    ...(pendingLogin ? { pendingLogin } : {}),
+  };
 }

@@ -5,7 +5,8 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTailnet, waitFor, type HeadscaleUser, type Tailnet } from '@krkn/testnet';
-import { TailnetError, TailnetNode, readPendingLogin, stateFileName } from '@krkn/tailnet';
+import { TailnetError, TailnetNode, inspectStateDir } from '@krkn/tailnet';
+import { stateFileName } from '../src/state.js';
 import { captureLogger, nodeOptions, rejectionCode, tempDir } from './helpers.js';
 
 let tailnet: Tailnet;
@@ -109,14 +110,14 @@ describe('joining', () => {
     expect(n.loginUrl).toBe(url);
     const line = lines.find((l) => l.msg.includes(url));
     expect(line?.level).toBe(30);
-    expect(readPendingLogin(n.stateDir)?.url).toBe(url);
+    expect(inspectStateDir(n.stateDir).pendingLogin?.url).toBe(url);
     expect(statSync(join(n.stateDir, 'login-url.json')).mode & 0o777).toBe(0o600);
 
     await tailnet.approveLogin(url, user);
     const st = await up;
     expect(st.backendState).toBe('Running');
     expect(st.self.dnsName).toBe(`interactive.${tailnet.domain}`);
-    expect(readPendingLogin(n.stateDir)).toBeUndefined();
+    expect(inspectStateDir(n.stateDir).pendingLogin).toBeUndefined();
     expect(n.loginUrl).toBeUndefined();
     await n.close();
   });
@@ -169,9 +170,12 @@ describe('bad input', () => {
 
   it('a second process on the same state dir fails at once, naming the holder', async () => {
     const dir = join(state.dir, 'contested');
+    // The lock class is internal to the package: the holder imports it from the built module.
+    const stateModule = JSON.stringify(new URL('../dist/state.js', import.meta.url).href);
+    const holdLock = `StateLock.acquire(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`;
     const holder = spawn(
       process.execPath,
-      ['--input-type=module', '-e', `import { StateLock } from '@krkn/tailnet'; StateLock.acquire(${JSON.stringify(dir)}); console.log('held'); setInterval(() => {}, 1000);`],
+      ['--input-type=module', '-e', `import { StateLock } from ${stateModule}; ${holdLock}`],
       { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] },
     );
     try {

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileStateStore, StateLock, TailnetError, readPendingLogin, stateFileName } from '@krkn/tailnet';
-import { writePendingLogin } from '../src/state.js';
+import { TailnetError, inspectStateDir } from '@krkn/tailnet';
+import { FileStateStore, StateLock, stateFileName, writePendingLogin } from '../src/state.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -126,9 +126,56 @@ describe('pending login file', () => {
     const dir = tempDir();
     const login = { url: 'http://127.0.0.1:1/register/abc', since: 'a', updated: 'b' };
     writePendingLogin(dir, login);
-    expect(readPendingLogin(dir)).toEqual(login);
+    expect(inspectStateDir(dir).pendingLogin).toEqual(login);
     expect(statSync(join(dir, 'login-url.json')).mode & 0o777).toBe(0o600);
     writePendingLogin(dir, null);
-    expect(readPendingLogin(dir)).toBeUndefined();
+    expect(inspectStateDir(dir).pendingLogin).toBeUndefined();
+  });
+});
+
+describe('inspectStateDir', () => {
+  const profile = (store: FileStateStore): void => {
+    store.set('_current-profile', Buffer.from('profile-1'));
+    store.set('profile-1', Buffer.from('{}'));
+  };
+
+  it('reads a missing directory as empty, without creating it', () => {
+    const dir = join(tempDir(), 'never-started');
+    expect(inspectStateDir(dir)).toEqual({ identity: false });
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('sees an identity, and none once a logout has deleted the profile', () => {
+    const dir = tempDir();
+    const store = FileStateStore.open(dir);
+    store.set('_machinekey', new Uint8Array([1]));
+    expect(inspectStateDir(dir).identity).toBe(false);
+    profile(store);
+    expect(inspectStateDir(dir).identity).toBe(true);
+    store.set('profile-1', null); // what tailscaled's logout leaves: the pointer, not the profile
+    expect(inspectStateDir(dir).identity).toBe(false);
+  });
+
+  it('names the live holder of the lock, and not a released one', () => {
+    const dir = tempDir();
+    const lock = StateLock.acquire(dir);
+    expect(inspectStateDir(dir).lockHolder).toBe(process.pid);
+    lock.release();
+    expect(inspectStateDir(dir).lockHolder).toBeUndefined();
+  });
+
+  it('changes nothing in the directory, not even a too-open mode', () => {
+    const dir = tempDir();
+    profile(FileStateStore.open(dir));
+    chmodSync(dir, 0o755);
+    expect(inspectStateDir(dir).identity).toBe(true);
+    expect(statSync(dir).mode & 0o777).toBe(0o755);
+  });
+
+  it('refuses a corrupt state file with STATE_CORRUPT and leaves it alone', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, stateFileName), 'not json');
+    expect(codeOf(() => inspectStateDir(dir))).toBe('STATE_CORRUPT');
+    expect(readFileSync(join(dir, stateFileName), 'utf8')).toBe('not json');
   });
 });

@@ -1,0 +1,77 @@
+/**
+ * Webhook topics and topic patterns: their grammar and matching, the one definition policy,
+ * krkns and krknc use.
+ *
+ * A topic is one or more `/`-separated segments, none empty, with no whitespace, control
+ * characters, `/` or `*` inside a segment (`github`, `ci/build`, `stripe/invoice.paid`). A pattern is a
+ * topic in which a whole segment may be a wildcard:
+ *
+ * - `*` matches exactly one segment: `ci/*` matches `ci/build` but not `ci` nor `ci/build/linux`.
+ * - `**`, allowed only as the last segment, matches one or more segments: `ci/**` matches `ci/build` and
+ *   `ci/build/linux`, but not `ci`. A lone `**` matches every topic.
+ * - Anything else must match literally (case-sensitive). Partial wildcards such as `ci-*` are rejected,
+ *   so a pattern never means something subtler than it looks.
+ */
+
+/** Whether `pattern` (see above for `*` and `**`) matches `topic`; false if either is invalid. */
+export function topicMatches(pattern: string, topic: string): boolean {
+  if (topicPatternError(pattern) !== undefined || topicError(topic) !== undefined) return false;
+  const p = pattern.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '**') return t.length > i;
+    if (i >= t.length) return false;
+    if (p[i] !== '*' && p[i] !== t[i]) return false;
+  }
+  return p.length === t.length;
+}
+
+/**
+ * Whether the granted pattern admits everything `requested` can match. `requested` is a topic or,
+ * for subscriptions, a pattern itself ('*' one segment, '**' the rest): a grant of "ci/**"
+ * covers a subscription to "ci/*", a grant of "ci/build" does not.
+ */
+export function patternCovers(granted: string, requested: string): boolean {
+  const g = granted.split('/');
+  const r = requested.split('/');
+  for (let i = 0; i < g.length; i++) {
+    if (g[i] === '**') return r.length > i;
+    if (i >= r.length || r[i] === '**') return false;
+    if (g[i] !== '*' && (r[i] === '*' || g[i] !== r[i])) return false;
+  }
+  return g.length === r.length;
+}
+
+/** Why `topic` is not a valid concrete topic, or undefined when it is. */
+export function topicError(topic: string): string | undefined {
+  if (topic === '') return 'empty topic';
+  const bad = topic.split('/').find((seg) => !isLiteralSegment(seg));
+  if (bad === undefined) return undefined;
+  if (bad === '') return `topic "${topic}" has an empty segment`;
+  return `topic "${topic}" has an invalid segment "${bad}" (no spaces, control characters or "*")`;
+}
+
+/** Why `pattern` is not a valid topic pattern, or undefined when it is. */
+export function topicPatternError(pattern: string): string | undefined {
+  if (pattern === '') return 'empty topic pattern';
+  const segs = pattern.split('/');
+  for (const [i, seg] of segs.entries()) {
+    if (seg === '*') continue;
+    if (seg === '**') {
+      if (i !== segs.length - 1) return `pattern "${pattern}": "**" is only allowed as the last segment`;
+      continue;
+    }
+    if (seg === '') return `pattern "${pattern}" has an empty segment`;
+    if (seg.includes('*')) return `pattern "${pattern}": "*" must be a whole segment (write "a/*", not "a*")`;
+    if (!isLiteralSegment(seg)) {
+      return `pattern "${pattern}" has an invalid segment "${seg}" (no spaces or control characters)`;
+    }
+  }
+  return undefined;
+}
+
+function isLiteralSegment(seg: string): boolean {
+  // \s covers spaces and line breaks; the explicit range covers the remaining C0 controls and DEL.
+  return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f]/.test(seg);
+}
+
