@@ -13,6 +13,7 @@ import {
 } from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
+import { inspectorRoutes } from '@krkn/inspector';
 import { serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
@@ -64,7 +65,9 @@ export async function run(argv: string[]): Promise<number> {
     await listenAdminSocket(admin, paths.adminSocket);
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
-    const api = await hub.app(identifyByWhois(node), listenerUrl);
+    const identify = identifyByWhois(node);
+    const api = await hub.app(identify, listenerUrl);
+    await api.register(inspectorRoutes, { prefix: '/ui', hub, identify });
     await serveFastify(api, node, flags.port!);
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');

@@ -34,10 +34,28 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: Topic
   }
 }
 
-/** Whether the caller may read events of `topic` (the subscribe right). */
+/** The right that lets a caller read events (and redeliver them): the one place it is named. */
+export const readAction: TopicAction = 'subscribe';
+
+/** Fails (MISSING_CAPABILITY) unless the caller may read events of `topic`. */
+export function authorizeRead(config: AuthorizeConfig, caller: Caller, topic: string): void {
+  authorize(config, caller, readAction, topic);
+}
+
+/**
+ * Fails (MISSING_CAPABILITY) unless the caller may read the events of at least one topic: the
+ * gate of the web inspector, before it lists anything.
+ */
+export function authorizeReadSome(config: AuthorizeConfig, caller: Caller): void {
+  if (caller.kind === 'admin' || !config.requireCapability) return;
+  const grant = parseWebhookCapability(caller.capMap[config.capabilityName] ?? []);
+  if (!grant.ok || grant.value[readAction].length === 0) authorize(config, caller, readAction, '**');
+}
+
+/** Whether the caller may read events of `topic`. */
 export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
   try {
-    authorize(config, caller, 'subscribe', topic);
+    authorizeRead(config, caller, topic);
     return true;
   } catch (err) {
     if (err instanceof HubError) return false;

@@ -1,9 +1,10 @@
+import { EventEmitter } from 'node:events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
-import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
+import { authorize, authorizeRead, authorizeReadSome, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
 import { HubError, asError } from './errors.js';
@@ -11,7 +12,14 @@ import { dedupeKeyOf } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
-import type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+import type {
+  EventsQuery,
+  EventWithBody,
+  HubChange,
+  HubUseCases,
+  PublishInput,
+  SubscribeInput,
+} from './use-cases.js';
 import { eventMeta, subscriptionInfo } from './views.js';
 
 /** How the hub behaves; every field has a documented default in krkns. */
@@ -60,6 +68,7 @@ export class Hub implements HubUseCases {
   private activeRequests = 0;
   private idle: (() => void) | undefined;
   private readonly onPeers = (): void => void this.wakeOnlineSubscribers();
+  private readonly changes = new EventEmitter<{ change: [HubChange] }>();
 
   constructor(opts: HubOptions) {
     this.store = opts.store;
@@ -107,6 +116,7 @@ export class Hub implements HubUseCases {
    */
   async stop(timeoutMs: number): Promise<void> {
     this.closingFlag = true;
+    this.changes.emit('change', { kind: 'closing' });
     clearInterval(this.pruneTimer);
     this.node.off('peers', this.onPeers);
     const requestsDone = new Promise<void>((resolve) => {
@@ -115,6 +125,15 @@ export class Hub implements HubUseCases {
     });
     const bound = new Promise((r) => setTimeout(r, timeoutMs).unref());
     await Promise.all([this.deliverer.stop(timeoutMs), Promise.race([requestsDone, bound])]);
+  }
+
+  watch(listener: (change: HubChange) => void): () => void {
+    this.changes.on('change', listener);
+    return () => void this.changes.off('change', listener);
+  }
+
+  checkRead(caller: Caller): void {
+    authorizeReadSome(this.config, caller);
   }
 
   checkPublish(caller: Caller, topic: string): void {
@@ -129,7 +148,10 @@ export class Hub implements HubUseCases {
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
     const { event, duplicate } = await this.store.publish(stored, topicMatches);
-    if (!duplicate) this.deliverer.kick();
+    if (!duplicate) {
+      this.deliverer.kick();
+      this.changes.emit('change', { kind: 'published', eventId: event.id });
+    }
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
   }
@@ -219,7 +241,7 @@ export class Hub implements HubUseCases {
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
     const event = await this.store.getEvent(id);
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
-    authorize(this.config, caller, 'subscribe', event.topic);
+    authorizeRead(this.config, caller, event.topic);
     return event;
   }
 

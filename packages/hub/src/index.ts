@@ -6,11 +6,11 @@
 export { Hub, defaultRetryScheduleMs } from './hub.js';
 export type { HubConfig, HubOptions } from './hub.js';
 export type { HubNode, HubStorage } from './ports.js';
-export type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+export type { EventsQuery, EventWithBody, HubChange, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
 export { hubRoutes } from './routes.js';
 export type { HubRoutesOptions } from './routes.js';
 export { identifyAdmin, identifyByWhois } from './caller.js';
 export type { Caller, Identify } from './caller.js';
 export type { AttemptOutcome, SendAttempt } from './delivery.js';
 export { tailnetSender } from './tailnet-sender.js';
-export { HubError } from './errors.js';
+export { HubError, toHubError } from './errors.js';

@@ -34,6 +34,9 @@ export interface EventWithBody extends EventMeta {
   body: Buffer;
 }
 
+/** What changed in the hub, for live views: an event arrived, or the hub began stopping. */
+export type HubChange = { kind: 'published'; eventId: string } | { kind: 'closing' };
+
 /**
  * What the HTTP API can ask of the hub: each operation authorises the caller, stores, and wakes
  * the deliverer when something new may be due. Failures are HubErrors.
@@ -54,4 +57,8 @@ export interface HubUseCases {
   /** Owes the event again to every subscription matching it now; answers how many. */
   redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
   status(): Promise<HubStatus>;
+  /** Fails (MISSING_CAPABILITY) unless the caller may read the events of some topic. */
+  checkRead(caller: Caller): void;
+  /** Calls `listener` on every change until the returned function is called. */
+  watch(listener: (change: HubChange) => void): () => void;
 }

@@ -1,0 +1,220 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { EventMeta } from '@krkn/hub-api';
+import { HubError, toHubError, type Caller, type HubChange, type HubUseCases, type Identify } from '@krkn/hub';
+import { topicMatches } from '@krkn/policy';
+import { appCss, appJs } from './assets.js';
+import { bodyModes, defaultMode, type BodyMode } from './body-view.js';
+import { CsrfTokens } from './csrf.js';
+import type { Html } from './html.js';
+import { errorPage, eventListPage, eventPage, eventRow, eventStates, stateOf, subscribersPage } from './pages.js';
+import type { ListFilters } from './pages.js';
+
+/** What the inspector asks of the hub: reads, redelivery, and the stream of changes. */
+export type InspectorHub = Pick<
+  HubUseCases,
+  'closing' | 'checkRead' | 'listEvents' | 'getEvent' | 'redeliver' | 'listSubscriptions' | 'watch'
+>;
+
+/** Options of {@link inspectorRoutes}; register it with a `prefix` such as `/ui`. */
+export interface InspectorOptions {
+  hub: InspectorHub;
+  /** Who the caller is (WhoIs on the tailnet listener). */
+  identify: Identify;
+  /** Open live streams at most (default 64): each holds a connection. */
+  maxStreams?: number;
+}
+
+/** Events on one page of the list. */
+export const pageSize = 50;
+/** A filtered page stops scanning after this many events, so a rare filter cannot scan the whole store. */
+const scanLimit = 5_000;
+/** A comment line on idle streams, so proxies and the browser see the connection is alive. */
+const heartbeatMs = 20_000;
+
+// Only what the page needs: its own script, stylesheet and event stream; forms post to itself.
+const contentSecurityPolicy = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join('; ');
+
+const securityHeaders = {
+  'content-security-policy': contentSecurityPolicy,
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+/**
+ * The web inspector as a fastify plugin: pages rendered on the server (every stored byte escaped),
+ * a live event list over server-sent events, and redelivery by a CSRF-safe form post. Every request
+ * is identified and must carry the read right before anything is read.
+ */
+export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app, opts) => {
+  const { hub, identify } = opts;
+  const prefix = app.prefix;
+  const csrf = new CsrfTokens();
+  const callers = new WeakMap<FastifyRequest, Caller>();
+  const callerOf = (req: FastifyRequest): Caller => {
+    const caller = callers.get(req);
+    if (caller === undefined) throw new HubError('INTERNAL', 'request without an identified caller');
+    return caller;
+  };
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = toHubError(err);
+    void sendPage(reply.code(e.status), errorPage(prefix, e.status, e.code, e.message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void sendPage(reply.code(404), errorPage(prefix, 404, 'NOT_FOUND', `no page ${req.url}`));
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.headers(securityHeaders);
+    if (hub.closing) throw new HubError('SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
+    const caller = await identify(req);
+    hub.checkRead(caller);
+    callers.set(req, caller);
+  });
+  // Form posts carry one short field; anything bigger is not ours.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 1024 }, (_r, body, done) =>
+    done(null, new URLSearchParams(String(body))),
+  );
+
+  app.get('/app.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(appJs));
+  app.get('/app.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(appCss));
+
+  app.get('/', async (req, reply) => {
+    const filters = listFilters(req.query);
+    const after = (req.query as Record<string, string | undefined>).after || undefined;
+    const { events, next } = await eventPageOf(hub, callerOf(req), filters, after);
+    const stream = next === undefined ? `${prefix}/stream?${new URLSearchParams({ ...filters })}` : undefined;
+    return sendPage(reply, eventListPage({ prefix, filters, events, next, stream }));
+  });
+
+  app.get('/events/:id', async (req, reply) => {
+    const caller = callerOf(req);
+    const event = await hub.getEvent(caller, idParam(req));
+    const mode = bodyMode((req.query as Record<string, string | undefined>).view) ?? defaultMode(event.body);
+    const subscriptions = await hub.listSubscriptions(caller);
+    return sendPage(reply, eventPage({ prefix, event, mode, subscriptions, csrfToken: csrf.tokenFor(caller) }));
+  });
+
+  app.post('/events/:id/redeliver', async (req, reply) => {
+    const caller = callerOf(req);
+    refuseCrossSite(req, csrf, caller);
+    const id = idParam(req);
+    await hub.redeliver(caller, id);
+    return reply.code(303).header('location', `${prefix}/events/${encodeURIComponent(id)}`).send();
+  });
+
+  app.get('/subscribers', async (req, reply) =>
+    sendPage(reply, subscribersPage(prefix, await hub.listSubscriptions(callerOf(req)))),
+  );
+
+  liveStream(app, hub, callerOf, opts.maxStreams ?? 64);
+};
+
+/** `GET /stream`: each new event the caller may read and the filters accept, as a rendered row. */
+function liveStream(app: FastifyInstance, hub: InspectorHub, callerOf: (r: FastifyRequest) => Caller, max: number): void {
+  let open = 0;
+  app.get('/stream', async (req, reply) => {
+    const caller = callerOf(req);
+    const filters = listFilters(req.query);
+    if (open >= max) throw new HubError('TOO_MANY_REQUESTS', `${max} live views are open already; retry shortly`);
+    open++;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { ...securityHeaders, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+    res.write(': live\n\n');
+    const send = (name: string, data: string) => res.write(`event: ${name}\n${data.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
+    const onChange = (change: HubChange): void => {
+      if (change.kind === 'closing') return void res.end(send('end', 'krkns is stopping'));
+      void hub.getEvent(caller, change.eventId).then(
+        (event) => void (accepts(filters, event) && send('row', eventRow(app.prefix, event).text)),
+        () => undefined, // not readable by this caller, or pruned already
+      );
+    };
+    const unwatch = hub.watch(onChange);
+    const heartbeat = setInterval(() => res.write(': ping\n\n'), heartbeatMs);
+    res.once('close', () => {
+      open--;
+      clearInterval(heartbeat);
+      unwatch();
+    });
+  });
+}
+
+/**
+ * A page of events the caller may read, oldest first, after the cursor. Topic filtering happens in
+ * the store's scan; sender and state filters here, in batches, up to {@link scanLimit} events.
+ */
+async function eventPageOf(
+  hub: InspectorHub,
+  caller: Caller,
+  filters: ListFilters,
+  after: string | undefined,
+): Promise<{ events: EventMeta[]; next: string | undefined }> {
+  const events: EventMeta[] = [];
+  let cursor = after;
+  let scanned = 0;
+  for (;;) {
+    const batch = await hub.listEvents(caller, {
+      ...(filters.topic ? { topic: filters.topic } : {}),
+      ...(cursor === undefined ? {} : { after: cursor }),
+      limit: pageSize,
+    });
+    scanned += batch.length;
+    for (const e of batch) {
+      cursor = e.id;
+      if (!accepts(filters, e)) continue;
+      events.push(e);
+      if (events.length === pageSize) return { events, next: cursor };
+    }
+    if (batch.length < pageSize) return { events, next: undefined };
+    if (scanned >= scanLimit) return { events, next: cursor };
+  }
+}
+
+function accepts(f: ListFilters, e: EventMeta): boolean {
+  if (f.topic && !topicMatches(f.topic, e.topic)) return false;
+  if (f.sender && !e.sender.node.toLowerCase().includes(f.sender.toLowerCase()) && e.sender.ip !== f.sender) return false;
+  return !f.state || stateOf(e) === f.state;
+}
+
+function listFilters(raw: unknown): ListFilters {
+  const q = raw as Record<string, string | undefined>;
+  const state = q.state ? eventStates.find((s) => s === q.state) : '';
+  if (state === undefined) throw new HubError('BAD_REQUEST', `"state" must be one of ${eventStates.join(', ')}`);
+  return { topic: q.topic ?? '', sender: q.sender ?? '', state };
+}
+
+function bodyMode(v: string | undefined): BodyMode | undefined {
+  return bodyModes.find((m) => m === v);
+}
+
+function idParam(req: FastifyRequest): string {
+  return (req.params as { id: string }).id;
+}
+
+/**
+ * A state-changing post must come from the inspector's own page: the browser's Sec-Fetch-Site says
+ * so when it sends one, and the form's token (which another site cannot read) must match the caller.
+ */
+function refuseCrossSite(req: FastifyRequest, csrf: CsrfTokens, caller: Caller): void {
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin') {
+    throw new HubError('CROSS_SITE', `a ${String(site)} request cannot change anything here; use the inspector's own page`);
+  }
+  const token = req.body instanceof URLSearchParams ? req.body.get('csrf') : undefined;
+  if (!csrf.valid(caller, token)) {
+    throw new HubError('CROSS_SITE', 'the form token is missing or not yours; reload the page and try again');
+  }
+}
+
+function sendPage(reply: FastifyReply, page: Html): FastifyReply {
+  return reply.type('text/html; charset=utf-8').send(page.text);
+}
