@@ -176,6 +176,11 @@ export class Hub implements HubUseCases {
     return subs.map(subscriptionInfo);
   }
 
+  async listReadableSubscriptions(caller: Caller): Promise<SubscriptionInfo[]> {
+    const subs = await this.store.listSubscriptions();
+    return subs.filter((s) => s.topics.some((t) => mayRead(this.config, caller, t))).map(subscriptionInfo);
+  }
+
   async unsubscribe(caller: Caller, id: string): Promise<void> {
     const sub = await this.store.getSubscription(id);
     if (!sub) throw new HubError('SUBSCRIPTION_NOT_FOUND', 'subscription not found');

@@ -50,6 +50,8 @@ export interface HubUseCases {
   subscribe(caller: Caller, input: SubscribeInput): Promise<SubscriptionInfo>;
   /** The caller's own subscriptions (all of them for the admin socket). */
   listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
+  /** Every subscription to a topic (or pattern) the caller may read: what the inspector shows. */
+  listReadableSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
   unsubscribe(caller: Caller, id: string): Promise<void>;
   /** Events the caller may read, oldest first. */
   listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;

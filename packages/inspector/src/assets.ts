@@ -5,6 +5,8 @@ export const appJs = `'use strict';
 const rows = document.querySelector('tbody[data-stream]');
 if (rows) {
   const source = new EventSource(rows.dataset.stream);
+  source.addEventListener('open', () => (rows.dataset.live = 'open'));
+  source.addEventListener('error', () => (rows.dataset.live = 'retrying'));
   source.addEventListener('row', (e) => {
     document.getElementById('no-events')?.remove();
     rows.insertAdjacentHTML('beforeend', e.data);

@@ -12,7 +12,7 @@ import type { ListFilters } from './pages.js';
 /** What the inspector asks of the hub: reads, redelivery, and the stream of changes. */
 export type InspectorHub = Pick<
   HubUseCases,
-  'closing' | 'checkRead' | 'listEvents' | 'getEvent' | 'redeliver' | 'listSubscriptions' | 'watch'
+  'closing' | 'checkRead' | 'listEvents' | 'getEvent' | 'redeliver' | 'listReadableSubscriptions' | 'watch'
 >;
 
 /** Options of {@link inspectorRoutes}; register it with a `prefix` such as `/ui`. */
@@ -99,7 +99,7 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     const caller = callerOf(req);
     const event = await hub.getEvent(caller, idParam(req));
     const mode = bodyMode((req.query as Record<string, string | undefined>).view) ?? defaultMode(event.body);
-    const subscriptions = await hub.listSubscriptions(caller);
+    const subscriptions = await hub.listReadableSubscriptions(caller);
     return sendPage(reply, eventPage({ prefix, event, mode, subscriptions, csrfToken: csrf.tokenFor(caller) }));
   });
 
@@ -112,7 +112,7 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
   });
 
   app.get('/subscribers', async (req, reply) =>
-    sendPage(reply, subscribersPage(prefix, await hub.listSubscriptions(callerOf(req)))),
+    sendPage(reply, subscribersPage(prefix, await hub.listReadableSubscriptions(callerOf(req)))),
   );
 
   liveStream(app, hub, callerOf, opts.maxStreams ?? 64);
