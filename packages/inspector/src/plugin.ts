@@ -27,7 +27,7 @@ export interface InspectorOptions {
 /** Events on one page of the list. */
 export const pageSize = 50;
 /** A filtered page stops scanning after this many events, so a rare filter cannot scan the whole store. */
-const scanLimit = 5_000;
+const scanLimit = 1_000;
 /** A comment line on idle streams, so proxies and the browser see the connection is alive. */
 const heartbeatMs = 20_000;
 
