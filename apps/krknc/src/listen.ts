@@ -8,6 +8,7 @@ import { serveFastify } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, serverFlag, stateDirOf } from './config.js';
 import { SeenEvents, defaultSeenCapacity } from './dedupe.js';
 import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type ForwardResult } from './forward.js';
+import { LocalInspector, parseInspectAddress } from './inspect.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
@@ -41,6 +42,12 @@ export const listenFlags = {
     default: false,
     describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
   },
+  inspect: {
+    type: 'string',
+    env: 'KRKNC_INSPECT',
+    placeholder: 'host:port',
+    describe: 'serve a local inspector (deliveries, answers, send again) on this loopback address, e.g. 127.0.0.1:4040',
+  },
   'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
   'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
   'dedupe-size': {
@@ -72,6 +79,7 @@ export async function listen(argv: string[]): Promise<number> {
   const topics = flags.topic ?? [];
   if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
   const target = parseForwardTo(flags['forward-to']);
+  const inspectAt = flags.inspect === undefined ? undefined : parseInspectAddress(flags.inspect);
   const once = flags.once! || flags.ephemeral!;
   const log = loggerFor(flags, 'listen');
   const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body']! });
@@ -92,7 +100,13 @@ export async function listen(argv: string[]): Promise<number> {
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log));
     state.local = local;
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
+    const timeoutMs = flags['forward-timeout']!;
+    const inspector = inspectAt && new LocalInspector((e) => forwardBuffered(target, e, timeoutMs));
+    if (inspector && inspectAt) {
+      closers.push(await inspector.serve(inspectAt.host, inspectAt.port));
+      log.info({ inspector: `http://${flags.inspect}/` }, 'local inspector listening');
+    }
+    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs, path: flags.path!, inspector });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!);
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
@@ -242,6 +256,8 @@ interface DeliveryContext {
   bodyLimit: number;
   timeoutMs: number;
   path: string;
+  /** With --inspect: where each forward is shown. */
+  inspector: LocalInspector | undefined;
 }
 
 /** The tailnet listener krkns delivers to. */
@@ -271,12 +287,16 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     }
     let pending = inFlight.get(id);
     const first = pending === undefined;
+    const headers = endToEndHeaders(pairsFromRaw(req.raw.rawHeaders));
     if (!pending) {
-      pending = forwardBuffered(ctx.target, { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body }, ctx.timeoutMs);
+      pending = forwardBuffered(ctx.target, { method: req.method, headers, body }, ctx.timeoutMs);
       inFlight.set(id, pending);
     }
     const result = await pending.finally(() => inFlight.delete(id));
-    if (first) record(ctx, log, { topic, id, attempt, body, contentType: header(req, 'content-type') ?? null }, result);
+    if (first) {
+      record(ctx, log, { topic, id, attempt, body, contentType: header(req, 'content-type') ?? null }, result);
+      ctx.inspector?.record({ id, topic, attempt, replay: false, method: req.method, headers, body, result });
+    }
     return answer(reply, result, ctx.target);
   });
   return app;

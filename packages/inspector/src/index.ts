@@ -6,6 +6,10 @@
  * await api.register(inspectorRoutes, { prefix: '/ui', hub, identify: identifyByWhois(node) });
  * ```
  */
-export { inspectorRoutes, pageSize } from './plugin.js';
+export { inspectorRoutes, pageSize, securityHeaders } from './plugin.js';
 export type { InspectorHub, InspectorOptions } from './plugin.js';
-export { escapeHtml, html } from './html.js';
+// The pieces krknc's local inspector shares: escaping templates, body views, the stylesheet.
+export { Html, escapeHtml, html } from './html.js';
+export { bodyModes, defaultMode, renderBody } from './body-view.js';
+export type { BodyMode } from './body-view.js';
+export { appCss } from './assets.js';

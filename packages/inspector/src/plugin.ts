@@ -42,7 +42,8 @@ const contentSecurityPolicy = [
   "base-uri 'none'",
 ].join('; ');
 
-const securityHeaders = {
+/** Headers of every inspector answer (krknc's local inspector sends them too). */
+export const securityHeaders = {
   'content-security-policy': contentSecurityPolicy,
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
