@@ -18,8 +18,8 @@ const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /** Pages of the inspector, as paths given the ids of the stored events. */
 const pages: Record<string, (ids: string[]) => string> = {
-  'event list, first page': () => '/ui/',
-  'event list, last page (keyset cursor, live)': (ids) => `/ui/?after=${ids[ids.length - pageSize]}`,
+  'event list, newest page (live)': () => '/ui/',
+  'event list, oldest page (keyset cursor)': (ids) => `/ui/?before=${ids[pageSize]}`,
   'event list, sender filter matching nothing': () => '/ui/?sender=nobody',
   'event page': (ids) => `/ui/events/${ids[Math.floor(ids.length / 2)]}`,
 };

@@ -69,6 +69,8 @@ export interface DeliveryInfo {
   attempts: number;
   lastStatus: number | null;
   lastError: string | null;
+  /** While pending: when the next attempt is due (a subscriber offline is probed, not attempted). */
+  nextAttemptAt: string | null;
 }
 
 /** An event without its body (`GET /events`). */

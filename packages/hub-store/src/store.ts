@@ -73,6 +73,10 @@ export interface EventQuery {
   topic?: (topic: string) => boolean;
   /** Only events received after this event id. */
   afterId?: string;
+  /** Only events received before this event id. */
+  beforeId?: string;
+  /** Newest first (default: receipt order); with beforeId, this pages back through the store. */
+  newestFirst?: boolean;
   /** Only events received at or after this time (ms). */
   since?: number;
   /** At most this many (default 100). */
@@ -234,23 +238,28 @@ export class HubStore {
     return toEvent(this.db.prepare('SELECT * FROM events WHERE seq = ?').get(seq) as EventRow);
   }
 
-  /** Events in receipt order, filtered. */
+  /** Events in receipt order (or newest first), filtered; keyset paging by event id. */
   listEvents(q: EventQuery = {}): StoredEvent[] {
     const limit = q.limit ?? 100;
-    let after = 0;
-    if (q.afterId) {
-      const row = this.db.prepare('SELECT seq FROM events WHERE id = ?').get(q.afterId) as { seq: number } | undefined;
-      if (!row) throw new StoreError('NOT_FOUND', `no event ${q.afterId}`);
-      after = row.seq;
-    }
+    const after = q.afterId ? this.seqOf(q.afterId) : 0;
+    const before = q.beforeId ? this.seqOf(q.beforeId) : Number.MAX_SAFE_INTEGER;
+    const order = q.newestFirst ? 'DESC' : 'ASC';
     const out: StoredEvent[] = [];
-    const rows = this.db.prepare('SELECT * FROM events WHERE seq > ? AND received_at >= ? ORDER BY seq').iterate(after, q.since ?? 0);
+    const rows = this.db
+      .prepare(`SELECT * FROM events WHERE seq > ? AND seq < ? AND received_at >= ? ORDER BY seq ${order}`)
+      .iterate(after, before, q.since ?? 0);
     for (const row of rows as Iterable<EventRow>) {
       if (q.topic && !q.topic(row.topic)) continue;
       out.push(toEvent(row));
       if (out.length >= limit) break;
     }
     return out;
+  }
+
+  private seqOf(eventId: string): number {
+    const row = this.db.prepare('SELECT seq FROM events WHERE id = ?').get(eventId) as { seq: number } | undefined;
+    if (!row) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+    return row.seq;
   }
 
   /** Deliveries of one event, one per subscription it was owed to. */

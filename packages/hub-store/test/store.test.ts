@@ -119,6 +119,14 @@ describe('HubStore', () => {
     expect(store.listEvents({ limit: 1 })).toHaveLength(1);
   });
 
+  it('lists events newest first, paging back before an id', () => {
+    const ids = ['a', 'b', 'c', 'd'].map((t, i) => store.publish(event(t), matches, 1000 + i).event.id);
+    expect(store.listEvents({ newestFirst: true, limit: 2 }).map((e) => e.id)).toEqual([ids[3], ids[2]]);
+    expect(store.listEvents({ newestFirst: true, beforeId: ids[2] }).map((e) => e.id)).toEqual([ids[1], ids[0]]);
+    expect(store.listEvents({ beforeId: ids[3], afterId: ids[0] }).map((e) => e.id)).toEqual([ids[1], ids[2]]);
+    expect(() => store.listEvents({ beforeId: 'evt_gone' })).toThrow(/no event evt_gone/);
+  });
+
   it('survives reopening', () => {
     sub('n1', ['t']);
     const e = store.publish(event('t'), matches).event;

@@ -192,12 +192,22 @@ export class Hub implements HubUseCases {
 
   async listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]> {
     const pattern = query.topic === undefined ? undefined : validTopic(query.topic, 'pattern');
-    const events = await this.store.listEvents({
-      topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
-      ...(query.after === undefined ? {} : { afterId: query.after }),
-      ...(query.since === undefined ? {} : { since: query.since }),
-      limit: query.limit,
-    });
+    let events: StoredEvent[];
+    try {
+      events = await this.store.listEvents({
+        topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
+        ...(query.after === undefined ? {} : { afterId: query.after }),
+        ...(query.before === undefined ? {} : { beforeId: query.before }),
+        ...(query.since === undefined ? {} : { since: query.since }),
+        newestFirst: query.newestFirst === true,
+        limit: query.limit,
+      });
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'NOT_FOUND') {
+        throw new HubError('BAD_REQUEST', `cannot page from an unknown event (pruned?): ${err.message}`);
+      }
+      throw err;
+    }
     return Promise.all(events.map((e) => this.metaOf(e)));
   }
 

@@ -23,6 +23,10 @@ export interface EventsQuery {
   topic?: string;
   /** Events received after this event id. */
   after?: string;
+  /** Events received before this event id. */
+  before?: string;
+  /** Newest first (default: receipt order). */
+  newestFirst?: boolean;
   /** Events received at or after this time (ms). */
   since?: number;
   limit: number;
@@ -53,7 +57,7 @@ export interface HubUseCases {
   /** Every subscription to a topic (or pattern) the caller may read: what the inspector shows. */
   listReadableSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
   unsubscribe(caller: Caller, id: string): Promise<void>;
-  /** Events the caller may read, oldest first. */
+  /** Events the caller may read, oldest first unless asked for newest first; an unknown cursor is BAD_REQUEST. */
   listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;
   getEvent(caller: Caller, id: string): Promise<EventWithBody>;
   /** Owes the event again to every subscription matching it now; answers how many. */

@@ -17,6 +17,7 @@ export function eventMeta(e: StoredEvent, deliveries: Delivery[]): EventMeta {
       attempts: d.attempts,
       lastStatus: d.lastStatus,
       lastError: d.lastError,
+      nextAttemptAt: d.state === 'pending' ? new Date(d.nextAttemptAt).toISOString() : null,
     })),
   };
 }

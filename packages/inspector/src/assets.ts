@@ -1,6 +1,6 @@
 // The page's only script and stylesheet, served from the inspector itself so the CSP can say 'self'.
 
-/** Appends rows the server renders (already escaped) as they arrive over server-sent events. */
+/** Puts rows the server renders (already escaped) on top as they arrive over server-sent events. */
 export const appJs = `'use strict';
 const rows = document.querySelector('tbody[data-stream]');
 if (rows) {
@@ -9,7 +9,7 @@ if (rows) {
   source.addEventListener('error', () => (rows.dataset.live = 'retrying'));
   source.addEventListener('row', (e) => {
     document.getElementById('no-events')?.remove();
-    rows.insertAdjacentHTML('beforeend', e.data);
+    rows.insertAdjacentHTML('afterbegin', e.data);
   });
   source.addEventListener('end', () => source.close());
 }

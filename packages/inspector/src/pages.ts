@@ -46,16 +46,17 @@ export function eventListPage(p: {
   prefix: string;
   filters: ListFilters;
   events: EventMeta[];
-  /** The cursor of the next page, when the store holds more. */
-  next: string | undefined;
-  /** Where live rows come from: only the last page (the newest events) grows. */
+  /** The cursor of the next (older) page, when the store holds more. */
+  older: string | undefined;
+  /** Where live rows come from: only the first page (the newest events) grows. */
   stream: string | undefined;
 }): Html {
   const { prefix, filters } = p;
   const stateOptions = [html`<option value="">any state</option>`, ...eventStates.map((s) => option(s, s, filters.state))];
   const rows = p.events.map((e) => eventRow(prefix, e));
   const empty = rows.length === 0 ? html`<tr id="no-events"><td colspan="6" class="muted">No events yet.</td></tr>` : '';
-  const query = (after: string) => new URLSearchParams({ ...filters, after }).toString();
+  const query = (before: string) => new URLSearchParams({ ...filters, before }).toString();
+  const newest = new URLSearchParams({ ...filters }).toString();
   return layout(
     prefix,
     'Events',
@@ -66,8 +67,13 @@ export function eventListPage(p: {
 <select name="state">${stateOptions}</select><button>Filter</button></form>
 <table><thead><tr><th>Event</th><th>Received</th><th>Topic</th><th>Sender</th><th>Bytes</th><th>State</th></tr></thead>
 <tbody ${p.stream === undefined ? '' : html`data-stream="${p.stream}"`}>${rows}${empty}</tbody></table>
-<nav class="pages">${p.next === undefined ? html`<span class="muted">Newest events appear here as they arrive.</span>` : html`<a href="${prefix}/?${query(p.next)}">Newer events →</a>`}</nav>`,
+<nav class="pages">${pageLinks(p.stream !== undefined, p.older === undefined ? undefined : `${prefix}/?${query(p.older)}`, `${prefix}/?${newest}`)}</nav>`,
   );
+}
+
+function pageLinks(live: boolean, olderHref: string | undefined, newestHref: string): Html {
+  const head = live ? html`<span class="muted">Newest first; new events appear at the top as they arrive.</span> ` : html`<a href="${newestHref}">← Newest events</a> `;
+  return html`${head}${olderHref === undefined ? '' : html`<a href="${olderHref}">Older events →</a>`}`;
 }
 
 export function eventPage(p: {
@@ -102,10 +108,11 @@ function timeline(e: EventMeta, subscriptions: SubscriptionInfo[]): Html {
   const nameOf = (id: string) => subscriptions.find((s) => s.id === id)?.node ?? id;
   const rows = e.deliveries.map(
     (d) => html`<tr><td>${nameOf(d.subscriptionId)}</td><td><span class="state state-${d.state}">${d.state}</span></td>
-<td>${d.attempts}</td><td>${d.lastStatus ?? ''}</td><td class="error">${d.lastError ?? ''}</td></tr>`,
+<td>${d.attempts}</td><td>${d.lastStatus ?? ''}</td><td class="error">${d.lastError ?? ''}</td>
+<td>${d.nextAttemptAt ?? ''}</td></tr>`,
   );
   return html`<table id="deliveries"><thead><tr><th>Subscriber</th><th>State</th><th>Attempts</th><th>Last status</th>
-<th>Last error</th></tr></thead><tbody>${rows}</tbody></table>`;
+<th>Last error</th><th>Next attempt</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 export function subscribersPage(prefix: string, subscriptions: SubscriptionInfo[]): Html {

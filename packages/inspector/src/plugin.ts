@@ -90,10 +90,11 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
 
   app.get('/', async (req, reply) => {
     const filters = listFilters(req.query);
-    const after = (req.query as Record<string, string | undefined>).after || undefined;
-    const { events, next } = await eventPageOf(hub, callerOf(req), filters, after);
-    const stream = next === undefined ? `${prefix}/stream?${new URLSearchParams({ ...filters })}` : undefined;
-    return sendPage(reply, eventListPage({ prefix, filters, events, next, stream }));
+    const before = (req.query as Record<string, string | undefined>).before || undefined;
+    const { events, older } = await eventPageOf(hub, callerOf(req), filters, before);
+    // Only the newest page grows live; an older page stays as it was.
+    const stream = before === undefined ? `${prefix}/stream?${new URLSearchParams({ ...filters })}` : undefined;
+    return sendPage(reply, eventListPage({ prefix, filters, events, older, stream }));
   });
 
   app.get('/events/:id', async (req, reply) => {
@@ -150,22 +151,23 @@ function liveStream(app: FastifyInstance, hub: InspectorHub, callerOf: (r: Fasti
 }
 
 /**
- * A page of events the caller may read, oldest first, after the cursor. Topic filtering happens in
+ * A page of events the caller may read, newest first, before the cursor. Topic filtering happens in
  * the store's scan; sender and state filters here, in batches, up to {@link scanLimit} events.
  */
 async function eventPageOf(
   hub: InspectorHub,
   caller: Caller,
   filters: ListFilters,
-  after: string | undefined,
-): Promise<{ events: EventMeta[]; next: string | undefined }> {
+  before: string | undefined,
+): Promise<{ events: EventMeta[]; older: string | undefined }> {
   const events: EventMeta[] = [];
-  let cursor = after;
+  let cursor = before;
   let scanned = 0;
   for (;;) {
     const batch = await hub.listEvents(caller, {
       ...(filters.topic ? { topic: filters.topic } : {}),
-      ...(cursor === undefined ? {} : { after: cursor }),
+      ...(cursor === undefined ? {} : { before: cursor }),
+      newestFirst: true,
       limit: pageSize,
     });
     scanned += batch.length;
@@ -173,10 +175,10 @@ async function eventPageOf(
       cursor = e.id;
       if (!accepts(filters, e)) continue;
       events.push(e);
-      if (events.length === pageSize) return { events, next: cursor };
+      if (events.length === pageSize) return { events, older: cursor };
     }
-    if (batch.length < pageSize) return { events, next: undefined };
-    if (scanned >= scanLimit) return { events, next: cursor };
+    if (batch.length < pageSize) return { events, older: undefined };
+    if (scanned >= scanLimit) return { events, older: cursor };
   }
 }
 
