@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pageSize } from '@krkn/inspector';
 import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, waitFor, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { Krkns } from './daemon.js';
@@ -151,6 +152,26 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     const api = await outsider.fetch(`http://${krkns.ip}/events/${id}`);
     expect(api.status).toBe(403);
     expect((api.json() as { error: { code: string } }).error.code).toBe('MISSING_CAPABILITY');
+  });
+
+  it('filters by topic, sender and delivery state, and pages back by keyset, newest first', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i <= pageSize; i++) ids.push(await publish('demo/paging', `{"i":${i}}`, { 'content-type': 'application/json' }));
+    const rowIds = () => page.locator('tbody tr[data-event]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-event')));
+    await page.goto(`${ui}/?topic=demo/paging`);
+    expect(await rowIds()).toEqual(ids.slice(1).reverse());
+    await Promise.all([page.waitForURL(/before=/), page.click('text=Older events')]);
+    expect(await rowIds()).toEqual([ids[0]]);
+    await page.goto(`${ui}/?topic=demo/*&sender=nobody`);
+    expect(await rowIds()).toEqual([]);
+    await page.goto(`${ui}/?topic=demo/push&sender=sub`);
+    expect(await rowIds()).toEqual([id]);
+    await page.goto(`${ui}/?topic=demo/push&state=delivered`);
+    expect(await rowIds()).toEqual([id]);
+    await page.goto(`${ui}/?topic=demo/push&state=failed`);
+    expect(await rowIds()).toEqual([]);
+    expect((await page.goto(`${ui}/?state=bogus`))?.status()).toBe(400);
+    expect((await page.goto(`${ui}/?before=evt_gone`))?.status()).toBe(400);
   });
 
   it('lists subscribers with their state', async () => {
