@@ -134,7 +134,10 @@ function liveStream(app: FastifyInstance, hub: InspectorHub, callerOf: (r: Fasti
     res.write(': live\n\n');
     const send = (name: string, data: string) => res.write(`event: ${name}\n${data.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
     const onChange = (change: HubChange): void => {
-      if (change.kind === 'closing') return void res.end(send('end', 'krkns is stopping'));
+      if (change.kind === 'closing') {
+        send('end', 'krkns is stopping');
+        return void res.end();
+      }
       void hub.getEvent(caller, change.eventId).then(
         (event) => void (accepts(filters, event) && send('row', eventRow(app.prefix, event).text)),
         () => undefined, // not readable by this caller, or pruned already
