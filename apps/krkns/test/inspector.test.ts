@@ -174,9 +174,9 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     expect((await page.goto(`${ui}/?before=evt_gone`))?.status()).toBe(400);
   });
 
-  it('lists subscribers with their state', async () => {
+  it('lists subscribers with their state, backlog and last success', async () => {
     await page.goto(`${ui}/subscribers`);
-    expect(await page.locator('main tbody').innerText()).toMatch(/sub\.\S+\s+100\.[\d.]+:8080\/in\s+demo\/\*\s+online/);
+    expect(await page.locator('main tbody').innerText()).toMatch(/sub\.\S+\s+100\.[\d.]+:8080\/in\s+demo\/\*\s+online\s+\d+\s+\d{4}-\d\d-\d\dT/);
     if (screenshotDir) await page.screenshot({ path: join(screenshotDir, 'inspector-subscribers.png') });
   });
 });

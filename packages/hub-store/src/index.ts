@@ -4,4 +4,14 @@
  * answers 202.
  */
 export { HubStore, StoreError, newEventId } from './store.js';
-export type { Delivery, DueDelivery, EventQuery, NewEvent, Sender, StoreStats, StoredEvent, Subscription } from './store.js';
+export type {
+  Delivery,
+  DueDelivery,
+  EventQuery,
+  NewEvent,
+  Sender,
+  StoreStats,
+  StoredEvent,
+  Subscription,
+  SubscriptionBacklog,
+} from './store.js';

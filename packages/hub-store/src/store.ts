@@ -83,6 +83,14 @@ export interface EventQuery {
   limit?: number;
 }
 
+/** One subscription's queue: how many deliveries it is owed, and when one last succeeded. */
+export interface SubscriptionBacklog {
+  subscriptionId: string;
+  pending: number;
+  /** ms since the epoch, or null if nothing was ever delivered to it (or that was pruned). */
+  lastDeliveredAt: number | null;
+}
+
 /** Counts for status pages. */
 export interface StoreStats {
   events: number;
@@ -429,6 +437,15 @@ export class HubStore {
            (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending')`,
       )
       .run(before).changes;
+  }
+
+  /** Every subscription's backlog, for the inspector's subscriber list. */
+  backlogs(): SubscriptionBacklog[] {
+    const sql = `SELECT s.id AS subscriptionId,
+        COALESCE(SUM(d.state = 'pending'), 0) AS pending,
+        MAX(CASE WHEN d.state = 'delivered' THEN d.updated_at END) AS lastDeliveredAt
+      FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id`;
+    return this.db.prepare(sql).all() as SubscriptionBacklog[];
   }
 
   stats(): StoreStats {

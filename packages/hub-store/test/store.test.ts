@@ -119,6 +119,17 @@ describe('HubStore', () => {
     expect(store.listEvents({ limit: 1 })).toHaveLength(1);
   });
 
+  it("tells each subscription's backlog and last success", () => {
+    const s1 = sub('n1', ['t']);
+    const s2 = sub('n2', ['other']);
+    const [a, b] = [store.publish(event('t'), matches).event, store.publish(event('t'), matches).event];
+    store.recordDelivered(s1.id, a.seq, 200, 5000);
+    const byId = new Map(store.backlogs().map((x) => [x.subscriptionId, x]));
+    expect(byId.get(s1.id)).toEqual({ subscriptionId: s1.id, pending: 1, lastDeliveredAt: 5000 });
+    expect(byId.get(s2.id)).toEqual({ subscriptionId: s2.id, pending: 0, lastDeliveredAt: null });
+    expect(b.seq).toBeGreaterThan(a.seq);
+  });
+
   it('lists events newest first, paging back before an id', () => {
     const ids = ['a', 'b', 'c', 'd'].map((t, i) => store.publish(event(t), matches, 1000 + i).event.id);
     expect(store.listEvents({ newestFirst: true, limit: 2 }).map((e) => e.id)).toEqual([ids[3], ids[2]]);

@@ -19,8 +19,9 @@ import type {
   HubUseCases,
   PublishInput,
   SubscribeInput,
+  SubscriberView,
 } from './use-cases.js';
-import { eventMeta, subscriptionInfo } from './views.js';
+import { eventMeta, subscriberView, subscriptionInfo } from './views.js';
 
 /** How the hub behaves; every field has a documented default in krkns. */
 export interface HubConfig extends AuthorizeConfig {
@@ -176,9 +177,10 @@ export class Hub implements HubUseCases {
     return subs.map(subscriptionInfo);
   }
 
-  async listReadableSubscriptions(caller: Caller): Promise<SubscriptionInfo[]> {
-    const subs = await this.store.listSubscriptions();
-    return subs.filter((s) => s.topics.some((t) => mayRead(this.config, caller, t))).map(subscriptionInfo);
+  async listReadableSubscriptions(caller: Caller): Promise<SubscriberView[]> {
+    const subs = (await this.store.listSubscriptions()).filter((s) => s.topics.some((t) => mayRead(this.config, caller, t)));
+    const backlogs = new Map((await this.store.backlogs()).map((b) => [b.subscriptionId, b]));
+    return subs.map((s) => subscriberView(s, backlogs.get(s.id)));
   }
 
   async unsubscribe(caller: Caller, id: string): Promise<void> {

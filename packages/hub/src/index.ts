@@ -6,7 +6,15 @@
 export { Hub, defaultRetryScheduleMs } from './hub.js';
 export type { HubConfig, HubOptions } from './hub.js';
 export type { HubNode, HubStorage } from './ports.js';
-export type { EventsQuery, EventWithBody, HubChange, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+export type {
+  EventsQuery,
+  EventWithBody,
+  HubChange,
+  HubUseCases,
+  PublishInput,
+  SubscribeInput,
+  SubscriberView,
+} from './use-cases.js';
 export { hubRoutes } from './routes.js';
 export type { HubRoutesOptions } from './routes.js';
 export { identifyAdmin, identifyByWhois } from './caller.js';

@@ -6,6 +6,7 @@ import type {
   StoredEvent,
   StoreStats,
   Subscription,
+  SubscriptionBacklog,
 } from '@krkn/hub-store';
 
 /**
@@ -52,6 +53,7 @@ export interface HubStorage extends DeliveryStore {
   wake(subscriptionId: string): Awaitable<void>;
   prune(before: number): Awaitable<number>;
   stats(): Awaitable<StoreStats>;
+  backlogs(): Awaitable<SubscriptionBacklog[]>;
 }
 
 /**

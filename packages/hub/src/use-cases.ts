@@ -38,6 +38,12 @@ export interface EventWithBody extends EventMeta {
   body: Buffer;
 }
 
+/** A subscription as the inspector shows it: with its backlog and last success. */
+export interface SubscriberView extends SubscriptionInfo {
+  pending: number;
+  lastDeliveredAt: string | null;
+}
+
 /** What changed in the hub, for live views: an event arrived, or the hub began stopping. */
 export type HubChange = { kind: 'published'; eventId: string } | { kind: 'closing' };
 
@@ -55,7 +61,7 @@ export interface HubUseCases {
   /** The caller's own subscriptions (all of them for the admin socket). */
   listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
   /** Every subscription to a topic (or pattern) the caller may read: what the inspector shows. */
-  listReadableSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
+  listReadableSubscriptions(caller: Caller): Promise<SubscriberView[]>;
   unsubscribe(caller: Caller, id: string): Promise<void>;
   /** Events the caller may read, oldest first unless asked for newest first; an unknown cursor is BAD_REQUEST. */
   listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;

@@ -1,5 +1,6 @@
 import type { EventMeta, SubscriptionInfo } from '@krkn/hub-api';
-import type { Delivery, StoredEvent, Subscription } from '@krkn/hub-store';
+import type { Delivery, StoredEvent, Subscription, SubscriptionBacklog } from '@krkn/hub-store';
+import type { SubscriberView } from './use-cases.js';
 
 /** An event's metadata on the wire, with its deliveries. */
 export function eventMeta(e: StoredEvent, deliveries: Delivery[]): EventMeta {
@@ -34,4 +35,10 @@ export function subscriptionInfo(s: Subscription): SubscriptionInfo {
     createdAt: new Date(s.createdAt).toISOString(),
     offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
   };
+}
+
+/** A subscription with its backlog, for the inspector. */
+export function subscriberView(s: Subscription, backlog: SubscriptionBacklog | undefined): SubscriberView {
+  const last = backlog?.lastDeliveredAt ?? null;
+  return { ...subscriptionInfo(s), pending: backlog?.pending ?? 0, lastDeliveredAt: last === null ? null : new Date(last).toISOString() };
 }

@@ -1,5 +1,5 @@
 import type { EventMeta, SubscriptionInfo } from '@krkn/hub-api';
-import type { EventWithBody } from '@krkn/hub';
+import type { EventWithBody, SubscriberView } from '@krkn/hub';
 import { bodyModes, renderBody, shownBodyBytes, type BodyMode } from './body-view.js';
 import { html, type Html } from './html.js';
 
@@ -115,19 +115,19 @@ function timeline(e: EventMeta, subscriptions: SubscriptionInfo[]): Html {
 <th>Last error</th><th>Next attempt</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
-export function subscribersPage(prefix: string, subscriptions: SubscriptionInfo[]): Html {
+export function subscribersPage(prefix: string, subscriptions: SubscriberView[]): Html {
   const rows = subscriptions.map((s) => {
     const online = s.offlineSince === null;
     return html`<tr><td>${s.node}</td><td>${s.address}:${s.port}${s.path}</td><td>${s.topics.join(', ')}</td>
 <td><span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}</span></td>
-<td>${s.createdAt}</td></tr>`;
+<td>${s.pending}</td><td>${s.lastDeliveredAt ?? 'never'}</td><td>${s.createdAt}</td></tr>`;
   });
-  const empty = rows.length === 0 ? html`<tr><td colspan="5" class="muted">No subscriptions you may see.</td></tr>` : '';
+  const empty = rows.length === 0 ? html`<tr><td colspan="7" class="muted">No subscriptions you may see.</td></tr>` : '';
   return layout(
     prefix,
     'Subscribers',
-    html`<h1>Subscribers</h1><table><thead><tr><th>Node</th><th>Target</th><th>Topics</th><th>State</th><th>Since</th></tr>
-</thead><tbody>${rows}${empty}</tbody></table>`,
+    html`<h1>Subscribers</h1><table><thead><tr><th>Node</th><th>Target</th><th>Topics</th><th>State</th><th>Backlog</th>
+<th>Last success</th><th>Subscribed</th></tr></thead><tbody>${rows}${empty}</tbody></table>`,
   );
 }
 
