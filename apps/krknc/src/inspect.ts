@@ -2,7 +2,19 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { usageError } from '@krkn/cli-kit';
-import { appCss, bodyModes, defaultMode, html, renderBody, securityHeaders, type BodyMode, type Html } from '@krkn/inspector';
+import {
+  appCss,
+  bodyModes,
+  defaultMode,
+  headersTable,
+  html,
+  modeLinks,
+  parseForm,
+  renderBody,
+  securityHeaders,
+  type BodyMode,
+  type Html,
+} from '@krkn/inspector';
 import type { ForwardResult } from './forward.js';
 
 /** What krknc listen received and what the local app answered. */
@@ -34,7 +46,8 @@ export function parseInspectAddress(text: string): { host: string; port: number 
   if (port < 1 || port > 65535) throw usageError(`--inspect: port ${port} must be 1-65535`);
   const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
   if (!loopback) {
-    throw usageError(`--inspect: ${host} is not a loopback address; the inspector shows payloads, so it listens on 127.0.0.1 or ::1 only`);
+    const why = 'the inspector shows payloads, so it listens on 127.0.0.1 or ::1 only';
+    throw usageError(`--inspect: ${host} is not a loopback address; ${why}`);
   }
   return { host, port };
 }
@@ -68,13 +81,14 @@ export class LocalInspector {
         return reply.code(421).type('text/plain').send(`this inspector answers to http://${authority}/ only`);
       }
     });
-    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_r, body, done) => done(null, new URLSearchParams(String(body))));
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseForm);
     app.get('/app.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(appCss));
     app.get('/', async (_req, reply) => page(reply, 200, 'Deliveries', this.listView()));
     app.get('/exchanges/:n', async (req, reply) => {
       const e = this.find(req);
-      if (!e) return page(reply, 404, 'Not found', html`<p class="error">No such delivery (only the last ${keptExchanges} are kept).</p>`);
-      const view = bodyModes.find((m) => m === (req.query as Record<string, string | undefined>).view) ?? defaultMode(e.body);
+      if (!e) return page(reply, 404, 'Not found', html`<p class="error">No such delivery (the last ${keptExchanges} are kept).</p>`);
+      const asked = (req.query as Record<string, string | undefined>).view;
+      const view = bodyModes.find((m) => m === asked) ?? defaultMode(e.body);
       return page(reply, 200, e.id, this.exchangeView(e, view));
     });
     app.post('/exchanges/:n/replay', async (req, reply) => {
@@ -100,30 +114,33 @@ export class LocalInspector {
     if (site !== undefined && site !== 'same-origin') return `a ${String(site)} request cannot send anything from here`;
     const given = Buffer.from((req.body instanceof URLSearchParams && req.body.get('token')) || '');
     const expected = Buffer.from(this.token);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'the form token is missing or stale; reload the page';
+    const valid = given.length === expected.length && timingSafeEqual(given, expected);
+    return valid ? undefined : 'the form token is missing or stale; reload the page';
     return undefined;
   }
 
   private listView(): Html {
     const rows = [...this.exchanges].reverse().map(
-      (e) => html`<tr><td><a href="/exchanges/${e.n}">${e.id}</a>${e.replay ? html` <span class="state">replay</span>` : ''}</td>
+      (e) => html`<tr><td><a href="/exchanges/${e.n}">${e.id}</a>${e.replay ? html` <span class="state">replay</span>` : ''}
+</td>
 <td>${e.at}</td><td>${e.topic}</td><td>${e.attempt}</td><td>${e.body.length}</td><td>${outcome(e.result)}</td></tr>`,
     );
     const empty = rows.length ? '' : html`<tr><td colspan="6" class="muted">Nothing delivered yet.</td></tr>`;
     return html`<h1>Deliveries</h1><p class="muted">Newest first; reload to refresh.</p><table><thead><tr><th>Event</th>
-<th>Received</th><th>Topic</th><th>Attempt</th><th>Bytes</th><th>Local app</th></tr></thead><tbody>${rows}${empty}</tbody></table>`;
+<th>Received</th><th>Topic</th><th>Attempt</th><th>Bytes</th><th>Local app</th></tr></thead>
+<tbody>${rows}${empty}</tbody></table>`;
   }
 
   private exchangeView(e: Exchange, view: BodyMode): Html {
-    const modes = bodyModes.map((m) => (m === view ? html`<strong>${m}</strong> ` : html`<a href="/exchanges/${e.n}?view=${m}">${m}</a> `));
     const r = e.result;
     const answer = r.kind === 'answered' ? html`<pre id="answer">${renderBody(r.body, defaultMode(r.body))}</pre>` : '';
     return html`<h1>${e.id}</h1><dl><dt>Topic</dt><dd>${e.topic}</dd><dt>Received</dt><dd>${e.at}</dd>
-<dt>Attempt</dt><dd>${e.attempt}${e.replay ? ' (sent again from here)' : ''}</dd><dt>Local app</dt><dd id="outcome">${outcome(r)}</dd></dl>
+<dt>Attempt</dt><dd>${e.attempt}${e.replay ? ' (sent again from here)' : ''}</dd>
+<dt>Local app</dt><dd id="outcome">${outcome(r)}</dd></dl>
 <form method="post" action="/exchanges/${e.n}/replay"><input type="hidden" name="token" value="${this.token}">
 <button id="replay">Send to the app again</button></form>
-<h2>Request headers</h2><table><tbody>${e.headers.map(([k, v]) => html`<tr><td><code>${k}</code></td><td><code>${v}</code></td></tr>`)}</tbody></table>
-<h2>Body</h2><p>View as ${modes}</p><pre id="body">${renderBody(e.body, view)}</pre><h2>Answer</h2>${answer}`;
+<h2>Request headers</h2>${headersTable(e.headers)}
+<h2>Body</h2><p>View as ${modeLinks(view, (m) => `/exchanges/${e.n}?view=${m}`)}</p><pre id="body">${renderBody(e.body, view)}</pre><h2>Answer</h2>${answer}`;
   }
 }
 
@@ -133,7 +150,8 @@ function outcome(r: ForwardResult): string {
 
 function page(reply: FastifyReply, status: number, title: string, content: Html): FastifyReply {
   const doc = html`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title} · krknc</title>
-<link rel="stylesheet" href="/app.css"></head><body><header><strong>krknc inspector</strong><a href="/">Deliveries</a></header>
+<link rel="stylesheet" href="/app.css"></head>
+<body><header><strong>krknc inspector</strong><a href="/">Deliveries</a></header>
 <main>${content}</main></body></html>`;
   return reply.code(status).type('text/html; charset=utf-8').send(doc.text);
 }

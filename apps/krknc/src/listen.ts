@@ -106,7 +106,8 @@ export async function listen(argv: string[]): Promise<number> {
       closers.push(await inspector.serve(inspectAt.host, inspectAt.port));
       log.info({ inspector: `http://${flags.inspect}/` }, 'local inspector listening');
     }
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs, path: flags.path!, inspector });
+    const bodyLimit = flags['body-limit']!;
+    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit, timeoutMs, path: flags.path!, inspector });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!);
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;

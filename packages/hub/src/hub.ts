@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
-import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
+import { StoreError, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
 import { authorize, authorizeRead, authorizeReadSome, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
@@ -178,7 +178,8 @@ export class Hub implements HubUseCases {
   }
 
   async listReadableSubscriptions(caller: Caller): Promise<SubscriberView[]> {
-    const subs = (await this.store.listSubscriptions()).filter((s) => s.topics.some((t) => mayRead(this.config, caller, t)));
+    const readable = (s: Subscription): boolean => s.topics.some((t) => mayRead(this.config, caller, t));
+    const subs = (await this.store.listSubscriptions()).filter(readable);
     const backlogs = new Map((await this.store.backlogs()).map((b) => [b.subscriptionId, b]));
     return subs.map((s) => subscriberView(s, backlogs.get(s.id)));
   }

@@ -40,5 +40,6 @@ export function subscriptionInfo(s: Subscription): SubscriptionInfo {
 /** A subscription with its backlog, for the inspector. */
 export function subscriberView(s: Subscription, backlog: SubscriptionBacklog | undefined): SubscriberView {
   const last = backlog?.lastDeliveredAt ?? null;
-  return { ...subscriptionInfo(s), pending: backlog?.pending ?? 0, lastDeliveredAt: last === null ? null : new Date(last).toISOString() };
+  const lastDeliveredAt = last === null ? null : new Date(last).toISOString();
+  return { ...subscriptionInfo(s), pending: backlog?.pending ?? 0, lastDeliveredAt };
 }

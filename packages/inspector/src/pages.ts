@@ -52,9 +52,10 @@ export function eventListPage(p: {
   stream: string | undefined;
 }): Html {
   const { prefix, filters } = p;
-  const stateOptions = [html`<option value="">any state</option>`, ...eventStates.map((s) => option(s, s, filters.state))];
+  const anyState = html`<option value="">any state</option>`;
+  const stateOptions = [anyState, ...eventStates.map((s) => option(s, s, filters.state))];
   const rows = p.events.map((e) => eventRow(prefix, e));
-  const empty = rows.length === 0 ? html`<tr id="no-events"><td colspan="6" class="muted">No events yet.</td></tr>` : '';
+  const empty = rows.length ? '' : html`<tr id="no-events"><td colspan="6" class="muted">No events yet.</td></tr>`;
   const query = (before: string) => new URLSearchParams({ ...filters, before }).toString();
   const newest = new URLSearchParams({ ...filters }).toString();
   return layout(
@@ -67,12 +68,14 @@ export function eventListPage(p: {
 <select name="state">${stateOptions}</select><button>Filter</button></form>
 <table><thead><tr><th>Event</th><th>Received</th><th>Topic</th><th>Sender</th><th>Bytes</th><th>State</th></tr></thead>
 <tbody ${p.stream === undefined ? '' : html`data-stream="${p.stream}"`}>${rows}${empty}</tbody></table>
-<nav class="pages">${pageLinks(p.stream !== undefined, p.older === undefined ? undefined : `${prefix}/?${query(p.older)}`, `${prefix}/?${newest}`)}</nav>`,
+<nav class="pages">${pageLinks(p.stream !== undefined, p.older && `${prefix}/?${query(p.older)}`, `${prefix}/?${newest}`)}</nav>`,
   );
 }
 
 function pageLinks(live: boolean, olderHref: string | undefined, newestHref: string): Html {
-  const head = live ? html`<span class="muted">Newest first; new events appear at the top as they arrive.</span> ` : html`<a href="${newestHref}">← Newest events</a> `;
+  const head = live
+    ? html`<span class="muted">Newest first; new events appear at the top as they arrive.</span> `
+    : html`<a href="${newestHref}">← Newest events</a> `;
   return html`${head}${olderHref === undefined ? '' : html`<a href="${olderHref}">Older events →</a>`}`;
 }
 
@@ -85,21 +88,20 @@ export function eventPage(p: {
 }): Html {
   const { prefix, event: e, mode } = p;
   const base = `${prefix}/events/${encodeURIComponent(e.id)}`;
-  const modes = bodyModes.map((m) => (m === mode ? html`<strong>${m}</strong> ` : html`<a href="${base}?view=${m}">${m}</a> `));
   const cut = e.body.length > shownBodyBytes ? html`<p class="muted">First ${shownBodyBytes} bytes shown.</p>` : '';
   return layout(
     prefix,
     e.id,
     html`<h1>${e.id}</h1>
 <dl><dt>Topic</dt><dd>${e.topic}</dd><dt>Received</dt><dd>${e.receivedAt}</dd>
-<dt>Sender</dt><dd>${e.sender.node} (${e.sender.ip}), user ${e.sender.user}${e.sender.tags.length ? `, ${e.sender.tags.join(' ')}` : ''}</dd>
+<dt>Sender</dt><dd>${e.sender.node} (${e.sender.ip}), user ${e.sender.user}${e.sender.tags.map((t) => `, ${t}`)}</dd>
 <dt>Size</dt><dd>${e.size} bytes</dd><dt>Content type</dt><dd>${e.contentType ?? '(none)'}</dd>
 <dt>Dedupe key</dt><dd>${e.dedupeKey ?? '(none)'}</dd></dl>
 <h2>Deliveries</h2>${timeline(e, p.subscriptions)}
 <form method="post" action="${base}/redeliver"><input type="hidden" name="csrf" value="${p.csrfToken}">
 <button id="redeliver">Redeliver to every matching subscriber</button></form>
-<h2>Headers</h2><table><tbody>${e.headers.map(([k, v]) => html`<tr><td><code>${k}</code></td><td><code>${v}</code></td></tr>`)}</tbody></table>
-<h2>Body</h2><p>View as ${modes}</p>${cut}<pre id="body">${renderBody(e.body, mode)}</pre>`,
+<h2>Headers</h2>${headersTable(e.headers)}
+<h2>Body</h2><p>View as ${modeLinks(mode, (m) => `${base}?view=${m}`)}</p>${cut}<pre id="body">${renderBody(e.body, mode)}</pre>`,
   );
 }
 
@@ -119,16 +121,28 @@ export function subscribersPage(prefix: string, subscriptions: SubscriberView[])
   const rows = subscriptions.map((s) => {
     const online = s.offlineSince === null;
     return html`<tr><td>${s.node}</td><td>${s.address}:${s.port}${s.path}</td><td>${s.topics.join(', ')}</td>
-<td><span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}</span></td>
+<td><span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}</span>
+</td>
 <td>${s.pending}</td><td>${s.lastDeliveredAt ?? 'never'}</td><td>${s.createdAt}</td></tr>`;
   });
-  const empty = rows.length === 0 ? html`<tr><td colspan="7" class="muted">No subscriptions you may see.</td></tr>` : '';
+  const empty = rows.length ? '' : html`<tr><td colspan="7" class="muted">No subscriptions you may see.</td></tr>`;
   return layout(
     prefix,
     'Subscribers',
     html`<h1>Subscribers</h1><table><thead><tr><th>Node</th><th>Target</th><th>Topics</th><th>State</th><th>Backlog</th>
 <th>Last success</th><th>Subscribed</th></tr></thead><tbody>${rows}${empty}</tbody></table>`,
   );
+}
+
+/** Header name/value pairs as received, as a table of text. */
+export function headersTable(headers: [string, string][]): Html {
+  const rows = headers.map(([k, v]) => html`<tr><td><code>${k}</code></td><td><code>${v}</code></td></tr>`);
+  return html`<table><tbody>${rows}</tbody></table>`;
+}
+
+/** Links to the other body views; the current one in bold. */
+export function modeLinks(current: BodyMode, hrefFor: (m: BodyMode) => string): Html {
+  return html`${bodyModes.map((m) => (m === current ? html`<strong>${m}</strong> ` : html`<a href="${hrefFor(m)}">${m}</a> `))}`;
 }
 
 export function errorPage(prefix: string, status: number, code: string, message: string): Html {

@@ -81,9 +81,7 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     callers.set(req, caller);
   });
   // Form posts carry one short field; anything bigger is not ours.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 1024 }, (_r, body, done) =>
-    done(null, new URLSearchParams(String(body))),
-  );
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 1024 }, parseForm);
 
   app.get('/app.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(appJs));
   app.get('/app.css', async (_req, reply) => reply.type('text/css; charset=utf-8').send(appCss));
@@ -121,7 +119,12 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
 };
 
 /** `GET /stream`: each new event the caller may read and the filters accept, as a rendered row. */
-function liveStream(app: FastifyInstance, hub: InspectorHub, callerOf: (r: FastifyRequest) => Caller, max: number): void {
+function liveStream(
+  app: FastifyInstance,
+  hub: InspectorHub,
+  callerOf: (r: FastifyRequest) => Caller,
+  max: number,
+): void {
   let open = 0;
   app.get('/stream', async (req, reply) => {
     const caller = callerOf(req);
@@ -130,9 +133,11 @@ function liveStream(app: FastifyInstance, hub: InspectorHub, callerOf: (r: Fasti
     open++;
     reply.hijack();
     const res = reply.raw;
-    res.writeHead(200, { ...securityHeaders, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+    const type = 'text/event-stream; charset=utf-8';
+    res.writeHead(200, { ...securityHeaders, 'content-type': type, connection: 'keep-alive' });
     res.write(': live\n\n');
-    const send = (name: string, data: string) => res.write(`event: ${name}\n${data.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
+    const send = (name: string, data: string): boolean =>
+      res.write(`event: ${name}\n${data.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
     const onChange = (change: HubChange): void => {
       if (change.kind === 'closing') {
         send('end', 'krkns is stopping');
@@ -187,7 +192,8 @@ async function eventPageOf(
 
 function accepts(f: ListFilters, e: EventMeta): boolean {
   if (f.topic && !topicMatches(f.topic, e.topic)) return false;
-  if (f.sender && !e.sender.node.toLowerCase().includes(f.sender.toLowerCase()) && e.sender.ip !== f.sender) return false;
+  const sender = f.sender.toLowerCase();
+  if (sender && !e.sender.node.toLowerCase().includes(sender) && e.sender.ip !== f.sender) return false;
   return !f.state || stateOf(e) === f.state;
 }
 
@@ -213,12 +219,18 @@ function idParam(req: FastifyRequest): string {
 function refuseCrossSite(req: FastifyRequest, csrf: CsrfTokens, caller: Caller): void {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') {
-    throw new HubError('CROSS_SITE', `a ${String(site)} request cannot change anything here; use the inspector's own page`);
+    const message = `a ${String(site)} request cannot change anything here; use the inspector's own page`;
+    throw new HubError('CROSS_SITE', message);
   }
   const token = req.body instanceof URLSearchParams ? req.body.get('csrf') : undefined;
   if (!csrf.valid(caller, token)) {
     throw new HubError('CROSS_SITE', 'the form token is missing or not yours; reload the page and try again');
   }
+}
+
+/** `application/x-www-form-urlencoded` bodies (the inspector's forms) as URLSearchParams. */
+export function parseForm(_req: FastifyRequest, body: string | Buffer, done: (err: null, v: URLSearchParams) => void): void {
+  done(null, new URLSearchParams(String(body)));
 }
 
 function sendPage(reply: FastifyReply, page: Html): FastifyReply {
