@@ -86,7 +86,8 @@ export class LocalInspector {
     app.get('/', async (_req, reply) => page(reply, 200, 'Deliveries', this.listView()));
     app.get('/exchanges/:n', async (req, reply) => {
       const e = this.find(req);
-      if (!e) return page(reply, 404, 'Not found', html`<p class="error">No such delivery (the last ${keptExchanges} are kept).</p>`);
+      const gone = html`<p class="error">No such delivery (the last ${keptExchanges} are kept).</p>`;
+      if (!e) return page(reply, 404, 'Not found', gone);
       const asked = (req.query as Record<string, string | undefined>).view;
       const view = bodyModes.find((m) => m === asked) ?? defaultMode(e.body);
       return page(reply, 200, e.id, this.exchangeView(e, view));
@@ -121,7 +122,8 @@ export class LocalInspector {
 
   private listView(): Html {
     const rows = [...this.exchanges].reverse().map(
-      (e) => html`<tr><td><a href="/exchanges/${e.n}">${e.id}</a>${e.replay ? html` <span class="state">replay</span>` : ''}
+      (e) => html`<tr><td><a href="/exchanges/${e.n}">${e.id}</a>
+${e.replay ? html` <span class="state">replay</span>` : ''}
 </td>
 <td>${e.at}</td><td>${e.topic}</td><td>${e.attempt}</td><td>${e.body.length}</td><td>${outcome(e.result)}</td></tr>`,
     );
@@ -140,7 +142,8 @@ export class LocalInspector {
 <form method="post" action="/exchanges/${e.n}/replay"><input type="hidden" name="token" value="${this.token}">
 <button id="replay">Send to the app again</button></form>
 <h2>Request headers</h2>${headersTable(e.headers)}
-<h2>Body</h2><p>View as ${modeLinks(view, (m) => `/exchanges/${e.n}?view=${m}`)}</p><pre id="body">${renderBody(e.body, view)}</pre><h2>Answer</h2>${answer}`;
+<h2>Body</h2><p>View as ${modeLinks(view, (m) => `/exchanges/${e.n}?view=${m}`)}</p>
+<pre id="body">${renderBody(e.body, view)}</pre><h2>Answer</h2>${answer}`;
   }
 }
 

@@ -57,7 +57,7 @@ export function eventListPage(p: {
   const rows = p.events.map((e) => eventRow(prefix, e));
   const empty = rows.length ? '' : html`<tr id="no-events"><td colspan="6" class="muted">No events yet.</td></tr>`;
   const query = (before: string) => new URLSearchParams({ ...filters, before }).toString();
-  const newest = new URLSearchParams({ ...filters }).toString();
+  const newest = `${prefix}/?${new URLSearchParams({ ...filters })}`;
   return layout(
     prefix,
     'Events',
@@ -68,7 +68,7 @@ export function eventListPage(p: {
 <select name="state">${stateOptions}</select><button>Filter</button></form>
 <table><thead><tr><th>Event</th><th>Received</th><th>Topic</th><th>Sender</th><th>Bytes</th><th>State</th></tr></thead>
 <tbody ${p.stream === undefined ? '' : html`data-stream="${p.stream}"`}>${rows}${empty}</tbody></table>
-<nav class="pages">${pageLinks(p.stream !== undefined, p.older && `${prefix}/?${query(p.older)}`, `${prefix}/?${newest}`)}</nav>`,
+<nav class="pages">${pageLinks(p.stream !== undefined, p.older && `${prefix}/?${query(p.older)}`, newest)}</nav>`,
   );
 }
 
@@ -101,7 +101,8 @@ export function eventPage(p: {
 <form method="post" action="${base}/redeliver"><input type="hidden" name="csrf" value="${p.csrfToken}">
 <button id="redeliver">Redeliver to every matching subscriber</button></form>
 <h2>Headers</h2>${headersTable(e.headers)}
-<h2>Body</h2><p>View as ${modeLinks(mode, (m) => `${base}?view=${m}`)}</p>${cut}<pre id="body">${renderBody(e.body, mode)}</pre>`,
+<h2>Body</h2><p>View as ${modeLinks(mode, (m) => `${base}?view=${m}`)}</p>${cut}
+<pre id="body">${renderBody(e.body, mode)}</pre>`,
   );
 }
 
@@ -121,7 +122,8 @@ export function subscribersPage(prefix: string, subscriptions: SubscriberView[])
   const rows = subscriptions.map((s) => {
     const online = s.offlineSince === null;
     return html`<tr><td>${s.node}</td><td>${s.address}:${s.port}${s.path}</td><td>${s.topics.join(', ')}</td>
-<td><span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}</span>
+<td><span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}
+</span>
 </td>
 <td>${s.pending}</td><td>${s.lastDeliveredAt ?? 'never'}</td><td>${s.createdAt}</td></tr>`;
   });
@@ -142,7 +144,9 @@ export function headersTable(headers: [string, string][]): Html {
 
 /** Links to the other body views; the current one in bold. */
 export function modeLinks(current: BodyMode, hrefFor: (m: BodyMode) => string): Html {
-  return html`${bodyModes.map((m) => (m === current ? html`<strong>${m}</strong> ` : html`<a href="${hrefFor(m)}">${m}</a> `))}`;
+  const link = (m: BodyMode): Html =>
+    m === current ? html`<strong>${m}</strong> ` : html`<a href="${hrefFor(m)}">${m}</a> `;
+  return html`${bodyModes.map(link)}`;
 }
 
 export function errorPage(prefix: string, status: number, code: string, message: string): Html {

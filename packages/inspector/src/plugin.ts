@@ -229,7 +229,11 @@ function refuseCrossSite(req: FastifyRequest, csrf: CsrfTokens, caller: Caller):
 }
 
 /** `application/x-www-form-urlencoded` bodies (the inspector's forms) as URLSearchParams. */
-export function parseForm(_req: FastifyRequest, body: string | Buffer, done: (err: null, v: URLSearchParams) => void): void {
+export function parseForm(
+  _req: FastifyRequest,
+  body: string | Buffer,
+  done: (err: null, v: URLSearchParams) => void,
+): void {
   done(null, new URLSearchParams(String(body)));
 }
 
