@@ -67,7 +67,8 @@ export async function run(argv: string[]): Promise<number> {
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
     const identify = identifyByWhois(node);
     const api = await hub.app(identify, listenerUrl);
-    await api.register(inspectorRoutes, { prefix: '/ui', hub, identify });
+    const hosts = () => ownNames(node.self?.name ?? status.self.dnsName, node.addresses);
+    await api.register(inspectorRoutes, { prefix: '/ui', hub, identify, hosts });
     await serveFastify(api, node, flags.port!);
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
@@ -80,6 +81,12 @@ export async function run(argv: string[]): Promise<number> {
     store.close();
     throw err;
   }
+}
+
+/** What a browser may call krkns: its MagicDNS name, the short name, and its tailnet addresses. */
+function ownNames(dnsName: string, addresses: readonly string[]): string[] {
+  const fqdn = dnsName.replace(/\.$/, '').toLowerCase();
+  return [fqdn, fqdn.split('.')[0]!, ...addresses].filter(Boolean);
 }
 
 /**

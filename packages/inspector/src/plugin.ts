@@ -22,6 +22,11 @@ export interface InspectorOptions {
   identify: Identify;
   /** Open live streams at most (default 64): each holds a connection. */
   maxStreams?: number;
+  /**
+   * The names krkns is reached by (MagicDNS names, addresses; no port). Given, a request naming any
+   * other host is refused: a DNS-rebound page of another site would otherwise read as its visitor.
+   */
+  hosts?: () => readonly string[];
 }
 
 /** Events on one page of the list. */
@@ -76,6 +81,9 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
   app.addHook('onRequest', async (req, reply) => {
     void reply.headers(securityHeaders);
     if (hub.closing) throw new HubError('SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
+    if (opts.hosts && !opts.hosts().includes(hostnameOf(req.headers.host))) {
+      throw new HubError('CROSS_SITE', `the inspector answers to krkns's own names only, not ${req.headers.host ?? '(none)'}`);
+    }
     const caller = await identify(req);
     hub.checkRead(caller);
     callers.set(req, caller);
@@ -206,6 +214,12 @@ function listFilters(raw: unknown): ListFilters {
 
 function bodyMode(v: string | undefined): BodyMode | undefined {
   return bodyModes.find((m) => m === v);
+}
+
+/** The host a Host header names, without port, brackets or a final dot, lower-cased. */
+function hostnameOf(host: string | undefined): string {
+  const name = (host ?? '').toLowerCase().replace(/:\d+$/, '');
+  return name.replace(/^\[|\]$/g, '').replace(/\.$/, '');
 }
 
 function idParam(req: FastifyRequest): string {

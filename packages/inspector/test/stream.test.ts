@@ -39,7 +39,8 @@ beforeEach(async () => {
     config: { bodyLimit: 1 << 20, retentionMs: 86400e3, retryScheduleMs: [0], deliveryTimeoutMs: 1000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 1 },
   });
   app = await hub.app(identifyAdmin);
-  await app.register(inspectorRoutes, { prefix: '/ui', hub, identify: identifyAdmin, maxStreams: 1 });
+  const hosts = () => ['127.0.0.1', 'hub', 'hub.krkn.test'];
+  await app.register(inspectorRoutes, { prefix: '/ui', hub, identify: identifyAdmin, maxStreams: 1, hosts });
   await app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
 });
@@ -95,6 +96,28 @@ describe('inspector live stream', () => {
     expect(second.res.statusCode).toBe(429);
     await second.ended;
     first.res.destroy();
+  });
+});
+
+describe('inspector host check', () => {
+  /** The status and body of GET /ui/ with the given Host header. */
+  function withHost(host: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      get(`${base}/ui/`, { headers: { host } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      }).once('error', reject);
+    });
+  }
+
+  it("answers only to krkns's own names, so a DNS-rebound page cannot read it", async () => {
+    expect((await withHost('hub')).status).toBe(200);
+    expect((await withHost('HUB.krkn.test.:80')).status).toBe(200);
+    const rebound = await withHost('evil.example:80');
+    expect(rebound.status).toBe(403);
+    expect(rebound.body).toContain('CROSS_SITE');
+    expect(rebound.body).toContain('not evil.example:80');
   });
 });
 
