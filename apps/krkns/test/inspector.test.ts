@@ -28,6 +28,7 @@ let browser: Browser;
 let page: Page;
 let ui: string;
 const received: { id: string; body: Buffer }[] = [];
+let subscriberStatus = 200;
 const dir = mkdtempSync(join(tmpdir(), 'krkns-ui-'));
 const capability = 'krkn.dev/cap/webhooks';
 
@@ -55,7 +56,10 @@ beforeAll(async () => {
   app = Fastify();
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
-  app.post('/in', async (req) => void received.push({ id: String(req.headers['x-krkn-event-id']), body: req.body as Buffer }));
+  app.post('/in', async (req, reply) => {
+    received.push({ id: String(req.headers['x-krkn-event-id']), body: req.body as Buffer });
+    return reply.code(subscriberStatus).send();
+  });
   await serveFastify(app, subscriber, 8080);
   const subscribe = () => hubFetch('/subscriptions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topics: ['demo/*'], port: 8080, path: '/in' }) });
   await waitFor(async () => ((await subscribe()).status === 201 ? true : undefined), { timeoutMs: 30_000, what: 'the subscription' });
@@ -98,6 +102,7 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     await page.waitForSelector(`tr[data-event="${id}"]`, { timeout: 1_000 });
     expect(Date.now() - sent).toBeLessThan(1_000);
     expect(await page.locator(`tr[data-event="${id}"]`).innerText()).toContain('demo/push');
+    await page.waitForSelector(`tr[data-event="${id}"] .state-delivered`, { timeout: 10_000 }); // redrawn after the attempt
     if (screenshotDir) await page.screenshot({ path: join(screenshotDir, 'inspector-events.png') });
   });
 
@@ -141,6 +146,21 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     expect(tokenless.text()).toContain('form token');
     await new Promise((r) => setTimeout(r, 1_000));
     expect(received.filter((r) => r.id === id)).toHaveLength(2); // neither post redelivered
+  });
+
+  it("redraws the event's delivery timeline live after each attempt", async () => {
+    await page.goto(`${ui}/events/${id}`);
+    await page.waitForSelector('#timeline[data-live="open"]');
+    const timelineText = () => page.locator('#deliveries tbody').innerText(); // never reloaded below
+    subscriberStatus = 503;
+    try {
+      expect((await hubFetch(`/events/${id}/redeliver`, { method: 'POST' })).status).toBe(202);
+      await expect.poll(timelineText, { timeout: 15_000 }).toMatch(/pending\s+1\s+503/);
+      expect(await page.locator('#deliveries tbody td').last().innerText()).toMatch(/^\d{4}-\d\d-\d\dT/); // next attempt
+    } finally {
+      subscriberStatus = 200;
+    }
+    await expect.poll(timelineText, { timeout: 15_000 }).toMatch(/delivered\s+2\s+200/);
   });
 
   it('answers 403 to a peer without the read right: pages, the live stream and the API', async () => {

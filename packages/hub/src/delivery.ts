@@ -20,6 +20,8 @@ export interface DelivererOptions {
   retryScheduleMs: number[];
   maxConcurrent: number;
   logger: Logger;
+  /** Called once an attempt's outcome is stored (live views redraw the event). */
+  onAttempted?: (eventId: string) => void;
 }
 
 // An unreachable subscriber is probed again after half the time it has been away, within these bounds.
@@ -169,6 +171,7 @@ export class Deliverer {
         break;
       }
     }
+    this.opts.onAttempted?.(event.id);
   }
 
   /** When attempt number `attempt + 1` is due, or null when `attempt` was the last. */

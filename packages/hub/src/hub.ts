@@ -76,10 +76,13 @@ export class Hub implements HubUseCases {
     this.config = opts.config;
     this.node = opts.node;
     this.log = opts.logger;
+    // Every open live view of the inspector listens; the inspector caps how many are open.
+    this.changes.setMaxListeners(0);
     this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
+      onAttempted: (eventId) => this.changes.emit('change', { kind: 'attempted', eventId }),
     });
   }
 

@@ -44,8 +44,11 @@ export interface SubscriberView extends SubscriptionInfo {
   lastDeliveredAt: string | null;
 }
 
-/** What changed in the hub, for live views: an event arrived, or the hub began stopping. */
-export type HubChange = { kind: 'published'; eventId: string } | { kind: 'closing' };
+/** What changed in the hub, for live views: an event arrived, an attempt ended, the hub began stopping. */
+export type HubChange =
+  | { kind: 'published'; eventId: string }
+  | { kind: 'attempted'; eventId: string }
+  | { kind: 'closing' };
 
 /**
  * What the HTTP API can ask of the hub: each operation authorises the caller, stores, and wakes

@@ -1,6 +1,9 @@
 // The page's only script and stylesheet, served from the inspector itself so the CSP can say 'self'.
 
-/** Puts rows the server renders (already escaped) on top as they arrive over server-sent events. */
+/**
+ * Puts rows the server renders (already escaped) on top as they arrive over server-sent events,
+ * redraws rows and the delivery timeline after each attempt.
+ */
 export const appJs = `'use strict';
 const rows = document.querySelector('tbody[data-stream]');
 if (rows) {
@@ -11,6 +14,18 @@ if (rows) {
     document.getElementById('no-events')?.remove();
     rows.insertAdjacentHTML('afterbegin', e.data);
   });
+  source.addEventListener('update', (e) => {
+    const id = new DOMParser().parseFromString('<table>' + e.data + '</table>', 'text/html').querySelector('tr')?.dataset.event;
+    const row = id && [...rows.querySelectorAll('tr[data-event]')].find((r) => r.dataset.event === id);
+    if (row) row.outerHTML = e.data;
+  });
+  source.addEventListener('end', () => source.close());
+}
+const timeline = document.getElementById('timeline');
+if (timeline) {
+  const source = new EventSource(timeline.dataset.stream);
+  source.addEventListener('open', () => (timeline.dataset.live = 'open'));
+  source.addEventListener('timeline', (e) => (timeline.innerHTML = e.data));
   source.addEventListener('end', () => source.close());
 }
 `;

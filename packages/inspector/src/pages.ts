@@ -85,6 +85,8 @@ export function eventPage(p: {
   mode: BodyMode;
   subscriptions: SubscriptionInfo[];
   csrfToken: string;
+  /** Where the timeline's live updates come from. */
+  stream: string;
 }): Html {
   const { prefix, event: e, mode } = p;
   const base = `${prefix}/events/${encodeURIComponent(e.id)}`;
@@ -97,7 +99,7 @@ export function eventPage(p: {
 <dt>Sender</dt><dd>${e.sender.node} (${e.sender.ip}), user ${e.sender.user}${e.sender.tags.map((t) => `, ${t}`)}</dd>
 <dt>Size</dt><dd>${e.size} bytes</dd><dt>Content type</dt><dd>${e.contentType ?? '(none)'}</dd>
 <dt>Dedupe key</dt><dd>${e.dedupeKey ?? '(none)'}</dd></dl>
-<h2>Deliveries</h2>${timeline(e, p.subscriptions)}
+<h2>Deliveries</h2><div id="timeline" data-stream="${p.stream}">${timeline(e, p.subscriptions)}</div>
 <form method="post" action="${base}/redeliver"><input type="hidden" name="csrf" value="${p.csrfToken}">
 <button id="redeliver">Redeliver to every matching subscriber</button></form>
 <h2>Headers</h2>${headersTable(e.headers)}
@@ -106,7 +108,8 @@ export function eventPage(p: {
   );
 }
 
-function timeline(e: EventMeta, subscriptions: SubscriptionInfo[]): Html {
+/** Each subscriber's delivery of one event; also what the event page's live stream sends. */
+export function timeline(e: EventMeta, subscriptions: SubscriptionInfo[]): Html {
   if (e.deliveries.length === 0) return html`<p class="muted">No subscriber matched this event.</p>`;
   const nameOf = (id: string) => subscriptions.find((s) => s.id === id)?.node ?? id;
   const rows = e.deliveries.map(

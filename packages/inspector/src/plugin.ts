@@ -1,12 +1,20 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { EventMeta } from '@krkn/hub-api';
-import { HubError, toHubError, type Caller, type HubChange, type HubUseCases, type Identify } from '@krkn/hub';
+import {
+  HubError,
+  toHubError,
+  type Caller,
+  type EventWithBody,
+  type HubChange,
+  type HubUseCases,
+  type Identify,
+} from '@krkn/hub';
 import { topicMatches } from '@krkn/policy';
 import { appCss, appJs } from './assets.js';
 import { bodyModes, defaultMode, type BodyMode } from './body-view.js';
 import { CsrfTokens } from './csrf.js';
 import type { Html } from './html.js';
-import { errorPage, eventListPage, eventPage, eventRow, eventStates, stateOf, subscribersPage } from './pages.js';
+import { errorPage, eventListPage, eventPage, eventRow, eventStates, stateOf, subscribersPage, timeline } from './pages.js';
 import type { ListFilters } from './pages.js';
 
 /** What the inspector asks of the hub: reads, redelivery, and the stream of changes. */
@@ -108,7 +116,8 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     const event = await hub.getEvent(caller, idParam(req));
     const mode = bodyMode((req.query as Record<string, string | undefined>).view) ?? defaultMode(event.body);
     const subscriptions = await hub.listReadableSubscriptions(caller);
-    return sendPage(reply, eventPage({ prefix, event, mode, subscriptions, csrfToken: csrf.tokenFor(caller) }));
+    const stream = `${prefix}/events/${encodeURIComponent(event.id)}/stream`;
+    return sendPage(reply, eventPage({ prefix, event, mode, subscriptions, csrfToken: csrf.tokenFor(caller), stream }));
   });
 
   app.post('/events/:id/redeliver', async (req, reply) => {
@@ -123,20 +132,26 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     sendPage(reply, subscribersPage(prefix, await hub.listReadableSubscriptions(callerOf(req)))),
   );
 
-  liveStream(app, hub, callerOf, opts.maxStreams ?? 64);
+  liveStreams(app, hub, callerOf, opts.maxStreams ?? 64);
 };
 
-/** `GET /stream`: each new event the caller may read and the filters accept, as a rendered row. */
-function liveStream(
+/** Renders what a change means for one open view, or nothing. */
+type ViewUpdate = (event: EventWithBody, change: HubChange & { eventId: string }) => { name: string; data: string } | undefined;
+
+/**
+ * The live views over server-sent events: `GET /stream` sends each new event the caller may read and
+ * the filters accept as a row ('row'), and rows redrawn after an attempt ('update');
+ * `GET /events/:id/stream` sends that event's delivery timeline after each attempt ('timeline').
+ */
+function liveStreams(
   app: FastifyInstance,
   hub: InspectorHub,
   callerOf: (r: FastifyRequest) => Caller,
   max: number,
 ): void {
   let open = 0;
-  app.get('/stream', async (req, reply) => {
+  const serve = (req: FastifyRequest, reply: FastifyReply, update: ViewUpdate): void => {
     const caller = callerOf(req);
-    const filters = listFilters(req.query);
     if (open >= max) throw new HubError('TOO_MANY_REQUESTS', `${max} live views are open already; retry shortly`);
     open++;
     reply.hijack();
@@ -152,7 +167,10 @@ function liveStream(
         return void res.end();
       }
       void hub.getEvent(caller, change.eventId).then(
-        (event) => void (accepts(filters, event) && send('row', eventRow(app.prefix, event).text)),
+        (event) => {
+          const message = update(event, change);
+          if (message) send(message.name, message.data);
+        },
         () => undefined, // not readable by this caller, or pruned already
       );
     };
@@ -163,6 +181,25 @@ function liveStream(
       clearInterval(heartbeat);
       unwatch();
     });
+  };
+
+  app.get('/stream', async (req, reply) => {
+    const filters = listFilters(req.query);
+    serve(req, reply, (event, change) => {
+      if (!accepts(filters, event)) return undefined;
+      return { name: change.kind === 'published' ? 'row' : 'update', data: eventRow(app.prefix, event).text };
+    });
+  });
+
+  app.get('/events/:id/stream', async (req, reply) => {
+    const caller = callerOf(req);
+    const event = await hub.getEvent(caller, idParam(req)); // 404 or 403 before the stream opens
+    const subscriptions = await hub.listReadableSubscriptions(caller);
+    serve(req, reply, (changed, change) =>
+      change.kind === 'attempted' && changed.id === event.id
+        ? { name: 'timeline', data: timeline(changed, subscriptions).text }
+        : undefined,
+    );
   });
 }
 
