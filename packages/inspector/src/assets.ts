@@ -15,9 +15,11 @@ if (rows) {
     rows.insertAdjacentHTML('afterbegin', e.data);
   });
   source.addEventListener('update', (e) => {
-    const id = new DOMParser().parseFromString('<table>' + e.data + '</table>', 'text/html').querySelector('tr')?.dataset.event;
-    const row = id && [...rows.querySelectorAll('tr[data-event]')].find((r) => r.dataset.event === id);
-    if (row) row.outerHTML = e.data;
+    const parsed = document.createElement('tbody');
+    parsed.innerHTML = e.data;
+    const fresh = parsed.firstElementChild;
+    const row = [...rows.querySelectorAll('tr[data-event]')].find((r) => r.dataset.event === fresh?.dataset.event);
+    if (row && fresh) row.replaceWith(fresh);
   });
   source.addEventListener('end', () => source.close());
 }

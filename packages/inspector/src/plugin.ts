@@ -14,7 +14,16 @@ import { appCss, appJs } from './assets.js';
 import { bodyModes, defaultMode, type BodyMode } from './body-view.js';
 import { CsrfTokens } from './csrf.js';
 import type { Html } from './html.js';
-import { errorPage, eventListPage, eventPage, eventRow, eventStates, stateOf, subscribersPage, timeline } from './pages.js';
+import {
+  errorPage,
+  eventListPage,
+  eventPage,
+  eventRow,
+  eventStates,
+  stateOf,
+  subscribersPage,
+  timeline,
+} from './pages.js';
 import type { ListFilters } from './pages.js';
 
 /** What the inspector asks of the hub: reads, redelivery, and the stream of changes. */
@@ -90,7 +99,8 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     void reply.headers(securityHeaders);
     if (hub.closing) throw new HubError('SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
     if (opts.hosts && !opts.hosts().includes(hostnameOf(req.headers.host))) {
-      throw new HubError('CROSS_SITE', `the inspector answers to krkns's own names only, not ${req.headers.host ?? '(none)'}`);
+      const named = req.headers.host ?? '(none)';
+      throw new HubError('CROSS_SITE', `the inspector answers to krkns's own names only, not ${named}`);
     }
     const caller = await identify(req);
     hub.checkRead(caller);
@@ -136,7 +146,10 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
 };
 
 /** Renders what a change means for one open view, or nothing. */
-type ViewUpdate = (event: EventWithBody, change: HubChange & { eventId: string }) => { name: string; data: string } | undefined;
+type ViewUpdate = (
+  event: EventWithBody,
+  change: HubChange & { eventId: string },
+) => { name: string; data: string } | undefined;
 
 /**
  * The live views over server-sent events: `GET /stream` sends each new event the caller may read and
