@@ -87,8 +87,13 @@ export class PostgresStore implements AsyncHubStore {
     const parsed = new URL(url);
     const description = `postgres://${parsed.username}@${parsed.host}${parsed.pathname}`;
     const pool = new pg.Pool({
-      connectionString: url,
+      // Not connectionString: pg lets the URL's (absent) password override the one given here.
+      host: parsed.hostname,
+      port: parsed.port ? Number(parsed.port) : 5432,
+      user: decodeURIComponent(parsed.username),
+      database: decodeURIComponent(parsed.pathname.slice(1)),
       password: options.password,
+      ssl: tlsFor(parsed.searchParams.get('sslmode')),
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
       statement_timeout: options.statementTimeoutMs ?? 15_000,
@@ -449,6 +454,11 @@ export class PostgresStore implements AsyncHubStore {
   async close(): Promise<void> {
     await this.#pool.end();
   }
+}
+
+/** sslmode=require, verify-ca or verify-full: TLS with the server's certificate verified; otherwise plain TCP. */
+function tlsFor(sslmode: string | null): boolean {
+  return sslmode === 'require' || sslmode === 'verify-ca' || sslmode === 'verify-full';
 }
 
 async function migrate(pool: pg.Pool, description: string): Promise<void> {
