@@ -12,6 +12,7 @@ import {
   type SubscriptionRow,
 } from './rows.js';
 import { schemaVersion } from './schema.js';
+import { FIRST_SINCE } from './sqlite-core.js';
 import {
   DEFAULT_LIST_LIMIT,
   PRUNE_BATCH,
@@ -46,9 +47,11 @@ type Queryable = pg.Pool | pg.PoolClient;
 
 // Advisory lock keys (any fixed bigint, "krkn" in ASCII + a number).
 const MIGRATION_LOCK = 0x6b726b6e_01;
-// Publishes take this lock until they commit, so event seqs become visible in order: otherwise a reader
-// could see seq 11 committed before seq 10 and deliver out of receipt order.
-const PUBLISH_LOCK = 0x6b726b6e_02;
+// Receipt order across concurrent publishes. A publish holds this lock SHARED from before it draws its seq
+// until it commits, so publishes run (and commit, and fsync) together. Whoever picks heads of line takes it
+// EXCLUSIVE first: that waits out every publish holding a drawn-but-uncommitted seq, so it can never see
+// seq 11 committed while seq 10 is still to come and deliver 11 first.
+const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
 
 // BIGINT columns (ms times, seqs) come back as JS numbers: all of ours fit in 2^53.
 const INT8_OID = 20;
@@ -152,28 +155,38 @@ export class PostgresStore implements AsyncHubStore {
 
   async publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Promise<{ event: StoredEvent; duplicate: boolean }> {
     return this.#tx(async (c) => {
-      await this.#q('SELECT pg_advisory_xact_lock($1)', [PUBLISH_LOCK], c);
-      if (input.dedupeKey) {
-        const [seen] = await this.#q<EventRow>('SELECT * FROM events WHERE topic = $1 AND dedupe_key = $2', [input.topic, input.dedupeKey], c);
-        if (seen) return { event: toEvent(seen), duplicate: true };
-      }
-      const [row] = await this.#q<EventRow>(
-        `INSERT INTO events (${EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
+      await this.#q(`SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`, [], c);
+      // One round trip: insert (unless the dedupe key is taken: the unique index waits for a racing
+      // publish of the same key to commit) and read the subscriptions to match.
+      const [row] = await this.#q<EventRow & { subs: string }>(
+        `WITH e AS (INSERT INTO events (${EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *)
+         SELECT e.*, (SELECT COALESCE(json_agg(json_build_array(s.id, s.topics)), '[]') FROM subscriptions s)::text AS subs FROM e`,
         eventValues(newEventId(now), input, now),
         c,
       );
-      const subs = await this.#q<SubscriptionRow>('SELECT * FROM subscriptions', [], c);
-      const owed = subs.map(toSubscription).filter((s) => s.topics.some((p) => matches(p, input.topic))).map((s) => s.id);
+      if (!row) {
+        const [seen] = await this.#q<EventRow>('SELECT * FROM events WHERE topic = $1 AND dedupe_key = $2', [input.topic, input.dedupeKey], c);
+        return { event: toEvent(seen!), duplicate: true };
+      }
+      const subs = JSON.parse(row.subs) as [string, string][];
+      const owed = subs.filter(([, topics]) => (JSON.parse(topics) as string[]).some((p) => matches(p, input.topic))).map(([id]) => id);
       if (owed.length > 0) {
         await this.#q(
           `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
            SELECT unnest($1::text[]), $2, 'pending', $3, $3`,
-          [owed, row!.seq, now],
+          [owed, row.seq, now],
           c,
         );
       }
-      return { event: toEvent(row!), duplicate: false };
+      const { subs: _subs, ...eventRow } = row;
+      return { event: toEvent(eventRow), duplicate: false };
     });
+  }
+
+  /** In a transaction: waits out publishes still holding a drawn seq (see RECEIPT_ORDER_LOCK). */
+  async #inReceiptOrder(c: pg.PoolClient): Promise<void> {
+    await this.#q(`SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK})`, [], c);
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
@@ -190,8 +203,8 @@ export class PostgresStore implements AsyncHubStore {
       after = row.seq;
     }
     if (q.since) {
-      const [first] = await this.#q<{ seq: number | null }>('SELECT MIN(seq) AS seq FROM events WHERE received_at >= $1', [q.since]);
-      if (first?.seq == null) return [];
+      const [first] = await this.#q<{ seq: number }>(FIRST_SINCE.replace('?', '$1'), [q.since]);
+      if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
     // A topic predicate runs here, not in SQL: read pages until enough match or the events run out.
@@ -256,19 +269,24 @@ export class PostgresStore implements AsyncHubStore {
   }
 
   async dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): Promise<DueDelivery[]> {
-    // Each subscription's oldest due pending delivery, through the deliveries_pending_head index.
-    const heads = await this.#q<{ sid: string; seq: number }>(
+    return this.#tx(async (c) => {
+      await this.#inReceiptOrder(c);
+      // Each subscription's oldest due pending delivery, through the deliveries_pending_head index.
+      const heads = await this.#q<{ sid: string; seq: number }>(
       `SELECT s.id AS sid, h.event_seq AS seq FROM subscriptions s
        CROSS JOIN LATERAL (SELECT event_seq FROM deliveries d
          WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= $1 ORDER BY event_seq LIMIT 1) h
        WHERE s.probe_at IS NULL OR s.probe_at <= $1 ORDER BY s.created_at, s.id`,
-      [now],
-    );
-    return this.#hydrate(heads.filter((h) => !busy.has(h.sid)).slice(0, limit), this.#pool);
+        [now],
+        c,
+      );
+      return this.#hydrate(heads.filter((h) => !busy.has(h.sid)).slice(0, limit), c);
+    });
   }
 
   async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
     return this.#tx(async (c) => {
+      await this.#inReceiptOrder(c);
       // SKIP LOCKED: replicas claiming at once each take different subscriptions instead of queueing.
       const claimed = await this.#q<{ id: string }>(
         `WITH c AS (

@@ -30,6 +30,13 @@ import {
 } from './types.js';
 
 /**
+ * The first event received at or after a time, by the events_received index: listing recent events starts
+ * there, not at the oldest, so it stays flat however many old ones are kept. (Receipt times follow seq
+ * order unless the clock steps back; then an event from before the step may be skipped by a `since` query.)
+ */
+export const FIRST_SINCE = 'SELECT seq FROM events WHERE received_at >= ? ORDER BY received_at, seq LIMIT 1';
+
+/**
  * krkns's storage in one SQLite file (WAL, synchronous=FULL), synchronously: every method that writes
  * has committed to disk when it returns — unless it runs inside {@link transaction}, whose commit then
  * covers it (that is how {@link SqliteStore} commits a group of publishes with one fsync).
@@ -55,6 +62,8 @@ export class SqliteCore {
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
+      // 64 MiB of page cache (default 2 MiB): index pages stay cached as the store grows into the 100k events.
+      db.pragma('cache_size = -65536');
     } catch (err) {
       throw new StoreError('CORRUPT', `cannot open event store ${path}: ${(err as Error).message}`, { cause: err });
     }
@@ -117,11 +126,9 @@ export class SqliteCore {
       if (!row) throw new StoreError('NOT_FOUND', `no event ${q.afterId}`);
       after = row.seq;
     }
-    // Start the scan at the first event received since `since` (an index lookup), not at the oldest:
-    // listing recent events stays flat however many old ones are kept.
     if (q.since) {
-      const first = this.#sql('SELECT MIN(seq) AS seq FROM events WHERE received_at >= ?').get(q.since) as { seq: number | null };
-      if (first.seq === null) return [];
+      const first = this.#sql(FIRST_SINCE).get(q.since) as { seq: number } | undefined;
+      if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
     const out: StoredEvent[] = [];
@@ -189,8 +196,9 @@ export class SqliteCore {
   /** A subscription's oldest due pending delivery, through the deliveries_pending_head index. */
   #head(sub: SubscriptionRow, now: number): DueDelivery | undefined {
     const row = this.#sql(
-      `SELECT * FROM deliveries WHERE subscription_id = ? AND state = 'pending' AND next_attempt_at <= ?
-       ORDER BY event_seq LIMIT 1`,
+      // INDEXED BY: left to itself, SQLite picks deliveries_pending_due and sorts the whole queue.
+      `SELECT * FROM deliveries INDEXED BY deliveries_pending_head
+       WHERE subscription_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY event_seq LIMIT 1`,
     ).get(sub.id, now) as DeliveryRow | undefined;
     return row && { delivery: toDelivery(row), event: this.#eventBySeq(row.event_seq), subscription: toSubscription(sub) };
   }
