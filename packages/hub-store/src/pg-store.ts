@@ -195,15 +195,23 @@ export class PostgresStore implements AsyncHubStore {
   }
 
   async listEvents(q: EventQuery = {}): Promise<StoredEvent[]> {
+    // In receipt order too: a client paging with afterId must not step past an event still committing.
+    return this.#tx(async (c) => {
+      await this.#inReceiptOrder(c);
+      return this.#listEvents(q, c);
+    });
+  }
+
+  async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<StoredEvent[]> {
     const limit = q.limit ?? DEFAULT_LIST_LIMIT;
     let after = 0;
     if (q.afterId) {
-      const [row] = await this.#q<{ seq: number }>('SELECT seq FROM events WHERE id = $1', [q.afterId]);
+      const [row] = await this.#q<{ seq: number }>('SELECT seq FROM events WHERE id = $1', [q.afterId], c);
       if (!row) throw new StoreError('NOT_FOUND', `no event ${q.afterId}`);
       after = row.seq;
     }
     if (q.since) {
-      const [first] = await this.#q<{ seq: number }>(FIRST_SINCE.replace('?', '$1'), [q.since]);
+      const [first] = await this.#q<{ seq: number }>(FIRST_SINCE.replace('?', '$1'), [q.since], c);
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
@@ -211,11 +219,11 @@ export class PostgresStore implements AsyncHubStore {
     const page = q.topic ? Math.max(limit, 500) : limit;
     const out: StoredEvent[] = [];
     for (;;) {
-      const rows = await this.#q<EventRow>('SELECT * FROM events WHERE seq > $1 AND received_at >= $2 ORDER BY seq LIMIT $3', [
-        after,
-        q.since ?? 0,
-        page,
-      ]);
+      const rows = await this.#q<EventRow>(
+        'SELECT * FROM events WHERE seq > $1 AND received_at >= $2 ORDER BY seq LIMIT $3',
+        [after, q.since ?? 0, page],
+        c,
+      );
       for (const row of rows) {
         if (q.topic && !q.topic(row.topic)) continue;
         out.push(toEvent(row));

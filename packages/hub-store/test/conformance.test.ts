@@ -220,6 +220,30 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     expect(delivered).toEqual([...seqs].sort((a, b) => a - b));
   });
 
+  it('keeps receipt order for a subscriber while publishes race the delivery loop', async () => {
+    const s = await sub('n1', ['t']);
+    const deliverer = await t.open(); // another handle: another connection, or another replica
+    let publishing = true;
+    const publishers = Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = 0; i < 15; i++) await store.publish(event('t'), matches);
+      }),
+    ).finally(() => (publishing = false));
+    const delivered: number[] = [];
+    while (publishing || (await deliverer.nextDueAt()) !== null) {
+      const [head] = await deliverer.dueDeliveries(Date.now(), new Set(), 1);
+      if (!head) {
+        await new Promise((r) => setTimeout(r, 1));
+        continue;
+      }
+      delivered.push(head.event.seq);
+      await deliverer.recordDelivered(s.id, head.event.seq, 200);
+    }
+    await publishers;
+    expect(delivered).toHaveLength(240);
+    expect(delivered).toEqual([...delivered].sort((a, b) => a - b));
+  });
+
   it('counts what it holds', async () => {
     const s = await sub('n1', ['t']);
     await sub('n2', ['t']);

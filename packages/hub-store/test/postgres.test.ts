@@ -2,6 +2,8 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError, openStore, parseStoreUrl, type AsyncHubStore } from '@krkn/hub-store';
 import { startPostgres, type Postgres } from '@krkn/testnet';
@@ -87,5 +89,32 @@ describe('PostgresStore', () => {
     const after = await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('3'), sender }, matches);
     expect((await store.listEvents()).map((e) => e.id)).toEqual([before.event.id, after.event.id]);
     await store.close();
+  });
+
+  it('never offers a later event while an earlier publish has drawn its seq but not committed', async () => {
+    const database = await pg.createDatabase();
+    const options = { defaultSqlitePath: '/unused', password: pg.password };
+    const store = await openStore(pg.url(database), options);
+    const deliverer = await openStore(pg.url(database), options); // another replica
+    const sub = await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] });
+    // Stall a real publish after it drew its seq: another session holds the same dedupe key, uncommitted,
+    // so the publish waits on the unique index (as it would behind a slow disk or a busy server).
+    const blocker = new pgDriver.Client({ host: pg.host, port: pg.port, user: pg.user, database, password: pg.password });
+    await blocker.connect();
+    await blocker.query('BEGIN');
+    await blocker.query(`INSERT INTO events (id, topic, received_at, dedupe_key, method, headers, body, sender_ip, sender_node,
+      sender_user, sender_tags) VALUES ('evt_blocker', 't', 1, 'k', 'POST', '[]', '', '', '', '', '[]')`);
+    const stalled = store.publish({ topic: 't', dedupeKey: 'k', method: 'POST', headers: [], body: Buffer.from('early'), sender }, matches);
+    await sleep(300);
+    const later = await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('later'), sender }, matches);
+    const head = deliverer.dueDeliveries(Date.now(), new Set(), 10);
+    await sleep(300);
+    await blocker.query('ROLLBACK'); // the stalled publish goes on and commits
+    await blocker.end();
+    const early = await stalled;
+    expect(early.duplicate).toBe(false);
+    expect(early.event.seq).toBeLessThan(later.event.seq);
+    expect((await head).map((d) => [d.subscription.id, d.event.body.toString()])).toEqual([[sub.id, 'early']]);
+    await Promise.all([store.close(), deliverer.close()]);
   });
 });
