@@ -4,6 +4,7 @@ import { pgMigrations } from './pg-schema.js';
 import {
   EVENT_COLUMNS,
   eventValues,
+  firstSince,
   toDelivery,
   toEvent,
   toSubscription,
@@ -12,7 +13,6 @@ import {
   type SubscriptionRow,
 } from './rows.js';
 import { schemaVersion } from './schema.js';
-import { FIRST_SINCE } from './sqlite-core.js';
 import {
   DEFAULT_LIST_LIMIT,
   PRUNE_BATCH,
@@ -211,7 +211,7 @@ export class PostgresStore implements AsyncHubStore {
       after = row.seq;
     }
     if (q.since) {
-      const [first] = await this.#q<{ seq: number }>(FIRST_SINCE.replace('?', '$1'), [q.since], c);
+      const [first] = await this.#q<{ seq: number }>(firstSince('$1'), [q.since], c);
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
@@ -353,12 +353,14 @@ export class PostgresStore implements AsyncHubStore {
     ]);
   }
 
-  async nextDueAt(): Promise<number | null> {
+  async nextDueAt(now = Date.now()): Promise<number | null> {
     const [row] = await this.#q<{ t: number | null }>(
-      `SELECT MIN(GREATEST(h.t, COALESCE(s.probe_at, 0))) AS t FROM subscriptions s
+      `SELECT MIN(GREATEST(h.t, COALESCE(s.probe_at, 0), CASE WHEN s.lease_until > $1 THEN s.lease_until ELSE 0 END)) AS t
+       FROM subscriptions s
        CROSS JOIN LATERAL (SELECT MIN(next_attempt_at) AS t FROM deliveries d
          WHERE d.subscription_id = s.id AND d.state = 'pending') h
        WHERE h.t IS NOT NULL`,
+      [now],
     );
     return row?.t ?? null;
   }

@@ -52,6 +52,15 @@ export function eventValues(id: string, e: NewEvent, now: number): unknown[] {
   return [id, e.topic, now, e.dedupeKey ?? null, e.method, headers, e.body, s.ip, s.node, s.user, JSON.stringify(s.tags)];
 }
 
+/**
+ * The first event received at or after a time (placeholder `param`), by the events_received index: listing
+ * recent events starts there, not at the oldest, so it stays flat however many old ones are kept. (Receipt
+ * times follow seq order unless the clock steps back; then a `since` query may skip an event from before the step.)
+ */
+export function firstSince(param: string): string {
+  return `SELECT seq FROM events WHERE received_at >= ${param} ORDER BY received_at, seq LIMIT 1`;
+}
+
 export function toEvent(r: EventRow): StoredEvent {
   return {
     id: r.id,

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import {
   EVENT_COLUMNS,
   eventValues,
+  firstSince,
   toDelivery,
   toEvent,
   toSubscription,
@@ -28,13 +29,6 @@ import {
   type Subscription,
   type TopicMatcher,
 } from './types.js';
-
-/**
- * The first event received at or after a time, by the events_received index: listing recent events starts
- * there, not at the oldest, so it stays flat however many old ones are kept. (Receipt times follow seq
- * order unless the clock steps back; then an event from before the step may be skipped by a `since` query.)
- */
-export const FIRST_SINCE = 'SELECT seq FROM events WHERE received_at >= ? ORDER BY received_at, seq LIMIT 1';
 
 /**
  * krkns's storage in one SQLite file (WAL, synchronous=FULL), synchronously: every method that writes
@@ -127,7 +121,7 @@ export class SqliteCore {
       after = row.seq;
     }
     if (q.since) {
-      const first = this.#sql(FIRST_SINCE).get(q.since) as { seq: number } | undefined;
+      const first = this.#sql(firstSince('?')).get(q.since) as { seq: number } | undefined;
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
@@ -227,13 +221,14 @@ export class SqliteCore {
       .run(subscriptionId, owner);
   }
 
-  nextDueAt(): number | null {
-    // Per subscription, its earliest pending due time (deliveries_pending_due index), held back by its probe time.
+  nextDueAt(now = Date.now()): number | null {
+    // Per subscription, its earliest pending due time (deliveries_pending_due index), held back by its
+    // probe time and by a live lease.
     const row = this.#sql(
       `SELECT MIN(MAX((SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending'),
-                      COALESCE(s.probe_at, 0))) AS t
+                      COALESCE(s.probe_at, 0), CASE WHEN s.lease_until > ? THEN s.lease_until ELSE 0 END)) AS t
        FROM subscriptions s`,
-    ).get() as { t: number | null };
+    ).get(now) as { t: number | null };
     return row.t;
   }
 

@@ -89,8 +89,8 @@ export class SqliteStore implements AsyncHubStore {
     return this.#writes.run(() => this.#core.releaseLease(subscriptionId, owner));
   }
 
-  async nextDueAt(): Promise<number | null> {
-    return this.#core.nextDueAt();
+  async nextDueAt(now = Date.now()): Promise<number | null> {
+    return this.#core.nextDueAt(now);
   }
 
   recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {

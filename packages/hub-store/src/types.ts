@@ -147,8 +147,11 @@ export interface AsyncHubStore {
   claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]>;
   /** Gives a lease back (the attempt's outcome is recorded). No-op if `owner` no longer holds it. */
   releaseLease(subscriptionId: string, owner: string): Promise<void>;
-  /** Earliest time something becomes due (ms), or null when nothing is pending. */
-  nextDueAt(): Promise<number | null>;
+  /**
+   * Earliest time something becomes due (ms), or null when nothing is pending. A subscription under a
+   * lease live at `now` counts from the lease's expiry (its holder kicks itself when the attempt ends).
+   */
+  nextDueAt(now?: number): Promise<number | null>;
   /** The subscriber answered 2xx. */
   recordDelivered(subscriptionId: string, eventSeq: number, status: number, now?: number): Promise<void>;
   /** Reached, but it did not accept the event: spends an attempt. */

@@ -299,9 +299,14 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
       const busy = await sub('busy', ['t']);
       const a = (await store.publish(event('t', 'a'), matches)).event;
       await store.publish(event('t', 'b'), matches);
-      const claimed = await store.claimDue('r1', Date.now(), 10_000, 10);
+      const now = Date.now();
+      const claimed = await store.claimDue('r1', now, 10_000, 10);
       expect(claimed.map((d) => [d.subscription.id, d.event.id])).toEqual([[busy.id, a.id]]);
       expect(claimed.some((d) => d.subscription.id === idle.id)).toBe(false);
+      // While leased, the queue counts as due when the lease runs out; released, it is due again.
+      expect(await store.nextDueAt(now)).toBe(now + 10_000);
+      await store.releaseLease(busy.id, 'r1');
+      expect(await store.nextDueAt(now)).toBe(a.receivedAt);
     });
 
     it('never hands one subscription to two claimers racing many times', async () => {
