@@ -14,7 +14,13 @@ const EVENTS = 4_000;
 const GROWTH_SIZES = [10_000, 100_000];
 const BODY = Buffer.from(JSON.stringify({ action: 'completed', repository: 'krkn', payload: 'x'.repeat(1500) }));
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
-const event = (): NewEvent => ({ topic: 'ci/build', method: 'POST', headers: [['Content-Type', 'application/json']], body: BODY, sender });
+const event = (): NewEvent => ({
+  topic: 'ci/build',
+  method: 'POST',
+  headers: [['Content-Type', 'application/json']],
+  body: BODY,
+  sender,
+});
 const matches = (pattern: string, topic: string): boolean => pattern === topic || pattern === 'ci/*';
 
 /** `publishers` loops publishing back to back (each waits for its commit) until `events` are committed. */
@@ -46,7 +52,14 @@ async function recordRate(store: AsyncHubStore, subscriptionId: string, seqs: nu
 }
 
 async function withSubscriber(store: AsyncHubStore): Promise<string> {
-  const sub = await store.subscribe({ nodeId: 'n', nodeName: 'sub', address: '100.64.0.2', port: 80, path: '/in', topics: ['ci/*'] });
+  const sub = await store.subscribe({
+    nodeId: 'n',
+    nodeName: 'sub',
+    address: '100.64.0.2',
+    port: 80,
+    path: '/in',
+    topics: ['ci/*'],
+  });
   return sub.id;
 }
 
@@ -68,13 +81,18 @@ async function postgresRows(): Promise<string[]> {
     const rows: string[] = [];
     for (const replicas of [1, 2]) {
       const url = pg.url(await pg.createDatabase());
-      const stores = await Promise.all(Array.from({ length: replicas }, () => PostgresStore.open(url, { password: pg.password })));
+      const stores = await Promise.all(
+        Array.from({ length: replicas }, () => PostgresStore.open(url, { password: pg.password })),
+      );
       const subId = await withSubscriber(stores[0]!);
       const publish = await publishRate(stores, EVENTS / 2);
       const seqs = (await stores[0]!.listEvents({ limit: EVENTS })).map((e) => e.seq);
       const record = await recordRate(stores[0]!, subId, seqs);
       await Promise.all(stores.map((s) => s.close()));
-      rows.push(`| PostgreSQL, ${replicas} replica${replicas > 1 ? 's' : ''} (pool 10 each) | ${fmt(publish)} | — | ${fmt(record)} |`);
+      rows.push(
+        `| PostgreSQL, ${replicas} replica${replicas > 1 ? 's' : ''} (pool 10 each) ` +
+          `| ${fmt(publish)} | — | ${fmt(record)} |`,
+      );
     }
     return rows;
   } finally {
@@ -87,7 +105,8 @@ async function growthRow(dir: string, size: number): Promise<string> {
   const store = SqliteStore.open(join(dir, `growth-${size}.db`));
   await withSubscriber(store);
   // Preload in big groups (fast), leaving everything pending like a subscriber that is far behind.
-  for (let n = 0; n < size; n += 5_000) await Promise.all(Array.from({ length: 5_000 }, () => store.publish(event(), matches)));
+  for (let n = 0; n < size; n += 5_000)
+    await Promise.all(Array.from({ length: 5_000 }, () => store.publish(event(), matches)));
   const publish = await publishRate([store], 2_000);
   const since = Date.now() - 60_000;
   const latest = (await store.listEvents({ since, limit: 1 }))[0]!;
@@ -122,7 +141,8 @@ async function main(): Promise<void> {
     const growth: string[] = [];
     for (const size of GROWTH_SIZES) growth.push(await growthRow(dir, size));
     const table = [
-      `${PUBLISHERS} concurrent writers, ${fmt(EVENTS)} events of ${fmt(BODY.length)} B each owed to one subscriber, fsync on:`,
+      `${PUBLISHERS} concurrent writers, ${fmt(EVENTS)} events of ${fmt(BODY.length)} B each ` +
+        'owed to one subscriber, fsync on:',
       '',
       '| store | publishes/s committed | publishes per commit | delivery updates/s committed |',
       '| --- | ---: | ---: | ---: |',

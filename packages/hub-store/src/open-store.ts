@@ -27,7 +27,8 @@ export function parseStoreUrl(spec: string, defaultSqlitePath: string): StoreLoc
   if (spec === 'sqlite') return { kind: 'sqlite', path: defaultSqlitePath };
   if (spec.startsWith('sqlite:')) {
     const path = spec.slice('sqlite:'.length);
-    if (!path) throw new StoreError('BAD_URL', 'store URL "sqlite:" names no file: use sqlite or sqlite:/path/to/hub.db');
+    if (!path)
+      throw new StoreError('BAD_URL', 'store URL "sqlite:" names no file: use sqlite or sqlite:/path/to/hub.db');
     return { kind: 'sqlite', path };
   }
   if (/^postgres(ql)?:\/\//.test(spec)) {
@@ -38,14 +39,23 @@ export function parseStoreUrl(spec: string, defaultSqlitePath: string): StoreLoc
       throw new StoreError('BAD_URL', 'the PostgreSQL store URL is not a URL: use postgres://user@host:port/database');
     }
     if (url.password) {
-      throw new StoreError('BAD_URL', 'the store URL holds a password: remove it and pass it in a password file or the environment');
+      throw new StoreError(
+        'BAD_URL',
+        'the store URL holds a password: remove it and pass it in a password file or the environment',
+      );
     }
     if (!url.hostname || !url.username || url.pathname.length <= 1) {
-      throw new StoreError('BAD_URL', `store URL ${spec} needs a user, a host and a database: postgres://user@host:port/database`);
+      throw new StoreError(
+        'BAD_URL',
+        `store URL ${spec} needs a user, a host and a database: postgres://user@host:port/database`,
+      );
     }
     return { kind: 'postgres', url: spec };
   }
-  throw new StoreError('BAD_URL', `unknown store "${spec.split(':')[0]}": use sqlite, sqlite:/path or postgres://user@host/db`);
+  throw new StoreError(
+    'BAD_URL',
+    `unknown store "${spec.split(':')[0]}": use sqlite, sqlite:/path or postgres://user@host/db`,
+  );
 }
 
 /** Opens (and migrates) the store a store URL names; see {@link parseStoreUrl}. */
@@ -60,8 +70,12 @@ function readPassword(options: OpenStoreOptions): string | undefined {
   try {
     return readFileSync(options.passwordFile, 'utf8').split(/\r?\n/)[0];
   } catch (err) {
-    throw new StoreError('BAD_URL', `cannot read the store password file ${options.passwordFile}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new StoreError(
+      'BAD_URL',
+      `cannot read the store password file ${options.passwordFile}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }

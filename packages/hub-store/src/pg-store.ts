@@ -63,7 +63,10 @@ const types = {
 /** SQLSTATE classes and socket errors that mean "the database is not there", not "your query is wrong". */
 function isUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && (/^(08|57P)/.test(code) || /^E(CONN|TIMEDOUT|PIPE|HOSTUNREACH|NOTFOUND|AI_AGAIN)/.test(code))) {
+  if (
+    typeof code === 'string' &&
+    (/^(08|57P)/.test(code) || /^E(CONN|TIMEDOUT|PIPE|HOSTUNREACH|NOTFOUND|AI_AGAIN)/.test(code))
+  ) {
     return true;
   }
   return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
@@ -126,9 +129,13 @@ export class PostgresStore implements AsyncHubStore {
 
   #translate(err: unknown): unknown {
     if (err instanceof StoreError || !isUnavailable(err)) return err;
-    return new StoreError('UNAVAILABLE', `the PostgreSQL store ${this.description} is unavailable: ${(err as Error).message}`, {
-      cause: err,
-    });
+    return new StoreError(
+      'UNAVAILABLE',
+      `the PostgreSQL store ${this.description} is unavailable: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 
   /** Runs `fn` in a transaction on one connection; resolves after COMMIT. */
@@ -153,7 +160,11 @@ export class PostgresStore implements AsyncHubStore {
     }
   }
 
-  async publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Promise<{ event: StoredEvent; duplicate: boolean }> {
+  async publish(
+    input: NewEvent,
+    matches: TopicMatcher,
+    now = Date.now(),
+  ): Promise<{ event: StoredEvent; duplicate: boolean }> {
     return this.#tx(async (c) => {
       await this.#q(`SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`, [], c);
       // One round trip: insert (unless the dedupe key is taken: the unique index waits for a racing
@@ -161,16 +172,23 @@ export class PostgresStore implements AsyncHubStore {
       const [row] = await this.#q<EventRow & { subs: string }>(
         `WITH e AS (INSERT INTO events (${EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                     ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *)
-         SELECT e.*, (SELECT COALESCE(json_agg(json_build_array(s.id, s.topics)), '[]') FROM subscriptions s)::text AS subs FROM e`,
+         SELECT e.*, (SELECT COALESCE(json_agg(json_build_array(s.id, s.topics)), '[]')
+         FROM subscriptions s)::text AS subs FROM e`,
         eventValues(newEventId(now), input, now),
         c,
       );
       if (!row) {
-        const [seen] = await this.#q<EventRow>('SELECT * FROM events WHERE topic = $1 AND dedupe_key = $2', [input.topic, input.dedupeKey], c);
+        const [seen] = await this.#q<EventRow>(
+          'SELECT * FROM events WHERE topic = $1 AND dedupe_key = $2',
+          [input.topic, input.dedupeKey],
+          c,
+        );
         return { event: toEvent(seen!), duplicate: true };
       }
       const subs = JSON.parse(row.subs) as [string, string][];
-      const owed = subs.filter(([, topics]) => (JSON.parse(topics) as string[]).some((p) => matches(p, input.topic))).map(([id]) => id);
+      const owed = subs
+        .filter(([, topics]) => (JSON.parse(topics) as string[]).some((p) => matches(p, input.topic)))
+        .map(([id]) => id);
       if (owed.length > 0) {
         await this.#q(
           `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
@@ -248,12 +266,26 @@ export class PostgresStore implements AsyncHubStore {
         `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = EXCLUDED.node_name, address = EXCLUDED.address,
-           path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at, offline_since = NULL, probe_at = NULL
+           path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at,
+           offline_since = NULL, probe_at = NULL
          RETURNING *`,
-        [newSubscriptionId(), input.nodeId, input.nodeName, input.address, input.port, input.path, JSON.stringify(input.topics), now],
+        [
+          newSubscriptionId(),
+          input.nodeId,
+          input.nodeName,
+          input.address,
+          input.port,
+          input.path,
+          JSON.stringify(input.topics),
+          now,
+        ],
         c,
       );
-      await this.#q(`UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 AND state = 'pending'`, [now, row!.id], c);
+      await this.#q(
+        `UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 AND state = 'pending'`,
+        [now, row!.id],
+        c,
+      );
       return toSubscription(row!);
     });
   }
@@ -267,7 +299,9 @@ export class PostgresStore implements AsyncHubStore {
     const rows =
       nodeId === undefined
         ? await this.#q<SubscriptionRow>('SELECT * FROM subscriptions ORDER BY created_at, id')
-        : await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE node_id = $1 ORDER BY created_at, id', [nodeId]);
+        : await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE node_id = $1 ORDER BY created_at, id', [
+            nodeId,
+          ]);
     return rows.map(toSubscription);
   }
 
@@ -281,9 +315,10 @@ export class PostgresStore implements AsyncHubStore {
       await this.#inReceiptOrder(c);
       // Each subscription's oldest due pending delivery, through the deliveries_pending_head index.
       const heads = await this.#q<{ sid: string; seq: number }>(
-      `SELECT s.id AS sid, h.event_seq AS seq FROM subscriptions s
+        `SELECT s.id AS sid, h.event_seq AS seq FROM subscriptions s
        CROSS JOIN LATERAL (SELECT event_seq FROM deliveries d
-         WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= $1 ORDER BY event_seq LIMIT 1) h
+         WHERE d.subscription_id = s.id AND d.state = 'pending'
+         AND d.next_attempt_at <= $1 ORDER BY event_seq LIMIT 1) h
        WHERE s.probe_at IS NULL OR s.probe_at <= $1 ORDER BY s.created_at, s.id`,
         [now],
         c,
@@ -347,15 +382,16 @@ export class PostgresStore implements AsyncHubStore {
   }
 
   async releaseLease(subscriptionId: string, owner: string): Promise<void> {
-    await this.#q('UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2', [
-      subscriptionId,
-      owner,
-    ]);
+    await this.#q(
+      'UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2',
+      [subscriptionId, owner],
+    );
   }
 
   async nextDueAt(now = Date.now()): Promise<number | null> {
     const [row] = await this.#q<{ t: number | null }>(
-      `SELECT MIN(GREATEST(h.t, COALESCE(s.probe_at, 0), CASE WHEN s.lease_until > $1 THEN s.lease_until ELSE 0 END)) AS t
+      `SELECT MIN(GREATEST(h.t, COALESCE(s.probe_at, 0),
+        CASE WHEN s.lease_until > $1 THEN s.lease_until ELSE 0 END)) AS t
        FROM subscriptions s
        CROSS JOIN LATERAL (SELECT MIN(next_attempt_at) AS t FROM deliveries d
          WHERE d.subscription_id = s.id AND d.state = 'pending') h
@@ -368,7 +404,8 @@ export class PostgresStore implements AsyncHubStore {
   async recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
     await this.#tx(async (c) => {
       await this.#q(
-        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL, updated_at = $2
+        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL,
+          updated_at = $2
          WHERE subscription_id = $3 AND event_seq = $4`,
         [status, now, subscriptionId, eventSeq],
         c,
@@ -410,7 +447,8 @@ export class PostgresStore implements AsyncHubStore {
         c,
       );
       await this.#q(
-        'UPDATE subscriptions SET offline_since = COALESCE(offline_since, $1), probe_at = $2 WHERE id = $3 AND updated_at <= $4',
+        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, $1), probe_at = $2 WHERE id = $3
+          AND updated_at <= $4`,
         [now, probeAt, subscriptionId, attemptStartedAt],
         c,
       );
@@ -421,7 +459,8 @@ export class PostgresStore implements AsyncHubStore {
     await this.#tx(async (c) => {
       await this.#q('UPDATE subscriptions SET probe_at = NULL WHERE id = $1', [subscriptionId], c);
       await this.#q(
-        `UPDATE deliveries SET next_attempt_at = LEAST(next_attempt_at, $1) WHERE subscription_id = $2 AND state = 'pending'`,
+        `UPDATE deliveries SET next_attempt_at = LEAST(next_attempt_at, $1) WHERE subscription_id = $2
+          AND state = 'pending'`,
         [now, subscriptionId],
         c,
       );
@@ -439,7 +478,8 @@ export class PostgresStore implements AsyncHubStore {
         `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
          SELECT unnest($1::text[]), $2, 'pending', $3, $3
          ON CONFLICT (subscription_id, event_seq) DO UPDATE SET state = 'pending', attempts = 0,
-           next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, last_status = NULL, updated_at = EXCLUDED.updated_at
+           next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, last_status = NULL,
+           updated_at = EXCLUDED.updated_at
          RETURNING 1`,
         [owed, event.seq, now],
         c,

@@ -49,7 +49,19 @@ export const EVENT_COLUMNS =
 export function eventValues(id: string, e: NewEvent, now: number): unknown[] {
   const s = e.sender;
   const headers = JSON.stringify(e.headers);
-  return [id, e.topic, now, e.dedupeKey ?? null, e.method, headers, e.body, s.ip, s.node, s.user, JSON.stringify(s.tags)];
+  return [
+    id,
+    e.topic,
+    now,
+    e.dedupeKey ?? null,
+    e.method,
+    headers,
+    e.body,
+    s.ip,
+    s.node,
+    s.user,
+    JSON.stringify(s.tags),
+  ];
 }
 
 /**

@@ -88,13 +88,18 @@ export class SqliteCore {
   publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): { event: StoredEvent; duplicate: boolean } {
     return this.transaction(() => {
       if (input.dedupeKey) {
-        const seen = this.#sql('SELECT * FROM events WHERE topic = ? AND dedupe_key = ?').get(input.topic, input.dedupeKey);
+        const seen = this.#sql('SELECT * FROM events WHERE topic = ? AND dedupe_key = ?').get(
+          input.topic,
+          input.dedupeKey,
+        );
         if (seen) return { event: toEvent(seen as EventRow), duplicate: true };
       }
-      const row = this.#sql(`INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`)
-        .get(...eventValues(newEventId(now), input, now)) as EventRow;
+      const row = this.#sql(
+        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      ).get(...eventValues(newEventId(now), input, now)) as EventRow;
       const owe = this.#sql(
-        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?)`,
+        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
+          'pending', ?, ?)`,
       );
       for (const sub of this.listSubscriptions()) {
         if (sub.topics.some((p) => matches(p, input.topic))) owe.run(sub.id, row.seq, now, now);
@@ -126,7 +131,10 @@ export class SqliteCore {
       after = Math.max(after, first.seq - 1);
     }
     const out: StoredEvent[] = [];
-    const rows = this.#sql('SELECT * FROM events WHERE seq > ? AND received_at >= ? ORDER BY seq').iterate(after, q.since ?? 0);
+    const rows = this.#sql('SELECT * FROM events WHERE seq > ? AND received_at >= ? ORDER BY seq').iterate(
+      after,
+      q.since ?? 0,
+    );
     for (const row of rows as Iterable<EventRow>) {
       if (q.topic && !q.topic(row.topic)) continue;
       out.push(toEvent(row));
@@ -151,7 +159,10 @@ export class SqliteCore {
            topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL
          RETURNING *`,
       ).get({ ...input, id: newSubscriptionId(), topics: JSON.stringify(input.topics), now }) as SubscriptionRow;
-      this.#sql(`UPDATE deliveries SET next_attempt_at = ? WHERE subscription_id = ? AND state = 'pending'`).run(now, row.id);
+      this.#sql(`UPDATE deliveries SET next_attempt_at = ? WHERE subscription_id = ? AND state = 'pending'`).run(
+        now,
+        row.id,
+      );
       return toSubscription(row);
     });
   }
@@ -175,8 +186,9 @@ export class SqliteCore {
   }
 
   dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): DueDelivery[] {
-    const subs = this.#sql('SELECT * FROM subscriptions WHERE probe_at IS NULL OR probe_at <= ? ORDER BY created_at, id')
-      .all(now) as SubscriptionRow[];
+    const subs = this.#sql(
+      'SELECT * FROM subscriptions WHERE probe_at IS NULL OR probe_at <= ? ORDER BY created_at, id',
+    ).all(now) as SubscriptionRow[];
     const out: DueDelivery[] = [];
     for (const sub of subs) {
       if (out.length >= limit) break;
@@ -194,7 +206,9 @@ export class SqliteCore {
       `SELECT * FROM deliveries INDEXED BY deliveries_pending_head
        WHERE subscription_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY event_seq LIMIT 1`,
     ).get(sub.id, now) as DeliveryRow | undefined;
-    return row && { delivery: toDelivery(row), event: this.#eventBySeq(row.event_seq), subscription: toSubscription(sub) };
+    return (
+      row && { delivery: toDelivery(row), event: this.#eventBySeq(row.event_seq), subscription: toSubscription(sub) }
+    );
   }
 
   claimDue(owner: string, now: number, leaseMs: number, limit: number): DueDelivery[] {
@@ -217,15 +231,18 @@ export class SqliteCore {
   }
 
   releaseLease(subscriptionId: string, owner: string): void {
-    this.#sql('UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?')
-      .run(subscriptionId, owner);
+    this.#sql('UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?').run(
+      subscriptionId,
+      owner,
+    );
   }
 
   nextDueAt(now = Date.now()): number | null {
     // Per subscription, its earliest pending due time (deliveries_pending_due index), held back by its
     // probe time and by a live lease.
     const row = this.#sql(
-      `SELECT MIN(MAX((SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending'),
+      `SELECT MIN(MAX((SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.subscription_id = s.id
+        AND d.state = 'pending'),
                       COALESCE(s.probe_at, 0), CASE WHEN s.lease_until > ? THEN s.lease_until ELSE 0 END)) AS t
        FROM subscriptions s`,
     ).get(now) as { t: number | null };
@@ -235,7 +252,8 @@ export class SqliteCore {
   recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): void {
     this.transaction(() => {
       this.#sql(
-        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = ?, last_error = NULL, updated_at = ?
+        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = ?, last_error = NULL,
+          updated_at = ?
          WHERE subscription_id = ? AND event_seq = ?`,
       ).run(status, now, subscriptionId, eventSeq);
       this.#online(subscriptionId);
@@ -267,10 +285,15 @@ export class SqliteCore {
     now = Date.now(),
   ): void {
     this.transaction(() => {
-      this.#sql('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?')
-        .run(error, now, subscriptionId, eventSeq);
+      this.#sql('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?').run(
+        error,
+        now,
+        subscriptionId,
+        eventSeq,
+      );
       this.#sql(
-        'UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ? WHERE id = ? AND updated_at <= ?',
+        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ? WHERE id = ?
+          AND updated_at <= ?`,
       ).run(now, probeAt, subscriptionId, attemptStartedAt);
     });
   }
@@ -279,7 +302,8 @@ export class SqliteCore {
     this.transaction(() => {
       this.#sql('UPDATE subscriptions SET probe_at = NULL WHERE id = ?').run(subscriptionId);
       this.#sql(
-        `UPDATE deliveries SET next_attempt_at = MIN(next_attempt_at, ?) WHERE subscription_id = ? AND state = 'pending'`,
+        `UPDATE deliveries SET next_attempt_at = MIN(next_attempt_at, ?) WHERE subscription_id = ?
+          AND state = 'pending'`,
       ).run(now, subscriptionId);
     });
   }
@@ -289,9 +313,11 @@ export class SqliteCore {
       const event = this.getEvent(eventId);
       if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
       const upsert = this.#sql(
-        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?, 'pending', ?, ?)
+        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
+          'pending', ?, ?)
          ON CONFLICT (subscription_id, event_seq) DO UPDATE SET state = 'pending', attempts = 0,
-           next_attempt_at = excluded.next_attempt_at, last_error = NULL, last_status = NULL, updated_at = excluded.updated_at`,
+           next_attempt_at = excluded.next_attempt_at, last_error = NULL, last_status = NULL,
+           updated_at = excluded.updated_at`,
       );
       let n = 0;
       for (const sub of this.listSubscriptions()) {
@@ -318,18 +344,24 @@ export class SqliteCore {
 
   stats(): StoreStats {
     const one = <T>(sql: string): T => this.#sql(sql).get() as T;
-    const byState = this.#sql('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state').all() as { state: string; n: number }[];
+    const byState = this.#sql('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state').all() as {
+      state: string;
+      n: number;
+    }[];
     const count = (s: string) => byState.find((r) => r.state === s)?.n ?? 0;
     const pages = one<{ page_count: number }>('PRAGMA page_count').page_count;
     return {
       events: one<{ n: number }>('SELECT COUNT(*) AS n FROM events').n,
       subscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions').n,
-      offlineSubscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL').n,
+      offlineSubscriptions: one<{ n: number }>(
+        'SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL',
+      ).n,
       pending: count('pending'),
       delivered: count('delivered'),
       failed: count('failed'),
       oldestPendingAt: one<{ t: number | null }>(
-        `SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending'`,
+        `SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq
+          WHERE d.state = 'pending'`,
       ).t,
       databaseBytes: pages * one<{ page_size: number }>('PRAGMA page_size').page_size,
     };

@@ -45,7 +45,11 @@ export class SqliteStore implements AsyncHubStore {
     return this.#writes.groups;
   }
 
-  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Promise<{ event: StoredEvent; duplicate: boolean }> {
+  publish(
+    input: NewEvent,
+    matches: TopicMatcher,
+    now = Date.now(),
+  ): Promise<{ event: StoredEvent; duplicate: boolean }> {
     return this.#writes.run(() => this.#core.publish(input, matches, now));
   }
 

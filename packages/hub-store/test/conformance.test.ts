@@ -10,12 +10,18 @@ const matches = (pattern: string, topic: string): boolean =>
 
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
 function event(topic: string, body = 'payload', extra: Partial<NewEvent> = {}): NewEvent {
-  const headers: [string, string][] = [['X-Hub-Signature-256', 'sha256=abc'], ['Content-Type', 'application/json']];
+  const headers: [string, string][] = [
+    ['X-Hub-Signature-256', 'sha256=abc'],
+    ['Content-Type', 'application/json'],
+  ];
   return { topic, method: 'POST', headers, body: Buffer.from(body), sender, ...extra };
 }
 
 async function rejects(promise: Promise<unknown>, code: StoreError['code']): Promise<StoreError> {
-  const err = await promise.then(() => undefined, (e: unknown) => e);
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(StoreError);
   expect((err as StoreError).code).toBe(code);
   return err as StoreError;
@@ -37,7 +43,11 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
 
   it('keeps raw bodies and headers byte for byte', async () => {
     const raw = Buffer.from(Array.from({ length: 256 }, (_, i) => i)); // every byte value, NUL included
-    const headers: [string, string][] = [['X-Weird', 'a\u0000b ünï "q" \\'], ['x-weird', 'second, same name'], ['Empty', '']];
+    const headers: [string, string][] = [
+      ['X-Weird', 'a\u0000b ünï "q" \\'],
+      ['x-weird', 'second, same name'],
+      ['Empty', ''],
+    ];
     const { event: e } = await store.publish(event('github', '', { body: raw, headers, method: 'PUT' }), matches);
     const back = (await store.getEvent(e.id))!;
     expect(back.body.equals(raw)).toBe(true);
@@ -54,7 +64,9 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     const other = await store.publish(event('stripe', 'c', { dedupeKey: 'd1' }), matches);
     expect(again).toEqual({ event: first.event, duplicate: true });
     expect(other.duplicate).toBe(false);
-    const raced = await Promise.all(Array.from({ length: 10 }, () => store.publish(event('race', 'x', { dedupeKey: 'r' }), matches)));
+    const raced = await Promise.all(
+      Array.from({ length: 10 }, () => store.publish(event('race', 'x', { dedupeKey: 'r' }), matches)),
+    );
     expect(raced.filter((r) => !r.duplicate)).toHaveLength(1);
     expect(new Set(raced.map((r) => r.event.id)).size).toBe(1);
     expect((await store.stats()).events).toBe(3);
@@ -92,8 +104,18 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
 
   it('updates a subscription in place when the same node and port subscribe again', async () => {
     const first = await sub('n1', ['a']);
-    const again = await store.subscribe({ nodeId: 'n1', nodeName: 'renamed', address: '100.64.0.21', port: 8080, path: '/x', topics: ['b'] }, first.createdAt + 5);
-    expect(again).toMatchObject({ id: first.id, nodeName: 'renamed', address: '100.64.0.21', path: '/x', topics: ['b'], createdAt: first.createdAt });
+    const again = await store.subscribe(
+      { nodeId: 'n1', nodeName: 'renamed', address: '100.64.0.21', port: 8080, path: '/x', topics: ['b'] },
+      first.createdAt + 5,
+    );
+    expect(again).toMatchObject({
+      id: first.id,
+      nodeName: 'renamed',
+      address: '100.64.0.21',
+      path: '/x',
+      topics: ['b'],
+      createdAt: first.createdAt,
+    });
     expect(again.updatedAt).toBe(first.createdAt + 5);
     const otherPort = await sub('n1', ['a'], 9090);
     expect(otherPort.id).not.toBe(first.id);
@@ -109,7 +131,12 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     expect(await store.nextDueAt()).toBe(now + 5000);
     expect((await store.dueDeliveries(now + 5000, new Set(), 10)).map((d) => d.delivery.attempts)).toEqual([1]);
     await store.recordRejected(s.id, e.seq, { status: null, error: 'timed out', retryAt: null }, now);
-    expect((await store.deliveriesOf(e.id))[0]).toMatchObject({ state: 'failed', attempts: 2, lastStatus: null, lastError: 'timed out' });
+    expect((await store.deliveriesOf(e.id))[0]).toMatchObject({
+      state: 'failed',
+      attempts: 2,
+      lastStatus: null,
+      lastError: 'timed out',
+    });
     expect(await store.nextDueAt()).toBeNull();
     expect(await store.stats()).toMatchObject({ failed: 1, pending: 0 });
   });
@@ -177,7 +204,9 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
   it('prunes a backlog larger than one batch, keeping what is newer', async () => {
     const total = 2_600; // more than two PRUNE_BATCHes
     for (let i = 0; i < total; i += 200) {
-      await Promise.all(Array.from({ length: 200 }, (_, j) => store.publish(event('old', `${i + j}`), matches, 1000 + i + j)));
+      await Promise.all(
+        Array.from({ length: 200 }, (_, j) => store.publish(event('old', `${i + j}`), matches, 1000 + i + j)),
+      );
     }
     const keep = (await store.publish(event('new'), matches, 10_000_000)).event;
     expect(await store.prune(5_000_000)).toBe(total);
@@ -186,7 +215,8 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
 
   it('lists events by topic, after an id and since a time', async () => {
     const ids: string[] = [];
-    for (const [i, t] of ['a', 'b', 'c'].entries()) ids.push((await store.publish(event(t), matches, 1000 + i)).event.id);
+    for (const [i, t] of ['a', 'b', 'c'].entries())
+      ids.push((await store.publish(event(t), matches, 1000 + i)).event.id);
     expect((await store.listEvents()).map((e) => e.id)).toEqual(ids);
     expect((await store.listEvents({ afterId: ids[0] })).map((e) => e.id)).toEqual(ids.slice(1));
     expect((await store.listEvents({ since: 1002 })).map((e) => e.id)).toEqual([ids[2]]);
@@ -197,14 +227,17 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
   });
 
   it('finds a rare topic past many pages of others', async () => {
-    for (let i = 0; i < 1_200; i += 200) await Promise.all(Array.from({ length: 200 }, () => store.publish(event('busy'), matches)));
+    for (let i = 0; i < 1_200; i += 200)
+      await Promise.all(Array.from({ length: 200 }, () => store.publish(event('busy'), matches)));
     const rare = (await store.publish(event('rare'), matches)).event;
     expect((await store.listEvents({ topic: (t) => t === 'rare' })).map((e) => e.id)).toEqual([rare.id]);
   });
 
   it('commits before resolving: concurrent publishes are all visible to another handle, in receipt order', async () => {
     const s = await sub('n1', ['t']);
-    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => store.publish(event('t', `${i}`), matches)));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => store.publish(event('t', `${i}`), matches)),
+    );
     const other = await t.open();
     for (const r of results) expect((await other.getEvent(r.event.id))?.body.toString()).toBe(r.event.body.toString());
     const seqs = results.map((r) => r.event.seq);
@@ -251,7 +284,15 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     await store.publish(event('t'), matches, 1300);
     await store.recordDelivered(s.id, a.seq, 200);
     const stats = await store.stats();
-    expect(stats).toMatchObject({ events: 2, subscriptions: 2, offlineSubscriptions: 0, pending: 3, delivered: 1, failed: 0, oldestPendingAt: 1234 });
+    expect(stats).toMatchObject({
+      events: 2,
+      subscriptions: 2,
+      offlineSubscriptions: 0,
+      pending: 3,
+      delivered: 1,
+      failed: 0,
+      oldestPendingAt: 1234,
+    });
     expect(stats.databaseBytes).toBeGreaterThan(0);
   });
 
@@ -290,8 +331,15 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
       expect((await store.claimDue('replica-x', now + 2, 30_000, 100)).map((d) => d.subscription.id)).toEqual([mine]);
       // Expired leases (a replica that died) go to whoever claims next; replica-x's lease from now + 2 still lives.
       const later = await store.claimDue('replica-y', now + 30_001, 30_000, 100);
-      expect(later.map((d) => d.subscription.id).sort()).toEqual(subs.map((s) => s.id).filter((id) => id !== mine).sort());
-      expect((await store.claimDue('replica-z', now + 30_002, 30_000, 100)).map((d) => d.subscription.id)).toEqual([mine]);
+      expect(later.map((d) => d.subscription.id).sort()).toEqual(
+        subs
+          .map((s) => s.id)
+          .filter((id) => id !== mine)
+          .sort(),
+      );
+      expect((await store.claimDue('replica-z', now + 30_002, 30_000, 100)).map((d) => d.subscription.id)).toEqual([
+        mine,
+      ]);
     });
 
     it('claims only subscriptions with something due, head first', async () => {

@@ -18,7 +18,10 @@ const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'u', tags: [] };
 const matches = (pattern: string, topic: string): boolean => pattern === topic;
 
 async function storeError(promise: Promise<unknown>): Promise<StoreError> {
-  const err = await promise.then(() => undefined, (e: unknown) => e);
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(StoreError);
   return err as StoreError;
 }
@@ -27,7 +30,10 @@ describe('store URLs', () => {
   it('names SQLite or PostgreSQL, and refuses a password inside the URL', () => {
     expect(parseStoreUrl('sqlite', '/var/lib/krkns/hub.db')).toEqual({ kind: 'sqlite', path: '/var/lib/krkns/hub.db' });
     expect(parseStoreUrl('sqlite:/tmp/x.db', '/d')).toEqual({ kind: 'sqlite', path: '/tmp/x.db' });
-    expect(parseStoreUrl('postgresql://krkn@db:5432/krkn', '/d')).toEqual({ kind: 'postgres', url: 'postgresql://krkn@db:5432/krkn' });
+    expect(parseStoreUrl('postgresql://krkn@db:5432/krkn', '/d')).toEqual({
+      kind: 'postgres',
+      url: 'postgresql://krkn@db:5432/krkn',
+    });
     const cases: [string, RegExp][] = [
       ['postgres://krkn:hunter2@db/krkn', /holds a password: remove it/],
       ['postgres://db/krkn', /needs a user, a host and a database/],
@@ -63,30 +69,47 @@ describe('PostgresStore', () => {
     expect(wrong.code).toBe('CONNECT_FAILED');
     expect(wrong.message).toMatch(/password authentication failed for user "krkn"/);
 
-    const missing = await storeError(openStore(pg.url('no_such_db'), { defaultSqlitePath: '/unused', password: pg.password }));
+    const missing = await storeError(
+      openStore(pg.url('no_such_db'), { defaultSqlitePath: '/unused', password: pg.password }),
+    );
     expect(missing.code).toBe('CONNECT_FAILED');
     expect(missing.message).toMatch(/database "no_such_db" does not exist/);
 
-    const noFile = await storeError(openStore(url, { defaultSqlitePath: '/unused', passwordFile: join(pg.dir, 'nope') }));
+    const noFile = await storeError(
+      openStore(url, { defaultSqlitePath: '/unused', passwordFile: join(pg.dir, 'nope') }),
+    );
     expect(noFile.code).toBe('BAD_URL');
   });
 
   it('refuses to connect to a closed port with CONNECT_FAILED, within its connect timeout', async () => {
     const started = Date.now();
-    const err = await storeError(openStore('postgres://krkn@127.0.0.1:1/x', { defaultSqlitePath: '/unused', password: 'x' }));
+    const err = await storeError(
+      openStore('postgres://krkn@127.0.0.1:1/x', { defaultSqlitePath: '/unused', password: 'x' }),
+    );
     expect(err.code).toBe('CONNECT_FAILED');
     expect(Date.now() - started).toBeLessThan(6_000);
   });
 
-  it('fails calls with UNAVAILABLE while the database is down (nothing claimed committed) and recovers by itself', async () => {
-    const store: AsyncHubStore = await openStore(pg.url(await pg.createDatabase()), { defaultSqlitePath: '/unused', password: pg.password });
-    const before = await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('1'), sender }, matches);
+  it('fails calls with UNAVAILABLE while the database is down, and recovers by itself', async () => {
+    const store: AsyncHubStore = await openStore(pg.url(await pg.createDatabase()), {
+      defaultSqlitePath: '/unused',
+      password: pg.password,
+    });
+    const before = await store.publish(
+      { topic: 't', method: 'POST', headers: [], body: Buffer.from('1'), sender },
+      matches,
+    );
     await pg.killServer();
-    const down = await storeError(store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('2'), sender }, matches));
+    const down = await storeError(
+      store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('2'), sender }, matches),
+    );
     expect(down.code).toBe('UNAVAILABLE');
     expect((await storeError(store.listEvents())).code).toBe('UNAVAILABLE');
     await pg.startServer();
-    const after = await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('3'), sender }, matches);
+    const after = await store.publish(
+      { topic: 't', method: 'POST', headers: [], body: Buffer.from('3'), sender },
+      matches,
+    );
     expect((await store.listEvents()).map((e) => e.id)).toEqual([before.event.id, after.event.id]);
     await store.close();
   });
@@ -96,17 +119,37 @@ describe('PostgresStore', () => {
     const options = { defaultSqlitePath: '/unused', password: pg.password };
     const store = await openStore(pg.url(database), options);
     const deliverer = await openStore(pg.url(database), options); // another replica
-    const sub = await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] });
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 80,
+      path: '/',
+      topics: ['t'],
+    });
     // Stall a real publish after it drew its seq: another session holds the same dedupe key, uncommitted,
     // so the publish waits on the unique index (as it would behind a slow disk or a busy server).
-    const blocker = new pgDriver.Client({ host: pg.host, port: pg.port, user: pg.user, database, password: pg.password });
+    const blocker = new pgDriver.Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      database,
+      password: pg.password,
+    });
     await blocker.connect();
     await blocker.query('BEGIN');
-    await blocker.query(`INSERT INTO events (id, topic, received_at, dedupe_key, method, headers, body, sender_ip, sender_node,
+    await blocker.query(`INSERT INTO events (id, topic, received_at, dedupe_key, method, headers, body, sender_ip,
+    sender_node,
       sender_user, sender_tags) VALUES ('evt_blocker', 't', 1, 'k', 'POST', '[]', '', '', '', '', '[]')`);
-    const stalled = store.publish({ topic: 't', dedupeKey: 'k', method: 'POST', headers: [], body: Buffer.from('early'), sender }, matches);
+    const stalled = store.publish(
+      { topic: 't', dedupeKey: 'k', method: 'POST', headers: [], body: Buffer.from('early'), sender },
+      matches,
+    );
     await sleep(300);
-    const later = await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('later'), sender }, matches);
+    const later = await store.publish(
+      { topic: 't', method: 'POST', headers: [], body: Buffer.from('later'), sender },
+      matches,
+    );
     const head = deliverer.dueDeliveries(Date.now(), new Set(), 10);
     await sleep(300);
     await blocker.query('ROLLBACK'); // the stalled publish goes on and commits

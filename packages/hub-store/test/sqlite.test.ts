@@ -9,7 +9,13 @@ import { SqliteStore, openStore, type NewEvent } from '@krkn/hub-store';
 import { migrations } from '../src/schema.js';
 
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
-const event = (topic: string, body: string): NewEvent => ({ topic, method: 'POST', headers: [], body: Buffer.from(body), sender });
+const event = (topic: string, body: string): NewEvent => ({
+  topic,
+  method: 'POST',
+  headers: [],
+  body: Buffer.from(body),
+  sender,
+});
 const matches = (pattern: string, topic: string): boolean => pattern === topic;
 
 let dir: string;
@@ -35,7 +41,9 @@ describe('SqliteStore', () => {
     const store = SqliteStore.open(path);
     await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 1, path: '/', topics: ['t'] });
     const before = store.commits;
-    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => store.publish(event('t', `${i}`), matches)));
+    const results = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => store.publish(event('t', `${i}`), matches)),
+    );
     // 300 writes, at most 256 per group: two commits, not 300.
     expect(store.commits - before).toBe(2);
     // Resolved means durable: a separate connection sees every event and what it is owed.
@@ -51,7 +59,14 @@ describe('SqliteStore', () => {
 
   it('keeps a failing write from spoiling the others of its group', async () => {
     const store = SqliteStore.open(join(dir, 'hub.db'));
-    const sub = await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 1, path: '/', topics: ['t'] });
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 1,
+      path: '/',
+      topics: ['t'],
+    });
     const a = store.publish(event('t', 'a'), matches);
     const bad = store.redeliver('evt_missing', matches);
     const b = store.publish(event('t', 'b'), matches);
@@ -67,11 +82,19 @@ describe('SqliteStore', () => {
     const v1 = new Database(path);
     v1.exec(migrations[1]!);
     v1.pragma('user_version = 1');
-    v1.prepare(`INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
-      VALUES ('sub_old', 'n', 'n.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1)`).run();
-    v1.prepare(`INSERT INTO events (id, topic, received_at, method, headers, body, sender_ip, sender_node, sender_user, sender_tags)
-      VALUES ('evt_old', 't', 5, 'POST', '[]', x'00ff', '100.64.0.9', 'ci', 'u', '[]')`).run();
-    v1.prepare(`INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES ('sub_old', 1, 'pending', 5, 5)`).run();
+    v1.prepare(
+      `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
+      VALUES ('sub_old', 'n', 'n.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1)`,
+    ).run();
+    v1.prepare(
+      `INSERT INTO events (id, topic, received_at, method, headers, body, sender_ip, sender_node, sender_user,
+        sender_tags)
+      VALUES ('evt_old', 't', 5, 'POST', '[]', x'00ff', '100.64.0.9', 'ci', 'u', '[]')`,
+    ).run();
+    v1.prepare(
+      `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES ('sub_old',
+        1, 'pending', 5, 5)`,
+    ).run();
     v1.close();
     const store = SqliteStore.open(path);
     const [due] = await store.claimDue('r1', 10, 1000, 10); // a schema 2 feature on schema 1 data

@@ -146,8 +146,18 @@ export class Postgres {
   /** @internal */
   async initdb(): Promise<void> {
     await this.#cli('initdb', [
-      '-D', join(this.dir, 'data'), '-U', SUPERUSER, `--pwfile=${this.passwordFile}`,
-      '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--no-locale', '--no-sync', '--no-instructions',
+      '-D',
+      join(this.dir, 'data'),
+      '-U',
+      SUPERUSER,
+      `--pwfile=${this.passwordFile}`,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '-E',
+      'UTF8',
+      '--no-locale',
+      '--no-sync',
+      '--no-instructions',
     ]);
   }
 
@@ -159,9 +169,21 @@ export class Postgres {
     const proc = startProcess({
       command: join(this.#init.binDir, 'postgres'),
       args: [
-        '-D', data, '-h', this.host, '-p', String(port), '-k', this.dir,
+        '-D',
+        data,
+        '-h',
+        this.host,
+        '-p',
+        String(port),
+        '-k',
+        this.dir,
         // Small: several servers run at once on a shared test machine.
-        '-c', 'shared_buffers=16MB', '-c', 'max_connections=60', '-c', `fsync=${this.#init.fsync ? 'on' : 'off'}`,
+        '-c',
+        'shared_buffers=16MB',
+        '-c',
+        'max_connections=60',
+        '-c',
+        `fsync=${this.#init.fsync ? 'on' : 'off'}`,
       ],
       env: childEnv(this.dir),
       cwd: this.dir,
@@ -170,7 +192,11 @@ export class Postgres {
     });
     this.#proc = proc;
     const failure = (why: string) =>
-      new TestnetError('POSTGRES_START_FAILED', `postgres ${why}`, { command: proc.command, exitCode: proc.exitInfo?.code, output: proc.tail() });
+      new TestnetError('POSTGRES_START_FAILED', `postgres ${why}`, {
+        command: proc.command,
+        exitCode: proc.exitInfo?.code,
+        output: proc.tail(),
+      });
     try {
       await waitFor(async () => ((await postmasterStatus(data)) === 'ready' ? true : undefined), {
         timeoutMs,
@@ -180,15 +206,25 @@ export class Postgres {
       });
     } catch (err) {
       await proc.stop(2_000);
-      throw err instanceof TestnetError && err.code === 'TIMEOUT' ? failure(`was not ready after ${timeoutMs} ms`) : err;
+      throw err instanceof TestnetError && err.code === 'TIMEOUT'
+        ? failure(`was not ready after ${timeoutMs} ms`)
+        : err;
     }
   }
 
   async #cli(tool: string, args: string[]): Promise<void> {
     const command = [join(this.#init.binDir, tool), ...args];
-    const result = await runCommand(command, { env: childEnv(this.dir), timeoutMs: CLI_TIMEOUT_MS, runAs: this.#init.runAs });
+    const result = await runCommand(command, {
+      env: childEnv(this.dir),
+      timeoutMs: CLI_TIMEOUT_MS,
+      runAs: this.#init.runAs,
+    });
     if (result.code !== 0) {
-      throw new TestnetError('POSTGRES_START_FAILED', `${tool} failed`, { command, exitCode: result.code, output: result.stderr || result.stdout });
+      throw new TestnetError('POSTGRES_START_FAILED', `${tool} failed`, {
+        command,
+        exitCode: result.code,
+        output: result.stderr || result.stdout,
+      });
     }
   }
 }
@@ -206,7 +242,10 @@ async function newestPgBin(): Promise<string> {
   const versions = existsSync(PG_ROOT) ? (await readdir(PG_ROOT)).filter((v) => /^\d+$/.test(v)) : [];
   const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
   if (!newest) {
-    throw new TestnetError('POSTGRES_START_FAILED', `PostgreSQL is not installed (no ${PG_ROOT}/N/bin): apt-get install postgresql`);
+    throw new TestnetError(
+      'POSTGRES_START_FAILED',
+      `PostgreSQL is not installed (no ${PG_ROOT}/N/bin): apt-get install postgresql`,
+    );
   }
   return join(PG_ROOT, newest, 'bin');
 }
@@ -214,8 +253,14 @@ async function newestPgBin(): Promise<string> {
 /** As root, the `postgres` system user (or nobody): PostgreSQL will not run as root. Otherwise ourselves. */
 function unprivilegedUser(): RunAs | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  const passwd = readFileSync('/etc/passwd', 'utf8').split('\n').map((line) => line.split(':'));
+  const passwd = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':'));
   const entry = passwd.find((f) => f[0] === 'postgres') ?? passwd.find((f) => f[0] === 'nobody');
-  if (!entry) throw new TestnetError('POSTGRES_START_FAILED', 'running as root and found no postgres or nobody user to run PostgreSQL as');
+  if (!entry)
+    throw new TestnetError(
+      'POSTGRES_START_FAILED',
+      'running as root and found no postgres or nobody user to run PostgreSQL as',
+    );
   return { uid: Number(entry[2]), gid: Number(entry[3]) };
 }

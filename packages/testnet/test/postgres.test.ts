@@ -5,11 +5,20 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { startPostgres, type Postgres } from '@krkn/testnet';
 
 // psql over TCP, password from the environment of psql alone: the server's real auth path.
-function psql(pg: Postgres, sql: string, password = pg.password, database = 'postgres'): Promise<{ code: number | null; out: string }> {
+function psql(
+  pg: Postgres,
+  sql: string,
+  password = pg.password,
+  database = 'postgres',
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(join(binDir(), 'psql'), ['-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', database, '-Atc', sql], {
-      env: { PATH: process.env.PATH, PGPASSWORD: password, PGCONNECT_TIMEOUT: '5' },
-    });
+    const child = spawn(
+      join(binDir(), 'psql'),
+      ['-h', pg.host, '-p', String(pg.port), '-U', pg.user, '-d', database, '-Atc', sql],
+      {
+        env: { PATH: process.env.PATH, PGPASSWORD: password, PGCONNECT_TIMEOUT: '5' },
+      },
+    );
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));
