@@ -60,12 +60,16 @@ const types = {
     oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-/** SQLSTATE classes and socket errors that mean "the database is not there", not "your query is wrong". */
+/**
+ * SQLSTATE classes and socket errors that mean "the database is not there (or overloaded)", not "your query
+ * is wrong": 08 connection exceptions, 53 insufficient resources (too many connections), 57 operator
+ * intervention (shutdown, statement timeout).
+ */
 function isUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (
     typeof code === 'string' &&
-    (/^(08|57P)/.test(code) || /^E(CONN|TIMEDOUT|PIPE|HOSTUNREACH|NOTFOUND|AI_AGAIN)/.test(code))
+    (/^(08|53|57)/.test(code) || /^E(CONN|TIMEDOUT|PIPE|HOSTUNREACH|NOTFOUND|AI_AGAIN)/.test(code))
   ) {
     return true;
   }

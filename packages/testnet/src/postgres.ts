@@ -35,34 +35,8 @@ export interface StartPostgresOptions {
  * accepts connections. Running as root, the server runs as the `postgres` user (PostgreSQL refuses root).
  * Call {@link Postgres.stop} when done; if the process exits first, the server dies with it anyway.
  */
-export async function startPostgres(options: StartPostgresOptions = {}): Promise<Postgres> {
-  const binDir = options.binDir ?? process.env.KRKN_PG_BIN ?? (await newestPgBin());
-  const keepDir = options.keepDir ?? process.env.KRKN_TESTNET_KEEP === '1';
-  const dir = await mkdtemp(join(tmpdir(), 'krkn-pg-'));
-  if (!keepDir) removeOnExit(dir);
-  try {
-    const runAs = unprivilegedUser();
-    if (runAs) await chown(dir, runAs.uid, runAs.gid);
-    const password = randomBytes(18).toString('base64url');
-    const passwordFile = join(dir, 'password');
-    await writeFile(passwordFile, password, { mode: 0o600 });
-    if (runAs) await chown(passwordFile, runAs.uid, runAs.gid);
-    const pg = new Postgres({ binDir, dir, password, passwordFile, runAs, keepDir, fsync: options.fsync ?? true });
-    await pg.initdb();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await pg.start(await freeTcpPort(), options.startTimeoutMs ?? 30_000);
-        return pg;
-      } catch (err) {
-        // Another process can take the port between our probe and the server's bind: pick a new one.
-        const clash = err instanceof TestnetError && /already in use/.test(err.details.output ?? '');
-        if (!clash || attempt >= MAX_START_ATTEMPTS) throw err;
-      }
-    }
-  } catch (err) {
-    if (!keepDir) await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
+export function startPostgres(options: StartPostgresOptions = {}): Promise<Postgres> {
+  return Postgres.start(options);
 }
 
 interface PostgresInit {
@@ -90,7 +64,38 @@ export class Postgres {
   #databases = 0;
   readonly #init: PostgresInit;
 
-  constructor(init: PostgresInit) {
+  /** See {@link startPostgres}. */
+  static async start(options: StartPostgresOptions = {}): Promise<Postgres> {
+    const binDir = options.binDir ?? process.env.KRKN_PG_BIN ?? (await newestPgBin());
+    const keepDir = options.keepDir ?? process.env.KRKN_TESTNET_KEEP === '1';
+    const dir = await mkdtemp(join(tmpdir(), 'krkn-pg-'));
+    if (!keepDir) removeOnExit(dir);
+    try {
+      const runAs = unprivilegedUser();
+      if (runAs) await chown(dir, runAs.uid, runAs.gid);
+      const password = randomBytes(18).toString('base64url');
+      const passwordFile = join(dir, 'password');
+      await writeFile(passwordFile, password, { mode: 0o600 });
+      if (runAs) await chown(passwordFile, runAs.uid, runAs.gid);
+      const pg = new Postgres({ binDir, dir, password, passwordFile, runAs, keepDir, fsync: options.fsync ?? true });
+      await pg.#initdb();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await pg.#launch(await freeTcpPort(), options.startTimeoutMs ?? 30_000);
+          return pg;
+        } catch (err) {
+          // Another process can take the port between our probe and the server's bind: pick a new one.
+          const clash = err instanceof TestnetError && /already in use/.test(err.details.output ?? '');
+          if (!clash || attempt >= MAX_START_ATTEMPTS) throw err;
+        }
+      }
+    } catch (err) {
+      if (!keepDir) await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private constructor(init: PostgresInit) {
     this.#init = init;
     this.dir = init.dir;
     this.password = init.password;
@@ -131,7 +136,7 @@ export class Postgres {
   /** Starts the server again on the same port with the same data, after {@link stopServer} or {@link killServer}. */
   async startServer(timeoutMs = 30_000): Promise<void> {
     if (this.running) return;
-    await this.start(this.#port, timeoutMs);
+    await this.#launch(this.#port, timeoutMs);
   }
 
   /** Stops the server and removes its temp dir. */
@@ -143,8 +148,7 @@ export class Postgres {
     }
   }
 
-  /** @internal */
-  async initdb(): Promise<void> {
+  async #initdb(): Promise<void> {
     await this.#cli('initdb', [
       '-D',
       join(this.dir, 'data'),
@@ -161,8 +165,7 @@ export class Postgres {
     ]);
   }
 
-  /** @internal */
-  async start(port: number, timeoutMs: number): Promise<void> {
+  async #launch(port: number, timeoutMs: number): Promise<void> {
     this.#port = port;
     const data = join(this.dir, 'data');
     await rm(join(data, 'postmaster.pid'), { force: true }); // left by killServer(); ours, and dead
