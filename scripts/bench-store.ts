@@ -11,7 +11,8 @@ import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 const PUBLISHERS = 32;
 const EVENTS = 4_000;
-const GROWTH_SIZES = [10_000, 100_000];
+// `--growth 10000,100000,1000000` adds sizes (1M takes minutes and about 2 GB of temp disk).
+const GROWTH_SIZES = growthSizes(process.argv);
 const BODY = Buffer.from(JSON.stringify({ action: 'completed', repository: 'krkn', payload: 'x'.repeat(1500) }));
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
 const event = (): NewEvent => ({
@@ -105,11 +106,12 @@ async function growthRow(dir: string, size: number): Promise<string> {
   const store = SqliteStore.open(join(dir, `growth-${size}.db`));
   await withSubscriber(store);
   // Preload in big groups (fast), leaving everything pending like a subscriber that is far behind.
-  for (let n = 0; n < size; n += 5_000)
-    await Promise.all(Array.from({ length: 5_000 }, () => store.publish(event(), matches)));
+  for (let n = 0; n < size; n += 5_000) {
+    await Promise.all(Array.from({ length: Math.min(5_000, size - n) }, () => store.publish(event(), matches)));
+  }
   const publish = await publishRate([store], 2_000);
-  const since = Date.now() - 60_000;
-  const latest = (await store.listEvents({ since, limit: 1 }))[0]!;
+  // An id among the newest events: what a client paging through recent events passes as afterId.
+  const latest = (await store.listEvents({ since: Date.now() - 1_000, limit: 1 }))[0]!;
   const list = await timeMs(() => store.listEvents({ since: Date.now() - 1_000, limit: 100 }));
   const after = await timeMs(() => store.listEvents({ afterId: latest.id, limit: 100 }));
   const due = await timeMs(() => store.dueDeliveries(Date.now(), new Set(), 10));
@@ -129,6 +131,16 @@ async function timeMs(fn: () => Promise<unknown>): Promise<number> {
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+function growthSizes(argv: string[]): number[] {
+  const i = argv.indexOf('--growth');
+  if (i < 0) return [10_000, 100_000];
+  const sizes = (argv[i + 1] ?? '').split(',').map(Number);
+  if (sizes.length === 0 || sizes.some((n) => !Number.isInteger(n) || n < 5_000)) {
+    throw new Error('--growth takes sizes of at least 5000, comma-separated: --growth 10000,100000,1000000');
+  }
+  return sizes;
+}
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-store-'));
