@@ -57,6 +57,19 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('with a window, groups writes that arrive within it (and commits a lone one once it ends)', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'), { groupCommit: { windowMs: 50 } });
+    const before = store.commits;
+    const first = store.publish(event('t', 'a'), matches);
+    await new Promise((r) => setTimeout(r, 10));
+    const second = store.publish(event('t', 'b'), matches);
+    await Promise.all([first, second]);
+    expect(store.commits - before).toBe(1);
+    await store.publish(event('t', 'c'), matches);
+    expect(store.commits - before).toBe(2);
+    await store.close();
+  });
+
   it('keeps a failing write from spoiling the others of its group', async () => {
     const store = SqliteStore.open(join(dir, 'hub.db'));
     const sub = await store.subscribe({
