@@ -72,7 +72,18 @@ describe('krknc expose', () => {
     try {
       const res = await native.fetch(`http://${ip}:8080/path/x?q=1`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-krkn-caller': 'spoofed', 'x-signature': 'abc' },
+        headers: {
+          'content-type': 'application/json',
+          'x-signature': 'abc',
+          // identity claims a caller must not be able to make to the local app
+          'x-krkn-caller': 'spoofed',
+          x_krkn_caller_user: 'admin@example.com',
+          forwarded: 'for=10.0.0.1;proto=https',
+          'x-real-ip': '10.0.0.1',
+          'x-forwarded-port': '443',
+          x_forwarded_for: '10.0.0.1',
+          'true-client-ip': '10.0.0.1',
+        },
         body: '{"hello":"tailnet"}',
       });
       expect(res.status).toBe(201);
@@ -84,6 +95,12 @@ describe('krknc expose', () => {
       expect(got.headers['x-signature']).toBe('abc');
       expect(got.headers['x-krkn-caller']).toBe(`peer.${tailnet.domain}`);
       expect(got.headers['x-forwarded-for']).toBe(native.ip());
+      expect(got.headers['x-krkn-caller-user']).toBe('ci');
+      const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+      for (const spoof of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x_forwarded_for', 'x_krkn_caller_user', 'true-client-ip']) {
+        expect(names).not.toContain(spoof);
+      }
+      expect(names.filter((n) => n === 'x-krkn-caller' || n === 'x-forwarded-for')).toHaveLength(2);
       await exposer.waitFor(/peer\.krkn\.test \(ci@?\)  POST \/path\/x\?q=1  → 201  \d+ms/, 5_000);
     } finally {
       app.status = 200;
@@ -97,6 +114,35 @@ describe('krknc expose', () => {
       await app.start();
     }
     expect(await exposer.stop('SIGINT')).toBe(0);
+  });
+
+  it('with --allow, refuses a caller it does not name (403) before the local app sees anything', async () => {
+    const exposer = krknc(['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@elsewhere.example'])], { TS_AUTHKEY: authKey });
+    const ready = await exposer.waitFor(/^krknc ready: node guarded\.krkn\.test \((100\.[\d.]+)/m, 60_000);
+    try {
+      await native.waitForPeer('guarded');
+      const before = app.received.length;
+      const res = await native.fetch(`http://${ready[1]!}:8081/secret`, { method: 'POST', body: 'payload' });
+      expect(res.status).toBe(403);
+      expect(res.text()).toBe(`krknc: peer.${tailnet.domain} is not allowed to call this node (--allow)\n`);
+      expect(app.received.length).toBe(before);
+      await exposer.waitFor(/peer\.krkn\.test \(ci\)  POST \/secret  → 403 not in --allow/, 5_000);
+    } finally {
+      expect(await exposer.stop('SIGINT')).toBe(0);
+    }
+  });
+
+  it('with --allow naming the caller\'s login, lets it through', async () => {
+    const exposer = krknc(['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@'])], { TS_AUTHKEY: authKey });
+    const ready = await exposer.waitFor(/^krknc ready: node guarded\.krkn\.test \((100\.[\d.]+)/m, 60_000);
+    try {
+      await native.waitForPeer('guarded');
+      const res = await native.fetch(`http://${ready[1]!}:8081/open`);
+      expect(res.status).toBe(200);
+      expect(app.received.at(-1)!.url).toBe('/open');
+    } finally {
+      expect(await exposer.stop('SIGINT')).toBe(0);
+    }
   });
 });
 
