@@ -14,9 +14,10 @@ export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';
 export { TailnetServer } from './server.js';
-export type { TailnetAddress } from './server.js';
+export type { DroppedConnection, TailnetAddress } from './server.js';
 export { TailnetSocket } from './socket.js';
-export { serveFastify, tailnetAgent, tailnetFetch } from './http.js';
+export { defaultListenerLimits, serveFastify, tailnetAgent, tailnetFetch } from './http.js';
+export type { ListenerLimits } from './http.js';
 export type { NodeStatus, PeerStatus, WhoIs, PingResult } from './status.js';
 export {
   FileStateStore,

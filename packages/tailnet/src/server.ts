@@ -3,7 +3,15 @@ import type { TailnetSocket } from './socket.js';
 
 interface TailnetServerEvents {
   connection: [TailnetSocket];
+  /** A connection past {@link TailnetServer.maxConnections} or the per-peer cap, closed at once. */
+  drop: [DroppedConnection];
   close: [];
+}
+
+/** What a 'drop' event says about the connection it closed. */
+export interface DroppedConnection {
+  remoteAddress: string;
+  reason: 'max-connections' | 'max-connections-per-peer';
 }
 
 /** The address a {@link TailnetServer} listens on, shaped like net.AddressInfo. */
@@ -18,8 +26,15 @@ export interface TailnetAddress {
  * 'connection' with a {@link TailnetSocket}. Nothing listens on a host interface.
  */
 export class TailnetServer extends EventEmitter<TailnetServerEvents> {
+  /** Like net.Server#maxConnections: open connections past this are closed as soon as accepted. */
+  maxConnections = Infinity;
+  /** The same cap per peer address, so one peer cannot use up {@link maxConnections} for all. */
+  maxConnectionsPerPeer = Infinity;
+  /** Connections closed at accept because of a cap, since the server started. */
+  dropped = 0;
   private closed = false;
   private readonly sockets = new Set<TailnetSocket>();
+  private readonly perPeer = new Map<string, number>();
 
   constructor(
     readonly port: number,
@@ -42,14 +57,39 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
 
   /** Called by the node for each accepted connection. */
   accept(socket: TailnetSocket): void {
+    const peer = socket.remoteAddress;
+    const fromPeer = this.perPeer.get(peer) ?? 0;
+    const over =
+      this.sockets.size >= this.maxConnections
+        ? 'max-connections'
+        : fromPeer >= this.maxConnectionsPerPeer
+          ? 'max-connections-per-peer'
+          : undefined;
+    if (over) {
+      this.dropped++;
+      socket.destroy();
+      this.emit('drop', { remoteAddress: peer, reason: over });
+      return;
+    }
     this.sockets.add(socket);
-    socket.once('tailnet-close', () => this.sockets.delete(socket));
+    this.perPeer.set(peer, fromPeer + 1);
+    socket.once('tailnet-close', () => {
+      this.sockets.delete(socket);
+      const left = (this.perPeer.get(peer) ?? 1) - 1;
+      if (left > 0) this.perPeer.set(peer, left);
+      else this.perPeer.delete(peer);
+    });
     this.emit('connection', socket);
   }
 
   /** Open connections accepted by this server. */
   get connections(): number {
     return this.sockets.size;
+  }
+
+  /** Open connections from one peer address. */
+  connectionsFrom(address: string): number {
+    return this.perPeer.get(address) ?? 0;
   }
 
   /**
