@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
+import { helpFlag, listenerFlags, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */
@@ -66,7 +66,7 @@ export const forwardFlags = {
   },
 } satisfies FlagSpecs;
 
-/** The tailnet listener of listen and expose. */
+/** The tailnet listener of listen and expose: its port and its bounds against slow or greedy peers. */
 export const portFlag = {
   port: {
     type: 'int',
@@ -75,6 +75,7 @@ export const portFlag = {
     describe: "port of krknc's listener on its tailnet address",
     check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
   },
+  ...listenerFlags('KRKNC'),
 } satisfies FlagSpecs;
 
 export function positive(n: number): string | undefined {

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, parseFlags, readyLine, type FlagSpecs } from '@krkn/cli-kit';
+import { ExitCode, helpText, listenerLimitsOf, parseFlags, readyLine, type FlagSpecs } from '@krkn/cli-kit';
 import { serveFastify, type TailnetNode } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, stateDirOf } from './config.js';
 import { classify, endToEndHeaders, openLocal, pairsFromRaw, parseForwardTo, reason, timeoutUntilAnswer } from './forward.js';
@@ -89,7 +89,7 @@ export async function expose(argv: string[]): Promise<number> {
       counted: () => requests++,
     });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!);
+    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
     const host = status.self.dnsName || status.self.addresses[0];
     listener = `http://${host}${flags.port === 80 ? '' : `:${flags.port}`}`;
     reporter.result(

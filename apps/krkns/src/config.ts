@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
+import { helpFlag, listenerFlags, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
 import { defaultCapabilityName } from '@krkn/hub-api';
 import { defaultRetryScheduleMs } from '@krkn/hub';
 import { defaultStateDir } from '@krkn/tailnet';
@@ -35,6 +35,7 @@ export const runFlags = {
     describe: 'port of the webhook listener on the tailnet address',
     check: (p: number) => (p >= 1 && p <= 65535 ? undefined : 'must be 1-65535'),
   },
+  ...listenerFlags('KRKNS'),
   tags: {
     type: 'list',
     env: 'KRKNS_TAGS',

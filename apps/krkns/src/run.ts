@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
+import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, listenerLimitsOf, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify } from '@krkn/tailnet';
@@ -65,7 +65,7 @@ export async function run(argv: string[]): Promise<number> {
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
     const api = await hub.app(identifyByWhois(node), listenerUrl);
-    await serveFastify(api, node, flags.port!);
+    await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);

@@ -19,3 +19,4 @@ export type { DiagnosticSpec, NodeAdminOptions, NodeCommandContext } from './nod
 export { bringUp, aborted } from './own-node.js';
 export type { OwnNode } from './own-node.js';
 export { helpFlag, loggingFlags, osHostLabel } from './common-flags.js';
+export { listenerFlags, listenerLimitsOf } from './listener-flags.js';

@@ -34,8 +34,6 @@ export const defaultListenerLimits: Readonly<ListenerLimits> = {
 
 // Node looks for expired headers and requests on this period; its default is 30 s.
 const maxTimeoutCheckMs = 1_000;
-// Dropped connections are logged once per peer per this period, not once per connection.
-const dropLogIntervalMs = 60_000;
 
 /**
  * Serves a fastify app on a port of the node's tailnet addresses, never on a host interface.
@@ -55,7 +53,6 @@ export async function serveFastify(
   const listener = node.listen(port);
   listener.maxConnections = bounds.maxConnections;
   listener.maxConnectionsPerPeer = bounds.maxConnectionsPerPeer;
-  logDrops(app, listener);
   const httpServer = app.server;
   app.addHook('onClose', async () => {
     listener.close();
@@ -88,17 +85,6 @@ function armTimeouts(httpServer: Server, bounds: ListenerLimits): void {
     bounds.headersTimeoutMs / 2,
   );
   httpServer.emit('listening');
-}
-
-function logDrops(app: FastifyInstance, listener: TailnetServer): void {
-  const lastLogged = new Map<string, number>();
-  listener.on('drop', ({ remoteAddress, reason }) => {
-    const now = Date.now();
-    if (now - (lastLogged.get(remoteAddress) ?? -Infinity) < dropLogIntervalMs) return;
-    lastLogged.set(remoteAddress, now);
-    for (const [peer, at] of lastLogged) if (now - at >= dropLogIntervalMs) lastLogged.delete(peer);
-    app.log.warn({ peer: remoteAddress, reason, dropped: listener.dropped }, 'tailnet listener at its connection cap: closing new connections');
-  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
 import type { TailnetSocket } from './socket.js';
 
 interface TailnetServerEvents {
@@ -13,6 +14,8 @@ export interface DroppedConnection {
   remoteAddress: string;
   reason: 'max-connections' | 'max-connections-per-peer';
 }
+
+const dropLogIntervalMs = 60_000;
 
 /** The address a {@link TailnetServer} listens on, shaped like net.AddressInfo. */
 export interface TailnetAddress {
@@ -36,10 +39,13 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
   private readonly sockets = new Set<TailnetSocket>();
   private readonly perPeer = new Map<string, number>();
 
+  private readonly dropLoggedAt = new Map<string, number>();
+
   constructor(
     readonly port: number,
     private readonly addressOf: () => string,
     private readonly onClose: () => void,
+    private readonly log: Logger,
   ) {
     super();
   }
@@ -68,6 +74,7 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
     if (over) {
       this.dropped++;
       socket.destroy();
+      this.logDrop(peer, over);
       this.emit('drop', { remoteAddress: peer, reason: over });
       return;
     }
@@ -85,6 +92,15 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
   /** Open connections accepted by this server. */
   get connections(): number {
     return this.sockets.size;
+  }
+
+  /** Once per peer per minute, not once per connection: a flood would flood the log too. */
+  private logDrop(peer: string, reason: DroppedConnection['reason']): void {
+    const now = Date.now();
+    if (now - (this.dropLoggedAt.get(peer) ?? -Infinity) < dropLogIntervalMs) return;
+    for (const [p, at] of this.dropLoggedAt) if (now - at >= dropLogIntervalMs) this.dropLoggedAt.delete(p);
+    this.dropLoggedAt.set(peer, now);
+    this.log.warn({ peer, reason, dropped: this.dropped }, 'connection cap reached: closing new connections');
   }
 
   /** Open connections from one peer address. */
