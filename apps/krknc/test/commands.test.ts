@@ -1,7 +1,9 @@
 // krknc send (the CI path), expose, status/logout and the errors a user meets, end to end against
 // a real krkns on a real (local) tailnet, with a native tailscaled peer.
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TailnetNode } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { LocalApp, krknc, krknsAdmin, runKrknc, startKrkns, stopAll, tempDir, until, type Krkns } from './helpers.js';
 
@@ -128,6 +130,40 @@ describe('krknc expose', () => {
       expect(app.received.length).toBe(before);
       await exposer.waitFor(/peer\.krkn\.test \(ci\)  POST \/secret  → 403 not in --allow/, 5_000);
     } finally {
+      expect(await exposer.stop('SIGINT')).toBe(0);
+    }
+  });
+
+  it('cuts a silent connection at --header-timeout and closes those past --max-connections-per-peer at once', async () => {
+    const exposer = krknc(['expose', ...node('bounded', ['--port', '8082', '--forward-to', app.url, '--header-timeout', '2s', '--max-connections-per-peer', '2'])], { TS_AUTHKEY: authKey });
+    await exposer.waitFor(/^krknc ready: node bounded\.krkn\.test/m, 60_000);
+    const raw = new TailnetNode({ hostname: 'raw', stateDir: join(state.dir, 'raw'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+    try {
+      await raw.up();
+      const started = performance.now();
+      const sockets = [];
+      for (let i = 0; i < 3; i++) sockets.push(await raw.dial('bounded', 8082));
+      const closedAt = sockets.map(
+        (s) =>
+          new Promise<{ ms: number; got: string }>((resolve) => {
+            let got = '';
+            s.on('data', (b: Buffer) => (got += b.toString()));
+            s.on('error', () => undefined);
+            const done = (): void => resolve({ ms: performance.now() - started, got });
+            s.once('end', done);
+            s.once('close', done);
+          }),
+      );
+      const [first, second, third] = await Promise.all(closedAt);
+      expect(third!.ms).toBeLessThan(1_500); // past the cap: closed as soon as accepted
+      for (const held of [first!, second!]) {
+        expect(held.got).toMatch(/^HTTP\/1\.1 408 /);
+        expect(held.ms).toBeGreaterThanOrEqual(2_000);
+        expect(held.ms).toBeLessThan(4_500);
+      }
+      for (const s of sockets) s.destroy();
+    } finally {
+      await raw.close();
       expect(await exposer.stop('SIGINT')).toBe(0);
     }
   });
