@@ -171,17 +171,23 @@ export class StateLock {
   static acquire(dir: string): StateLock {
     ensurePrivateDir(dir);
     const path = join(dir, lockFileName);
-    for (let attempt = 0; attempt < maxLockAttempts; attempt++) {
+    const deadline = Date.now() + takeoverWaitMs;
+    for (;;) {
       const me = newOwner(); // fresh each attempt: a marker left by an earlier attempt names a dead claim
       if (linkExclusive(path, me)) return StateLock.held(dir, path, me);
       const current = readOwner(path);
-      if (current === undefined) continue; // released meanwhile
-      if (isLive(current)) throw lockedBy(dir, current);
-      const outcome = takeOver(path, current, me);
+      if (current !== undefined && isLive(current)) throw lockedBy(dir, current);
+      const outcome = current === undefined ? 'retry' : takeOver(path, current, me); // undefined: released meanwhile
       if (outcome === 'taken') return StateLock.held(dir, path, me);
-      if (outcome !== 'retry') throw lockedBy(dir, outcome);
+      // The lock is changing hands (a live rival is taking a stale lock over): that ends within
+      // milliseconds, and the error should name whoever then holds the lock, so look again.
+      if (Date.now() > deadline) {
+        throw outcome === 'retry'
+          ? new TailnetError('STATE_LOCKED', `cannot take the lock ${path}: it keeps changing hands`)
+          : lockedBy(dir, outcome);
+      }
+      if (outcome !== 'retry') sleepSync(5);
     }
-    throw new TailnetError('STATE_LOCKED', `cannot take the lock ${path}: it keeps changing hands`);
   }
 
   /** The pid of the live process holding dir's lock, if any. */
@@ -212,7 +218,8 @@ process.on('exit', () => {
   for (const lock of heldLocks.values()) lock.release();
 });
 
-const maxLockAttempts = 20;
+// How long acquire() keeps looking while the lock changes hands (stale takeovers under way).
+const takeoverWaitMs = 2_000;
 const takeoverPrefix = `${lockFileName}.takeover-`;
 // A takeover finishes in milliseconds; a marker this old can no longer be read as current by anyone.
 const takeoverMarkerTtlMs = 60_000;
@@ -324,6 +331,10 @@ function linkExclusive(path: string, owner: LockOwner): boolean {
   } finally {
     rmSync(tmp, { force: true });
   }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function removeOldTakeoverMarkers(dir: string): void {
