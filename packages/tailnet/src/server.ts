@@ -15,6 +15,7 @@ export interface DroppedConnection {
   reason: 'max-connections' | 'max-connections-per-peer';
 }
 
+// A peer at a cap is logged once per this period, not once per connection (a flood would flood the log).
 const dropLogIntervalMs = 60_000;
 
 /** The address a {@link TailnetServer} listens on, shaped like net.AddressInfo. */
@@ -38,7 +39,6 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
   private closed = false;
   private readonly sockets = new Set<TailnetSocket>();
   private readonly perPeer = new Map<string, number>();
-
   private readonly dropLoggedAt = new Map<string, number>();
 
   constructor(
@@ -94,7 +94,6 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
     return this.sockets.size;
   }
 
-  /** Once per peer per minute, not once per connection: a flood would flood the log too. */
   private logDrop(peer: string, reason: DroppedConnection['reason']): void {
     const now = Date.now();
     if (now - (this.dropLoggedAt.get(peer) ?? -Infinity) < dropLogIntervalMs) return;
