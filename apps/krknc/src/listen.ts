@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import { ExitCode, helpText, listenerLimitsOf, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
 import { deliveryHeaders, type HubClient, type SubscribeRequest } from '@krkn/hub-api';
 import { topicPatternError } from '@krkn/policy';
 import { serveFastify } from '@krkn/tailnet';
@@ -94,7 +94,7 @@ export async function listen(argv: string[]): Promise<number> {
     state.local = local;
     const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!);
+    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
     const sub = await hub.subscribe(subscribe).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));

@@ -8,6 +8,7 @@ import { endToEndHeaders, parseForwardTo } from '../src/forward.js';
 import { parseSince } from '../src/replay.js';
 import { parseHeaders, readData, takeHeaders } from '../src/send.js';
 import { parseServer } from '../src/server.js';
+import { isAllowed, isSpoofable } from '../src/expose.js';
 import { tempDir } from './helpers.js';
 
 const dir = tempDir();
@@ -123,5 +124,33 @@ describe('SeenEvents', () => {
     expect([again.has('evt_a'), again.has('evt_b'), again.size]).toEqual([true, true, 2]);
     again.add('evt_d');
     expect(SeenEvents.open(path).has('evt_d')).toBe(true);
+  });
+});
+
+describe('expose --allow', () => {
+  const alice = { user: 'alice@example.com', tags: [] };
+  const ciRunner = { user: 'tagged-devices', tags: ['tag:ci'] };
+  it.each([
+    [alice, 'alice@example.com', true],
+    [alice, 'ALICE@example.com', true],
+    [alice, 'alice@', true],
+    [alice, '@example.com', true],
+    [alice, 'alice@other.example', false],
+    [alice, '@ample.com', false],
+    [alice, 'tag:ci', false],
+    [ciRunner, 'tag:ci', true],
+    [ciRunner, 'tag:cd', false],
+    // a tagged node's user is the tag owner's placeholder, never a person
+    [ciRunner, 'tagged-devices@', false],
+    [{ user: '', tags: [] }, '@', false],
+  ])('%o matched by %s: %s', (caller, entry, allowed) => {
+    expect(isAllowed(caller, [entry])).toBe(allowed);
+  });
+
+  it('recognises spoofable identity headers in any spelling', () => {
+    for (const h of ['Forwarded', 'X-Real-IP', 'X-Forwarded-Proto', 'x_forwarded_for', 'X_Krkn_Caller', 'x-krkn-caller-user']) {
+      expect(isSpoofable(h), h).toBe(true);
+    }
+    for (const h of ['X-Hub-Signature-256', 'Authorization', 'X-Krkn-Event-Id', 'X-Forwarded']) expect(isSpoofable(h), h).toBe(false);
   });
 });

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import {
   controlUrlFlag,
   helpFlag,
+  listenerFlags,
   loggingFlags,
   osHostLabel,
   positive,
@@ -48,6 +49,7 @@ export const runFlags = {
     describe: 'port of the webhook listener on the tailnet address',
     check: tcpPort,
   },
+  ...listenerFlags('KRKNS'),
   ...tagsFlag('KRKNS', 'tag:krkn'),
   ephemeral: { type: 'bool', env: 'KRKNS_EPHEMERAL', default: false, describe: 'register as an ephemeral node (removed when it stops)' },
   'body-limit': { type: 'size', env: 'KRKNS_BODY_LIMIT', default: 10 * 1024 * 1024, describe: 'largest webhook body accepted (413 above)', check: positive },

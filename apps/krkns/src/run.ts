@@ -6,6 +6,7 @@ import {
   bringUp,
   helpText,
   listenAdminSocket,
+  listenerLimitsOf,
   loggerFromFlags,
   parseFlags,
   readyLine,
@@ -65,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
     const api = await hub.app(identifyByWhois(node), listenerUrl);
-    await serveFastify(api, node, flags.port!);
+    await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);

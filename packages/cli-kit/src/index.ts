@@ -29,3 +29,4 @@ export {
   tagsFlag,
   tcpPort,
 } from './common-flags.js';
+export { listenerFlags, listenerLimitsOf } from './listener-flags.js';

@@ -367,6 +367,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         this.servers.delete(port);
         void engine.call('unlisten', [port]).catch(() => undefined);
       },
+      this.log.child({ component: 'listener', port }),
     );
     this.servers.set(port, server);
     void engine.call('listen', [port]);
