@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DueDelivery } from '@krkn/hub-store';
+import { monotonicClock, type Clock } from './clock.js';
 import { asError } from './errors.js';
 import type { DeliveryStore } from './ports.js';
 
@@ -20,6 +21,8 @@ export interface DelivererOptions {
   retryScheduleMs: number[];
   maxConcurrent: number;
   logger: Logger;
+  /** Default: a {@link monotonicClock} made with the deliverer. */
+  now?: Clock;
 }
 
 // An unreachable subscriber is probed again after half the time it has been away, within these bounds.
@@ -33,7 +36,7 @@ const storeRetryMs = 1_000;
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
  * in receipt order while nothing fails), up to maxConcurrent subscribers at once. Time is read
- * with Date.now() and waited with setTimeout, so tests drive it with fake timers.
+ * with a monotonic clock and waited with setTimeout, so tests drive it with fake timers.
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
@@ -43,12 +46,15 @@ export class Deliverer {
   /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
   private scanning = false;
   private scanAgain = false;
+  private readonly now: Clock;
 
   constructor(
     private readonly store: DeliveryStore,
     private readonly send: SendAttempt,
     private readonly opts: DelivererOptions,
-  ) {}
+  ) {
+    this.now = opts.now ?? monotonicClock();
+  }
 
   /** Attempts in flight now. */
   get active(): number {
@@ -108,13 +114,13 @@ export class Deliverer {
   private async launchDue(): Promise<void> {
     const room = this.opts.maxConcurrent - this.busy.size;
     if (room <= 0) return;
-    const due = await this.store.dueDeliveries(Date.now(), this.busy, room);
+    const due = await this.store.dueDeliveries(this.now(), this.busy, room);
     for (const d of due) if (!this.stopped) this.launch(d);
   }
 
   private async untilNextDue(): Promise<number> {
     const next = await this.store.nextDueAt();
-    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - Date.now()));
+    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - this.now()));
   }
 
   private launch(due: DueDelivery): void {
@@ -137,14 +143,14 @@ export class Deliverer {
     const { delivery, event, subscription } = due;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
-    const startedAt = Date.now();
+    const startedAt = this.now();
     let outcome: AttemptOutcome;
     try {
       outcome = await this.send(due, attempt);
     } catch (err) {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
-    const now = Date.now();
+    const now = this.now();
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);

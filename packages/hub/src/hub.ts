@@ -6,6 +6,7 @@ import { topicMatches } from '@krkn/policy';
 import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
+import { monotonicClock } from './clock.js';
 import { HubError, asError } from './errors.js';
 import { dedupeKeyOf } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
@@ -54,6 +55,8 @@ export class Hub implements HubUseCases {
   private readonly node: HubNode;
   private readonly log: Logger;
   private readonly deliverer: Deliverer;
+  /** Every time the hub stores or compares: immune to wall-clock jumps (see monotonicClock). */
+  private readonly now = monotonicClock();
   private pruneTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
@@ -70,6 +73,7 @@ export class Hub implements HubUseCases {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
+      now: this.now,
     });
   }
 
@@ -128,7 +132,7 @@ export class Hub implements HubUseCases {
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
-    const { event, duplicate } = await this.store.publish(stored, topicMatches);
+    const { event, duplicate } = await this.store.publish(stored, topicMatches, this.now());
     if (!duplicate) this.deliverer.kick();
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
@@ -143,7 +147,7 @@ export class Hub implements HubUseCases {
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
-    const sub = await this.store.subscribe({ ...owner, port, path, topics });
+    const sub = await this.store.subscribe({ ...owner, port, path, topics }, this.now());
     this.deliverer.kick();
     this.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
     return subscriptionInfo(sub);
@@ -183,7 +187,7 @@ export class Hub implements HubUseCases {
     const event = await this.readableEvent(caller, id);
     let deliveries: number;
     try {
-      deliveries = await this.store.redeliver(event.id, topicMatches);
+      deliveries = await this.store.redeliver(event.id, topicMatches, this.now());
     } catch (err) {
       // Pruned between the read above and now.
       if (err instanceof StoreError && err.code === 'NOT_FOUND') throw new HubError('EVENT_NOT_FOUND', err.message);
@@ -234,7 +238,7 @@ export class Hub implements HubUseCases {
 
   private async prune(): Promise<void> {
     try {
-      const n = await this.store.prune(Date.now() - this.config.retentionMs);
+      const n = await this.store.prune(this.now() - this.config.retentionMs);
       if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
     } catch (err) {
       this.log.error({ err: asError(err) }, 'cannot prune events past retention');
@@ -249,7 +253,7 @@ export class Hub implements HubUseCases {
       const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
       for (const sub of offline) {
         if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
-          await this.store.wake(sub.id);
+          await this.store.wake(sub.id, this.now());
           this.deliverer.kick();
         }
       }
