@@ -197,7 +197,7 @@ export class Hub implements HubUseCases {
     return { id: event.id, deliveries };
   }
 
-  async status(): Promise<HubStatus> {
+  async status(caller: Caller): Promise<HubStatus> {
     const s = await this.store.stats();
     const node = this.node;
     return {
@@ -216,7 +216,8 @@ export class Hub implements HubUseCases {
         inFlight: this.deliverer.active,
         oldestPendingAt: s.oldestPendingAt === null ? null : new Date(s.oldestPendingAt).toISOString(),
       },
-      ...(node.loginUrl ? { loginUrl: node.loginUrl } : {}),
+      // Whoever opens the URL first owns this node's next registration: the operator only.
+      ...(node.loginUrl && caller.kind === 'admin' ? { loginUrl: node.loginUrl } : {}),
     };
   }
 

@@ -38,7 +38,6 @@ export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub
   });
 
   app.get('/healthz', async () => ({ ok: true }));
-  app.get('/status', async () => hub.status());
 
   await app.register(async (identified) => {
     const callers = new WeakMap<FastifyRequest, Caller>();
@@ -48,6 +47,7 @@ export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub
       if (caller === undefined) throw new HubError('INTERNAL', 'request without an identified caller');
       return caller;
     };
+    identified.get('/status', async (req) => hub.status(callerOf(req)));
     await identified.register(publishRoute, { hub, callerOf, bodyLimit });
     eventRoutes(identified, hub, callerOf);
     subscriptionRoutes(identified, hub, callerOf);
@@ -143,13 +143,22 @@ function hostOf(v: unknown): string {
 
 /** Decodes the query of `GET /events`. */
 function eventsQuery(raw: unknown): EventsQuery {
-  const q = raw as Record<string, string | undefined>;
+  const q = singleValued(raw);
   return {
     ...(q.topic === undefined ? {} : { topic: q.topic }),
     ...(q.after ? { after: q.after } : {}),
     ...(q.since ? { since: parseSince(q.since) } : {}),
     limit: parseLimit(q.limit),
   };
+}
+
+/** A query as name -> value; a parameter given twice (fastify parses it as a list) is a BAD_REQUEST. */
+function singleValued(raw: unknown): Record<string, string | undefined> {
+  const q = (raw ?? {}) as Record<string, unknown>;
+  for (const [name, value] of Object.entries(q)) {
+    if (typeof value !== 'string') throw new HubError('BAD_REQUEST', `query parameter "${name}" must be given once`);
+  }
+  return q as Record<string, string>;
 }
 
 function parseSince(s: string): number {

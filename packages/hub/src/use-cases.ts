@@ -53,5 +53,6 @@ export interface HubUseCases {
   getEvent(caller: Caller, id: string): Promise<EventWithBody>;
   /** Owes the event again to every subscription matching it now; answers how many. */
   redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
-  status(): Promise<HubStatus>;
+  /** The hub's health and queue; a pending login URL only for the admin socket. */
+  status(caller: Caller): Promise<HubStatus>;
 }

@@ -27,7 +27,7 @@ export class FakeNode extends EventEmitter<{ peers: [] }> implements HubNode {
   readonly self = { name: 'hub.krkn.test' };
   readonly addresses = ['100.64.0.1'];
   readonly state = 'Running';
-  readonly loginUrl = undefined;
+  loginUrl: string | undefined = undefined;
   peers: { online: boolean; addresses: string[] }[] = [];
 
   async status(): Promise<{ peers: { online: boolean; addresses: string[] }[] }> {

@@ -111,6 +111,8 @@ describe('publish', () => {
     ['a//b', 'an empty segment'],
     ['ci/bu ild', 'a space'],
     ['ci/*', 'a wildcard'],
+    ['ci/сборка', 'letters beyond Latin-1'],
+    ['ci/🚀', 'an emoji'],
   ])('answers 400 BAD_TOPIC for %s (%s)', async (topic) => {
     const res = await publish('ci', encodeURI(topic));
     expect([res.status, errorCode(res)]).toEqual([400, 'BAD_TOPIC']);
@@ -224,6 +226,15 @@ describe('events', () => {
     expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
   });
 
+  it.each(['topic=ci/*&topic=ci/**', 'limit=1&limit=2', 'after=a&after=b', 'since=1&since=2'])(
+    'answers 400 BAD_REQUEST, not 500, to a repeated query parameter (%s)',
+    async (query) => {
+      const res = await call('admin', 'GET', `/events?${query}`);
+      expect([res.status, errorCode(res)]).toEqual([400, 'BAD_REQUEST']);
+      expect((res.json() as { error: { message: string } }).error.message).toMatch(/must be given once/);
+    },
+  );
+
   it('serves one event with its headers and body, or 404 / 403', async () => {
     const id = ((await publish('ci', 'ci/build', 'hello', 'text/plain')).json() as { id: string }).id;
     type Detail = { event: { bodyBase64: string; contentType: string } };
@@ -252,14 +263,21 @@ describe('events', () => {
 });
 
 describe('the hub', () => {
-  it('answers 404 NOT_FOUND for an unknown route and serves /healthz and /status without identifying', async () => {
+  it('answers 404 NOT_FOUND for an unknown route, serves /healthz without identifying, /status to callers', async () => {
     const nope = await call('ci', 'GET', '/nope');
     expect([nope.status, errorCode(nope)]).toEqual([404, 'NOT_FOUND']);
     expect((await call(undefined, 'GET', '/healthz')).json()).toEqual({ ok: true });
     await publish('ci', 'ci/build');
-    const status = (await call(undefined, 'GET', '/status')).json() as HubStatus;
+    const status = (await call('stranger', 'GET', '/status')).json() as HubStatus;
     const expected = { node: { name: 'hub.krkn.test' }, listener: 'http://hub.krkn.test', storage: { events: 1 } };
     expect(status).toMatchObject(expected);
+  });
+
+  it('shows a pending login URL on /status to the admin socket only', async () => {
+    node.loginUrl = 'http://127.0.0.1:9/register/abc'; // whoever opens it first owns the next registration
+    const asPeer = (await call('ci', 'GET', '/status')).json() as HubStatus;
+    const asAdmin = (await call('admin', 'GET', '/status')).json() as HubStatus;
+    expect([asPeer.loginUrl, asAdmin.loginUrl]).toEqual([undefined, 'http://127.0.0.1:9/register/abc']);
   });
 
   it('answers 500 INTERNAL without the details when the store fails', async () => {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CAPABILITY_NAME, parseWebhookCapability, topicAllowed, topicMatches, topicPatternError } from '@krkn/policy';
+import {
+  DEFAULT_CAPABILITY_NAME,
+  parseWebhookCapability,
+  topicAllowed,
+  topicError,
+  topicMatches,
+  topicPatternError,
+} from '@krkn/policy';
 import type { EffectiveGrant } from '@krkn/policy';
 
 function ok(values: unknown[]): EffectiveGrant {
@@ -53,6 +60,12 @@ describe('topicMatches', () => {
     expect(topicPatternError('a b')).toMatch(/invalid segment "a b"/);
     expect(topicPatternError('')).toBe('empty topic pattern');
     expect(topicPatternError('stripe/invoice.paid')).toBeUndefined();
+  });
+
+  it('admits Latin-1 but nothing beyond it (a topic travels in a header of every delivery)', () => {
+    expect(topicError('café/commande')).toBeUndefined();
+    expect(topicError('ci/сборка')).toMatch(/beyond Latin-1/);
+    expect(topicPatternError('ci/🚀/*')).toMatch(/beyond Latin-1/);
   });
 });
 
