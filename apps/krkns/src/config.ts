@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { helpFlag, loggingFlags, osHostLabel, type FlagSpecs, type Flags } from '@krkn/cli-kit';
 import { defaultCapabilityName } from '@krkn/hub-api';
-import { defaultRetryScheduleMs } from '@krkn/hub';
+import { defaultCredentialHeaders, defaultRetryScheduleMs } from '@krkn/hub';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
@@ -60,8 +60,20 @@ export const runFlags = {
     describe: 'callers also need an app-capability grant listing their topics',
   },
   capability: { type: 'string', env: 'KRKNS_CAPABILITY', default: defaultCapabilityName, describe: 'name of that app capability' },
+  'credential-header': {
+    type: 'list',
+    env: 'KRKNS_CREDENTIAL_HEADERS',
+    default: [],
+    describe: `more headers the events API never returns (always: ${defaultCredentialHeaders.join(', ')}); deliveries keep them`,
+    check: (names: string[]) => names.map(headerNameProblem).find(Boolean),
+  },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
+
+// An HTTP token (RFC 9110 field-name).
+function headerNameProblem(name: string): string | undefined {
+  return /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name) ? undefined : `${name} is not a header name`;
+}
 
 function positive(n: number): string | undefined {
   return n > 0 ? undefined : 'must be greater than zero';

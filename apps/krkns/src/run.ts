@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
-import { Hub, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
@@ -51,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
       requireCapability: flags['require-capability']!,
       capabilityName: flags.capability!,
       maxConcurrentDeliveries: 16,
+      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']!],
     },
   });
   const admin = await hub.app(identifyAdmin);

@@ -74,9 +74,15 @@ export interface EventMeta {
   deliveries: DeliveryInfo[];
 }
 
-/** `GET /events/:id`: metadata, the original headers and the raw body (base64). */
+/**
+ * `GET /events/:id`: metadata, the original headers and the raw body (base64). Credential headers
+ * (Authorization, Cookie, Proxy-Authorization and those krkns is configured with) are left out of
+ * `headers` and named in `withheldHeaders`; deliveries still carry them.
+ */
 export interface EventDetail extends EventMeta {
   headers: [string, string][];
+  /** Lower-case names of the headers left out, each once. */
+  withheldHeaders: string[];
   bodyBase64: string;
 }
 

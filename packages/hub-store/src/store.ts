@@ -392,10 +392,10 @@ export class HubStore {
   }
 
   /**
-   * Owes an event again to every subscription that matches it now, from attempt one. Returns
-   * how many deliveries were (re)scheduled.
+   * Owes an event again to every subscription that matches it now (only those of node `nodeId`
+   * when given), from attempt one. Returns how many deliveries were (re)scheduled.
    */
-  redeliver(eventId: string, matches: (pattern: string, topic: string) => boolean, now = Date.now()): number {
+  redeliver(eventId: string, matches: (pattern: string, topic: string) => boolean, now = Date.now(), nodeId?: string): number {
     const event = this.getEvent(eventId);
     if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
     return this.db.transaction(() => {
@@ -405,7 +405,7 @@ export class HubStore {
          ON CONFLICT (subscription_id, event_seq) DO UPDATE SET state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at,
            last_error = NULL, last_status = NULL, updated_at = excluded.updated_at`,
       );
-      for (const sub of this.listSubscriptions()) {
+      for (const sub of this.listSubscriptions(nodeId)) {
         if (sub.topics.some((p) => matches(p, event.topic))) n += upsert.run(sub.id, event.seq, now, now).changes;
       }
       return n;

@@ -11,7 +11,7 @@ export interface AuthorizeConfig {
 }
 
 /**
- * Checks that the caller may publish to, or subscribe to (and read), a topic. With
+ * Checks that the caller may publish to, subscribe to, or read (pull stored events of) a topic. With
  * requireCapability, a peer needs an app-capability grant naming the topic; the admin socket
  * may do everything.
  */
@@ -35,10 +35,10 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: Topic
   }
 }
 
-/** Whether the caller may read events of `topic` (the subscribe right). */
+/** Whether the caller may read stored events of `topic` (the read right). */
 export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
   try {
-    authorize(config, caller, 'subscribe', topic);
+    authorize(config, caller, 'read', topic);
     return true;
   } catch (err) {
     if (err instanceof HubError) return false;

@@ -8,7 +8,7 @@ import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
 import { monotonicClock } from './clock.js';
 import { HubError, asError } from './errors.js';
-import { dedupeKeyOf } from './headers.js';
+import { dedupeKeyOf, withoutHeaders } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
@@ -27,6 +27,11 @@ export interface HubConfig extends AuthorizeConfig {
   deliveryTimeoutMs: number;
   /** Subscribers attempted at once (default 16). */
   maxConcurrentDeliveries: number;
+  /**
+   * Header names the events API never hands out (credentials): defaultCredentialHeaders plus any
+   * the operator adds. Stored bytes and deliveries keep them.
+   */
+  credentialHeaders: readonly string[];
 }
 
 /** The GitHub-like retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
@@ -180,14 +185,19 @@ export class Hub implements HubUseCases {
 
   async getEvent(caller: Caller, id: string): Promise<EventWithBody> {
     const event = await this.readableEvent(caller, id);
-    return { ...(await this.metaOf(event)), headers: event.headers, body: event.body };
+    const { kept, withheld } = withoutHeaders(event.headers, this.config.credentialHeaders);
+    return { ...(await this.metaOf(event)), headers: kept, withheldHeaders: withheld, body: event.body };
   }
 
   async redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }> {
-    const event = await this.readableEvent(caller, id);
+    const event = await this.store.getEvent(id);
+    if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
+    authorize(this.config, caller, 'subscribe', event.topic);
+    // A peer re-queues only its own subscriptions: asking again must not flood everyone else's.
+    const onlyNode = caller.kind === 'peer' ? caller.nodeId : undefined;
     let deliveries: number;
     try {
-      deliveries = await this.store.redeliver(event.id, topicMatches, this.now());
+      deliveries = await this.store.redeliver(event.id, topicMatches, this.now(), onlyNode);
     } catch (err) {
       // Pruned between the read above and now.
       if (err instanceof StoreError && err.code === 'NOT_FOUND') throw new HubError('EVENT_NOT_FOUND', err.message);
@@ -224,7 +234,7 @@ export class Hub implements HubUseCases {
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
     const event = await this.store.getEvent(id);
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
-    authorize(this.config, caller, 'subscribe', event.topic);
+    authorize(this.config, caller, 'read', event.topic);
     return event;
   }
 

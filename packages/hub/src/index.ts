@@ -4,6 +4,7 @@
  * delivery loop with retries and offline queues.
  */
 export { Hub, defaultRetryScheduleMs } from './hub.js';
+export { defaultCredentialHeaders } from './headers.js';
 export type { HubConfig, HubOptions } from './hub.js';
 export type { HubNode, HubStorage } from './ports.js';
 export type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';

@@ -44,7 +44,8 @@ export interface HubStorage extends DeliveryStore {
   getEvent(id: string): Awaitable<StoredEvent | undefined>;
   listEvents(q: EventQuery): Awaitable<StoredEvent[]>;
   deliveriesOf(eventId: string): Awaitable<Delivery[]>;
-  redeliver(eventId: string, matches: TopicMatcher, now: number): Awaitable<number>;
+  /** Re-queues an event from attempt one to the subscriptions matching it: only node `nodeId`'s when given. */
+  redeliver(eventId: string, matches: TopicMatcher, now: number, nodeId?: string): Awaitable<number>;
   subscribe(
     input: Omit<Subscription, 'id' | 'createdAt' | 'updatedAt' | 'offlineSince'>,
     now: number,

@@ -2,13 +2,14 @@
 // header instead of WhoIs, deliveries recorded instead of sent.
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { HubStatus } from '@krkn/hub-api';
+import type { EventDetail, HubStatus } from '@krkn/hub-api';
 import type { HubStore } from '@krkn/hub-store';
-import { Hub, HubError, type Caller, type Identify } from '@krkn/hub';
+import { Hub, HubError, defaultCredentialHeaders, type Caller, type Identify } from '@krkn/hub';
 import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
 
 const capability = 'krkn.dev/cap/webhooks';
-const peer = (name: string, ip: string, grant?: { publish?: string[]; subscribe?: string[] }): Caller => ({
+type Grant = { publish?: string[]; subscribe?: string[]; read?: string[] };
+const peer = (name: string, ip: string, grant?: Grant): Caller => ({
   kind: 'peer',
   ip,
   nodeId: `n-${name}`,
@@ -18,8 +19,9 @@ const peer = (name: string, ip: string, grant?: { publish?: string[]; subscribe?
   capMap: grant ? { [capability]: [grant] } : {},
 });
 const callers: Record<string, Caller> = {
-  ci: peer('ci', '100.64.0.10', { publish: ['ci/**'], subscribe: ['ci/**'] }),
-  dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'] }),
+  ci: peer('ci', '100.64.0.10', { publish: ['ci/**'], subscribe: ['ci/**'], read: ['ci/**'] }),
+  dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'], read: ['ci/*'] }),
+  pushOnly: peer('push', '100.64.0.13', { subscribe: ['ci/**'] }),
   stranger: peer('stranger', '100.64.0.12'),
   admin: { kind: 'admin' },
 };
@@ -54,6 +56,7 @@ beforeEach(async () => {
       requireCapability: true,
       capabilityName: capability,
       maxConcurrentDeliveries: 4,
+      credentialHeaders: [...defaultCredentialHeaders, 'X-Shop-Token'],
     },
   });
   app = await hub.app(identify, 'http://hub.krkn.test');
@@ -249,14 +252,49 @@ describe('events', () => {
     expect([hidden.status, errorCode(hidden)]).toEqual([403, 'MISSING_CAPABILITY']);
   });
 
-  it('redelivers an event (202) from attempt one to every matching subscription', async () => {
-    await subscribe('ci', { topics: ['ci/*'], port: 80 });
+  it('lets a subscribe grant push events but not pull them: reading needs the read grant', async () => {
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
-    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    expect((await subscribe('pushOnly', { topics: ['ci/**'], port: 80 })).status).toBe(201);
+    const one = await call('pushOnly', 'GET', `/events/${id}`);
+    expect([one.status, errorCode(one)]).toEqual([403, 'MISSING_CAPABILITY']);
+    expect((await call('pushOnly', 'GET', `/events/${id}/body`)).status).toBe(403);
+    expect((await call('pushOnly', 'GET', '/events')).json()).toEqual({ events: [] });
+  });
+
+  it('never returns credential headers (default and configured) through the API; the store keeps them', async () => {
+    const secret = {
+      authorization: 'Bearer s3cret',
+      cookie: 'session=abc',
+      'proxy-authorization': 'Basic eA==',
+      'x-shop-token': 'tok',
+      'x-hub-signature-256': 'sha256=00',
+    };
+    const headers = { ...secret, 'content-type': 'text/plain', 'x-test-caller': 'ci' };
+    const id = (await app.inject({ method: 'POST', url: '/hooks/ci/build', headers, payload: 'x' })).json<{ id: string }>().id;
+    for (const as of ['ci', 'admin']) {
+      const { event } = (await call(as, 'GET', `/events/${id}`)).json() as { event: EventDetail };
+      const names = event.headers.map(([k]) => k.toLowerCase());
+      expect(names).toContain('x-hub-signature-256');
+      expect(names.filter((n) => n in secret && n !== 'x-hub-signature-256')).toEqual([]);
+      // (Proxy-Authorization is hop-by-hop: never stored, so never withheld either.)
+      expect(event.withheldHeaders.sort()).toEqual(['authorization', 'cookie', 'x-shop-token']);
+    }
+    const stored = store.getEvent(id)!.headers.map(([k, v]) => `${k.toLowerCase()}: ${v}`);
+    expect(stored).toEqual(expect.arrayContaining(['authorization: Bearer s3cret', 'x-shop-token: tok']));
+  });
+
+  it('redelivers an event (202) from attempt one: a peer to its own subscriptions, the admin socket to all', async () => {
+    const own = ((await subscribe('ci', { topics: ['ci/*'], port: 80 })).json() as { subscription: { id: string } });
+    await subscribe('dev', { topics: ['ci/*'], port: 80 });
+    const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
+    await until(() => store.deliveriesOf(id).filter((d) => d.state === 'delivered').length === 2);
     const res = await call('ci', 'POST', `/events/${id}/redeliver`);
     expect([res.status, res.json()]).toEqual([202, { id, deliveries: 1 }]);
-    await until(() => rec.sent.length === 2);
-    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual([[id, 1], [id, 1]]);
+    await until(() => rec.sent.length === 3);
+    expect(rec.sent[2]).toMatchObject({ event: id, subscription: own.subscription.id, attempt: 1 });
+    const all = await call('admin', 'POST', `/events/${id}/redeliver`);
+    expect([all.status, all.json()]).toEqual([202, { id, deliveries: 2 }]);
+    await until(() => rec.sent.length === 5);
     const missing = await call('ci', 'POST', '/events/evt_nope/redeliver');
     expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
   });
