@@ -45,3 +45,21 @@ export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string):
     throw err;
   }
 }
+
+/**
+ * The authorisation mode and what any peer may do in it, in one line: krkns logs it at start and
+ * `doctor` reports it.
+ */
+export function authorizationSummary(config: AuthorizeConfig): string {
+  const always = 'credential headers are never returned; a peer redelivers only to its own subscriptions';
+  if (!config.requireCapability) {
+    return (
+      'open mode (--require-capability off): any peer the tailnet policy lets reach krkns may publish, ' +
+      `subscribe and read on every topic; ${always}`
+    );
+  }
+  return (
+    `capability mode (${config.capabilityName}): a peer may publish, subscribe and read only the topics ` +
+    `its grant lists for each, and nothing without a grant; ${always}`
+  );
+}

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
-import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
+import { authorizationSummary, authorize, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
 import { monotonicClock } from './clock.js';
@@ -101,8 +101,10 @@ export class Hub implements HubUseCases {
     return app;
   }
 
-  /** Starts delivering and pruning. */
+  /** Starts delivering and pruning; logs the authorisation mode. */
   start(): void {
+    const { requireCapability, capabilityName } = this.config;
+    this.log.info({ requireCapability, capabilityName }, `authorisation: ${authorizationSummary(this.config)}`);
     this.deliverer.start();
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
