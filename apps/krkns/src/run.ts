@@ -66,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     await listenAdminSocket(admin, paths.adminSocket);
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
-    const api = await hub.app(identifyByWhois(node), listenerUrl);
+    const api = await hub.app(identifyByWhois(node), { url: listenerUrl, guardBrowsers: true });
     await serveFastify(api, node, flags.port!);
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');

@@ -132,6 +132,32 @@ describe('publishing', () => {
   });
 });
 
+describe('browsers on tailnet devices', () => {
+  const post = (path: string, headers: Record<string, string>, body: string) =>
+    tailnetFetch(publisher, `${hubUrl}${path}`, { method: 'POST', headers, body });
+  const codeOf = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+
+  it('answers 421 to a forged Host (what `curl --resolve evil.example:80:<ip>` sends) and stores nothing', async () => {
+    const before = (await clientFor(publisher).listEvents({ topic: 'rebind/**' })).length;
+    const res = await post('/hooks/rebind/x', { host: 'evil.example', 'content-type': 'text/plain' }, 'x');
+    expect([res.status, await codeOf(res)]).toEqual([421, 'MISDIRECTED_HOST']);
+    const read = await tailnetFetch(publisher, `${hubUrl}/events`, { headers: { host: 'evil.example:80' } });
+    expect(read.status).toBe(421);
+    expect((await clientFor(publisher).listEvents({ topic: 'rebind/**' })).length).toBe(before);
+  });
+
+  it('refuses a form-style cross-site POST, and serves stored bodies as sandboxed attachments', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' };
+    const res = await post('/hooks/forms/x', { ...form, 'sec-fetch-site': 'cross-site' }, 'a=1');
+    expect([res.status, await codeOf(res)]).toEqual([403, 'CROSS_SITE']);
+    const { id } = (await (await post('/hooks/forms/x', { 'content-type': 'text/html' }, '<b>hi</b>')).json()) as { id: string };
+    const body = await tailnetFetch(publisher, `${hubUrl}/events/${id}/body`);
+    expect(body.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(body.headers.get('content-disposition')).toMatch(/^attachment/);
+    expect(body.headers.get('content-security-policy')).toMatch(/^sandbox/);
+  });
+});
+
 describe('delivery', () => {
   it('delivers the raw body and the signature headers byte for byte, with the krkn headers', async () => {
     const sub = new Subscriber('sub-exact');

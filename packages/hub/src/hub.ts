@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
+import { ownHostsOf } from './browser-guard.js';
 import { authorizationSummary, authorize, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
@@ -87,9 +88,13 @@ export class Hub implements HubUseCases {
     return this.closingFlag;
   }
 
-  /** A fastify app with the hub's routes; `identify` decides who the caller is. */
-  async app(identify: Identify, listenerUrl = ''): Promise<FastifyInstance> {
-    if (listenerUrl) this.listenerUrl = listenerUrl;
+  /**
+   * A fastify app with the hub's routes; `identify` decides who the caller is. The tailnet
+   * listener passes its URL and `guardBrowsers` (Host, cross-site and form checks, see
+   * checkBrowserRequest); the admin socket passes neither.
+   */
+  async app(identify: Identify, listener: { url?: string; guardBrowsers?: boolean } = {}): Promise<FastifyInstance> {
+    if (listener.url) this.listenerUrl = listener.url;
     // No per-request logging by fastify: the hub logs what matters (events, subscriptions, errors).
     const app = Fastify({ bodyLimit: 1 << 20 });
     // Count requests in flight, so stop() can let them finish.
@@ -97,7 +102,9 @@ export class Hub implements HubUseCases {
       this.activeRequests++;
       reply.raw.once('close', () => this.requestDone()); // once per request: finished or aborted
     });
-    await app.register(hubRoutes, { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log });
+    const ownHosts = listener.guardBrowsers ? () => ownHostsOf(this.node) : undefined;
+    const routes = { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log };
+    await app.register(hubRoutes, { ...routes, ...(ownHosts ? { ownHosts } : {}) });
     return app;
   }
 

