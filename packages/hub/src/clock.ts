@@ -9,5 +9,5 @@ export type Clock = () => number;
  */
 export function monotonicClock(): Clock {
   const origin = Date.now() - performance.now();
-  return () => origin + performance.now();
+  return () => Math.floor(origin + performance.now()); // whole ms: ids and columns are made of it
 }

@@ -97,6 +97,7 @@ describe('publish', () => {
     expect(res.status).toBe(202);
     const { id, topic, duplicate } = res.json() as { id: string; topic: string; duplicate: boolean };
     expect({ topic, duplicate }).toEqual({ topic: 'ci/build', duplicate: false });
+    expect(id).toMatch(/^evt_[0-9a-z]+$/); // made of the hub's clock: whole milliseconds
     const stored = store.getEvent(id)!;
     expect(stored.body.equals(raw)).toBe(true);
     expect(stored.sender).toEqual({ ip: '100.64.0.10', node: 'ci.krkn.test', user: 'ci', tags: [] });
