@@ -9,6 +9,12 @@ export const deliveryHeaders = {
   sender: 'x-krkn-sender',
   /** ISO time krkns received the event. */
   receivedAt: 'x-krkn-received-at',
+  /**
+   * Present when someone asked for the event again (`krkns events redeliver`, POST
+   * /events/:id/redeliver): a token, the same on every attempt of that redelivery. A receiver that
+   * dedupes on the event id lets such a delivery through once per token.
+   */
+  redelivery: 'x-krkn-redelivery',
 } as const;
 
 /** Request headers that make a publish idempotent within its topic (first match wins). */

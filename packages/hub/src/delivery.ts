@@ -13,8 +13,11 @@ export type AttemptOutcome =
   /** Not reached at all (offline, no listener, hidden by policy): spends nothing. */
   | { kind: 'unreachable'; error: string };
 
-/** Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own. */
-export type SendAttempt = (due: DueDelivery, attempt: number) => Promise<AttemptOutcome>;
+/**
+ * Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own.
+ * `redelivery` is the token of an explicit redelivery (see deliveryHeaders.redelivery), if any.
+ */
+export type SendAttempt = (due: DueDelivery, attempt: number, redelivery?: string) => Promise<AttemptOutcome>;
 
 export interface DelivererOptions {
   /** Delay before each attempt: [0] is the first (immediately), the last entry is the final try. */
@@ -47,6 +50,11 @@ export class Deliverer {
   private scanning = false;
   private scanAgain = false;
   private readonly now: Clock;
+  /**
+   * Deliveries re-queued on request, by "subscription/event seq", with their redelivery token. Held
+   * in memory: after a restart the rest of a redelivery goes out unmarked (see the README).
+   */
+  private readonly redeliveries = new Map<string, string>();
 
   constructor(
     private readonly store: DeliveryStore,
@@ -71,6 +79,11 @@ export class Deliverer {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), 0);
+  }
+
+  /** Marks re-queued deliveries as an explicit redelivery: their attempts carry `token`. */
+  markRedelivered(deliveries: { subscriptionId: string; eventSeq: number }[], token: string): void {
+    for (const d of deliveries) this.redeliveries.set(`${d.subscriptionId}/${d.eventSeq}`, token);
   }
 
   /** Stops starting attempts and waits up to timeoutMs for those in flight. */
@@ -144,9 +157,10 @@ export class Deliverer {
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
     const startedAt = this.now();
+    const key = `${subscription.id}/${event.seq}`;
     let outcome: AttemptOutcome;
     try {
-      outcome = await this.send(due, attempt);
+      outcome = await this.send(due, attempt, this.redeliveries.get(key));
     } catch (err) {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
@@ -154,12 +168,14 @@ export class Deliverer {
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
+        this.redeliveries.delete(key);
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
         const retryAt = this.retryAt(attempt, now);
         const result = { status: outcome.status, error: outcome.error, retryAt };
         await this.store.recordRejected(subscription.id, event.seq, result, now);
+        if (retryAt === null) this.redeliveries.delete(key);
         if (retryAt === null) log.warn({ error: outcome.error }, 'delivery failed for good after the last attempt');
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
         break;

@@ -204,6 +204,7 @@ export class Hub implements HubUseCases {
     authorize(this.config, caller, 'subscribe', event.topic);
     // A peer re-queues only its own subscriptions: asking again must not flood everyone else's.
     const onlyNode = caller.kind === 'peer' ? caller.nodeId : undefined;
+    await this.markRedelivery(event, onlyNode); // before they are due: no attempt goes out unmarked
     let deliveries: number;
     try {
       deliveries = await this.store.redeliver(event.id, topicMatches, this.now(), onlyNode);
@@ -245,6 +246,14 @@ export class Hub implements HubUseCases {
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
     authorize(this.config, caller, 'read', event.topic);
     return event;
+  }
+
+  /** Gives the deliveries a redelivery re-queues a token, so receivers that dedupe let them through. */
+  private async markRedelivery(event: StoredEvent, onlyNode: string | undefined): Promise<void> {
+    const subs = await this.store.listSubscriptions(onlyNode);
+    const requeued = subs.filter((s) => s.topics.some((p) => topicMatches(p, event.topic)));
+    const token = this.now().toString(36);
+    this.deliverer.markRedelivered(requeued.map((s) => ({ subscriptionId: s.id, eventSeq: event.seq })), token);
   }
 
   private async metaOf(event: StoredEvent): Promise<EventMeta> {

@@ -41,6 +41,8 @@ export interface Sent {
   subscription: string;
   attempt: number;
   at: number;
+  /** The redelivery token the attempt carried, if any. */
+  redelivery?: string;
 }
 
 /**
@@ -55,8 +57,9 @@ export class Recorder {
   inFlight = 0;
   maxInFlight = 0;
 
-  readonly send: SendAttempt = async (due, attempt) => {
-    this.sent.push({ event: due.event.id, subscription: due.subscription.id, attempt, at: Date.now() });
+  readonly send: SendAttempt = async (due, attempt, redelivery) => {
+    const sent: Sent = { event: due.event.id, subscription: due.subscription.id, attempt, at: Date.now() };
+    this.sent.push(redelivery === undefined ? sent : { ...sent, redelivery });
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
