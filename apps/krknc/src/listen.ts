@@ -277,7 +277,8 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
       inFlight.set(key, pending);
     }
     const result = await pending.finally(() => inFlight.delete(key));
-    if (first) record(ctx, log, key, { topic, id, attempt, body, contentType: header(req, 'content-type') ?? null }, result);
+    const contentType = header(req, 'content-type') ?? null;
+    if (first) record(ctx, log, key, { topic, id, attempt, body, contentType }, result);
     return answer(reply, result, ctx.target);
   });
   return app;

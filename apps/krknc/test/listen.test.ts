@@ -6,7 +6,22 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTailnet, type Tailnet } from '@krkn/testnet';
-import { LocalApp, freePort, jsonLines, krknc, krknsAdmin, krknsPublish, runKrknc, runKrkns, startKrkns, stopAll, tempDir, until, type Krkns, type Proc } from './helpers.js';
+import {
+  LocalApp,
+  freePort,
+  jsonLines,
+  krknc,
+  krknsAdmin,
+  krknsPublish,
+  runKrknc,
+  runKrkns,
+  startKrkns,
+  stopAll,
+  tempDir,
+  until,
+  type Krkns,
+  type Proc,
+} from './helpers.js';
 
 let tailnet: Tailnet;
 let hub: Krkns;
