@@ -181,6 +181,30 @@ describe('delivery', () => {
     }
   });
 
+  it("a peer's redeliver reaches only its own subscription; credentials are delivered but never read back", async () => {
+    const mine = new Subscriber('sub-mine');
+    const theirs = new Subscriber('sub-theirs');
+    const client = await mine.start(['own/*']);
+    await theirs.start(['own/*']);
+    try {
+      const headers = { authorization: 'Bearer s3cret', 'content-type': 'text/plain' };
+      const { id } = await clientFor(publisher).publish('own/x', 'x', headers);
+      const both = () => (mine.received.length === 1 && theirs.received.length === 1 ? true : undefined);
+      await waitFor(async () => both(), { timeoutMs: 15_000, what: 'both deliveries' });
+      expect(theirs.received[0]!.headers.authorization).toBe('Bearer s3cret');
+      const event = await client.getEvent(id);
+      expect(event.headers.map(([k]) => k.toLowerCase())).not.toContain('authorization');
+      expect(event.withheldHeaders).toEqual(['authorization']);
+      expect(await client.redeliver(id)).toEqual({ id, deliveries: 1 });
+      await waitFor(async () => (mine.received.length === 2 ? true : undefined), { timeoutMs: 15_000, what: 'the redelivery' });
+      expect(mine.received[1]!.headers['x-krkn-redelivery']).toMatch(/^[0-9a-z]+$/);
+      await new Promise((r) => setTimeout(r, 1_000)); // nothing for the other subscriber
+      expect(theirs.received).toHaveLength(1);
+    } finally {
+      await Promise.all([mine.stop(), theirs.stop()]);
+    }
+  });
+
   it('retries a subscriber that answers 500 until it accepts, with the same event id', async () => {
     const sub = new Subscriber('sub-flaky');
     await sub.start(['flaky']);
