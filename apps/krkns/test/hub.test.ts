@@ -181,7 +181,7 @@ describe('delivery', () => {
     }
   });
 
-  it("a peer's redeliver reaches only its own subscription; credentials are delivered but never read back", async () => {
+  it("a peer's redeliver reaches only its own subscription; credentials are delivered, never read back", async () => {
     const mine = new Subscriber('sub-mine');
     const theirs = new Subscriber('sub-theirs');
     const client = await mine.start(['own/*']);
@@ -196,7 +196,8 @@ describe('delivery', () => {
       expect(event.headers.map(([k]) => k.toLowerCase())).not.toContain('authorization');
       expect(event.withheldHeaders).toEqual(['authorization']);
       expect(await client.redeliver(id)).toEqual({ id, deliveries: 1 });
-      await waitFor(async () => (mine.received.length === 2 ? true : undefined), { timeoutMs: 15_000, what: 'the redelivery' });
+      const again = () => (mine.received.length === 2 ? true : undefined);
+      await waitFor(async () => again(), { timeoutMs: 15_000, what: 'the redelivery' });
       expect(mine.received[1]!.headers['x-krkn-redelivery']).toMatch(/^[0-9a-z]+$/);
       await new Promise((r) => setTimeout(r, 1_000)); // nothing for the other subscriber
       expect(theirs.received).toHaveLength(1);
