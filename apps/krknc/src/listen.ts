@@ -259,31 +259,47 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     }
     const id = header(req, deliveryHeaders.eventId);
     if (!id) return reply.code(400).send({ error: `a delivery needs ${deliveryHeaders.eventId}` });
+    const key = dedupeKey(id, header(req, deliveryHeaders.redelivery));
     const topic = header(req, deliveryHeaders.topic) ?? '';
     const attempt = Number(header(req, deliveryHeaders.attempt) ?? 1);
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const log = ctx.log.child({ event: id, topic, attempt });
-    if (ctx.seen.has(id)) {
+    if (ctx.seen.has(key)) {
       ctx.state.duplicates++;
       log.debug('duplicate delivery: answered without forwarding');
       ctx.reporter.event({ topic, id, attempt, status: 200, ms: 0, duplicate: true });
       return reply.code(200).send({ duplicate: true, id });
     }
-    let pending = inFlight.get(id);
+    let pending = inFlight.get(key);
     const first = pending === undefined;
     if (!pending) {
       pending = forwardBuffered(ctx.target, { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body }, ctx.timeoutMs);
-      inFlight.set(id, pending);
+      inFlight.set(key, pending);
     }
-    const result = await pending.finally(() => inFlight.delete(id));
-    if (first) record(ctx, log, { topic, id, attempt, body, contentType: header(req, 'content-type') ?? null }, result);
+    const result = await pending.finally(() => inFlight.delete(key));
+    const contentType = header(req, 'content-type') ?? null;
+    if (first) record(ctx, log, key, { topic, id, attempt, body, contentType }, result);
     return answer(reply, result, ctx.target);
   });
   return app;
 }
 
+/**
+ * What a delivery is deduped on: its event id, and for an explicit redelivery (someone asked for
+ * the event again) also its token, so the app gets it once more, and once only.
+ */
+function dedupeKey(eventId: string, redelivery: string | undefined): string {
+  return redelivery !== undefined && /^[0-9a-z]{1,16}$/.test(redelivery) ? `${eventId}-r${redelivery}` : eventId;
+}
+
 /** Bookkeeping and the printed line for one forward. */
-function record(ctx: DeliveryContext, log: Logger, e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null }, r: ForwardResult): void {
+function record(
+  ctx: DeliveryContext,
+  log: Logger,
+  key: string,
+  e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null },
+  r: ForwardResult,
+): void {
   if (r.kind === 'unreachable') {
     ctx.state.failed++;
     ctx.local.failed(r.error);
@@ -292,7 +308,7 @@ function record(ctx: DeliveryContext, log: Logger, e: { topic: string; id: strin
   if (r.kind === 'answered') {
     ctx.local.answered();
     if (r.status >= 200 && r.status < 300) {
-      ctx.seen.add(e.id);
+      ctx.seen.add(key);
       ctx.state.forwarded++;
     } else ctx.state.failed++;
     log.debug({ status: r.status, ms: r.ms }, 'forwarded');

@@ -1,5 +1,6 @@
 // krknc send (the CI path), expose, status/logout and the errors a user meets, end to end against
 // a real krkns on a real (local) tailnet, with a native tailscaled peer.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,26 @@ describe('krknc send', () => {
     const { event } = await krknsAdmin<{ event: { contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${out.id}`);
     expect(event.contentType).toBe('text/plain');
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('line 1\nline 2\n');
+  });
+});
+
+describe('krknc send secrets', () => {
+  it('takes secret headers from -H @file and from KRKNC_HEADERS, never from argv', async () => {
+    const file = join(state.dir, 'send-secrets');
+    writeFileSync(file, 'X-Api-Key: from-file\nAuthorization: Bearer from-file\n', { mode: 0o600 });
+    const args = ['send', ...node('secrets', ['--server', 'hub', '--topic', 'ci/secret', '--data', '{}', '-H', `@${file}`])];
+    expect(args.join(' ')).not.toContain('from-file');
+    const r = await runKrknc(args, { TS_AUTHKEY: authKey });
+    expect(r.code, r.stderr).toBe(0);
+    type Detail = { event: { headers: [string, string][]; withheldHeaders: string[] } };
+    const { event } = await krknsAdmin<Detail>(hub.stateDir, 'GET', `/events/${r.stdout.trim()}`);
+    expect(event.headers).toContainEqual(['x-api-key', 'from-file']);
+    expect(event.withheldHeaders).toEqual(['authorization']); // stored and delivered, never read back
+    const envArgs = ['send', ...node('secrets', ['--server', 'hub', '--topic', 'ci/secret', '--data', '{}'])];
+    const fromEnv = await runKrknc(envArgs, { TS_AUTHKEY: authKey, KRKNC_HEADERS: 'X-Api-Key: from-env' });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    const again = await krknsAdmin<Detail>(hub.stateDir, 'GET', `/events/${fromEnv.stdout.trim()}`);
+    expect(again.event.headers).toContainEqual(['x-api-key', 'from-env']);
   });
 });
 

@@ -11,7 +11,7 @@ import {
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
-import { defaultRetryScheduleMs } from '@krkn/hub';
+import { defaultCredentialHeaders, defaultRetryScheduleMs } from '@krkn/hub';
 import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
 import { defaultStateDir } from '@krkn/tailnet';
 
@@ -74,8 +74,20 @@ export const runFlags = {
     default: DEFAULT_CAPABILITY_NAME,
     describe: 'name of that app capability',
   },
+  'credential-header': {
+    type: 'list',
+    env: 'KRKNS_CREDENTIAL_HEADERS',
+    default: [],
+    describe: `more headers the events API never returns (always: ${defaultCredentialHeaders.join(', ')}); deliveries keep them`,
+    check: (names: string[]) => names.map(headerNameProblem).find(Boolean),
+  },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
+
+// An HTTP token (RFC 9110 field-name).
+function headerNameProblem(name: string): string | undefined {
+  return /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name) ? undefined : `${name} is not a header name`;
+}
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {

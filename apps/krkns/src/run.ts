@@ -12,7 +12,7 @@ import {
   readyLine,
   type OwnNode,
 } from '@krkn/cli-kit';
-import { Hub, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
@@ -55,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
       requireCapability: flags['require-capability']!,
       capabilityName: flags.capability!,
       maxConcurrentDeliveries: 16,
+      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']!],
     },
   });
   const admin = await hub.app(identifyAdmin);
@@ -65,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     await listenAdminSocket(admin, paths.adminSocket);
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
-    const api = await hub.app(identifyByWhois(node), listenerUrl);
+    const api = await hub.app(identifyByWhois(node), { url: listenerUrl, guardBrowsers: true });
     await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');

@@ -45,11 +45,16 @@ export interface DoctorInput {
   counterpart?: Counterpart;
   /** How the control server is probed from this host (default: global fetch). */
   hostFetch?: (url: string, init?: RequestInit) => Promise<Response>;
+  /** Facts of the app's own configuration (krkns: its authorisation mode), reported as they are. */
+  appChecks?: CheckResult[];
 }
 
 /** A DoctorInput for an app, with the auth-key facts read from the environment. */
 export function doctorInputFrom(
-  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & { node?: TailnetNode | undefined; counterpart?: Counterpart | undefined },
+  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & {
+    node?: TailnetNode | undefined;
+    counterpart?: Counterpart | undefined;
+  },
   env: NodeJS.ProcessEnv = process.env,
 ): DoctorInput {
   const { node, counterpart, ...rest } = base;
@@ -74,7 +79,7 @@ const suppressionCauses =
 /** Runs every check that applies; live checks only when a running node is given. */
 export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const disk = readDisk(input.stateDir);
-  const results = [loginCheck(input, disk), ...authKeyCheck(input, disk)];
+  const results = [loginCheck(input, disk), ...authKeyCheck(input, disk), ...(input.appChecks ?? [])];
   const node = input.node;
   if (!node || node.state !== 'Running') return results;
   const status = await node.status();

@@ -9,6 +9,12 @@ export const deliveryHeaders = {
   sender: 'x-krkn-sender',
   /** ISO time krkns received the event. */
   receivedAt: 'x-krkn-received-at',
+  /**
+   * Present when someone asked for the event again (`krkns events redeliver`, POST
+   * /events/:id/redeliver): a token, the same on every attempt of that redelivery. A receiver that
+   * dedupes on the event id lets such a delivery through once per token.
+   */
+  redelivery: 'x-krkn-redelivery',
 } as const;
 
 /** Request headers that make a publish idempotent within its topic (first match wins). */
@@ -24,6 +30,8 @@ export type HubErrorCode =
   | 'MISSING_CAPABILITY'
   | 'FORBIDDEN_TARGET'
   | 'NOT_YOURS'
+  | 'CROSS_SITE'
+  | 'MISDIRECTED_HOST'
   | 'EVENT_NOT_FOUND'
   | 'SUBSCRIPTION_NOT_FOUND'
   | 'NOT_FOUND'
@@ -81,9 +89,15 @@ export interface EventMeta {
   deliveries: DeliveryInfo[];
 }
 
-/** `GET /events/:id`: metadata, the original headers and the raw body (base64). */
+/**
+ * `GET /events/:id`: metadata, the original headers and the raw body (base64). Credential headers
+ * (Authorization, Cookie, Proxy-Authorization and those krkns is configured with) are left out of
+ * `headers` and named in `withheldHeaders`; deliveries still carry them.
+ */
 export interface EventDetail extends EventMeta {
   headers: [string, string][];
+  /** Lower-case names of the headers left out, each once. */
+  withheldHeaders: string[];
   bodyBase64: string;
 }
 

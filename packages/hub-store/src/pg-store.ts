@@ -471,12 +471,14 @@ export class PostgresStore implements AsyncHubStore {
     });
   }
 
-  async redeliver(eventId: string, matches: TopicMatcher, now = Date.now()): Promise<number> {
+  async redeliver(eventId: string, matches: TopicMatcher, now = Date.now(), nodeId?: string): Promise<number> {
     return this.#tx(async (c) => {
       const [event] = await this.#q<EventRow>('SELECT * FROM events WHERE id = $1', [eventId], c);
       if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
       const subs = (await this.#q<SubscriptionRow>('SELECT * FROM subscriptions', [], c)).map(toSubscription);
-      const owed = subs.filter((s) => s.topics.some((p) => matches(p, event.topic))).map((s) => s.id);
+      const owed = subs
+        .filter((s) => (nodeId === undefined || s.nodeId === nodeId) && s.topics.some((p) => matches(p, event.topic)))
+        .map((s) => s.id);
       if (owed.length === 0) return 0;
       const rows = await this.#q(
         `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)

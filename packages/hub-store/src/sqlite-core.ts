@@ -308,7 +308,7 @@ export class SqliteCore {
     });
   }
 
-  redeliver(eventId: string, matches: TopicMatcher, now = Date.now()): number {
+  redeliver(eventId: string, matches: TopicMatcher, now = Date.now(), nodeId?: string): number {
     return this.transaction(() => {
       const event = this.getEvent(eventId);
       if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
@@ -320,7 +320,7 @@ export class SqliteCore {
            updated_at = excluded.updated_at`,
       );
       let n = 0;
-      for (const sub of this.listSubscriptions()) {
+      for (const sub of this.listSubscriptions(nodeId)) {
         if (sub.topics.some((p) => matches(p, event.topic))) n += upsert.run(sub.id, event.seq, now, now).changes;
       }
       return n;

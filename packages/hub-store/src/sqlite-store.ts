@@ -122,8 +122,8 @@ export class SqliteStore implements AsyncHubStore {
     return this.#writes.run(() => this.#core.wake(subscriptionId, now));
   }
 
-  redeliver(eventId: string, matches: TopicMatcher, now = Date.now()): Promise<number> {
-    return this.#writes.run(() => this.#core.redeliver(eventId, matches, now));
+  redeliver(eventId: string, matches: TopicMatcher, now = Date.now(), nodeId?: string): Promise<number> {
+    return this.#writes.run(() => this.#core.redeliver(eventId, matches, now, nodeId));
   }
 
   async prune(before: number): Promise<number> {

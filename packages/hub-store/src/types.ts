@@ -170,8 +170,11 @@ export interface AsyncHubStore {
   ): Promise<void>;
   /** Makes a subscriber's waiting queue due now (it came back online). */
   wake(subscriptionId: string, now?: number): Promise<void>;
-  /** Owes an event again to every subscription that matches it now, from attempt one. Returns how many. */
-  redeliver(eventId: string, matches: TopicMatcher, now?: number): Promise<number>;
+  /**
+   * Owes an event again to every subscription that matches it now (only those of node `nodeId` when
+   * given), from attempt one. Returns how many.
+   */
+  redeliver(eventId: string, matches: TopicMatcher, now?: number, nodeId?: string): Promise<number>;
   /** Deletes events received before `before` that nobody is still owed, in bounded batches. Returns how many. */
   prune(before: number): Promise<number>;
   stats(): Promise<StoreStats>;

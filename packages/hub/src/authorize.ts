@@ -10,7 +10,7 @@ export interface AuthorizeConfig {
 }
 
 /**
- * Checks that the caller may publish to, or subscribe to (and read), a topic. With
+ * Checks that the caller may publish to, subscribe to, or read (pull stored events of) a topic. With
  * requireCapability, a peer needs an app-capability grant naming the topic; the admin socket
  * may do everything.
  */
@@ -34,13 +34,31 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: Topic
   }
 }
 
-/** Whether the caller may read events of `topic` (the subscribe right). */
+/** Whether the caller may read stored events of `topic` (the read right). */
 export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
   try {
-    authorize(config, caller, 'subscribe', topic);
+    authorize(config, caller, 'read', topic);
     return true;
   } catch (err) {
     if (err instanceof HubError) return false;
     throw err;
   }
+}
+
+/**
+ * The authorisation mode and what any peer may do in it, in one line: krkns logs it at start and
+ * `doctor` reports it.
+ */
+export function authorizationSummary(config: AuthorizeConfig): string {
+  const always = 'credential headers are never returned; a peer redelivers only to its own subscriptions';
+  if (!config.requireCapability) {
+    return (
+      'open mode (--require-capability off): any peer the tailnet policy lets reach krkns may publish, ' +
+      `subscribe and read on every topic; ${always}`
+    );
+  }
+  return (
+    `capability mode (${config.capabilityName}): a peer may publish, subscribe and read only the topics ` +
+    `its grant lists for each, and nothing without a grant; ${always}`
+  );
 }

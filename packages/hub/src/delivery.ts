@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DueDelivery } from '@krkn/hub-store';
+import { monotonicClock, type Clock } from './clock.js';
 import { asError } from './errors.js';
 import type { DeliveryStore } from './ports.js';
 
@@ -12,14 +13,19 @@ export type AttemptOutcome =
   /** Not reached at all (offline, no listener, hidden by policy): spends nothing. */
   | { kind: 'unreachable'; error: string };
 
-/** Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own. */
-export type SendAttempt = (due: DueDelivery, attempt: number) => Promise<AttemptOutcome>;
+/**
+ * Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own.
+ * `redelivery` is the token of an explicit redelivery (see deliveryHeaders.redelivery), if any.
+ */
+export type SendAttempt = (due: DueDelivery, attempt: number, redelivery?: string) => Promise<AttemptOutcome>;
 
 export interface DelivererOptions {
   /** Delay before each attempt: [0] is the first (immediately), the last entry is the final try. */
   retryScheduleMs: number[];
   maxConcurrent: number;
   logger: Logger;
+  /** Default: a {@link monotonicClock} made with the deliverer. */
+  now?: Clock;
 }
 
 // An unreachable subscriber is probed again after half the time it has been away, within these bounds.
@@ -33,7 +39,7 @@ const storeRetryMs = 1_000;
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
  * in receipt order while nothing fails), up to maxConcurrent subscribers at once. Time is read
- * with Date.now() and waited with setTimeout, so tests drive it with fake timers.
+ * with a monotonic clock and waited with setTimeout, so tests drive it with fake timers.
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
@@ -43,12 +49,20 @@ export class Deliverer {
   /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
   private scanning = false;
   private scanAgain = false;
+  private readonly now: Clock;
+  /**
+   * Deliveries re-queued on request, by "subscription/event seq", with their redelivery token. Held
+   * in memory: after a restart the rest of a redelivery goes out unmarked (see the README).
+   */
+  private readonly redeliveries = new Map<string, string>();
 
   constructor(
     private readonly store: DeliveryStore,
     private readonly send: SendAttempt,
     private readonly opts: DelivererOptions,
-  ) {}
+  ) {
+    this.now = opts.now ?? monotonicClock();
+  }
 
   /** Attempts in flight now. */
   get active(): number {
@@ -65,6 +79,11 @@ export class Deliverer {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), 0);
+  }
+
+  /** Marks re-queued deliveries as an explicit redelivery: their attempts carry `token`. */
+  markRedelivered(deliveries: { subscriptionId: string; eventSeq: number }[], token: string): void {
+    for (const d of deliveries) this.redeliveries.set(`${d.subscriptionId}/${d.eventSeq}`, token);
   }
 
   /** Stops starting attempts and waits up to timeoutMs for those in flight. */
@@ -108,13 +127,13 @@ export class Deliverer {
   private async launchDue(): Promise<void> {
     const room = this.opts.maxConcurrent - this.busy.size;
     if (room <= 0) return;
-    const due = await this.store.dueDeliveries(Date.now(), this.busy, room);
+    const due = await this.store.dueDeliveries(this.now(), this.busy, room);
     for (const d of due) if (!this.stopped) this.launch(d);
   }
 
   private async untilNextDue(): Promise<number> {
     const next = await this.store.nextDueAt();
-    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - Date.now()));
+    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - this.now()));
   }
 
   private launch(due: DueDelivery): void {
@@ -137,23 +156,26 @@ export class Deliverer {
     const { delivery, event, subscription } = due;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
-    const startedAt = Date.now();
+    const startedAt = this.now();
+    const key = `${subscription.id}/${event.seq}`;
     let outcome: AttemptOutcome;
     try {
-      outcome = await this.send(due, attempt);
+      outcome = await this.send(due, attempt, this.redeliveries.get(key));
     } catch (err) {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
-    const now = Date.now();
+    const now = this.now();
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
+        this.redeliveries.delete(key);
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
         const retryAt = this.retryAt(attempt, now);
         const result = { status: outcome.status, error: outcome.error, retryAt };
         await this.store.recordRejected(subscription.id, event.seq, result, now);
+        if (retryAt === null) this.redeliveries.delete(key);
         if (retryAt === null) log.warn({ error: outcome.error }, 'delivery failed for good after the last attempt');
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
         break;

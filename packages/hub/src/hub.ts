@@ -3,11 +3,13 @@ import type { Logger } from 'pino';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
-import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
+import { ownHostsOf } from './browser-guard.js';
+import { authorizationSummary, authorize, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
+import { monotonicClock } from './clock.js';
 import { HubError, asError } from './errors.js';
-import { dedupeKeyOf } from './headers.js';
+import { dedupeKeyOf, withoutHeaders } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
@@ -26,6 +28,11 @@ export interface HubConfig extends AuthorizeConfig {
   deliveryTimeoutMs: number;
   /** Subscribers attempted at once (default 16). */
   maxConcurrentDeliveries: number;
+  /**
+   * Header names the events API never hands out (credentials): defaultCredentialHeaders plus any
+   * the operator adds. Stored bytes and deliveries keep them.
+   */
+  credentialHeaders: readonly string[];
 }
 
 /** The GitHub-like retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
@@ -54,6 +61,8 @@ export class Hub implements HubUseCases {
   private readonly node: HubNode;
   private readonly log: Logger;
   private readonly deliverer: Deliverer;
+  /** Every time the hub stores or compares: immune to wall-clock jumps (see monotonicClock). */
+  private readonly now = monotonicClock();
   private pruneTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
@@ -70,6 +79,7 @@ export class Hub implements HubUseCases {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
+      now: this.now,
     });
   }
 
@@ -78,9 +88,13 @@ export class Hub implements HubUseCases {
     return this.closingFlag;
   }
 
-  /** A fastify app with the hub's routes; `identify` decides who the caller is. */
-  async app(identify: Identify, listenerUrl = ''): Promise<FastifyInstance> {
-    if (listenerUrl) this.listenerUrl = listenerUrl;
+  /**
+   * A fastify app with the hub's routes; `identify` decides who the caller is. The tailnet
+   * listener passes its URL and `guardBrowsers` (Host, cross-site and form checks, see
+   * checkBrowserRequest); the admin socket passes neither.
+   */
+  async app(identify: Identify, listener: { url?: string; guardBrowsers?: boolean } = {}): Promise<FastifyInstance> {
+    if (listener.url) this.listenerUrl = listener.url;
     // No per-request logging by fastify: the hub logs what matters (events, subscriptions, errors).
     const app = Fastify({ bodyLimit: 1 << 20 });
     // Count requests in flight, so stop() can let them finish.
@@ -88,12 +102,16 @@ export class Hub implements HubUseCases {
       this.activeRequests++;
       reply.raw.once('close', () => this.requestDone()); // once per request: finished or aborted
     });
-    await app.register(hubRoutes, { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log });
+    const ownHosts = listener.guardBrowsers ? () => ownHostsOf(this.node) : undefined;
+    const routes = { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log };
+    await app.register(hubRoutes, { ...routes, ...(ownHosts ? { ownHosts } : {}) });
     return app;
   }
 
-  /** Starts delivering and pruning. */
+  /** Starts delivering and pruning; logs the authorisation mode. */
   start(): void {
+    const { requireCapability, capabilityName } = this.config;
+    this.log.info({ requireCapability, capabilityName }, `authorisation: ${authorizationSummary(this.config)}`);
     this.deliverer.start();
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
@@ -128,7 +146,7 @@ export class Hub implements HubUseCases {
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
-    const { event, duplicate } = await this.store.publish(stored, topicMatches);
+    const { event, duplicate } = await this.store.publish(stored, topicMatches, this.now());
     if (!duplicate) this.deliverer.kick();
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
@@ -143,7 +161,7 @@ export class Hub implements HubUseCases {
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
-    const sub = await this.store.subscribe({ ...owner, port, path, topics });
+    const sub = await this.store.subscribe({ ...owner, port, path, topics }, this.now());
     this.deliverer.kick();
     this.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
     return subscriptionInfo(sub);
@@ -176,14 +194,20 @@ export class Hub implements HubUseCases {
 
   async getEvent(caller: Caller, id: string): Promise<EventWithBody> {
     const event = await this.readableEvent(caller, id);
-    return { ...(await this.metaOf(event)), headers: event.headers, body: event.body };
+    const { kept, withheld } = withoutHeaders(event.headers, this.config.credentialHeaders);
+    return { ...(await this.metaOf(event)), headers: kept, withheldHeaders: withheld, body: event.body };
   }
 
   async redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }> {
-    const event = await this.readableEvent(caller, id);
+    const event = await this.store.getEvent(id);
+    if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
+    authorize(this.config, caller, 'subscribe', event.topic);
+    // A peer re-queues only its own subscriptions: asking again must not flood everyone else's.
+    const onlyNode = caller.kind === 'peer' ? caller.nodeId : undefined;
+    await this.markRedelivery(event, onlyNode); // before they are due: no attempt goes out unmarked
     let deliveries: number;
     try {
-      deliveries = await this.store.redeliver(event.id, topicMatches);
+      deliveries = await this.store.redeliver(event.id, topicMatches, this.now(), onlyNode);
     } catch (err) {
       // Pruned between the read above and now.
       if (err instanceof StoreError && err.code === 'NOT_FOUND') throw new HubError('EVENT_NOT_FOUND', err.message);
@@ -193,7 +217,7 @@ export class Hub implements HubUseCases {
     return { id: event.id, deliveries };
   }
 
-  async status(): Promise<HubStatus> {
+  async status(caller: Caller): Promise<HubStatus> {
     const s = await this.store.stats();
     const node = this.node;
     return {
@@ -212,15 +236,24 @@ export class Hub implements HubUseCases {
         inFlight: this.deliverer.active,
         oldestPendingAt: s.oldestPendingAt === null ? null : new Date(s.oldestPendingAt).toISOString(),
       },
-      ...(node.loginUrl ? { loginUrl: node.loginUrl } : {}),
+      // Whoever opens the URL first owns this node's next registration: the operator only.
+      ...(node.loginUrl && caller.kind === 'admin' ? { loginUrl: node.loginUrl } : {}),
     };
   }
 
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
     const event = await this.store.getEvent(id);
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
-    authorize(this.config, caller, 'subscribe', event.topic);
+    authorize(this.config, caller, 'read', event.topic);
     return event;
+  }
+
+  /** Gives the deliveries a redelivery re-queues a token, so receivers that dedupe let them through. */
+  private async markRedelivery(event: StoredEvent, onlyNode: string | undefined): Promise<void> {
+    const subs = await this.store.listSubscriptions(onlyNode);
+    const requeued = subs.filter((s) => s.topics.some((p) => topicMatches(p, event.topic)));
+    const token = this.now().toString(36);
+    this.deliverer.markRedelivered(requeued.map((s) => ({ subscriptionId: s.id, eventSeq: event.seq })), token);
   }
 
   private async metaOf(event: StoredEvent): Promise<EventMeta> {
@@ -234,7 +267,7 @@ export class Hub implements HubUseCases {
 
   private async prune(): Promise<void> {
     try {
-      const n = await this.store.prune(Date.now() - this.config.retentionMs);
+      const n = await this.store.prune(this.now() - this.config.retentionMs);
       if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
     } catch (err) {
       this.log.error({ err: asError(err) }, 'cannot prune events past retention');
@@ -249,7 +282,7 @@ export class Hub implements HubUseCases {
       const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
       for (const sub of offline) {
         if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
-          await this.store.wake(sub.id);
+          await this.store.wake(sub.id, this.now());
           this.deliverer.kick();
         }
       }

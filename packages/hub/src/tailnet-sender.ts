@@ -22,7 +22,7 @@ const unreachableCodes = new Set(['UNKNOWN_PEER', 'TIMEOUT', 'DIAL_FAILED', 'NOT
  */
 function postOver(agent: Agent, timeoutMs: number): SendAttempt {
   const noAnswer = `no answer within ${timeoutMs / 1000}s`;
-  return ({ event, subscription }, attempt) =>
+  return ({ event, subscription }, attempt, redelivery) =>
     new Promise<AttemptOutcome>((resolve) => {
       let connected = false;
       // A flat [name, value, ...] list: names keep their case, repeated headers stay separate.
@@ -35,6 +35,7 @@ function postOver(agent: Agent, timeoutMs: number): SendAttempt {
         [deliveryHeaders.attempt, String(attempt)],
         [deliveryHeaders.sender, event.sender.node],
         [deliveryHeaders.receivedAt, new Date(event.receivedAt).toISOString()],
+        ...(redelivery === undefined ? [] : [[deliveryHeaders.redelivery, redelivery]]),
         ['content-length', String(event.body.length)],
       ].flat();
       const req = request({

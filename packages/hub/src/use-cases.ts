@@ -28,9 +28,11 @@ export interface EventsQuery {
   limit: number;
 }
 
-/** One event with its original headers and raw body. */
+/** One event with its original headers, less the credential ones, and its raw body. */
 export interface EventWithBody extends EventMeta {
   headers: [string, string][];
+  /** Lower-case names of the credential headers left out of `headers`. */
+  withheldHeaders: string[];
   body: Buffer;
 }
 
@@ -51,7 +53,11 @@ export interface HubUseCases {
   /** Events the caller may read, oldest first. */
   listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;
   getEvent(caller: Caller, id: string): Promise<EventWithBody>;
-  /** Owes the event again to every subscription matching it now; answers how many. */
+  /**
+   * Owes the event again, from attempt one, to the caller's own subscriptions matching it now (to
+   * every matching subscription for the admin socket); answers how many.
+   */
   redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
-  status(): Promise<HubStatus>;
+  /** The hub's health and queue; a pending login URL only for the admin socket. */
+  status(caller: Caller): Promise<HubStatus>;
 }

@@ -118,6 +118,23 @@ describe('Deliverer', () => {
     expect(store.getSubscription(sub)!.offlineSince).toBeNull();
   });
 
+  it('keeps retry and probe times when the wall clock jumps back an hour (monotonic clock)', async () => {
+    const a = subscribe('a');
+    const bb = subscribe('bb');
+    publish('ci/build');
+    rec.answer = (due) =>
+      due.subscription.nodeId === 'a'
+        ? { kind: 'rejected', status: 500, error: 'HTTP 500' }
+        : { kind: 'unreachable', error: 'no route to peer' };
+    start();
+    await advance(0);
+    expect(rec.sent).toHaveLength(2);
+    vi.setSystemTime(Date.now() - 3600e3); // an NTP step or `date -s`: timers and performance.now() go on
+    await advance(5_000); // the retry of 'a' is due at 5 s; 'bb' is probed at 2 s and 4 s
+    const attemptsOf = (sub: string) => rec.sent.filter((s) => s.subscription === sub).map((s) => s.attempt);
+    expect({ a: attemptsOf(a), bb: attemptsOf(bb) }).toEqual({ a: [1, 2], bb: [1, 1, 1] });
+  });
+
   it('keeps one attempt in flight per subscriber, in receipt order, while subscribers run side by side', async () => {
     const a = subscribe('a');
     const b = subscribe('bb');
