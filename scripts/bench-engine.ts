@@ -11,7 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildInfo } from '@krkn/tailnet-wasm';
-import { TailnetNode, serveFastify, tailnetAgent, type Isolation } from '@krkn/tailnet';
+import { TailnetNode, serveFastify, tailnetAgent, type Isolation, type NodeMetrics } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
@@ -20,6 +20,14 @@ const RATE_REQUESTS = 1000;
 const RATE_CONCURRENCY = 8;
 const BULK_BYTES = 16 << 20;
 const JOIN_RUNS = 3;
+
+interface Target {
+  send: Send;
+  close(): Promise<void>;
+  rss?: () => number;
+  /** The sending node's data-path counters (wasm only). */
+  metrics?: () => Promise<NodeMetrics>;
+}
 
 interface Row {
   metric: string;
@@ -51,7 +59,7 @@ async function main(): Promise<void> {
     row('warm restart (state → Running), median', joins.warm);
 
     const loopback = await loopbackTarget();
-    const targets: Partial<Record<Column, { send: Send; close(): Promise<void>; rss?: () => number }>> = {};
+    const targets: Partial<Record<Column, Target>> = {};
     for (const isolation of ['worker', 'thread'] as Isolation[]) {
       targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(tailnet, authKey, state, isolation);
     }
@@ -65,6 +73,7 @@ async function main(): Promise<void> {
     const bulk: Partial<Record<Column, string>> = {};
     const rss: Partial<Record<Column, string>> = {};
     const loopDelay: Partial<Record<Column, string>> = {};
+    const losses: Partial<Record<Column, string>> = {};
     for (const col of columns) {
       const t = targets[col];
       if (!t) continue;
@@ -75,8 +84,11 @@ async function main(): Promise<void> {
       rate[col] = `${(await requestRate(t.send)).toFixed(0)} req/s`;
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
+      const before = await t.metrics?.();
       bulk[col] = `${(await throughput(t.send)).toFixed(1)} MB/s`;
+      const after = await t.metrics?.();
       delay.disable();
+      if (before && after) losses[col] = lossSummary(before, after);
       loopDelay[col] = `${(delay.percentile(99) / 1e6).toFixed(0)} ms`;
       if (t.rss) rss[col] = mib(t.rss());
     }
@@ -85,6 +97,7 @@ async function main(): Promise<void> {
     row(`requests/s (${RATE_CONCURRENCY} concurrent)`, rate);
     row(`bulk upload ${BULK_BYTES >> 20} MiB`, bulk);
     row('app event-loop delay p99 during bulk', loopDelay);
+    row('bulk: sender DERP drops / TCP retransmits / RTOs / WS msgs out', losses);
     row('memory per node (RSS)', rss);
     for (const t of Object.values(targets)) await t.close();
   } finally {
@@ -137,6 +150,7 @@ async function wasmPair(tailnet: Tailnet, authKey: string, state: string, isolat
   return {
     send: (path: string, body?: Buffer) => httpSend({ host, port: 80, path, agent }, body),
     rss: () => rssPerNode,
+    metrics: () => client.metrics(),
     close: async () => {
       agent.destroy();
       await app.close();
@@ -239,6 +253,12 @@ async function throughput(send: Send): Promise<number> {
   const res = await send('/upload', body);
   if (res.status !== 200) throw new Error(`upload status ${res.status}`);
   return BULK_BYTES / 1e6 / ((performance.now() - t0) / 1000);
+}
+
+function lossSummary(before: NodeMetrics, after: NodeMetrics): string {
+  const d = (f: (m: NodeMetrics) => number): number => f(after) - f(before);
+  const drops = d((m) => m.derp.dropped + m.derp.errorQueue);
+  return `${drops} / ${d((m) => m.tcp.retransmits)} / ${d((m) => m.tcp.timeouts)} / ${d((m) => m.webSocket.messagesOut)}`;
 }
 
 const derpHttp = { TS_DEBUG_USE_DERP_HTTP: '1' };

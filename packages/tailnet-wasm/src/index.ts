@@ -128,7 +128,6 @@ export interface StartResult {
 /** The node's API. Rejections are Errors with a string `code` set by the Go side. */
 export interface EngineApi {
   start(config: EngineConfig): Promise<StartResult>;
-  login(): Promise<void>;
   listen(port: number): void;
   unlisten(port: number): void;
   dial(host: string, port: number, timeoutMs: number): Promise<ConnInfo>;
@@ -144,8 +143,42 @@ export interface EngineApi {
   status(): Promise<string>;
   logout(): Promise<void>;
   shutdown(): Promise<void>;
-  /** Every goroutine's stack: for diagnosing an engine that hangs or spins. */
-  stacks(): string;
+  /** The Go side's data-path counters. */
+  metrics(): Promise<EngineMetrics>;
+}
+
+/**
+ * Counters that tell packets lost from packets waiting, as the Go side counts them. Each wasm
+ * node is its own Go program, so these are this node's alone.
+ */
+export interface EngineMetrics {
+  /** magicsock's DERP send path: `dropped` and `errorQueue` are packets lost before the DERP server. */
+  derp: Record<
+    'queued' | 'dropped' | 'errorQueue' | 'errorChan' | 'errorClosed' | 'sendErrors' | 'sentData' | 'recvData',
+    number
+  >;
+  /** The userspace TCP/IP stack: retransmits and timeouts mean loss was recovered, slowly. */
+  tcp: Record<
+    | 'segmentsSent'
+    | 'segmentsReceived'
+    | 'retransmits'
+    | 'timeouts'
+    | 'fastRecovery'
+    | 'sackRecovery'
+    | 'tlpRecovery'
+    | 'droppedPackets',
+    number
+  >;
+  /** Go↔JS calls carrying connection bytes: `data` Go → JS, `write` JS → Go. */
+  crossings: Record<'dataCalls' | 'dataBytes' | 'writeCalls' | 'writeBytes', number>;
+}
+
+/** WebSocket traffic (control and DERP) of every node in this thread; see {@link webSocketTraffic}. */
+export interface WebSocketTraffic {
+  messagesIn: number;
+  bytesIn: number;
+  messagesOut: number;
+  bytesOut: number;
 }
 
 /** A started engine. */
@@ -156,8 +189,9 @@ export interface RunningEngine {
 }
 
 // What the Go side installs: EngineApi, with JSON strings where EngineApi has objects.
-type GoApi = Omit<EngineApi, 'start' | 'dial'> & {
+type GoApi = Omit<EngineApi, 'start' | 'dial' | 'metrics'> & {
   start(configJson: string): Promise<string>;
+  metrics(): Promise<string>;
   dial(host: string, port: number, timeoutMs: number): Promise<Record<string, unknown>>;
 };
 
@@ -234,6 +268,7 @@ function wrap(go: GoApi): EngineApi {
     ...go,
     start: async (config) => JSON.parse(await go.start(JSON.stringify(config))) as StartResult,
     dial: async (host, port, timeoutMs) => (await go.dial(host, port, timeoutMs)) as unknown as ConnInfo,
+    metrics: async () => JSON.parse(await go.metrics()) as EngineMetrics,
   };
 }
 
@@ -282,6 +317,21 @@ function loadGoRuntime(): GoClass {
 
 type Listener = (event: unknown) => void;
 
+const traffic: WebSocketTraffic = { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 };
+
+/**
+ * The WebSocket messages and bytes (control and DERP) of this thread's nodes so far. In a worker
+ * (the default isolation) that is one node; in-thread nodes share the count.
+ */
+export function webSocketTraffic(): WebSocketTraffic {
+  return { ...traffic };
+}
+
+function byteLength(data: unknown): number {
+  if (typeof data === 'string') return Buffer.byteLength(data);
+  return (data as { byteLength?: number }).byteLength ?? 0;
+}
+
 /**
  * The `ws` WebSocket, with 'error' listeners called one task later. coder/websocket (control
  * and DERP connections) answers an error by closing the socket and waiting, inside the error
@@ -291,6 +341,20 @@ type Listener = (event: unknown) => void;
  */
 class DeferredErrorWebSocket extends NodeWebSocket {
   private readonly errorListeners = new Map<Listener, Listener>();
+
+  constructor(...args: ConstructorParameters<typeof NodeWebSocket>) {
+    super(...args);
+    this.on('message', (data: unknown) => {
+      traffic.messagesIn++;
+      traffic.bytesIn += byteLength(data);
+    });
+  }
+
+  override send(data: unknown, ...rest: unknown[]): void {
+    traffic.messagesOut++;
+    traffic.bytesOut += byteLength(data);
+    (super.send as (...a: unknown[]) => void)(data, ...rest);
+  }
 
   override addEventListener(type: string, listener: Listener, options?: object): void {
     if (type !== 'error') return super.addEventListener(type as 'open', listener, options);

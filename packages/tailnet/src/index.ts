@@ -10,7 +10,7 @@
  * ```
  */
 export { TailnetNode, defaultControlUrl } from './node.js';
-export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
+export type { AuthKeyUse, NodeMetrics, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';
 export { TailnetServer } from './server.js';

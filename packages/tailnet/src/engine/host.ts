@@ -1,4 +1,4 @@
-import { startEngine, type EngineApi, type EngineEvent, type EngineHost } from '@krkn/tailnet-wasm';
+import { startEngine, webSocketTraffic, type EngineApi, type EngineEvent, type EngineHost } from '@krkn/tailnet-wasm';
 import { FileStateStore } from '../state.js';
 import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
 
@@ -41,7 +41,9 @@ export function serveEngine(port: Port): void {
       if (!api) throw Object.assign(new Error('engine not started'), { code: 'NOT_RUNNING' });
       if (method === 'close') paused.delete(args[0] as number);
       const fn = api[method] as (...a: unknown[]) => unknown;
-      const value = await fn(...args);
+      let value = await fn(...args);
+      // The WebSocket count lives in this thread, beside the engine, not in Go.
+      if (method === 'metrics') value = { ...(value as object), webSocket: webSocketTraffic() };
       send({ op: 'reply', seq, ok: true, value });
     } catch (err) {
       const e = err as { code?: string; message?: string };
