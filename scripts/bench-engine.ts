@@ -97,7 +97,7 @@ async function main(): Promise<void> {
     row(`requests/s (${RATE_CONCURRENCY} concurrent)`, rate);
     row(`bulk upload ${BULK_BYTES >> 20} MiB`, bulk);
     row('app event-loop delay p99 during bulk', loopDelay);
-    row('bulk: sender DERP drops / TCP retransmits / RTOs / WS msgs out', losses);
+    row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
     row('memory per node (RSS)', rss);
     for (const t of Object.values(targets)) await t.close();
   } finally {
@@ -258,7 +258,8 @@ async function throughput(send: Send): Promise<number> {
 function lossSummary(before: NodeMetrics, after: NodeMetrics): string {
   const d = (f: (m: NodeMetrics) => number): number => f(after) - f(before);
   const drops = d((m) => m.derp.dropped + m.derp.errorQueue);
-  return `${drops} / ${d((m) => m.tcp.retransmits)} / ${d((m) => m.tcp.timeouts)} / ${d((m) => m.webSocket.messagesOut)}`;
+  const ws = `${d((m) => m.webSocket.sendsFromGo)} → ${d((m) => m.webSocket.messagesOut)}`;
+  return `${drops} / ${d((m) => m.tcp.retransmits)} / ${d((m) => m.tcp.timeouts)} / ${ws}`;
 }
 
 const derpHttp = { TS_DEBUG_USE_DERP_HTTP: '1' };

@@ -6,8 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { WebSocket as NodeWebSocket } from 'ws';
 import './webassembly.js';
+import { EngineWebSocket, attributeSockets, closeSockets, newSocketOwner, type WebSocketTraffic } from './websocket.js';
+
+export type { WebSocketTraffic } from './websocket.js';
 
 const buildDir = fileURLToPath(new URL('../build/', import.meta.url));
 
@@ -173,19 +175,13 @@ export interface EngineMetrics {
   crossings: Record<'dataCalls' | 'dataBytes' | 'writeCalls' | 'writeBytes', number>;
 }
 
-/** WebSocket traffic (control and DERP) of every node in this thread; see {@link webSocketTraffic}. */
-export interface WebSocketTraffic {
-  messagesIn: number;
-  bytesIn: number;
-  messagesOut: number;
-  bytesOut: number;
-}
-
 /** A started engine. */
 export interface RunningEngine {
   api: EngineApi;
   /** Settles with the Go program's exit code once it has exited (after shutdown, or a crash). */
   exited: Promise<number>;
+  /** This node's WebSocket (control and DERP) traffic so far. */
+  webSocketTraffic(): WebSocketTraffic;
 }
 
 // What the Go side installs: EngineApi, with JSON strings where EngineApi has objects.
@@ -245,6 +241,8 @@ export async function startEngine(
   go.env = goEnv;
   let exitCode = 0;
   go.exit = (code) => (exitCode = code);
+  const sockets = newSocketOwner();
+  attributeSockets(go.importObject, sockets);
   const output = (text: string): void => host.log(text.trimEnd());
   runtimeOutput.add(output);
   const instance = await WebAssembly.instantiate(module ?? (await compileEngine()), go.importObject);
@@ -255,12 +253,13 @@ export async function startEngine(
   void exited.finally(() => {
     // Go's timers outlive the program; firing one after exit throws from a timer callback.
     for (const timer of go._scheduledTimeouts.values()) clearTimeout(timer);
+    closeSockets(sockets);
     runtimeOutput.delete(output);
     delete (globalThis as Record<string, unknown>)[key];
   });
   const early = await Promise.race([isReady.then(() => undefined), exited]);
   if (early !== undefined) throw new Error(`engine exited during start with code ${early}`);
-  return { api: wrap(bridge.go as GoApi), exited };
+  return { api: wrap(bridge.go as GoApi), exited, webSocketTraffic: () => ({ ...sockets.traffic }) };
 }
 
 function wrap(go: GoApi): EngineApi {
@@ -301,7 +300,7 @@ type GoClass = new () => GoRuntime;
  */
 function loadGoRuntime(): GoClass {
   const g = globalThis as Record<string, unknown>;
-  g.WebSocket ??= DeferredErrorWebSocket;
+  g.WebSocket ??= EngineWebSocket;
   if (!g.Go) {
     createRequire(import.meta.url)(`${buildDir}wasm_exec.cjs`);
     const decoder = new TextDecoder();
@@ -313,63 +312,4 @@ function loadGoRuntime(): GoClass {
     };
   }
   return g.Go as GoClass;
-}
-
-type Listener = (event: unknown) => void;
-
-const traffic: WebSocketTraffic = { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 };
-
-/**
- * The WebSocket messages and bytes (control and DERP) of this thread's nodes so far. In a worker
- * (the default isolation) that is one node; in-thread nodes share the count.
- */
-export function webSocketTraffic(): WebSocketTraffic {
-  return { ...traffic };
-}
-
-function byteLength(data: unknown): number {
-  if (typeof data === 'string') return Buffer.byteLength(data);
-  return (data as { byteLength?: number }).byteLength ?? 0;
-}
-
-/**
- * The `ws` WebSocket, with 'error' listeners called one task later. coder/websocket (control
- * and DERP connections) answers an error by closing the socket and waiting, inside the error
- * handler, for the 'close' event; `ws` emits 'close' right after 'error' returns, so that wait
- * could never end: the Go program spun at 100% CPU whenever the control server went away.
- * Deferred, the error handler runs after 'close' (or not at all, if 'close' removed it).
- */
-class DeferredErrorWebSocket extends NodeWebSocket {
-  private readonly errorListeners = new Map<Listener, Listener>();
-
-  constructor(...args: ConstructorParameters<typeof NodeWebSocket>) {
-    super(...args);
-    this.on('message', (data: unknown) => {
-      traffic.messagesIn++;
-      traffic.bytesIn += byteLength(data);
-    });
-  }
-
-  override send(data: unknown, ...rest: unknown[]): void {
-    traffic.messagesOut++;
-    traffic.bytesOut += byteLength(data);
-    (super.send as (...a: unknown[]) => void)(data, ...rest);
-  }
-
-  override addEventListener(type: string, listener: Listener, options?: object): void {
-    if (type !== 'error') return super.addEventListener(type as 'open', listener, options);
-    const deferred: Listener = (event) =>
-      setImmediate(() => {
-        if (this.errorListeners.get(listener) === deferred) listener.call(this, event);
-      });
-    this.errorListeners.set(listener, deferred);
-    super.addEventListener('error', deferred, options);
-  }
-
-  override removeEventListener(type: string, listener: Listener): void {
-    if (type !== 'error') return super.removeEventListener(type as 'open', listener);
-    const deferred = this.errorListeners.get(listener);
-    this.errorListeners.delete(listener);
-    if (deferred) super.removeEventListener('error', deferred);
-  }
 }

@@ -42,7 +42,7 @@ export interface TailnetNodeOptions {
  * packets waiting, and how many crossings each byte costs. All count from the node's start.
  */
 export interface NodeMetrics extends EngineMetrics {
-  /** WebSocket (control and DERP) traffic of the engine's thread: this node's, in a worker. */
+  /** WebSocket (control and DERP) traffic: wire messages, and the Go↔JS crossings that carried them. */
   webSocket: WebSocketTraffic;
   /** Messages between the app's thread and the engine host. */
   bridge: { toEngine: number; fromEngine: number };

@@ -84,6 +84,10 @@ describe('between two of our nodes', () => {
     expect(grew((m) => m.derp.queued)).toBeGreaterThan(payload.length / 1500);
     expect(grew((m) => m.tcp.segmentsSent)).toBeGreaterThan(payload.length / 1500);
     expect(grew((m) => m.webSocket.bytesOut)).toBeGreaterThan(payload.length);
+    // A packet per send from Go; the sends of one JS task leave as one WebSocket message.
+    expect(grew((m) => m.webSocket.sendsFromGo)).toBeGreaterThan(2 * grew((m) => m.webSocket.messagesOut));
+    expect(grew((m) => m.webSocket.messagesIn)).toBeGreaterThan(0);
+    expect(grew((m) => m.webSocket.eventsToGo)).toBeLessThanOrEqual(grew((m) => m.webSocket.messagesIn));
     expect(grew((m) => m.bridge.toEngine)).toBeGreaterThan(0);
     expect(grew((m) => m.bridge.fromEngine)).toBeGreaterThan(0);
   });

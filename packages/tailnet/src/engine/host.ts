@@ -1,4 +1,4 @@
-import { startEngine, webSocketTraffic, type EngineApi, type EngineEvent, type EngineHost } from '@krkn/tailnet-wasm';
+import { startEngine, type EngineApi, type EngineEvent, type EngineHost, type WebSocketTraffic } from '@krkn/tailnet-wasm';
 import { FileStateStore } from '../state.js';
 import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
 
@@ -9,6 +9,7 @@ import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
  */
 export function serveEngine(port: Port): void {
   let api: EngineApi | undefined;
+  let engineTraffic: (() => WebSocketTraffic) | undefined;
   const paused = new Set<number>();
   const send = (message: FromEngine, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
 
@@ -32,6 +33,7 @@ export function serveEngine(port: Port): void {
     };
     const engine = await startEngine(host, msg.env, msg.module);
     api = engine.api;
+    engineTraffic = engine.webSocketTraffic;
     void engine.exited.then((code) => send({ op: 'exit', code, reason: `engine exited with code ${code}` }));
     send({ op: 'ready' });
   };
@@ -43,7 +45,7 @@ export function serveEngine(port: Port): void {
       const fn = api[method] as (...a: unknown[]) => unknown;
       let value = await fn(...args);
       // The WebSocket count lives in this thread, beside the engine, not in Go.
-      if (method === 'metrics') value = { ...(value as object), webSocket: webSocketTraffic() };
+      if (method === 'metrics') value = { ...(value as object), webSocket: engineTraffic?.() };
       send({ op: 'reply', seq, ok: true, value });
     } catch (err) {
       const e = err as { code?: string; message?: string };
