@@ -137,7 +137,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
         this.emit('accepted', m.port, m.id, m.remote, m.local);
         break;
       case 'data':
-        this.emit('data', m.id, m.bytes);
+        for (const bytes of m.chunks) this.emit('data', m.id, bytes);
         break;
       case 'closed':
         this.emit('closed', m.id, m.error);

@@ -11,7 +11,30 @@ export function serveEngine(port: Port): void {
   let api: EngineApi | undefined;
   let engineTraffic: (() => WebSocketTraffic) | undefined;
   const paused = new Set<number>();
-  const send = (message: FromEngine, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
+  // Connection bytes wait for the end of the current task, then cross in one message per
+  // connection: Go hands over about one TCP segment per data call, and a message per segment
+  // made the bridge, not the engine, the busiest part of a bulk transfer.
+  let pendingData = new Map<number, Uint8Array[]>();
+  const flushData = (): void => {
+    if (pendingData.size === 0) return;
+    const batches = pendingData;
+    pendingData = new Map();
+    for (const [id, chunks] of batches) {
+      // Go made these arrays for us alone: hand their buffers over instead of copying them.
+      port.postMessage({ op: 'data', id, chunks } satisfies FromEngine, chunks.map((c) => c.buffer as ArrayBuffer));
+    }
+  };
+  const queueData = (id: number, bytes: Uint8Array): void => {
+    if (pendingData.size === 0) queueMicrotask(flushData);
+    const chunks = pendingData.get(id);
+    if (chunks) chunks.push(bytes);
+    else pendingData.set(id, [bytes]);
+  };
+  // Every other message keeps its place after the bytes before it.
+  const send = (message: FromEngine): void => {
+    flushData();
+    port.postMessage(message);
+  };
 
   const init = async (msg: InitMessage): Promise<void> => {
     const store = FileStateStore.open(msg.stateDir);
@@ -22,8 +45,7 @@ export function serveEngine(port: Port): void {
       stateSet: (key, value) => store.set(key, value),
       accepted: (p, id, remote, local) => send({ op: 'accepted', port: p, id, remote, local }),
       data: (id, bytes) => {
-        // Go made this array for us alone: hand its buffer over instead of copying it.
-        send({ op: 'data', id, bytes }, [bytes.buffer as ArrayBuffer]);
+        queueData(id, bytes);
         return !paused.has(id);
       },
       closed: (id, error) => {
