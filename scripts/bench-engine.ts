@@ -3,10 +3,12 @@
 // Every figure is measured here, now, on this machine: join and restart times, HTTP latency and
 // request rate, bulk throughput, memory per node, the app thread's event-loop delay while a node
 // works, and the artifact size. `--write` replaces the table in README.md.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -20,6 +22,7 @@ const RATE_REQUESTS = 1000;
 const RATE_CONCURRENCY = 8;
 const BULK_BYTES = 16 << 20;
 const JOIN_RUNS = 3;
+const IDLE_MS = 35_000;
 
 interface Target {
   send: Send;
@@ -99,6 +102,12 @@ async function main(): Promise<void> {
     row('app event-loop delay p99 during bulk', loopDelay);
     row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
     row('memory per node (RSS)', rss);
+    const idle = await idleRss(tailnet, authKey, state, loopback.port);
+    const nativeIdle = targets['native, direct']?.rss?.();
+    row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
+      'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
+      ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
+    });
     for (const t of Object.values(targets)) await t.close();
   } finally {
     await tailnet.stop();
@@ -127,6 +136,50 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
     cold: { 'wasm (worker)': fmt(cold.wasm!), 'native, direct': fmt(cold.native!) },
     warm: { 'wasm (worker)': fmt(warm.wasm!), 'native, direct': fmt(warm.native!) },
   };
+}
+
+/** `krkns run` and a `krknc listen` subscribed to it, as users start them, left idle. */
+async function idleRss(tailnet: Tailnet, authKey: string, state: string, forwardPort: number) {
+  const bin = (app: string) => fileURLToPath(new URL(`../apps/${app}/dist/main.js`, import.meta.url));
+  const node = (name: string) => ['--hostname', name, '--state-dir', join(state, name), '--control-url', tailnet.url];
+  const env = { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' };
+  const krkns = await startApp(spawn(process.execPath, [bin('krkns'), 'run', ...node('rss-hub')], { env }), /krkns ready:/);
+  const krknc = await startApp(
+    spawn(process.execPath, [bin('krknc'), 'listen', ...node('rss-laptop'), '--server', 'rss-hub', '--topic', 'bench/**',
+      '--forward-to', `http://127.0.0.1:${forwardPort}/`], { env }),
+    /krknc ready:/,
+  );
+  try {
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    return { krkns: rssOf(krkns.pid), krknc: rssOf(krknc.pid) };
+  } finally {
+    await Promise.all([stopApp(krknc), stopApp(krkns)]);
+  }
+}
+
+async function startApp(child: ChildProcess, ready: RegExp): Promise<ChildProcess> {
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line within 60 s:\n${out}`)), 60_000);
+    const seen = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', seen);
+    child.stderr?.on('data', seen);
+    child.on('exit', (code) => reject(new Error(`exited with ${code} before its ready line:\n${out}`)));
+  });
+  return child;
+}
+
+async function stopApp(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
 }
 
 async function up(node: TailnetNode): Promise<TailnetNode> {
