@@ -11,7 +11,7 @@
  */
 export { TailnetNode } from './node.js';
 export { defaultControlUrl, parseBoolean } from './options.js';
-export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
+export type { AuthKeyUse, NodeMetrics, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';
 export { TailnetServer } from './server.js';

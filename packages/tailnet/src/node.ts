@@ -1,6 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
-import type { BackendState, EngineEvent, HealthWarning, SelfInfo, StartResult } from '@krkn/tailnet-wasm';
+import type {
+  BackendState,
+  EngineEvent,
+  EngineMetrics,
+  HealthWarning,
+  SelfInfo,
+  StartResult,
+  WebSocketTraffic,
+} from '@krkn/tailnet-wasm';
 import { EngineClient, type Isolation } from './engine/client.js';
 import { TailnetError } from './errors.js';
 import { TailnetServer } from './server.js';
@@ -40,6 +48,17 @@ export interface TailnetNodeOptions {
   isolation?: Isolation;
   /** Extra environment for the engine (Tailscale envknobs such as TS_DEBUG_USE_DERP_HTTP). TS_DEBUG_* from process.env are passed on too. */
   engineEnv?: Record<string, string>;
+}
+
+/**
+ * The data path's counters, to tell packets lost (DERP drops, TCP retransmits and timeouts) from
+ * packets waiting, and how many crossings each byte costs. All count from the node's start.
+ */
+export interface NodeMetrics extends EngineMetrics {
+  /** WebSocket (control and DERP) traffic: wire messages, and the Go↔JS crossings that carried them. */
+  webSocket: WebSocketTraffic;
+  /** Messages between the app's thread and the engine host. */
+  bridge: { toEngine: number; fromEngine: number };
 }
 
 /** What became of an auth key: see {@link TailnetNode.authKeyUse}. */
@@ -343,6 +362,13 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   /** The node, its peers and their state, as the control server last described them. */
   async status(): Promise<NodeStatus> {
     return parseStatus(await this.running().call<string>('status'));
+  }
+
+  /** The data path's counters (see {@link NodeMetrics}). */
+  async metrics(): Promise<NodeMetrics> {
+    const engine = this.running();
+    const fromEngine = await engine.call<EngineMetrics & { webSocket: WebSocketTraffic }>('metrics');
+    return { ...fromEngine, bridge: { ...engine.bridgeMessages } };
   }
 
   /** Names the node and user behind a tailnet IP (or IP:port), with the capabilities granted to it. */
