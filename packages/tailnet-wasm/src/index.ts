@@ -142,6 +142,8 @@ export interface EngineApi {
   ping(target: string, timeoutMs: number): Promise<string>;
   /** JSON of ipnstate.Status. */
   status(): Promise<string>;
+  /** JSON list of the DERP map's regions with their nodes and last frame received (Go's relayRegion). */
+  relays(): Promise<string>;
   logout(): Promise<void>;
   shutdown(): Promise<void>;
   /** Every goroutine's stack: for diagnosing an engine that hangs or spins. */
