@@ -6,7 +6,17 @@ import { TailnetError } from './errors.js';
 import { TailnetServer } from './server.js';
 import { TailnetSocket } from './socket.js';
 import { FileStateStore, StateLock, defaultStateDir, writePendingLogin } from './state.js';
-import { parsePing, parseStatus, parseWhois, type NodeStatus, type PingResult, type WhoIs } from './status.js';
+import { parsePing, parseRelays, parseStatus, parseWhois, type NodeStatus, type PingResult, type RelayRegion, type WhoIs } from './status.js';
+import {
+  announceFirstContact,
+  controlUnreachable,
+  controlWait,
+  explainRelay,
+  formatDuration,
+  nameCollision,
+  watchRelay,
+  type Diagnosis,
+} from './waits.js';
 
 /** Tailscale's own control server, used when no control URL is configured. */
 export const defaultControlUrl = 'https://controlplane.tailscale.com';
@@ -95,6 +105,9 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   private loginHealth: string | undefined;
   private healthWarnings: HealthWarning[] = [];
   private keyUse: AuthKeyUse = 'none';
+  private relayWatch: { stop(): void } | undefined;
+  /** Peers dialed at least once: only a first contact is announced as a handshake wait. */
+  private readonly contacted = new Set<string>();
   private closed = false;
 
   constructor(options: TailnetNodeOptions) {
@@ -158,7 +171,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     try {
       const engine = await this.start();
       if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, options);
-      return await this.status();
+      const status = await this.status();
+      this.reportName(status);
+      this.relayWatch ??= watchRelay(this.log, () => this.relayProblem());
+      return status;
     } catch (err) {
       await this.close();
       throw err;
@@ -287,8 +303,13 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
 
   private waitRunning(engine: EngineClient, { signal, controlTimeoutMs = 30_000 }: UpOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const cleanup = (): void => {
+      const control = controlWait(this.log, this.controlUrl, () => this.lastLoginError());
+      const answered = (): void => {
         clearTimeout(controlTimer);
+        control.done();
+      };
+      const cleanup = (): void => {
+        answered();
         engine.off('event', onEvent);
         engine.off('exit', onExit);
         signal?.removeEventListener('abort', onAbort);
@@ -298,7 +319,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         reject(err);
       };
       const onEvent = (e: EngineEvent): void => {
-        if (e.type === 'loginUrl') clearTimeout(controlTimer); // control answered; a person must act now
+        if (e.type === 'loginUrl') answered(); // control answered; a person must act now (the login has its own reminders)
         if (e.type === 'error' && /auth.?key|pre-?auth/i.test(e.message)) fail(authKeyError(e.message));
         if ((e.type === 'state' && e.state === 'Running' && this.selfInfo) || (e.type === 'self' && this.currentState === 'Running')) {
           cleanup();
@@ -307,16 +328,11 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
       };
       const onExit = (reason: string): void => fail(new TailnetError('ENGINE', `tailnet engine stopped: ${reason}`));
       const onAbort = (): void => fail(new TailnetError('ABORTED', 'up() was aborted', { cause: signal?.reason }));
-      const controlTimer = setTimeout(() => {
-        fail(
-          new TailnetError(
-            'CONTROL_UNREACHABLE',
-            `no answer from control server ${this.controlUrl} within ${controlTimeoutMs / 1000}s` +
-              (this.lastLoginError() ? ` (last error: ${this.lastLoginError()})` : ''),
-          ),
-        );
-      }, controlTimeoutMs);
-      if (this.pendingLogin) clearTimeout(controlTimer);
+      const controlTimer = setTimeout(
+        () => fail(controlUnreachable(this.controlUrl, controlTimeoutMs, this.lastLoginError())),
+        controlTimeoutMs,
+      );
+      if (this.pendingLogin) answered();
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       engine.on('event', onEvent);
@@ -327,6 +343,23 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   private lastLoginError(): string | undefined {
     const m = this.loginHealth?.match(/last login error was: (.*)$/);
     return m?.[1] ?? this.lastError;
+  }
+
+  /** Says at start when the control server gave the node another name than the one asked for. */
+  private reportName(status: NodeStatus): void {
+    const collision = nameCollision(this.hostname, status.self);
+    if (collision) this.log.warn({ requested: this.hostname, given: status.self.dnsName }, `${collision.cause}. Fix: ${collision.fix}`);
+  }
+
+  private async relayProblem(): Promise<Diagnosis | undefined> {
+    if (this.closed) return undefined;
+    const overHttp = isTruthy(this.opts.engineEnv.TS_DEBUG_USE_DERP_HTTP);
+    return explainRelay(await this.relays(), (await this.status()).self.relay, this.controlUrl, overHttp);
+  }
+
+  /** The relay (DERP) regions the control server offers, and which of them this node has heard from. */
+  async relays(): Promise<RelayRegion[]> {
+    return parseRelays(await this.running().call<string>('relays'));
   }
 
   private running(): EngineClient {
@@ -371,7 +404,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   async dial(host: string, port: number, { timeoutMs = 15_000 } = {}): Promise<TailnetSocket> {
     const engine = this.running();
     validatePort(port);
-    const c = await engine.call<{ id: number; remote: string; local: string }>('dial', [host, port, timeoutMs]);
+    const dialing = engine.call<{ id: number; remote: string; local: string }>('dial', [host, port, timeoutMs]);
+    const first = !this.contacted.has(host);
+    this.contacted.add(host);
+    const c = await (first ? announceFirstContact(this.log, `${host}:${port}`, timeoutMs, dialing) : dialing);
     return this.track(new TailnetSocket(engine, c.id, c.remote, c.local));
   }
 
@@ -404,12 +440,14 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     if (this.closed) return;
     this.closed = true;
     this.loginDone();
+    this.relayWatch?.stop();
     const engine = this.engine ?? (await this.starting?.catch(() => undefined));
     for (const server of this.servers.values()) server.close({ destroy: true });
     for (const socket of this.sockets.values()) socket.destroy();
     if (engine) {
       // An ephemeral node logs out so the control server deletes it now, not after its inactivity timeout.
       if (this.opts.ephemeral && this.currentState === 'Running') {
+        this.log.info('logging out (ephemeral node), so the control server deletes it now; at most 5s');
         await Promise.race([engine.call('logout').catch(() => undefined), delay(5_000)]);
       }
       await Promise.race([engine.call('shutdown').catch(() => undefined), delay(10_000)]);
@@ -479,11 +517,4 @@ function debugKnobs(env: NodeJS.ProcessEnv): Record<string, string> {
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** "1m30s" for 90000. */
-function formatDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${s % 60}s` : `${s}s`;
 }
