@@ -86,7 +86,7 @@ export async function listen(argv: string[]): Promise<number> {
     closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
     const status = await own.up;
     const session = ownSession(own);
-    const server = await resolveServer(session, ref);
+    const server = await resolveServer(session, ref, log);
     state.server = ref.text;
     const hub = hubFor(session, server);
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };

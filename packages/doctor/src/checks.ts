@@ -59,8 +59,8 @@ const ok = (id: string, cause: string): CheckResult => ({ id, status: 'ok', caus
 const warn = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'warn', cause, fix });
 const fail = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'fail', cause, fix });
 
-// Why the control server leaves a node out of every peer list (the Krkn guide's catalogue).
-const suppressionCauses =
+/** Why the control server leaves a node out of every peer list (the Krkn guide's catalogue). */
+export const suppressionCauses =
   'no grant or acl gives a path between them in either direction; a posture check (defaultSrcPosture or srcPosture) ' +
   'that embedded nodes can never pass; a tag missing from tagOwners; a group: rule expected to match tagged nodes';
 

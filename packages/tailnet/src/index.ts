@@ -17,7 +17,9 @@ export { TailnetServer } from './server.js';
 export type { TailnetAddress } from './server.js';
 export { TailnetSocket } from './socket.js';
 export { serveFastify, tailnetAgent, tailnetFetch } from './http.js';
-export type { NodeStatus, PeerStatus, WhoIs, PingResult } from './status.js';
+export { ReportedWait, formatDuration } from './waits.js';
+export type { Diagnosis } from './waits.js';
+export type { NodeStatus, PeerStatus, WhoIs, PingResult, RelayRegion } from './status.js';
 export {
   FileStateStore,
   StateLock,
