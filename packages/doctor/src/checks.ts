@@ -71,7 +71,7 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const node = input.node;
   if (!node || node.state !== 'Running') return results;
   const status = await node.status();
-  results.push(keyExpiryCheck(status), ...tagChecks(input, status));
+  results.push(keyExpiryCheck(status), nameCheck(node.hostname, status), ...tagChecks(input, status));
   results.push(await controlCheck(input), derpCheck(node, status), peersCheck(input, status));
   if (input.counterpart) results.push(...(await counterpartChecks(node, status, input.counterpart)));
   return results;
@@ -116,6 +116,21 @@ function keyExpiryCheck(status: NodeStatus): CheckResult {
   if (left <= 0) return fail('key-expiry', `the node key expired at ${expiry}`, 're-authenticate (TS_FORCE_LOGIN=1 with a new key), or tag the node so its key does not expire');
   if (days < 7) return warn('key-expiry', `the node key expires in ${days} days (${expiry})`, 're-authenticate before then, or tag the node so its key does not expire');
   return ok('key-expiry', `the node key expires in ${days} days`);
+}
+
+/** The name asked for and the name given differ when another node holds it (the `-1` suffix case). */
+function nameCheck(requested: string, status: NodeStatus): CheckResult {
+  const given = status.self.dnsName.split('.')[0] ?? '';
+  if (given === '' || given.toLowerCase() === requested.toLowerCase()) return ok('hostname', `registered under the name it asks for, ${requested}`);
+  const holder = status.peers.find((p) => p.dnsName.split('.')[0]?.toLowerCase() === requested.toLowerCase());
+  const who = holder
+    ? `the node ${holder.dnsName} (${[holder.addresses[0], holder.tags.join(' ') || holder.user, holder.online ? 'online' : 'offline'].filter(Boolean).join(', ')})`
+    : 'a node this one cannot see (the policy hides it)';
+  return warn(
+    'hostname',
+    `asks for the name ${requested} but is registered as ${given}: ${who} holds ${requested}`,
+    `if that node is stale, delete it (headscale nodes delete; Tailscale: admin console, Machines) and rename this one to ${requested}; otherwise choose another --hostname`,
+  );
 }
 
 function tagChecks(input: DoctorInput, status: NodeStatus): CheckResult[] {
