@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { ExitCode, aborted, bringUp, createLogger, helpText, listenAdminSocket, nodeAdminRoutes, parseFlags, readyLine, type LogFormat, type OwnNode } from '@krkn/cli-kit';
 import { Hub, identifyAdmin, identifyByWhois } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
-import { TailnetNode, serveFastify } from '@krkn/tailnet';
+import { TailnetNode, formatDuration, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
 
@@ -94,7 +94,19 @@ async function shutdown(p: {
   timeoutMs: number;
 }): Promise<void> {
   const started = Date.now();
+  const waitingFor = p.hub.inFlight;
+  if (waitingFor.requests + waitingFor.deliveries > 0) {
+    p.log.info(
+      waitingFor,
+      `stopping: new requests get 503; waiting up to ${formatDuration(p.timeoutMs)} (--shutdown-timeout) for ` +
+        `${waitingFor.requests} request(s) and ${waitingFor.deliveries} delivery attempt(s) in flight`,
+    );
+  }
   await p.hub.stop(p.timeoutMs);
+  const cutOff = p.hub.inFlight;
+  if (cutOff.requests + cutOff.deliveries > 0) {
+    p.log.warn(cutOff, 'stopped waiting: deliveries cut off are attempted again at the next start');
+  }
   await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
   await p.admin.close();
   p.store.close();

@@ -121,6 +121,11 @@ export class Hub {
     await Promise.all([this.deliverer.stop(timeoutMs), Promise.race([requestsDone, bound])]);
   }
 
+  /** Requests being answered and delivery attempts under way: what stop() waits for. */
+  get inFlight(): { requests: number; deliveries: number } {
+    return { requests: this.activeRequests, deliveries: this.deliverer.active };
+  }
+
   private requestDone(): void {
     this.activeRequests--;
     if (this.activeRequests <= 0) this.idle?.();
