@@ -16,6 +16,7 @@ import {
   nameCollision,
   watchRelay,
   type Diagnosis,
+  type ReportedWait,
 } from './waits.js';
 
 /** Tailscale's own control server, used when no control URL is configured. */
@@ -168,14 +169,18 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
    * invalid or expired key, an unreachable control server, or an abort.
    */
   async up(options: UpOptions = {}): Promise<NodeStatus> {
+    // Announced before the engine loads (which takes a moment), so the first line comes at once.
+    const control = this.currentState === 'Running' ? undefined : controlWait(this.log, this.controlUrl, () => this.lastLoginError());
     try {
       const engine = await this.start();
-      if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, options);
+      if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, control, options);
+      control?.done();
       const status = await this.status();
       this.reportName(status);
       this.relayWatch ??= watchRelay(this.log, () => this.relayProblem());
       return status;
     } catch (err) {
+      control?.done();
       await this.close();
       throw err;
     }
@@ -301,12 +306,11 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     writePendingLogin(this.stateDir, null);
   }
 
-  private waitRunning(engine: EngineClient, { signal, controlTimeoutMs = 30_000 }: UpOptions): Promise<void> {
+  private waitRunning(engine: EngineClient, control: ReportedWait | undefined, { signal, controlTimeoutMs = 30_000 }: UpOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const control = controlWait(this.log, this.controlUrl, () => this.lastLoginError());
       const answered = (): void => {
         clearTimeout(controlTimer);
-        control.done();
+        control?.done();
       };
       const cleanup = (): void => {
         answered();

@@ -99,7 +99,10 @@ export function explainControlError(error: string | undefined, controlUrl: strin
 /** Reports the wait for the control server's first answer (a login URL, or the node starting). */
 export function controlWait(log: Logger, controlUrl: string, lastError: () => string | undefined): ReportedWait {
   return new ReportedWait(log, `contacting control server ${controlUrl}`, (waited) => {
-    const { cause, fix } = explainControlError(lastError(), controlUrl);
+    const error = lastError();
+    // No error yet: the server may be answering slowly (registration and the first network map take a while).
+    if (error === undefined) return `still waiting for control server ${controlUrl} after ${waited}: no error so far, it is slow to answer`;
+    const { cause, fix } = explainControlError(error, controlUrl);
     return `no answer from control server ${controlUrl} after ${waited}: ${cause}. Fix: ${fix}`;
   });
 }
