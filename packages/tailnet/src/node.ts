@@ -170,7 +170,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
    */
   async up(options: UpOptions = {}): Promise<NodeStatus> {
     // Announced before the engine loads (which takes a moment), so the first line comes at once.
-    const control = this.currentState === 'Running' ? undefined : controlWait(this.log, this.controlUrl, () => this.lastLoginError());
+    const control = this.currentState === 'Running' ? undefined : controlWait(this.log, this.controlUrl, () => this.engine !== undefined, () => this.lastLoginError());
     try {
       const engine = await this.start();
       if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, control, options);

@@ -96,9 +96,13 @@ export function explainControlError(error: string | undefined, controlUrl: strin
   return { cause: error, fix: controlUrlFix };
 }
 
-/** Reports the wait for the control server's first answer (a login URL, or the node starting). */
-export function controlWait(log: Logger, controlUrl: string, lastError: () => string | undefined): ReportedWait {
+/**
+ * Reports the wait for the control server's first answer (a login URL, or the node starting).
+ * `engineStarted`: the embedded engine has loaded (on a busy host that alone can take seconds).
+ */
+export function controlWait(log: Logger, controlUrl: string, engineStarted: () => boolean, lastError: () => string | undefined): ReportedWait {
   return new ReportedWait(log, `contacting control server ${controlUrl}`, (waited) => {
+    if (!engineStarted()) return `still loading the embedded Tailscale engine (${waited}; this host is busy), then contacting ${controlUrl}`;
     const error = lastError();
     // No error yet: the server may be answering slowly (registration and the first network map take a while).
     if (error === undefined) return `still waiting for control server ${controlUrl} after ${waited}: no error so far, it is slow to answer`;
