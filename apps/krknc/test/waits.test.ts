@@ -60,6 +60,15 @@ function runCommand(
   });
 }
 
+/** Runs a command to its end (bounded) and returns its stdout. */
+function commandOutput(main: string, args: string[]): Promise<string> {
+  const child = spawn(...tiedToParent(process.execPath, [main, ...args]), { env: childEnv(), stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const bound = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) => child.once('exit', () => (clearTimeout(bound), resolve(out))));
+}
+
 /** A JSON log line's msg (the default format off a terminal); other lines (`error: ...`) as they are. */
 function message(text: string): string {
   try {
@@ -246,5 +255,15 @@ describe('no silent waits', () => {
       for (const f of c.final) expect(first(run, f), context).toBeDefined();
       expect({ by: run.ended, code: run.code }, context).toEqual(c.ends);
     });
+  });
+
+  it('krkns doctor names the node that holds the name asked for, and the fix', async () => {
+    const second = await startKrkns({ controlUrl: tailnet.url, authKey: hubKey, stateDir: dir('dup3'), hostname: 'dup' });
+    const stdout = await commandOutput(krknsMain, ['doctor', '--state-dir', second.stateDir, '--control-url', tailnet.url, '--json']);
+    const report = JSON.parse(stdout) as { checks: { id: string; status: string; cause: string; fix?: string }[] };
+    const hostname = report.checks.find((c) => c.id === 'hostname');
+    expect(hostname, stdout).toMatchObject({ status: 'warn' });
+    expect(hostname!.cause).toMatch(/^asks for the name dup but is registered as dup-\w+: the node dup\.[\w.]+ \(100\.[\d.]+, tag:krkn, online\) holds dup$/);
+    expect(hostname!.fix).toMatch(/delete it .* and rename this one to dup; otherwise choose another --hostname/);
   });
 });
