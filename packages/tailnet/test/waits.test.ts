@@ -1,8 +1,24 @@
 // The texts of the waits (pure logic): each error the control client reports is translated into a
 // cause and a fix; a relay that never answered is explained from the DERP map.
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { RelayRegion } from '@krkn/tailnet';
-import { explainControlError, explainRelay, formatDuration, nameCollision } from '../src/waits.js';
+import { ReportedWait, announceFirstContact, explainControlError, explainRelay, formatDuration, nameCollision } from '../src/waits.js';
+
+/** A real pino logger writing into an array: the messages a wait logged, in order. */
+function capture(): { log: pino.Logger; lines: { level: number; msg: string }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { level: number; msg: string });
+      done();
+    },
+  });
+  return { log: pino({ level: 'info' }, sink), lines };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const key = (url: string, tail: string): string => `fetch control key: Get "${url}/key?v=142": ${tail}`;
 
@@ -81,4 +97,38 @@ describe('nameCollision', () => {
 
 it('formatDuration', () => {
   expect([formatDuration(400), formatDuration(3_000), formatDuration(90_000)]).toEqual(['0s', '3s', '1m30s']);
+});
+
+describe('ReportedWait', () => {
+  it('announces at once, repeats its progress with the time waited, and stops at done()', async () => {
+    const { log, lines } = capture();
+    const wait = new ReportedWait(log, 'waiting for X', (waited) => `still no X after ${waited}`, 100);
+    await sleep(350);
+    wait.done();
+    const seen = lines.length;
+    await sleep(250);
+    expect(lines[0]).toMatchObject({ level: 30, msg: 'waiting for X' });
+    expect(lines.slice(1).map((l) => l.level)).toEqual(Array(seen - 1).fill(40));
+    expect(seen - 1).toBeGreaterThanOrEqual(2);
+    expect(lines[1]!.msg).toBe('still no X after 0s');
+    expect(lines.length).toBe(seen);
+  });
+});
+
+describe('announceFirstContact', () => {
+  it('says nothing when the dial is quick', async () => {
+    const { log, lines } = capture();
+    await announceFirstContact(log, '100.64.0.1:80', 15_000, sleep(50));
+    await sleep(50);
+    expect(lines).toEqual([]);
+  });
+
+  it('names the handshake wait once when the first dial stalls past 2 s', { timeout: 10_000 }, async () => {
+    const { log, lines } = capture();
+    await announceFirstContact(log, '100.64.0.1:80', 15_000, sleep(2_300));
+    expect(lines.map((l) => l.msg)).toEqual([
+      'first contact with 100.64.0.1:80: waiting for the WireGuard handshake (right after a node joins, the first one is ' +
+        'often dropped and retried after 5s); giving up after 15s',
+    ]);
+  });
 });
