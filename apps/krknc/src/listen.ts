@@ -113,7 +113,9 @@ export async function listen(argv: string[]): Promise<number> {
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
-    if (own.stop.signal.aborted) log.info('stopping: letting deliveries in flight to the local app finish (at most 5s), then leaving the tailnet');
+    if (own.stop.signal.aborted) {
+      log.info('stopping: letting deliveries in flight to the local app finish (at most 5s), then leaving the tailnet');
+    }
     await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
     await own.dispose();
   }

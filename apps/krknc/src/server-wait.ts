@@ -22,7 +22,8 @@ export class ServerWait {
     log: Logger,
     private readonly server: string,
   ) {
-    this.wait = new ReportedWait(log, `waiting for krkns (${server}) to appear in this node's peer list`, (waited) => this.progress(waited));
+    const announcement = `waiting for krkns (${server}) to appear in this node's peer list`;
+    this.wait = new ReportedWait(log, announcement, (waited) => this.progress(waited));
   }
 
   private progress(waited: string): string {
@@ -42,8 +43,9 @@ export class ServerWait {
     this.done();
     return new CliError(
       `no peer named ${this.server} on this tailnet after ${Math.round(this.wait.waitedMs / 1000)}s. ` +
-        `Either krkns is not running (or not registered on this control server), or the policy hides it: the control server ` +
-        `sends a node only the peers the policy gives it a path to (likely: ${suppressionCauses}). Run: ${this.doctorCommand()}`,
+        'Either krkns is not running (or not registered on this control server), or the policy hides it: ' +
+        'the control server sends a node only the peers the policy gives it a path to ' +
+        `(likely: ${suppressionCauses}). Run: ${this.doctorCommand()}`,
       ExitCode.UNREACHABLE,
     );
   }

@@ -51,7 +51,12 @@ function names(peer: PeerStatus, host: string): boolean {
  * peer list yet, so it looks again for up to waitMs, saying so (see ServerWait). Not found: exit 4
  * with the likely reasons.
  */
-export async function resolveServer(session: Session, ref: ServerRef, log: Logger, waitMs = serverWaitMs): Promise<ResolvedServer> {
+export async function resolveServer(
+  session: Session,
+  ref: ServerRef,
+  log: Logger,
+  waitMs = serverWaitMs,
+): Promise<ResolvedServer> {
   const deadline = Date.now() + waitMs;
   let wait: ServerWait | undefined;
   try {
@@ -71,7 +76,8 @@ function resolved(ref: ServerRef, peer: PeerStatus): ResolvedServer {
   const ip = isIP(ref.host) ? ref.host : peer.addresses[0];
   if (!ip) throw new CliError(`peer ${peer.dnsName} has no tailnet address`, ExitCode.UNREACHABLE);
   const hostPart = ip.includes(':') ? `[${ip}]` : ip;
-  return { ...ref, peer, baseUrl: `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`, display: `http://${ref.text}` };
+  const baseUrl = `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`;
+  return { ...ref, peer, baseUrl, display: `http://${ref.text}` };
 }
 
 /** A krkns client over the session. */

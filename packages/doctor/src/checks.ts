@@ -1,4 +1,12 @@
-import { FileStateStore, readPendingLogin, tailnetFetch, type NodeStatus, type TailnetNode } from '@krkn/tailnet';
+import {
+  FileStateStore,
+  nameCollision,
+  readPendingLogin,
+  tailnetFetch,
+  type NodeStatus,
+  type PeerStatus,
+  type TailnetNode,
+} from '@krkn/tailnet';
 
 /** How one check came out. */
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -120,16 +128,15 @@ function keyExpiryCheck(status: NodeStatus): CheckResult {
 
 /** The name asked for and the name given differ when another node holds it (the `-1` suffix case). */
 function nameCheck(requested: string, status: NodeStatus): CheckResult {
-  const given = status.self.dnsName.split('.')[0] ?? '';
-  if (given === '' || given.toLowerCase() === requested.toLowerCase()) return ok('hostname', `registered under the name it asks for, ${requested}`);
+  const collision = nameCollision(requested, status.self);
+  if (!collision) return ok('hostname', `registered under the name it asks for, ${requested}`);
   const holder = status.peers.find((p) => p.dnsName.split('.')[0]?.toLowerCase() === requested.toLowerCase());
-  const who = holder
-    ? `the node ${holder.dnsName} (${[holder.addresses[0], holder.tags.join(' ') || holder.user, holder.online ? 'online' : 'offline'].filter(Boolean).join(', ')})`
-    : 'a node this one cannot see (the policy hides it)';
+  const who = holder ? `the node ${holder.dnsName} (${describePeer(holder)})` : 'a node this one cannot see (the policy hides it)';
   return warn(
     'hostname',
-    `asks for the name ${requested} but is registered as ${given}: ${who} holds ${requested}`,
-    `if that node is stale, delete it (headscale nodes delete; Tailscale: admin console, Machines) and rename this one to ${requested}; otherwise choose another --hostname`,
+    `asks for the name ${requested} but is registered as ${collision.given}: ${who} holds ${requested}`,
+    'if that node is stale, delete it (headscale nodes delete; Tailscale: admin console, Machines) ' +
+      `and rename this one to ${requested}; otherwise choose another --hostname`,
   );
 }
 
@@ -214,6 +221,11 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
 function findPeer(status: NodeStatus, name: string) {
   const n = name.replace(/:\d+$/, '').toLowerCase();
   return status.peers.find((p) => p.addresses.includes(n) || p.hostname.toLowerCase() === n || p.dnsName.toLowerCase() === n || p.dnsName.toLowerCase().split('.')[0] === n);
+}
+
+/** "100.64.0.1, tag:krkn, online" */
+function describePeer(peer: PeerStatus): string {
+  return [peer.addresses[0], peer.tags.join(' ') || peer.user, peer.online ? 'online' : 'offline'].filter(Boolean).join(', ');
 }
 
 function describeSelf(status: NodeStatus): string {

@@ -17,7 +17,7 @@ export { TailnetServer } from './server.js';
 export type { TailnetAddress } from './server.js';
 export { TailnetSocket } from './socket.js';
 export { serveFastify, tailnetAgent, tailnetFetch } from './http.js';
-export { ReportedWait, formatDuration } from './waits.js';
+export { ReportedWait, formatDuration, nameCollision } from './waits.js';
 export type { Diagnosis } from './waits.js';
 export type { NodeStatus, PeerStatus, WhoIs, PingResult, RelayRegion } from './status.js';
 export {

@@ -6,7 +6,16 @@ import { TailnetError } from './errors.js';
 import { TailnetServer } from './server.js';
 import { TailnetSocket } from './socket.js';
 import { FileStateStore, StateLock, defaultStateDir, writePendingLogin } from './state.js';
-import { parsePing, parseRelays, parseStatus, parseWhois, type NodeStatus, type PingResult, type RelayRegion, type WhoIs } from './status.js';
+import {
+  parsePing,
+  parseRelays,
+  parseStatus,
+  parseWhois,
+  type NodeStatus,
+  type PingResult,
+  type RelayRegion,
+  type WhoIs,
+} from './status.js';
 import {
   announceFirstContact,
   controlUnreachable,
@@ -170,7 +179,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
    */
   async up(options: UpOptions = {}): Promise<NodeStatus> {
     // Announced before the engine loads (which takes a moment), so the first line comes at once.
-    const control = this.currentState === 'Running' ? undefined : controlWait(this.log, this.controlUrl, () => this.engine !== undefined, () => this.lastLoginError());
+    const control =
+      this.currentState === 'Running'
+        ? undefined
+        : controlWait(this.log, this.controlUrl, () => this.engine !== undefined, () => this.lastLoginError());
     try {
       const engine = await this.start();
       if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, control, options);
@@ -306,7 +318,11 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     writePendingLogin(this.stateDir, null);
   }
 
-  private waitRunning(engine: EngineClient, control: ReportedWait | undefined, { signal, controlTimeoutMs = 30_000 }: UpOptions): Promise<void> {
+  private waitRunning(
+    engine: EngineClient,
+    control: ReportedWait | undefined,
+    { signal, controlTimeoutMs = 30_000 }: UpOptions,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const answered = (): void => {
         clearTimeout(controlTimer);
@@ -323,7 +339,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         reject(err);
       };
       const onEvent = (e: EngineEvent): void => {
-        if (e.type === 'loginUrl') answered(); // control answered; a person must act now (the login has its own reminders)
+        // Control answered; a person must act now (the login has its own reminders).
+        if (e.type === 'loginUrl') answered();
         if (e.type === 'error' && /auth.?key|pre-?auth/i.test(e.message)) fail(authKeyError(e.message));
         if ((e.type === 'state' && e.state === 'Running' && this.selfInfo) || (e.type === 'self' && this.currentState === 'Running')) {
           cleanup();
@@ -352,7 +369,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   /** Says at start when the control server gave the node another name than the one asked for. */
   private reportName(status: NodeStatus): void {
     const collision = nameCollision(this.hostname, status.self);
-    if (collision) this.log.warn({ requested: this.hostname, given: status.self.dnsName }, `${collision.cause}. Fix: ${collision.fix}`);
+    if (!collision) return;
+    this.log.warn({ requested: this.hostname, given: status.self.dnsName }, `${collision.cause}. Fix: ${collision.fix}`);
   }
 
   private async relayProblem(): Promise<Diagnosis | undefined> {
