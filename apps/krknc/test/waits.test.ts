@@ -62,7 +62,8 @@ function runCommand(
 
 /** Runs a command to its end (bounded) and returns its stdout. */
 function commandOutput(main: string, args: string[]): Promise<string> {
-  const child = spawn(...tiedToParent(process.execPath, [main, ...args]), { env: childEnv(), stdio: ['ignore', 'pipe', 'ignore'] });
+  const [file, argv] = tiedToParent(process.execPath, [main, ...args]);
+  const child = spawn(file, argv, { env: childEnv(), stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const bound = setTimeout(() => child.kill('SIGKILL'), 30_000);
@@ -121,7 +122,8 @@ beforeAll(async () => {
   userKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
   hubKey = await tailnet.createPreAuthKey({ tags: ['tag:krkn'], reusable: true });
   // Only the service nodes may talk to each other: the laptop's user gets no path to krkns.
-  await tailnet.setPolicy(JSON.stringify({ tagOwners: { 'tag:krkn': ['dev@'] }, grants: [{ src: ['tag:krkn'], dst: ['tag:krkn'], ip: ['*'] }] }));
+  const grants = [{ src: ['tag:krkn'], dst: ['tag:krkn'], ip: ['*'] }];
+  await tailnet.setPolicy(JSON.stringify({ tagOwners: { 'tag:krkn': ['dev@'] }, grants }));
   // krkns holds the name "dup" before the collision case starts a second one.
   await startKrkns({ controlUrl: tailnet.url, authKey: hubKey, stateDir: dir('hub'), hostname: 'dup' });
   notControl = createServer((_req, res) => res.writeHead(404).end('not here'));
@@ -135,83 +137,111 @@ afterAll(async () => {
   state.remove();
 });
 
+const addressOf = (server: Server): string => `127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+/** One RegExp from parts, so long patterns stay readable. */
+function re(...parts: RegExp[]): RegExp {
+  return new RegExp(parts.map((p) => p.source).join(''));
+}
+
+const checkControlUrl = /check --control-url \/ TS_CONTROL_URL/;
+const fixControlUrl = re(/Fix: .*/, checkControlUrl);
+const runDoctor = /Run: krknc doctor --server dup/;
+const dnsFailure = /DNS cannot resolve krkn-no-such-host\.invalid /;
+
+type Enough = (lines: Line[]) => boolean;
+
+/** Enough once `pattern` has been seen `times` times. */
+const seen =
+  (pattern: RegExp, times: number): Enough =>
+  (lines) =>
+    lines.filter((l) => pattern.test(l.text)).length >= times;
+
+const nodeArgs = (name: string, hostname: string, controlUrl: string): string[] =>
+  ['--hostname', hostname, '--state-dir', dir(name), '--control-url', controlUrl];
+
 function cases(closedPort: number): Case[] {
-  const krkns = (name: string, hostname: string, controlUrl: string, env: NodeJS.ProcessEnv, boundMs: number, enough?: (l: Line[]) => boolean) =>
-    runCommand(krknsMain, ['run', '--hostname', hostname, '--state-dir', dir(name), '--control-url', controlUrl], env, boundMs, enough);
+  type Env = NodeJS.ProcessEnv;
+  const krkns = (name: string, host: string, url: string, env: Env, boundMs: number, enough?: Enough): Promise<Run> =>
+    runCommand(krknsMain, ['run', ...nodeArgs(name, host, url)], env, boundMs, enough);
+  const krknc = (command: string, name: string, url: string, extra: string[]): Promise<Run> =>
+    runCommand(krkncMain, [command, ...nodeArgs(name, name, url), ...extra], childEnv({ TS_AUTHKEY: userKey }), 45e3);
+  const env = childEnv();
   const noDerpKnob = childEnv({ TS_AUTHKEY: hubKey });
   delete noDerpKnob.TS_DEBUG_USE_DERP_HTTP;
   return [
     {
       name: 'krkns run, control URL that does not resolve',
-      run: () => krkns('dns', 'newbie', 'http://krkn-no-such-host.invalid:8080', childEnv(), 45_000),
+      run: () => krkns('dns', 'newbie', 'http://krkn-no-such-host.invalid:8080', env, 45_000),
       announce: /^contacting control server http:\/\/krkn-no-such-host\.invalid:8080$/,
       announceWithinMs: 2_000,
-      progress: /^no answer from control server \S+ after \d+s: DNS cannot resolve krkn-no-such-host\.invalid \((ENOTFOUND|EAI_AGAIN)\)/,
+      progress: re(/^no answer from control server \S+ after \d+s: /, dnsFailure, /\((ENOTFOUND|EAI_AGAIN)\)/),
       progressAtLeast: 5,
-      final: [/^error: no answer from control server \S+ within 30s: DNS cannot resolve krkn-no-such-host\.invalid .*Fix: check --control-url \/ TS_CONTROL_URL/],
+      final: [
+        re(/^error: no answer from control server \S+ within 30s: /, dnsFailure, /.*/, fixControlUrl),
+      ],
       ends: { by: 'exit', code: 4 },
     },
     {
       name: 'krknc send, control URL that refuses connections',
-      run: () =>
-        runCommand(
-          krkncMain,
-          ['send', '--hostname', 'refused', '--state-dir', dir('refused'), '--control-url', `http://127.0.0.1:${closedPort}`, '--server', 'dup', '--topic', 't'],
-          childEnv({ TS_AUTHKEY: userKey }),
-          45_000,
-        ),
+      run: () => krknc('send', 'refused', `http://127.0.0.1:${closedPort}`, ['--server', 'dup', '--topic', 't']),
       announce: new RegExp(`^contacting control server http://127\\.0\\.0\\.1:${closedPort}$`),
       announceWithinMs: 2_000,
       progress: /refused the connection \(ECONNREFUSED\): nothing listens there/,
       progressAtLeast: 5,
-      final: [/^error: no answer from control server .* within 30s: .*ECONNREFUSED.*Fix: is the control server running on that port\? check --control-url/],
+      final: [
+        re(/^error: no answer from control server .* within 30s: .*ECONNREFUSED.*/, /Fix: is the .*/, checkControlUrl),
+      ],
       ends: { by: 'exit', code: 4 },
     },
     {
       name: 'krknc send, krkns hidden by the policy',
-      run: () =>
-        runCommand(
-          krkncMain,
-          ['send', '--hostname', 'laptop', '--state-dir', dir('laptop'), '--control-url', tailnet.url, '--server', 'dup', '--topic', 't'],
-          childEnv({ TS_AUTHKEY: userKey }),
-          45_000,
-        ),
+      run: () => krknc('send', 'laptop', tailnet.url, ['--server', 'dup', '--topic', 't']),
       announce: /^waiting for krkns \(dup\) to appear in this node's peer list$/,
       // The wait starts once the node is up; its announcement follows the node's ready state at once.
       announceWithinMs: 15_000,
-      progress: /^dup is still not in this node's peer list after \d+s: .*the policy hides it .*Run: krknc doctor --server dup/,
+      progress: re(/^dup is still not in this node's peer list after \d+s: .*the policy hides it /, runDoctor),
       progressAtLeast: 2,
-      final: [/^error: no peer named dup on this tailnet after 10s\. .*policy hides it: .*posture.*Run: krknc doctor --server dup/],
+      final: [re(/^error: no peer named dup on this tailnet after 10s\. .*policy hides it: .*posture.*/, runDoctor)],
       ends: { by: 'exit', code: 4 },
     },
     {
       name: 'krkns run, control URL of a web server that is not a control server',
-      run: () => krkns('http404', 'newbie', `http://127.0.0.1:${(notControl.address() as AddressInfo).port}`, childEnv(), 45_000),
+      run: () => krkns('http404', 'newbie', `http://${addressOf(notControl)}`, env, 45e3),
       announce: /^contacting control server http:\/\/127\.0\.0\.1:\d+$/,
       announceWithinMs: 2_000,
       progress: /answered HTTP 404 to GET \/key: not a Tailscale control server, or a proxy in the way/,
       progressAtLeast: 5,
-      final: [/^error: no answer from control server .* within 30s: .*answered HTTP 404 .*Fix: check --control-url/],
+      final: [re(/^error: no answer from control server .* within 30s: .*answered HTTP 404 .*/, fixControlUrl)],
       ends: { by: 'exit', code: 4 },
     },
     {
       name: 'krkns run, hostname already taken',
-      run: () => krkns('dup2', 'dup', tailnet.url, childEnv({ TS_AUTHKEY: hubKey }), 30_000, (l) => l.some((x) => /not "dup"/.test(x.text))),
+      run: () => krkns('dup2', 'dup', tailnet.url, childEnv({ TS_AUTHKEY: hubKey }), 30_000, seen(/not "dup"/, 1)),
       announce: /^contacting control server http:\/\/127\.0\.0\.1:\d+$/,
       announceWithinMs: 2_000,
       progress: /^the control server registered this node as "dup-\w+"/,
       progressAtLeast: 1,
-      final: [/registered this node as "(dup-\w+)" \(\1\.[\w.]+\), not "dup": another node holds that name\. Fix: doctor names the node that holds "dup".*another --hostname/],
+      final: [
+        re(/registered this node as "(dup-\w+)" \(\1\.[\w.]+\), not "dup": /, /another node holds that name\. /),
+        /Fix: doctor names the node that holds "dup": remove or rename it, or choose another --hostname/,
+      ],
       ends: { by: 'enough', code: 0 },
     },
     {
       name: 'krkns run, plain-HTTP DERP without TS_DEBUG_USE_DERP_HTTP',
-      run: () => krkns('noknob', 'noknob', tailnet.url, noDerpKnob, 40_000, (l) => l.filter((x) => /^no home relay/.test(x.text)).length >= 2),
+      run: () => krkns('noknob', 'noknob', tailnet.url, noDerpKnob, 40_000, seen(/^no home relay/, 2)),
       announce: /^contacting control server /,
       announceWithinMs: 2_000,
       progress: /^no home relay after \d+s, so no peer can reach this node: /,
       progressAtLeast: 2,
-      final: [/no connection to the home relay region \S+ \(.*\) at https:\/\/127\.0\.0\.1:\d+\/derp: it is served over plain HTTP.*Fix: set TS_DEBUG_USE_DERP_HTTP=1/],
+      final: [
+        re(
+          /no connection to the home relay region \S+ \(.*\) at https:\/\/127\.0\.0\.1:\d+\/derp: /,
+          /it is served over plain HTTP.*/,
+          /Fix: set TS_DEBUG_USE_DERP_HTTP=1/,
+        ),
+      ],
       ends: { by: 'enough', code: 0 },
     },
   ];
@@ -239,11 +269,12 @@ async function inPool<T>(size: number, spacingMs: number, tasks: (() => Promise<
 }
 
 describe('no silent waits', () => {
-  it('every wait is announced within 2 s, repeats its progress, and ends naming cause and fix', { timeout: 180_000 }, async () => {
+  const title = 'every wait is announced within 2 s, repeats its progress, and ends naming cause and fix';
+  it(title, { timeout: 180_000 }, async () => {
     const table = cases(await freePort());
     // The cases are independent (own state directories, own node names): run them side by side,
     // three at a time, so that six engines loading at once on a small host do not skew the timings.
-    const runs = await inPool(3, 1_500, table.map((c) => c.run));
+    const runs = await inPool(3, 2_000, table.map((c) => c.run));
     table.forEach((c, i) => {
       const run = runs[i]!;
       const context = `${c.name}:\n${transcript(run)}`;
@@ -258,12 +289,14 @@ describe('no silent waits', () => {
   });
 
   it('krkns doctor names the node that holds the name asked for, and the fix', async () => {
-    const second = await startKrkns({ controlUrl: tailnet.url, authKey: hubKey, stateDir: dir('dup3'), hostname: 'dup' });
-    const stdout = await commandOutput(krknsMain, ['doctor', '--state-dir', second.stateDir, '--control-url', tailnet.url, '--json']);
+    const hub = await startKrkns({ controlUrl: tailnet.url, authKey: hubKey, stateDir: dir('dup3'), hostname: 'dup' });
+    const args = ['doctor', '--state-dir', hub.stateDir, '--control-url', tailnet.url, '--json'];
+    const stdout = await commandOutput(krknsMain, args);
     const report = JSON.parse(stdout) as { checks: { id: string; status: string; cause: string; fix?: string }[] };
     const hostname = report.checks.find((c) => c.id === 'hostname');
     expect(hostname, stdout).toMatchObject({ status: 'warn' });
-    expect(hostname!.cause).toMatch(/^asks for the name dup but is registered as dup-\w+: the node dup\.[\w.]+ \(100\.[\d.]+, tag:krkn, online\) holds dup$/);
+    const holder = /the node dup\.[\w.]+ \(100\.[\d.]+, tag:krkn, online\) holds dup$/;
+    expect(hostname!.cause).toMatch(re(/^asks for the name dup but is registered as dup-\w+: /, holder));
     expect(hostname!.fix).toMatch(/delete it .* and rename this one to dup; otherwise choose another --hostname/);
   });
 });

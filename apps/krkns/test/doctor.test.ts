@@ -69,7 +69,8 @@ describe('krkns doctor', () => {
       throw new Error(`${err.message}; last report: ${JSON.stringify(last?.checks.filter((c) => c.status !== 'ok'))}`);
     });
     const { report } = await doctor(join(dir, 'healthy'));
-    expect(report.checks.map((c) => c.id)).toEqual(['login', 'auth-key', 'key-expiry', 'hostname', 'control', 'derp', 'peers']);
+    const ids = ['login', 'auth-key', 'key-expiry', 'hostname', 'control', 'derp', 'peers'];
+    expect(report.checks.map((c) => c.id)).toEqual(ids);
     expect(check(report, 'auth-key')?.cause).toContain('registered with the auth key');
     expect(check(report, 'hostname')?.cause).toContain('registered under the name it asks for');
     expect(check(report, 'peers')?.cause).toContain('peer');

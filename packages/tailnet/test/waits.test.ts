@@ -3,8 +3,15 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { RelayRegion } from '@krkn/tailnet';
-import { ReportedWait, announceFirstContact, explainControlError, explainRelay, formatDuration, nameCollision } from '../src/waits.js';
+import type { PeerStatus, RelayRegion } from '@krkn/tailnet';
+import {
+  ReportedWait,
+  announceFirstContact,
+  explainControlError,
+  explainRelay,
+  formatDuration,
+  nameCollision,
+} from '../src/waits.js';
 
 /** A real pino logger writing into an array: the messages a wait logged, in order. */
 function capture(): { log: pino.Logger; lines: { level: number; msg: string }[] } {
@@ -27,9 +34,9 @@ describe('explainControlError', () => {
   it.each([
     ['fetch failed: ENOTFOUND', /^DNS cannot resolve hs\.example\.com \(ENOTFOUND\)$/, /check this host's DNS/],
     ['fetch failed: EAI_AGAIN', /^DNS cannot resolve hs\.example\.com \(EAI_AGAIN\)$/, /TS_CONTROL_URL/],
-    ['fetch failed: ECONNREFUSED', /^hs\.example\.com:8443 refused the connection \(ECONNREFUSED\)/, /^is the control server running on that port\?/],
-    ['fetch failed: UND_ERR_CONNECT_TIMEOUT', /^hs\.example\.com:8443 cannot be reached \(UND_ERR_CONNECT_TIMEOUT\)$/, /firewall or proxy/],
-    ['fetch failed: DEPTH_ZERO_SELF_SIGNED_CERT', /^TLS with hs\.example\.com:8443 failed \(DEPTH_ZERO_SELF_SIGNED_CERT\)$/, /NODE_EXTRA_CA_CERTS/],
+    ['fetch failed: ECONNREFUSED', /^hs\.example\.com:8443 refused the connection \(ECONNREFUSED\)/, /^is the control/],
+    ['fetch failed: UND_ERR_CONNECT_TIMEOUT', /^\S+ cannot be reached \(UND_ERR_CONNECT_TIMEOUT\)$/, /firewall/],
+    ['fetch failed: DEPTH_ZERO_SELF_SIGNED_CERT', /^TLS with \S+ failed \(DEPTH_ZERO_SELF_SIGNED_CERT\)$/, /EXTRA_CA/],
     ['fetch failed: ERR_SSL_WRONG_VERSION_NUMBER', /^TLS with .* failed/, /a plain-HTTP server needs http:\/\//],
     ['fetch failed: bad port', /^Node\.js refuses to fetch from port 8443/, /another port/],
   ])('%s', (tail, cause, fix) => {
@@ -40,12 +47,18 @@ describe('explainControlError', () => {
 
   it('an HTTP status from GET /key: not a control server', () => {
     const d = explainControlError('fetch control key: 404 Not Found', url);
-    expect(d.cause).toBe('https://hs.example.com:8443 answered HTTP 404 to GET /key: not a Tailscale control server, or a proxy in the way');
+    expect(d.cause).toBe(
+      'https://hs.example.com:8443 answered HTTP 404 to GET /key: ' +
+        'not a Tailscale control server, or a proxy in the way',
+    );
     expect(d.fix).toMatch(/--control-url \/ TS_CONTROL_URL .*server_url/);
   });
 
   it('an error it does not know is quoted as it is', () => {
-    expect(explainControlError('register request: something odd', url)).toEqual({ cause: 'register request: something odd', fix: expect.stringMatching(/TS_CONTROL_URL/) });
+    expect(explainControlError('register request: something odd', url)).toEqual({
+      cause: 'register request: something odd',
+      fix: expect.stringMatching(/TS_CONTROL_URL/),
+    });
   });
 
   it('no error at all: no answer yet', () => {
@@ -55,7 +68,13 @@ describe('explainControlError', () => {
 
 describe('explainRelay', () => {
   const control = 'http://127.0.0.1:8080';
-  const region = (over: Partial<RelayRegion> = {}): RelayRegion => ({ id: 999, code: 'hs', name: 'Headscale', nodes: [{ host: '127.0.0.1', port: 8080 }], ...over });
+  const region = (over: Partial<RelayRegion> = {}): RelayRegion => ({
+    id: 999,
+    code: 'hs',
+    name: 'Headscale',
+    nodes: [{ host: '127.0.0.1', port: 8080 }],
+    ...over,
+  });
 
   it('a region a frame came from is fine', () => {
     expect(explainRelay([region({ lastFrame: '2026-12-02T13:00:00Z' })], 'hs', control, false)).toBeUndefined();
@@ -64,7 +83,8 @@ describe('explainRelay', () => {
   it('the DERP on the plain-HTTP control port without the knob: says the knob', () => {
     const d = explainRelay([region()], 'hs', control, false)!;
     expect(d.cause).toBe(
-      'no connection to the home relay region hs (Headscale) at https://127.0.0.1:8080/derp: it is served over plain HTTP ' +
+      'no connection to the home relay region hs (Headscale) at https://127.0.0.1:8080/derp: ' +
+        'it is served over plain HTTP ' +
         '(same host and port as the http:// control server), but the node speaks HTTPS to relays',
     );
     expect(d.fix).toBe('set TS_DEBUG_USE_DERP_HTTP=1 in the environment');
@@ -84,13 +104,20 @@ describe('explainRelay', () => {
 });
 
 describe('nameCollision', () => {
-  const self = (dnsName: string) => ({ hostname: 'dup', dnsName, addresses: [], online: true, os: 'js', tags: [], user: '', relay: '' });
+  const self = (dnsName: string): PeerStatus => ({
+    ...{ hostname: 'dup', dnsName, addresses: [], online: true },
+    ...{ os: 'js', tags: [], user: '', relay: '' },
+  });
   it('the name asked for: nothing to say', () => {
     expect(nameCollision('dup', self('dup.example.ts.net'))).toBeUndefined();
   });
   it('another name: both names and the fix', () => {
     const d = nameCollision('dup', self('dup-1.example.ts.net'))!;
-    expect(d.cause).toBe('the control server registered this node as "dup-1" (dup-1.example.ts.net), not "dup": another node holds that name');
+    expect(d.given).toBe('dup-1');
+    expect(d.cause).toBe(
+      'the control server registered this node as "dup-1" (dup-1.example.ts.net), not "dup": ' +
+        'another node holds that name',
+    );
     expect(d.fix).toMatch(/doctor names the node that holds "dup".*another --hostname/);
   });
 });
@@ -127,8 +154,8 @@ describe('announceFirstContact', () => {
     const { log, lines } = capture();
     await announceFirstContact(log, '100.64.0.1:80', 15_000, sleep(2_300));
     expect(lines.map((l) => l.msg)).toEqual([
-      'first contact with 100.64.0.1:80: waiting for the WireGuard handshake (right after a node joins, the first one is ' +
-        'often dropped and retried after 5s); giving up after 15s',
+      'first contact with 100.64.0.1:80: waiting for the WireGuard handshake ' +
+        '(right after a node joins, the first one is often dropped and retried after 5s); giving up after 15s',
     ]);
   });
 });
