@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTailnet, tiedToParent, type Tailnet } from '@krkn/testnet';
-import { childEnv, freePort, krkncMain, krknsMain, startKrkns, stopAll, tempDir } from './helpers.js';
+import { Proc, childEnv, freePort, krkncMain, krknsMain, startKrkns, stopAll, tempDir } from './helpers.js';
 
 /** One stderr line, with when it arrived (ms after the process started). */
 interface Line {
@@ -286,6 +286,24 @@ describe('no silent waits', () => {
       for (const f of c.final) expect(first(run, f), context).toBeDefined();
       expect({ by: run.ended, code: run.code }, context).toEqual(c.ends);
     });
+  });
+
+  it('krkns doctor explains a relay the node cannot reach: plain HTTP without the knob', async () => {
+    const env = childEnv({ TS_AUTHKEY: hubKey });
+    delete env.TS_DEBUG_USE_DERP_HTTP;
+    const run = ['run', ...nodeArgs('noknob2', 'noknob2', tailnet.url)];
+    const [file, argv] = tiedToParent(process.execPath, [krknsMain, ...run]);
+    const daemon = new Proc('krkns noknob2', spawn(file, argv, { env }));
+    await daemon.waitFor(/krkns ready:/, 60_000);
+    const args = ['doctor', '--state-dir', dir('noknob2'), '--control-url', tailnet.url, '--json'];
+    const stdout = await commandOutput(krknsMain, args);
+    const report = JSON.parse(stdout) as { checks: { id: string; status: string; cause: string; fix?: string }[] };
+    expect(report.checks.find((c) => c.id === 'derp'), stdout).toMatchObject({
+      status: 'fail',
+      cause: expect.stringMatching(/^no connection to the home relay region .* it is served over plain HTTP/),
+      fix: 'set TS_DEBUG_USE_DERP_HTTP=1 in the environment',
+    });
+    await daemon.stop();
   });
 
   it('krkns doctor names the node that holds the name asked for, and the fix', async () => {

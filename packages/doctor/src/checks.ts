@@ -80,7 +80,7 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   if (!node || node.state !== 'Running') return results;
   const status = await node.status();
   results.push(keyExpiryCheck(status), nameCheck(node.hostname, status), ...tagChecks(input, status));
-  results.push(await controlCheck(input), derpCheck(node, status), peersCheck(input, status));
+  results.push(await controlCheck(input), await derpCheck(node, status), peersCheck(input, status));
   if (input.counterpart) results.push(...(await counterpartChecks(node, status, input.counterpart)));
   return results;
 }
@@ -167,7 +167,17 @@ async function controlCheck(input: DoctorInput): Promise<CheckResult> {
   return ok('control', `the control server ${input.controlUrl} answers`);
 }
 
-function derpCheck(node: TailnetNode, status: NodeStatus): CheckResult {
+// A node the doctor has just brought up needs a moment to connect to its relay.
+const relayConnectMs = 3_000;
+
+async function derpCheck(node: TailnetNode, status: NodeStatus): Promise<CheckResult> {
+  const deadline = Date.now() + relayConnectMs;
+  let relay = await node.relayProblem();
+  while (relay && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    relay = await node.relayProblem();
+  }
+  if (relay) return fail('derp', relay.cause, relay.fix);
   const problem = node.health.find((w) => w.code.includes('derp'));
   if (problem) return fail('derp', problem.text, 'the embedded node reaches peers only through DERP relays: check that the control server lists a reachable DERP region');
   if (!status.self.relay) return fail('derp', 'no home DERP region yet: peers cannot reach this node', 'wait a few seconds; if it stays, check the DERP map the control server sends');

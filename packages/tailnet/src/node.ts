@@ -373,7 +373,11 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     this.log.warn({ requested: this.hostname, given: status.self.dnsName }, `${collision.cause}. Fix: ${collision.fix}`);
   }
 
-  private async relayProblem(): Promise<Diagnosis | undefined> {
+  /**
+   * Why the node has no working home relay (DERP), with the fix; undefined when it has one. Peers
+   * reach this node only through its relay.
+   */
+  async relayProblem(): Promise<Diagnosis | undefined> {
     if (this.closed) return undefined;
     const overHttp = isTruthy(this.opts.engineEnv.TS_DEBUG_USE_DERP_HTTP);
     return explainRelay(await this.relays(), (await this.status()).self.relay, this.controlUrl, overHttp);
