@@ -147,6 +147,7 @@ function re(...parts: RegExp[]): RegExp {
 const checkControlUrl = /check --control-url \/ TS_CONTROL_URL/;
 const fixControlUrl = re(/Fix: .*/, checkControlUrl);
 const runDoctor = /Run: krknc doctor --server dup/;
+const policyHides = /.*the policy hides it from this node\. /;
 const dnsFailure = /DNS cannot resolve krkn-no-such-host\.invalid /;
 
 type Enough = (lines: Line[]) => boolean;
@@ -200,7 +201,7 @@ function cases(closedPort: number): Case[] {
       announce: /^waiting for krkns \(dup\) to appear in this node's peer list$/,
       // The wait starts once the node is up; its announcement follows the node's ready state at once.
       announceWithinMs: 15_000,
-      progress: re(/^dup is still not in this node's peer list after \d+s: .*the policy hides it /, runDoctor),
+      progress: re(/^dup is still not in this node's peer list after \d+s: /, policyHides, runDoctor),
       progressAtLeast: 2,
       final: [re(/^error: no peer named dup on this tailnet after 10s\. .*policy hides it: .*posture.*/, runDoctor)],
       ends: { by: 'exit', code: 4 },
@@ -275,16 +276,17 @@ describe('no silent waits', () => {
     // The cases are independent (own state directories, own node names): run them side by side,
     // three at a time, so that six engines loading at once on a small host do not skew the timings.
     const runs = await inPool(3, 2_000, table.map((c) => c.run));
+    // Soft: every case is judged, so one run shows all that fail.
     table.forEach((c, i) => {
       const run = runs[i]!;
       const context = `${c.name}:\n${transcript(run)}`;
       const announced = first(run, c.announce);
-      expect(announced, context).toBeDefined();
-      expect(announced!.ms, context).toBeLessThanOrEqual(c.announceWithinMs);
-      expect(run.lines[0]!.ms, `${context}\n(first line of all)`).toBeLessThanOrEqual(2_000);
-      expect(count(run, c.progress), context).toBeGreaterThanOrEqual(c.progressAtLeast);
-      for (const f of c.final) expect(first(run, f), context).toBeDefined();
-      expect({ by: run.ended, code: run.code }, context).toEqual(c.ends);
+      expect.soft(announced, context).toBeDefined();
+      expect.soft(announced?.ms ?? Infinity, context).toBeLessThanOrEqual(c.announceWithinMs);
+      expect.soft(run.lines[0]?.ms ?? Infinity, `${context}\n(first line of all)`).toBeLessThanOrEqual(2_000);
+      expect.soft(count(run, c.progress), context).toBeGreaterThanOrEqual(c.progressAtLeast);
+      for (const f of c.final) expect.soft(first(run, f), context).toBeDefined();
+      expect.soft({ by: run.ended, code: run.code }, context).toEqual(c.ends);
     });
   });
 
