@@ -86,7 +86,7 @@ export async function listen(argv: string[]): Promise<number> {
     closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
     const status = await own.up;
     const session = ownSession(own);
-    const server = await resolveServer(session, ref);
+    const server = await resolveServer(session, ref, log);
     state.server = ref.text;
     const hub = hubFor(session, server);
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
@@ -113,12 +113,16 @@ export async function listen(argv: string[]): Promise<number> {
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
+    if (own.stop.signal.aborted) {
+      log.info('stopping: letting deliveries in flight to the local app finish (at most 5s), then leaving the tailnet');
+    }
     await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
     await own.dispose();
   }
 }
 
 async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
+  log.info({ subscription: id }, 'unsubscribing from krkns (--once), at most 5s');
   try {
     await Promise.race([hub.unsubscribe(id), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
     log.info({ subscription: id }, 'unsubscribed');

@@ -57,7 +57,7 @@ export async function send(argv: string[]): Promise<number> {
   const log = loggerFor(flags, 'send');
   const session = await openSession(flags, log);
   try {
-    const server = await resolveServer(session, ref);
+    const server = await resolveServer(session, ref, log);
     const hub = hubFor(session, server);
     const res = await hub.publish(flags.topic, body, headers).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'send')));
     log.info({ event: res.id, topic: res.topic, bytes: body.length, server: server.display, duplicate: res.duplicate, via: session.via }, 'published');

@@ -219,7 +219,8 @@ describe('errors a user meets', () => {
   it('names a server that is not on the tailnet (exit 4)', async () => {
     const r = await runKrknc(['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])], { TS_AUTHKEY: authKey });
     expect(r.code).toBe(4);
-    expect(r.stderr).toContain('error: no peer named nosuch on this tailnet (is it online, and does the policy let krknc reach it?)');
+    expect(r.stderr).toMatch(/^error: no peer named nosuch on this tailnet after 10s\. Either krkns is not running .*$/m);
+    expect(r.stderr).toMatch(/^error: no peer named nosuch .* the policy hides it: .*posture.*Run: krknc doctor --server nosuch/m);
   });
 
   it('says when the server does not answer (exit 4)', async () => {

@@ -14,7 +14,7 @@ import {
 } from '@krkn/cli-kit';
 import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
-import { serveFastify } from '@krkn/tailnet';
+import { formatDuration, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
 import { krknsNode } from './node.js';
@@ -96,7 +96,19 @@ async function shutdown(p: {
   timeoutMs: number;
 }): Promise<void> {
   const started = Date.now();
+  const waitingFor = p.hub.inFlight;
+  if (waitingFor.requests + waitingFor.deliveries > 0) {
+    p.log.info(
+      waitingFor,
+      `stopping: new requests get 503; waiting up to ${formatDuration(p.timeoutMs)} (--shutdown-timeout) for ` +
+        `${waitingFor.requests} request(s) and ${waitingFor.deliveries} delivery attempt(s) in flight`,
+    );
+  }
   await p.hub.stop(p.timeoutMs);
+  const cutOff = p.hub.inFlight;
+  if (cutOff.requests + cutOff.deliveries > 0) {
+    p.log.warn(cutOff, 'stopped waiting: deliveries cut off are attempted again at the next start');
+  }
   await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
   await p.admin.close();
   p.store.close();

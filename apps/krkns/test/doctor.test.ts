@@ -69,12 +69,13 @@ describe('krkns doctor', () => {
       throw new Error(`${err.message}; last report: ${JSON.stringify(last?.checks.filter((c) => c.status !== 'ok'))}`);
     });
     const { report } = await doctor(join(dir, 'healthy'));
-    const ids = ['login', 'auth-key', 'authorization', 'key-expiry', 'control', 'derp', 'peers'];
+    const ids = ['login', 'auth-key', 'authorization', 'key-expiry', 'hostname', 'control', 'derp', 'peers'];
     expect(report.checks.map((c) => c.id)).toEqual(ids);
     // The mode and what any peer may do, in one line: in the report, and in the log at start.
     expect(check(report, 'authorization')?.cause).toMatch(/^open mode .* any peer .* may publish, subscribe and read/);
     expect(k.stderr).toMatch(/authorisation: open mode \(--require-capability off\)/);
     expect(check(report, 'auth-key')?.cause).toContain('registered with the auth key');
+    expect(check(report, 'hostname')?.cause).toContain('registered under the name it asks for');
     expect(check(report, 'peers')?.cause).toContain('peer');
     expect(check(report, 'derp')?.cause).toContain('DERP region');
   });

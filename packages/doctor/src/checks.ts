@@ -1,9 +1,11 @@
 import {
   TailnetError,
   inspectStateDir,
+  nameCollision,
   parseBoolean,
   tailnetFetch,
   type NodeStatus,
+  type PeerStatus,
   type TailnetNode,
 } from '@krkn/tailnet';
 
@@ -71,8 +73,8 @@ const ok = (id: string, cause: string): CheckResult => ({ id, status: 'ok', caus
 const warn = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'warn', cause, fix });
 const fail = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'fail', cause, fix });
 
-// Why the control server leaves a node out of every peer list (the Krkn guide's catalogue).
-const suppressionCauses =
+/** Why the control server leaves a node out of every peer list (the Krkn guide's catalogue). */
+export const suppressionCauses =
   'no grant or acl gives a path between them in either direction; a posture check (defaultSrcPosture or srcPosture) ' +
   'that embedded nodes can never pass; a tag missing from tagOwners; a group: rule expected to match tagged nodes';
 
@@ -83,8 +85,8 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const node = input.node;
   if (!node || node.state !== 'Running') return results;
   const status = await node.status();
-  results.push(keyExpiryCheck(status), ...tagChecks(input, status));
-  results.push(await controlCheck(input), derpCheck(node, status), peersCheck(input, status));
+  results.push(keyExpiryCheck(status), nameCheck(node.hostname, status), ...tagChecks(input, status));
+  results.push(await controlCheck(input), await derpCheck(node, status), peersCheck(input, status));
   if (input.counterpart) results.push(...(await counterpartChecks(node, status, input.counterpart)));
   return results;
 }
@@ -130,6 +132,20 @@ function keyExpiryCheck(status: NodeStatus): CheckResult {
   return ok('key-expiry', `the node key expires in ${days} days`);
 }
 
+/** The name asked for and the name given differ when another node holds it (the `-1` suffix case). */
+function nameCheck(requested: string, status: NodeStatus): CheckResult {
+  const collision = nameCollision(requested, status.self);
+  if (!collision) return ok('hostname', `registered under the name it asks for, ${requested}`);
+  const holder = status.peers.find((p) => p.dnsName.split('.')[0]?.toLowerCase() === requested.toLowerCase());
+  const who = holder ? `the node ${holder.dnsName} (${describePeer(holder)})` : 'a node this one cannot see (the policy hides it)';
+  return warn(
+    'hostname',
+    `asks for the name ${requested} but is registered as ${collision.given}: ${who} holds ${requested}`,
+    'if that node is stale, delete it (headscale nodes delete; Tailscale: admin console, Machines) ' +
+      `and rename this one to ${requested}; otherwise choose another --hostname`,
+  );
+}
+
 function tagChecks(input: DoctorInput, status: NodeStatus): CheckResult[] {
   if (input.advertisedTags.length === 0) return [];
   const missing = input.advertisedTags.filter((t) => !status.self.tags.includes(t));
@@ -157,7 +173,17 @@ async function controlCheck(input: DoctorInput): Promise<CheckResult> {
   return ok('control', `the control server ${input.controlUrl} answers`);
 }
 
-function derpCheck(node: TailnetNode, status: NodeStatus): CheckResult {
+// A node the doctor has just brought up needs a moment to connect to its relay.
+const relayConnectMs = 3_000;
+
+async function derpCheck(node: TailnetNode, status: NodeStatus): Promise<CheckResult> {
+  const deadline = Date.now() + relayConnectMs;
+  let relay = await node.relayProblem();
+  while (relay && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    relay = await node.relayProblem();
+  }
+  if (relay) return fail('derp', relay.cause, relay.fix);
   const problem = node.health.find((w) => w.code.includes('derp'));
   if (problem) return fail('derp', problem.text, 'the embedded node reaches peers only through DERP relays: check that the control server lists a reachable DERP region');
   if (!status.self.relay) return fail('derp', 'no home DERP region yet: peers cannot reach this node', 'wait a few seconds; if it stays, check the DERP map the control server sends');
@@ -211,6 +237,11 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
 function findPeer(status: NodeStatus, name: string) {
   const n = name.replace(/:\d+$/, '').toLowerCase();
   return status.peers.find((p) => p.addresses.includes(n) || p.hostname.toLowerCase() === n || p.dnsName.toLowerCase() === n || p.dnsName.toLowerCase().split('.')[0] === n);
+}
+
+/** "100.64.0.1, tag:krkn, online" */
+function describePeer(peer: PeerStatus): string {
+  return [peer.addresses[0], peer.tags.join(' ') || peer.user, peer.online ? 'online' : 'offline'].filter(Boolean).join(', ');
 }
 
 function describeSelf(status: NodeStatus): string {

@@ -135,6 +135,11 @@ export class Hub implements HubUseCases {
     await Promise.all([this.deliverer.stop(timeoutMs), Promise.race([requestsDone, bound])]);
   }
 
+  /** Requests being answered and delivery attempts under way: what stop() waits for. */
+  get inFlight(): { requests: number; deliveries: number } {
+    return { requests: this.activeRequests, deliveries: this.deliverer.active };
+  }
+
   checkPublish(caller: Caller, topic: string): void {
     authorize(this.config, caller, 'publish', validTopic(topic));
   }

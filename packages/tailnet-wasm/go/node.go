@@ -92,6 +92,7 @@ func (n *node) exports() map[string]any {
 		"whois":      fn(func(a []js.Value) any { return n.whois(a[0].String()) }),
 		"ping":       fn(func(a []js.Value) any { return n.ping(a[0].String(), a[1].Int()) }),
 		"status":     fn(func(a []js.Value) any { return promise(n.status) }),
+		"relays":     fn(func(a []js.Value) any { return promise(n.relays) }),
 		"logout":     fn(func(a []js.Value) any { return promise(n.logout) }),
 		"shutdown":   fn(func(a []js.Value) any { return promise(n.shutdown) }),
 		"metrics":    fn(func(a []js.Value) any { return promise(n.metrics) }),

@@ -143,6 +143,8 @@ export interface EngineApi {
   ping(target: string, timeoutMs: number): Promise<string>;
   /** JSON of ipnstate.Status. */
   status(): Promise<string>;
+  /** JSON list of the DERP map's regions with their nodes and last frame received (Go's relayRegion). */
+  relays(): Promise<string>;
   logout(): Promise<void>;
   shutdown(): Promise<void>;
   /** The Go side's data-path counters. */
