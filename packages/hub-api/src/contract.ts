@@ -107,13 +107,22 @@ export interface SubscriptionInfo {
   createdAt: string;
   /** ISO time since when the subscriber could not be reached, or null. */
   offlineSince: string | null;
+  /** Set (ISO time, why) once the subscriber answered 410 Gone: nothing is sent until it subscribes again. */
+  disabled: { at: string; reason: string } | null;
 }
 
 /** `GET /status`. */
 export interface HubStatus {
   node: { name: string; addresses: string[]; state: string };
   listener: string;
-  storage: { events: number; subscriptions: number; offlineSubscriptions: number; databaseBytes: number };
+  storage: {
+    events: number;
+    subscriptions: number;
+    offlineSubscriptions: number;
+    /** Disabled because the subscriber answered 410 Gone. */
+    disabledSubscriptions: number;
+    databaseBytes: number;
+  };
   queue: { pending: number; delivered: number; failed: number; inFlight: number; oldestPendingAt: string | null };
   /** Set while the node waits for interactive login. */
   loginUrl?: string;

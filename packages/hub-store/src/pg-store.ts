@@ -5,6 +5,7 @@ import {
   EVENT_COLUMNS,
   eventValues,
   firstSince,
+  owedTo,
   toDelivery,
   toEvent,
   toSubscription,
@@ -177,7 +178,7 @@ export class PostgresStore implements AsyncHubStore {
         `WITH e AS (INSERT INTO events (${EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                     ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *)
          SELECT e.*, (SELECT COALESCE(json_agg(json_build_array(s.id, s.topics)), '[]')
-         FROM subscriptions s)::text AS subs FROM e`,
+         FROM subscriptions s WHERE s.disabled_at IS NULL)::text AS subs FROM e`,
         eventValues(newEventId(now), input, now),
         c,
       );
@@ -271,7 +272,7 @@ export class PostgresStore implements AsyncHubStore {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = EXCLUDED.node_name, address = EXCLUDED.address,
            path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at,
-           offline_since = NULL, probe_at = NULL
+           offline_since = NULL, probe_at = NULL, disabled_at = NULL, disabled_reason = NULL
          RETURNING *`,
         [
           newSubscriptionId(),
@@ -432,6 +433,35 @@ export class PostgresStore implements AsyncHubStore {
     });
   }
 
+  async recordGone(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    reason: string,
+    now = Date.now(),
+  ): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, updated_at = $2
+         WHERE subscription_id = $3 AND event_seq = $4`,
+        [status, now, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#q(
+        `UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2
+         WHERE subscription_id = $3 AND state = 'pending'`,
+        [reason, now, subscriptionId],
+        c,
+      );
+      await this.#q(
+        `UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2, offline_since = NULL, probe_at = NULL
+         WHERE id = $3`,
+        [now, reason, subscriptionId],
+        c,
+      );
+    });
+  }
+
   async #online(subscriptionId: string, c: pg.PoolClient): Promise<void> {
     await this.#q('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = $1', [subscriptionId], c);
   }
@@ -476,7 +506,7 @@ export class PostgresStore implements AsyncHubStore {
       const [event] = await this.#q<EventRow>('SELECT * FROM events WHERE id = $1', [eventId], c);
       if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
       const subs = (await this.#q<SubscriptionRow>('SELECT * FROM subscriptions', [], c)).map(toSubscription);
-      const owed = subs.filter((s) => s.topics.some((p) => matches(p, event.topic))).map((s) => s.id);
+      const owed = subs.filter((s) => owedTo(s, event.topic, matches)).map((s) => s.id);
       if (owed.length === 0) return 0;
       const rows = await this.#q(
         `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
@@ -513,6 +543,7 @@ export class PostgresStore implements AsyncHubStore {
          (SELECT COUNT(*) FROM events) AS events,
          (SELECT COUNT(*) FROM subscriptions) AS subscriptions,
          (SELECT COUNT(*) FROM subscriptions WHERE offline_since IS NOT NULL) AS "offlineSubscriptions",
+         (SELECT COUNT(*) FROM subscriptions WHERE disabled_at IS NOT NULL) AS "disabledSubscriptions",
          (SELECT COUNT(*) FROM deliveries WHERE state = 'pending') AS pending,
          (SELECT COUNT(*) FROM deliveries WHERE state = 'delivered') AS delivered,
          (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed,

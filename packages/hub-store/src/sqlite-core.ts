@@ -4,6 +4,7 @@ import {
   EVENT_COLUMNS,
   eventValues,
   firstSince,
+  owedTo,
   toDelivery,
   toEvent,
   toSubscription,
@@ -102,7 +103,7 @@ export class SqliteCore {
           'pending', ?, ?)`,
       );
       for (const sub of this.listSubscriptions()) {
-        if (sub.topics.some((p) => matches(p, input.topic))) owe.run(sub.id, row.seq, now, now);
+        if (owedTo(sub, input.topic, matches)) owe.run(sub.id, row.seq, now, now);
       }
       return { event: toEvent(row), duplicate: false };
     });
@@ -156,7 +157,8 @@ export class SqliteCore {
         `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
          VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = @nodeName, address = @address, path = @path,
-           topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL
+           topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL,
+           disabled_at = NULL, disabled_reason = NULL
          RETURNING *`,
       ).get({ ...input, id: newSubscriptionId(), topics: JSON.stringify(input.topics), now }) as SubscriptionRow;
       this.#sql(`UPDATE deliveries SET next_attempt_at = ? WHERE subscription_id = ? AND state = 'pending'`).run(
@@ -272,6 +274,23 @@ export class SqliteCore {
     });
   }
 
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = ?, updated_at = ? WHERE subscription_id = ?
+           AND event_seq = ?`,
+      ).run(status, now, subscriptionId, eventSeq);
+      this.#sql(
+        `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ? WHERE subscription_id = ?
+           AND state = 'pending'`,
+      ).run(reason, now, subscriptionId);
+      this.#sql(
+        `UPDATE subscriptions SET disabled_at = ?, disabled_reason = ?, offline_since = NULL, probe_at = NULL
+         WHERE id = ?`,
+      ).run(now, reason, subscriptionId);
+    });
+  }
+
   #online(subscriptionId: string): void {
     this.#sql('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = ?').run(subscriptionId);
   }
@@ -321,7 +340,7 @@ export class SqliteCore {
       );
       let n = 0;
       for (const sub of this.listSubscriptions()) {
-        if (sub.topics.some((p) => matches(p, event.topic))) n += upsert.run(sub.id, event.seq, now, now).changes;
+        if (owedTo(sub, event.topic, matches)) n += upsert.run(sub.id, event.seq, now, now).changes;
       }
       return n;
     });
@@ -356,6 +375,8 @@ export class SqliteCore {
       offlineSubscriptions: one<{ n: number }>(
         'SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL',
       ).n,
+      disabledSubscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL')
+        .n,
       pending: count('pending'),
       delivered: count('delivered'),
       failed: count('failed'),

@@ -203,6 +203,7 @@ export class Hub implements HubUseCases {
         events: s.events,
         subscriptions: s.subscriptions,
         offlineSubscriptions: s.offlineSubscriptions,
+        disabledSubscriptions: s.disabledSubscriptions,
         databaseBytes: s.databaseBytes,
       },
       queue: {

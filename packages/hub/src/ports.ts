@@ -3,6 +3,7 @@ import type {
   DueDelivery,
   EventQuery,
   NewEvent,
+  NewSubscription,
   StoredEvent,
   StoreStats,
   Subscription,
@@ -28,6 +29,7 @@ export interface DeliveryStore {
     outcome: { status: number | null; error: string; retryAt: number | null },
     now: number,
   ): Awaitable<void>;
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now: number): Awaitable<void>;
   recordUnreachable(
     subscriptionId: string,
     eventSeq: number,
@@ -45,7 +47,7 @@ export interface HubStorage extends DeliveryStore {
   listEvents(q: EventQuery): Awaitable<StoredEvent[]>;
   deliveriesOf(eventId: string): Awaitable<Delivery[]>;
   redeliver(eventId: string, matches: TopicMatcher): Awaitable<number>;
-  subscribe(input: Omit<Subscription, 'id' | 'createdAt' | 'updatedAt' | 'offlineSince'>): Awaitable<Subscription>;
+  subscribe(input: NewSubscription): Awaitable<Subscription>;
   getSubscription(id: string): Awaitable<Subscription | undefined>;
   listSubscriptions(nodeId?: string): Awaitable<Subscription[]>;
   unsubscribe(id: string): Awaitable<boolean>;

@@ -1,6 +1,7 @@
 import { request, type Agent } from 'node:http';
 import { deliveryHeaders, endToEndHeaders } from '@krkn/hub-api';
 import { TailnetError, tailnetAgent, type TailnetNode } from '@krkn/tailnet';
+import { outcomeOfAnswer } from './answer.js';
 import type { AttemptOutcome, SendAttempt } from './delivery.js';
 
 /**
@@ -18,7 +19,8 @@ const unreachableCodes = new Set(['UNKNOWN_PEER', 'TIMEOUT', 'DIAL_FAILED', 'NOT
 
 /**
  * Posts one attempt over the tailnet to the subscriber's own address, with the original headers
- * and body, and the krkn headers (event id, topic, attempt). Success is a 2xx within timeoutMs.
+ * and body, and the krkn headers (event id, topic, attempt). Success is a 2xx within timeoutMs;
+ * other answers mean what {@link outcomeOfAnswer} says.
  */
 function postOver(agent: Agent, timeoutMs: number): SendAttempt {
   const noAnswer = `no answer within ${timeoutMs / 1000}s`;
@@ -49,11 +51,7 @@ function postOver(agent: Agent, timeoutMs: number): SendAttempt {
       req.on('socket', () => (connected = true));
       req.on('response', (res) => {
         res.resume(); // the answer's body is not ours to keep
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const ok = status >= 200 && status < 300;
-          resolve(ok ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` });
-        });
+        res.on('end', () => resolve(outcomeOfAnswer(res.statusCode ?? 0, res.headers['retry-after'])));
         res.on('error', (err) => resolve({ kind: 'rejected', status: res.statusCode ?? null, error: err.message }));
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
