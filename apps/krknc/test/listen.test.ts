@@ -172,4 +172,39 @@ describe('krknc listen', () => {
     expect(left.some((s) => s.id === sub)).toBe(false);
     expect(left.some((s) => s.port === 8080)).toBe(true); // the one without --once stays
   });
+
+  it('a local app answering 410 Gone disables the subscription (status, doctor) until listen subscribes again', async () => {
+    app.status = 410;
+    const gone = await startListen(['--port', '8083']);
+    try {
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"gone":true}', { 'content-type': 'application/json' });
+      await until(() => (app.withEvent(id).length ? true : undefined), 'the attempt answered 410', 15_000);
+      type Listed = { subscriptions: { id: string; port: number; disabled: { at: string; reason: string } | null }[] };
+      const disabled = await until(async () => {
+        const subs = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions;
+        return subs.find((s) => s.port === 8083 && s.disabled !== null);
+      }, 'the subscription disabled', 10_000);
+      expect(disabled.disabled!.reason).toMatch(/answered 410 Gone/);
+      const status = await krknsAdmin<{ storage: { disabledSubscriptions: number } }>(hub.stateDir, 'GET', '/status');
+      expect(status.storage.disabledSubscriptions).toBe(1);
+      const second = await krknsPublish(hub.stateDir, 'ci/deploy', '{"after":"gone"}', { 'content-type': 'application/json' });
+      const doctor = await runKrknc(['doctor', ...laptop(['--server', 'hub', '--json'])]);
+      const checks = (JSON.parse(doctor.stdout) as { checks: { id: string; status: string; cause: string }[] }).checks;
+      const sub = checks.find((c) => c.id === 'subscriptions')!;
+      expect(sub.status).toBe('fail');
+      expect(sub.cause).toContain(disabled.id);
+      expect(doctor.code).not.toBe(0);
+      expect(app.withEvent(second.id)).toHaveLength(0); // nothing is sent to a disabled subscription
+      expect(await gone.stop('SIGTERM')).toBe(0);
+
+      app.status = 200;
+      const back = await startListen(['--port', '8083']);
+      const again = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions.find((s) => s.id === disabled.id);
+      expect(again?.disabled).toBeNull();
+      expect(await back.stop('SIGTERM')).toBe(0);
+    } finally {
+      app.status = 200;
+      await gone.stop('SIGTERM');
+    }
+  }, 120_000);
 });
