@@ -95,6 +95,11 @@ export interface SubscribeRequest {
   port: number;
   /** Path deliveries are POSTed to (default `/`). */
   path?: string;
+  /**
+   * Issue a new signing secret (answered once, in `secret`); the old one is still signed with for a
+   * day, so receivers can switch over. A new subscription always gets one.
+   */
+  rotateSecret?: boolean;
 }
 
 export interface SubscriptionInfo {
@@ -109,6 +114,11 @@ export interface SubscriptionInfo {
   offlineSince: string | null;
   /** Set (ISO time, why) once the subscriber answered 410 Gone: nothing is sent until it subscribes again. */
   disabled: { at: string; reason: string } | null;
+  /**
+   * The Standard Webhooks secret ("whsec_...") every attempt is signed with: only in the answer to the
+   * subscribe that issued it (a new subscription, or rotateSecret). Keep it: it is not shown again.
+   */
+  secret?: string;
 }
 
 /** `GET /status`. */

@@ -61,5 +61,8 @@ export const pgMigrations: Record<number, string> = {
   3: `
     ALTER TABLE subscriptions ADD COLUMN disabled_at BIGINT;
     ALTER TABLE subscriptions ADD COLUMN disabled_reason TEXT;
+    ALTER TABLE subscriptions ADD COLUMN secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret_until BIGINT;
   `,
 };

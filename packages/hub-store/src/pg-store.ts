@@ -268,11 +268,16 @@ export class PostgresStore implements AsyncHubStore {
   async subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
     return this.#tx(async (c) => {
       const [row] = await this.#q<SubscriptionRow>(
-        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = EXCLUDED.node_name, address = EXCLUDED.address,
            path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at,
-           offline_since = NULL, probe_at = NULL, disabled_at = NULL, disabled_reason = NULL
+           offline_since = NULL, probe_at = NULL, disabled_at = NULL, disabled_reason = NULL,
+           secret = CASE WHEN $10::bigint IS NOT NULL OR subscriptions.secret IS NULL THEN $9
+             ELSE subscriptions.secret END,
+           previous_secret = CASE WHEN $10::bigint IS NOT NULL THEN subscriptions.secret
+             ELSE subscriptions.previous_secret END,
+           previous_secret_until = COALESCE($10::bigint, subscriptions.previous_secret_until)
          RETURNING *`,
         [
           newSubscriptionId(),
@@ -283,6 +288,8 @@ export class PostgresStore implements AsyncHubStore {
           input.path,
           JSON.stringify(input.topics),
           now,
+          input.secret ?? null,
+          input.secret === undefined ? null : (input.rotateSecretUntil ?? null),
         ],
         c,
       );

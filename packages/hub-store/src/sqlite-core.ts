@@ -154,13 +154,27 @@ export class SqliteCore {
   subscribe(input: NewSubscription, now = Date.now()): Subscription {
     return this.transaction(() => {
       const row = this.#sql(
-        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
-         VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now)
+        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
+         VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now, @secret)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = @nodeName, address = @address, path = @path,
            topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL,
-           disabled_at = NULL, disabled_reason = NULL
+           disabled_at = NULL, disabled_reason = NULL,
+           secret = CASE WHEN @rotateUntil IS NOT NULL OR secret IS NULL THEN @secret ELSE secret END,
+           previous_secret = CASE WHEN @rotateUntil IS NOT NULL THEN secret ELSE previous_secret END,
+           previous_secret_until = COALESCE(@rotateUntil, previous_secret_until)
          RETURNING *`,
-      ).get({ ...input, id: newSubscriptionId(), topics: JSON.stringify(input.topics), now }) as SubscriptionRow;
+      ).get({
+        nodeId: input.nodeId,
+        nodeName: input.nodeName,
+        address: input.address,
+        port: input.port,
+        path: input.path,
+        id: newSubscriptionId(),
+        topics: JSON.stringify(input.topics),
+        now,
+        secret: input.secret ?? null,
+        rotateUntil: input.secret === undefined ? null : (input.rotateSecretUntil ?? null),
+      }) as SubscriptionRow;
       this.#sql(`UPDATE deliveries SET next_attempt_at = ? WHERE subscription_id = ? AND state = 'pending'`).run(
         now,
         row.id,

@@ -32,7 +32,15 @@ export interface NewEvent {
 }
 
 /** What subscribe needs: the rest (id, times, offline state) is the store's. */
-export type NewSubscription = Omit<Subscription, 'id' | 'createdAt' | 'updatedAt' | 'offlineSince' | 'disabled'>;
+export type NewSubscription = Omit<
+  Subscription,
+  'id' | 'createdAt' | 'updatedAt' | 'offlineSince' | 'disabled' | 'secret' | 'previousSecret'
+> & {
+  /** A fresh signing secret: kept when the subscription is new or has none, or when rotating; else unused. */
+  secret?: string;
+  /** Rotate: `secret` replaces the stored one, which is still signed with until this time (ms). */
+  rotateSecretUntil?: number;
+};
 
 /** A subscriber's standing request for topics, delivered to its own tailnet address. */
 export interface Subscription {
@@ -52,6 +60,10 @@ export interface Subscription {
    * until it subscribes again.
    */
   disabled: { at: number; reason: string } | null;
+  /** The Standard Webhooks secret ("whsec_...") attempts are signed with; null for one made before schema 3. */
+  secret: string | null;
+  /** After a rotation: the old secret, also signed with until `until` (ms), so receivers can switch over. */
+  previousSecret: { secret: string; until: number } | null;
 }
 
 /** One event owed to one subscription. */

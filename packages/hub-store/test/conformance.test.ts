@@ -142,6 +142,19 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     expect(await store.stats()).toMatchObject({ failed: 1, pending: 0 });
   });
 
+  it('keeps a subscription secret across subscribes, and on rotation keeps the old one until the overlap ends', async () => {
+    const input = { nodeId: 'n1', nodeName: 'n1', address: '100.64.0.1', port: 8080, path: '/', topics: ['t'] };
+    const first = await store.subscribe({ ...input, secret: 'whsec_one' }, 1_000);
+    expect(first).toMatchObject({ secret: 'whsec_one', previousSecret: null });
+    const again = await store.subscribe({ ...input, secret: 'whsec_unused' }, 2_000);
+    expect(again).toMatchObject({ id: first.id, secret: 'whsec_one', previousSecret: null });
+    const rotated = await store.subscribe({ ...input, secret: 'whsec_two', rotateSecretUntil: 9_000 }, 3_000);
+    expect(rotated).toMatchObject({ secret: 'whsec_two', previousSecret: { secret: 'whsec_one', until: 9_000 } });
+    expect(await store.getSubscription(first.id)).toEqual(rotated);
+    const without = await store.subscribe(input, 4_000); // no secret offered: the stored ones stay
+    expect(without).toMatchObject({ secret: 'whsec_two', previousSecret: { secret: 'whsec_one', until: 9_000 } });
+  });
+
   it('disables a subscriber that answered 410 Gone, fails its queue, and owes it nothing until it resubscribes', async () => {
     const s = await sub('n1', ['t']);
     const other = await sub('n2', ['t']);

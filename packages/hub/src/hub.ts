@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
+import { newWebhookSecret, type EventMeta, type HubStatus, type PublishResponse, type SubscriptionInfo } from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
 import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
@@ -42,6 +42,8 @@ export interface HubOptions {
 }
 
 const pruneEveryMs = 3600e3;
+/** After a rotation, attempts carry the old secret's signature too for this long (receivers switch over). */
+export const secretOverlapMs = 24 * 3600e3;
 
 /**
  * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
@@ -143,10 +145,14 @@ export class Hub implements HubUseCases {
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
-    const sub = await this.store.subscribe({ ...owner, port, path, topics });
+    const secret = newWebhookSecret();
+    const rotation = input.rotateSecret ? { rotateSecretUntil: Date.now() + secretOverlapMs } : {};
+    const sub = await this.store.subscribe({ ...owner, port, path, topics, secret, ...rotation });
     this.deliverer.kick();
-    this.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
-    return subscriptionInfo(sub);
+    const issued = sub.secret === secret;
+    this.log.info({ subscription: sub.id, node: caller.node, topics, secretIssued: issued }, 'subscribed');
+    // The secret goes to its owner once, in this answer; listings never show it.
+    return { ...subscriptionInfo(sub), ...(issued ? { secret } : {}) };
   }
 
   async listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]> {

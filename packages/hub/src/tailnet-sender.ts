@@ -1,5 +1,6 @@
 import { request, type Agent } from 'node:http';
-import { deliveryHeaders, endToEndHeaders } from '@krkn/hub-api';
+import { deliveryHeaders, endToEndHeaders, signWebhook, signatureHeaders } from '@krkn/hub-api';
+import type { Subscription } from '@krkn/hub-store';
 import { TailnetError, tailnetAgent, type TailnetNode } from '@krkn/tailnet';
 import { outcomeOfAnswer } from './answer.js';
 import type { AttemptOutcome, SendAttempt } from './delivery.js';
@@ -31,7 +32,8 @@ function postOver(agent: Agent, timeoutMs: number): SendAttempt {
       // (Node adds no Host header to a list like this, so it is the first entry.)
       const headers = [
         ['Host', `${subscription.address}:${subscription.port}`],
-        ...endToEndHeaders(event.headers).filter(([k]) => !k.toLowerCase().startsWith('x-krkn-')),
+        ...endToEndHeaders(event.headers).filter(([k]) => !ownHeader(k)),
+        ...signatureOf(subscription, event.id, event.body),
         [deliveryHeaders.eventId, event.id],
         [deliveryHeaders.topic, event.topic],
         [deliveryHeaders.attempt, String(attempt)],
@@ -62,4 +64,22 @@ function postOver(agent: Agent, timeoutMs: number): SendAttempt {
       });
       req.end(event.body);
     });
+}
+
+const signatureHeaderNames = new Set<string>(Object.values(signatureHeaders));
+
+/** Headers krkns sets on each attempt: a publisher's own of these names are not passed on (they would clash). */
+function ownHeader(name: string): boolean {
+  const k = name.toLowerCase();
+  return k.startsWith('x-krkn-') || signatureHeaderNames.has(k);
+}
+
+/**
+ * The Standard Webhooks headers of an attempt, signed with the current secret and a rotated-out one
+ * until its overlap ends; none for a subscription made before secrets existed (until it subscribes again).
+ */
+function signatureOf(sub: Subscription, id: string, body: Buffer, now = Date.now()): [string, string][] {
+  const previous = sub.previousSecret && sub.previousSecret.until > now ? [sub.previousSecret.secret] : [];
+  const secrets = sub.secret === null ? previous : [sub.secret, ...previous];
+  return secrets.length === 0 ? [] : signWebhook(secrets, id, body, now);
 }

@@ -14,6 +14,8 @@ export interface SubscribeInput {
   topics: string[];
   port: number;
   path: string;
+  /** Issue a new signing secret; the current one is still signed with for an overlap (see secretOverlapMs). */
+  rotateSecret: boolean;
   /** Hosts the body named as a delivery target (address, host, url, target): each must be the caller. */
   namedTargets: { field: string; host: string }[];
 }

@@ -162,6 +162,25 @@ describe('subscriptions', () => {
     expect([theirs.subscriptions.length, all.subscriptions.length]).toEqual([0, 1]);
   });
 
+  it('answers a subscription secret once: on creation and on rotation, never in a listing or a plain resubscribe', async () => {
+    type Info = { id: string; secret?: string };
+    const sub = async (body: object) => ((await subscribe('ci', body)).json() as { subscription: Info }).subscription;
+    const first = await sub({ topics: ['ci/*'], port: 8081 });
+    expect(first.secret).toMatch(/^whsec_/);
+    expect((await sub({ topics: ['ci/*'], port: 8081 })).secret).toBeUndefined();
+    const rotated = await sub({ topics: ['ci/*'], port: 8081, rotateSecret: true });
+    expect(rotated.secret).toMatch(/^whsec_/);
+    expect(rotated.secret).not.toBe(first.secret);
+    expect(store.getSubscription(first.id)).toMatchObject({
+      secret: rotated.secret,
+      previousSecret: { secret: first.secret, until: expect.any(Number) },
+    });
+    const listed = (await call('ci', 'GET', '/subscriptions')).json() as { subscriptions: Info[] };
+    expect(listed.subscriptions.every((s) => s.secret === undefined)).toBe(true);
+    const bad = await subscribe('ci', { topics: ['ci/*'], port: 8081, rotateSecret: 'yes' });
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
   it.each([
     ['no topics', { port: 80 }],
     ['an empty topic list', { topics: [], port: 80 }],
