@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DueDelivery } from '@krkn/hub-store';
 import { asError } from './errors.js';
+import type { AttemptEvent } from './events.js';
 import type { DeliveryStore } from './ports.js';
 
 /** How one attempt ended. */
@@ -25,6 +26,8 @@ export interface DelivererOptions {
   retryScheduleMs: number[];
   maxConcurrent: number;
   logger: Logger;
+  /** Told how each attempt ended (Hub.events 'attempt'). */
+  onAttempt?: (e: AttemptEvent) => void;
   /** Draws the jitter of each retry and probe delay, in [0, 1) (default Math.random; tests pin it). */
   random?: () => number;
 }
@@ -163,6 +166,8 @@ export class Deliverer {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
     const now = Date.now();
+    const status = outcome.kind === 'unreachable' ? null : outcome.status;
+    this.opts.onAttempt?.({ outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic });
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);

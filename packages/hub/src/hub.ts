@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { newWebhookSecret, type EventMeta, type HubStatus, type PublishResponse, type SubscriptionInfo } from '@krkn/hub-api';
@@ -7,11 +8,19 @@ import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
 import { HubError, asError } from './errors.js';
+import type { HubEventMap } from './events.js';
 import { dedupeKeyOf } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
-import type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+import type {
+  EventsQuery,
+  EventWithBody,
+  HubUseCases,
+  MetricsPage,
+  PublishInput,
+  SubscribeInput,
+} from './use-cases.js';
 import { eventMeta, subscriptionInfo } from './views.js';
 
 /** How the hub behaves; every field has a documented default in krkns. */
@@ -42,6 +51,9 @@ export interface HubOptions {
 }
 
 const pruneEveryMs = 3600e3;
+/** The pattern of every topic. */
+const allTopics = '**';
+
 /** After a rotation, attempts carry the old secret's signature too for this long (receivers switch over). */
 export const secretOverlapMs = 24 * 3600e3;
 
@@ -51,7 +63,10 @@ export const secretOverlapMs = 24 * 3600e3;
  * tailnet listener (and on the admin socket), then calls start().
  */
 export class Hub implements HubUseCases {
+  /** What happens as it happens: publishes and delivery attempts (for metrics). */
+  readonly events = new EventEmitter<HubEventMap>();
   private readonly store: HubStorage;
+  private renderMetrics: (() => Promise<MetricsPage>) | undefined;
   private readonly config: HubConfig;
   private readonly node: HubNode;
   private readonly log: Logger;
@@ -72,6 +87,7 @@ export class Hub implements HubUseCases {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
+      onAttempt: (e) => this.events.emit('attempt', e),
     });
   }
 
@@ -120,7 +136,24 @@ export class Hub implements HubUseCases {
   }
 
   checkPublish(caller: Caller, topic: string): void {
-    authorize(this.config, caller, 'publish', validTopic(topic));
+    try {
+      authorize(this.config, caller, 'publish', validTopic(topic));
+    } catch (err) {
+      this.events.emit('published', { outcome: 'refused', topic, bytes: 0 });
+      throw err;
+    }
+  }
+
+  /** Serves `GET /metrics` with this page (krkns sets it when metrics are on). */
+  exposeMetrics(render: () => Promise<MetricsPage>): void {
+    this.renderMetrics = render;
+  }
+
+  /** Metrics span every topic: a caller needs the read (subscribe) right on all of them. */
+  async metrics(caller: Caller): Promise<MetricsPage> {
+    if (!this.renderMetrics) throw new HubError('NOT_FOUND', 'metrics are off on this krkns');
+    authorize(this.config, caller, 'subscribe', allTopics);
+    return this.renderMetrics();
   }
 
   async publish(caller: Caller, input: PublishInput): Promise<PublishResponse> {
@@ -132,6 +165,7 @@ export class Hub implements HubUseCases {
     const stored = { topic, dedupeKey, method, headers, body, sender };
     const { event, duplicate } = await this.store.publish(stored, topicMatches);
     if (!duplicate) this.deliverer.kick();
+    this.events.emit('published', { outcome: duplicate ? 'duplicate' : 'stored', topic, bytes: body.length });
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
   }

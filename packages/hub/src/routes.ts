@@ -106,6 +106,11 @@ function subscriptionRoutes(app: FastifyInstance, hub: HubUseCases, callerOf: Ca
 
   app.get('/subscriptions', async (req) => ({ subscriptions: await hub.listSubscriptions(callerOf(req)) }));
 
+  app.get('/metrics', async (req, reply) => {
+    const page = await hub.metrics(callerOf(req));
+    return reply.type(page.contentType).send(page.body);
+  });
+
   app.delete('/subscriptions/:id', async (req) => {
     const id = idParam(req);
     await hub.unsubscribe(callerOf(req), id);

@@ -1,6 +1,12 @@
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import type { Caller } from './caller.js';
 
+/** A rendered metrics page and its content type (Prometheus text format). */
+export interface MetricsPage {
+  contentType: string;
+  body: string;
+}
+
 /** A webhook as received: the topic from the path, the end-to-end headers and the raw body. */
 export interface PublishInput {
   topic: string;
@@ -56,4 +62,6 @@ export interface HubUseCases {
   /** Owes the event again to every subscription matching it now; answers how many. */
   redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
   status(): Promise<HubStatus>;
+  /** The Prometheus metrics page; needs the read right on every topic. */
+  metrics(caller: Caller): Promise<MetricsPage>;
 }
