@@ -21,6 +21,7 @@ const callers: Record<string, Caller> = {
   ci: peer('ci', '100.64.0.10', { publish: ['ci/**'], subscribe: ['ci/**'] }),
   dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'] }),
   stranger: peer('stranger', '100.64.0.12'),
+  ops: peer('ops', '100.64.0.13', { subscribe: ['**'] }),
   admin: { kind: 'admin' },
 };
 // The test's stand-in for WhoIs: the caller is named by a header (no header: not a tailnet node).
@@ -307,5 +308,25 @@ describe('the hub', () => {
     node.emit('peers');
     await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
     expect(rec.sent).toHaveLength(2);
+  });
+});
+
+describe('GET /metrics', () => {
+  it('answers 404 while metrics are off', async () => {
+    const res = await call('admin', 'GET', '/metrics');
+    expect([res.status, errorCode(res)]).toEqual([404, 'NOT_FOUND']);
+  });
+
+  it('serves the page to a caller with the read right on every topic, 403 to narrower grants', async () => {
+    hub.exposeMetrics(async () => ({ contentType: 'text/plain; version=0.0.4', body: 'krkn_up 1\n' }));
+    for (const who of ['ops', 'admin']) {
+      const res = await call(who, 'GET', '/metrics');
+      expect([res.status, res.body, res.headers['content-type']]).toEqual([200, 'krkn_up 1\n', 'text/plain; version=0.0.4']);
+    }
+    for (const who of ['ci', 'dev', 'stranger']) {
+      const res = await call(who, 'GET', '/metrics');
+      expect([res.status, errorCode(res)], who).toEqual([403, 'MISSING_CAPABILITY']);
+    }
+    expect((await call(undefined, 'GET', '/metrics')).status).toBe(403);
   });
 });
