@@ -53,7 +53,8 @@ export const listenFlags = {
   'rotate-secret': {
     type: 'bool',
     default: false,
-    describe: 'ask krkns for a new signing secret (the old one stays valid for a day); one is issued anyway when none is kept',
+    describe:
+      'ask krkns for a new signing secret (the old one stays valid for a day); one is issued anyway when none is kept',
   },
   'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
   'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
@@ -110,17 +111,22 @@ export async function listen(argv: string[]): Promise<number> {
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
     const verify = { secrets: () => secrets.of(key) };
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
+    const limits = { bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! };
+    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, ...limits });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!);
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
     // Without a kept secret (first run, state lost) krkns is asked for one: it answers each secret once.
     const rotate = flags['rotate-secret']! || secrets.of(key).length === 0;
-    const sub = await hub.subscribe({ ...subscribe, rotateSecret: rotate }).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    const sub = await hub
+      .subscribe({ ...subscribe, rotateSecret: rotate })
+      .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
     keepSecret(sub);
     state.subscription = sub.id;
-    log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href, secretIssued: Boolean(sub.secret), secrets: secrets.path }, 'subscribed');
+    const secretIssued = Boolean(sub.secret);
+    const fields = { topics, server: server.display, listener, forwardTo: target.href, secretIssued };
+    log.info({ subscription: sub.id, ...fields, secrets: secrets.path }, 'subscribed');
     reporter.result(
       'ready',
       { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
@@ -149,7 +155,13 @@ async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<voi
 }
 
 /** Subscribing again makes krkns attempt the subscription's queued deliveries now. */
-async function resubscribe(hub: HubClient, req: SubscribeRequest, server: ResolvedServer, log: Logger, keepSecret: (s: SubscriptionInfo) => void): Promise<void> {
+async function resubscribe(
+  hub: HubClient,
+  req: SubscribeRequest,
+  server: ResolvedServer,
+  log: Logger,
+  keepSecret: (s: SubscriptionInfo) => void,
+): Promise<void> {
   try {
     keepSecret(await hub.subscribe(req)); // a secret comes back only if krkns had lost the subscription
     log.debug('asked krkns to deliver the queued events now');

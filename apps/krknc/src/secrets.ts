@@ -23,12 +23,16 @@ export class WebhookSecrets {
     try {
       text = readFileSync(path, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CliError(`cannot read ${path}: ${(err as Error).message}`, ExitCode.STATE);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new CliError(`cannot read ${path}: ${(err as Error).message}`, ExitCode.STATE);
     }
     try {
       return new WebhookSecrets(path, JSON.parse(text) as SecretFile);
     } catch {
-      throw new CliError(`${path} is not valid JSON: delete it and run krknc listen again (a new secret is issued)`, ExitCode.STATE);
+      throw new CliError(
+        `${path} is not valid JSON: delete it and run krknc listen again (a new secret is issued)`,
+        ExitCode.STATE,
+      );
     }
   }
 

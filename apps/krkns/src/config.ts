@@ -81,7 +81,8 @@ export const runFlags = {
   'metrics-listen': {
     type: 'string',
     env: 'KRKNS_METRICS_LISTEN',
-    describe: 'also serve /metrics on this host address, e.g. 127.0.0.1:9464 (loopback only unless --metrics-listen-remote)',
+    describe:
+      'also serve /metrics on this host address, e.g. 127.0.0.1:9464 (loopback only unless --metrics-listen-remote)',
   },
   'metrics-listen-remote': {
     type: 'bool',

@@ -51,7 +51,14 @@ beforeAll(async () => {
     authKey,
     args: ['--metrics-listen', `127.0.0.1:${metricsPort}`],
   });
-  publisher = new TailnetNode({ hostname: 'publisher', stateDir: join(dir, 'publisher'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  publisher = new TailnetNode({
+    hostname: 'publisher',
+    stateDir: join(dir, 'publisher'),
+    controlUrl: tailnet.url,
+    authKey,
+    logger: pino({ level: 'silent' }),
+    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
   await publisher.up();
 }, 120_000);
 
@@ -90,15 +97,24 @@ describe('krkns metrics', () => {
         '',
       ].join('\n'),
     );
-    const args = [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`];
+    const args = [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${join(dir, 'tsdb')}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+    ];
     prometheus = spawn(...tiedToParent('prometheus', args), { stdio: 'ignore' });
     const api = `http://127.0.0.1:${promPort}/api/v1/query?query=`;
     type Answer = { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
-    const query = async (q: string) => ((await (await fetch(api + encodeURIComponent(q))).json()) as Answer).data.result;
-    const stored = await until(async () => {
-      const r = await query('krkn_events_published_total{outcome="stored"}');
-      return r.length > 0 ? r : undefined;
-    }, 'Prometheus to scrape krkns', 60_000);
+    const query = async (q: string) =>
+      ((await (await fetch(api + encodeURIComponent(q))).json()) as Answer).data.result;
+    const stored = await until(
+      async () => {
+        const r = await query('krkn_events_published_total{outcome="stored"}');
+        return r.length > 0 ? r : undefined;
+      },
+      'Prometheus to scrape krkns',
+      60_000,
+    );
     expect(stored[0]!.metric).toMatchObject({ job: 'krkns', outcome: 'stored' });
     expect(stored[0]!.value[1]).toBe('1');
     const up = await query('up{job="krkns"}');
@@ -106,7 +122,15 @@ describe('krkns metrics', () => {
   }, 90_000);
 
   it('refuses a non-loopback --metrics-listen unless asked for', async () => {
-    const args = ['run', '--state-dir', join(dir, 'other'), '--control-url', tailnet.url, '--metrics-listen', '0.0.0.0:9464'];
+    const args = [
+      'run',
+      '--state-dir',
+      join(dir, 'other'),
+      '--control-url',
+      tailnet.url,
+      '--metrics-listen',
+      '0.0.0.0:9464',
+    ];
     const r = await Krkns.command(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--metrics-listen: 0\.0\.0\.0 is not a loopback address.*--metrics-listen-remote/);

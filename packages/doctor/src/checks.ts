@@ -209,14 +209,18 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
 async function subscriptionsCheck(node: TailnetNode, base: string, server: string): Promise<CheckResult> {
   try {
     const res = await tailnetFetch(node, `${base}/subscriptions`, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) return warn('subscriptions', `${server} answered HTTP ${res.status} on /subscriptions`, 'krknc status --server shows the subscriptions');
+    const listFix = 'krknc status --server shows the subscriptions';
+    if (!res.ok) return warn('subscriptions', `${server} answered HTTP ${res.status} on /subscriptions`, listFix);
     const { subscriptions } = (await res.json()) as { subscriptions: SubscriptionInfo[] };
     const disabled = subscriptions.filter((s) => s.disabled !== null);
-    if (disabled.length === 0) return ok('subscriptions', `${subscriptions.length} subscription(s) on ${server}, none disabled`);
+    const total = `${subscriptions.length} subscription(s) on ${server}`;
+    if (disabled.length === 0) return ok('subscriptions', `${total}, none disabled`);
     const which = disabled.map((s) => `${s.id} (port ${s.port}, since ${s.disabled!.at})`).join(', ');
-    return fail('subscriptions', `disabled after the local app answered 410 Gone: ${which}`, 'fix the local app, then run krknc listen again: subscribing again enables the subscription');
+    const fix = 'fix the local app, then run krknc listen again: subscribing again enables the subscription';
+    return fail('subscriptions', `disabled after the local app answered 410 Gone: ${which}`, fix);
   } catch (err) {
-    return warn('subscriptions', `cannot list subscriptions on ${server}: ${(err as Error).message}`, 'krknc status --server shows the subscriptions');
+    const cause = `cannot list subscriptions on ${server}: ${(err as Error).message}`;
+    return warn('subscriptions', cause, 'krknc status --server shows the subscriptions');
   }
 }
 

@@ -37,7 +37,12 @@ function signatureOf(secret: string, id: string, timestampSec: number, body: Buf
  * The three headers of one attempt: one `v1,` signature per secret (two while a rotated-out secret
  * is still valid), space-separated as the spec says.
  */
-export function signWebhook(secrets: readonly string[], id: string, body: Buffer, now = Date.now()): [string, string][] {
+export function signWebhook(
+  secrets: readonly string[],
+  id: string,
+  body: Buffer,
+  now = Date.now(),
+): [string, string][] {
   const ts = Math.floor(now / 1000);
   const signatures = secrets.map((s) => `v1,${signatureOf(s, id, ts, body)}`).join(' ');
   return [

@@ -182,7 +182,7 @@ export class Deliverer {
         break;
       }
       case 'gone': {
-        const reason = `the subscriber answered ${outcome.status} Gone: subscription disabled until it subscribes again`;
+        const reason = `the subscriber answered ${outcome.status} Gone: disabled until it subscribes again`;
         await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now);
         log.warn({ node: subscription.nodeName, status: outcome.status }, reason);
         break;

@@ -1,7 +1,13 @@
 import { EventEmitter } from 'node:events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { newWebhookSecret, type EventMeta, type HubStatus, type PublishResponse, type SubscriptionInfo } from '@krkn/hub-api';
+import {
+  newWebhookSecret,
+  type EventMeta,
+  type HubStatus,
+  type PublishResponse,
+  type SubscriptionInfo,
+} from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
 import { authorize, mayRead, type AuthorizeConfig } from './authorize.js';

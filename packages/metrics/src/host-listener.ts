@@ -55,20 +55,25 @@ export async function serveMetricsOnHost(
   render: () => Promise<{ contentType: string; body: string }>,
   log: Logger,
 ): Promise<{ close(): Promise<void> }> {
-  const server = createServer({ requestTimeout: requestTimeoutMs, headersTimeout: headersTimeoutMs, maxHeaderSize: maxHeaderBytes }, (req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== '/metrics') return void res.writeHead(404, { 'content-type': 'text/plain' }).end('only /metrics here\n');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return void res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('GET only\n');
-    }
-    render().then(
-      (page) => res.writeHead(200, { 'content-type': page.contentType }).end(req.method === 'HEAD' ? undefined : page.body),
-      (err: unknown) => {
-        log.error({ err: err instanceof Error ? err : new Error(String(err)) }, 'cannot render metrics');
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable; see the krkns log\n');
-      },
-    );
-  });
+  const server = createServer(
+    { requestTimeout: requestTimeoutMs, headersTimeout: headersTimeoutMs, maxHeaderSize: maxHeaderBytes },
+    (req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path !== '/metrics')
+        return void res.writeHead(404, { 'content-type': 'text/plain' }).end('only /metrics here\n');
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        return void res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('GET only\n');
+      }
+      render().then(
+        (page) =>
+          res.writeHead(200, { 'content-type': page.contentType }).end(req.method === 'HEAD' ? undefined : page.body),
+        (err: unknown) => {
+          log.error({ err: err instanceof Error ? err : new Error(String(err)) }, 'cannot render metrics');
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable; see the krkns log\n');
+        },
+      );
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => resolve());

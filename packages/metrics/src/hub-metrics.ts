@@ -29,7 +29,11 @@ export interface HubMetricsOptions {
   topicLabels?: boolean;
 }
 
-const misnamedDefaults = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+const misnamedDefaults = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
 // Delivery latency buckets (seconds): a local app answers in ms; the delivery timeout is 15 s.
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30];
@@ -103,10 +107,8 @@ export class HubMetrics {
       storeBytes: gauge('krkn_store_bytes', 'Size of the store (database file or PostgreSQL database).'),
     };
     this.peers = gauge('krkn_node_peers', 'Peers in the netmap, by online state.', ['online']);
-    this.derpHome = gauge('krkn_node_derp_home', 'The node\'s home DERP region (1 for the current one).', ['region']);
-    this.engine = gauge('krkn_engine_stat', 'The tailnet engine\'s data-path counters, when it reports them.', [
-      'name',
-    ]);
+    this.derpHome = gauge('krkn_node_derp_home', "The node's home DERP region (1 for the current one).", ['region']);
+    this.engine = gauge('krkn_engine_stat', "The tailnet engine's data-path counters, when it reports them.", ['name']);
     hub.events.on('published', (e) => this.published.inc(this.labels({ outcome: e.outcome }, e.topic)));
     hub.events.on('attempt', (e) => {
       this.deliveries.inc(this.labels({ outcome: e.outcome, status_class: statusClass(e.status) }, e.topic));

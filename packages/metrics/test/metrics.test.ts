@@ -22,14 +22,28 @@ class Node extends EventEmitter<{ peers: [] }> implements HubNode {
   readonly state = 'Running';
   readonly loginUrl = undefined;
   async status() {
-    return { self: this.self, peers: [{ online: true, addresses: ['100.64.0.2'] }, { online: false, addresses: ['100.64.0.3'] }] };
+    return {
+      self: this.self,
+      peers: [
+        { online: true, addresses: ['100.64.0.2'] },
+        { online: false, addresses: ['100.64.0.3'] },
+      ],
+    };
   }
   async metrics() {
     return { derp: { sent: 12, dropped: 1 }, version: 'not a number' };
   }
 }
 
-const peer: Caller = { kind: 'peer', ip: '100.64.0.2', nodeId: 'n1', node: 'sub.krkn.test', user: 'u', tags: [], capMap: {} };
+const peer: Caller = {
+  kind: 'peer',
+  ip: '100.64.0.2',
+  nodeId: 'n1',
+  node: 'sub.krkn.test',
+  user: 'u',
+  tags: [],
+  capMap: {},
+};
 let dir: string;
 let store: HubStore;
 let hub: Hub;
@@ -45,7 +59,12 @@ beforeEach(() => {
     node: new Node(),
     logger: silent,
     send: async () => answers.shift() ?? { kind: 'delivered', status: 204 },
-    config: { ...config, requireCapability: false, capabilityName: 'krkn.dev/cap/webhooks', maxConcurrentDeliveries: 4 },
+    config: {
+      ...config,
+      requireCapability: false,
+      capabilityName: 'krkn.dev/cap/webhooks',
+      maxConcurrentDeliveries: 4,
+    },
   });
 });
 afterEach(async () => {
@@ -148,7 +167,11 @@ describe('the host listener', () => {
         s.close(() => resolve(p));
       });
     });
-    const server = await serveMetricsOnHost({ host: '127.0.0.1', port }, async () => ({ contentType: 'text/plain', body: 'x 1\n' }), silent);
+    const server = await serveMetricsOnHost(
+      { host: '127.0.0.1', port },
+      async () => ({ contentType: 'text/plain', body: 'x 1\n' }),
+      silent,
+    );
     try {
       const base = `http://127.0.0.1:${port}`;
       const ok = await fetch(`${base}/metrics`);
