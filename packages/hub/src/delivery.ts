@@ -36,9 +36,9 @@ export interface DelivererOptions {
  * Every retry and probe delay is spread by up to this fraction either way, so a fleet of subscribers
  * failing (or coming back) together is not attempted again in one burst.
  */
-export const retryJitter = 0.2;
+const retryJitter = 0.2;
 /** A subscriber's Retry-After is honoured up to this long; a larger one would park its queue for days. */
-export const maxRetryAfterMs = 3600e3;
+const maxRetryAfterMs = 3600e3;
 
 // An unreachable subscriber is probed again after half the time it has been away, within these bounds.
 const minProbeMs = 2_000;

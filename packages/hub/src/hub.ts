@@ -61,7 +61,7 @@ const pruneEveryMs = 3600e3;
 const allTopics = '**';
 
 /** After a rotation, attempts carry the old secret's signature too for this long (receivers switch over). */
-export const secretOverlapMs = 24 * 3600e3;
+const secretOverlapMs = 24 * 3600e3;
 
 /**
  * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
