@@ -89,6 +89,10 @@ export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 
 }
 
 /** Where a krknc state directory keeps its parts (next to the node's own files). */
-export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string } {
-  return { adminSocket: join(stateDir, 'krknc.sock'), seenEvents: join(stateDir, 'delivered-events.log') };
+export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string; webhookSecrets: string } {
+  return {
+    adminSocket: join(stateDir, 'krknc.sock'),
+    seenEvents: join(stateDir, 'delivered-events.log'),
+    webhookSecrets: join(stateDir, 'webhook-secrets.json'),
+  };
 }

@@ -2,7 +2,15 @@ import { connect } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ExitCode, helpText, listenerLimitsOf, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
-import { deliveryHeaders, type HubClient, type SubscribeRequest } from '@krkn/hub-api';
+import {
+  deliveryHeaders,
+  signatureToleranceMs,
+  verifyWebhook,
+  type HubClient,
+  type SignatureProblem,
+  type SubscribeRequest,
+  type SubscriptionInfo,
+} from '@krkn/hub-api';
 import { topicPatternError } from '@krkn/policy';
 import { serveFastify } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, serverFlag, stateDirOf } from './config.js';
@@ -11,6 +19,7 @@ import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type Fo
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
+import { WebhookSecrets, secretKey } from './secrets.js';
 import { ownSession } from './session.js';
 import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket, type ListenInfo } from './socket.js';
@@ -40,6 +49,12 @@ export const listenFlags = {
     env: 'KRKNC_ONCE',
     default: false,
     describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
+  },
+  'rotate-secret': {
+    type: 'bool',
+    default: false,
+    describe:
+      'ask krkns for a new signing secret (the old one stays valid for a day); one is issued anyway when none is kept',
   },
   'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
   'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
@@ -90,16 +105,28 @@ export async function listen(argv: string[]): Promise<number> {
     state.server = ref.text;
     const hub = hubFor(session, server);
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
-    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log));
+    const secrets = WebhookSecrets.open(paths.webhookSecrets);
+    const key = secretKey(server.peer.addresses[0]!, flags.port!);
+    const keepSecret = (s: SubscriptionInfo): void => void (s.secret && secrets.add(key, s.secret));
+    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
+    const verify = { secrets: () => secrets.of(key) };
+    const limits = { bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! };
+    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, ...limits });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
-    const sub = await hub.subscribe(subscribe).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    // Without a kept secret (first run, state lost) krkns is asked for one: it answers each secret once.
+    const rotate = flags['rotate-secret']! || secrets.of(key).length === 0;
+    const sub = await hub
+      .subscribe({ ...subscribe, rotateSecret: rotate })
+      .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    keepSecret(sub);
     state.subscription = sub.id;
-    log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href }, 'subscribed');
+    const secretIssued = Boolean(sub.secret);
+    const fields = { topics, server: server.display, listener, forwardTo: target.href, secretIssued };
+    log.info({ subscription: sub.id, ...fields, secrets: secrets.path }, 'subscribed');
     reporter.result(
       'ready',
       { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
@@ -132,9 +159,15 @@ async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<voi
 }
 
 /** Subscribing again makes krkns attempt the subscription's queued deliveries now. */
-async function resubscribe(hub: HubClient, req: SubscribeRequest, server: ResolvedServer, log: Logger): Promise<void> {
+async function resubscribe(
+  hub: HubClient,
+  req: SubscribeRequest,
+  server: ResolvedServer,
+  log: Logger,
+  keepSecret: (s: SubscriptionInfo) => void,
+): Promise<void> {
   try {
-    await hub.subscribe(req);
+    keepSecret(await hub.subscribe(req)); // a secret comes back only if krkns had lost the subscription
     log.debug('asked krkns to deliver the queued events now');
   } catch (err) {
     log.warn({ err: hubFailure(err, server, 'subscribe').message }, 'could not ask krkns to deliver now; it retries on its schedule');
@@ -243,6 +276,8 @@ interface DeliveryContext {
   local: LocalApp;
   reporter: Reporter;
   log: Logger;
+  /** The secrets a delivery's Standard Webhooks signature is checked against. */
+  verify: { secrets(): readonly string[] };
   bodyLimit: number;
   timeoutMs: number;
   path: string;
@@ -264,9 +299,15 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     const id = header(req, deliveryHeaders.eventId);
     if (!id) return reply.code(400).send({ error: `a delivery needs ${deliveryHeaders.eventId}` });
     const key = dedupeKey(id, header(req, deliveryHeaders.redelivery));
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    // Even from krkns's address: a signature proves the body is the one krkns signed for this subscription.
+    const problem = verifyWebhook(ctx.verify.secrets(), (name) => header(req, name), body);
+    if (problem) {
+      ctx.log.warn({ event: id, problem }, 'refused a delivery whose Standard Webhooks signature does not verify');
+      return reply.code(401).send({ error: `${signatureProblems[problem]}: not forwarded` });
+    }
     const topic = header(req, deliveryHeaders.topic) ?? '';
     const attempt = Number(header(req, deliveryHeaders.attempt) ?? 1);
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const log = ctx.log.child({ event: id, topic, attempt });
     if (ctx.seen.has(key)) {
       ctx.state.duplicates++;
@@ -338,6 +379,12 @@ function answer(reply: FastifyReply, r: ForwardResult, target: URL): FastifyRepl
       return reply.code(502).send({ error: `local app ${target.href} is not answering: ${r.error}` });
   }
 }
+
+const signatureProblems: Record<SignatureProblem, string> = {
+  missing: 'the delivery has no (complete) Standard Webhooks signature',
+  stale: `the signature timestamp is more than ${signatureToleranceMs / 60_000} minutes from this clock`,
+  mismatch: 'the signature does not match this subscription\'s secret (body altered, or the secret was rotated)',
+};
 
 function header(req: FastifyRequest, name: string): string | undefined {
   const v = req.headers[name];

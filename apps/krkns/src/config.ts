@@ -81,6 +81,30 @@ export const runFlags = {
     describe: `more headers the events API never returns (always: ${defaultCredentialHeaders.join(', ')}); deliveries keep them`,
     check: (names: string[]) => names.map(headerNameProblem).find(Boolean),
   },
+  metrics: {
+    type: 'bool',
+    env: 'KRKNS_METRICS',
+    default: true,
+    describe: 'serve Prometheus metrics at GET /metrics on the tailnet listener (read right on every topic needed)',
+  },
+  'metrics-listen': {
+    type: 'string',
+    env: 'KRKNS_METRICS_LISTEN',
+    describe:
+      'also serve /metrics on this host address, e.g. 127.0.0.1:9464 (loopback only unless --metrics-listen-remote)',
+  },
+  'metrics-listen-remote': {
+    type: 'bool',
+    env: 'KRKNS_METRICS_LISTEN_REMOTE',
+    default: false,
+    describe: 'allow a non-loopback --metrics-listen (anyone reaching that address reads the metrics)',
+  },
+  'metrics-topic-labels': {
+    type: 'bool',
+    env: 'KRKNS_METRICS_TOPIC_LABELS',
+    default: false,
+    describe: 'label publish and delivery counters with the topic (one series per topic: keep topics few)',
+  },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
 

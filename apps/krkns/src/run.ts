@@ -10,10 +10,12 @@ import {
   loggerFromFlags,
   parseFlags,
   readyLine,
+  usageError,
   type OwnNode,
 } from '@krkn/cli-kit';
 import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
+import { HubMetrics, MetricsListenError, parseHostAddress, serveMetricsOnHost, type HostAddress } from '@krkn/metrics';
 import { formatDuration, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
@@ -36,6 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = loggerFromFlags(flags);
   const stateDir = stateDirOf(flags);
   const paths = pathsIn(stateDir);
+  const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']!);
 
   const node = krknsNode(flags, log);
   // The node's state lock is taken first, so a second krkns on this directory stops here.
@@ -58,24 +61,30 @@ export async function run(argv: string[]): Promise<number> {
       credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']!],
     },
   });
+  const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels']! });
+  if (flags.metrics) hub.exposeMetrics(() => metrics.render());
   const admin = await hub.app(identifyAdmin);
   const doctor = () => krknsDoctorInput(flags, stateDir, node);
   await admin.register(adminRoutes, { node, log, doctor, stop: () => stop.abort() });
 
+  const closers: (() => Promise<void>)[] = [];
   try {
     await listenAdminSocket(admin, paths.adminSocket);
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
     const api = await hub.app(identifyByWhois(node), { url: listenerUrl, guardBrowsers: true });
     await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
+    const metricsServer = metricsHost && (await serveMetricsOnHost(metricsHost, () => metrics.render(), log));
+    if (metricsServer) closers.push(() => metricsServer.close());
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
     await aborted(stop.signal);
+    await Promise.all(closers.map((close) => close()));
     await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout']! });
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
-    await Promise.allSettled([admin.close(), own.dispose()]);
+    await Promise.allSettled([admin.close(), own.dispose(), ...closers.map((close) => close())]);
     store.close();
     throw err;
   }
@@ -114,4 +123,15 @@ async function shutdown(p: {
   p.store.close();
   await p.own.dispose();
   p.log.info({ ms: Date.now() - started }, 'stopped');
+}
+
+/** The `--metrics-listen` address, checked before anything starts (a bad one is a usage error). */
+function metricsHostOf(text: string | undefined, allowRemote: boolean): HostAddress | undefined {
+  if (text === undefined || text === '') return undefined;
+  try {
+    return parseHostAddress(text, allowRemote);
+  } catch (err) {
+    if (err instanceof MetricsListenError) throw usageError(`--metrics-listen: ${err.message}`);
+    throw err;
+  }
 }

@@ -8,6 +8,7 @@ import {
   type PeerStatus,
   type TailnetNode,
 } from '@krkn/tailnet';
+import type { SubscriptionInfo } from '@krkn/hub-api';
 
 /** How one check came out. */
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -222,6 +223,7 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
   try {
     const res = await tailnetFetch(node, `http://${peer.addresses[0]}:${cp.port}/healthz`, { signal: AbortSignal.timeout(10_000) });
     results.push(res.ok ? ok('server-api', `${cp.name} answers on port ${cp.port}`) : fail('server-api', `${cp.name} answered HTTP ${res.status} on /healthz`, `is it krkns listening on port ${cp.port}?`));
+    if (res.ok) results.push(await subscriptionsCheck(node, `http://${peer.addresses[0]}:${cp.port}`, cp.name));
   } catch (err) {
     results.push(
       fail(
@@ -232,6 +234,25 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
     );
   }
   return results;
+}
+
+/** This node's subscriptions on krkns: any disabled by a 410 Gone from its local app is a failure. */
+async function subscriptionsCheck(node: TailnetNode, base: string, server: string): Promise<CheckResult> {
+  try {
+    const res = await tailnetFetch(node, `${base}/subscriptions`, { signal: AbortSignal.timeout(10_000) });
+    const listFix = 'krknc status --server shows the subscriptions';
+    if (!res.ok) return warn('subscriptions', `${server} answered HTTP ${res.status} on /subscriptions`, listFix);
+    const { subscriptions } = (await res.json()) as { subscriptions: SubscriptionInfo[] };
+    const disabled = subscriptions.filter((s) => s.disabled !== null);
+    const total = `${subscriptions.length} subscription(s) on ${server}`;
+    if (disabled.length === 0) return ok('subscriptions', `${total}, none disabled`);
+    const which = disabled.map((s) => `${s.id} (port ${s.port}, since ${s.disabled!.at})`).join(', ');
+    const fix = 'fix the local app, then run krknc listen again: subscribing again enables the subscription';
+    return fail('subscriptions', `disabled after the local app answered 410 Gone: ${which}`, fix);
+  } catch (err) {
+    const cause = `cannot list subscriptions on ${server}: ${(err as Error).message}`;
+    return warn('subscriptions', cause, 'krknc status --server shows the subscriptions');
+  }
 }
 
 function findPeer(status: NodeStatus, name: string) {

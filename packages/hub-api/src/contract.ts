@@ -109,6 +109,11 @@ export interface SubscribeRequest {
   port: number;
   /** Path deliveries are POSTed to (default `/`). */
   path?: string;
+  /**
+   * Issue a new signing secret (answered once, in `secret`); the old one is still signed with for a
+   * day, so receivers can switch over. A new subscription always gets one.
+   */
+  rotateSecret?: boolean;
 }
 
 export interface SubscriptionInfo {
@@ -121,13 +126,27 @@ export interface SubscriptionInfo {
   createdAt: string;
   /** ISO time since when the subscriber could not be reached, or null. */
   offlineSince: string | null;
+  /** Set (ISO time, why) once the subscriber answered 410 Gone: nothing is sent until it subscribes again. */
+  disabled: { at: string; reason: string } | null;
+  /**
+   * The Standard Webhooks secret ("whsec_...") every attempt is signed with: only in the answer to the
+   * subscribe that issued it (a new subscription, or rotateSecret). Keep it: it is not shown again.
+   */
+  secret?: string;
 }
 
 /** `GET /status`. */
 export interface HubStatus {
   node: { name: string; addresses: string[]; state: string };
   listener: string;
-  storage: { events: number; subscriptions: number; offlineSubscriptions: number; databaseBytes: number };
+  storage: {
+    events: number;
+    subscriptions: number;
+    offlineSubscriptions: number;
+    /** Disabled because the subscriber answered 410 Gone. */
+    disabledSubscriptions: number;
+    databaseBytes: number;
+  };
   queue: { pending: number; delivered: number; failed: number; inFlight: number; oldestPendingAt: string | null };
   /** Set while the node waits for interactive login. */
   loginUrl?: string;

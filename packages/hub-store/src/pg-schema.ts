@@ -58,4 +58,11 @@ export const pgMigrations: Record<number, string> = {
     CREATE INDEX deliveries_pending_head ON deliveries(subscription_id, event_seq) WHERE state = 'pending';
     CREATE INDEX deliveries_pending_due ON deliveries(subscription_id, next_attempt_at) WHERE state = 'pending';
   `,
+  3: `
+    ALTER TABLE subscriptions ADD COLUMN disabled_at BIGINT;
+    ALTER TABLE subscriptions ADD COLUMN disabled_reason TEXT;
+    ALTER TABLE subscriptions ADD COLUMN secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret_until BIGINT;
+  `,
 };

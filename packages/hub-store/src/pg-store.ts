@@ -5,6 +5,7 @@ import {
   EVENT_COLUMNS,
   eventValues,
   firstSince,
+  owedTo,
   toDelivery,
   toEvent,
   toSubscription,
@@ -177,7 +178,7 @@ export class PostgresStore implements AsyncHubStore {
         `WITH e AS (INSERT INTO events (${EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                     ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *)
          SELECT e.*, (SELECT COALESCE(json_agg(json_build_array(s.id, s.topics)), '[]')
-         FROM subscriptions s)::text AS subs FROM e`,
+         FROM subscriptions s WHERE s.disabled_at IS NULL)::text AS subs FROM e`,
         eventValues(newEventId(now), input, now),
         c,
       );
@@ -267,11 +268,16 @@ export class PostgresStore implements AsyncHubStore {
   async subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
     return this.#tx(async (c) => {
       const [row] = await this.#q<SubscriptionRow>(
-        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = EXCLUDED.node_name, address = EXCLUDED.address,
            path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at,
-           offline_since = NULL, probe_at = NULL
+           offline_since = NULL, probe_at = NULL, disabled_at = NULL, disabled_reason = NULL,
+           secret = CASE WHEN $10::bigint IS NOT NULL OR subscriptions.secret IS NULL THEN $9
+             ELSE subscriptions.secret END,
+           previous_secret = CASE WHEN $10::bigint IS NOT NULL THEN subscriptions.secret
+             ELSE subscriptions.previous_secret END,
+           previous_secret_until = COALESCE($10::bigint, subscriptions.previous_secret_until)
          RETURNING *`,
         [
           newSubscriptionId(),
@@ -282,6 +288,8 @@ export class PostgresStore implements AsyncHubStore {
           input.path,
           JSON.stringify(input.topics),
           now,
+          input.secret ?? null,
+          input.secret === undefined ? null : (input.rotateSecretUntil ?? null),
         ],
         c,
       );
@@ -432,6 +440,35 @@ export class PostgresStore implements AsyncHubStore {
     });
   }
 
+  async recordGone(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    reason: string,
+    now = Date.now(),
+  ): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, updated_at = $2
+         WHERE subscription_id = $3 AND event_seq = $4`,
+        [status, now, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#q(
+        `UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2
+         WHERE subscription_id = $3 AND state = 'pending'`,
+        [reason, now, subscriptionId],
+        c,
+      );
+      await this.#q(
+        `UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2, offline_since = NULL, probe_at = NULL
+         WHERE id = $3`,
+        [now, reason, subscriptionId],
+        c,
+      );
+    });
+  }
+
   async #online(subscriptionId: string, c: pg.PoolClient): Promise<void> {
     await this.#q('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = $1', [subscriptionId], c);
   }
@@ -477,7 +514,7 @@ export class PostgresStore implements AsyncHubStore {
       if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
       const subs = (await this.#q<SubscriptionRow>('SELECT * FROM subscriptions', [], c)).map(toSubscription);
       const owed = subs
-        .filter((s) => (nodeId === undefined || s.nodeId === nodeId) && s.topics.some((p) => matches(p, event.topic)))
+        .filter((s) => (nodeId === undefined || s.nodeId === nodeId) && owedTo(s, event.topic, matches))
         .map((s) => s.id);
       if (owed.length === 0) return 0;
       const rows = await this.#q(
@@ -515,6 +552,7 @@ export class PostgresStore implements AsyncHubStore {
          (SELECT COUNT(*) FROM events) AS events,
          (SELECT COUNT(*) FROM subscriptions) AS subscriptions,
          (SELECT COUNT(*) FROM subscriptions WHERE offline_since IS NOT NULL) AS "offlineSubscriptions",
+         (SELECT COUNT(*) FROM subscriptions WHERE disabled_at IS NOT NULL) AS "disabledSubscriptions",
          (SELECT COUNT(*) FROM deliveries WHERE state = 'pending') AS pending,
          (SELECT COUNT(*) FROM deliveries WHERE state = 'delivered') AS delivered,
          (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed,

@@ -1,7 +1,7 @@
 // Rows as both engines return them (same column names; PostgreSQL's bigints parsed to numbers),
 // and their mapping to the public types: one place for both backends.
 
-import type { Delivery, NewEvent, StoredEvent, Subscription } from './types.js';
+import type { Delivery, NewEvent, StoredEvent, Subscription, TopicMatcher } from './types.js';
 
 export interface EventRow {
   seq: number;
@@ -30,6 +30,11 @@ export interface SubscriptionRow {
   updated_at: number;
   offline_since: number | null;
   probe_at: number | null;
+  disabled_at: number | null;
+  disabled_reason: string | null;
+  secret: string | null;
+  previous_secret: string | null;
+  previous_secret_until: number | null;
 }
 
 export interface DeliveryRow {
@@ -99,7 +104,16 @@ export function toSubscription(r: SubscriptionRow): Subscription {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     offlineSince: r.offline_since,
+    disabled: r.disabled_at === null ? null : { at: r.disabled_at, reason: r.disabled_reason ?? '' },
+    secret: r.secret,
+    previousSecret:
+      r.previous_secret === null ? null : { secret: r.previous_secret, until: r.previous_secret_until ?? 0 },
   };
+}
+
+/** Whether an event on `topic` is owed to `sub`: one of its patterns matches, and it has not answered 410 Gone. */
+export function owedTo(sub: Subscription, topic: string, matches: TopicMatcher): boolean {
+  return sub.disabled === null && sub.topics.some((p) => matches(p, topic));
 }
 
 export function toDelivery(r: DeliveryRow): Delivery {

@@ -3,7 +3,7 @@
  * rather than misread; an older one is migrated forward in a transaction. PostgreSQL's layout
  * (pg-schema.ts) keeps the same version numbers for the same steps.
  */
-export const schemaVersion = 2;
+export const schemaVersion = 3;
 
 export const migrations: Record<number, string> = {
   1: `
@@ -62,5 +62,14 @@ export const migrations: Record<number, string> = {
     DROP INDEX deliveries_due;
     CREATE INDEX deliveries_pending_head ON deliveries(subscription_id, event_seq) WHERE state = 'pending';
     CREATE INDEX deliveries_pending_due ON deliveries(subscription_id, next_attempt_at) WHERE state = 'pending';
+  `,
+  // A subscriber that answered 410 Gone: no event is owed to it until it subscribes again. Each
+  // subscription's Standard Webhooks secret, and the rotated-out one while it is still signed with.
+  3: `
+    ALTER TABLE subscriptions ADD COLUMN disabled_at INTEGER;
+    ALTER TABLE subscriptions ADD COLUMN disabled_reason TEXT;
+    ALTER TABLE subscriptions ADD COLUMN secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret_until INTEGER;
   `,
 };

@@ -4,6 +4,7 @@ import {
   EVENT_COLUMNS,
   eventValues,
   firstSince,
+  owedTo,
   toDelivery,
   toEvent,
   toSubscription,
@@ -102,7 +103,7 @@ export class SqliteCore {
           'pending', ?, ?)`,
       );
       for (const sub of this.listSubscriptions()) {
-        if (sub.topics.some((p) => matches(p, input.topic))) owe.run(sub.id, row.seq, now, now);
+        if (owedTo(sub, input.topic, matches)) owe.run(sub.id, row.seq, now, now);
       }
       return { event: toEvent(row), duplicate: false };
     });
@@ -153,12 +154,27 @@ export class SqliteCore {
   subscribe(input: NewSubscription, now = Date.now()): Subscription {
     return this.transaction(() => {
       const row = this.#sql(
-        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
-         VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now)
+        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
+         VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now, @secret)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = @nodeName, address = @address, path = @path,
-           topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL
+           topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL,
+           disabled_at = NULL, disabled_reason = NULL,
+           secret = CASE WHEN @rotateUntil IS NOT NULL OR secret IS NULL THEN @secret ELSE secret END,
+           previous_secret = CASE WHEN @rotateUntil IS NOT NULL THEN secret ELSE previous_secret END,
+           previous_secret_until = COALESCE(@rotateUntil, previous_secret_until)
          RETURNING *`,
-      ).get({ ...input, id: newSubscriptionId(), topics: JSON.stringify(input.topics), now }) as SubscriptionRow;
+      ).get({
+        nodeId: input.nodeId,
+        nodeName: input.nodeName,
+        address: input.address,
+        port: input.port,
+        path: input.path,
+        id: newSubscriptionId(),
+        topics: JSON.stringify(input.topics),
+        now,
+        secret: input.secret ?? null,
+        rotateUntil: input.secret === undefined ? null : (input.rotateSecretUntil ?? null),
+      }) as SubscriptionRow;
       this.#sql(`UPDATE deliveries SET next_attempt_at = ? WHERE subscription_id = ? AND state = 'pending'`).run(
         now,
         row.id,
@@ -272,6 +288,23 @@ export class SqliteCore {
     });
   }
 
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = ?, updated_at = ? WHERE subscription_id = ?
+           AND event_seq = ?`,
+      ).run(status, now, subscriptionId, eventSeq);
+      this.#sql(
+        `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ? WHERE subscription_id = ?
+           AND state = 'pending'`,
+      ).run(reason, now, subscriptionId);
+      this.#sql(
+        `UPDATE subscriptions SET disabled_at = ?, disabled_reason = ?, offline_since = NULL, probe_at = NULL
+         WHERE id = ?`,
+      ).run(now, reason, subscriptionId);
+    });
+  }
+
   #online(subscriptionId: string): void {
     this.#sql('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = ?').run(subscriptionId);
   }
@@ -321,7 +354,7 @@ export class SqliteCore {
       );
       let n = 0;
       for (const sub of this.listSubscriptions(nodeId)) {
-        if (sub.topics.some((p) => matches(p, event.topic))) n += upsert.run(sub.id, event.seq, now, now).changes;
+        if (owedTo(sub, event.topic, matches)) n += upsert.run(sub.id, event.seq, now, now).changes;
       }
       return n;
     });
@@ -356,6 +389,8 @@ export class SqliteCore {
       offlineSubscriptions: one<{ n: number }>(
         'SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL',
       ).n,
+      disabledSubscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL')
+        .n,
       pending: count('pending'),
       delivered: count('delivered'),
       failed: count('failed'),

@@ -105,6 +105,16 @@ export class SqliteStore implements AsyncHubStore {
     return this.#writes.run(() => this.#core.recordRejected(subscriptionId, eventSeq, outcome, now));
   }
 
+  recordGone(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    reason: string,
+    now = Date.now(),
+  ): Promise<void> {
+    return this.#writes.run(() => this.#core.recordGone(subscriptionId, eventSeq, status, reason, now));
+  }
+
   recordUnreachable(
     subscriptionId: string,
     eventSeq: number,

@@ -32,7 +32,15 @@ export interface NewEvent {
 }
 
 /** What subscribe needs: the rest (id, times, offline state) is the store's. */
-export type NewSubscription = Omit<Subscription, 'id' | 'createdAt' | 'updatedAt' | 'offlineSince'>;
+export type NewSubscription = Omit<
+  Subscription,
+  'id' | 'createdAt' | 'updatedAt' | 'offlineSince' | 'disabled' | 'secret' | 'previousSecret'
+> & {
+  /** A fresh signing secret: kept when the subscription is new or has none, or when rotating; else unused. */
+  secret?: string;
+  /** Rotate: `secret` replaces the stored one, which is still signed with until this time (ms). */
+  rotateSecretUntil?: number;
+};
 
 /** A subscriber's standing request for topics, delivered to its own tailnet address. */
 export interface Subscription {
@@ -47,6 +55,15 @@ export interface Subscription {
   updatedAt: number;
   /** Set while the subscriber cannot be reached; its queue waits, attempts are not spent. */
   offlineSince: number | null;
+  /**
+   * Set when the subscriber answered 410 Gone (Standard Webhooks: stop sending): nothing is owed to it
+   * until it subscribes again.
+   */
+  disabled: { at: number; reason: string } | null;
+  /** The Standard Webhooks secret ("whsec_...") attempts are signed with; null for one made before schema 3. */
+  secret: string | null;
+  /** After a rotation: the old secret, also signed with until `until` (ms), so receivers can switch over. */
+  previousSecret: { secret: string; until: number } | null;
 }
 
 /** One event owed to one subscription. */
@@ -91,6 +108,8 @@ export interface StoreStats {
   events: number;
   subscriptions: number;
   offlineSubscriptions: number;
+  /** Subscriptions disabled by a 410 Gone answer. */
+  disabledSubscriptions: number;
   pending: number;
   delivered: number;
   failed: number;
@@ -156,6 +175,11 @@ export interface AsyncHubStore {
   recordDelivered(subscriptionId: string, eventSeq: number, status: number, now?: number): Promise<void>;
   /** Reached, but it did not accept the event: spends an attempt. */
   recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now?: number): Promise<void>;
+  /**
+   * The subscriber answered 410 Gone: this delivery and everything still pending for it fail with
+   * `reason`, and the subscription is disabled (new events are not owed to it) until it subscribes again.
+   */
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now?: number): Promise<void>;
   /**
    * Not reached at all: spends no attempt; the whole queue waits until `probeAt`, or until it subscribes
    * again. An attempt that started before the subscriber subscribed again parks nothing.

@@ -2,14 +2,20 @@ import type { Logger } from 'pino';
 import type { DueDelivery } from '@krkn/hub-store';
 import { monotonicClock, type Clock } from './clock.js';
 import { asError } from './errors.js';
+import type { AttemptEvent } from './events.js';
 import type { DeliveryStore } from './ports.js';
 
 /** How one attempt ended. */
 export type AttemptOutcome =
   /** The subscriber answered 2xx in time. */
   | { kind: 'delivered'; status: number }
-  /** Reached, but it did not accept the event: spends an attempt. */
-  | { kind: 'rejected'; status: number | null; error: string }
+  /**
+   * Reached, but it did not accept the event: spends an attempt. `retryAfterMs` is the subscriber's
+   * Retry-After with a 429 or 503: the next attempt waits at least that long (up to maxRetryAfterMs).
+   */
+  | { kind: 'rejected'; status: number | null; error: string; retryAfterMs?: number }
+  /** 410 Gone: the subscriber wants no more; its subscription is disabled until it subscribes again. */
+  | { kind: 'gone'; status: number }
   /** Not reached at all (offline, no listener, hidden by policy): spends nothing. */
   | { kind: 'unreachable'; error: string };
 
@@ -26,7 +32,19 @@ export interface DelivererOptions {
   logger: Logger;
   /** Default: a {@link monotonicClock} made with the deliverer. */
   now?: Clock;
+  /** Told how each attempt ended (Hub.events 'attempt'). */
+  onAttempt?: (e: AttemptEvent) => void;
+  /** Draws the jitter of each retry and probe delay, in [0, 1) (default Math.random; tests pin it). */
+  random?: () => number;
 }
+
+/**
+ * Every retry and probe delay is spread by up to this fraction either way, so a fleet of subscribers
+ * failing (or coming back) together is not attempted again in one burst.
+ */
+const retryJitter = 0.2;
+/** A subscriber's Retry-After is honoured up to this long; a larger one would park its queue for days. */
+const maxRetryAfterMs = 3600e3;
 
 // An unreachable subscriber is probed again after half the time it has been away, within these bounds.
 const minProbeMs = 2_000;
@@ -43,6 +61,7 @@ const storeRetryMs = 1_000;
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
+  private readonly random: () => number;
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
@@ -62,6 +81,7 @@ export class Deliverer {
     private readonly opts: DelivererOptions,
   ) {
     this.now = opts.now ?? monotonicClock();
+    this.random = opts.random ?? Math.random;
   }
 
   /** Attempts in flight now. */
@@ -165,6 +185,8 @@ export class Deliverer {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
     const now = this.now();
+    const status = outcome.kind === 'unreachable' ? null : outcome.status;
+    this.opts.onAttempt?.({ outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic });
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
@@ -172,7 +194,7 @@ export class Deliverer {
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
-        const retryAt = this.retryAt(attempt, now);
+        const retryAt = this.retryAt(attempt, now, outcome.retryAfterMs);
         const result = { status: outcome.status, error: outcome.error, retryAt };
         await this.store.recordRejected(subscription.id, event.seq, result, now);
         if (retryAt === null) this.redeliveries.delete(key);
@@ -180,9 +202,15 @@ export class Deliverer {
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
         break;
       }
+      case 'gone': {
+        const reason = `the subscriber answered ${outcome.status} Gone: disabled until it subscribes again`;
+        await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now);
+        log.warn({ node: subscription.nodeName, status: outcome.status }, reason);
+        break;
+      }
       case 'unreachable': {
         const away = subscription.offlineSince === null ? 0 : now - subscription.offlineSince;
-        const probeAt = now + Math.min(maxProbeMs, Math.max(minProbeMs, away / 2));
+        const probeAt = now + this.jittered(Math.min(maxProbeMs, Math.max(minProbeMs, away / 2)));
         await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
         if (subscription.offlineSince === null) {
           const fields = { node: subscription.nodeName, error: outcome.error };
@@ -193,9 +221,18 @@ export class Deliverer {
     }
   }
 
-  /** When attempt number `attempt + 1` is due, or null when `attempt` was the last. */
-  private retryAt(attempt: number, now: number): number | null {
+  /**
+   * When attempt number `attempt + 1` is due, or null when `attempt` was the last: the scheduled delay,
+   * jittered, and never sooner than the subscriber's Retry-After (bounded by maxRetryAfterMs).
+   */
+  private retryAt(attempt: number, now: number, retryAfterMs = 0): number | null {
     const delay = this.opts.retryScheduleMs[attempt];
-    return delay === undefined ? null : now + delay;
+    if (delay === undefined) return null;
+    return now + Math.max(this.jittered(delay), Math.min(retryAfterMs, maxRetryAfterMs));
+  }
+
+  /** `ms` spread uniformly over ±retryJitter of itself. */
+  private jittered(ms: number): number {
+    return Math.round(ms * (1 + retryJitter * (2 * this.random() - 1)));
   }
 }

@@ -1,6 +1,13 @@
+import { EventEmitter } from 'node:events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
+import {
+  newWebhookSecret,
+  type EventMeta,
+  type HubStatus,
+  type PublishResponse,
+  type SubscriptionInfo,
+} from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
 import { ownHostsOf } from './browser-guard.js';
@@ -9,11 +16,19 @@ import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
 import { monotonicClock } from './clock.js';
 import { HubError, asError } from './errors.js';
+import type { HubEventMap } from './events.js';
 import { dedupeKeyOf, withoutHeaders } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
-import type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+import type {
+  EventsQuery,
+  EventWithBody,
+  HubUseCases,
+  MetricsPage,
+  PublishInput,
+  SubscribeInput,
+} from './use-cases.js';
 import { eventMeta, subscriptionInfo } from './views.js';
 
 /** How the hub behaves; every field has a documented default in krkns. */
@@ -49,6 +64,11 @@ export interface HubOptions {
 }
 
 const pruneEveryMs = 3600e3;
+/** The pattern of every topic. */
+const allTopics = '**';
+
+/** After a rotation, attempts carry the old secret's signature too for this long (receivers switch over). */
+const secretOverlapMs = 24 * 3600e3;
 
 /**
  * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
@@ -56,7 +76,10 @@ const pruneEveryMs = 3600e3;
  * tailnet listener (and on the admin socket), then calls start().
  */
 export class Hub implements HubUseCases {
+  /** What happens as it happens: publishes and delivery attempts (for metrics). */
+  readonly events = new EventEmitter<HubEventMap>();
   private readonly store: HubStorage;
+  private renderMetrics: (() => Promise<MetricsPage>) | undefined;
   private readonly config: HubConfig;
   private readonly node: HubNode;
   private readonly log: Logger;
@@ -80,6 +103,7 @@ export class Hub implements HubUseCases {
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
       now: this.now,
+      onAttempt: (e) => this.events.emit('attempt', e),
     });
   }
 
@@ -141,7 +165,24 @@ export class Hub implements HubUseCases {
   }
 
   checkPublish(caller: Caller, topic: string): void {
-    authorize(this.config, caller, 'publish', validTopic(topic));
+    try {
+      authorize(this.config, caller, 'publish', validTopic(topic));
+    } catch (err) {
+      this.events.emit('published', { outcome: 'refused', topic, bytes: 0 });
+      throw err;
+    }
+  }
+
+  /** Serves `GET /metrics` with this page (krkns sets it when metrics are on). */
+  exposeMetrics(render: () => Promise<MetricsPage>): void {
+    this.renderMetrics = render;
+  }
+
+  /** Metrics span every topic: a caller needs the read right on all of them. */
+  async metrics(caller: Caller): Promise<MetricsPage> {
+    if (!this.renderMetrics) throw new HubError('NOT_FOUND', 'metrics are off on this krkns');
+    authorize(this.config, caller, 'read', allTopics);
+    return this.renderMetrics();
   }
 
   async publish(caller: Caller, input: PublishInput): Promise<PublishResponse> {
@@ -153,6 +194,7 @@ export class Hub implements HubUseCases {
     const stored = { topic, dedupeKey, method, headers, body, sender };
     const { event, duplicate } = await this.store.publish(stored, topicMatches, this.now());
     if (!duplicate) this.deliverer.kick();
+    this.events.emit('published', { outcome: duplicate ? 'duplicate' : 'stored', topic, bytes: body.length });
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
   }
@@ -166,10 +208,14 @@ export class Hub implements HubUseCases {
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
-    const sub = await this.store.subscribe({ ...owner, port, path, topics }, this.now());
+    const secret = newWebhookSecret();
+    const rotation = input.rotateSecret ? { rotateSecretUntil: this.now() + secretOverlapMs } : {};
+    const sub = await this.store.subscribe({ ...owner, port, path, topics, secret, ...rotation }, this.now());
     this.deliverer.kick();
-    this.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
-    return subscriptionInfo(sub);
+    const issued = sub.secret === secret;
+    this.log.info({ subscription: sub.id, node: caller.node, topics, secretIssued: issued }, 'subscribed');
+    // The secret goes to its owner once, in this answer; listings never show it.
+    return { ...subscriptionInfo(sub), ...(issued ? { secret } : {}) };
   }
 
   async listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]> {
@@ -232,6 +278,7 @@ export class Hub implements HubUseCases {
         events: s.events,
         subscriptions: s.subscriptions,
         offlineSubscriptions: s.offlineSubscriptions,
+        disabledSubscriptions: s.disabledSubscriptions,
         databaseBytes: s.databaseBytes,
       },
       queue: {

@@ -7,7 +7,15 @@ export { Hub, defaultRetryScheduleMs } from './hub.js';
 export { defaultCredentialHeaders } from './headers.js';
 export type { HubConfig, HubOptions } from './hub.js';
 export type { HubNode, HubStorage } from './ports.js';
-export type { EventsQuery, EventWithBody, HubUseCases, PublishInput, SubscribeInput } from './use-cases.js';
+export type {
+  EventsQuery,
+  EventWithBody,
+  HubUseCases,
+  MetricsPage,
+  PublishInput,
+  SubscribeInput,
+} from './use-cases.js';
+export type { AttemptEvent, HubEventMap, PublishedEvent } from './events.js';
 export { hubRoutes } from './routes.js';
 export type { HubRoutesOptions } from './routes.js';
 export { authorizationSummary } from './authorize.js';

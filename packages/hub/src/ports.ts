@@ -3,6 +3,7 @@ import type {
   DueDelivery,
   EventQuery,
   NewEvent,
+  NewSubscription,
   StoredEvent,
   StoreStats,
   Subscription,
@@ -28,6 +29,7 @@ export interface DeliveryStore {
     outcome: { status: number | null; error: string; retryAt: number | null },
     now: number,
   ): Awaitable<void>;
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now: number): Awaitable<void>;
   recordUnreachable(
     subscriptionId: string,
     eventSeq: number,
@@ -46,10 +48,7 @@ export interface HubStorage extends DeliveryStore {
   deliveriesOf(eventId: string): Awaitable<Delivery[]>;
   /** Re-queues an event from attempt one to the subscriptions matching it: only node `nodeId`'s when given. */
   redeliver(eventId: string, matches: TopicMatcher, now: number, nodeId?: string): Awaitable<number>;
-  subscribe(
-    input: Omit<Subscription, 'id' | 'createdAt' | 'updatedAt' | 'offlineSince'>,
-    now: number,
-  ): Awaitable<Subscription>;
+  subscribe(input: NewSubscription, now: number): Awaitable<Subscription>;
   getSubscription(id: string): Awaitable<Subscription | undefined>;
   listSubscriptions(nodeId?: string): Awaitable<Subscription[]>;
   unsubscribe(id: string): Awaitable<boolean>;

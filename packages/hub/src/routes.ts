@@ -121,6 +121,11 @@ function subscriptionRoutes(app: FastifyInstance, hub: HubUseCases, callerOf: Ca
 
   app.get('/subscriptions', async (req) => ({ subscriptions: await hub.listSubscriptions(callerOf(req)) }));
 
+  app.get('/metrics', async (req, reply) => {
+    const page = await hub.metrics(callerOf(req));
+    return reply.type(page.contentType).send(page.body);
+  });
+
   app.delete('/subscriptions/:id', async (req) => {
     const id = idParam(req);
     await hub.unsubscribe(callerOf(req), id);
@@ -135,7 +140,7 @@ function idParam(req: FastifyRequest): string {
 /** Decodes a `POST /subscriptions` body (see SubscribeRequest in @krkn/hub-api). */
 function subscribeInput(raw: unknown): SubscribeInput {
   const body = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-  const { topics, port, path = '/' } = body;
+  const { topics, port, path = '/', rotateSecret = false } = body;
   if (!Array.isArray(topics) || topics.length === 0 || !topics.every((t) => typeof t === 'string')) {
     throw new HubError('BAD_REQUEST', '"topics" must be a non-empty list of topics or patterns such as "ci/*"');
   }
@@ -145,9 +150,10 @@ function subscribeInput(raw: unknown): SubscribeInput {
   if (typeof path !== 'string' || !path.startsWith('/') || path.length > 1024) {
     throw new HubError('BAD_REQUEST', '"path" must start with "/"');
   }
+  if (typeof rotateSecret !== 'boolean') throw new HubError('BAD_REQUEST', '"rotateSecret" must be true or false');
   const named = targetFields.filter((f) => body[f] !== undefined);
   const namedTargets = named.map((field) => ({ field, host: hostOf(body[field]) }));
-  return { topics: topics as string[], port, path, namedTargets };
+  return { topics: topics as string[], port, path, rotateSecret, namedTargets };
 }
 
 /** The host a target field names ("" when it is not a string): scheme, port, path and brackets cut off. */

@@ -1,6 +1,12 @@
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import type { Caller } from './caller.js';
 
+/** A rendered metrics page and its content type (Prometheus text format). */
+export interface MetricsPage {
+  contentType: string;
+  body: string;
+}
+
 /** A webhook as received: the topic from the path, the end-to-end headers and the raw body. */
 export interface PublishInput {
   topic: string;
@@ -14,6 +20,8 @@ export interface SubscribeInput {
   topics: string[];
   port: number;
   path: string;
+  /** Issue a new signing secret; the current one is still signed with for an overlap (see secretOverlapMs). */
+  rotateSecret: boolean;
   /** Hosts the body named as a delivery target (address, host, url, target): each must be the caller. */
   namedTargets: { field: string; host: string }[];
 }
@@ -60,4 +68,6 @@ export interface HubUseCases {
   redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
   /** The hub's health and queue; a pending login URL only for the admin socket. */
   status(caller: Caller): Promise<HubStatus>;
+  /** The Prometheus metrics page; needs the read right on every topic. */
+  metrics(caller: Caller): Promise<MetricsPage>;
 }

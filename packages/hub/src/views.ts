@@ -32,5 +32,6 @@ export function subscriptionInfo(s: Subscription): SubscriptionInfo {
     topics: s.topics,
     createdAt: new Date(s.createdAt).toISOString(),
     offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
+    disabled: s.disabled === null ? null : { at: new Date(s.disabled.at).toISOString(), reason: s.disabled.reason },
   };
 }

@@ -23,6 +23,7 @@ const callers: Record<string, Caller> = {
   dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'], read: ['ci/*'] }),
   pushOnly: peer('push', '100.64.0.13', { subscribe: ['ci/**'] }),
   stranger: peer('stranger', '100.64.0.12'),
+  ops: peer('ops', '100.64.0.14', { read: ['**'] }),
   admin: { kind: 'admin' },
 };
 // The test's stand-in for WhoIs: the caller is named by a header (no header: not a tailnet node).
@@ -166,6 +167,25 @@ describe('subscriptions', () => {
     const all = (await call('admin', 'GET', '/subscriptions')).json() as { subscriptions: unknown[] };
     expect(mine.subscriptions.map((s) => s.id)).toEqual([subscription.id]);
     expect([theirs.subscriptions.length, all.subscriptions.length]).toEqual([0, 1]);
+  });
+
+  it('answers a subscription secret once: on creation and on rotation, never in a listing or a plain resubscribe', async () => {
+    type Info = { id: string; secret?: string };
+    const sub = async (body: object) => ((await subscribe('ci', body)).json() as { subscription: Info }).subscription;
+    const first = await sub({ topics: ['ci/*'], port: 8081 });
+    expect(first.secret).toMatch(/^whsec_/);
+    expect((await sub({ topics: ['ci/*'], port: 8081 })).secret).toBeUndefined();
+    const rotated = await sub({ topics: ['ci/*'], port: 8081, rotateSecret: true });
+    expect(rotated.secret).toMatch(/^whsec_/);
+    expect(rotated.secret).not.toBe(first.secret);
+    expect(store.getSubscription(first.id)).toMatchObject({
+      secret: rotated.secret,
+      previousSecret: { secret: first.secret, until: expect.any(Number) },
+    });
+    const listed = (await call('ci', 'GET', '/subscriptions')).json() as { subscriptions: Info[] };
+    expect(listed.subscriptions.every((s) => s.secret === undefined)).toBe(true);
+    const bad = await subscribe('ci', { topics: ['ci/*'], port: 8081, rotateSecret: 'yes' });
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
   });
 
   it.each([
@@ -417,5 +437,25 @@ describe('browsers on tailnet devices (the tailnet listener guards them)', () =>
       'content-disposition': `attachment; filename="${id}"`,
       'content-security-policy': "sandbox; default-src 'none'",
     });
+  });
+});
+
+describe('GET /metrics', () => {
+  it('answers 404 while metrics are off', async () => {
+    const res = await call('admin', 'GET', '/metrics');
+    expect([res.status, errorCode(res)]).toEqual([404, 'NOT_FOUND']);
+  });
+
+  it('serves the page to a caller with the read right on every topic, 403 to narrower grants', async () => {
+    hub.exposeMetrics(async () => ({ contentType: 'text/plain; version=0.0.4', body: 'krkn_up 1\n' }));
+    for (const who of ['ops', 'admin']) {
+      const res = await call(who, 'GET', '/metrics');
+      expect([res.status, res.body, res.headers['content-type']]).toEqual([200, 'krkn_up 1\n', 'text/plain; version=0.0.4']);
+    }
+    for (const who of ['ci', 'dev', 'stranger']) {
+      const res = await call(who, 'GET', '/metrics');
+      expect([res.status, errorCode(res)], who).toEqual([403, 'MISSING_CAPABILITY']);
+    }
+    expect((await call(undefined, 'GET', '/metrics')).status).toBe(403);
   });
 });
