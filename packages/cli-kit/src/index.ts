@@ -14,6 +14,8 @@ export { listenAdminSocket, adminFetch, socketAnswers } from './admin.js';
 export type { AdminFetch } from './admin.js';
 export { nodeAdminRoutes, pingCommand, whoisCommand, doctorCommand, diagnosticCommands, tailnetErrorHeader } from './node-commands.js';
 export { runCommands, exitCodesHelp } from './commands.js';
+export { completionScript, completionShells } from './completion.js';
+export type { CompletableCommand, CompletionShell } from './completion.js';
 export type { Command } from './commands.js';
 export type { DiagnosticSpec, NodeAdminOptions, NodeCommandContext } from './node-commands.js';
 export { bringUp, aborted } from './own-node.js';
