@@ -16,8 +16,10 @@ say "docker/Dockerfile: no problems (dockerfile-utils $DOCKERFILE_UTILS_VERSION)
 # verify also checks that ExecStart exists: point it at this tree's krkns, the rest verbatim.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-sed "s|^ExecStart=/usr/local/bin/krkns |ExecStart=$root/apps/krkns/dist/main.js |" systemd/krkns.service >"$work/krkns.service"
-grep -q "^ExecStart=$root/" "$work/krkns.service" || { say "systemd/krkns.service: ExecStart is not /usr/local/bin/krkns"; exit 1; }
+sed "s|^ExecStart=/usr/local/bin/krkns |ExecStart=$root/apps/krkns/dist/main.js |" systemd/krkns.service \
+  >"$work/krkns.service"
+grep -q "^ExecStart=$root/" "$work/krkns.service" \
+  || { say "systemd/krkns.service: ExecStart is not /usr/local/bin/krkns"; exit 1; }
 out=$(systemd-analyze verify "$work/krkns.service" 2>&1) || { printf '%s\n' "$out"; exit 1; }
 [ -z "$out" ] || { printf '%s\n' "$out"; say "systemd/krkns.service: systemd-analyze verify warned"; exit 1; }
 # The threshold is in tenths: 20 = an overall exposure of 2.0 (systemd calls below 2.0 "OK").

@@ -30,7 +30,8 @@ function isExecutable(file: string): boolean {
 
 /** Runs an installed program to its end with PATH free of Go (for commands that need no peer). */
 function runInstalled(name: string, args: string[], env: Record<string, string> = {}) {
-  return spawnSync(bin(name), args, { env: childEnv({ PATH: pathWithoutGo, ...env }), encoding: 'utf8', timeout: 60_000 });
+  const options = { env: childEnv({ PATH: pathWithoutGo, ...env }), encoding: 'utf8', timeout: 60_000 } as const;
+  return spawnSync(bin(name), args, options);
 }
 
 function startInstalled(name: string, args: string[], env: Record<string, string>): Proc {
@@ -80,20 +81,26 @@ describe('the packed npm packages, installed without Go', () => {
     const user = await tailnet.createUser('pkg');
     const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
     await app.start();
-    const node = (name: string) => ['--hostname', name, '--state-dir', join(install.dir, `state-${name}`), '--control-url', tailnet!.url];
+    const node = (name: string) => {
+      return ['--hostname', name, '--state-dir', join(install.dir, `state-${name}`), '--control-url', tailnet!.url];
+    };
 
     const hub = startInstalled('krkns', ['run', ...node('hub'), '--log-format', 'json'], { TS_AUTHKEY: authKey });
     await hub.waitFor(/krkns ready: node \S+ \(100\.[\d.]+/, 90_000);
-    const listen = startInstalled('krknc', ['listen', ...node('laptop'), '--server', 'hub', '--topic', 'pkg/**', '--forward-to', `${app.url}/in`], { TS_AUTHKEY: authKey });
+    const forwardTo = `${app.url}/in`;
+    const listenArgs = ['listen', ...node('laptop'), '--server', 'hub', '--topic', 'pkg/**', '--forward-to', forwardTo];
+    const listen = startInstalled('krknc', listenArgs, { TS_AUTHKEY: authKey });
     await listen.waitFor(/forwarding pkg\/\*\* from http:\/\/hub to /, 60_000);
 
     const body = `{"from":"the packed krknc","at":${Date.now()}}`;
     // Not spawnSync: the local app below lives on this process's event loop.
-    const send = startInstalled('krknc', ['send', ...node('ci'), '--server', 'hub', '--topic', 'pkg/event', '--data', body], { TS_AUTHKEY: authKey });
+    const sendArgs = ['send', ...node('ci'), '--server', 'hub', '--topic', 'pkg/event', '--data', body];
+    const send = startInstalled('krknc', sendArgs, { TS_AUTHKEY: authKey });
     expect(await send.exited, send.output()).toBe(0);
     const id = send.stdout.trim();
     expect(id).toMatch(/^evt_\w+$/);
-    const [got] = await until(() => (app.withEvent(id).length ? app.withEvent(id) : undefined), `event ${id} at the local app`, 60_000);
+    const arrived = () => (app.withEvent(id).length ? app.withEvent(id) : undefined);
+    const [got] = await until(arrived, `event ${id} at the local app`, 60_000);
     expect(got!.url).toBe('/in');
     expect(got!.body.toString()).toBe(body);
   }, 240_000);

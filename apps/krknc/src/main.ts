@@ -10,11 +10,19 @@ import { replay, replayFlags } from './replay.js';
 import { send, sendFlags } from './send.js';
 
 const commands: Record<string, Command> = {
-  listen: { run: listen, flags: listenFlags, summary: 'subscribe to topics on krkns and forward deliveries to a local app' },
+  listen: {
+    run: listen,
+    flags: listenFlags,
+    summary: 'subscribe to topics on krkns and forward deliveries to a local app',
+  },
   expose: { run: expose, flags: exposeFlags, summary: 'make a local listener reachable from tailnet peers (no hub)' },
   send: { run: send, flags: sendFlags, summary: 'publish one event to krkns and print its id (the CI path)' },
   replay: { run: replay, flags: replayFlags, summary: 'forward stored events from krkns to a local app again' },
-  status: { run: status, flags: statusFlags, summary: 'show the node, its peers, a running listen, and whether krkns answers' },
+  status: {
+    run: status,
+    flags: statusFlags,
+    summary: 'show the node, its peers, a running listen, and whether krkns answers',
+  },
   logout: { run: logout, flags: controlFlags, summary: 'log the node out of the tailnet and discard its identity' },
   ...diagnostics,
 };

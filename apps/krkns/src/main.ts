@@ -8,7 +8,11 @@ import { run } from './run.js';
 
 const commands: Record<string, Command> = {
   run: { run, flags: runFlags, summary: 'run the hub in the foreground (joins the tailnet, serves the webhook API)' },
-  status: { run: status, flags: commonFlags, summary: 'show the node, listener, storage and queue (works offline too)' },
+  status: {
+    run: status,
+    flags: commonFlags,
+    summary: 'show the node, listener, storage and queue (works offline too)',
+  },
   logout: { run: logout, flags: commonFlags, summary: "log the node out of the tailnet and discard its identity" },
   events: { run: events, flags: eventFlags, summary: 'list, show or redeliver stored events' },
   ...diagnostics,

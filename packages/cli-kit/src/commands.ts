@@ -62,7 +62,9 @@ Prints a completion script for the shell, from the same flag tables as --help:
         process.stdout.write(usage);
         return ExitCode.OK;
       }
-      if (!isShell(shell) || extra.length > 0) throw usageError(`${app} completion needs one of ${completionShells.join(', ')}`);
+      if (!isShell(shell) || extra.length > 0) {
+        throw usageError(`${app} completion needs one of ${completionShells.join(', ')}`);
+      }
       process.stdout.write(completionScript(shell, app, commands));
       return ExitCode.OK;
     },

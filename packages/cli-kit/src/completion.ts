@@ -25,7 +25,8 @@ function flagWords(flags: FlagSpecs | undefined): FlagWord[] {
     takesValue: spec.type !== 'bool',
     describe: spec.describe,
   }));
-  if (!words.some((w) => w.long === 'help')) words.push({ long: 'help', short: 'h', takesValue: false, describe: 'show this help' });
+  const help: FlagWord = { long: 'help', short: 'h', takesValue: false, describe: 'show this help' };
+  if (!words.some((w) => w.long === 'help')) words.push(help);
   return words;
 }
 
@@ -33,7 +34,11 @@ function flagWords(flags: FlagSpecs | undefined): FlagWord[] {
  * The completion script for `app` in `shell`, from the same command and flag tables the help text
  * is printed from, so completion never offers a flag --help does not list.
  */
-export function completionScript(shell: CompletionShell, app: string, commands: Record<string, CompletableCommand>): string {
+export function completionScript(
+  shell: CompletionShell,
+  app: string,
+  commands: Record<string, CompletableCommand>,
+): string {
   const table = Object.entries(commands).map(([name, c]) => ({ name, summary: c.summary, flags: flagWords(c.flags) }));
   switch (shell) {
     case 'bash':
@@ -50,12 +55,18 @@ type Table = { name: string; summary: string; flags: FlagWord[] }[];
 /** A shell-safe identifier for the app's completion function. */
 const fnName = (app: string): string => `_${app.replace(/[^A-Za-z0-9_]/g, '_')}`;
 
+/** --long and, if it has one, -s. */
+const spellings = (f: FlagWord): string[] => [`--${f.long}`, ...(f.short ? [`-${f.short}`] : [])];
+
 function bashScript(app: string, table: Table): string {
   const cases = table
     .map(({ name, flags }) => {
-      const words = flags.flatMap((f) => [`--${f.long}`, ...(f.short ? [`-${f.short}`] : [])]).join(' ');
-      const valued = flags.filter((f) => f.takesValue).flatMap((f) => [`--${f.long}`, ...(f.short ? [`-${f.short}`] : [])]);
-      const valueCase = valued.length ? `      case "$prev" in ${valued.join('|')}) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac\n` : '';
+      const words = flags.flatMap(spellings).join(' ');
+      const valued = flags.filter((f) => f.takesValue).flatMap(spellings);
+      // After a flag that takes a value, offer file names (the value is often a path).
+      const valueCase = valued.length
+        ? `      case "$prev" in ${valued.join('|')}) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac\n`
+        : '';
       return `    ${name})\n${valueCase}      COMPREPLY=($(compgen -W "${words}" -- "$cur")) ;;`;
     })
     .join('\n');
@@ -112,14 +123,16 @@ compdef ${fnName(app)} ${app}
 }
 
 function fishScript(app: string, table: Table): string {
-  const lines = [`# fish completion for ${app}: ${app} completion fish > ~/.config/fish/completions/${app}.fish`, `complete -c ${app} -f`];
-  const names = table.map((c) => c.name).join(' ');
-  for (const c of table) lines.push(`complete -c ${app} -n 'not __fish_seen_subcommand_from ${names}' -a ${c.name} -d '${quoted(c.summary)}'`);
+  const lines = [`# fish completion for ${app}: ${app} completion fish > ~/.config/fish/completions/${app}.fish`];
+  lines.push(`complete -c ${app} -f`);
+  const noCommandYet = `not __fish_seen_subcommand_from ${table.map((c) => c.name).join(' ')}`;
+  for (const c of table) lines.push(`complete -c ${app} -n '${noCommandYet}' -a ${c.name} -d '${quoted(c.summary)}'`);
   for (const c of table) {
     for (const f of c.flags) {
       const short = f.short ? ` -s ${f.short}` : '';
       const value = f.takesValue ? ' -r -F' : '';
-      lines.push(`complete -c ${app} -n '__fish_seen_subcommand_from ${c.name}' -l ${f.long}${short}${value} -d '${quoted(f.describe)}'`);
+      const after = `__fish_seen_subcommand_from ${c.name}`;
+      lines.push(`complete -c ${app} -n '${after}' -l ${f.long}${short}${value} -d '${quoted(f.describe)}'`);
     }
   }
   return `${lines.join('\n')}\n`;

@@ -29,7 +29,9 @@ function scriptFile(shell: (typeof completionShells)[number]): string {
 
 /** What bash's completion function offers for the words typed so far (the last one is being typed). */
 function bashComplete(words: string[]): string[] {
-  const script = `source ${scriptFile('bash')}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _demo_app; printf '%s\\n' "\${COMPREPLY[@]}"`;
+  const typed = words.map((w) => `'${w}'`).join(' ');
+  const script = `source ${scriptFile('bash')}; COMP_WORDS=(${typed}); COMP_CWORD=${words.length - 1}
+    _demo_app; printf '%s\\n' "\${COMPREPLY[@]}"`;
   const res = spawnSync('bash', ['-c', script], { encoding: 'utf8' });
   expect(res.status, res.stderr).toBe(0);
   return res.stdout.split('\n').filter(Boolean);
