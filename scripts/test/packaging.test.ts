@@ -1,8 +1,9 @@
 // The npm packages as a user gets them: every workspace packed, the tarballs installed into an empty
 // directory by scripts/pack-install.sh (the Dockerfile's build stage runs the same script) with no Go
-// on PATH, then the installed krkns and krknc join a real local tailnet, publish and receive an event.
+// on PATH, then the installed krkns (started through the image's entrypoint, its key from a secret
+// file) and krknc join a real local tailnet, publish and receive an event.
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,9 +35,11 @@ function runInstalled(name: string, args: string[], env: Record<string, string> 
   return spawnSync(bin(name), args, options);
 }
 
+/** Starts a program (an installed one by name, or a path) with the install's bin dir first on PATH. */
 function startInstalled(name: string, args: string[], env: Record<string, string>): Proc {
-  const child = spawn(...tiedToParent(bin(name), args), { env: childEnv({ PATH: pathWithoutGo, ...env }) });
-  return new Proc(name, child);
+  const program = name.includes('/') ? name : bin(name);
+  const PATH = [join(install.dir, 'node_modules/.bin'), pathWithoutGo].join(delimiter);
+  return new Proc(name, spawn(...tiedToParent(program, args), { env: childEnv({ PATH, ...env }) }));
 }
 
 let tailnet: Tailnet | undefined;
@@ -76,7 +79,7 @@ describe('the packed npm packages, installed without Go', () => {
     }
   });
 
-  it('joins the local tailnet, publishes with krknc send and receives with krknc listen', async () => {
+  it('joins the local tailnet (krkns through docker/entrypoint.sh), sends with krknc send, receives with listen', async () => {
     tailnet = await startTailnet();
     const user = await tailnet.createUser('pkg');
     const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
@@ -85,7 +88,10 @@ describe('the packed npm packages, installed without Go', () => {
       return ['--hostname', name, '--state-dir', join(install.dir, `state-${name}`), '--control-url', tailnet!.url];
     };
 
-    const hub = startInstalled('krkns', ['run', ...node('hub'), '--log-format', 'json'], { TS_AUTHKEY: authKey });
+    const keyFile = join(install.dir, 'ts_authkey');
+    writeFileSync(keyFile, `${authKey}\n`, { mode: 0o600 });
+    const entrypoint = join(root, 'docker/entrypoint.sh');
+    const hub = startInstalled(entrypoint, ['run', ...node('hub'), '--log-format', 'json'], { TS_AUTHKEY_FILE: keyFile });
     await hub.waitFor(/krkns ready: node \S+ \(100\.[\d.]+/, 90_000);
     const forwardTo = `${app.url}/in`;
     const listenArgs = ['listen', ...node('laptop'), '--server', 'hub', '--topic', 'pkg/**', '--forward-to', forwardTo];
