@@ -14,8 +14,8 @@ dest=$(cd "$1" && pwd)
 # shellcheck source=node-headers.sh
 source "$root/scripts/node-headers.sh"
 
-for required in packages/tailnet-wasm/build/tailnet.wasm packages/tailnet-wasm/build/wasm_exec.cjs \
-  apps/krkns/dist/main.js apps/krknc/dist/main.js; do
+# (@krkn/tailnet-wasm's prepack checks its build/ the same way.)
+for required in apps/krkns/dist/main.js apps/krknc/dist/main.js; do
   [ -f "$root/$required" ] || { echo "pack-install: $required is missing: run npm run setup first" >&2; exit 1; }
 done
 
