@@ -3,7 +3,15 @@
 # the wasm node, the TypeScript. Plain bash (no node_modules needed to start it). Idempotent: each
 # step checks what is there and skips what is done. One line per step; a step's own output goes to
 # a log that is printed only when the step fails.
+#   --without-go  for docker/Dockerfile's build stage: no Go tools, and the wasm node must already be
+#                 in packages/tailnet-wasm/build (the image builds it in a Go stage)
 set -euo pipefail
+without_go=false
+case "${1:-}" in
+  '') ;;
+  --without-go) without_go=true ;;
+  *) echo "usage: scripts/setup.sh [--without-go]" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -48,13 +56,30 @@ npm_packages() {
   echo "$did"
 }
 
+# The TypeScript, and the execute bit on every workspace's bin entries (npm links them at install
+# time, before dist/ exists, so it cannot set it then).
 typescript() {
-  npm run build --silent --workspaces --if-present
   npx tsc -b
+  node -e '
+    const { chmodSync, readdirSync, readFileSync } = require("node:fs");
+    for (const dir of ["packages", "apps"].flatMap((top) => readdirSync(top).map((d) => `${top}/${d}`))) {
+      const { bin = {} } = JSON.parse(readFileSync(`${dir}/package.json`, "utf8"));
+      for (const file of Object.values(bin)) chmodSync(`${dir}/${file}`, 0o755);
+    }'
   echo "compiled (tsc -b)"
 }
 
+wasm_present() {
+  test -f packages/tailnet-wasm/build/tailnet.wasm && test -f packages/tailnet-wasm/build/wasm_exec.cjs
+  node -p 'const b = require("./packages/tailnet-wasm/build/build-info.json");
+    `prebuilt (tailscale.com ${b.tailscaleVersion}, ${b.goVersion})`'
+}
+
 step "npm packages" npm_packages
-step "Go tools" bash scripts/tools.sh
-step "wasm node" bash packages/tailnet-wasm/build.sh
+if $without_go; then
+  step "wasm node" wasm_present
+else
+  step "Go tools" bash scripts/tools.sh
+  step "wasm node" bash packages/tailnet-wasm/build.sh
+fi
 step "TypeScript" typescript
