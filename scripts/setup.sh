@@ -18,14 +18,16 @@ cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# step NAME COMMAND...: runs COMMAND quietly and prints "setup: NAME: <its last line>".
+# step NAME COMMAND...: runs COMMAND quietly; one line "setup: NAME: <its last line>", whose start
+# is printed first so a long step (a native build, the first wasm build) shows what it is doing.
 step() {
   local name=$1
   shift
+  printf 'setup: %s: ' "$name"
   if "$@" >"$log" 2>&1; then
-    printf 'setup: %s: %s\n' "$name" "$(grep -v '^[[:space:]]*$' "$log" | tail -n1)"
+    printf '%s\n' "$(grep -v '^[[:space:]]*$' "$log" | tail -n1)"
   else
-    printf 'setup: %s: FAILED\n' "$name" >&2
+    printf 'FAILED\n'
     cat "$log" >&2
     exit 1
   fi
