@@ -92,7 +92,7 @@ export async function logout(argv: string[]): Promise<number> {
   return ExitCode.OK;
 }
 
-const eventFlags = {
+export const eventFlags = {
   ...commonFlags,
   topic: { type: 'string', describe: 'only this topic or pattern (e.g. ci/*)' },
   since: { type: 'string', describe: 'only events received since this ISO time' },
