@@ -3,15 +3,17 @@
 // Every figure is measured here, now, on this machine: join and restart times, HTTP latency and
 // request rate, bulk throughput, memory per node, the app thread's event-loop delay while a node
 // works, and the artifact size. `--write` replaces the table in README.md.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { buildInfo } from '@krkn/tailnet-wasm';
-import { TailnetNode, serveFastify, tailnetAgent, type Isolation } from '@krkn/tailnet';
+import { TailnetNode, serveFastify, tailnetAgent, type Isolation, type NodeMetrics } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
@@ -20,6 +22,15 @@ const RATE_REQUESTS = 1000;
 const RATE_CONCURRENCY = 8;
 const BULK_BYTES = 16 << 20;
 const JOIN_RUNS = 3;
+const IDLE_MS = 35_000;
+
+interface Target {
+  send: Send;
+  close(): Promise<void>;
+  rss?: () => number;
+  /** The sending node's data-path counters (wasm only). */
+  metrics?: () => Promise<NodeMetrics>;
+}
 
 interface Row {
   metric: string;
@@ -51,7 +62,7 @@ async function main(): Promise<void> {
     row('warm restart (state → Running), median', joins.warm);
 
     const loopback = await loopbackTarget();
-    const targets: Partial<Record<Column, { send: Send; close(): Promise<void>; rss?: () => number }>> = {};
+    const targets: Partial<Record<Column, Target>> = {};
     for (const isolation of ['worker', 'thread'] as Isolation[]) {
       targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(tailnet, authKey, state, isolation);
     }
@@ -65,6 +76,7 @@ async function main(): Promise<void> {
     const bulk: Partial<Record<Column, string>> = {};
     const rss: Partial<Record<Column, string>> = {};
     const loopDelay: Partial<Record<Column, string>> = {};
+    const losses: Partial<Record<Column, string>> = {};
     for (const col of columns) {
       const t = targets[col];
       if (!t) continue;
@@ -75,8 +87,11 @@ async function main(): Promise<void> {
       rate[col] = `${(await requestRate(t.send)).toFixed(0)} req/s`;
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
+      const before = await t.metrics?.();
       bulk[col] = `${(await throughput(t.send)).toFixed(1)} MB/s`;
+      const after = await t.metrics?.();
       delay.disable();
+      if (before && after) losses[col] = lossSummary(before, after);
       loopDelay[col] = `${(delay.percentile(99) / 1e6).toFixed(0)} ms`;
       if (t.rss) rss[col] = mib(t.rss());
     }
@@ -85,7 +100,14 @@ async function main(): Promise<void> {
     row(`requests/s (${RATE_CONCURRENCY} concurrent)`, rate);
     row(`bulk upload ${BULK_BYTES >> 20} MiB`, bulk);
     row('app event-loop delay p99 during bulk', loopDelay);
+    row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
     row('memory per node (RSS)', rss);
+    const idle = await idleRss(tailnet, authKey, state, loopback.port);
+    const nativeIdle = targets['native, direct']?.rss?.();
+    row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
+      'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
+      ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
+    });
     for (const t of Object.values(targets)) await t.close();
   } finally {
     await tailnet.stop();
@@ -116,6 +138,50 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
   };
 }
 
+/** `krkns run` and a `krknc listen` subscribed to it, as users start them, left idle. */
+async function idleRss(tailnet: Tailnet, authKey: string, state: string, forwardPort: number) {
+  const bin = (app: string) => fileURLToPath(new URL(`../apps/${app}/dist/main.js`, import.meta.url));
+  const node = (name: string) => ['--hostname', name, '--state-dir', join(state, name), '--control-url', tailnet.url];
+  const env = { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' };
+  const krkns = await startApp(spawn(process.execPath, [bin('krkns'), 'run', ...node('rss-hub')], { env }), /krkns ready:/);
+  const krknc = await startApp(
+    spawn(process.execPath, [bin('krknc'), 'listen', ...node('rss-laptop'), '--server', 'rss-hub', '--topic', 'bench/**',
+      '--forward-to', `http://127.0.0.1:${forwardPort}/`], { env }),
+    /krknc ready:/,
+  );
+  try {
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    return { krkns: rssOf(krkns.pid), krknc: rssOf(krknc.pid) };
+  } finally {
+    await Promise.all([stopApp(krknc), stopApp(krkns)]);
+  }
+}
+
+async function startApp(child: ChildProcess, ready: RegExp): Promise<ChildProcess> {
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line within 60 s:\n${out}`)), 60_000);
+    const seen = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', seen);
+    child.stderr?.on('data', seen);
+    child.on('exit', (code) => reject(new Error(`exited with ${code} before its ready line:\n${out}`)));
+  });
+  return child;
+}
+
+async function stopApp(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 async function up(node: TailnetNode): Promise<TailnetNode> {
   await node.up();
   return node;
@@ -137,6 +203,7 @@ async function wasmPair(tailnet: Tailnet, authKey: string, state: string, isolat
   return {
     send: (path: string, body?: Buffer) => httpSend({ host, port: 80, path, agent }, body),
     rss: () => rssPerNode,
+    metrics: () => client.metrics(),
     close: async () => {
       agent.destroy();
       await app.close();
@@ -239,6 +306,13 @@ async function throughput(send: Send): Promise<number> {
   const res = await send('/upload', body);
   if (res.status !== 200) throw new Error(`upload status ${res.status}`);
   return BULK_BYTES / 1e6 / ((performance.now() - t0) / 1000);
+}
+
+function lossSummary(before: NodeMetrics, after: NodeMetrics): string {
+  const d = (f: (m: NodeMetrics) => number): number => f(after) - f(before);
+  const drops = d((m) => m.derp.dropped + m.derp.errorQueue);
+  const ws = `${d((m) => m.webSocket.sendsFromGo)} → ${d((m) => m.webSocket.messagesOut)}`;
+  return `${drops} / ${d((m) => m.tcp.retransmits)} / ${d((m) => m.tcp.timeouts)} / ${ws}`;
 }
 
 const derpHttp = { TS_DEBUG_USE_DERP_HTTP: '1' };

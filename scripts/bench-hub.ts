@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { Hub, identifyAdmin, type HubNode, type SendAttempt } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode, type SendAttempt } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startTailnet } from '@krkn/testnet';
@@ -130,7 +130,8 @@ async function onLoopback(dir: string): Promise<Results> {
     node,
     logger: pino({ level: 'silent' }),
     send,
-    config: { bodyLimit: 10 << 20, retentionMs: 86400e3, retryScheduleMs: [0, 5000], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16 },
+    config: { bodyLimit: 10 << 20, retentionMs: 86400e3, retryScheduleMs: [0, 5000], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16,
+      credentialHeaders: defaultCredentialHeaders },
   });
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { chromium, type Browser } from 'playwright-core';
-import { Hub, identifyAdmin, type HubNode } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { inspectorRoutes, pageSize } from '@krkn/inspector';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
@@ -76,7 +76,8 @@ async function measure(browser: Browser, db: string, size: number): Promise<Reco
     node,
     logger: pino({ level: 'silent' }),
     send: async () => ({ kind: 'delivered', status: 200 }),
-    config: { bodyLimit: 10 << 20, retentionMs: 30 * 86400e3, retryScheduleMs: [0], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16 },
+    config: { bodyLimit: 10 << 20, retentionMs: 30 * 86400e3, retryScheduleMs: [0], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16,
+      credentialHeaders: defaultCredentialHeaders },
   });
   const app = await hub.app(identifyAdmin);
   await app.register(inspectorRoutes, { prefix: '/ui', hub, identify: identifyAdmin });

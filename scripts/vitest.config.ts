@@ -10,7 +10,7 @@ export default defineConfig({
     alias: [{ find: /^@krkn\/([a-z-]+)$/, replacement: `${root}packages/$1/src/index.ts` }],
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'scripts/test/**/*.test.ts'],
     // Each file gets its own process: tests start real headscale/tailscaled processes and wasm nodes.
     pool: 'forks',
     testTimeout: 60_000,

@@ -10,7 +10,11 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 command -v go >/dev/null 2>&1 || { echo "tailnet-wasm: error: Go is not installed (need Go >= 1.26.6 on PATH)" >&2; exit 1; }
 
 cd "$here/go"
-inputs=$( { go env GOVERSION; find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-64)
+# TAILNET_WASM_NAMES=1 keeps the wasm name section (no -s), so `node --cpu-prof` names Go functions.
+names=${TAILNET_WASM_NAMES:-0}
+ldflags="-s -w"
+[ "$names" = 1 ] && ldflags="-w"
+inputs=$( { go env GOVERSION; echo "names=$names"; find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-64)
 if [ -f "$out/tailnet.wasm" ] && [ -f "$out/wasm_exec.cjs" ] && grep -q "\"inputs\": \"$inputs\"" "$out/build-info.json" 2>/dev/null; then
   echo "tailnet-wasm: up to date ($(du -h "$out/tailnet.wasm" | cut -f1))"
   exit 0
@@ -20,7 +24,7 @@ mkdir -p "$out"
 echo "tailnet-wasm: building tailnet.wasm (GOOS=js GOARCH=wasm, about a minute)"
 tags=$(go run ./cmd/buildtags)
 start=$(date +%s)
-GOOS=js GOARCH=wasm go build -tags "$tags" -trimpath -ldflags "-s -w" -o "$out/tailnet.wasm.tmp" .
+GOOS=js GOARCH=wasm go build -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/tailnet.wasm.tmp" .
 mv "$out/tailnet.wasm.tmp" "$out/tailnet.wasm"
 # The only upstream file the build copies: Go's JS glue for wasm, matching the compiler exactly.
 cp "$(go env GOROOT)/lib/wasm/wasm_exec.js" "$out/wasm_exec.cjs"
@@ -35,7 +39,8 @@ cat > "$out/build-info.json" <<JSON
   "wasmBytes": $size,
   "sha256": "$(sha256sum "$out/tailnet.wasm" | cut -c1-64)",
   "buildSeconds": $(( $(date +%s) - start )),
-  "tags": "$tags"
+  "tags": "$tags",
+  "nameSection": $( [ "$names" = 1 ] && echo true || echo false )
 }
 JSON
 echo "tailnet-wasm: built tailnet.wasm, $size bytes (tailscale.com $tsver) in $(( $(date +%s) - start ))s"

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import {
   AdminClient,
   ExitCode,
@@ -85,7 +86,7 @@ Works while listen runs (it asks that process) and when nothing runs. Exits 6 if
   }
   try {
     const server = ref ?? (running?.listen?.server ? parseServer(running.listen.server) : undefined);
-    if (session && server) report.server = await checkServer(session, server);
+    if (session && server) report.server = await checkServer(session, server, log);
   } finally {
     await session?.close();
   }
@@ -127,11 +128,11 @@ function describeNode(report: StatusReport, st: NodeStatus): void {
 }
 
 /** Finds the server among the peers, TSMP-pings it, and asks krkns's GET /healthz. */
-async function checkServer(session: Session, ref: ServerRef): Promise<ServerCheck> {
+async function checkServer(session: Session, ref: ServerRef, log: Logger): Promise<ServerCheck> {
   const check: ServerCheck = { server: ref.text, reachable: false };
   let server;
   try {
-    server = await resolveServer(session, ref, 1_000);
+    server = await resolveServer(session, ref, log, 1_000);
   } catch (err) {
     check.error = (err as Error).message;
     return check;

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import {
   controlUrlFlag,
   helpFlag,
+  listenerFlags,
   loggingFlags,
   osHostLabel,
   positive,
@@ -70,7 +71,7 @@ export const forwardFlags = {
   },
 } satisfies FlagSpecs;
 
-/** The tailnet listener of listen and expose. */
+/** The tailnet listener of listen and expose: its port and its bounds against slow or greedy peers. */
 export const portFlag = {
   port: {
     type: 'int',
@@ -79,6 +80,7 @@ export const portFlag = {
     describe: "port of krknc's listener on its tailnet address",
     check: tcpPort,
   },
+  ...listenerFlags('KRKNC'),
 } satisfies FlagSpecs;
 
 /** The state directory of a parsed command line. */
@@ -87,6 +89,10 @@ export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 
 }
 
 /** Where a krknc state directory keeps its parts (next to the node's own files). */
-export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string } {
-  return { adminSocket: join(stateDir, 'krknc.sock'), seenEvents: join(stateDir, 'delivered-events.log') };
+export function pathsIn(stateDir: string): { adminSocket: string; seenEvents: string; webhookSecrets: string } {
+  return {
+    adminSocket: join(stateDir, 'krknc.sock'),
+    seenEvents: join(stateDir, 'delivered-events.log'),
+    webhookSecrets: join(stateDir, 'webhook-secrets.json'),
+  };
 }

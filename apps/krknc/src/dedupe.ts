@@ -1,4 +1,5 @@
-import { appendFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CliError, ExitCode } from '@krkn/cli-kit';
 
 /** How many delivered event ids `listen` remembers by default. */
@@ -8,9 +9,11 @@ const idPattern = /^[A-Za-z0-9_-]{1,128}$/;
 
 /**
  * The ids of events the local app has accepted, newest last, at most `capacity` of them. Kept in
- * a file of one id per line: each accepted event is one append (a crash loses at most the line
- * being written; a torn line is skipped on load), and the file is rewritten with the newest
- * `capacity` ids once it holds twice that many. Only `listen` writes it, under the state lock.
+ * a file of one id per line: each accepted event is one append, flushed to disk (fdatasync) before
+ * add() returns, so not even a power cut forgets it (a crash loses at most the line being written;
+ * a torn line is skipped on load). The file is rewritten (fsynced, renamed, directory fsynced)
+ * with the newest `capacity` ids once it holds twice that many. Only `listen` writes it, under the
+ * state lock.
  */
 export class SeenEvents {
   private readonly ids: Set<string>;
@@ -52,15 +55,32 @@ export class SeenEvents {
     if (!idPattern.test(id) || this.ids.has(id)) return;
     this.ids.add(id);
     if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value!);
-    appendFileSync(this.path, `${this.torn ? '\n' : ''}${id}\n`, { mode: 0o600 });
+    writeDurably(this.path, 'a', `${this.torn ? '\n' : ''}${id}\n`);
     this.torn = false;
     if (++this.lines >= 2 * this.capacity) this.compact();
   }
 
   private compact(): void {
     const tmp = `${this.path}.tmp-${process.pid}`;
-    writeFileSync(tmp, [...this.ids].map((id) => `${id}\n`).join(''), { mode: 0o600 });
+    writeDurably(tmp, 'w', [...this.ids].map((id) => `${id}\n`).join(''));
     renameSync(tmp, this.path);
+    const dir = openSync(dirname(this.path), 'r'); // the rename itself is durable once its directory is
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
     this.lines = this.ids.size;
+  }
+}
+
+/** Writes (appends, with flag 'a') text to a 0600 file and flushes it to disk before returning. */
+function writeDurably(path: string, flag: 'a' | 'w', text: string): void {
+  const fd = openSync(path, flag, 0o600);
+  try {
+    writeSync(fd, text);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, parseFlags, readyLine, type FlagSpecs } from '@krkn/cli-kit';
+import { ExitCode, helpText, listenerLimitsOf, parseFlags, readyLine, type FlagSpecs } from '@krkn/cli-kit';
 import { serveFastify, type TailnetNode } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, stateDirOf } from './config.js';
 import { classify, endToEndHeaders, openLocal, pairsFromRaw, parseForwardTo, reason, timeoutUntilAnswer } from './forward.js';
@@ -12,7 +12,21 @@ import { Reporter } from './report.js';
 import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket } from './socket.js';
 
-export const exposeFlags = { ...nodeFlags, ...portFlag, ...forwardFlags } satisfies FlagSpecs;
+// --allow entries: a tag, a login name (user@domain), any domain's user (user@), a domain's users (@domain).
+const allowEntry = /^(tag:[a-z0-9][a-z0-9-]*|[^@\s,]+@[^@\s,]*|@[^@\s,]+)$/i;
+
+const allowFlag = {
+  allow: {
+    type: 'list',
+    env: 'KRKNC_ALLOW',
+    default: [],
+    placeholder: 'id,...',
+    describe: 'only these callers (WhoIs): tag:ci, a login alice@example.com, alice@ (any domain), @example.com; others get 403',
+    check: (ids: string[]) => ids.map((id) => (allowEntry.test(id) ? undefined : `${id} is not tag:name, user@domain, user@ or @domain`)).find(Boolean),
+  },
+} satisfies FlagSpecs;
+
+export const exposeFlags = { ...nodeFlags, ...portFlag, ...forwardFlags, ...allowFlag } satisfies FlagSpecs;
 
 const usage = 'krknc expose --port <p> --forward-to <local URL> [flags]';
 const description = `Makes a local listener reachable from the tailnet, on krknc's own tailnet address and
@@ -20,10 +34,20 @@ const description = `Makes a local listener reachable from the tailnet, on krknc
 --forward-to with its method, path, query, headers and raw body; the answer streams back.
 The local app also gets X-Forwarded-For (the caller's tailnet IP) and, from WhoIs,
 X-Krkn-Caller (its MagicDNS name) and X-Krkn-Caller-User (its owner's login, or "tagged-devices");
-callers cannot set these themselves. One line per request names the caller.`;
+callers cannot set these themselves, nor Forwarded, X-Real-IP or any other X-Forwarded-*.
+--allow lets only the tailnet identities it names in. One line per request names the caller.`;
 
-// Set by krknc from WhoIs, so a caller's own copies are dropped.
-const identityHeaders = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-krkn-caller', 'x-krkn-caller-user']);
+// Identity claims a proxy in front of the local app may trust: krknc sets its own from WhoIs and drops
+// every copy a caller sends, also spelled with underscores (CGI, WSGI and nginx's underscores_in_headers
+// read X_Krkn_Caller as X-Krkn-Caller).
+const spoofableHeaders = new Set(['forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-krkn-caller', 'x-krkn-caller-user']);
+const spoofablePrefix = 'x-forwarded-';
+
+/** Whether a request header claims an identity only krknc may state. */
+export function isSpoofable(name: string): boolean {
+  const canonical = name.toLowerCase().replaceAll('_', '-');
+  return spoofableHeaders.has(canonical) || canonical.startsWith(spoofablePrefix);
+}
 
 /** `krknc expose`: runs until Ctrl-C/SIGTERM. */
 export async function expose(argv: string[]): Promise<number> {
@@ -55,9 +79,17 @@ export async function expose(argv: string[]): Promise<number> {
       ),
     );
     const status = await own.up;
-    const app = exposeApp({ node: own.node, target, timeoutMs: flags['forward-timeout']!, reporter, log, counted: () => requests++ });
+    const app = exposeApp({
+      node: own.node,
+      target,
+      timeoutMs: flags['forward-timeout']!,
+      allow: flags.allow!,
+      reporter,
+      log,
+      counted: () => requests++,
+    });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!);
+    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
     const host = status.self.dnsName || status.self.addresses[0];
     listener = `http://${host}${flags.port === 80 ? '' : `:${flags.port}`}`;
     reporter.result(
@@ -77,6 +109,8 @@ interface ExposeContext {
   node: TailnetNode;
   target: URL;
   timeoutMs: number;
+  /** --allow: empty lets in every caller the tailnet policy lets reach krknc. */
+  allow: string[];
   reporter: Reporter;
   log: Logger;
   counted: () => void;
@@ -89,6 +123,15 @@ function exposeApp(ctx: ExposeContext): FastifyInstance {
   app.removeAllContentTypeParsers();
   // The body is not read here: the raw stream goes to the local app as it arrives.
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+  if (ctx.allow.length > 0) {
+    // Before the body is read: a refused caller's bytes never reach the local app.
+    app.addHook('onRequest', async (req, reply) => {
+      const caller = await whois(req.ip);
+      if (isAllowed(caller, ctx.allow)) return;
+      ctx.reporter.request({ caller: caller.node, user: caller.user, ip: req.ip, method: req.method, path: req.url, status: 403, ms: 0, error: 'not in --allow' });
+      return reply.code(403).header('connection', 'close').type('text/plain').send(`krknc: ${caller.node} is not allowed to call this node (--allow)\n`);
+    });
+  }
   const handler = (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => proxy(ctx, whois, req, reply);
   app.all('/', handler);
   app.all('/*', handler);
@@ -102,7 +145,7 @@ async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>,
   const url = targetFor(ctx.target, req.url);
   const body = isReadable(req.body) ? req.body : undefined;
   const incoming = pairsFromRaw(req.raw.rawHeaders);
-  const headers = endToEndHeaders(incoming).filter(([k]) => !identityHeaders.has(k.toLowerCase()));
+  const headers = endToEndHeaders(incoming).filter(([k]) => !isSpoofable(k));
   const length = incoming.find(([k]) => k.toLowerCase() === 'content-length');
   if (body && length) headers.push(length); // else Node sends the body chunked
   headers.push(['X-Forwarded-For', req.ip], ['X-Forwarded-Host', req.headers.host ?? ''], ['X-Forwarded-Proto', 'http'], ['X-Krkn-Caller', caller.node], ['X-Krkn-Caller-User', caller.user]);
@@ -136,24 +179,42 @@ async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>,
 
 interface Caller {
   node: string;
+  /** The owner's login name, or "tagged-devices"; empty when WhoIs does not know the address. */
   user: string;
+  tags: string[];
 }
 
-/** WhoIs per caller IP, remembered for a minute (one engine call per request would be wasted). */
+/** Whether --allow names the caller: one of its tags, or (untagged) its owner's login name. */
+export function isAllowed(caller: Pick<Caller, 'user' | 'tags'>, allow: string[]): boolean {
+  return allow.some((entry) => {
+    if (entry.startsWith('tag:')) return caller.tags.includes(entry);
+    if (caller.tags.length > 0 || caller.user === '') return false;
+    const login = caller.user.toLowerCase();
+    const want = entry.toLowerCase();
+    if (want.startsWith('@')) return login.endsWith(want);
+    if (want.endsWith('@')) return login.startsWith(want) || login === want.slice(0, -1);
+    return login === want;
+  });
+}
+
+// Short: an address can pass to another node (a deleted ephemeral node's), and --allow decides on it.
+const whoisTtlMs = 5_000;
+
+/** WhoIs per caller IP, remembered briefly (one engine call per request would be wasted). */
 function whoisCache(node: TailnetNode): (ip: string) => Promise<Caller> {
   const cache = new Map<string, { caller: Caller; until: number }>();
   return async (ip) => {
     const hit = cache.get(ip);
     if (hit && hit.until > Date.now()) return hit.caller;
-    let caller: Caller;
     try {
       const who = await node.whois(ip);
-      caller = { node: who.node.name, user: who.node.tags.length > 0 ? 'tagged-devices' : who.user.loginName };
+      const tags = who.node.tags;
+      const caller = { node: who.node.name, user: tags.length > 0 ? 'tagged-devices' : who.user.loginName, tags };
+      cache.set(ip, { caller, until: Date.now() + whoisTtlMs });
+      return caller;
     } catch {
-      caller = { node: ip, user: '' };
+      return { node: ip, user: '', tags: [] }; // not remembered: the next request asks again
     }
-    cache.set(ip, { caller, until: Date.now() + 60_000 });
-    return caller;
   };
 }
 

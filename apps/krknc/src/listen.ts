@@ -1,8 +1,16 @@
 import { connect } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
-import { deliveryHeaders, type HubClient, type SubscribeRequest } from '@krkn/hub-api';
+import { ExitCode, helpText, listenerLimitsOf, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import {
+  deliveryHeaders,
+  signatureToleranceMs,
+  verifyWebhook,
+  type HubClient,
+  type SignatureProblem,
+  type SubscribeRequest,
+  type SubscriptionInfo,
+} from '@krkn/hub-api';
 import { topicPatternError } from '@krkn/policy';
 import { serveFastify } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, serverFlag, stateDirOf } from './config.js';
@@ -12,6 +20,7 @@ import { LocalInspector, parseInspectAddress } from './inspect.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
+import { WebhookSecrets, secretKey } from './secrets.js';
 import { ownSession } from './session.js';
 import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket, type ListenInfo } from './socket.js';
@@ -41,6 +50,12 @@ export const listenFlags = {
     env: 'KRKNC_ONCE',
     default: false,
     describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
+  },
+  'rotate-secret': {
+    type: 'bool',
+    default: false,
+    describe:
+      'ask krkns for a new signing secret (the old one stays valid for a day); one is issued anyway when none is kept',
   },
   inspect: {
     type: 'string',
@@ -94,11 +109,14 @@ export async function listen(argv: string[]): Promise<number> {
     closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
     const status = await own.up;
     const session = ownSession(own);
-    const server = await resolveServer(session, ref);
+    const server = await resolveServer(session, ref, log);
     state.server = ref.text;
     const hub = hubFor(session, server);
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
-    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log));
+    const secrets = WebhookSecrets.open(paths.webhookSecrets);
+    const key = secretKey(server.peer.addresses[0]!, flags.port!);
+    const keepSecret = (s: SubscriptionInfo): void => void (s.secret && secrets.add(key, s.secret));
+    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
     const timeoutMs = flags['forward-timeout']!;
     const inspector = inspectAt && new LocalInspector((e) => forwardBuffered(target, e, timeoutMs));
@@ -106,15 +124,23 @@ export async function listen(argv: string[]): Promise<number> {
       closers.push(await inspector.serve(inspectAt.host, inspectAt.port));
       log.info({ inspector: `http://${flags.inspect}/` }, 'local inspector listening');
     }
-    const bodyLimit = flags['body-limit']!;
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit, timeoutMs, path: flags.path!, inspector });
+    const verify = { secrets: () => secrets.of(key) };
+    const limits = { bodyLimit: flags['body-limit']!, timeoutMs, path: flags.path! };
+    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, ...limits, inspector });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!);
+    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
-    const sub = await hub.subscribe(subscribe).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    // Without a kept secret (first run, state lost) krkns is asked for one: it answers each secret once.
+    const rotate = flags['rotate-secret']! || secrets.of(key).length === 0;
+    const sub = await hub
+      .subscribe({ ...subscribe, rotateSecret: rotate })
+      .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    keepSecret(sub);
     state.subscription = sub.id;
-    log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href }, 'subscribed');
+    const secretIssued = Boolean(sub.secret);
+    const fields = { topics, server: server.display, listener, forwardTo: target.href, secretIssued };
+    log.info({ subscription: sub.id, ...fields, secrets: secrets.path }, 'subscribed');
     reporter.result(
       'ready',
       { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
@@ -128,12 +154,16 @@ export async function listen(argv: string[]): Promise<number> {
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
+    if (own.stop.signal.aborted) {
+      log.info('stopping: letting deliveries in flight to the local app finish (at most 5s), then leaving the tailnet');
+    }
     await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
     await own.dispose();
   }
 }
 
 async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
+  log.info({ subscription: id }, 'unsubscribing from krkns (--once), at most 5s');
   try {
     await Promise.race([hub.unsubscribe(id), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
     log.info({ subscription: id }, 'unsubscribed');
@@ -143,9 +173,15 @@ async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<voi
 }
 
 /** Subscribing again makes krkns attempt the subscription's queued deliveries now. */
-async function resubscribe(hub: HubClient, req: SubscribeRequest, server: ResolvedServer, log: Logger): Promise<void> {
+async function resubscribe(
+  hub: HubClient,
+  req: SubscribeRequest,
+  server: ResolvedServer,
+  log: Logger,
+  keepSecret: (s: SubscriptionInfo) => void,
+): Promise<void> {
   try {
-    await hub.subscribe(req);
+    keepSecret(await hub.subscribe(req)); // a secret comes back only if krkns had lost the subscription
     log.debug('asked krkns to deliver the queued events now');
   } catch (err) {
     log.warn({ err: hubFailure(err, server, 'subscribe').message }, 'could not ask krkns to deliver now; it retries on its schedule');
@@ -254,6 +290,8 @@ interface DeliveryContext {
   local: LocalApp;
   reporter: Reporter;
   log: Logger;
+  /** The secrets a delivery's Standard Webhooks signature is checked against. */
+  verify: { secrets(): readonly string[] };
   bodyLimit: number;
   timeoutMs: number;
   path: string;
@@ -276,26 +314,34 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     }
     const id = header(req, deliveryHeaders.eventId);
     if (!id) return reply.code(400).send({ error: `a delivery needs ${deliveryHeaders.eventId}` });
+    const key = dedupeKey(id, header(req, deliveryHeaders.redelivery));
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    // Even from krkns's address: a signature proves the body is the one krkns signed for this subscription.
+    const problem = verifyWebhook(ctx.verify.secrets(), (name) => header(req, name), body);
+    if (problem) {
+      ctx.log.warn({ event: id, problem }, 'refused a delivery whose Standard Webhooks signature does not verify');
+      return reply.code(401).send({ error: `${signatureProblems[problem]}: not forwarded` });
+    }
     const topic = header(req, deliveryHeaders.topic) ?? '';
     const attempt = Number(header(req, deliveryHeaders.attempt) ?? 1);
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const log = ctx.log.child({ event: id, topic, attempt });
-    if (ctx.seen.has(id)) {
+    if (ctx.seen.has(key)) {
       ctx.state.duplicates++;
       log.debug('duplicate delivery: answered without forwarding');
       ctx.reporter.event({ topic, id, attempt, status: 200, ms: 0, duplicate: true });
       return reply.code(200).send({ duplicate: true, id });
     }
-    let pending = inFlight.get(id);
+    let pending = inFlight.get(key);
     const first = pending === undefined;
     const headers = endToEndHeaders(pairsFromRaw(req.raw.rawHeaders));
     if (!pending) {
       pending = forwardBuffered(ctx.target, { method: req.method, headers, body }, ctx.timeoutMs);
-      inFlight.set(id, pending);
+      inFlight.set(key, pending);
     }
-    const result = await pending.finally(() => inFlight.delete(id));
+    const result = await pending.finally(() => inFlight.delete(key));
+    const contentType = header(req, 'content-type') ?? null;
     if (first) {
-      record(ctx, log, { topic, id, attempt, body, contentType: header(req, 'content-type') ?? null }, result);
+      record(ctx, log, key, { topic, id, attempt, body, contentType }, result);
       ctx.inspector?.record({ id, topic, attempt, replay: false, method: req.method, headers, body, result });
     }
     return answer(reply, result, ctx.target);
@@ -303,8 +349,22 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
   return app;
 }
 
+/**
+ * What a delivery is deduped on: its event id, and for an explicit redelivery (someone asked for
+ * the event again) also its token, so the app gets it once more, and once only.
+ */
+function dedupeKey(eventId: string, redelivery: string | undefined): string {
+  return redelivery !== undefined && /^[0-9a-z]{1,16}$/.test(redelivery) ? `${eventId}-r${redelivery}` : eventId;
+}
+
 /** Bookkeeping and the printed line for one forward. */
-function record(ctx: DeliveryContext, log: Logger, e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null }, r: ForwardResult): void {
+function record(
+  ctx: DeliveryContext,
+  log: Logger,
+  key: string,
+  e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null },
+  r: ForwardResult,
+): void {
   if (r.kind === 'unreachable') {
     ctx.state.failed++;
     ctx.local.failed(r.error);
@@ -313,7 +373,7 @@ function record(ctx: DeliveryContext, log: Logger, e: { topic: string; id: strin
   if (r.kind === 'answered') {
     ctx.local.answered();
     if (r.status >= 200 && r.status < 300) {
-      ctx.seen.add(e.id);
+      ctx.seen.add(key);
       ctx.state.forwarded++;
     } else ctx.state.failed++;
     log.debug({ status: r.status, ms: r.ms }, 'forwarded');
@@ -339,6 +399,12 @@ function answer(reply: FastifyReply, r: ForwardResult, target: URL): FastifyRepl
       return reply.code(502).send({ error: `local app ${target.href} is not answering: ${r.error}` });
   }
 }
+
+const signatureProblems: Record<SignatureProblem, string> = {
+  missing: 'the delivery has no (complete) Standard Webhooks signature',
+  stale: `the signature timestamp is more than ${signatureToleranceMs / 60_000} minutes from this clock`,
+  mismatch: 'the signature does not match this subscription\'s secret (body altered, or the secret was rotated)',
+};
 
 function header(req: FastifyRequest, name: string): string | undefined {
   const v = req.headers[name];

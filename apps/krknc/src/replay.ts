@@ -45,7 +45,7 @@ export async function replay(argv: string[]): Promise<number> {
   const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body']! });
   const session = await openSession(flags, log);
   try {
-    const server = await resolveServer(session, ref);
+    const server = await resolveServer(session, ref, log);
     const hub = hubFor(session, server);
     let total = 0;
     let failed = 0;

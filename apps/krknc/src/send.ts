@@ -23,7 +23,9 @@ export const sendFlags = {
     repeatable: true,
     env: 'KRKNC_HEADERS',
     placeholder: 'K: V',
-    describe: 'a request header, e.g. -H "X-GitHub-Event: push"; repeatable (the env var takes one per line)',
+    describe:
+      'a request header, e.g. -H "X-GitHub-Event: push", or -H @file for the lines of a file (secrets: use a file ' +
+      'or the env var, never argv); repeatable (the env var takes one per line)',
   },
 } satisfies FlagSpecs;
 
@@ -46,8 +48,8 @@ export async function send(argv: string[]): Promise<number> {
   }
   const ref = parseServer(flags.server);
   if (!flags.topic) throw usageError('--topic is required: the topic to publish to, e.g. ci/build');
-  const headerLines = rawHeaders.length > 0 ? rawHeaders : (process.env.KRKNC_HEADERS ?? '').split('\n').filter((l) => l.trim());
-  const headers = parseHeaders(headerLines);
+  const headerLines = rawHeaders.length > 0 ? rawHeaders : (process.env.KRKNC_HEADERS ?? '').split('\n');
+  const headers = parseHeaders(expandHeaderFiles(headerLines.filter((l) => l.trim())));
   const body = readData(flags.data);
   if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type') && body.length > 0) {
     headers['content-type'] = isJson(body) ? 'application/json' : 'application/octet-stream';
@@ -55,7 +57,7 @@ export async function send(argv: string[]): Promise<number> {
   const log = loggerFor(flags, 'send');
   const session = await openSession(flags, log);
   try {
-    const server = await resolveServer(session, ref);
+    const server = await resolveServer(session, ref, log);
     const hub = hubFor(session, server);
     const res = await hub.publish(flags.topic, body, headers).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'send')));
     log.info({ event: res.id, topic: res.topic, bytes: body.length, server: server.display, duplicate: res.duplicate, via: session.via }, 'published');
@@ -85,6 +87,25 @@ export function takeHeaders(argv: string[]): { headers: string[]; rest: string[]
     else rest.push(a);
   }
   return { headers, rest };
+}
+
+/**
+ * Header values with each `@file` replaced by that file's non-blank lines: a secret header
+ * (Authorization: Bearer ...) then never appears in argv, where `ps` and CI logs show it.
+ */
+export function expandHeaderFiles(values: string[]): string[] {
+  return values.flatMap((v) => {
+    if (!v.startsWith('@')) return [v];
+    const path = v.slice(1);
+    if (!path) throw usageError('-H: "@" needs a file name (-H @headers.txt)');
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw usageError(`-H: cannot read ${path}: ${(err as Error).message}`);
+    }
+    return text.split(/\r?\n/).filter((l) => l.trim());
+  });
 }
 
 /** "Name: value" lines to headers; a later line with the same name replaces an earlier one. */

@@ -1,7 +1,9 @@
 import { isIP } from 'node:net';
+import type { Logger } from 'pino';
 import { CliError, ExitCode, usageError } from '@krkn/cli-kit';
 import { HubApiError, HubClient } from '@krkn/hub-api';
 import { TailnetError, type PeerStatus } from '@krkn/tailnet';
+import { ServerWait, serverWaitMs } from './server-wait.js';
 import type { Session } from './session.js';
 
 /** A --server value: `krkns`, `krkns.example.ts.net`, `100.64.0.1`, with `:port` if not 80. */
@@ -46,24 +48,36 @@ function names(peer: PeerStatus, host: string): boolean {
 
 /**
  * Finds the server among the node's peers. A node that has just come up may not have its whole
- * peer list yet, so it looks again for up to waitMs. Not found: exit 4 with the likely reasons.
+ * peer list yet, so it looks again for up to waitMs, saying so (see ServerWait). Not found: exit 4
+ * with the likely reasons.
  */
-export async function resolveServer(session: Session, ref: ServerRef, waitMs = 3_000): Promise<ResolvedServer> {
+export async function resolveServer(
+  session: Session,
+  ref: ServerRef,
+  log: Logger,
+  waitMs = serverWaitMs,
+): Promise<ResolvedServer> {
   const deadline = Date.now() + waitMs;
-  for (;;) {
-    const st = await session.status();
-    const peer = st.peers.find((p) => names(p, ref.host));
-    if (peer) {
-      const ip = isIP(ref.host) ? ref.host : peer.addresses[0];
-      if (!ip) throw new CliError(`peer ${peer.dnsName} has no tailnet address`, ExitCode.UNREACHABLE);
-      const hostPart = ip.includes(':') ? `[${ip}]` : ip;
-      return { ...ref, peer, baseUrl: `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`, display: `http://${ref.text}` };
+  let wait: ServerWait | undefined;
+  try {
+    for (;;) {
+      const peer = (await session.status()).peers.find((p) => names(p, ref.host));
+      if (peer) return resolved(ref, peer);
+      wait ??= new ServerWait(log, ref.text);
+      if (Date.now() >= deadline) throw wait.notFound();
+      await new Promise((r) => setTimeout(r, 250));
     }
-    if (Date.now() >= deadline) {
-      throw new CliError(`no peer named ${ref.host} on this tailnet (is it online, and does the policy let krknc reach it?)`, ExitCode.UNREACHABLE);
-    }
-    await new Promise((r) => setTimeout(r, 250));
+  } finally {
+    wait?.done();
   }
+}
+
+function resolved(ref: ServerRef, peer: PeerStatus): ResolvedServer {
+  const ip = isIP(ref.host) ? ref.host : peer.addresses[0];
+  if (!ip) throw new CliError(`peer ${peer.dnsName} has no tailnet address`, ExitCode.UNREACHABLE);
+  const hostPart = ip.includes(':') ? `[${ip}]` : ip;
+  const baseUrl = `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`;
+  return { ...ref, peer, baseUrl, display: `http://${ref.text}` };
 }
 
 /** A krkns client over the session. */

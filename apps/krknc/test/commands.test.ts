@@ -1,7 +1,10 @@
 // krknc send (the CI path), expose, status/logout and the errors a user meets, end to end against
 // a real krkns on a real (local) tailnet, with a native tailscaled peer.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TailnetNode } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { LocalApp, krknc, krknsAdmin, runKrknc, startKrkns, stopAll, tempDir, until, type Krkns } from './helpers.js';
 
@@ -62,6 +65,26 @@ describe('krknc send', () => {
   });
 });
 
+describe('krknc send secrets', () => {
+  it('takes secret headers from -H @file and from KRKNC_HEADERS, never from argv', async () => {
+    const file = join(state.dir, 'send-secrets');
+    writeFileSync(file, 'X-Api-Key: from-file\nAuthorization: Bearer from-file\n', { mode: 0o600 });
+    const args = ['send', ...node('secrets', ['--server', 'hub', '--topic', 'ci/secret', '--data', '{}', '-H', `@${file}`])];
+    expect(args.join(' ')).not.toContain('from-file');
+    const r = await runKrknc(args, { TS_AUTHKEY: authKey });
+    expect(r.code, r.stderr).toBe(0);
+    type Detail = { event: { headers: [string, string][]; withheldHeaders: string[] } };
+    const { event } = await krknsAdmin<Detail>(hub.stateDir, 'GET', `/events/${r.stdout.trim()}`);
+    expect(event.headers).toContainEqual(['x-api-key', 'from-file']);
+    expect(event.withheldHeaders).toEqual(['authorization']); // stored and delivered, never read back
+    const envArgs = ['send', ...node('secrets', ['--server', 'hub', '--topic', 'ci/secret', '--data', '{}'])];
+    const fromEnv = await runKrknc(envArgs, { TS_AUTHKEY: authKey, KRKNC_HEADERS: 'X-Api-Key: from-env' });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    const again = await krknsAdmin<Detail>(hub.stateDir, 'GET', `/events/${fromEnv.stdout.trim()}`);
+    expect(again.event.headers).toContainEqual(['x-api-key', 'from-env']);
+  });
+});
+
 describe('krknc expose', () => {
   it('forwards a native peer\'s request to the local app, names the caller, and streams the answer back', async () => {
     const exposer = krknc(['expose', ...node('devbox', ['--port', '8080', '--forward-to', `${app.url}/base`])], { TS_AUTHKEY: authKey });
@@ -72,7 +95,18 @@ describe('krknc expose', () => {
     try {
       const res = await native.fetch(`http://${ip}:8080/path/x?q=1`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-krkn-caller': 'spoofed', 'x-signature': 'abc' },
+        headers: {
+          'content-type': 'application/json',
+          'x-signature': 'abc',
+          // identity claims a caller must not be able to make to the local app
+          'x-krkn-caller': 'spoofed',
+          x_krkn_caller_user: 'admin@example.com',
+          forwarded: 'for=10.0.0.1;proto=https',
+          'x-real-ip': '10.0.0.1',
+          'x-forwarded-port': '443',
+          x_forwarded_for: '10.0.0.1',
+          'true-client-ip': '10.0.0.1',
+        },
         body: '{"hello":"tailnet"}',
       });
       expect(res.status).toBe(201);
@@ -84,6 +118,12 @@ describe('krknc expose', () => {
       expect(got.headers['x-signature']).toBe('abc');
       expect(got.headers['x-krkn-caller']).toBe(`peer.${tailnet.domain}`);
       expect(got.headers['x-forwarded-for']).toBe(native.ip());
+      expect(got.headers['x-krkn-caller-user']).toBe('ci');
+      const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+      for (const spoof of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x_forwarded_for', 'x_krkn_caller_user', 'true-client-ip']) {
+        expect(names).not.toContain(spoof);
+      }
+      expect(names.filter((n) => n === 'x-krkn-caller' || n === 'x-forwarded-for')).toHaveLength(2);
       await exposer.waitFor(/peer\.krkn\.test \(ci@?\)  POST \/path\/x\?q=1  → 201  \d+ms/, 5_000);
     } finally {
       app.status = 200;
@@ -97,6 +137,69 @@ describe('krknc expose', () => {
       await app.start();
     }
     expect(await exposer.stop('SIGINT')).toBe(0);
+  });
+
+  it('with --allow, refuses a caller it does not name (403) before the local app sees anything', async () => {
+    const exposer = krknc(['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@elsewhere.example'])], { TS_AUTHKEY: authKey });
+    const ready = await exposer.waitFor(/^krknc ready: node guarded\.krkn\.test \((100\.[\d.]+)/m, 60_000);
+    try {
+      await native.waitForPeer('guarded');
+      const before = app.received.length;
+      const res = await native.fetch(`http://${ready[1]!}:8081/secret`, { method: 'POST', body: 'payload' });
+      expect(res.status).toBe(403);
+      expect(res.text()).toBe(`krknc: peer.${tailnet.domain} is not allowed to call this node (--allow)\n`);
+      expect(app.received.length).toBe(before);
+      await exposer.waitFor(/peer\.krkn\.test \(ci\)  POST \/secret  → 403 not in --allow/, 5_000);
+    } finally {
+      expect(await exposer.stop('SIGINT')).toBe(0);
+    }
+  });
+
+  it('cuts a silent connection at --header-timeout and closes those past --max-connections-per-peer at once', async () => {
+    const exposer = krknc(['expose', ...node('bounded', ['--port', '8082', '--forward-to', app.url, '--header-timeout', '2s', '--max-connections-per-peer', '2'])], { TS_AUTHKEY: authKey });
+    await exposer.waitFor(/^krknc ready: node bounded\.krkn\.test/m, 60_000);
+    const raw = new TailnetNode({ hostname: 'raw', stateDir: join(state.dir, 'raw'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+    try {
+      await raw.up();
+      const started = performance.now();
+      const sockets = [];
+      for (let i = 0; i < 3; i++) sockets.push(await raw.dial('bounded', 8082));
+      const closedAt = sockets.map(
+        (s) =>
+          new Promise<{ ms: number; got: string }>((resolve) => {
+            let got = '';
+            s.on('data', (b: Buffer) => (got += b.toString()));
+            s.on('error', () => undefined);
+            const done = (): void => resolve({ ms: performance.now() - started, got });
+            s.once('end', done);
+            s.once('close', done);
+          }),
+      );
+      const [first, second, third] = await Promise.all(closedAt);
+      expect(third!.ms).toBeLessThan(1_500); // past the cap: closed as soon as accepted
+      for (const held of [first!, second!]) {
+        expect(held.got).toMatch(/^HTTP\/1\.1 408 /);
+        expect(held.ms).toBeGreaterThanOrEqual(2_000);
+        expect(held.ms).toBeLessThan(4_500);
+      }
+      for (const s of sockets) s.destroy();
+    } finally {
+      await raw.close();
+      expect(await exposer.stop('SIGINT')).toBe(0);
+    }
+  });
+
+  it('with --allow naming the caller\'s login, lets it through', async () => {
+    const exposer = krknc(['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@'])], { TS_AUTHKEY: authKey });
+    const ready = await exposer.waitFor(/^krknc ready: node guarded\.krkn\.test \((100\.[\d.]+)/m, 60_000);
+    try {
+      await native.waitForPeer('guarded');
+      const res = await native.fetch(`http://${ready[1]!}:8081/open`);
+      expect(res.status).toBe(200);
+      expect(app.received.at(-1)!.url).toBe('/open');
+    } finally {
+      expect(await exposer.stop('SIGINT')).toBe(0);
+    }
   });
 });
 
@@ -116,7 +219,8 @@ describe('errors a user meets', () => {
   it('names a server that is not on the tailnet (exit 4)', async () => {
     const r = await runKrknc(['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])], { TS_AUTHKEY: authKey });
     expect(r.code).toBe(4);
-    expect(r.stderr).toContain('error: no peer named nosuch on this tailnet (is it online, and does the policy let krknc reach it?)');
+    expect(r.stderr).toMatch(/^error: no peer named nosuch on this tailnet after 10s\. Either krkns is not running .*$/m);
+    expect(r.stderr).toMatch(/^error: no peer named nosuch .* the policy hides it: .*posture.*Run: krknc doctor --server nosuch/m);
   });
 
   it('says when the server does not answer (exit 4)', async () => {

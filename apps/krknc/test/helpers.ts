@@ -110,6 +110,13 @@ export async function startKrkns(opts: { controlUrl: string; authKey: string; st
   return { proc, ip: m[1]!, stateDir: opts.stateDir };
 }
 
+/** Runs a krkns command (`events redeliver ...`) to its end and returns its exit code and output. */
+export async function runKrkns(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = new Proc('krkns', spawn(...tiedToParent(process.execPath, [krknsMain, ...args]), { env: childEnv() }));
+  const code = await p.exited;
+  return { code, stdout: p.stdout, stderr: p.stderr };
+}
+
 /** JSON from krkns's admin socket (what `krkns events ...` uses), for checks on its side. */
 export function krknsAdmin<T>(stateDir: string, method: string, path: string): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -2,12 +2,28 @@
 // on 127.0.0.1. One tailnet, one krkns and one krknc identity for the whole file; the tests run in
 // order and each leaves `listen` running for the next.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTailnet, type Tailnet } from '@krkn/testnet';
-import { LocalApp, freePort, jsonLines, krknc, krknsAdmin, krknsPublish, runKrknc, startKrkns, stopAll, tempDir, until, type Krkns, type Proc } from './helpers.js';
+import {
+  LocalApp,
+  freePort,
+  jsonLines,
+  krknc,
+  krknsAdmin,
+  krknsPublish,
+  runKrknc,
+  runKrkns,
+  startKrkns,
+  stopAll,
+  tempDir,
+  until,
+  type Krkns,
+  type Proc,
+} from './helpers.js';
 
 let tailnet: Tailnet;
 let hub: Krkns;
@@ -17,6 +33,13 @@ let inspectPort: number;
 const app = new LocalApp();
 const state = tempDir();
 const laptopDir = join(state.dir, 'laptop');
+const secretsFile = join(laptopDir, 'webhook-secrets.json');
+
+/** The secrets krknc keeps for its subscription on `port`, newest first. */
+function keptSecrets(port = 8080): string[] {
+  const all = JSON.parse(readFileSync(secretsFile, 'utf8')) as Record<string, string[]>;
+  return all[`${hub.ip}|${port}`] ?? [];
+}
 
 /** The node flags of the developer's krknc: always the same identity. */
 function laptop(extra: string[] = []): string[] {
@@ -87,6 +110,12 @@ describe('krknc listen', () => {
     expect(got!.headers['x-krkn-topic']).toBe('gh/push');
     expect(got!.headers['x-krkn-attempt']).toBe('1');
     expect(got!.headers['content-length']).toBe(String(body.length));
+    // Signed by krkns, verified by krknc, and passed on. (The reference library reads bodies as UTF-8
+    // text, so it verifies the JSON bodies of the last test, not this binary one.)
+    expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
+    expect(keptSecrets()[0]).toMatch(/^whsec_/);
+    expect(got!.headers['webhook-id']).toBe(id);
+    expect(got!.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
     await listener.waitFor(new RegExp(`gh/push  ${id}  → 200  \\d+ms`), 5_000);
   });
 
@@ -148,12 +177,14 @@ describe('krknc listen', () => {
     // (Not asserted: the order. krkns can put the event whose attempt was in flight at the restart
     // behind the others.)
 
-    // The ids delivered before the restart are remembered on disk: a redelivery is not forwarded.
-    const before = app.received.length;
-    await krknsAdmin(hub.stateDir, 'POST', `/events/${ids[0]}/redeliver`);
-    await listener.waitFor(new RegExp(`${ids[0]}  duplicate, not forwarded`), 15_000);
-    expect(app.received.length).toBe(before);
     for (const id of ids) expect(app.withEvent(id)).toHaveLength(1);
+    // An explicit redelivery is no duplicate: `krkns events redeliver` reaches the app, once.
+    const redeliver = await runKrkns(['events', 'redeliver', ids[0]!, '--state-dir', hub.stateDir]);
+    expect(redeliver.code, redeliver.stderr).toBe(0);
+    await until(() => (app.withEvent(ids[0]!).length === 2 ? true : undefined), 'the redelivery', 15_000);
+    expect(app.withEvent(ids[0]!)[1]!.headers['x-krkn-redelivery']).toMatch(/^[0-9a-z]+$/);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(app.withEvent(ids[0]!)).toHaveLength(2);
   }, 90_000);
 
   it('status asks the running listen, and checks the server', async () => {
@@ -165,7 +196,8 @@ describe('krknc listen', () => {
     const j = await runKrknc(['status', ...laptop(['--json'])]);
     const report = JSON.parse(j.stdout) as { running: { command: string; listen: { forwarded: number } }; server: { reachable: boolean }; peers: { name: string }[] };
     expect(report.running.command).toBe('listen');
-    expect(report.running.listen.forwarded).toBe(3); // counters are per process: the backlog since the restart
+    // Counters are per process: the backlog since the restart, and the redelivery.
+    expect(report.running.listen.forwarded).toBe(4);
     expect(report.server.reachable).toBe(true); // the listen's own server is checked by default
     expect(report.peers.map((p) => p.name)).toContain('hub.krkn.test');
   });
@@ -206,6 +238,77 @@ describe('krknc listen', () => {
     expect(left.some((s) => s.id === sub)).toBe(false);
     expect(left.some((s) => s.port === 8080)).toBe(true); // the one without --once stays
   });
+
+  it('a local app answering 410 Gone disables the subscription (status, doctor) until listen subscribes again', async () => {
+    app.status = 410;
+    const gone = await startListen(['--port', '8083']);
+    try {
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"gone":true}', { 'content-type': 'application/json' });
+      await until(() => (app.withEvent(id).length ? true : undefined), 'the attempt answered 410', 15_000);
+      type Listed = { subscriptions: { id: string; port: number; disabled: { at: string; reason: string } | null }[] };
+      const disabled = await until(async () => {
+        const subs = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions;
+        return subs.find((s) => s.port === 8083 && s.disabled !== null);
+      }, 'the subscription disabled', 10_000);
+      expect(disabled.disabled!.reason).toMatch(/answered 410 Gone/);
+      const status = await krknsAdmin<{ storage: { disabledSubscriptions: number } }>(hub.stateDir, 'GET', '/status');
+      expect(status.storage.disabledSubscriptions).toBe(1);
+      const second = await krknsPublish(hub.stateDir, 'ci/deploy', '{"after":"gone"}', { 'content-type': 'application/json' });
+      const doctor = await runKrknc(['doctor', ...laptop(['--server', 'hub', '--json'])]);
+      const checks = (JSON.parse(doctor.stdout) as { checks: { id: string; status: string; cause: string }[] }).checks;
+      const sub = checks.find((c) => c.id === 'subscriptions')!;
+      expect(sub.status).toBe('fail');
+      expect(sub.cause).toContain(disabled.id);
+      expect(doctor.code).not.toBe(0);
+      expect(app.withEvent(second.id)).toHaveLength(0); // nothing is sent to a disabled subscription
+      expect(await gone.stop('SIGTERM')).toBe(0);
+
+      app.status = 200;
+      const back = await startListen(['--port', '8083']);
+      const again = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions.find((s) => s.id === disabled.id);
+      expect(again?.disabled).toBeNull();
+      expect(await back.stop('SIGTERM')).toBe(0);
+    } finally {
+      app.status = 200;
+      await gone.stop('SIGTERM');
+    }
+  }, 120_000);
+
+  it('refuses (401) a delivery whose signature does not verify, even from krkns; --rotate-secret issues a new one', async () => {
+    const good = keptSecrets();
+    // A secret krkns never issued: krkns's genuine signature no longer matches what krknc holds.
+    writeFileSync(secretsFile, JSON.stringify({ [`${hub.ip}|8080`]: ['whsec_' + randomBytes(24).toString('base64')] }), { mode: 0o600 });
+    const wrong = await startListen();
+    try {
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"signed":"wrong"}', { 'content-type': 'application/json' });
+      await wrong.waitFor(/refused a delivery whose Standard Webhooks signature does not verify/, 15_000, 'stderr');
+      const meta = await until(async () => {
+        const { event } = await krknsAdmin<{ event: { deliveries: { lastStatus: number | null }[] } }>(hub.stateDir, 'GET', `/events/${id}`);
+        return event.deliveries.some((d) => d.lastStatus === 401) ? event : undefined;
+      }, 'krkns to record the 401', 10_000);
+      expect(meta.deliveries.some((d) => d.lastStatus === 401)).toBe(true);
+      expect(app.withEvent(id)).toHaveLength(0);
+    } finally {
+      expect(await wrong.stop('SIGTERM')).toBe(0);
+    }
+
+    const rotated = await startListen(['--rotate-secret']);
+    try {
+      const [fresh, previous] = keptSecrets();
+      expect(fresh).toMatch(/^whsec_/);
+      expect(good).not.toContain(fresh);
+      expect(previous).toBeDefined();
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"signed":"rotated"}', { 'content-type': 'application/json' });
+      const [got] = await until(() => (app.withEvent(id).length ? app.withEvent(id) : undefined), `event ${id} at the local app`);
+      // During the overlap: the new secret's signature and the rotated-out one's.
+      expect(got!.headers['webhook-signature']).toMatch(/^v1,\S+ v1,\S+$/);
+      const headers = got!.headers as Record<string, string>;
+      expect(new Webhook(fresh!).verify(got!.body.toString(), headers)).toEqual({ signed: 'rotated' });
+      expect(new Webhook(good[0]!).verify(got!.body.toString(), headers)).toEqual({ signed: 'rotated' });
+    } finally {
+      expect(await rotated.stop('SIGTERM')).toBe(0);
+    }
+  }, 120_000);
 });
 
 /** One request to listen's local inspector, with the headers a client chooses (Host included). */

@@ -1,13 +1,15 @@
 // The small pure pieces of krknc that the end-to-end tests only touch in passing: argument
 // parsing and the persisted set of delivered event ids.
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SeenEvents } from '../src/dedupe.js';
 import { endToEndHeaders, parseForwardTo } from '../src/forward.js';
 import { parseSince } from '../src/replay.js';
-import { parseHeaders, readData, takeHeaders } from '../src/send.js';
+import { expandHeaderFiles, parseHeaders, readData, takeHeaders } from '../src/send.js';
 import { parseServer } from '../src/server.js';
+import { isAllowed, isSpoofable } from '../src/expose.js';
 import { tempDir } from './helpers.js';
 
 const dir = tempDir();
@@ -60,6 +62,15 @@ describe('send arguments', () => {
     expect(rest).toEqual(['--topic', 't']);
     expect(parseHeaders(headers)).toEqual({ Accept: 'a, b', 'X-A': '1', 'X-B': '2', 'X-C': '3' });
     expect(usage(() => parseHeaders(['no colon']))).toMatch(/^2: -H: "no colon" is not a header/);
+  });
+
+  it('reads -H @file as that file\'s header lines, so a secret stays out of argv', () => {
+    const file = join(dir.dir, 'secret-headers');
+    writeFileSync(file, 'Authorization: Bearer s3cret\r\n\nX-Api-Key: k\n', { mode: 0o600 });
+    const lines = expandHeaderFiles(['X-A: 1', `@${file}`]);
+    expect(parseHeaders(lines)).toEqual({ 'X-A': '1', Authorization: 'Bearer s3cret', 'X-Api-Key': 'k' });
+    expect(usage(() => expandHeaderFiles(['@']))).toMatch(/^2: -H: "@" needs a file name/);
+    expect(usage(() => expandHeaderFiles([`@${file}.missing`]))).toMatch(/^2: -H: cannot read .*missing/);
   });
 
   it('reads --data literally, from @file, and names unreadable files', () => {
@@ -123,5 +134,67 @@ describe('SeenEvents', () => {
     expect([again.has('evt_a'), again.has('evt_b'), again.size]).toEqual([true, true, 2]);
     again.add('evt_d');
     expect(SeenEvents.open(path).has('evt_d')).toBe(true);
+  });
+});
+
+describe('expose --allow', () => {
+  const alice = { user: 'alice@example.com', tags: [] };
+  const ciRunner = { user: 'tagged-devices', tags: ['tag:ci'] };
+  it.each([
+    [alice, 'alice@example.com', true],
+    [alice, 'ALICE@example.com', true],
+    [alice, 'alice@', true],
+    [alice, '@example.com', true],
+    [alice, 'alice@other.example', false],
+    [alice, '@ample.com', false],
+    [alice, 'tag:ci', false],
+    [ciRunner, 'tag:ci', true],
+    [ciRunner, 'tag:cd', false],
+    // a tagged node's user is the tag owner's placeholder, never a person
+    [ciRunner, 'tagged-devices@', false],
+    [{ user: '', tags: [] }, '@', false],
+  ])('%o matched by %s: %s', (caller, entry, allowed) => {
+    expect(isAllowed(caller, [entry])).toBe(allowed);
+  });
+
+  it('recognises spoofable identity headers in any spelling', () => {
+    for (const h of ['Forwarded', 'X-Real-IP', 'X-Forwarded-Proto', 'x_forwarded_for', 'X_Krkn_Caller', 'x-krkn-caller-user']) {
+      expect(isSpoofable(h), h).toBe(true);
+    }
+    for (const h of ['X-Hub-Signature-256', 'Authorization', 'X-Krkn-Event-Id', 'X-Forwarded']) expect(isSpoofable(h), h).toBe(false);
+  });
+});
+
+describe('SeenEvents durability', () => {
+  // strace shows what reaches the kernel: the append and the compacted copy are flushed before add() returns.
+  it('flushes every append (fdatasync), and the compacted file and its directory, to disk', () => {
+    const log = join(dir.dir, 'durable.log');
+    const dist = new URL('../dist/dedupe.js', import.meta.url).href;
+    const script = `const { SeenEvents } = await import(${JSON.stringify(dist)});
+      const seen = SeenEvents.open(${JSON.stringify(log)}, 1);
+      seen.add('evt_one'); seen.add('evt_two');`;
+    const trace = join(dir.dir, 'strace.txt');
+    const args = ['-f', '-e', 'trace=openat,write,fsync,fdatasync,rename', '-o', trace];
+    const run = spawnSync('strace', [...args, process.execPath, '--input-type=module', '-e', script]);
+    expect(run.status, run.stderr.toString()).toBe(0);
+    const calls = readFileSync(trace, 'utf8').split('\n');
+    const fdOf = (path: string, from = 0) => {
+      const line = calls.slice(from).find((l) => l.includes(`openat(AT_FDCWD, "${path}"`) && / = \d+$/.test(l));
+      return { fd: / = (\d+)$/.exec(line ?? '')?.[1], at: line === undefined ? -1 : calls.indexOf(line, from) };
+    };
+    const first = fdOf(log);
+    const after = calls.slice(first.at);
+    const write = after.findIndex((l) => l.includes(`write(${first.fd}, "evt_one`));
+    const sync = after.findIndex((l) => new RegExp(`f(data)?sync\\(${first.fd}\\)`).test(l));
+    expect([write >= 0, sync > write]).toEqual([true, true]);
+    const tmp = calls.find((l) => l.includes(`${log}.tmp-`) && l.includes('openat'));
+    const tmpFd = / = (\d+)$/.exec(tmp ?? '')?.[1];
+    const tmpAt = calls.indexOf(tmp!);
+    const renamed = calls.findIndex((l) => l.includes('rename') && l.includes(`"${log}"`));
+    const tmpSync = calls.findIndex((l, i) => i > tmpAt && new RegExp(`f(data)?sync\\(${tmpFd}\\)`).test(l));
+    expect([tmpSync > tmpAt, renamed > tmpSync]).toEqual([true, true]);
+    const dirFd = fdOf(dir.dir, renamed).fd;
+    expect(calls.slice(renamed).some((l) => l.includes(`fsync(${dirFd})`))).toBe(true);
+    expect(readFileSync(log, 'utf8')).toBe('evt_two\n');
   });
 });

@@ -67,7 +67,9 @@ function printStatus(st: HubStatus): void {
   out(`  node:       ${st.node.name} (${st.node.addresses.join(', ') || 'no address yet'}) — ${st.node.state}`);
   if (st.loginUrl) out(`  login URL:  ${st.loginUrl}`);
   if (st.listener) out(`  listener:   ${st.listener}`);
-  out(`  storage:    ${st.storage.events} events, ${st.storage.subscriptions} subscription(s) (${st.storage.offlineSubscriptions} offline), ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`);
+  const { subscriptions, offlineSubscriptions: offline, disabledSubscriptions: disabled } = st.storage;
+  const subs = `${subscriptions} subscription(s) (${offline} offline, ${disabled} disabled by 410 Gone)`;
+  out(`  storage:    ${st.storage.events} events, ${subs}, ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`);
   out(`  queue:      ${st.queue.pending} pending, ${st.queue.inFlight} in flight, ${st.queue.delivered} delivered, ${st.queue.failed} failed` + (st.queue.oldestPendingAt ? `, oldest pending since ${st.queue.oldestPendingAt}` : ''));
 }
 
@@ -90,7 +92,7 @@ export async function logout(argv: string[]): Promise<number> {
   return ExitCode.OK;
 }
 
-const eventFlags = {
+export const eventFlags = {
   ...commonFlags,
   topic: { type: 'string', describe: 'only this topic or pattern (e.g. ci/*)' },
   since: { type: 'string', describe: 'only events received since this ISO time' },

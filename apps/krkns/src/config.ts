@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import {
   controlUrlFlag,
   helpFlag,
+  listenerFlags,
   loggingFlags,
   osHostLabel,
   positive,
@@ -10,7 +11,7 @@ import {
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
-import { defaultRetryScheduleMs } from '@krkn/hub';
+import { defaultCredentialHeaders, defaultRetryScheduleMs } from '@krkn/hub';
 import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
 import { defaultStateDir } from '@krkn/tailnet';
 
@@ -48,6 +49,7 @@ export const runFlags = {
     describe: 'port of the webhook listener on the tailnet address',
     check: tcpPort,
   },
+  ...listenerFlags('KRKNS'),
   ...tagsFlag('KRKNS', 'tag:krkn'),
   ephemeral: { type: 'bool', env: 'KRKNS_EPHEMERAL', default: false, describe: 'register as an ephemeral node (removed when it stops)' },
   'body-limit': { type: 'size', env: 'KRKNS_BODY_LIMIT', default: 10 * 1024 * 1024, describe: 'largest webhook body accepted (413 above)', check: positive },
@@ -72,8 +74,44 @@ export const runFlags = {
     default: DEFAULT_CAPABILITY_NAME,
     describe: 'name of that app capability',
   },
+  'credential-header': {
+    type: 'list',
+    env: 'KRKNS_CREDENTIAL_HEADERS',
+    default: [],
+    describe: `more headers the events API never returns (always: ${defaultCredentialHeaders.join(', ')}); deliveries keep them`,
+    check: (names: string[]) => names.map(headerNameProblem).find(Boolean),
+  },
+  metrics: {
+    type: 'bool',
+    env: 'KRKNS_METRICS',
+    default: true,
+    describe: 'serve Prometheus metrics at GET /metrics on the tailnet listener (read right on every topic needed)',
+  },
+  'metrics-listen': {
+    type: 'string',
+    env: 'KRKNS_METRICS_LISTEN',
+    describe:
+      'also serve /metrics on this host address, e.g. 127.0.0.1:9464 (loopback only unless --metrics-listen-remote)',
+  },
+  'metrics-listen-remote': {
+    type: 'bool',
+    env: 'KRKNS_METRICS_LISTEN_REMOTE',
+    default: false,
+    describe: 'allow a non-loopback --metrics-listen (anyone reaching that address reads the metrics)',
+  },
+  'metrics-topic-labels': {
+    type: 'bool',
+    env: 'KRKNS_METRICS_TOPIC_LABELS',
+    default: false,
+    describe: 'label publish and delivery counters with the topic (one series per topic: keep topics few)',
+  },
   'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
 } satisfies FlagSpecs;
+
+// An HTTP token (RFC 9110 field-name).
+function headerNameProblem(name: string): string | undefined {
+  return /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name) ? undefined : `${name} is not a header name`;
+}
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {

@@ -1,4 +1,5 @@
-import { createLogger, diagnosticCommands } from '@krkn/cli-kit';
+import { createLogger, diagnosticCommands, type Flags } from '@krkn/cli-kit';
+import { authorizationSummary } from '@krkn/hub';
 import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
 import type { TailnetNode } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
@@ -7,9 +8,14 @@ import { krknsNode } from './node.js';
 // doctor, ping and whois read the same flags as run, so they look at the same node.
 const { 'shutdown-timeout': _s, ...flagsOfNodeCommands } = runFlags;
 
+type DoctorFlags = Pick<Flags<typeof runFlags>, 'control-url' | 'tags' | 'require-capability' | 'capability'>;
+
 /** The doctor's view of a krkns configured by these flags and this environment. */
-export function krknsDoctorInput(flags: { 'control-url'?: string | undefined; tags?: string[] | undefined }, stateDir: string, node?: TailnetNode): DoctorInput {
-  return doctorInputFrom({ app: 'krkns', stateDir, controlUrl: flags['control-url']!, advertisedTags: flags.tags ?? [], node });
+export function krknsDoctorInput(flags: DoctorFlags, stateDir: string, node?: TailnetNode): DoctorInput {
+  const mode = { requireCapability: flags['require-capability']!, capabilityName: flags.capability! };
+  const appChecks = [{ id: 'authorization', status: 'ok' as const, cause: authorizationSummary(mode) }];
+  const base = { app: 'krkns', stateDir, controlUrl: flags['control-url']!, advertisedTags: flags.tags ?? [] };
+  return doctorInputFrom({ ...base, node, appChecks });
 }
 
 /** doctor, ping, whois and policy. */

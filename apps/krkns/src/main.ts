@@ -1,15 +1,20 @@
 #!/usr/bin/env node
 // krkns: the webhook hub daemon. Each subcommand lives in its own module; this only dispatches.
 import { runCommands, type Command } from '@krkn/cli-kit';
-import { events, logout, status } from './admin.js';
+import { eventFlags, events, logout, status } from './admin.js';
+import { commonFlags, runFlags } from './config.js';
 import { diagnostics } from './diagnose.js';
 import { run } from './run.js';
 
 const commands: Record<string, Command> = {
-  run: { run, summary: 'run the hub in the foreground (joins the tailnet, serves the webhook API)' },
-  status: { run: status, summary: 'show the node, listener, storage and queue (works offline too)' },
-  logout: { run: logout, summary: "log the node out of the tailnet and discard its identity" },
-  events: { run: events, summary: 'list, show or redeliver stored events' },
+  run: { run, flags: runFlags, summary: 'run the hub in the foreground (joins the tailnet, serves the webhook API)' },
+  status: {
+    run: status,
+    flags: commonFlags,
+    summary: 'show the node, listener, storage and queue (works offline too)',
+  },
+  logout: { run: logout, flags: commonFlags, summary: "log the node out of the tailnet and discard its identity" },
+  events: { run: events, flags: eventFlags, summary: 'list, show or redeliver stored events' },
   ...diagnostics,
 };
 

@@ -6,15 +6,18 @@ import {
   bringUp,
   helpText,
   listenAdminSocket,
+  listenerLimitsOf,
   loggerFromFlags,
   parseFlags,
   readyLine,
+  usageError,
   type OwnNode,
 } from '@krkn/cli-kit';
-import { Hub, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, ownHostsOf, tailnetSender } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { inspectorRoutes } from '@krkn/inspector';
-import { serveFastify } from '@krkn/tailnet';
+import { HubMetrics, MetricsListenError, parseHostAddress, serveMetricsOnHost, type HostAddress } from '@krkn/metrics';
+import { formatDuration, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
 import { krknsNode } from './node.js';
@@ -36,6 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = loggerFromFlags(flags);
   const stateDir = stateDirOf(flags);
   const paths = pathsIn(stateDir);
+  const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']!);
 
   const node = krknsNode(flags, log);
   // The node's state lock is taken first, so a second krkns on this directory stops here.
@@ -55,38 +59,38 @@ export async function run(argv: string[]): Promise<number> {
       requireCapability: flags['require-capability']!,
       capabilityName: flags.capability!,
       maxConcurrentDeliveries: 16,
+      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']!],
     },
   });
+  const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels']! });
+  if (flags.metrics) hub.exposeMetrics(() => metrics.render());
   const admin = await hub.app(identifyAdmin);
   const doctor = () => krknsDoctorInput(flags, stateDir, node);
   await admin.register(adminRoutes, { node, log, doctor, stop: () => stop.abort() });
 
+  const closers: (() => Promise<void>)[] = [];
   try {
     await listenAdminSocket(admin, paths.adminSocket);
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
     const identify = identifyByWhois(node);
-    const api = await hub.app(identify, listenerUrl);
-    const hosts = () => ownNames(node.self?.name ?? status.self.dnsName, node.addresses);
-    await api.register(inspectorRoutes, { prefix: '/ui', hub, identify, hosts });
-    await serveFastify(api, node, flags.port!);
+    const api = await hub.app(identify, { url: listenerUrl, guardBrowsers: true });
+    await api.register(inspectorRoutes, { prefix: '/ui', hub, identify, hosts: () => ownHostsOf(node) });
+    await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
+    const metricsServer = metricsHost && (await serveMetricsOnHost(metricsHost, () => metrics.render(), log));
+    if (metricsServer) closers.push(() => metricsServer.close());
     hub.start();
     log.info({ node: status.self.dnsName, addresses: status.self.addresses, listener: listenerUrl, stateDir }, 'ready');
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
     await aborted(stop.signal);
+    await Promise.all(closers.map((close) => close()));
     await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout']! });
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
-    await Promise.allSettled([admin.close(), own.dispose()]);
+    await Promise.allSettled([admin.close(), own.dispose(), ...closers.map((close) => close())]);
     store.close();
     throw err;
   }
-}
-
-/** What a browser may call krkns: its MagicDNS name, the short name, and its tailnet addresses. */
-function ownNames(dnsName: string, addresses: readonly string[]): string[] {
-  const fqdn = dnsName.replace(/\.$/, '').toLowerCase();
-  return [fqdn, fqdn.split('.')[0]!, ...addresses].filter(Boolean);
 }
 
 /**
@@ -104,10 +108,33 @@ async function shutdown(p: {
   timeoutMs: number;
 }): Promise<void> {
   const started = Date.now();
+  const waitingFor = p.hub.inFlight;
+  if (waitingFor.requests + waitingFor.deliveries > 0) {
+    p.log.info(
+      waitingFor,
+      `stopping: new requests get 503; waiting up to ${formatDuration(p.timeoutMs)} (--shutdown-timeout) for ` +
+        `${waitingFor.requests} request(s) and ${waitingFor.deliveries} delivery attempt(s) in flight`,
+    );
+  }
   await p.hub.stop(p.timeoutMs);
+  const cutOff = p.hub.inFlight;
+  if (cutOff.requests + cutOff.deliveries > 0) {
+    p.log.warn(cutOff, 'stopped waiting: deliveries cut off are attempted again at the next start');
+  }
   await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
   await p.admin.close();
   p.store.close();
   await p.own.dispose();
   p.log.info({ ms: Date.now() - started }, 'stopped');
+}
+
+/** The `--metrics-listen` address, checked before anything starts (a bad one is a usage error). */
+function metricsHostOf(text: string | undefined, allowRemote: boolean): HostAddress | undefined {
+  if (text === undefined || text === '') return undefined;
+  try {
+    return parseHostAddress(text, allowRemote);
+  } catch (err) {
+    if (err instanceof MetricsListenError) throw usageError(`--metrics-listen: ${err.message}`);
+    throw err;
+  }
 }

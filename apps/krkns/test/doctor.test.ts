@@ -69,8 +69,13 @@ describe('krkns doctor', () => {
       throw new Error(`${err.message}; last report: ${JSON.stringify(last?.checks.filter((c) => c.status !== 'ok'))}`);
     });
     const { report } = await doctor(join(dir, 'healthy'));
-    expect(report.checks.map((c) => c.id)).toEqual(['login', 'auth-key', 'key-expiry', 'control', 'derp', 'peers']);
+    const ids = ['login', 'auth-key', 'authorization', 'key-expiry', 'hostname', 'control', 'derp', 'peers'];
+    expect(report.checks.map((c) => c.id)).toEqual(ids);
+    // The mode and what any peer may do, in one line: in the report, and in the log at start.
+    expect(check(report, 'authorization')?.cause).toMatch(/^open mode .* any peer .* may publish, subscribe and read/);
+    expect(k.stderr).toMatch(/authorisation: open mode \(--require-capability off\)/);
     expect(check(report, 'auth-key')?.cause).toContain('registered with the auth key');
+    expect(check(report, 'hostname')?.cause).toContain('registered under the name it asks for');
     expect(check(report, 'peers')?.cause).toContain('peer');
     expect(check(report, 'derp')?.cause).toContain('DERP region');
   });
@@ -84,6 +89,14 @@ describe('krkns doctor', () => {
     expect(c).toMatchObject({ status: 'warn' });
     expect(c?.cause).toContain('ignored');
     expect(c?.fix).toContain('TS_FORCE_LOGIN=1');
+  });
+
+  it('reports capability mode, with the capability name, when --require-capability is on', async () => {
+    const args = ['doctor', '--state-dir', join(dir, 'cached'), '--control-url', tailnet.url, '--json'];
+    const r = await Krkns.command([...args, '--require-capability', '--capability', 'example.com/cap/hooks']);
+    const line = check(JSON.parse(r.stdout) as Report, 'authorization');
+    expect(line?.status).toBe('ok');
+    expect(line?.cause).toMatch(/^capability mode \(example\.com\/cap\/hooks\): a peer may .* only the topics its grant/);
   });
 
   it('reports no peers as policy suppression with the likely causes', async () => {

@@ -132,6 +132,32 @@ describe('publishing', () => {
   });
 });
 
+describe('browsers on tailnet devices', () => {
+  const post = (path: string, headers: Record<string, string>, body: string) =>
+    tailnetFetch(publisher, `${hubUrl}${path}`, { method: 'POST', headers, body });
+  const codeOf = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+
+  it('answers 421 to a forged Host (what `curl --resolve evil.example:80:<ip>` sends) and stores nothing', async () => {
+    const before = (await clientFor(publisher).listEvents({ topic: 'rebind/**' })).length;
+    const res = await post('/hooks/rebind/x', { host: 'evil.example', 'content-type': 'text/plain' }, 'x');
+    expect([res.status, await codeOf(res)]).toEqual([421, 'MISDIRECTED_HOST']);
+    const read = await tailnetFetch(publisher, `${hubUrl}/events`, { headers: { host: 'evil.example:80' } });
+    expect(read.status).toBe(421);
+    expect((await clientFor(publisher).listEvents({ topic: 'rebind/**' })).length).toBe(before);
+  });
+
+  it('refuses a form-style cross-site POST, and serves stored bodies as sandboxed attachments', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.example' };
+    const res = await post('/hooks/forms/x', { ...form, 'sec-fetch-site': 'cross-site' }, 'a=1');
+    expect([res.status, await codeOf(res)]).toEqual([403, 'CROSS_SITE']);
+    const { id } = (await (await post('/hooks/forms/x', { 'content-type': 'text/html' }, '<b>hi</b>')).json()) as { id: string };
+    const body = await tailnetFetch(publisher, `${hubUrl}/events/${id}/body`);
+    expect(body.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(body.headers.get('content-disposition')).toMatch(/^attachment/);
+    expect(body.headers.get('content-security-policy')).toMatch(/^sandbox/);
+  });
+});
+
 describe('delivery', () => {
   it('delivers the raw body and the signature headers byte for byte, with the krkn headers', async () => {
     const sub = new Subscriber('sub-exact');
@@ -152,6 +178,31 @@ describe('delivery', () => {
       expect(got.headers['x-krkn-sender']).toBe(`publisher.${tailnet.domain}`);
     } finally {
       await sub.stop();
+    }
+  });
+
+  it("a peer's redeliver reaches only its own subscription; credentials are delivered, never read back", async () => {
+    const mine = new Subscriber('sub-mine');
+    const theirs = new Subscriber('sub-theirs');
+    const client = await mine.start(['own/*']);
+    await theirs.start(['own/*']);
+    try {
+      const headers = { authorization: 'Bearer s3cret', 'content-type': 'text/plain' };
+      const { id } = await clientFor(publisher).publish('own/x', 'x', headers);
+      const both = () => (mine.received.length === 1 && theirs.received.length === 1 ? true : undefined);
+      await waitFor(async () => both(), { timeoutMs: 15_000, what: 'both deliveries' });
+      expect(theirs.received[0]!.headers.authorization).toBe('Bearer s3cret');
+      const event = await client.getEvent(id);
+      expect(event.headers.map(([k]) => k.toLowerCase())).not.toContain('authorization');
+      expect(event.withheldHeaders).toEqual(['authorization']);
+      expect(await client.redeliver(id)).toEqual({ id, deliveries: 1 });
+      const again = () => (mine.received.length === 2 ? true : undefined);
+      await waitFor(async () => again(), { timeoutMs: 15_000, what: 'the redelivery' });
+      expect(mine.received[1]!.headers['x-krkn-redelivery']).toMatch(/^[0-9a-z]+$/);
+      await new Promise((r) => setTimeout(r, 1_000)); // nothing for the other subscriber
+      expect(theirs.received).toHaveLength(1);
+    } finally {
+      await Promise.all([mine.stop(), theirs.stop()]);
     }
   });
 

@@ -39,7 +39,7 @@ beforeAll(async () => {
       tagOwners: { 'tag:hub': ['ui@'], 'tag:ops': ['ui@'], 'tag:other': ['ui@'] },
       grants: [
         { src: ['*'], dst: ['*'], ip: ['*'] },
-        { src: ['tag:ops'], dst: ['tag:hub'], app: { [capability]: [{ publish: ['demo/**'], subscribe: ['demo/**'] }] } },
+        { src: ['tag:ops'], dst: ['tag:hub'], app: { [capability]: [{ publish: ['demo/**'], subscribe: ['demo/**'], read: ['demo/**'] }] } },
       ],
     }),
   );
@@ -123,11 +123,33 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     }
   });
 
-  it('redelivers on a click: the subscriber gets the event a second time', async () => {
-    await page.goto(`${ui}/events/${id}`);
-    await Promise.all([page.waitForURL(`${ui}/events/${id}`), page.click('#redeliver')]);
-    await waitFor(async () => (received.filter((r) => r.id === id).length === 2 ? true : undefined), { timeoutMs: 15_000, what: 'the second delivery' });
-    expect(received.filter((r) => r.id === id).map((r) => r.body.toString())).toEqual([JSON.stringify(payload), JSON.stringify(payload)]);
+  it("redelivers on a click to the clicking peer's own subscriptions only", async () => {
+    // The operator subscribes itself: its userspace tailscaled hands inbound tailnet TCP to the same loopback port.
+    const mine: string[] = [];
+    const own = Fastify();
+    own.removeAllContentTypeParsers();
+    own.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
+    own.post('/mine', async (req, reply) => {
+      if (req.headers['x-krkn-event-id'] === id) mine.push((req.body as Buffer).toString());
+      return reply.code(200).send();
+    });
+    await own.listen({ host: '127.0.0.1', port: 0 });
+    const port = (own.server.address() as AddressInfo).port;
+    const body = JSON.stringify({ topics: ['demo/push'], port, path: '/mine' });
+    const made = await operator.fetch(`http://${krkns.ip}/subscriptions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(made.status).toBe(201);
+    const subscriptionId = (made.json() as { id: string }).id;
+    try {
+      await page.goto(`${ui}/events/${id}`);
+      await Promise.all([page.waitForURL(`${ui}/events/${id}`), page.click('#redeliver')]);
+      await waitFor(async () => (mine.length === 1 ? true : undefined), { timeoutMs: 15_000, what: "the operator's redelivery" });
+      expect(mine).toEqual([JSON.stringify(payload)]);
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(received.filter((r) => r.id === id)).toHaveLength(1); // another peer's subscription is not flooded
+    } finally {
+      await operator.fetch(`http://${krkns.ip}/subscriptions/${subscriptionId}`, { method: 'DELETE' });
+      await own.close();
+    }
   });
 
   it('refuses a cross-site form post, and a post without the form token', async () => {
@@ -145,7 +167,7 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     expect(tokenless.status).toBe(403);
     expect(tokenless.text()).toContain('form token');
     await new Promise((r) => setTimeout(r, 1_000));
-    expect(received.filter((r) => r.id === id)).toHaveLength(2); // neither post redelivered
+    expect(received.filter((r) => r.id === id)).toHaveLength(1); // neither post redelivered
   });
 
   it("redraws the event's delivery timeline live after each attempt", async () => {

@@ -39,8 +39,10 @@ export type AnyFlagSpec = { [T in FlagType]: FlagSpec<T> }[FlagType];
 
 export type FlagSpecs = Record<string, AnyFlagSpec>;
 
-/** The parsed values: each flag's value (or undefined when unset without a default). */
-export type Flags<S extends FlagSpecs> = { [K in keyof S]: S[K] extends FlagSpec<infer T> ? ValueOf[T] | undefined : never };
+/** The parsed values: each flag's value; a flag without a default may be undefined. */
+export type Flags<S extends FlagSpecs> = {
+  [K in keyof S]: S[K] extends FlagSpec<infer T> ? (S[K] extends { default: unknown } ? ValueOf[T] : ValueOf[T] | undefined) : never;
+};
 
 /**
  * Parses `argv` against the specs: `--name value`, `--name=value`, `-x value`, `--bool`,

@@ -15,6 +15,8 @@ export type { AdminRoutesOptions } from './admin.js';
 export { diagnosticCommands } from './node-commands.js';
 export type { DiagnosticSpec } from './node-commands.js';
 export { runCommands } from './commands.js';
+export { completionScript, completionShells } from './completion.js';
+export type { CompletableCommand, CompletionShell } from './completion.js';
 export type { Command } from './commands.js';
 export { logOutStoredIdentity } from './logout.js';
 export { bringUp, aborted } from './own-node.js';
@@ -29,3 +31,4 @@ export {
   tagsFlag,
   tcpPort,
 } from './common-flags.js';
+export { listenerFlags, listenerLimitsOf } from './listener-flags.js';

@@ -136,14 +136,17 @@ export function diagnosticCommands<S extends FlagSpecs & { json: FlagSpec<'bool'
     };
   return {
     doctor: {
+      flags: spec.flags,
       summary: 'check login, keys, tags, control, DERP and peer visibility; name causes and fixes',
       run: withContext(`${app} doctor [flags]`, spec.doctorDescription, (ctx, _args, json) => doctorCommand(ctx, json, print, Boolean(process.stdout.isTTY))),
     },
     ping: {
+      flags: spec.flags,
       summary: `TSMP-ping a peer from ${app}'s own node`,
       run: withContext(`${app} ping <peer> [flags]`, `TSMP-pings a peer (MagicDNS name or tailnet IP) from ${app}'s own node.`, (ctx, args, json) => pingCommand(ctx, args[0], json, print)),
     },
     whois: {
+      flags: spec.flags,
       summary: 'name the node and user behind a tailnet address',
       run: withContext(`${app} whois <tailnet IP> [flags]`, `Names the node and user behind a tailnet address, with the capabilities it holds towards ${app}.`, (ctx, args, json) =>
         whoisCommand(ctx, args[0], json, print),

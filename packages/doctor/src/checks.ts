@@ -1,11 +1,14 @@
 import {
   TailnetError,
   inspectStateDir,
+  nameCollision,
   parseBoolean,
   tailnetFetch,
   type NodeStatus,
+  type PeerStatus,
   type TailnetNode,
 } from '@krkn/tailnet';
+import type { SubscriptionInfo } from '@krkn/hub-api';
 
 /** How one check came out. */
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -45,11 +48,16 @@ export interface DoctorInput {
   counterpart?: Counterpart;
   /** How the control server is probed from this host (default: global fetch). */
   hostFetch?: (url: string, init?: RequestInit) => Promise<Response>;
+  /** Facts of the app's own configuration (krkns: its authorisation mode), reported as they are. */
+  appChecks?: CheckResult[];
 }
 
 /** A DoctorInput for an app, with the auth-key facts read from the environment. */
 export function doctorInputFrom(
-  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & { node?: TailnetNode | undefined; counterpart?: Counterpart | undefined },
+  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & {
+    node?: TailnetNode | undefined;
+    counterpart?: Counterpart | undefined;
+  },
   env: NodeJS.ProcessEnv = process.env,
 ): DoctorInput {
   const { node, counterpart, ...rest } = base;
@@ -66,20 +74,20 @@ const ok = (id: string, cause: string): CheckResult => ({ id, status: 'ok', caus
 const warn = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'warn', cause, fix });
 const fail = (id: string, cause: string, fix: string): CheckResult => ({ id, status: 'fail', cause, fix });
 
-// Why the control server leaves a node out of every peer list (the Krkn guide's catalogue).
-const suppressionCauses =
+/** Why the control server leaves a node out of every peer list (the Krkn guide's catalogue). */
+export const suppressionCauses =
   'no grant or acl gives a path between them in either direction; a posture check (defaultSrcPosture or srcPosture) ' +
   'that embedded nodes can never pass; a tag missing from tagOwners; a group: rule expected to match tagged nodes';
 
 /** Runs every check that applies; live checks only when a running node is given. */
 export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const disk = readDisk(input.stateDir);
-  const results = [loginCheck(input, disk), ...authKeyCheck(input, disk)];
+  const results = [loginCheck(input, disk), ...authKeyCheck(input, disk), ...(input.appChecks ?? [])];
   const node = input.node;
   if (!node || node.state !== 'Running') return results;
   const status = await node.status();
-  results.push(keyExpiryCheck(status), ...tagChecks(input, status));
-  results.push(await controlCheck(input), derpCheck(node, status), peersCheck(input, status));
+  results.push(keyExpiryCheck(status), nameCheck(node.hostname, status), ...tagChecks(input, status));
+  results.push(await controlCheck(input), await derpCheck(node, status), peersCheck(input, status));
   if (input.counterpart) results.push(...(await counterpartChecks(node, status, input.counterpart)));
   return results;
 }
@@ -125,6 +133,20 @@ function keyExpiryCheck(status: NodeStatus): CheckResult {
   return ok('key-expiry', `the node key expires in ${days} days`);
 }
 
+/** The name asked for and the name given differ when another node holds it (the `-1` suffix case). */
+function nameCheck(requested: string, status: NodeStatus): CheckResult {
+  const collision = nameCollision(requested, status.self);
+  if (!collision) return ok('hostname', `registered under the name it asks for, ${requested}`);
+  const holder = status.peers.find((p) => p.dnsName.split('.')[0]?.toLowerCase() === requested.toLowerCase());
+  const who = holder ? `the node ${holder.dnsName} (${describePeer(holder)})` : 'a node this one cannot see (the policy hides it)';
+  return warn(
+    'hostname',
+    `asks for the name ${requested} but is registered as ${collision.given}: ${who} holds ${requested}`,
+    'if that node is stale, delete it (headscale nodes delete; Tailscale: admin console, Machines) ' +
+      `and rename this one to ${requested}; otherwise choose another --hostname`,
+  );
+}
+
 function tagChecks(input: DoctorInput, status: NodeStatus): CheckResult[] {
   if (input.advertisedTags.length === 0) return [];
   const missing = input.advertisedTags.filter((t) => !status.self.tags.includes(t));
@@ -152,7 +174,17 @@ async function controlCheck(input: DoctorInput): Promise<CheckResult> {
   return ok('control', `the control server ${input.controlUrl} answers`);
 }
 
-function derpCheck(node: TailnetNode, status: NodeStatus): CheckResult {
+// A node the doctor has just brought up needs a moment to connect to its relay.
+const relayConnectMs = 3_000;
+
+async function derpCheck(node: TailnetNode, status: NodeStatus): Promise<CheckResult> {
+  const deadline = Date.now() + relayConnectMs;
+  let relay = await node.relayProblem();
+  while (relay && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    relay = await node.relayProblem();
+  }
+  if (relay) return fail('derp', relay.cause, relay.fix);
   const problem = node.health.find((w) => w.code.includes('derp'));
   if (problem) return fail('derp', problem.text, 'the embedded node reaches peers only through DERP relays: check that the control server lists a reachable DERP region');
   if (!status.self.relay) return fail('derp', 'no home DERP region yet: peers cannot reach this node', 'wait a few seconds; if it stays, check the DERP map the control server sends');
@@ -191,6 +223,7 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
   try {
     const res = await tailnetFetch(node, `http://${peer.addresses[0]}:${cp.port}/healthz`, { signal: AbortSignal.timeout(10_000) });
     results.push(res.ok ? ok('server-api', `${cp.name} answers on port ${cp.port}`) : fail('server-api', `${cp.name} answered HTTP ${res.status} on /healthz`, `is it krkns listening on port ${cp.port}?`));
+    if (res.ok) results.push(await subscriptionsCheck(node, `http://${peer.addresses[0]}:${cp.port}`, cp.name));
   } catch (err) {
     results.push(
       fail(
@@ -203,9 +236,33 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
   return results;
 }
 
+/** This node's subscriptions on krkns: any disabled by a 410 Gone from its local app is a failure. */
+async function subscriptionsCheck(node: TailnetNode, base: string, server: string): Promise<CheckResult> {
+  try {
+    const res = await tailnetFetch(node, `${base}/subscriptions`, { signal: AbortSignal.timeout(10_000) });
+    const listFix = 'krknc status --server shows the subscriptions';
+    if (!res.ok) return warn('subscriptions', `${server} answered HTTP ${res.status} on /subscriptions`, listFix);
+    const { subscriptions } = (await res.json()) as { subscriptions: SubscriptionInfo[] };
+    const disabled = subscriptions.filter((s) => s.disabled !== null);
+    const total = `${subscriptions.length} subscription(s) on ${server}`;
+    if (disabled.length === 0) return ok('subscriptions', `${total}, none disabled`);
+    const which = disabled.map((s) => `${s.id} (port ${s.port}, since ${s.disabled!.at})`).join(', ');
+    const fix = 'fix the local app, then run krknc listen again: subscribing again enables the subscription';
+    return fail('subscriptions', `disabled after the local app answered 410 Gone: ${which}`, fix);
+  } catch (err) {
+    const cause = `cannot list subscriptions on ${server}: ${(err as Error).message}`;
+    return warn('subscriptions', cause, 'krknc status --server shows the subscriptions');
+  }
+}
+
 function findPeer(status: NodeStatus, name: string) {
   const n = name.replace(/:\d+$/, '').toLowerCase();
   return status.peers.find((p) => p.addresses.includes(n) || p.hostname.toLowerCase() === n || p.dnsName.toLowerCase() === n || p.dnsName.toLowerCase().split('.')[0] === n);
+}
+
+/** "100.64.0.1, tag:krkn, online" */
+function describePeer(peer: PeerStatus): string {
+  return [peer.addresses[0], peer.tags.join(' ') || peer.user, peer.online ? 'online' : 'offline'].filter(Boolean).join(', ');
 }
 
 function describeSelf(status: NodeStatus): string {

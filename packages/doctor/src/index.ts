@@ -3,6 +3,6 @@
  * silent failure from the Krkn guide (a login nobody saw, an auth key ignored, a node the policy
  * hides) with a one-line fix.
  */
-export { doctorInputFrom, runChecks } from './checks.js';
+export { doctorInputFrom, runChecks, suppressionCauses } from './checks.js';
 export type { CheckResult, CheckStatus, Counterpart, DoctorInput } from './checks.js';
 export { formatReport, reportExitCode } from './report.js';

@@ -9,6 +9,12 @@ export const deliveryHeaders = {
   sender: 'x-krkn-sender',
   /** ISO time krkns received the event. */
   receivedAt: 'x-krkn-received-at',
+  /**
+   * Present when someone asked for the event again (`krkns events redeliver`, POST
+   * /events/:id/redeliver): a token, the same on every attempt of that redelivery. A receiver that
+   * dedupes on the event id lets such a delivery through once per token.
+   */
+  redelivery: 'x-krkn-redelivery',
 } as const;
 
 /** Request headers that make a publish idempotent within its topic (first match wins). */
@@ -25,6 +31,7 @@ export type HubErrorCode =
   | 'FORBIDDEN_TARGET'
   | 'NOT_YOURS'
   | 'CROSS_SITE'
+  | 'MISDIRECTED_HOST'
   | 'EVENT_NOT_FOUND'
   | 'SUBSCRIPTION_NOT_FOUND'
   | 'NOT_FOUND'
@@ -85,9 +92,15 @@ export interface EventMeta {
   deliveries: DeliveryInfo[];
 }
 
-/** `GET /events/:id`: metadata, the original headers and the raw body (base64). */
+/**
+ * `GET /events/:id`: metadata, the original headers and the raw body (base64). Credential headers
+ * (Authorization, Cookie, Proxy-Authorization and those krkns is configured with) are left out of
+ * `headers` and named in `withheldHeaders`; deliveries still carry them.
+ */
 export interface EventDetail extends EventMeta {
   headers: [string, string][];
+  /** Lower-case names of the headers left out, each once. */
+  withheldHeaders: string[];
   bodyBase64: string;
 }
 
@@ -99,6 +112,11 @@ export interface SubscribeRequest {
   port: number;
   /** Path deliveries are POSTed to (default `/`). */
   path?: string;
+  /**
+   * Issue a new signing secret (answered once, in `secret`); the old one is still signed with for a
+   * day, so receivers can switch over. A new subscription always gets one.
+   */
+  rotateSecret?: boolean;
 }
 
 export interface SubscriptionInfo {
@@ -111,13 +129,27 @@ export interface SubscriptionInfo {
   createdAt: string;
   /** ISO time since when the subscriber could not be reached, or null. */
   offlineSince: string | null;
+  /** Set (ISO time, why) once the subscriber answered 410 Gone: nothing is sent until it subscribes again. */
+  disabled: { at: string; reason: string } | null;
+  /**
+   * The Standard Webhooks secret ("whsec_...") every attempt is signed with: only in the answer to the
+   * subscribe that issued it (a new subscription, or rotateSecret). Keep it: it is not shown again.
+   */
+  secret?: string;
 }
 
 /** `GET /status`. */
 export interface HubStatus {
   node: { name: string; addresses: string[]; state: string };
   listener: string;
-  storage: { events: number; subscriptions: number; offlineSubscriptions: number; databaseBytes: number };
+  storage: {
+    events: number;
+    subscriptions: number;
+    offlineSubscriptions: number;
+    /** Disabled because the subscriber answered 410 Gone. */
+    disabledSubscriptions: number;
+    databaseBytes: number;
+  };
   queue: { pending: number; delivered: number; failed: number; inFlight: number; oldestPendingAt: string | null };
   /** Set while the node waits for interactive login. */
   loginUrl?: string;

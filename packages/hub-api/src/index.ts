@@ -6,3 +6,5 @@ export * from './contract.js';
 export { HubClient, HubApiError } from './client.js';
 export type { FetchLike, ListEventsQuery } from './client.js';
 export { endToEndHeaders, pairsFromRaw } from './headers.js';
+export { newWebhookSecret, signWebhook, signatureHeaders, signatureToleranceMs, verifyWebhook } from './signature.js';
+export type { SignatureProblem } from './signature.js';

@@ -1,17 +1,33 @@
 /**
  * @krkn/hub-store — krkns's durable storage: events with their raw bodies and headers,
- * subscriptions, and what is still owed to whom. One SQLite file (WAL), committed before krkns
- * answers 202.
+ * subscriptions, and what is still owed to whom. Every write is committed before its promise
+ * resolves (so before krkns answers 202), in one SQLite file (embedded default, group commit) or
+ * in PostgreSQL (shared by several krkns replicas, deliveries claimed with leases).
  */
-export { HubStore, StoreError, newEventId } from './store.js';
+export { openStore, parseStoreUrl } from './open-store.js';
+export type { OpenStoreOptions, StoreLocation } from './open-store.js';
+export { SqliteStore } from './sqlite-store.js';
+export type { SqliteStoreOptions } from './sqlite-store.js';
+export { PostgresStore } from './pg-store.js';
+export type { PostgresStoreOptions } from './pg-store.js';
+export type { GroupCommitOptions } from './group-commit.js';
+export { StoreError, newEventId } from './types.js';
 export type {
+  AsyncHubStore,
   Delivery,
   DueDelivery,
   EventQuery,
   NewEvent,
+  NewSubscription,
+  Rejection,
   Sender,
+  StoreErrorCode,
   StoreStats,
   StoredEvent,
   Subscription,
   SubscriptionBacklog,
-} from './store.js';
+  TopicMatcher,
+} from './types.js';
+// Transition: the hub and krkns still use the synchronous SQLite class under its old name. Once the hub
+// awaits AsyncHubStore, this export goes and AsyncHubStore takes the name HubStore.
+export { SqliteCore as HubStore } from './sqlite-core.js';

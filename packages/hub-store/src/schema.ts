@@ -1,8 +1,9 @@
 /**
- * The database layout. `user_version` numbers it: a database newer than this code is refused
- * rather than misread; an older one is migrated forward in a transaction.
+ * The SQLite database layout. `user_version` numbers it: a database newer than this code is refused
+ * rather than misread; an older one is migrated forward in a transaction. PostgreSQL's layout
+ * (pg-schema.ts) keeps the same version numbers for the same steps.
  */
-export const schemaVersion = 1;
+export const schemaVersion = 3;
 
 export const migrations: Record<number, string> = {
   1: `
@@ -52,5 +53,23 @@ export const migrations: Record<number, string> = {
     );
     CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
     CREATE INDEX deliveries_event ON deliveries(event_seq);
+  `,
+  // Leases for replicas, and an index for each query the hub runs, so costs stay flat as the store grows:
+  // a subscription's pending queue in receipt order (head of line) and by due time (next wake-up).
+  2: `
+    ALTER TABLE subscriptions ADD COLUMN lease_owner TEXT;
+    ALTER TABLE subscriptions ADD COLUMN lease_until INTEGER;
+    DROP INDEX deliveries_due;
+    CREATE INDEX deliveries_pending_head ON deliveries(subscription_id, event_seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_pending_due ON deliveries(subscription_id, next_attempt_at) WHERE state = 'pending';
+  `,
+  // A subscriber that answered 410 Gone: no event is owed to it until it subscribes again. Each
+  // subscription's Standard Webhooks secret, and the rotated-out one while it is still signed with.
+  3: `
+    ALTER TABLE subscriptions ADD COLUMN disabled_at INTEGER;
+    ALTER TABLE subscriptions ADD COLUMN disabled_reason TEXT;
+    ALTER TABLE subscriptions ADD COLUMN secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
+    ALTER TABLE subscriptions ADD COLUMN previous_secret_until INTEGER;
   `,
 };

@@ -10,7 +10,7 @@ export interface AuthorizeConfig {
 }
 
 /**
- * Checks that the caller may publish to, or subscribe to (and read), a topic. With
+ * Checks that the caller may publish to, subscribe to, or read (pull stored events of) a topic. With
  * requireCapability, a peer needs an app-capability grant naming the topic; the admin socket
  * may do everything.
  */
@@ -34,12 +34,9 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: Topic
   }
 }
 
-/** The right that lets a caller read events (and redeliver them): the one place it is named. */
-export const readAction: TopicAction = 'subscribe';
-
-/** Fails (MISSING_CAPABILITY) unless the caller may read events of `topic`. */
+/** Fails (MISSING_CAPABILITY) unless the caller may read stored events of `topic` (the read right). */
 export function authorizeRead(config: AuthorizeConfig, caller: Caller, topic: string): void {
-  authorize(config, caller, readAction, topic);
+  authorize(config, caller, 'read', topic);
 }
 
 /**
@@ -49,10 +46,10 @@ export function authorizeRead(config: AuthorizeConfig, caller: Caller, topic: st
 export function authorizeReadSome(config: AuthorizeConfig, caller: Caller): void {
   if (caller.kind === 'admin' || !config.requireCapability) return;
   const grant = parseWebhookCapability(caller.capMap[config.capabilityName] ?? []);
-  if (!grant.ok || grant.value[readAction].length === 0) authorize(config, caller, readAction, '**');
+  if (!grant.ok || grant.value.read.length === 0) authorizeRead(config, caller, '**');
 }
 
-/** Whether the caller may read events of `topic`. */
+/** Whether the caller may read stored events of `topic` (the read right). */
 export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
   try {
     authorizeRead(config, caller, topic);
@@ -61,4 +58,22 @@ export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string):
     if (err instanceof HubError) return false;
     throw err;
   }
+}
+
+/**
+ * The authorisation mode and what any peer may do in it, in one line: krkns logs it at start and
+ * `doctor` reports it.
+ */
+export function authorizationSummary(config: AuthorizeConfig): string {
+  const always = 'credential headers are never returned; a peer redelivers only to its own subscriptions';
+  if (!config.requireCapability) {
+    return (
+      'open mode (--require-capability off): any peer the tailnet policy lets reach krkns may publish, ' +
+      `subscribe and read on every topic; ${always}`
+    );
+  }
+  return (
+    `capability mode (${config.capabilityName}): a peer may publish, subscribe and read only the topics ` +
+    `its grant lists for each, and nothing without a grant; ${always}`
+  );
 }

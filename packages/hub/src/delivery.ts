@@ -1,28 +1,50 @@
 import type { Logger } from 'pino';
 import type { DueDelivery } from '@krkn/hub-store';
+import { monotonicClock, type Clock } from './clock.js';
 import { asError } from './errors.js';
+import type { AttemptEvent } from './events.js';
 import type { DeliveryStore } from './ports.js';
 
 /** How one attempt ended. */
 export type AttemptOutcome =
   /** The subscriber answered 2xx in time. */
   | { kind: 'delivered'; status: number }
-  /** Reached, but it did not accept the event: spends an attempt. */
-  | { kind: 'rejected'; status: number | null; error: string }
+  /**
+   * Reached, but it did not accept the event: spends an attempt. `retryAfterMs` is the subscriber's
+   * Retry-After with a 429 or 503: the next attempt waits at least that long (up to maxRetryAfterMs).
+   */
+  | { kind: 'rejected'; status: number | null; error: string; retryAfterMs?: number }
+  /** 410 Gone: the subscriber wants no more; its subscription is disabled until it subscribes again. */
+  | { kind: 'gone'; status: number }
   /** Not reached at all (offline, no listener, hidden by policy): spends nothing. */
   | { kind: 'unreachable'; error: string };
 
-/** Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own. */
-export type SendAttempt = (due: DueDelivery, attempt: number) => Promise<AttemptOutcome>;
+/**
+ * Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own.
+ * `redelivery` is the token of an explicit redelivery (see deliveryHeaders.redelivery), if any.
+ */
+export type SendAttempt = (due: DueDelivery, attempt: number, redelivery?: string) => Promise<AttemptOutcome>;
 
 export interface DelivererOptions {
   /** Delay before each attempt: [0] is the first (immediately), the last entry is the final try. */
   retryScheduleMs: number[];
   maxConcurrent: number;
   logger: Logger;
-  /** Called once an attempt's outcome is stored (live views redraw the event). */
-  onAttempted?: (eventId: string) => void;
+  /** Default: a {@link monotonicClock} made with the deliverer. */
+  now?: Clock;
+  /** Told how each attempt ended, once its outcome is stored (Hub.events 'attempt'). */
+  onAttempt?: (e: AttemptEvent) => void;
+  /** Draws the jitter of each retry and probe delay, in [0, 1) (default Math.random; tests pin it). */
+  random?: () => number;
 }
+
+/**
+ * Every retry and probe delay is spread by up to this fraction either way, so a fleet of subscribers
+ * failing (or coming back) together is not attempted again in one burst.
+ */
+const retryJitter = 0.2;
+/** A subscriber's Retry-After is honoured up to this long; a larger one would park its queue for days. */
+const maxRetryAfterMs = 3600e3;
 
 // An unreachable subscriber is probed again after half the time it has been away, within these bounds.
 const minProbeMs = 2_000;
@@ -35,22 +57,32 @@ const storeRetryMs = 1_000;
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
  * in receipt order while nothing fails), up to maxConcurrent subscribers at once. Time is read
- * with Date.now() and waited with setTimeout, so tests drive it with fake timers.
+ * with a monotonic clock and waited with setTimeout, so tests drive it with fake timers.
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
+  private readonly random: () => number;
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
   private scanning = false;
   private scanAgain = false;
+  private readonly now: Clock;
+  /**
+   * Deliveries re-queued on request, by "subscription/event seq", with their redelivery token. Held
+   * in memory: after a restart the rest of a redelivery goes out unmarked (see the README).
+   */
+  private readonly redeliveries = new Map<string, string>();
 
   constructor(
     private readonly store: DeliveryStore,
     private readonly send: SendAttempt,
     private readonly opts: DelivererOptions,
-  ) {}
+  ) {
+    this.now = opts.now ?? monotonicClock();
+    this.random = opts.random ?? Math.random;
+  }
 
   /** Attempts in flight now. */
   get active(): number {
@@ -67,6 +99,11 @@ export class Deliverer {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), 0);
+  }
+
+  /** Marks re-queued deliveries as an explicit redelivery: their attempts carry `token`. */
+  markRedelivered(deliveries: { subscriptionId: string; eventSeq: number }[], token: string): void {
+    for (const d of deliveries) this.redeliveries.set(`${d.subscriptionId}/${d.eventSeq}`, token);
   }
 
   /** Stops starting attempts and waits up to timeoutMs for those in flight. */
@@ -110,13 +147,13 @@ export class Deliverer {
   private async launchDue(): Promise<void> {
     const room = this.opts.maxConcurrent - this.busy.size;
     if (room <= 0) return;
-    const due = await this.store.dueDeliveries(Date.now(), this.busy, room);
+    const due = await this.store.dueDeliveries(this.now(), this.busy, room);
     for (const d of due) if (!this.stopped) this.launch(d);
   }
 
   private async untilNextDue(): Promise<number> {
     const next = await this.store.nextDueAt();
-    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - Date.now()));
+    return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - this.now()));
   }
 
   private launch(due: DueDelivery): void {
@@ -139,30 +176,40 @@ export class Deliverer {
     const { delivery, event, subscription } = due;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
-    const startedAt = Date.now();
+    const startedAt = this.now();
+    const key = `${subscription.id}/${event.seq}`;
     let outcome: AttemptOutcome;
     try {
-      outcome = await this.send(due, attempt);
+      outcome = await this.send(due, attempt, this.redeliveries.get(key));
     } catch (err) {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
     }
-    const now = Date.now();
+    const now = this.now();
+    const status = outcome.kind === 'unreachable' ? null : outcome.status;
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
+        this.redeliveries.delete(key);
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
-        const retryAt = this.retryAt(attempt, now);
+        const retryAt = this.retryAt(attempt, now, outcome.retryAfterMs);
         const result = { status: outcome.status, error: outcome.error, retryAt };
         await this.store.recordRejected(subscription.id, event.seq, result, now);
+        if (retryAt === null) this.redeliveries.delete(key);
         if (retryAt === null) log.warn({ error: outcome.error }, 'delivery failed for good after the last attempt');
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
         break;
       }
+      case 'gone': {
+        const reason = `the subscriber answered ${outcome.status} Gone: disabled until it subscribes again`;
+        await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now);
+        log.warn({ node: subscription.nodeName, status: outcome.status }, reason);
+        break;
+      }
       case 'unreachable': {
         const away = subscription.offlineSince === null ? 0 : now - subscription.offlineSince;
-        const probeAt = now + Math.min(maxProbeMs, Math.max(minProbeMs, away / 2));
+        const probeAt = now + this.jittered(Math.min(maxProbeMs, Math.max(minProbeMs, away / 2)));
         await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
         if (subscription.offlineSince === null) {
           const fields = { node: subscription.nodeName, error: outcome.error };
@@ -171,12 +218,22 @@ export class Deliverer {
         break;
       }
     }
-    this.opts.onAttempted?.(event.id);
+    const ended = { outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic, eventId: event.id };
+    this.opts.onAttempt?.(ended);
   }
 
-  /** When attempt number `attempt + 1` is due, or null when `attempt` was the last. */
-  private retryAt(attempt: number, now: number): number | null {
+  /**
+   * When attempt number `attempt + 1` is due, or null when `attempt` was the last: the scheduled delay,
+   * jittered, and never sooner than the subscriber's Retry-After (bounded by maxRetryAfterMs).
+   */
+  private retryAt(attempt: number, now: number, retryAfterMs = 0): number | null {
     const delay = this.opts.retryScheduleMs[attempt];
-    return delay === undefined ? null : now + delay;
+    if (delay === undefined) return null;
+    return now + Math.max(this.jittered(delay), Math.min(retryAfterMs, maxRetryAfterMs));
+  }
+
+  /** `ms` spread uniformly over ±retryJitter of itself. */
+  private jittered(ms: number): number {
+    return Math.round(ms * (1 + retryJitter * (2 * this.random() - 1)));
   }
 }

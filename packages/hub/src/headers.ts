@@ -20,3 +20,20 @@ export function dedupeKeyOf(pairs: [string, string][], body: Buffer): string | u
   }
   return undefined;
 }
+
+/**
+ * Headers that carry a credential of whoever sent the webhook: stored and delivered as received,
+ * but never handed out by the events API (any peer allowed to read a topic would get them).
+ */
+export const defaultCredentialHeaders: readonly string[] = ['authorization', 'cookie', 'proxy-authorization'];
+
+/** The pairs without the named headers (names compared case-insensitively), and which were left out. */
+export function withoutHeaders(
+  pairs: [string, string][],
+  names: readonly string[],
+): { kept: [string, string][]; withheld: string[] } {
+  const drop = new Set(names.map((n) => n.toLowerCase()));
+  const kept = pairs.filter(([k]) => !drop.has(k.toLowerCase()));
+  const withheld = [...new Set(pairs.map(([k]) => k.toLowerCase()).filter((k) => drop.has(k)))];
+  return { kept, withheld };
+}

@@ -1,22 +1,38 @@
 import { EventEmitter } from 'node:events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
+import {
+  newWebhookSecret,
+  type EventMeta,
+  type HubStatus,
+  type PublishResponse,
+  type SubscriptionInfo,
+} from '@krkn/hub-api';
 import { StoreError, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
-import { authorize, authorizeRead, authorizeReadSome, mayRead, type AuthorizeConfig } from './authorize.js';
+import { ownHostsOf } from './browser-guard.js';
+import {
+  authorizationSummary,
+  authorize,
+  authorizeRead,
+  authorizeReadSome,
+  mayRead,
+  type AuthorizeConfig,
+} from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
+import { monotonicClock } from './clock.js';
 import { HubError, asError } from './errors.js';
-import { dedupeKeyOf } from './headers.js';
+import type { HubEventMap } from './events.js';
+import { dedupeKeyOf, withoutHeaders } from './headers.js';
 import type { HubNode, HubStorage } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
 import type {
   EventsQuery,
   EventWithBody,
-  HubChange,
   HubUseCases,
+  MetricsPage,
   PublishInput,
   SubscribeInput,
   SubscriberView,
@@ -35,6 +51,11 @@ export interface HubConfig extends AuthorizeConfig {
   deliveryTimeoutMs: number;
   /** Subscribers attempted at once (default 16). */
   maxConcurrentDeliveries: number;
+  /**
+   * Header names the events API never hands out (credentials): defaultCredentialHeaders plus any
+   * the operator adds. Stored bytes and deliveries keep them.
+   */
+  credentialHeaders: readonly string[];
 }
 
 /** The GitHub-like retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
@@ -51,6 +72,11 @@ export interface HubOptions {
 }
 
 const pruneEveryMs = 3600e3;
+/** The pattern of every topic. */
+const allTopics = '**';
+
+/** After a rotation, attempts carry the old secret's signature too for this long (receivers switch over). */
+const secretOverlapMs = 24 * 3600e3;
 
 /**
  * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
@@ -58,31 +84,36 @@ const pruneEveryMs = 3600e3;
  * tailnet listener (and on the admin socket), then calls start().
  */
 export class Hub implements HubUseCases {
+  /** What happens as it happens: publishes and delivery attempts (for metrics). */
+  readonly events = new EventEmitter<HubEventMap>();
   private readonly store: HubStorage;
+  private renderMetrics: (() => Promise<MetricsPage>) | undefined;
   private readonly config: HubConfig;
   private readonly node: HubNode;
   private readonly log: Logger;
   private readonly deliverer: Deliverer;
+  /** Every time the hub stores or compares: immune to wall-clock jumps (see monotonicClock). */
+  private readonly now = monotonicClock();
   private pruneTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
   private activeRequests = 0;
   private idle: (() => void) | undefined;
   private readonly onPeers = (): void => void this.wakeOnlineSubscribers();
-  private readonly changes = new EventEmitter<{ change: [HubChange] }>();
 
   constructor(opts: HubOptions) {
     this.store = opts.store;
     this.config = opts.config;
     this.node = opts.node;
     this.log = opts.logger;
-    // Every open live view of the inspector listens; the inspector caps how many are open.
-    this.changes.setMaxListeners(0);
+    // Metrics and every open live view of the inspector listen; the inspector caps how many are open.
+    this.events.setMaxListeners(0);
     this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
       logger: this.log.child({ component: 'delivery' }),
-      onAttempted: (eventId) => this.changes.emit('change', { kind: 'attempted', eventId }),
+      now: this.now,
+      onAttempt: (e) => this.events.emit('attempt', e),
     });
   }
 
@@ -91,9 +122,13 @@ export class Hub implements HubUseCases {
     return this.closingFlag;
   }
 
-  /** A fastify app with the hub's routes; `identify` decides who the caller is. */
-  async app(identify: Identify, listenerUrl = ''): Promise<FastifyInstance> {
-    if (listenerUrl) this.listenerUrl = listenerUrl;
+  /**
+   * A fastify app with the hub's routes; `identify` decides who the caller is. The tailnet
+   * listener passes its URL and `guardBrowsers` (Host, cross-site and form checks, see
+   * checkBrowserRequest); the admin socket passes neither.
+   */
+  async app(identify: Identify, listener: { url?: string; guardBrowsers?: boolean } = {}): Promise<FastifyInstance> {
+    if (listener.url) this.listenerUrl = listener.url;
     // No per-request logging by fastify: the hub logs what matters (events, subscriptions, errors).
     const app = Fastify({ bodyLimit: 1 << 20 });
     // Count requests in flight, so stop() can let them finish.
@@ -101,12 +136,16 @@ export class Hub implements HubUseCases {
       this.activeRequests++;
       reply.raw.once('close', () => this.requestDone()); // once per request: finished or aborted
     });
-    await app.register(hubRoutes, { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log });
+    const ownHosts = listener.guardBrowsers ? () => ownHostsOf(this.node) : undefined;
+    const routes = { hub: this, identify, bodyLimit: this.config.bodyLimit, log: this.log };
+    await app.register(hubRoutes, { ...routes, ...(ownHosts ? { ownHosts } : {}) });
     return app;
   }
 
-  /** Starts delivering and pruning. */
+  /** Starts delivering and pruning; logs the authorisation mode. */
   start(): void {
+    const { requireCapability, capabilityName } = this.config;
+    this.log.info({ requireCapability, capabilityName }, `authorisation: ${authorizationSummary(this.config)}`);
     this.deliverer.start();
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
@@ -120,7 +159,7 @@ export class Hub implements HubUseCases {
    */
   async stop(timeoutMs: number): Promise<void> {
     this.closingFlag = true;
-    this.changes.emit('change', { kind: 'closing' });
+    this.events.emit('closing');
     clearInterval(this.pruneTimer);
     this.node.off('peers', this.onPeers);
     const requestsDone = new Promise<void>((resolve) => {
@@ -131,9 +170,9 @@ export class Hub implements HubUseCases {
     await Promise.all([this.deliverer.stop(timeoutMs), Promise.race([requestsDone, bound])]);
   }
 
-  watch(listener: (change: HubChange) => void): () => void {
-    this.changes.on('change', listener);
-    return () => void this.changes.off('change', listener);
+  /** Requests being answered and delivery attempts under way: what stop() waits for. */
+  get inFlight(): { requests: number; deliveries: number } {
+    return { requests: this.activeRequests, deliveries: this.deliverer.active };
   }
 
   checkRead(caller: Caller): void {
@@ -141,7 +180,24 @@ export class Hub implements HubUseCases {
   }
 
   checkPublish(caller: Caller, topic: string): void {
-    authorize(this.config, caller, 'publish', validTopic(topic));
+    try {
+      authorize(this.config, caller, 'publish', validTopic(topic));
+    } catch (err) {
+      this.events.emit('published', { outcome: 'refused', topic, bytes: 0, eventId: null });
+      throw err;
+    }
+  }
+
+  /** Serves `GET /metrics` with this page (krkns sets it when metrics are on). */
+  exposeMetrics(render: () => Promise<MetricsPage>): void {
+    this.renderMetrics = render;
+  }
+
+  /** Metrics span every topic: a caller needs the read right on all of them. */
+  async metrics(caller: Caller): Promise<MetricsPage> {
+    if (!this.renderMetrics) throw new HubError('NOT_FOUND', 'metrics are off on this krkns');
+    authorize(this.config, caller, 'read', allTopics);
+    return this.renderMetrics();
   }
 
   async publish(caller: Caller, input: PublishInput): Promise<PublishResponse> {
@@ -151,11 +207,10 @@ export class Hub implements HubUseCases {
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
-    const { event, duplicate } = await this.store.publish(stored, topicMatches);
-    if (!duplicate) {
-      this.deliverer.kick();
-      this.changes.emit('change', { kind: 'published', eventId: event.id });
-    }
+    const { event, duplicate } = await this.store.publish(stored, topicMatches, this.now());
+    if (!duplicate) this.deliverer.kick();
+    const outcome = duplicate ? 'duplicate' : 'stored';
+    this.events.emit('published', { outcome, topic, bytes: body.length, eventId: event.id });
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
   }
@@ -169,10 +224,14 @@ export class Hub implements HubUseCases {
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
-    const sub = await this.store.subscribe({ ...owner, port, path, topics });
+    const secret = newWebhookSecret();
+    const rotation = input.rotateSecret ? { rotateSecretUntil: this.now() + secretOverlapMs } : {};
+    const sub = await this.store.subscribe({ ...owner, port, path, topics, secret, ...rotation }, this.now());
     this.deliverer.kick();
-    this.log.info({ subscription: sub.id, node: caller.node, topics }, 'subscribed');
-    return subscriptionInfo(sub);
+    const issued = sub.secret === secret;
+    this.log.info({ subscription: sub.id, node: caller.node, topics, secretIssued: issued }, 'subscribed');
+    // The secret goes to its owner once, in this answer; listings never show it.
+    return { ...subscriptionInfo(sub), ...(issued ? { secret } : {}) };
   }
 
   async listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]> {
@@ -219,14 +278,20 @@ export class Hub implements HubUseCases {
 
   async getEvent(caller: Caller, id: string): Promise<EventWithBody> {
     const event = await this.readableEvent(caller, id);
-    return { ...(await this.metaOf(event)), headers: event.headers, body: event.body };
+    const { kept, withheld } = withoutHeaders(event.headers, this.config.credentialHeaders);
+    return { ...(await this.metaOf(event)), headers: kept, withheldHeaders: withheld, body: event.body };
   }
 
   async redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }> {
-    const event = await this.readableEvent(caller, id);
+    const event = await this.store.getEvent(id);
+    if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
+    authorize(this.config, caller, 'subscribe', event.topic);
+    // A peer re-queues only its own subscriptions: asking again must not flood everyone else's.
+    const onlyNode = caller.kind === 'peer' ? caller.nodeId : undefined;
+    await this.markRedelivery(event, onlyNode); // before they are due: no attempt goes out unmarked
     let deliveries: number;
     try {
-      deliveries = await this.store.redeliver(event.id, topicMatches);
+      deliveries = await this.store.redeliver(event.id, topicMatches, this.now(), onlyNode);
     } catch (err) {
       // Pruned between the read above and now.
       if (err instanceof StoreError && err.code === 'NOT_FOUND') throw new HubError('EVENT_NOT_FOUND', err.message);
@@ -236,7 +301,7 @@ export class Hub implements HubUseCases {
     return { id: event.id, deliveries };
   }
 
-  async status(): Promise<HubStatus> {
+  async status(caller: Caller): Promise<HubStatus> {
     const s = await this.store.stats();
     const node = this.node;
     return {
@@ -246,6 +311,7 @@ export class Hub implements HubUseCases {
         events: s.events,
         subscriptions: s.subscriptions,
         offlineSubscriptions: s.offlineSubscriptions,
+        disabledSubscriptions: s.disabledSubscriptions,
         databaseBytes: s.databaseBytes,
       },
       queue: {
@@ -255,7 +321,8 @@ export class Hub implements HubUseCases {
         inFlight: this.deliverer.active,
         oldestPendingAt: s.oldestPendingAt === null ? null : new Date(s.oldestPendingAt).toISOString(),
       },
-      ...(node.loginUrl ? { loginUrl: node.loginUrl } : {}),
+      // Whoever opens the URL first owns this node's next registration: the operator only.
+      ...(node.loginUrl && caller.kind === 'admin' ? { loginUrl: node.loginUrl } : {}),
     };
   }
 
@@ -264,6 +331,14 @@ export class Hub implements HubUseCases {
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
     authorizeRead(this.config, caller, event.topic);
     return event;
+  }
+
+  /** Gives the deliveries a redelivery re-queues a token, so receivers that dedupe let them through. */
+  private async markRedelivery(event: StoredEvent, onlyNode: string | undefined): Promise<void> {
+    const subs = await this.store.listSubscriptions(onlyNode);
+    const requeued = subs.filter((s) => s.topics.some((p) => topicMatches(p, event.topic)));
+    const token = this.now().toString(36);
+    this.deliverer.markRedelivered(requeued.map((s) => ({ subscriptionId: s.id, eventSeq: event.seq })), token);
   }
 
   private async metaOf(event: StoredEvent): Promise<EventMeta> {
@@ -277,7 +352,7 @@ export class Hub implements HubUseCases {
 
   private async prune(): Promise<void> {
     try {
-      const n = await this.store.prune(Date.now() - this.config.retentionMs);
+      const n = await this.store.prune(this.now() - this.config.retentionMs);
       if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
     } catch (err) {
       this.log.error({ err: asError(err) }, 'cannot prune events past retention');
@@ -292,7 +367,7 @@ export class Hub implements HubUseCases {
       const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
       for (const sub of offline) {
         if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
-          await this.store.wake(sub.id);
+          await this.store.wake(sub.id, this.now());
           this.deliverer.kick();
         }
       }

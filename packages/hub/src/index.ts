@@ -4,21 +4,26 @@
  * delivery loop with retries and offline queues.
  */
 export { Hub, defaultRetryScheduleMs } from './hub.js';
+export { defaultCredentialHeaders } from './headers.js';
 export type { HubConfig, HubOptions } from './hub.js';
 export type { HubNode, HubStorage } from './ports.js';
 export type {
   EventsQuery,
   EventWithBody,
-  HubChange,
   HubUseCases,
+  MetricsPage,
   PublishInput,
   SubscribeInput,
   SubscriberView,
 } from './use-cases.js';
+export type { AttemptEvent, HubEventMap, PublishedEvent } from './events.js';
 export { hubRoutes } from './routes.js';
 export type { HubRoutesOptions } from './routes.js';
+export { authorizationSummary } from './authorize.js';
+export type { AuthorizeConfig } from './authorize.js';
 export { identifyAdmin, identifyByWhois } from './caller.js';
 export type { Caller, Identify } from './caller.js';
 export type { AttemptOutcome, SendAttempt } from './delivery.js';
 export { tailnetSender } from './tailnet-sender.js';
 export { HubError, toHubError } from './errors.js';
+export { checkHost, ownHostsOf } from './browser-guard.js';

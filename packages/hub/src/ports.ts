@@ -3,6 +3,7 @@ import type {
   DueDelivery,
   EventQuery,
   NewEvent,
+  NewSubscription,
   StoredEvent,
   StoreStats,
   Subscription,
@@ -29,6 +30,7 @@ export interface DeliveryStore {
     outcome: { status: number | null; error: string; retryAt: number | null },
     now: number,
   ): Awaitable<void>;
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now: number): Awaitable<void>;
   recordUnreachable(
     subscriptionId: string,
     eventSeq: number,
@@ -41,16 +43,17 @@ export interface DeliveryStore {
 
 /** What the hub needs from storage (a subset of @krkn/hub-store's HubStore). */
 export interface HubStorage extends DeliveryStore {
-  publish(input: NewEvent, matches: TopicMatcher): Awaitable<{ event: StoredEvent; duplicate: boolean }>;
+  publish(input: NewEvent, matches: TopicMatcher, now: number): Awaitable<{ event: StoredEvent; duplicate: boolean }>;
   getEvent(id: string): Awaitable<StoredEvent | undefined>;
   listEvents(q: EventQuery): Awaitable<StoredEvent[]>;
   deliveriesOf(eventId: string): Awaitable<Delivery[]>;
-  redeliver(eventId: string, matches: TopicMatcher): Awaitable<number>;
-  subscribe(input: Omit<Subscription, 'id' | 'createdAt' | 'updatedAt' | 'offlineSince'>): Awaitable<Subscription>;
+  /** Re-queues an event from attempt one to the subscriptions matching it: only node `nodeId`'s when given. */
+  redeliver(eventId: string, matches: TopicMatcher, now: number, nodeId?: string): Awaitable<number>;
+  subscribe(input: NewSubscription, now: number): Awaitable<Subscription>;
   getSubscription(id: string): Awaitable<Subscription | undefined>;
   listSubscriptions(nodeId?: string): Awaitable<Subscription[]>;
   unsubscribe(id: string): Awaitable<boolean>;
-  wake(subscriptionId: string): Awaitable<void>;
+  wake(subscriptionId: string, now: number): Awaitable<void>;
   prune(before: number): Awaitable<number>;
   stats(): Awaitable<StoreStats>;
   backlogs(): Awaitable<SubscriptionBacklog[]>;

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastif
 import type { Logger } from 'pino';
 import { endToEndHeaders, pairsFromRaw, type EventDetail, type PublishResponse } from '@krkn/hub-api';
 import type { Caller, Identify } from './caller.js';
+import { checkBrowserRequest } from './browser-guard.js';
 import { HubError, toHubError } from './errors.js';
 import type { EventsQuery, HubUseCases, SubscribeInput } from './use-cases.js';
 
@@ -14,6 +15,11 @@ export interface HubRoutesOptions {
   bodyLimit: number;
   /** Where failed requests (5xx) are logged. */
   log: Logger;
+  /**
+   * The tailnet listener's own names and addresses: when given, requests a browser could be
+   * tricked into sending are refused (see checkBrowserRequest). The admin socket has none.
+   */
+  ownHosts?: () => readonly string[];
 }
 
 // Body fields that would name a delivery target other than the caller (see SubscribeInput).
@@ -23,7 +29,8 @@ const targetFields = ['address', 'host', 'url', 'target'] as const;
  * The krkns HTTP API as a fastify plugin: it turns requests into calls of the hub's use cases
  * and their results (or HubErrors) into answers. The caller is identified before any body is read.
  */
-export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub, identify, bodyLimit, log }) => {
+export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, opts) => {
+  const { hub, identify, bodyLimit, log, ownHosts } = opts;
   app.setErrorHandler((err, req, reply) => {
     const e = toHubError(err);
     if (e.status >= 500) log.error({ err: e.cause instanceof Error ? e.cause : e, url: req.url }, 'request failed');
@@ -33,12 +40,12 @@ export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub
     const e = new HubError('NOT_FOUND', `no route ${req.method} ${req.url}`);
     void reply.code(e.status).send(e.toBody());
   });
-  app.addHook('onRequest', async () => {
+  app.addHook('onRequest', async (req) => {
     if (hub.closing) throw new HubError('SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
+    if (ownHosts) checkBrowserRequest(req, ownHosts());
   });
 
   app.get('/healthz', async () => ({ ok: true }));
-  app.get('/status', async () => hub.status());
 
   await app.register(async (identified) => {
     const callers = new WeakMap<FastifyRequest, Caller>();
@@ -48,6 +55,7 @@ export const hubRoutes: FastifyPluginAsync<HubRoutesOptions> = async (app, { hub
       if (caller === undefined) throw new HubError('INTERNAL', 'request without an identified caller');
       return caller;
     };
+    identified.get('/status', async (req) => hub.status(callerOf(req)));
     await identified.register(publishRoute, { hub, callerOf, bodyLimit });
     eventRoutes(identified, hub, callerOf);
     subscriptionRoutes(identified, hub, callerOf);
@@ -86,7 +94,14 @@ function eventRoutes(app: FastifyInstance, hub: HubUseCases, callerOf: CallerOf)
 
   app.get('/events/:id/body', async (req, reply) => {
     const event = await hub.getEvent(callerOf(req), idParam(req));
-    void reply.header('content-type', event.contentType ?? 'application/octet-stream');
+    // A stored body is whatever a publisher sent (HTML, SVG, script): a browser must never render it
+    // as a page of krkns's origin.
+    void reply.headers({
+      'content-type': event.contentType ?? 'application/octet-stream',
+      'x-content-type-options': 'nosniff',
+      'content-disposition': `attachment; filename="${event.id}"`,
+      'content-security-policy': "sandbox; default-src 'none'",
+    });
     return event.body;
   });
 
@@ -106,6 +121,11 @@ function subscriptionRoutes(app: FastifyInstance, hub: HubUseCases, callerOf: Ca
 
   app.get('/subscriptions', async (req) => ({ subscriptions: await hub.listSubscriptions(callerOf(req)) }));
 
+  app.get('/metrics', async (req, reply) => {
+    const page = await hub.metrics(callerOf(req));
+    return reply.type(page.contentType).send(page.body);
+  });
+
   app.delete('/subscriptions/:id', async (req) => {
     const id = idParam(req);
     await hub.unsubscribe(callerOf(req), id);
@@ -120,7 +140,7 @@ function idParam(req: FastifyRequest): string {
 /** Decodes a `POST /subscriptions` body (see SubscribeRequest in @krkn/hub-api). */
 function subscribeInput(raw: unknown): SubscribeInput {
   const body = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-  const { topics, port, path = '/' } = body;
+  const { topics, port, path = '/', rotateSecret = false } = body;
   if (!Array.isArray(topics) || topics.length === 0 || !topics.every((t) => typeof t === 'string')) {
     throw new HubError('BAD_REQUEST', '"topics" must be a non-empty list of topics or patterns such as "ci/*"');
   }
@@ -130,9 +150,10 @@ function subscribeInput(raw: unknown): SubscribeInput {
   if (typeof path !== 'string' || !path.startsWith('/') || path.length > 1024) {
     throw new HubError('BAD_REQUEST', '"path" must start with "/"');
   }
+  if (typeof rotateSecret !== 'boolean') throw new HubError('BAD_REQUEST', '"rotateSecret" must be true or false');
   const named = targetFields.filter((f) => body[f] !== undefined);
   const namedTargets = named.map((field) => ({ field, host: hostOf(body[field]) }));
-  return { topics: topics as string[], port, path, namedTargets };
+  return { topics: topics as string[], port, path, rotateSecret, namedTargets };
 }
 
 /** The host a target field names ("" when it is not a string): scheme, port, path and brackets cut off. */
@@ -143,13 +164,22 @@ function hostOf(v: unknown): string {
 
 /** Decodes the query of `GET /events`. */
 function eventsQuery(raw: unknown): EventsQuery {
-  const q = raw as Record<string, string | undefined>;
+  const q = singleValued(raw);
   return {
     ...(q.topic === undefined ? {} : { topic: q.topic }),
     ...(q.after ? { after: q.after } : {}),
     ...(q.since ? { since: parseSince(q.since) } : {}),
     limit: parseLimit(q.limit),
   };
+}
+
+/** A query as name -> value; a parameter given twice (fastify parses it as a list) is a BAD_REQUEST. */
+function singleValued(raw: unknown): Record<string, string | undefined> {
+  const q = (raw ?? {}) as Record<string, unknown>;
+  for (const [name, value] of Object.entries(q)) {
+    if (typeof value !== 'string') throw new HubError('BAD_REQUEST', `query parameter "${name}" must be given once`);
+  }
+  return q as Record<string, string>;
 }
 
 function parseSince(s: string): number {

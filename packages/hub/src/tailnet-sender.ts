@@ -1,6 +1,8 @@
 import { request, type Agent } from 'node:http';
-import { deliveryHeaders, endToEndHeaders } from '@krkn/hub-api';
+import { deliveryHeaders, endToEndHeaders, signWebhook, signatureHeaders } from '@krkn/hub-api';
+import type { Subscription } from '@krkn/hub-store';
 import { TailnetError, tailnetAgent, type TailnetNode } from '@krkn/tailnet';
+import { outcomeOfAnswer } from './answer.js';
 import type { AttemptOutcome, SendAttempt } from './delivery.js';
 
 /**
@@ -18,23 +20,26 @@ const unreachableCodes = new Set(['UNKNOWN_PEER', 'TIMEOUT', 'DIAL_FAILED', 'NOT
 
 /**
  * Posts one attempt over the tailnet to the subscriber's own address, with the original headers
- * and body, and the krkn headers (event id, topic, attempt). Success is a 2xx within timeoutMs.
+ * and body, and the krkn headers (event id, topic, attempt). Success is a 2xx within timeoutMs;
+ * other answers mean what {@link outcomeOfAnswer} says.
  */
 function postOver(agent: Agent, timeoutMs: number): SendAttempt {
   const noAnswer = `no answer within ${timeoutMs / 1000}s`;
-  return ({ event, subscription }, attempt) =>
+  return ({ event, subscription }, attempt, redelivery) =>
     new Promise<AttemptOutcome>((resolve) => {
       let connected = false;
       // A flat [name, value, ...] list: names keep their case, repeated headers stay separate.
       // (Node adds no Host header to a list like this, so it is the first entry.)
       const headers = [
         ['Host', `${subscription.address}:${subscription.port}`],
-        ...endToEndHeaders(event.headers).filter(([k]) => !k.toLowerCase().startsWith('x-krkn-')),
+        ...endToEndHeaders(event.headers).filter(([k]) => !ownHeader(k)),
+        ...signatureOf(subscription, event.id, event.body),
         [deliveryHeaders.eventId, event.id],
         [deliveryHeaders.topic, event.topic],
         [deliveryHeaders.attempt, String(attempt)],
         [deliveryHeaders.sender, event.sender.node],
         [deliveryHeaders.receivedAt, new Date(event.receivedAt).toISOString()],
+        ...(redelivery === undefined ? [] : [[deliveryHeaders.redelivery, redelivery]]),
         ['content-length', String(event.body.length)],
       ].flat();
       const req = request({
@@ -49,11 +54,7 @@ function postOver(agent: Agent, timeoutMs: number): SendAttempt {
       req.on('socket', () => (connected = true));
       req.on('response', (res) => {
         res.resume(); // the answer's body is not ours to keep
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const ok = status >= 200 && status < 300;
-          resolve(ok ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` });
-        });
+        res.on('end', () => resolve(outcomeOfAnswer(res.statusCode ?? 0, res.headers['retry-after'])));
         res.on('error', (err) => resolve({ kind: 'rejected', status: res.statusCode ?? null, error: err.message }));
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
@@ -64,4 +65,22 @@ function postOver(agent: Agent, timeoutMs: number): SendAttempt {
       });
       req.end(event.body);
     });
+}
+
+const signatureHeaderNames = new Set<string>(Object.values(signatureHeaders));
+
+/** Headers krkns sets on each attempt: a publisher's own of these names are not passed on (they would clash). */
+function ownHeader(name: string): boolean {
+  const k = name.toLowerCase();
+  return k.startsWith('x-krkn-') || signatureHeaderNames.has(k);
+}
+
+/**
+ * The Standard Webhooks headers of an attempt, signed with the current secret and a rotated-out one
+ * until its overlap ends; none for a subscription made before secrets existed (until it subscribes again).
+ */
+function signatureOf(sub: Subscription, id: string, body: Buffer, now = Date.now()): [string, string][] {
+  const previous = sub.previousSecret && sub.previousSecret.until > now ? [sub.previousSecret.secret] : [];
+  const secrets = sub.secret === null ? previous : [sub.secret, ...previous];
+  return secrets.length === 0 ? [] : signWebhook(secrets, id, body, now);
 }

@@ -1,5 +1,13 @@
+import type { EventEmitter } from 'node:events';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import type { Caller } from './caller.js';
+import type { HubEventMap } from './events.js';
+
+/** A rendered metrics page and its content type (Prometheus text format). */
+export interface MetricsPage {
+  contentType: string;
+  body: string;
+}
 
 /** A webhook as received: the topic from the path, the end-to-end headers and the raw body. */
 export interface PublishInput {
@@ -14,6 +22,8 @@ export interface SubscribeInput {
   topics: string[];
   port: number;
   path: string;
+  /** Issue a new signing secret; the current one is still signed with for an overlap (see secretOverlapMs). */
+  rotateSecret: boolean;
   /** Hosts the body named as a delivery target (address, host, url, target): each must be the caller. */
   namedTargets: { field: string; host: string }[];
 }
@@ -32,9 +42,11 @@ export interface EventsQuery {
   limit: number;
 }
 
-/** One event with its original headers and raw body. */
+/** One event with its original headers, less the credential ones, and its raw body. */
 export interface EventWithBody extends EventMeta {
   headers: [string, string][];
+  /** Lower-case names of the credential headers left out of `headers`. */
+  withheldHeaders: string[];
   body: Buffer;
 }
 
@@ -43,12 +55,6 @@ export interface SubscriberView extends SubscriptionInfo {
   pending: number;
   lastDeliveredAt: string | null;
 }
-
-/** What changed in the hub, for live views: an event arrived, an attempt ended, the hub began stopping. */
-export type HubChange =
-  | { kind: 'published'; eventId: string }
-  | { kind: 'attempted'; eventId: string }
-  | { kind: 'closing' };
 
 /**
  * What the HTTP API can ask of the hub: each operation authorises the caller, stores, and wakes
@@ -69,11 +75,17 @@ export interface HubUseCases {
   /** Events the caller may read, oldest first unless asked for newest first; an unknown cursor is BAD_REQUEST. */
   listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;
   getEvent(caller: Caller, id: string): Promise<EventWithBody>;
-  /** Owes the event again to every subscription matching it now; answers how many. */
+  /**
+   * Owes the event again, from attempt one, to the caller's own subscriptions matching it now (to
+   * every matching subscription for the admin socket); answers how many.
+   */
   redeliver(caller: Caller, id: string): Promise<{ id: string; deliveries: number }>;
-  status(): Promise<HubStatus>;
+  /** The hub's health and queue; a pending login URL only for the admin socket. */
+  status(caller: Caller): Promise<HubStatus>;
+  /** The Prometheus metrics page; needs the read right on every topic. */
+  metrics(caller: Caller): Promise<MetricsPage>;
   /** Fails (MISSING_CAPABILITY) unless the caller may read the events of some topic. */
   checkRead(caller: Caller): void;
-  /** Calls `listener` on every change until the returned function is called. */
-  watch(listener: (change: HubChange) => void): () => void;
+  /** Publishes, attempts and the start of stop(), as they happen (metrics and live views listen). */
+  readonly events: EventEmitter<HubEventMap>;
 }

@@ -34,6 +34,7 @@ export function subscriptionInfo(s: Subscription): SubscriptionInfo {
     topics: s.topics,
     createdAt: new Date(s.createdAt).toISOString(),
     offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
+    disabled: s.disabled === null ? null : { at: new Date(s.disabled.at).toISOString(), reason: s.disabled.reason },
   };
 }
 

@@ -17,6 +17,7 @@ let deliverer: Deliverer | undefined;
 
 beforeEach(() => {
   vi.useFakeTimers({ now: t0 });
+  draw = 0.5;
   ({ store, dispose } = tempStore());
   rec = new Recorder();
 });
@@ -27,8 +28,12 @@ afterEach(async () => {
   dispose();
 });
 
+// The jitter's draw: 0.5 is no jitter at all, 0 the most negative, just under 1 the most positive.
+let draw = 0.5;
+
 function start(over: DeliveryStore = store, maxConcurrent = 4): Deliverer {
-  deliverer = new Deliverer(over, rec.send, { retryScheduleMs: schedule, maxConcurrent, logger: silentLogger });
+  const options = { retryScheduleMs: schedule, maxConcurrent, logger: silentLogger, random: () => draw };
+  deliverer = new Deliverer(over, rec.send, options);
   deliverer.start();
   return deliverer;
 }
@@ -82,6 +87,87 @@ describe('Deliverer', () => {
     expect(rec.sent).toHaveLength(3);
   });
 
+  it('spreads retries by the jitter: the lowest draw retries 20% sooner, the highest 20% later', async () => {
+    subscribe('a');
+    subscribe('bb');
+    publish('ci/build');
+    rec.answer = () => ({ kind: 'rejected', status: 500, error: 'HTTP 500' });
+    const draws = [0, 0.999_999];
+    const options = { retryScheduleMs: schedule, maxConcurrent: 4, logger: silentLogger, random: () => draws.shift()! };
+    deliverer = new Deliverer(store, rec.send, options);
+    deliverer.start();
+    await advance(0);
+    await advance(3_999);
+    expect(rec.sent.map((s) => s.attempt)).toEqual([1, 1]);
+    await advance(1); // 5 s - 20%
+    expect(rec.sent.map((s) => [s.attempt, s.at - t0])).toEqual([
+      [1, 0],
+      [1, 0],
+      [2, 4_000],
+    ]);
+    await advance(1_999);
+    expect(rec.sent).toHaveLength(3);
+    await advance(1); // 5 s + 20%
+    expect(rec.sent.at(-1)).toMatchObject({ attempt: 2, at: t0 + 6_000 });
+  });
+
+  it('waits as long as a Retry-After asks (never sooner than the schedule), up to one hour', async () => {
+    subscribe('a');
+    publish('ci/build');
+    const retryAfters = [30_000, 1_000, 24 * 3600e3];
+    rec.answer = () => ({ kind: 'rejected', status: 429, error: 'HTTP 429', retryAfterMs: retryAfters.shift()! });
+    deliverer = new Deliverer(store, rec.send, {
+      retryScheduleMs: [0, 5_000, 60_000, 60_000],
+      maxConcurrent: 4,
+      logger: silentLogger,
+      random: () => 0.5,
+    });
+    deliverer.start();
+    await advance(0);
+    await advance(29_999);
+    expect(rec.sent).toHaveLength(1); // the schedule says 5 s; the subscriber asked for 30 s
+    await advance(1);
+    expect(rec.sent).toHaveLength(2);
+    await advance(59_999);
+    expect(rec.sent).toHaveLength(2); // asked for 1 s: the schedule's 60 s still holds
+    await advance(1);
+    expect(rec.sent).toHaveLength(3);
+    await advance(3600e3 - 1); // asked for a day: bounded to an hour
+    expect(rec.sent).toHaveLength(3);
+    await advance(1);
+    expect(rec.sent.map((s) => s.at - t0)).toEqual([0, 30_000, 90_000, 90_000 + 3600e3]);
+  });
+
+  it('410 Gone disables the subscription, fails what it was owed, and owes it nothing new until it subscribes again', async () => {
+    const sub = subscribe('a');
+    const first = publish('ci/one');
+    const second = publish('ci/two');
+    rec.answer = () => ({ kind: 'gone', status: 410 });
+    const d = start();
+    await advance(0);
+    expect(rec.sent).toHaveLength(1);
+    expect(deliveryOf(first)).toMatchObject({ state: 'failed', attempts: 1, lastStatus: 410 });
+    expect(deliveryOf(second)).toMatchObject({ state: 'failed', attempts: 0 });
+    expect(deliveryOf(second).lastError).toMatch(/410 Gone/);
+    expect(store.getSubscription(sub)!.disabled).toEqual({ at: t0, reason: expect.stringMatching(/410 Gone/) });
+    expect(store.stats().disabledSubscriptions).toBe(1);
+
+    const third = publish('ci/three');
+    expect(store.deliveriesOf(third)).toEqual([]);
+    expect(store.redeliver(first, topicMatches)).toBe(0);
+    d.kick();
+    await advance(60_000);
+    expect(rec.sent).toHaveLength(1);
+
+    rec.answer = () => ({ kind: 'delivered', status: 200 });
+    subscribe('a'); // the same node and port: the subscription comes back
+    expect(store.getSubscription(sub)!.disabled).toBeNull();
+    const fourth = publish('ci/four');
+    d.kick();
+    await advance(0);
+    expect(rec.sent.map((s) => s.event).slice(1)).toEqual([fourth]);
+  });
+
   it('a send that throws counts as a rejection, not a crash', async () => {
     subscribe('a');
     const id = publish('ci/build');
@@ -116,6 +202,23 @@ describe('Deliverer', () => {
     expect(rec.sent.slice(2).map((s) => s.event)).toEqual([first, second]);
     expect(deliveryOf(first)).toMatchObject({ state: 'delivered', attempts: 1 });
     expect(store.getSubscription(sub)!.offlineSince).toBeNull();
+  });
+
+  it('keeps retry and probe times when the wall clock jumps back an hour (monotonic clock)', async () => {
+    const a = subscribe('a');
+    const bb = subscribe('bb');
+    publish('ci/build');
+    rec.answer = (due) =>
+      due.subscription.nodeId === 'a'
+        ? { kind: 'rejected', status: 500, error: 'HTTP 500' }
+        : { kind: 'unreachable', error: 'no route to peer' };
+    start();
+    await advance(0);
+    expect(rec.sent).toHaveLength(2);
+    vi.setSystemTime(Date.now() - 3600e3); // an NTP step or `date -s`: timers and performance.now() go on
+    await advance(5_000); // the retry of 'a' is due at 5 s; 'bb' is probed at 2 s and 4 s
+    const attemptsOf = (sub: string) => rec.sent.filter((s) => s.subscription === sub).map((s) => s.attempt);
+    expect({ a: attemptsOf(a), bb: attemptsOf(bb) }).toEqual({ a: [1, 2], bb: [1, 1, 1] });
   });
 
   it('keeps one attempt in flight per subscriber, in receipt order, while subscribers run side by side', async () => {
@@ -187,6 +290,7 @@ describe('Deliverer', () => {
       nextDueAt: () => store.nextDueAt(),
       recordDelivered: (...args) => store.recordDelivered(...args),
       recordRejected: (...args) => store.recordRejected(...args),
+      recordGone: (...args) => store.recordGone(...args),
       recordUnreachable: (...args) => store.recordUnreachable(...args),
     };
     start(flaky);

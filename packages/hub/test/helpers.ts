@@ -27,7 +27,7 @@ export class FakeNode extends EventEmitter<{ peers: [] }> implements HubNode {
   readonly self = { name: 'hub.krkn.test' };
   readonly addresses = ['100.64.0.1'];
   readonly state = 'Running';
-  readonly loginUrl = undefined;
+  loginUrl: string | undefined = undefined;
   peers: { online: boolean; addresses: string[] }[] = [];
 
   async status(): Promise<{ peers: { online: boolean; addresses: string[] }[] }> {
@@ -41,6 +41,8 @@ export interface Sent {
   subscription: string;
   attempt: number;
   at: number;
+  /** The redelivery token the attempt carried, if any. */
+  redelivery?: string;
 }
 
 /**
@@ -55,8 +57,9 @@ export class Recorder {
   inFlight = 0;
   maxInFlight = 0;
 
-  readonly send: SendAttempt = async (due, attempt) => {
-    this.sent.push({ event: due.event.id, subscription: due.subscription.id, attempt, at: Date.now() });
+  readonly send: SendAttempt = async (due, attempt, redelivery) => {
+    const sent: Sent = { event: due.event.id, subscription: due.subscription.id, attempt, at: Date.now() };
+    this.sent.push(redelivery === undefined ? sent : { ...sent, redelivery });
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {

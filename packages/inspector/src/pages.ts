@@ -101,7 +101,7 @@ export function eventPage(p: {
 <dt>Dedupe key</dt><dd>${e.dedupeKey ?? '(none)'}</dd></dl>
 <h2>Deliveries</h2><div id="timeline" data-stream="${p.stream}">${timeline(e, p.subscriptions)}</div>
 <form method="post" action="${base}/redeliver"><input type="hidden" name="csrf" value="${p.csrfToken}">
-<button id="redeliver">Redeliver to every matching subscriber</button></form>
+<button id="redeliver">Redeliver to your own matching subscriptions</button></form>
 <h2>Headers</h2>${headersTable(e.headers)}
 <h2>Body</h2><p>View as ${modeLinks(mode, (m) => `${base}?view=${m}`)}</p>${cut}
 <pre id="body">${renderBody(e.body, mode)}</pre>`,

@@ -2,10 +2,12 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import type { EventMeta } from '@krkn/hub-api';
 import {
   HubError,
+  checkHost,
   toHubError,
   type Caller,
   type EventWithBody,
-  type HubChange,
+  type AttemptEvent,
+  type PublishedEvent,
   type HubUseCases,
   type Identify,
 } from '@krkn/hub';
@@ -29,7 +31,7 @@ import type { ListFilters } from './pages.js';
 /** What the inspector asks of the hub: reads, redelivery, and the stream of changes. */
 export type InspectorHub = Pick<
   HubUseCases,
-  'closing' | 'checkRead' | 'listEvents' | 'getEvent' | 'redeliver' | 'listReadableSubscriptions' | 'watch'
+  'closing' | 'checkRead' | 'listEvents' | 'getEvent' | 'redeliver' | 'listReadableSubscriptions' | 'events'
 >;
 
 /** Options of {@link inspectorRoutes}; register it with a `prefix` such as `/ui`. */
@@ -98,10 +100,7 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
   app.addHook('onRequest', async (req, reply) => {
     void reply.headers(securityHeaders);
     if (hub.closing) throw new HubError('SHUTTING_DOWN', 'krkns is shutting down; retry shortly');
-    if (opts.hosts && !opts.hosts().includes(hostnameOf(req.headers.host))) {
-      const named = req.headers.host ?? '(none)';
-      throw new HubError('CROSS_SITE', `the inspector answers to krkns's own names only, not ${named}`);
-    }
+    if (opts.hosts) checkHost(req, opts.hosts());
     const caller = await identify(req);
     hub.checkRead(caller);
     callers.set(req, caller);
@@ -145,11 +144,14 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
   liveStreams(app, hub, callerOf, opts.maxStreams ?? 64);
 };
 
+/** What a live view redraws after: an event was stored, or an attempt's outcome was. */
+interface LiveChange {
+  kind: 'published' | 'attempted';
+  eventId: string;
+}
+
 /** Renders what a change means for one open view, or nothing. */
-type ViewUpdate = (
-  event: EventWithBody,
-  change: HubChange & { eventId: string },
-) => { name: string; data: string } | undefined;
+type ViewUpdate = (event: EventWithBody, change: LiveChange) => { name: string; data: string } | undefined;
 
 /**
  * The live views over server-sent events: `GET /stream` sends each new event the caller may read and
@@ -174,11 +176,7 @@ function liveStreams(
     res.write(': live\n\n');
     const send = (name: string, data: string): boolean =>
       res.write(`event: ${name}\n${data.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
-    const onChange = (change: HubChange): void => {
-      if (change.kind === 'closing') {
-        send('end', 'krkns is stopping');
-        return void res.end();
-      }
+    const onChange = (change: LiveChange): void => {
       void hub.getEvent(caller, change.eventId).then(
         (event) => {
           const message = update(event, change);
@@ -187,12 +185,24 @@ function liveStreams(
         () => undefined, // not readable by this caller, or pruned already
       );
     };
-    const unwatch = hub.watch(onChange);
+    const onPublished = (e: PublishedEvent): void => {
+      if (e.outcome === 'stored' && e.eventId !== null) onChange({ kind: 'published', eventId: e.eventId });
+    };
+    const onAttempt = (e: AttemptEvent): void => onChange({ kind: 'attempted', eventId: e.eventId });
+    const onClosing = (): void => {
+      send('end', 'krkns is stopping');
+      res.end();
+    };
+    hub.events.on('published', onPublished);
+    hub.events.on('attempt', onAttempt);
+    hub.events.on('closing', onClosing);
     const heartbeat = setInterval(() => res.write(': ping\n\n'), heartbeatMs);
     res.once('close', () => {
       open--;
       clearInterval(heartbeat);
-      unwatch();
+      hub.events.off('published', onPublished);
+      hub.events.off('attempt', onAttempt);
+      hub.events.off('closing', onClosing);
     });
   };
 
@@ -264,12 +274,6 @@ function listFilters(raw: unknown): ListFilters {
 
 function bodyMode(v: string | undefined): BodyMode | undefined {
   return bodyModes.find((m) => m === v);
-}
-
-/** The host a Host header names, without port, brackets or a final dot, lower-cased. */
-function hostnameOf(host: string | undefined): string {
-  const name = (host ?? '').toLowerCase().replace(/:\d+$/, '');
-  return name.replace(/^\[|\]$/g, '').replace(/\.$/, '');
 }
 
 function idParam(req: FastifyRequest): string {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Hub, identifyAdmin, type HubNode } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { html, inspectorRoutes } from '@krkn/inspector';
 
@@ -36,7 +36,8 @@ beforeEach(async () => {
     node,
     logger: pino({ level: 'silent' }),
     send: async () => ({ kind: 'delivered', status: 200 }),
-    config: { bodyLimit: 1 << 20, retentionMs: 86400e3, retryScheduleMs: [0], deliveryTimeoutMs: 1000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 1 },
+    config: { bodyLimit: 1 << 20, retentionMs: 86400e3, retryScheduleMs: [0], deliveryTimeoutMs: 1000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 1,
+      credentialHeaders: defaultCredentialHeaders },
   });
   app = await hub.app(identifyAdmin);
   const hosts = () => ['127.0.0.1', 'hub', 'hub.krkn.test'];
@@ -115,9 +116,9 @@ describe('inspector host check', () => {
     expect((await withHost('hub')).status).toBe(200);
     expect((await withHost('HUB.krkn.test.:80')).status).toBe(200);
     const rebound = await withHost('evil.example:80');
-    expect(rebound.status).toBe(403);
-    expect(rebound.body).toContain('CROSS_SITE');
-    expect(rebound.body).toContain('not evil.example:80');
+    expect(rebound.status).toBe(421);
+    expect(rebound.body).toContain('MISDIRECTED_HOST');
+    expect(rebound.body).toContain('Host &quot;evil.example:80&quot; is not one of');
   });
 });
 

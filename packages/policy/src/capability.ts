@@ -1,11 +1,12 @@
 /**
- * krkn's application capability: which webhook topics a peer may publish to and subscribe to.
+ * krkn's application capability: which webhook topics a peer may publish to, subscribe to, and read
+ * (list stored events and fetch their headers and bodies through the API).
  *
  * A tailnet policy grants it like any app capability:
  *
  * ```hujson
  * { "src": ["group:dev"], "dst": ["tag:krkn"], "ip": ["443"],
- *   "app": { "krkn.dev/cap/webhooks": [{ "publish": ["ci/*"], "subscribe": ["ci/**"], "priority": 100 }] } }
+ *   "app": { "krkn.dev/cap/webhooks": [{ "publish": ["ci/*"], "subscribe": ["ci/**"], "read": ["ci/**"] }] } }
  * ```
  *
  * The topics and patterns it lists follow the grammar in topic.ts.
@@ -16,8 +17,11 @@ import { topicError, topicMatches, topicPatternError } from './topic.js';
 /** The capability name krkns looks for unless configured otherwise. */
 export const DEFAULT_CAPABILITY_NAME = 'krkn.dev/cap/webhooks';
 
-/** What a peer may do with a topic. */
-export type TopicAction = 'publish' | 'subscribe';
+/**
+ * What a peer may do with a topic. `subscribe` gets events pushed to the subscriber's own address;
+ * `read` pulls stored events (and their bodies) from the API, so it is granted on its own.
+ */
+export type TopicAction = 'publish' | 'subscribe' | 'read';
 
 /** The capability a peer effectively holds after priorities are applied. */
 export interface EffectiveGrant {
@@ -27,12 +31,15 @@ export interface EffectiveGrant {
   readonly publish: readonly string[];
   /** Topic patterns the peer may subscribe to. */
   readonly subscribe: readonly string[];
+  /** Topic patterns whose stored events the peer may list and read. */
+  readonly read: readonly string[];
 }
 
 /** The result of {@link parseWebhookCapability}: the effective grant, or every problem found. */
 export type CapabilityParseResult = { ok: true; value: EffectiveGrant } | { ok: false; errors: string[] };
 
-const VALUE_KEYS = new Set(['publish', 'subscribe', 'priority']);
+const topicActions: readonly TopicAction[] = ['publish', 'subscribe', 'read'];
+const VALUE_KEYS = new Set<string>([...topicActions, 'priority']);
 
 /**
  * Turns the capability values a peer holds (the list Tailscale hands the destination, one entry per
@@ -57,6 +64,7 @@ export function parseWebhookCapability(values: readonly unknown[]): CapabilityPa
       priority: winners.length > 0 ? top : 0,
       publish: unique(winners.flatMap((w) => w.publish)),
       subscribe: unique(winners.flatMap((w) => w.subscribe)),
+      read: unique(winners.flatMap((w) => w.read)),
     },
   };
 }
@@ -75,7 +83,7 @@ function parseValue(v: unknown, where: string, errors: string[]): EffectiveGrant
   const o = v as Record<string, unknown>;
   const before = errors.length;
   for (const key of Object.keys(o)) {
-    if (!VALUE_KEYS.has(key)) errors.push(`${where}: unknown key "${key}" (allowed: publish, subscribe, priority)`);
+    if (!VALUE_KEYS.has(key)) errors.push(`${where}: unknown key "${key}" (allowed: ${[...VALUE_KEYS].join(', ')})`);
   }
   const priority = o.priority === undefined ? 0 : o.priority;
   if (typeof priority !== 'number' || !Number.isSafeInteger(priority)) {
@@ -83,8 +91,9 @@ function parseValue(v: unknown, where: string, errors: string[]): EffectiveGrant
   }
   const publish = patterns(o.publish, `${where}.publish`, errors);
   const subscribe = patterns(o.subscribe, `${where}.subscribe`, errors);
+  const read = patterns(o.read, `${where}.read`, errors);
   if (errors.length > before) return undefined;
-  return { priority: priority as number, publish, subscribe };
+  return { priority: priority as number, publish, subscribe, read };
 }
 
 function patterns(list: unknown, where: string, errors: string[]): string[] {

@@ -48,7 +48,7 @@ export function topicError(topic: string): string | undefined {
   const bad = topic.split('/').find((seg) => !isLiteralSegment(seg));
   if (bad === undefined) return undefined;
   if (bad === '') return `topic "${topic}" has an empty segment`;
-  return `topic "${topic}" has an invalid segment "${bad}" (no spaces, control characters or "*")`;
+  return `topic "${topic}" has an invalid segment "${bad}" (${segmentRule}, or "*")`;
 }
 
 /** Why `pattern` is not a valid topic pattern, or undefined when it is. */
@@ -64,14 +64,18 @@ export function topicPatternError(pattern: string): string | undefined {
     if (seg === '') return `pattern "${pattern}" has an empty segment`;
     if (seg.includes('*')) return `pattern "${pattern}": "*" must be a whole segment (write "a/*", not "a*")`;
     if (!isLiteralSegment(seg)) {
-      return `pattern "${pattern}" has an invalid segment "${seg}" (no spaces or control characters)`;
+      return `pattern "${pattern}" has an invalid segment "${seg}" (${segmentRule})`;
     }
   }
   return undefined;
 }
 
+const segmentRule = 'no spaces, control characters or characters beyond Latin-1';
+
 function isLiteralSegment(seg: string): boolean {
-  // \s covers spaces and line breaks; the explicit range covers the remaining C0 controls and DEL.
-  return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f]/.test(seg);
+  // \s covers spaces and line breaks; the explicit ranges cover the remaining C0 controls and DEL, and
+  // everything beyond Latin-1: a topic travels in the X-Krkn-Topic header of every delivery, and Node
+  // refuses such a header value (every attempt would fail, for days of retries).
+  return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f\u0100-\uffff]/.test(seg);
 }
 

@@ -4,6 +4,7 @@ import {
   parseWebhookCapability,
   patternCovers,
   topicAllowed,
+  topicError,
   topicMatches,
   topicPatternError,
 } from '@krkn/policy';
@@ -61,6 +62,12 @@ describe('topicMatches', () => {
     expect(topicPatternError('')).toBe('empty topic pattern');
     expect(topicPatternError('stripe/invoice.paid')).toBeUndefined();
   });
+
+  it('admits Latin-1 but nothing beyond it (a topic travels in a header of every delivery)', () => {
+    expect(topicError('café/commande')).toBeUndefined();
+    expect(topicError('ci/сборка')).toMatch(/beyond Latin-1/);
+    expect(topicPatternError('ci/🚀/*')).toMatch(/beyond Latin-1/);
+  });
 });
 
 describe('patternCovers', () => {
@@ -92,12 +99,23 @@ describe('parseWebhookCapability', () => {
       priority: 100,
       publish: ['ci/*', 'github'],
       subscribe: ['ci/*'],
+      read: [],
     });
   });
 
+  it('grants read on its own: subscribing does not let a peer pull stored events, nor the reverse', () => {
+    const g = ok([{ subscribe: ['ci/**'], read: ['ci/build'] }]);
+    expect(g).toEqual({ priority: 0, publish: [], subscribe: ['ci/**'], read: ['ci/build'] });
+    expect(topicAllowed(g, 'read', 'ci/build')).toBe(true);
+    expect(topicAllowed(g, 'read', 'ci/test')).toBe(false);
+    expect(topicAllowed(ok([{ read: ['ci/**'] }]), 'subscribe', 'ci/build')).toBe(false);
+    const whole = 'pattern "ci-*": "*" must be a whole segment (write "a/*", not "a*")';
+    expect(errors([{ read: ['ci-*'] }])).toEqual([`values[0].read[0]: ${whole}`]);
+  });
+
   it('defaults missing lists to empty and priority to 0', () => {
-    expect(ok([{ publish: ['github'] }])).toEqual({ priority: 0, publish: ['github'], subscribe: [] });
-    expect(ok([])).toEqual({ priority: 0, publish: [], subscribe: [] });
+    expect(ok([{ publish: ['github'] }])).toEqual({ priority: 0, publish: ['github'], subscribe: [], read: [] });
+    expect(ok([])).toEqual({ priority: 0, publish: [], subscribe: [], read: [] });
   });
 
   it('lets the highest priority win outright (seed 004: higher priority takes precedence)', () => {
@@ -106,7 +124,7 @@ describe('parseWebhookCapability', () => {
       { publish: ['**'], subscribe: ['**'], priority: 300 },
       { publish: ['ci/*'], subscribe: ['github', 'ci/**'], priority: 150 },
     ]);
-    expect(g).toEqual({ priority: 300, publish: ['**'], subscribe: ['**'] });
+    expect(g).toEqual({ priority: 300, publish: ['**'], subscribe: ['**'], read: [] });
   });
 
   it('lets a narrow high-priority value restrict a broad low-priority one', () => {
@@ -121,7 +139,7 @@ describe('parseWebhookCapability', () => {
       { publish: ['github', 'ci/*'], subscribe: ['deploy/**'], priority: 100 },
       { publish: ['everything/**'], priority: 1 },
     ]);
-    expect(g).toEqual({ priority: 100, publish: ['ci/*', 'github'], subscribe: ['deploy/**'] });
+    expect(g).toEqual({ priority: 100, publish: ['ci/*', 'github'], subscribe: ['deploy/**'], read: [] });
   });
 
   it('handles negative priorities', () => {
@@ -139,7 +157,7 @@ describe('parseWebhookCapability', () => {
         { publish: ['ok'] },
       ]),
     ).toEqual([
-      'values[0]: unknown key "role" (allowed: publish, subscribe, priority)',
+      'values[0]: unknown key "role" (allowed: publish, subscribe, read, priority)',
       'values[1]: must be an object like {"publish": ["ci/*"], "subscribe": ["ci/*"], "priority": 100}',
       'values[2].publish: must be an array of topic patterns',
       'values[3].priority: must be an integer, got "100"',
@@ -152,8 +170,8 @@ describe('parseWebhookCapability', () => {
 
   it('rejects the TKA-style values of seed 004 (role/period are not krkn keys)', () => {
     expect(errors([{ role: 'cluster-admin', period: '8h', priority: 100 }])).toEqual([
-      'values[0]: unknown key "role" (allowed: publish, subscribe, priority)',
-      'values[0]: unknown key "period" (allowed: publish, subscribe, priority)',
+      'values[0]: unknown key "role" (allowed: publish, subscribe, read, priority)',
+      'values[0]: unknown key "period" (allowed: publish, subscribe, read, priority)',
     ]);
   });
 });

@@ -23,6 +23,8 @@ type connTable struct {
 	mu   sync.Mutex
 	next int
 	m    map[int]*conn
+
+	crossings crossings
 }
 
 type conn struct {
@@ -76,6 +78,8 @@ func (t *connTable) readLoop(cn *conn) {
 	for {
 		nr, err := cn.c.Read(buf)
 		if nr > 0 {
+			t.crossings.dataCalls.Add(1)
+			t.crossings.dataBytes.Add(int64(nr))
 			more := t.h.call("data", cn.id, bytesToJS(buf[:nr])).Bool()
 			if !more && !cn.waitResume() {
 				return
@@ -116,6 +120,8 @@ func (t *connTable) resume(id int) {
 }
 
 func (t *connTable) write(id int, b []byte) js.Value {
+	t.crossings.writeCalls.Add(1)
+	t.crossings.writeBytes.Add(int64(len(b)))
 	return promise(func() (any, error) {
 		cn := t.get(id)
 		if cn == nil {

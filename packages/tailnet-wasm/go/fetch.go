@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"syscall/js"
@@ -59,7 +60,8 @@ func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	res := &http.Response{
-		Status:     http.StatusText(r.v.Get("status").Int()),
+		// "404 Not Found", as Go's own transports set it: the control client quotes it in its errors.
+		Status:     fmt.Sprintf("%d %s", r.v.Get("status").Int(), http.StatusText(r.v.Get("status").Int())),
 		StatusCode: r.v.Get("status").Int(),
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,

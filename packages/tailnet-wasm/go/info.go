@@ -188,6 +188,43 @@ func (n *node) ping(target string, timeoutMs int) js.Value {
 	})
 }
 
+// relayRegion is one DERP region of the map the control server sent, with when a frame last came
+// from it (empty: never). The host uses it to explain a node that has no working home relay.
+type relayRegion struct {
+	ID        int         `json:"id"`
+	Code      string      `json:"code"`
+	Name      string      `json:"name"`
+	Nodes     []relayNode `json:"nodes"`
+	LastFrame string      `json:"lastFrame,omitempty"`
+}
+
+type relayNode struct {
+	Host string `json:"host"`
+	Port int    `json:"port"` // 0: the scheme's default
+}
+
+// relays lists the DERP map's regions as JSON (an empty list before the first map).
+func (n *node) relays() (any, error) {
+	regions := []relayRegion{}
+	dm := n.lb.DERPMap()
+	if dm == nil {
+		return jsonValue(regions)
+	}
+	health := n.lb.HealthTracker()
+	for _, id := range dm.RegionIDs() {
+		r := dm.Regions[id]
+		rr := relayRegion{ID: id, Code: r.RegionCode, Name: r.RegionName, Nodes: []relayNode{}}
+		for _, nd := range r.Nodes {
+			rr.Nodes = append(rr.Nodes, relayNode{Host: nd.HostName, Port: nd.DERPPort})
+		}
+		if t := health.GetDERPRegionReceivedTime(id); !t.IsZero() {
+			rr.LastFrame = t.UTC().Format(time.RFC3339Nano)
+		}
+		regions = append(regions, rr)
+	}
+	return jsonValue(regions)
+}
+
 // status returns the backend's full ipnstate.Status as JSON.
 func (n *node) status() (any, error) {
 	return jsonValue(n.lb.Status())

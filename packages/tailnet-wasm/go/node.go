@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"sync"
 	"syscall/js"
 	"time"
@@ -83,9 +82,6 @@ func (n *node) exports() map[string]any {
 			cfgJSON := a[0].String()
 			return promise(func() (any, error) { return n.start(cfgJSON) })
 		}),
-		"login": fn(func(a []js.Value) any {
-			return promise(func() (any, error) { return nil, n.lb.StartLoginInteractive(n.ctx) })
-		}),
 		"listen":     fn(func(a []js.Value) any { n.setListening(uint16(a[0].Int()), true); return nil }),
 		"unlisten":   fn(func(a []js.Value) any { n.setListening(uint16(a[0].Int()), false); return nil }),
 		"dial":       fn(func(a []js.Value) any { return n.dial(a[0].String(), a[1].Int(), a[2].Int()) }),
@@ -96,9 +92,10 @@ func (n *node) exports() map[string]any {
 		"whois":      fn(func(a []js.Value) any { return n.whois(a[0].String()) }),
 		"ping":       fn(func(a []js.Value) any { return n.ping(a[0].String(), a[1].Int()) }),
 		"status":     fn(func(a []js.Value) any { return promise(n.status) }),
+		"relays":     fn(func(a []js.Value) any { return promise(n.relays) }),
 		"logout":     fn(func(a []js.Value) any { return promise(n.logout) }),
 		"shutdown":   fn(func(a []js.Value) any { return promise(n.shutdown) }),
-		"stacks":     fn(func(a []js.Value) any { return goroutineStacks() }),
+		"metrics":    fn(func(a []js.Value) any { return promise(n.metrics) }),
 	}
 }
 
@@ -319,10 +316,4 @@ func (n *node) shutdown() (any, error) {
 		close(n.exited)
 	}()
 	return nil, nil
-}
-
-// goroutineStacks is every goroutine's stack, for diagnosing an engine that hangs or spins.
-func goroutineStacks() string {
-	buf := make([]byte, 1<<20)
-	return string(buf[:runtime.Stack(buf, true)])
 }

@@ -6,8 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { WebSocket as NodeWebSocket } from 'ws';
 import './webassembly.js';
+import { EngineWebSocket, attributeSockets, closeSockets, newSocketOwner, type WebSocketTraffic } from './websocket.js';
+
+export type { WebSocketTraffic } from './websocket.js';
 
 const buildDir = fileURLToPath(new URL('../build/', import.meta.url));
 
@@ -128,7 +130,6 @@ export interface StartResult {
 /** The node's API. Rejections are Errors with a string `code` set by the Go side. */
 export interface EngineApi {
   start(config: EngineConfig): Promise<StartResult>;
-  login(): Promise<void>;
   listen(port: number): void;
   unlisten(port: number): void;
   dial(host: string, port: number, timeoutMs: number): Promise<ConnInfo>;
@@ -142,10 +143,38 @@ export interface EngineApi {
   ping(target: string, timeoutMs: number): Promise<string>;
   /** JSON of ipnstate.Status. */
   status(): Promise<string>;
+  /** JSON list of the DERP map's regions with their nodes and last frame received (Go's relayRegion). */
+  relays(): Promise<string>;
   logout(): Promise<void>;
   shutdown(): Promise<void>;
-  /** Every goroutine's stack: for diagnosing an engine that hangs or spins. */
-  stacks(): string;
+  /** The Go side's data-path counters. */
+  metrics(): Promise<EngineMetrics>;
+}
+
+/**
+ * Counters that tell packets lost from packets waiting, as the Go side counts them. Each wasm
+ * node is its own Go program, so these are this node's alone.
+ */
+export interface EngineMetrics {
+  /** magicsock's DERP send path: `dropped` and `errorQueue` are packets lost before the DERP server. */
+  derp: Record<
+    'queued' | 'dropped' | 'errorQueue' | 'errorChan' | 'errorClosed' | 'sendErrors' | 'sentData' | 'recvData',
+    number
+  >;
+  /** The userspace TCP/IP stack: retransmits and timeouts mean loss was recovered, slowly. */
+  tcp: Record<
+    | 'segmentsSent'
+    | 'segmentsReceived'
+    | 'retransmits'
+    | 'timeouts'
+    | 'fastRecovery'
+    | 'sackRecovery'
+    | 'tlpRecovery'
+    | 'droppedPackets',
+    number
+  >;
+  /** Go↔JS calls carrying connection bytes: `data` Go → JS, `write` JS → Go. */
+  crossings: Record<'dataCalls' | 'dataBytes' | 'writeCalls' | 'writeBytes', number>;
 }
 
 /** A started engine. */
@@ -153,11 +182,14 @@ export interface RunningEngine {
   api: EngineApi;
   /** Settles with the Go program's exit code once it has exited (after shutdown, or a crash). */
   exited: Promise<number>;
+  /** This node's WebSocket (control and DERP) traffic so far. */
+  webSocketTraffic(): WebSocketTraffic;
 }
 
 // What the Go side installs: EngineApi, with JSON strings where EngineApi has objects.
-type GoApi = Omit<EngineApi, 'start' | 'dial'> & {
+type GoApi = Omit<EngineApi, 'start' | 'dial' | 'metrics'> & {
   start(configJson: string): Promise<string>;
+  metrics(): Promise<string>;
   dial(host: string, port: number, timeoutMs: number): Promise<Record<string, unknown>>;
 };
 
@@ -211,6 +243,8 @@ export async function startEngine(
   go.env = goEnv;
   let exitCode = 0;
   go.exit = (code) => (exitCode = code);
+  const sockets = newSocketOwner();
+  attributeSockets(go.importObject, sockets);
   const output = (text: string): void => host.log(text.trimEnd());
   runtimeOutput.add(output);
   const instance = await WebAssembly.instantiate(module ?? (await compileEngine()), go.importObject);
@@ -221,12 +255,13 @@ export async function startEngine(
   void exited.finally(() => {
     // Go's timers outlive the program; firing one after exit throws from a timer callback.
     for (const timer of go._scheduledTimeouts.values()) clearTimeout(timer);
+    closeSockets(sockets);
     runtimeOutput.delete(output);
     delete (globalThis as Record<string, unknown>)[key];
   });
   const early = await Promise.race([isReady.then(() => undefined), exited]);
   if (early !== undefined) throw new Error(`engine exited during start with code ${early}`);
-  return { api: wrap(bridge.go as GoApi), exited };
+  return { api: wrap(bridge.go as GoApi), exited, webSocketTraffic: () => ({ ...sockets.traffic }) };
 }
 
 function wrap(go: GoApi): EngineApi {
@@ -234,6 +269,7 @@ function wrap(go: GoApi): EngineApi {
     ...go,
     start: async (config) => JSON.parse(await go.start(JSON.stringify(config))) as StartResult,
     dial: async (host, port, timeoutMs) => (await go.dial(host, port, timeoutMs)) as unknown as ConnInfo,
+    metrics: async () => JSON.parse(await go.metrics()) as EngineMetrics,
   };
 }
 
@@ -266,7 +302,7 @@ type GoClass = new () => GoRuntime;
  */
 function loadGoRuntime(): GoClass {
   const g = globalThis as Record<string, unknown>;
-  g.WebSocket ??= DeferredErrorWebSocket;
+  g.WebSocket ??= EngineWebSocket;
   if (!g.Go) {
     createRequire(import.meta.url)(`${buildDir}wasm_exec.cjs`);
     const decoder = new TextDecoder();
@@ -278,34 +314,4 @@ function loadGoRuntime(): GoClass {
     };
   }
   return g.Go as GoClass;
-}
-
-type Listener = (event: unknown) => void;
-
-/**
- * The `ws` WebSocket, with 'error' listeners called one task later. coder/websocket (control
- * and DERP connections) answers an error by closing the socket and waiting, inside the error
- * handler, for the 'close' event; `ws` emits 'close' right after 'error' returns, so that wait
- * could never end: the Go program spun at 100% CPU whenever the control server went away.
- * Deferred, the error handler runs after 'close' (or not at all, if 'close' removed it).
- */
-class DeferredErrorWebSocket extends NodeWebSocket {
-  private readonly errorListeners = new Map<Listener, Listener>();
-
-  override addEventListener(type: string, listener: Listener, options?: object): void {
-    if (type !== 'error') return super.addEventListener(type as 'open', listener, options);
-    const deferred: Listener = (event) =>
-      setImmediate(() => {
-        if (this.errorListeners.get(listener) === deferred) listener.call(this, event);
-      });
-    this.errorListeners.set(listener, deferred);
-    super.addEventListener('error', deferred, options);
-  }
-
-  override removeEventListener(type: string, listener: Listener): void {
-    if (type !== 'error') return super.removeEventListener(type as 'open', listener);
-    const deferred = this.errorListeners.get(listener);
-    this.errorListeners.delete(listener);
-    if (deferred) super.removeEventListener('error', deferred);
-  }
 }

@@ -1,21 +1,62 @@
-import { Agent, request, type AgentOptions, type IncomingHttpHeaders } from 'node:http';
+import { Agent, request, type AgentOptions, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { TailnetError } from './errors.js';
 import type { TailnetNode } from './node.js';
 import type { TailnetServer } from './server.js';
+
+/**
+ * Bounds on a tailnet HTTP listener, against peers that connect and then send slowly or nothing.
+ * A peer is anyone the tailnet policy lets reach the port: a browser tab, a CI job, a stuck script.
+ */
+export interface ListenerLimits {
+  /** Time to send a request's headers, from the connection (or the request's first byte); then 408. */
+  headersTimeoutMs: number;
+  /** Time for a whole request, body included; also the longest silence in either direction. */
+  requestTimeoutMs: number;
+  /** How long a keep-alive connection may sit idle between requests. */
+  keepAliveTimeoutMs: number;
+  /** Open connections on the listener; more are closed as soon as accepted. */
+  maxConnections: number;
+  /** Open connections from one peer address; more are closed as soon as accepted. */
+  maxConnectionsPerPeer: number;
+}
+
+/** What {@link serveFastify} uses for limits not given. */
+export const defaultListenerLimits: Readonly<ListenerLimits> = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 120_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 1024,
+  maxConnectionsPerPeer: 64,
+};
+
+// Node looks for expired headers and requests on this period; its default is 30 s.
+const maxTimeoutCheckMs = 1_000;
 
 /**
  * Serves a fastify app on a port of the node's tailnet addresses, never on a host interface.
  * Call instead of `app.listen()`. `request.ip` is the caller's tailnet IP and
  * `app.server.address()` the tailnet address. Closing the app closes the listener.
  */
-export async function serveFastify(app: FastifyInstance, node: TailnetNode, port: number): Promise<TailnetServer> {
+export async function serveFastify(
+  app: FastifyInstance,
+  node: TailnetNode,
+  port: number,
+  limits: Partial<ListenerLimits> = {},
+): Promise<TailnetServer> {
+  const bounds = { ...defaultListenerLimits, ...limits };
+  if (bounds.headersTimeoutMs > bounds.requestTimeoutMs) {
+    throw new TailnetError('BAD_ARGUMENT', 'the headers timeout must not be longer than the request timeout');
+  }
   const listener = node.listen(port);
+  listener.maxConnections = bounds.maxConnections;
+  listener.maxConnectionsPerPeer = bounds.maxConnectionsPerPeer;
   const httpServer = app.server;
   app.addHook('onClose', async () => {
     listener.close();
-    httpServer.closeIdleConnections();
+    httpServer.close(); // stops the timeout checks and closes idle connections
   });
   try {
     await app.ready();
@@ -23,10 +64,27 @@ export async function serveFastify(app: FastifyInstance, node: TailnetNode, port
     listener.close();
     throw err;
   }
+  armTimeouts(httpServer, bounds);
   // The http.Server never binds: connections come from the tailnet listener.
   httpServer.address = () => listener.address();
   listener.on('connection', (socket) => httpServer.emit('connection', socket));
   return listener;
+}
+
+/**
+ * Node arms its header and request timeouts only when the server starts listening (the check runs
+ * on 'listening'), which a server fed by a tailnet listener never does; fastify sets no idle timeout.
+ */
+function armTimeouts(httpServer: Server, bounds: ListenerLimits): void {
+  httpServer.headersTimeout = bounds.headersTimeoutMs;
+  httpServer.requestTimeout = bounds.requestTimeoutMs;
+  httpServer.keepAliveTimeout = bounds.keepAliveTimeoutMs;
+  httpServer.timeout = bounds.requestTimeoutMs;
+  (httpServer as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(
+    maxTimeoutCheckMs,
+    bounds.headersTimeoutMs / 2,
+  );
+  httpServer.emit('listening');
 }
 
 /**

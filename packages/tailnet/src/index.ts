@@ -11,14 +11,17 @@
  */
 export { TailnetNode } from './node.js';
 export { defaultControlUrl, parseBoolean } from './options.js';
-export type { AuthKeyUse, TailnetNodeOptions, UpOptions } from './node.js';
+export type { AuthKeyUse, NodeMetrics, TailnetNodeOptions, UpOptions } from './node.js';
 export { TailnetError } from './errors.js';
 export type { TailnetErrorCode } from './errors.js';
 export { TailnetServer } from './server.js';
-export type { TailnetAddress } from './server.js';
+export type { DroppedConnection, TailnetAddress } from './server.js';
 export { TailnetSocket } from './socket.js';
-export { serveFastify, tailnetAgent, tailnetFetch } from './http.js';
-export type { NodeStatus, PeerStatus, WhoIs, PingResult } from './status.js';
+export { defaultListenerLimits, serveFastify, tailnetAgent, tailnetFetch } from './http.js';
+export type { ListenerLimits } from './http.js';
+export { ReportedWait, formatDuration, nameCollision } from './waits.js';
+export type { Diagnosis } from './waits.js';
+export type { NodeStatus, PeerStatus, WhoIs, PingResult, RelayRegion } from './status.js';
 export { defaultStateDir, inspectStateDir } from './state.js';
 export type { PendingLogin, StateDirView } from './state.js';
 export type { Isolation } from './engine/client.js';

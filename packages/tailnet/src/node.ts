@@ -1,6 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { pino, type Logger } from 'pino';
-import type { BackendState, EngineEvent, HealthWarning, SelfInfo, StartResult } from '@krkn/tailnet-wasm';
+import type {
+  BackendState,
+  EngineEvent,
+  EngineMetrics,
+  HealthWarning,
+  SelfInfo,
+  StartResult,
+  WebSocketTraffic,
+} from '@krkn/tailnet-wasm';
 import { EngineClient, type Isolation } from './engine/client.js';
 import { TailnetError } from './errors.js';
 import { TailnetServer } from './server.js';
@@ -14,7 +22,27 @@ import {
   validateTags,
 } from './options.js';
 import { FileStateStore, StateLock, defaultStateDir, writePendingLogin } from './state.js';
-import { parsePing, parseStatus, parseWhois, type NodeStatus, type PingResult, type WhoIs } from './status.js';
+import {
+  parsePing,
+  parseRelays,
+  parseStatus,
+  parseWhois,
+  type NodeStatus,
+  type PingResult,
+  type RelayRegion,
+  type WhoIs,
+} from './status.js';
+import {
+  announceFirstContact,
+  controlUnreachable,
+  controlWait,
+  explainRelay,
+  formatDuration,
+  nameCollision,
+  watchRelay,
+  type Diagnosis,
+  type ReportedWait,
+} from './waits.js';
 
 /** Options for {@link TailnetNode}. Environment variables fill in what is absent. */
 export interface TailnetNodeOptions {
@@ -40,6 +68,17 @@ export interface TailnetNodeOptions {
   isolation?: Isolation;
   /** Extra environment for the engine (Tailscale envknobs such as TS_DEBUG_USE_DERP_HTTP). TS_DEBUG_* from process.env are passed on too. */
   engineEnv?: Record<string, string>;
+}
+
+/**
+ * The data path's counters, to tell packets lost (DERP drops, TCP retransmits and timeouts) from
+ * packets waiting, and how many crossings each byte costs. All count from the node's start.
+ */
+export interface NodeMetrics extends EngineMetrics {
+  /** WebSocket (control and DERP) traffic: wire messages, and the Go↔JS crossings that carried them. */
+  webSocket: WebSocketTraffic;
+  /** Messages between the app's thread and the engine host. */
+  bridge: { toEngine: number; fromEngine: number };
 }
 
 /** What became of an auth key: see {@link TailnetNode.authKeyUse}. */
@@ -100,6 +139,9 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   private loginHealth: string | undefined;
   private healthWarnings: HealthWarning[] = [];
   private keyUse: AuthKeyUse = 'none';
+  private relayWatch: { stop(): void } | undefined;
+  /** Peers dialed at least once: only a first contact is announced as a handshake wait. */
+  private readonly contacted = new Set<string>();
   private closed = false;
 
   constructor(options: TailnetNodeOptions) {
@@ -160,11 +202,21 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
    * invalid or expired key, an unreachable control server, or an abort.
    */
   async up(options: UpOptions = {}): Promise<NodeStatus> {
+    // Announced before the engine loads (which takes a moment), so the first line comes at once.
+    const control =
+      this.currentState === 'Running'
+        ? undefined
+        : controlWait(this.log, this.controlUrl, () => this.engine !== undefined, () => this.lastLoginError());
     try {
       const engine = await this.start();
-      if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, options);
-      return await this.status();
+      if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, control, options);
+      control?.done();
+      const status = await this.status();
+      this.reportName(status);
+      this.relayWatch ??= watchRelay(this.log, () => this.relayProblem());
+      return status;
     } catch (err) {
+      control?.done();
       await this.close();
       throw err;
     }
@@ -291,10 +343,18 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     writePendingLogin(this.stateDir, null);
   }
 
-  private waitRunning(engine: EngineClient, { signal, controlTimeoutMs = 30_000 }: UpOptions): Promise<void> {
+  private waitRunning(
+    engine: EngineClient,
+    control: ReportedWait | undefined,
+    { signal, controlTimeoutMs = 30_000 }: UpOptions,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const cleanup = (): void => {
+      const answered = (): void => {
         clearTimeout(controlTimer);
+        control?.done();
+      };
+      const cleanup = (): void => {
+        answered();
         engine.off('event', onEvent);
         engine.off('exit', onExit);
         signal?.removeEventListener('abort', onAbort);
@@ -304,7 +364,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         reject(err);
       };
       const onEvent = (e: EngineEvent): void => {
-        if (e.type === 'loginUrl') clearTimeout(controlTimer); // control answered; a person must act now
+        // Control answered; a person must act now (the login has its own reminders).
+        if (e.type === 'loginUrl') answered();
         if (e.type === 'error' && /auth.?key|pre-?auth/i.test(e.message)) fail(authKeyError(e.message));
         if ((e.type === 'state' && e.state === 'Running' && this.selfInfo) || (e.type === 'self' && this.currentState === 'Running')) {
           cleanup();
@@ -313,16 +374,11 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
       };
       const onExit = (reason: string): void => fail(new TailnetError('ENGINE', `tailnet engine stopped: ${reason}`));
       const onAbort = (): void => fail(new TailnetError('ABORTED', 'up() was aborted', { cause: signal?.reason }));
-      const controlTimer = setTimeout(() => {
-        fail(
-          new TailnetError(
-            'CONTROL_UNREACHABLE',
-            `no answer from control server ${this.controlUrl} within ${controlTimeoutMs / 1000}s` +
-              (this.lastLoginError() ? ` (last error: ${this.lastLoginError()})` : ''),
-          ),
-        );
-      }, controlTimeoutMs);
-      if (this.pendingLogin) clearTimeout(controlTimer);
+      const controlTimer = setTimeout(
+        () => fail(controlUnreachable(this.controlUrl, controlTimeoutMs, this.lastLoginError())),
+        controlTimeoutMs,
+      );
+      if (this.pendingLogin) answered();
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       engine.on('event', onEvent);
@@ -335,6 +391,28 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     return m?.[1] ?? this.lastError;
   }
 
+  /** Says at start when the control server gave the node another name than the one asked for. */
+  private reportName(status: NodeStatus): void {
+    const collision = nameCollision(this.hostname, status.self);
+    if (!collision) return;
+    this.log.warn({ requested: this.hostname, given: status.self.dnsName }, `${collision.cause}. Fix: ${collision.fix}`);
+  }
+
+  /**
+   * Why the node has no working home relay (DERP), with the fix; undefined when it has one. Peers
+   * reach this node only through its relay.
+   */
+  async relayProblem(): Promise<Diagnosis | undefined> {
+    if (this.closed) return undefined;
+    const overHttp = parseBoolean(this.opts.engineEnv.TS_DEBUG_USE_DERP_HTTP ?? '') === true;
+    return explainRelay(await this.relays(), (await this.status()).self.relay, this.controlUrl, overHttp);
+  }
+
+  /** The relay (DERP) regions the control server offers, and which of them this node has heard from. */
+  async relays(): Promise<RelayRegion[]> {
+    return parseRelays(await this.running().call<string>('relays'));
+  }
+
   private running(): EngineClient {
     if (!this.engine || this.closed) throw new TailnetError('NOT_RUNNING', 'node is not started: call up() first');
     return this.engine;
@@ -343,6 +421,13 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   /** The node, its peers and their state, as the control server last described them. */
   async status(): Promise<NodeStatus> {
     return parseStatus(await this.running().call<string>('status'));
+  }
+
+  /** The data path's counters (see {@link NodeMetrics}). */
+  async metrics(): Promise<NodeMetrics> {
+    const engine = this.running();
+    const fromEngine = await engine.call<EngineMetrics & { webSocket: WebSocketTraffic }>('metrics');
+    return { ...fromEngine, bridge: { ...engine.bridgeMessages } };
   }
 
   /** Names the node and user behind a tailnet IP (or IP:port), with the capabilities granted to it. */
@@ -367,6 +452,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         this.servers.delete(port);
         void engine.call('unlisten', [port]).catch(() => undefined);
       },
+      this.log.child({ component: 'listener', port }),
     );
     this.servers.set(port, server);
     void engine.call('listen', [port]);
@@ -377,7 +463,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   async dial(host: string, port: number, { timeoutMs = 15_000 } = {}): Promise<TailnetSocket> {
     const engine = this.running();
     validatePort(port);
-    const c = await engine.call<{ id: number; remote: string; local: string }>('dial', [host, port, timeoutMs]);
+    const dialing = engine.call<{ id: number; remote: string; local: string }>('dial', [host, port, timeoutMs]);
+    const first = !this.contacted.has(host);
+    this.contacted.add(host);
+    const c = await (first ? announceFirstContact(this.log, `${host}:${port}`, timeoutMs, dialing) : dialing);
     return this.track(new TailnetSocket(engine, c.id, c.remote, c.local));
   }
 
@@ -410,12 +499,14 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     if (this.closed) return;
     this.closed = true;
     this.loginDone();
+    this.relayWatch?.stop();
     const engine = this.engine ?? (await this.starting?.catch(() => undefined));
     for (const server of this.servers.values()) server.close({ destroy: true });
     for (const socket of this.sockets.values()) socket.destroy();
     if (engine) {
       // An ephemeral node logs out so the control server deletes it now, not after its inactivity timeout.
       if (this.opts.ephemeral && this.currentState === 'Running') {
+        this.log.info('logging out (ephemeral node), so the control server deletes it now; at most 5s');
         await Promise.race([engine.call('logout').catch(() => undefined), delay(5_000)]);
       }
       await Promise.race([engine.call('shutdown').catch(() => undefined), delay(10_000)]);
@@ -448,11 +539,4 @@ function debugKnobs(env: NodeJS.ProcessEnv): Record<string, string> {
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** "1m30s" for 90000. */
-function formatDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  const m = Math.floor(s / 60);
-  return m > 0 ? `${m}m${s % 60}s` : `${s}s`;
 }

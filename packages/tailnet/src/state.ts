@@ -1,8 +1,10 @@
 import {
   closeSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -11,7 +13,8 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import envPaths from 'env-paths';
 import { TailnetError } from './errors.js';
 
@@ -145,82 +148,228 @@ function parseState(path: string, text: string): Map<string, string> {
 }
 
 /**
- * An exclusive lock on a state directory, held by this process (a `lock` file with our pid).
- * Two processes on one state directory would fight over the same node key.
+ * An exclusive lock on a state directory, held by this process: two processes on one state
+ * directory would fight over the same node key. The `lock` file names its holder: pid on the first
+ * line (what older readers parse), then the holder's start time and boot id, so a lock left by a
+ * killed process is recognised as stale even when its pid now belongs to someone else (PID 1 of a
+ * restarted container finds "itself" in it), and a nonce naming this very acquisition.
+ *
+ * Node has no flock(), so exclusivity comes from link(2), which never replaces an existing name:
+ * the file is written and fsynced under a private name, then linked as `lock` complete.
+ * A stale lock is removed only by the one contender that links `lock.takeover-<its nonce>`;
+ * a contender that died holding that marker is in turn taken over through its own nonce.
  */
 export class StateLock {
   private released = false;
 
-  private constructor(private readonly path: string) {}
+  private constructor(
+    private readonly path: string,
+    private readonly owner: LockOwner,
+  ) {}
 
   /** Takes the lock or fails at once with STATE_LOCKED naming the holder. A dead holder's lock is taken over. */
   static acquire(dir: string): StateLock {
     ensurePrivateDir(dir);
     const path = join(dir, lockFileName);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(path, 'wx', 0o600);
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        const lock = new StateLock(path);
-        heldLocks.add(lock);
-        return lock;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new TailnetError('STATE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err });
-        }
+    const deadline = Date.now() + takeoverWaitMs;
+    for (;;) {
+      const me = newOwner(); // fresh each attempt: a marker left by an earlier attempt names a dead claim
+      if (linkExclusive(path, me)) return StateLock.held(dir, path, me);
+      const current = readOwner(path);
+      if (current !== undefined && isLive(current)) throw lockedBy(dir, current);
+      const outcome = current === undefined ? 'retry' : takeOver(path, current, me); // undefined: released meanwhile
+      if (outcome === 'taken') return StateLock.held(dir, path, me);
+      // The lock is changing hands (a live rival is taking a stale lock over): that ends within
+      // milliseconds, and the error should name whoever then holds the lock, so look again.
+      if (Date.now() > deadline) {
+        throw outcome === 'retry'
+          ? new TailnetError('STATE_LOCKED', `cannot take the lock ${path}: it keeps changing hands`)
+          : lockedBy(dir, outcome);
       }
-      const holder = readHolder(path);
-      if (holder !== undefined && isAlive(holder)) {
-        throw new TailnetError(
-          'STATE_LOCKED',
-          `state directory ${dir} is in use by process ${holder}` +
-            (holder === process.pid ? ' (this process: another node with the same state directory)' : '') +
-            `; stop it first, or give this node its own state directory`,
-        );
-      }
-      rmSync(path, { force: true }); // stale: its holder is gone
+      if (outcome !== 'retry') sleepSync(5);
     }
-    throw new TailnetError('STATE_LOCKED', `cannot take the lock ${path}`);
   }
 
   /** The pid of the live process holding dir's lock, if any. */
   static holder(dir: string): number | undefined {
-    const pid = readHolder(join(dir, lockFileName));
-    return pid !== undefined && isAlive(pid) ? pid : undefined;
+    const owner = readOwner(join(dir, lockFileName));
+    return owner !== undefined && isLive(owner) ? owner.pid : undefined;
+  }
+
+  private static held(dir: string, path: string, owner: LockOwner): StateLock {
+    const lock = new StateLock(path, owner);
+    heldLocks.set(owner.nonce, lock);
+    removeOldTakeoverMarkers(dir);
+    return lock;
   }
 
   /** Releases the lock if this process still holds it. */
   release(): void {
     if (this.released) return;
     this.released = true;
-    heldLocks.delete(this);
-    if (readHolder(this.path) === process.pid) rmSync(this.path, { force: true });
+    heldLocks.delete(this.owner.nonce);
+    if (readOwner(this.path)?.nonce === this.owner.nonce) rmSync(this.path, { force: true });
   }
 }
 
-// Locks still held when the process exits are released on the way out.
-const heldLocks = new Set<StateLock>();
+// The locks this process holds, by nonce; those still held when it exits are released on the way out.
+const heldLocks = new Map<string, StateLock>();
 process.on('exit', () => {
-  for (const lock of heldLocks) lock.release();
+  for (const lock of heldLocks.values()) lock.release();
 });
 
-function readHolder(path: string): number | undefined {
+// How long acquire() keeps looking while the lock changes hands (stale takeovers under way).
+const takeoverWaitMs = 2_000;
+const takeoverPrefix = `${lockFileName}.takeover-`;
+// A takeover finishes in milliseconds; a marker this old can no longer be read as current by anyone.
+const takeoverMarkerTtlMs = 60_000;
+
+/** Who holds a lock (or a takeover marker). `start` and `boot` are unknown off Linux. */
+interface LockOwner {
+  pid: number;
+  start?: string;
+  boot?: string;
+  nonce: string;
+}
+
+function newOwner(): LockOwner {
+  const start = startTimeOf(process.pid);
+  const boot = bootId();
+  return { pid: process.pid, ...(start ? { start } : {}), ...(boot ? { boot } : {}), nonce: randomBytes(12).toString('hex') };
+}
+
+function ownerText(o: LockOwner): string {
+  return `${o.pid}\nstart=${o.start ?? ''} boot=${o.boot ?? ''} nonce=${o.nonce}\n`;
+}
+
+/**
+ * The owner named by a lock file; undefined when there is no file. A file in the older pid-only
+ * format, or garbage, gets a nonce derived from its content, so it can still be taken over once.
+ */
+function readOwner(path: string): LockOwner | undefined {
+  let text: string;
   try {
-    const pid = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const [pidLine = '', rest = ''] = text.split('\n');
+  const fields = new Map(rest.split(' ').map((kv) => kv.split('=', 2) as [string, string]));
+  const pid = Number.parseInt(pidLine, 10);
+  return {
+    pid: Number.isInteger(pid) && pid > 0 ? pid : 0,
+    ...(fields.get('start') ? { start: fields.get('start') } : {}),
+    ...(fields.get('boot') ? { boot: fields.get('boot') } : {}),
+    nonce: /^[0-9a-f]{24}$/.test(fields.get('nonce') ?? '') ? fields.get('nonce')! : contentNonce(text),
+  };
+}
+
+function contentNonce(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 24);
+}
+
+/** Whether the owner's process still runs: same boot, pid alive, and started when the owner did. */
+function isLive(o: LockOwner): boolean {
+  if (o.pid === 0) return false;
+  if (o.boot !== undefined && bootId() !== undefined && o.boot !== bootId()) return false;
+  // Our own pid: either a lock this process holds, or one left by an earlier process with our pid.
+  if (o.pid === process.pid) return heldLocks.has(o.nonce);
+  try {
+    process.kill(o.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const start = startTimeOf(o.pid);
+  return o.start === undefined || start === undefined || start === o.start;
+}
+
+function lockedBy(dir: string, o: LockOwner): TailnetError {
+  return new TailnetError(
+    'STATE_LOCKED',
+    `state directory ${dir} is in use by process ${o.pid}` +
+      (o.pid === process.pid ? ' (this process: another node with the same state directory)' : '') +
+      `; stop it first, or give this node its own state directory`,
+  );
+}
+
+/**
+ * Removes the stale lock `stale` and links ours, if this contender wins the right to: 'taken', or the
+ * live rival that is taking it over, or 'retry' when the lock changed meanwhile.
+ */
+function takeOver(path: string, stale: LockOwner, me: LockOwner): 'taken' | 'retry' | LockOwner {
+  const dir = dirname(path);
+  const claimed = new Set<string>([stale.nonce]);
+  let target = stale;
+  while (!linkExclusive(join(dir, takeoverPrefix + target.nonce), me)) {
+    const rival = readOwner(join(dir, takeoverPrefix + target.nonce));
+    if (rival === undefined || claimed.has(rival.nonce)) return 'retry';
+    if (isLive(rival)) return rival;
+    claimed.add(rival.nonce);
+    target = rival; // the rival died mid-takeover: claim its claim
+  }
+  // Only the holder of stale's marker removes it, and its own holder is gone: nobody else can.
+  if (readOwner(path)?.nonce === stale.nonce) rmSync(path, { force: true });
+  return linkExclusive(path, me) ? 'taken' : 'retry';
+}
+
+/** Creates path with the owner's record, complete and fsynced, or returns false if it exists. */
+function linkExclusive(path: string, owner: LockOwner): boolean {
+  const tmp = join(dirname(path), `.${lockFileName}-${owner.nonce}-${randomBytes(4).toString('hex')}`);
+  try {
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, ownerText(owner));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(tmp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new TailnetError('STATE_IO', `cannot create ${path}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function removeOldTakeoverMarkers(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(takeoverPrefix)) continue;
+    const path = join(dir, name);
+    try {
+      if (Date.now() - statSync(path).mtimeMs > takeoverMarkerTtlMs) rmSync(path, { force: true });
+    } catch {
+      // removed by another process meanwhile
+    }
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat: start time in clock ticks since boot (Linux); undefined elsewhere. */
+function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may itself hold spaces or ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
   } catch {
     return undefined;
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+let cachedBootId: string | null | undefined;
+function bootId(): string | undefined {
+  if (cachedBootId === undefined) {
+    try {
+      cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+    } catch {
+      cachedBootId = null;
+    }
   }
+  return cachedBootId ?? undefined;
 }
 
 /** What a waiting node records in its state directory (`login-url.json`). */

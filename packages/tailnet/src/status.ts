@@ -115,3 +115,19 @@ export function parsePing(json: string): PingResult {
 function sortV4First(addrs: string[]): string[] {
   return [...addrs].sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
 }
+
+/** One DERP region of the map the control server sent (engine `relays`). */
+export interface RelayRegion {
+  id: number;
+  /** Short code, e.g. "headscale"; a node's `relay` names its home region by this code. */
+  code: string;
+  name: string;
+  /** Relay servers of the region; port 0 means the scheme's default (443, or 80 over plain HTTP). */
+  nodes: { host: string; port: number }[];
+  /** RFC 3339 time a frame last came from this region; absent: never connected. */
+  lastFrame?: string;
+}
+
+export function parseRelays(json: string): RelayRegion[] {
+  return (JSON.parse(json) as RelayRegion[] | null) ?? [];
+}

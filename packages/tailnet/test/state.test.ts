@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TailnetError, inspectStateDir } from '@krkn/tailnet';
 import { FileStateStore, StateLock, stateFileName, writePendingLogin } from '../src/state.js';
@@ -116,10 +117,92 @@ describe('StateLock', () => {
     await new Promise((r) => child.once('exit', r));
     writeFileSync(join(dir, 'lock'), `${child.pid}\n`);
     const lock = StateLock.acquire(dir);
-    expect(readFileSync(join(dir, 'lock'), 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(join(dir, 'lock'), 'utf8').split('\n')[0]).toBe(String(process.pid));
+    expect(StateLock.holder(dir)).toBe(process.pid);
+    lock.release();
+    expect(StateLock.holder(dir)).toBeUndefined();
+  });
+
+  it('takes over a lock whose pid now belongs to a process started at another time', async () => {
+    const dir = tempDir();
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
+    try {
+      writeFileSync(join(dir, 'lock'), `${child.pid}\nstart=1 boot= nonce=${'0'.repeat(24)}\n`);
+      expect(StateLock.holder(dir)).toBeUndefined();
+      StateLock.acquire(dir).release();
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('takes over a lock naming its own pid that this process does not hold (an earlier PID 1)', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'lock'), `${process.pid}\n`);
+    const lock = StateLock.acquire(dir);
+    expect(codeOf(() => StateLock.acquire(dir))).toBe('STATE_LOCKED');
     lock.release();
   });
+
+  it('takes over an empty lock file (a holder killed between creating and writing it)', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'lock'), '');
+    StateLock.acquire(dir).release();
+  });
+
+  it('is free again after its holder, PID 1 of a container, was killed with SIGKILL', async () => {
+    const dir = tempDir();
+    const first = await contender(dir, { pidNamespace: true });
+    expect(first.line).toBe('won 1');
+    // From the parent namespace: PID 1 ignores signals sent from inside its own.
+    process.kill(-first.child.pid!, 'SIGKILL');
+    await new Promise((r) => first.child.once('exit', r));
+    expect(readFileSync(join(dir, 'lock'), 'utf8').split('\n')[0]).toBe('1'); // left behind, as after kill -9
+    const restarted = await contender(dir, { pidNamespace: true });
+    expect(restarted.line).toBe('won 1');
+    restarted.child.stdin!.end();
+  });
+
+  it.each([
+    ['a free state directory', (): void => undefined],
+    ['a stale lock', (dir: string): void => writeFileSync(join(dir, 'lock'), '999999999\n')],
+  ])('lets exactly one of 50 simultaneous starts win %s', async (_what, prepare) => {
+    const dir = tempDir();
+    prepare(dir);
+    const go = join(tempDir(), 'go');
+    const starts = Array.from({ length: 50 }, () => contender(dir, { go }));
+    await new Promise((r) => setTimeout(r, 1_500)); // let them all reach the barrier
+    writeFileSync(go, '');
+    const results = await Promise.all(starts);
+    try {
+      const winners = results.filter((r) => r.line.startsWith('won '));
+      expect(winners).toHaveLength(1);
+      const winner = winners[0]!.child.pid;
+      for (const r of results) if (r !== winners[0]) expect(r.line).toMatch(new RegExp(`^STATE_LOCKED .*process ${winner}\\b`));
+      expect(StateLock.holder(dir)).toBe(winner);
+    } finally {
+      for (const r of results) r.child.stdin!.end();
+    }
+  }, 60_000);
 });
+
+const contenderScript = fileURLToPath(new URL('./fixtures/lock-contender.mjs', import.meta.url));
+
+/** Starts a process that takes dir's lock (after the go file appears) and resolves with its first line. */
+async function contender(dir: string, opts: { go?: string; pidNamespace?: boolean }): Promise<{ child: ChildProcess; line: string }> {
+  const args = [contenderScript, dir, ...(opts.go ? [opts.go] : [])];
+  const child = opts.pidNamespace
+    ? spawn('unshare', ['-Urpf', '--mount-proc', process.execPath, ...args], { detached: true })
+    : spawn(process.execPath, args);
+  let out = '';
+  const line = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    child.once('exit', (code) => reject(new Error(`contender exited ${code} before taking the lock: ${out}`)));
+  });
+  return { child, line };
+}
 
 describe('pending login file', () => {
   it('is written 0600 and removed', () => {

@@ -68,6 +68,30 @@ describe('between two of our nodes', () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(payload)).toBe(true);
   });
 
+  it('counts the data path in metrics(): bytes crossed, DERP packets, WebSocket messages, bridge messages', async () => {
+    const before = await beta.metrics();
+    const payload = randomBytes(1 << 20);
+    const res = await tailnetFetch(beta, 'http://alpha/echo', {
+      method: 'POST',
+      body: payload,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(Buffer.from(await res.arrayBuffer()).length).toBe(payload.length);
+    const after = await beta.metrics();
+    const grew = (pick: (m: typeof after) => number): number => pick(after) - pick(before);
+    expect(grew((m) => m.crossings.writeBytes)).toBeGreaterThanOrEqual(payload.length);
+    expect(grew((m) => m.crossings.dataBytes)).toBeGreaterThanOrEqual(payload.length);
+    expect(grew((m) => m.derp.queued)).toBeGreaterThan(payload.length / 1500);
+    expect(grew((m) => m.tcp.segmentsSent)).toBeGreaterThan(payload.length / 1500);
+    expect(grew((m) => m.webSocket.bytesOut)).toBeGreaterThan(payload.length);
+    // A packet per send from Go; the sends of one JS task leave as one WebSocket message.
+    expect(grew((m) => m.webSocket.sendsFromGo)).toBeGreaterThan(2 * grew((m) => m.webSocket.messagesOut));
+    expect(grew((m) => m.webSocket.messagesIn)).toBeGreaterThan(0);
+    expect(grew((m) => m.webSocket.eventsToGo)).toBeLessThanOrEqual(grew((m) => m.webSocket.messagesIn));
+    expect(grew((m) => m.bridge.toEngine)).toBeGreaterThan(0);
+    expect(grew((m) => m.bridge.fromEngine)).toBeGreaterThan(0);
+  });
+
   it('resets connections to ports nobody listens on', async () => {
     expect(await rejectionCode(beta.dial('alpha', 81, { timeoutMs: 5_000 }))).toBe('DIAL_FAILED');
   });

@@ -4,6 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, rmSync, type WriteStream } from 'node:fs';
+import type { RunAs } from './run.js';
 import { sleep } from './wait.js';
 
 /** How a child process ended. */
@@ -21,6 +22,9 @@ export interface SpawnOptions {
   cwd: string;
   /** stdout and stderr are appended here. */
   logFile: string;
+  /** Run as this user instead of ours (needs root). setpriv then runs as that user too, so the
+   * kernel does not clear the parent-death signal on a later credential change. */
+  runAs?: RunAs | undefined;
 }
 
 const TAIL_LINES = 200;
@@ -56,7 +60,12 @@ export class ManagedProcess {
     this.command = [options.command, ...options.args];
     const [file, args] = tiedToParent(options.command, options.args);
     this.#log = createWriteStream(options.logFile, { flags: 'a' });
-    this.#child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#child = spawn(file, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...options.runAs,
+    });
     this.pid = this.#child.pid;
     this.#child.stdout?.on('data', (chunk: Buffer) => this.#record(chunk));
     this.#child.stderr?.on('data', (chunk: Buffer) => this.#record(chunk));

@@ -11,6 +11,7 @@
  * - `NOT_FOUND`: a user looked up by name does not exist.
  * - `HTTP_FAILED`: an HTTP request through a node's proxy failed below HTTP (connect, reset).
  * - `TIMEOUT`: a bounded wait ran out.
+ * - `POSTGRES_START_FAILED`: PostgreSQL is not installed, `initdb` failed, or the server exited or never became ready.
  */
 export type TestnetErrorCode =
   | 'TOOL_NOT_FOUND'
@@ -22,7 +23,8 @@ export type TestnetErrorCode =
   | 'BAD_LOGIN_URL'
   | 'NOT_FOUND'
   | 'HTTP_FAILED'
-  | 'TIMEOUT';
+  | 'TIMEOUT'
+  | 'POSTGRES_START_FAILED';
 
 /** Extra facts attached to a {@link TestnetError}, for humans reading a failed test. */
 export interface TestnetErrorDetails {

@@ -19,6 +19,8 @@
 export { startTailnet, Tailnet, authIdFromLoginUrl } from './tailnet.js';
 export type { StartTailnetOptions, PreAuthKeyOptions, Stoppable } from './tailnet.js';
 export { startNativeNode, NativeNode } from './native-node.js';
+export { startPostgres, Postgres } from './postgres.js';
+export type { StartPostgresOptions } from './postgres.js';
 export type { StartNativeNodeOptions, PingOptions, PingResult } from './native-node.js';
 export type { HeadscaleNode, HeadscaleUser } from './headscale-records.js';
 export type { NodeStatus, PeerStatus } from './node-status.js';

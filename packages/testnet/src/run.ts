@@ -15,6 +15,14 @@ export interface RunOptions {
   env: NodeJS.ProcessEnv;
   /** Kill the command after this long and throw a `TIMEOUT` error. */
   timeoutMs: number;
+  /** Run as this user instead of ours (needs root); see {@link RunAs}. */
+  runAs?: RunAs | undefined;
+}
+
+/** An unprivileged identity for a child (PostgreSQL refuses to run as root). */
+export interface RunAs {
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -24,7 +32,7 @@ export interface RunOptions {
 export function runCommand(command: string[], options: RunOptions): Promise<CliResult> {
   const [file, ...args] = command;
   return new Promise((resolve, reject) => {
-    const child = spawn(file!, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file!, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'], ...options.runAs });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));

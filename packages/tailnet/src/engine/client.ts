@@ -28,12 +28,21 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   private seq = 0;
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   private exitReason: string | undefined;
+  /** Messages across the thread boundary (or the in-thread MessageChannel), each way. */
+  readonly bridgeMessages = { toEngine: 0, fromEngine: 0 };
+  private readonly postRaw: (message: ToEngine, transfer?: ArrayBuffer[]) => void;
 
   private constructor(
-    private readonly post: (message: ToEngine, transfer?: ArrayBuffer[]) => void,
+    postRaw: (message: ToEngine, transfer?: ArrayBuffer[]) => void,
     private readonly dispose: () => Promise<void>,
   ) {
     super();
+    this.postRaw = postRaw;
+  }
+
+  private post(message: ToEngine, transfer?: ArrayBuffer[]): void {
+    this.bridgeMessages.toEngine++;
+    this.postRaw(message, transfer);
   }
 
   /** Starts an engine host and loads the node into it. */
@@ -106,6 +115,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   }
 
   private receive(m: FromEngine): void {
+    this.bridgeMessages.fromEngine++;
     switch (m.op) {
       case 'ready':
         this.readyCallback?.();
@@ -127,7 +137,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
         this.emit('accepted', m.port, m.id, m.remote, m.local);
         break;
       case 'data':
-        this.emit('data', m.id, m.bytes);
+        for (const bytes of m.chunks) this.emit('data', m.id, bytes);
         break;
       case 'closed':
         this.emit('closed', m.id, m.error);

@@ -1,4 +1,4 @@
-import { startEngine, type EngineApi, type EngineEvent, type EngineHost } from '@krkn/tailnet-wasm';
+import { startEngine, type EngineApi, type EngineEvent, type EngineHost, type WebSocketTraffic } from '@krkn/tailnet-wasm';
 import { FileStateStore } from '../state.js';
 import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
 
@@ -9,8 +9,32 @@ import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
  */
 export function serveEngine(port: Port): void {
   let api: EngineApi | undefined;
+  let engineTraffic: (() => WebSocketTraffic) | undefined;
   const paused = new Set<number>();
-  const send = (message: FromEngine, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
+  // Connection bytes wait for the end of the current task, then cross in one message per
+  // connection: Go hands over about one TCP segment per data call, and a message per segment
+  // made the bridge, not the engine, the busiest part of a bulk transfer.
+  let pendingData = new Map<number, Uint8Array[]>();
+  const flushData = (): void => {
+    if (pendingData.size === 0) return;
+    const batches = pendingData;
+    pendingData = new Map();
+    for (const [id, chunks] of batches) {
+      // Go made these arrays for us alone: hand their buffers over instead of copying them.
+      port.postMessage({ op: 'data', id, chunks } satisfies FromEngine, chunks.map((c) => c.buffer as ArrayBuffer));
+    }
+  };
+  const queueData = (id: number, bytes: Uint8Array): void => {
+    if (pendingData.size === 0) queueMicrotask(flushData);
+    const chunks = pendingData.get(id);
+    if (chunks) chunks.push(bytes);
+    else pendingData.set(id, [bytes]);
+  };
+  // Every other message keeps its place after the bytes before it.
+  const send = (message: FromEngine): void => {
+    flushData();
+    port.postMessage(message);
+  };
 
   const init = async (msg: InitMessage): Promise<void> => {
     const store = FileStateStore.open(msg.stateDir);
@@ -21,8 +45,7 @@ export function serveEngine(port: Port): void {
       stateSet: (key, value) => store.set(key, value),
       accepted: (p, id, remote, local) => send({ op: 'accepted', port: p, id, remote, local }),
       data: (id, bytes) => {
-        // Go made this array for us alone: hand its buffer over instead of copying it.
-        send({ op: 'data', id, bytes }, [bytes.buffer as ArrayBuffer]);
+        queueData(id, bytes);
         return !paused.has(id);
       },
       closed: (id, error) => {
@@ -32,6 +55,7 @@ export function serveEngine(port: Port): void {
     };
     const engine = await startEngine(host, msg.env, msg.module);
     api = engine.api;
+    engineTraffic = engine.webSocketTraffic;
     void engine.exited.then((code) => send({ op: 'exit', code, reason: `engine exited with code ${code}` }));
     send({ op: 'ready' });
   };
@@ -41,7 +65,9 @@ export function serveEngine(port: Port): void {
       if (!api) throw Object.assign(new Error('engine not started'), { code: 'NOT_RUNNING' });
       if (method === 'close') paused.delete(args[0] as number);
       const fn = api[method] as (...a: unknown[]) => unknown;
-      const value = await fn(...args);
+      let value = await fn(...args);
+      // The WebSocket count lives in this thread, beside the engine, not in Go.
+      if (method === 'metrics') value = { ...(value as object), webSocket: engineTraffic?.() };
       send({ op: 'reply', seq, ok: true, value });
     } catch (err) {
       const e = err as { code?: string; message?: string };

@@ -31,7 +31,8 @@ export type FromEngine =
   | { op: 'event'; event: EngineEvent }
   | { op: 'log'; line: string }
   | { op: 'accepted'; port: number; id: number; remote: string; local: string }
-  | { op: 'data'; id: number; bytes: Uint8Array }
+  /** The bytes one connection read during one engine task, in order. */
+  | { op: 'data'; id: number; chunks: Uint8Array[] }
   | { op: 'closed'; id: number; error: string }
   | { op: 'exit'; code: number; reason: string };
 

@@ -14,11 +14,12 @@ import (
 // keep lists the features the node links. Everything else is omitted, logtail included: krkn
 // never uploads logs to Tailscale.
 var keep = []featuretags.FeatureTag{
-	"netstack", // userspace TCP/IP: js/wasm has no TUN
-	"dns",      // MagicDNS names for dial and ping
-	"health",   // health warnings surfaced to the host
-	"ipnbus",   // the notification stream (state, login URL, self, peers)
-	"c2n",      // control-to-node requests the control server may send
+	"netstack",      // userspace TCP/IP: js/wasm has no TUN
+	"dns",           // MagicDNS names for dial and ping
+	"health",        // health warnings surfaced to the host
+	"clientmetrics", // magicsock's DERP send/drop counters, for metrics()
+	"ipnbus",        // the notification stream (state, login URL, self, peers)
+	"c2n",           // control-to-node requests the control server may send
 }
 
 var baseTags = []string{"osusergo", "netgo", "omitidna", "omitpemdecrypt"}

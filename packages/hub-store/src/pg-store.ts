@@ -1,0 +1,615 @@
+import pg from 'pg';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { pgMigrations } from './pg-schema.js';
+import {
+  EVENT_COLUMNS,
+  eventValues,
+  firstSince,
+  owedTo,
+  toDelivery,
+  toEvent,
+  toSubscription,
+  type DeliveryRow,
+  type EventRow,
+  type SubscriptionRow,
+} from './rows.js';
+import { schemaVersion } from './schema.js';
+import {
+  DEFAULT_LIST_LIMIT,
+  PRUNE_BATCH,
+  StoreError,
+  newEventId,
+  newSubscriptionId,
+  type AsyncHubStore,
+  type Delivery,
+  type DueDelivery,
+  type EventQuery,
+  type NewEvent,
+  type NewSubscription,
+  type Rejection,
+  type StoreStats,
+  type SubscriptionBacklog,
+  type StoredEvent,
+  type Subscription,
+  type TopicMatcher,
+} from './types.js';
+
+export interface PostgresStoreOptions {
+  /** The password, read by the caller from a file or the environment: never part of the URL or argv. */
+  password?: string | undefined;
+  /** Connections in the pool (default 10). */
+  poolSize?: number;
+  /** Give up connecting after this long (default 5 s). */
+  connectTimeoutMs?: number;
+  /** Any one statement is cancelled after this long (default 15 s), so a stuck database cannot hold a request. */
+  statementTimeoutMs?: number;
+}
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+// Advisory lock keys (any fixed bigint, "krkn" in ASCII + a number).
+const MIGRATION_LOCK = 0x6b726b6e_01;
+// Receipt order across concurrent publishes. A publish holds this lock SHARED from before it draws its seq
+// until it commits, so publishes run (and commit, and fsync) together. Whoever picks heads of line takes it
+// EXCLUSIVE first: that waits out every publish holding a drawn-but-uncommitted seq, so it can never see
+// seq 11 committed while seq 10 is still to come and deliver 11 first.
+const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
+
+// BIGINT columns (ms times, seqs) come back as JS numbers: all of ours fit in 2^53.
+const INT8_OID = 20;
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * SQLSTATE classes and socket errors that mean "the database is not there (or overloaded)", not "your query
+ * is wrong": 08 connection exceptions, 53 insufficient resources (too many connections), 57 operator
+ * intervention (shutdown, statement timeout).
+ */
+function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (
+    typeof code === 'string' &&
+    (/^(08|53|57)/.test(code) || /^E(CONN|TIMEDOUT|PIPE|HOSTUNREACH|NOTFOUND|AI_AGAIN)/.test(code))
+  ) {
+    return true;
+  }
+  return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
+}
+
+/**
+ * The shared store: one PostgreSQL database, for one or several krkns replicas. Every write is its own
+ * transaction, committed before its promise resolves; PostgreSQL groups concurrent commits itself.
+ */
+export class PostgresStore implements AsyncHubStore {
+  readonly description: string;
+  readonly #pool: pg.Pool;
+
+  private constructor(description: string, pool: pg.Pool) {
+    this.description = description;
+    this.#pool = pool;
+  }
+
+  /**
+   * Connects to `url` (postgres://user@host:port/db) and migrates the schema.
+   * Throws CONNECT_FAILED (refused, wrong password, no such database) or SCHEMA_TOO_NEW.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const parsed = new URL(url);
+    const description = `postgres://${parsed.username}@${parsed.host}${parsed.pathname}`;
+    const pool = new pg.Pool({
+      // Not connectionString: pg lets the URL's (absent) password override the one given here.
+      host: parsed.hostname,
+      port: parsed.port ? Number(parsed.port) : 5432,
+      user: decodeURIComponent(parsed.username),
+      database: decodeURIComponent(parsed.pathname.slice(1)),
+      password: options.password,
+      ssl: tlsFor(parsed.searchParams.get('sslmode')),
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      statement_timeout: options.statementTimeoutMs ?? 15_000,
+      keepAlive: true,
+      types,
+    });
+    // An idle connection dropped by the server must not crash the process; the next query reconnects.
+    pool.on('error', () => {});
+    try {
+      await migrate(pool, description);
+    } catch (err) {
+      await pool.end();
+      if (err instanceof StoreError) throw err;
+      const why = (err as Error).message;
+      throw new StoreError('CONNECT_FAILED', `cannot use the PostgreSQL store ${description}: ${why}`, { cause: err });
+    }
+    return new PostgresStore(description, pool);
+  }
+
+  async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], on: Queryable = this.#pool): Promise<R[]> {
+    try {
+      return (await on.query<R>(sql, params)).rows;
+    } catch (err) {
+      throw this.#translate(err);
+    }
+  }
+
+  #translate(err: unknown): unknown {
+    if (err instanceof StoreError || !isUnavailable(err)) return err;
+    return new StoreError(
+      'UNAVAILABLE',
+      `the PostgreSQL store ${this.description} is unavailable: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+
+  /** Runs `fn` in a transaction on one connection; resolves after COMMIT. */
+  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (err) {
+      throw this.#translate(err);
+    }
+    let broken: Error | undefined;
+    try {
+      await this.#q('BEGIN', [], client);
+      const result = await fn(client);
+      await this.#q('COMMIT', [], client);
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async publish(
+    input: NewEvent,
+    matches: TopicMatcher,
+    now = Date.now(),
+  ): Promise<{ event: StoredEvent; duplicate: boolean }> {
+    return this.#tx(async (c) => {
+      await this.#q(`SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`, [], c);
+      // One round trip: insert (unless the dedupe key is taken: the unique index waits for a racing
+      // publish of the same key to commit) and read the subscriptions to match.
+      const [row] = await this.#q<EventRow & { subs: string }>(
+        `WITH e AS (INSERT INTO events (${EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING *)
+         SELECT e.*, (SELECT COALESCE(json_agg(json_build_array(s.id, s.topics)), '[]')
+         FROM subscriptions s WHERE s.disabled_at IS NULL)::text AS subs FROM e`,
+        eventValues(newEventId(now), input, now),
+        c,
+      );
+      if (!row) {
+        const [seen] = await this.#q<EventRow>(
+          'SELECT * FROM events WHERE topic = $1 AND dedupe_key = $2',
+          [input.topic, input.dedupeKey],
+          c,
+        );
+        return { event: toEvent(seen!), duplicate: true };
+      }
+      const subs = JSON.parse(row.subs) as [string, string][];
+      const owed = subs
+        .filter(([, topics]) => (JSON.parse(topics) as string[]).some((p) => matches(p, input.topic)))
+        .map(([id]) => id);
+      if (owed.length > 0) {
+        await this.#q(
+          `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
+           SELECT unnest($1::text[]), $2, 'pending', $3, $3`,
+          [owed, row.seq, now],
+          c,
+        );
+      }
+      const { subs: _subs, ...eventRow } = row;
+      return { event: toEvent(eventRow), duplicate: false };
+    });
+  }
+
+  /** In a transaction: waits out publishes still holding a drawn seq (see RECEIPT_ORDER_LOCK). */
+  async #inReceiptOrder(c: pg.PoolClient): Promise<void> {
+    await this.#q(`SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK})`, [], c);
+  }
+
+  async getEvent(id: string): Promise<StoredEvent | undefined> {
+    const [row] = await this.#q<EventRow>('SELECT * FROM events WHERE id = $1', [id]);
+    return row && toEvent(row);
+  }
+
+  async listEvents(q: EventQuery = {}): Promise<StoredEvent[]> {
+    // In receipt order too: a client paging with afterId must not step past an event still committing.
+    return this.#tx(async (c) => {
+      await this.#inReceiptOrder(c);
+      return this.#listEvents(q, c);
+    });
+  }
+
+  async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<StoredEvent[]> {
+    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+    let after = q.afterId ? await this.#seqOf(q.afterId, c) : 0;
+    let before = q.beforeId ? await this.#seqOf(q.beforeId, c) : Number.MAX_SAFE_INTEGER;
+    if (q.since) {
+      const [first] = await this.#q<{ seq: number }>(firstSince('$1'), [q.since], c);
+      if (!first) return [];
+      after = Math.max(after, first.seq - 1);
+    }
+    // A topic predicate runs here, not in SQL: read pages until enough match or the events run out.
+    const page = q.topic ? Math.max(limit, 500) : limit;
+    const out: StoredEvent[] = [];
+    for (;;) {
+      const rows = await this.#q<EventRow>(
+        `SELECT * FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
+          ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
+        [after, before, q.since ?? 0, page],
+        c,
+      );
+      for (const row of rows) {
+        if (q.topic && !q.topic(row.topic)) continue;
+        out.push(toEvent(row));
+        if (out.length >= limit) return out;
+      }
+      if (rows.length < page) return out;
+      if (q.newestFirst) before = rows[rows.length - 1]!.seq;
+      else after = rows[rows.length - 1]!.seq;
+    }
+  }
+
+  async #seqOf(eventId: string, c: pg.PoolClient): Promise<number> {
+    const [row] = await this.#q<{ seq: number }>('SELECT seq FROM events WHERE id = $1', [eventId], c);
+    if (!row) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+    return row.seq;
+  }
+
+  async deliveriesOf(eventId: string): Promise<Delivery[]> {
+    const rows = await this.#q<DeliveryRow>(
+      'SELECT d.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE e.id = $1 ORDER BY d.subscription_id',
+      [eventId],
+    );
+    return rows.map(toDelivery);
+  }
+
+  async subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
+    return this.#tx(async (c) => {
+      const [row] = await this.#q<SubscriptionRow>(
+        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
+         ON CONFLICT (node_id, port) DO UPDATE SET node_name = EXCLUDED.node_name, address = EXCLUDED.address,
+           path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at,
+           offline_since = NULL, probe_at = NULL, disabled_at = NULL, disabled_reason = NULL,
+           secret = CASE WHEN $10::bigint IS NOT NULL OR subscriptions.secret IS NULL THEN $9
+             ELSE subscriptions.secret END,
+           previous_secret = CASE WHEN $10::bigint IS NOT NULL THEN subscriptions.secret
+             ELSE subscriptions.previous_secret END,
+           previous_secret_until = COALESCE($10::bigint, subscriptions.previous_secret_until)
+         RETURNING *`,
+        [
+          newSubscriptionId(),
+          input.nodeId,
+          input.nodeName,
+          input.address,
+          input.port,
+          input.path,
+          JSON.stringify(input.topics),
+          now,
+          input.secret ?? null,
+          input.secret === undefined ? null : (input.rotateSecretUntil ?? null),
+        ],
+        c,
+      );
+      await this.#q(
+        `UPDATE deliveries SET next_attempt_at = $1 WHERE subscription_id = $2 AND state = 'pending'`,
+        [now, row!.id],
+        c,
+      );
+      return toSubscription(row!);
+    });
+  }
+
+  async getSubscription(id: string): Promise<Subscription | undefined> {
+    const [row] = await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = $1', [id]);
+    return row && toSubscription(row);
+  }
+
+  async listSubscriptions(nodeId?: string): Promise<Subscription[]> {
+    const rows =
+      nodeId === undefined
+        ? await this.#q<SubscriptionRow>('SELECT * FROM subscriptions ORDER BY created_at, id')
+        : await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE node_id = $1 ORDER BY created_at, id', [
+            nodeId,
+          ]);
+    return rows.map(toSubscription);
+  }
+
+  async unsubscribe(id: string): Promise<boolean> {
+    const rows = await this.#q('DELETE FROM subscriptions WHERE id = $1 RETURNING id', [id]);
+    return rows.length > 0;
+  }
+
+  async dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): Promise<DueDelivery[]> {
+    return this.#tx(async (c) => {
+      await this.#inReceiptOrder(c);
+      // Each subscription's oldest due pending delivery, through the deliveries_pending_head index.
+      const heads = await this.#q<{ sid: string; seq: number }>(
+        `SELECT s.id AS sid, h.event_seq AS seq FROM subscriptions s
+       CROSS JOIN LATERAL (SELECT event_seq FROM deliveries d
+         WHERE d.subscription_id = s.id AND d.state = 'pending'
+         AND d.next_attempt_at <= $1 ORDER BY event_seq LIMIT 1) h
+       WHERE s.probe_at IS NULL OR s.probe_at <= $1 ORDER BY s.created_at, s.id`,
+        [now],
+        c,
+      );
+      return this.#hydrate(heads.filter((h) => !busy.has(h.sid)).slice(0, limit), c);
+    });
+  }
+
+  async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
+    return this.#tx(async (c) => {
+      await this.#inReceiptOrder(c);
+      // SKIP LOCKED: replicas claiming at once each take different subscriptions instead of queueing.
+      const claimed = await this.#q<{ id: string }>(
+        `WITH c AS (
+           SELECT s.id FROM subscriptions s
+           WHERE (s.probe_at IS NULL OR s.probe_at <= $1)
+             AND (s.lease_until IS NULL OR s.lease_until <= $1 OR s.lease_owner = $2)
+             AND EXISTS (SELECT 1 FROM deliveries d
+                         WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= $1)
+           ORDER BY s.created_at, s.id LIMIT $4 FOR UPDATE SKIP LOCKED)
+         UPDATE subscriptions s SET lease_owner = $2, lease_until = $1::bigint + $3::bigint FROM c WHERE s.id = c.id
+         RETURNING s.id, s.created_at`,
+        [now, owner, leaseMs, limit],
+        c,
+      );
+      if (claimed.length === 0) return [];
+      const heads = await this.#q<{ sid: string; seq: number }>(
+        `SELECT d.subscription_id AS sid, MIN(d.event_seq) AS seq FROM deliveries d
+         WHERE d.subscription_id = ANY($1::text[]) AND d.state = 'pending' AND d.next_attempt_at <= $2
+         GROUP BY d.subscription_id`,
+        [claimed.map((r) => r.id), now],
+        c,
+      );
+      const order = new Map(claimed.map((r, i) => [r.id, i]));
+      heads.sort((a, b) => order.get(a.sid)! - order.get(b.sid)!);
+      return this.#hydrate(heads, c);
+    });
+  }
+
+  /** Loads delivery, event and subscription of each (subscription, seq), in the order given. */
+  async #hydrate(heads: { sid: string; seq: number }[], on: Queryable): Promise<DueDelivery[]> {
+    if (heads.length === 0) return [];
+    const sids = heads.map((h) => h.sid);
+    const seqs = heads.map((h) => h.seq);
+    const [deliveries, events, subs] = await Promise.all([
+      this.#q<DeliveryRow>(
+        `SELECT d.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
+         ON d.subscription_id = k.sid AND d.event_seq = k.seq`,
+        [sids, seqs],
+        on,
+      ),
+      this.#q<EventRow>('SELECT * FROM events WHERE seq = ANY($1::bigint[])', [seqs], on),
+      this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = ANY($1::text[])', [sids], on),
+    ]);
+    return heads.flatMap((h) => {
+      const d = deliveries.find((r) => r.subscription_id === h.sid && r.event_seq === h.seq);
+      const e = events.find((r) => r.seq === h.seq);
+      const s = subs.find((r) => r.id === h.sid);
+      return d && e && s ? [{ delivery: toDelivery(d), event: toEvent(e), subscription: toSubscription(s) }] : [];
+    });
+  }
+
+  async releaseLease(subscriptionId: string, owner: string): Promise<void> {
+    await this.#q(
+      'UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2',
+      [subscriptionId, owner],
+    );
+  }
+
+  async nextDueAt(now = Date.now()): Promise<number | null> {
+    const [row] = await this.#q<{ t: number | null }>(
+      `SELECT MIN(GREATEST(h.t, COALESCE(s.probe_at, 0),
+        CASE WHEN s.lease_until > $1 THEN s.lease_until ELSE 0 END)) AS t
+       FROM subscriptions s
+       CROSS JOIN LATERAL (SELECT MIN(next_attempt_at) AS t FROM deliveries d
+         WHERE d.subscription_id = s.id AND d.state = 'pending') h
+       WHERE h.t IS NOT NULL`,
+      [now],
+    );
+    return row?.t ?? null;
+  }
+
+  async recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL,
+          updated_at = $2
+         WHERE subscription_id = $3 AND event_seq = $4`,
+        [status, now, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#online(subscriptionId, c);
+    });
+  }
+
+  async recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, last_error = $2, updated_at = $3,
+           state = CASE WHEN $4::bigint IS NULL THEN 'failed' ELSE 'pending' END,
+           next_attempt_at = COALESCE($4::bigint, next_attempt_at)
+         WHERE subscription_id = $5 AND event_seq = $6`,
+        [outcome.status, outcome.error, now, outcome.retryAt, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#online(subscriptionId, c);
+    });
+  }
+
+  async recordGone(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    reason: string,
+    now = Date.now(),
+  ): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, updated_at = $2
+         WHERE subscription_id = $3 AND event_seq = $4`,
+        [status, now, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#q(
+        `UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2
+         WHERE subscription_id = $3 AND state = 'pending'`,
+        [reason, now, subscriptionId],
+        c,
+      );
+      await this.#q(
+        `UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2, offline_since = NULL, probe_at = NULL
+         WHERE id = $3`,
+        [now, reason, subscriptionId],
+        c,
+      );
+    });
+  }
+
+  async #online(subscriptionId: string, c: pg.PoolClient): Promise<void> {
+    await this.#q('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = $1', [subscriptionId], c);
+  }
+
+  async recordUnreachable(
+    subscriptionId: string,
+    eventSeq: number,
+    error: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now = Date.now(),
+  ): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        'UPDATE deliveries SET last_error = $1, updated_at = $2 WHERE subscription_id = $3 AND event_seq = $4',
+        [error, now, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#q(
+        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, $1), probe_at = $2 WHERE id = $3
+          AND updated_at <= $4`,
+        [now, probeAt, subscriptionId, attemptStartedAt],
+        c,
+      );
+    });
+  }
+
+  async wake(subscriptionId: string, now = Date.now()): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q('UPDATE subscriptions SET probe_at = NULL WHERE id = $1', [subscriptionId], c);
+      await this.#q(
+        `UPDATE deliveries SET next_attempt_at = LEAST(next_attempt_at, $1) WHERE subscription_id = $2
+          AND state = 'pending'`,
+        [now, subscriptionId],
+        c,
+      );
+    });
+  }
+
+  async redeliver(eventId: string, matches: TopicMatcher, now = Date.now(), nodeId?: string): Promise<number> {
+    return this.#tx(async (c) => {
+      const [event] = await this.#q<EventRow>('SELECT * FROM events WHERE id = $1', [eventId], c);
+      if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+      const subs = (await this.#q<SubscriptionRow>('SELECT * FROM subscriptions', [], c)).map(toSubscription);
+      const owed = subs
+        .filter((s) => (nodeId === undefined || s.nodeId === nodeId) && owedTo(s, event.topic, matches))
+        .map((s) => s.id);
+      if (owed.length === 0) return 0;
+      const rows = await this.#q(
+        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
+         SELECT unnest($1::text[]), $2, 'pending', $3, $3
+         ON CONFLICT (subscription_id, event_seq) DO UPDATE SET state = 'pending', attempts = 0,
+           next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL, last_status = NULL,
+           updated_at = EXCLUDED.updated_at
+         RETURNING 1`,
+        [owed, event.seq, now],
+        c,
+      );
+      return rows.length;
+    });
+  }
+
+  async prune(before: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const rows = await this.#q(
+        `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < $1 AND NOT EXISTS
+           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending') ORDER BY seq LIMIT $2)
+         RETURNING 1`,
+        [before, PRUNE_BATCH],
+      );
+      if (rows.length === 0) return total;
+      total += rows.length;
+      await nextTurn();
+    }
+  }
+
+  async backlogs(): Promise<SubscriptionBacklog[]> {
+    return this.#q<SubscriptionBacklog>(
+      `SELECT s.id AS "subscriptionId",
+         COUNT(d.event_seq) FILTER (WHERE d.state = 'pending') AS pending,
+         MAX(d.updated_at) FILTER (WHERE d.state = 'delivered') AS "lastDeliveredAt"
+       FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
+    );
+  }
+
+  async stats(): Promise<StoreStats> {
+    const [row] = await this.#q<Omit<StoreStats, never>>(
+      `SELECT
+         (SELECT COUNT(*) FROM events) AS events,
+         (SELECT COUNT(*) FROM subscriptions) AS subscriptions,
+         (SELECT COUNT(*) FROM subscriptions WHERE offline_since IS NOT NULL) AS "offlineSubscriptions",
+         (SELECT COUNT(*) FROM subscriptions WHERE disabled_at IS NOT NULL) AS "disabledSubscriptions",
+         (SELECT COUNT(*) FROM deliveries WHERE state = 'pending') AS pending,
+         (SELECT COUNT(*) FROM deliveries WHERE state = 'delivered') AS delivered,
+         (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed,
+         (SELECT MIN(e.received_at) FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending')
+           AS "oldestPendingAt",
+         pg_database_size(current_database()) AS "databaseBytes"`,
+    );
+    return row!;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}
+
+/** sslmode=require, verify-ca or verify-full: TLS with the server's certificate verified; otherwise plain TCP. */
+function tlsFor(sslmode: string | null): boolean {
+  return sslmode === 'require' || sslmode === 'verify-ca' || sslmode === 'verify-full';
+}
+
+async function migrate(pool: pg.Pool, description: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Replicas starting together: one migrates, the others wait and then find nothing to do.
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS krkn_schema (version INTEGER NOT NULL)');
+    const [row] = (await client.query<{ version: number }>('SELECT version FROM krkn_schema')).rows;
+    const current = row?.version ?? 0;
+    if (current > schemaVersion) {
+      throw new StoreError(
+        'SCHEMA_TOO_NEW',
+        `event store ${description} has schema ${current}; this krkns knows up to ${schemaVersion}: upgrade krkns`,
+      );
+    }
+    for (let v = current + 1; v <= schemaVersion; v++) await client.query(pgMigrations[v]!);
+    if (row) await client.query('UPDATE krkn_schema SET version = $1', [schemaVersion]);
+    else await client.query('INSERT INTO krkn_schema (version) VALUES ($1)', [schemaVersion]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,129 @@
+// Rows as both engines return them (same column names; PostgreSQL's bigints parsed to numbers),
+// and their mapping to the public types: one place for both backends.
+
+import type { Delivery, NewEvent, StoredEvent, Subscription, TopicMatcher } from './types.js';
+
+export interface EventRow {
+  seq: number;
+  id: string;
+  topic: string;
+  received_at: number;
+  dedupe_key: string | null;
+  method: string;
+  headers: string;
+  body: Buffer;
+  sender_ip: string;
+  sender_node: string;
+  sender_user: string;
+  sender_tags: string;
+}
+
+export interface SubscriptionRow {
+  id: string;
+  node_id: string;
+  node_name: string;
+  address: string;
+  port: number;
+  path: string;
+  topics: string;
+  created_at: number;
+  updated_at: number;
+  offline_since: number | null;
+  probe_at: number | null;
+  disabled_at: number | null;
+  disabled_reason: string | null;
+  secret: string | null;
+  previous_secret: string | null;
+  previous_secret_until: number | null;
+}
+
+export interface DeliveryRow {
+  subscription_id: string;
+  event_seq: number;
+  state: Delivery['state'];
+  attempts: number;
+  next_attempt_at: number;
+  last_status: number | null;
+  last_error: string | null;
+}
+
+/** The insert values of an event, in the column order of {@link EVENT_COLUMNS}. */
+export const EVENT_COLUMNS =
+  'id, topic, received_at, dedupe_key, method, headers, body, sender_ip, sender_node, sender_user, sender_tags';
+
+export function eventValues(id: string, e: NewEvent, now: number): unknown[] {
+  const s = e.sender;
+  const headers = JSON.stringify(e.headers);
+  return [
+    id,
+    e.topic,
+    now,
+    e.dedupeKey ?? null,
+    e.method,
+    headers,
+    e.body,
+    s.ip,
+    s.node,
+    s.user,
+    JSON.stringify(s.tags),
+  ];
+}
+
+/**
+ * The first event received at or after a time (placeholder `param`), by the events_received index: listing
+ * recent events starts there, not at the oldest, so it stays flat however many old ones are kept. (Receipt
+ * times follow seq order unless the clock steps back; then a `since` query may skip an event from before the step.)
+ */
+export function firstSince(param: string): string {
+  return `SELECT seq FROM events WHERE received_at >= ${param} ORDER BY received_at, seq LIMIT 1`;
+}
+
+export function toEvent(r: EventRow): StoredEvent {
+  return {
+    id: r.id,
+    seq: r.seq,
+    topic: r.topic,
+    receivedAt: r.received_at,
+    dedupeKey: r.dedupe_key,
+    method: r.method,
+    headers: JSON.parse(r.headers) as [string, string][],
+    body: r.body,
+    sender: { ip: r.sender_ip, node: r.sender_node, user: r.sender_user, tags: JSON.parse(r.sender_tags) as string[] },
+  };
+}
+
+export function toSubscription(r: SubscriptionRow): Subscription {
+  return {
+    id: r.id,
+    nodeId: r.node_id,
+    nodeName: r.node_name,
+    address: r.address,
+    port: r.port,
+    path: r.path,
+    topics: JSON.parse(r.topics) as string[],
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    offlineSince: r.offline_since,
+    disabled: r.disabled_at === null ? null : { at: r.disabled_at, reason: r.disabled_reason ?? '' },
+    secret: r.secret,
+    previousSecret:
+      r.previous_secret === null ? null : { secret: r.previous_secret, until: r.previous_secret_until ?? 0 },
+  };
+}
+
+/** Whether an event on `topic` is owed to `sub`: one of its patterns matches, and it has not answered 410 Gone. */
+export function owedTo(sub: Subscription, topic: string, matches: TopicMatcher): boolean {
+  return sub.disabled === null && sub.topics.some((p) => matches(p, topic));
+}
+
+export function toDelivery(r: DeliveryRow): Delivery {
+  return {
+    subscriptionId: r.subscription_id,
+    eventSeq: r.event_seq,
+    state: r.state,
+    attempts: r.attempts,
+    nextAttemptAt: r.next_attempt_at,
+    lastStatus: r.last_status,
+    lastError: r.last_error,
+  };
+}

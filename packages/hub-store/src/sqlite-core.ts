@@ -1,0 +1,430 @@
+import { chmodSync, existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import {
+  EVENT_COLUMNS,
+  eventValues,
+  firstSince,
+  owedTo,
+  toDelivery,
+  toEvent,
+  toSubscription,
+  type DeliveryRow,
+  type EventRow,
+  type SubscriptionRow,
+} from './rows.js';
+import { migrations, schemaVersion } from './schema.js';
+import {
+  DEFAULT_LIST_LIMIT,
+  PRUNE_BATCH,
+  StoreError,
+  newEventId,
+  newSubscriptionId,
+  type Delivery,
+  type DueDelivery,
+  type EventQuery,
+  type NewEvent,
+  type NewSubscription,
+  type Rejection,
+  type StoreStats,
+  type StoredEvent,
+  type Subscription,
+  type SubscriptionBacklog,
+  type TopicMatcher,
+} from './types.js';
+
+/**
+ * krkns's storage in one SQLite file (WAL, synchronous=FULL), synchronously: every method that writes
+ * has committed to disk when it returns — unless it runs inside {@link transaction}, whose commit then
+ * covers it (that is how {@link SqliteStore} commits a group of publishes with one fsync).
+ */
+export class SqliteCore {
+  readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
+
+  private constructor(
+    readonly path: string,
+    db: Database.Database,
+  ) {
+    this.#db = db;
+  }
+
+  /** Opens (creating if needed, mode 0600) and migrates the database at path. */
+  static open(path: string): SqliteCore {
+    const fresh = !existsSync(path);
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+      // 64 MiB of page cache (default 2 MiB): index pages stay cached as the store grows into the 100k events.
+      db.pragma('cache_size = -65536');
+    } catch (err) {
+      throw new StoreError('CORRUPT', `cannot open event store ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    if (fresh) chmodSync(path, 0o600);
+    migrate(db, path);
+    return new SqliteCore(path, db);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  /** Runs `fn` in one transaction (a savepoint when nested): all of it commits, or none of it. */
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn)();
+  }
+
+  /** Prepared once per SQL text: preparing costs more than running for these small statements. */
+  #sql(text: string): Database.Statement {
+    let statement = this.#statements.get(text);
+    if (!statement) {
+      statement = this.#db.prepare(text);
+      this.#statements.set(text, statement);
+    }
+    return statement;
+  }
+
+  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): { event: StoredEvent; duplicate: boolean } {
+    return this.transaction(() => {
+      if (input.dedupeKey) {
+        const seen = this.#sql('SELECT * FROM events WHERE topic = ? AND dedupe_key = ?').get(
+          input.topic,
+          input.dedupeKey,
+        );
+        if (seen) return { event: toEvent(seen as EventRow), duplicate: true };
+      }
+      const row = this.#sql(
+        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      ).get(...eventValues(newEventId(now), input, now)) as EventRow;
+      const owe = this.#sql(
+        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
+          'pending', ?, ?)`,
+      );
+      for (const sub of this.listSubscriptions()) {
+        if (owedTo(sub, input.topic, matches)) owe.run(sub.id, row.seq, now, now);
+      }
+      return { event: toEvent(row), duplicate: false };
+    });
+  }
+
+  getEvent(id: string): StoredEvent | undefined {
+    const row = this.#sql('SELECT * FROM events WHERE id = ?').get(id) as EventRow | undefined;
+    return row && toEvent(row);
+  }
+
+  #eventBySeq(seq: number): StoredEvent {
+    return toEvent(this.#sql('SELECT * FROM events WHERE seq = ?').get(seq) as EventRow);
+  }
+
+  listEvents(q: EventQuery = {}): StoredEvent[] {
+    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+    let after = q.afterId ? this.#seqOf(q.afterId) : 0;
+    const before = q.beforeId ? this.#seqOf(q.beforeId) : Number.MAX_SAFE_INTEGER;
+    if (q.since) {
+      const first = this.#sql(firstSince('?')).get(q.since) as { seq: number } | undefined;
+      if (!first) return [];
+      after = Math.max(after, first.seq - 1);
+    }
+    const out: StoredEvent[] = [];
+    const order = q.newestFirst ? 'DESC' : 'ASC';
+    const rows = this.#sql(
+      `SELECT * FROM events WHERE seq > ? AND seq < ? AND received_at >= ? ORDER BY seq ${order}`,
+    ).iterate(after, before, q.since ?? 0);
+    for (const row of rows as Iterable<EventRow>) {
+      if (q.topic && !q.topic(row.topic)) continue;
+      out.push(toEvent(row));
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+  #seqOf(eventId: string): number {
+    const row = this.#sql('SELECT seq FROM events WHERE id = ?').get(eventId) as { seq: number } | undefined;
+    if (!row) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+    return row.seq;
+  }
+
+
+  deliveriesOf(eventId: string): Delivery[] {
+    const rows = this.#sql(
+      'SELECT d.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE e.id = ? ORDER BY d.subscription_id',
+    ).all(eventId) as DeliveryRow[];
+    return rows.map(toDelivery);
+  }
+
+  subscribe(input: NewSubscription, now = Date.now()): Subscription {
+    return this.transaction(() => {
+      const row = this.#sql(
+        `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
+         VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now, @secret)
+         ON CONFLICT (node_id, port) DO UPDATE SET node_name = @nodeName, address = @address, path = @path,
+           topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL,
+           disabled_at = NULL, disabled_reason = NULL,
+           secret = CASE WHEN @rotateUntil IS NOT NULL OR secret IS NULL THEN @secret ELSE secret END,
+           previous_secret = CASE WHEN @rotateUntil IS NOT NULL THEN secret ELSE previous_secret END,
+           previous_secret_until = COALESCE(@rotateUntil, previous_secret_until)
+         RETURNING *`,
+      ).get({
+        nodeId: input.nodeId,
+        nodeName: input.nodeName,
+        address: input.address,
+        port: input.port,
+        path: input.path,
+        id: newSubscriptionId(),
+        topics: JSON.stringify(input.topics),
+        now,
+        secret: input.secret ?? null,
+        rotateUntil: input.secret === undefined ? null : (input.rotateSecretUntil ?? null),
+      }) as SubscriptionRow;
+      this.#sql(`UPDATE deliveries SET next_attempt_at = ? WHERE subscription_id = ? AND state = 'pending'`).run(
+        now,
+        row.id,
+      );
+      return toSubscription(row);
+    });
+  }
+
+  getSubscription(id: string): Subscription | undefined {
+    const row = this.#sql('SELECT * FROM subscriptions WHERE id = ?').get(id) as SubscriptionRow | undefined;
+    return row && toSubscription(row);
+  }
+
+  listSubscriptions(nodeId?: string): Subscription[] {
+    const rows = (
+      nodeId === undefined
+        ? this.#sql('SELECT * FROM subscriptions ORDER BY created_at, id').all()
+        : this.#sql('SELECT * FROM subscriptions WHERE node_id = ? ORDER BY created_at, id').all(nodeId)
+    ) as SubscriptionRow[];
+    return rows.map(toSubscription);
+  }
+
+  unsubscribe(id: string): boolean {
+    return this.#sql('DELETE FROM subscriptions WHERE id = ?').run(id).changes > 0;
+  }
+
+  dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): DueDelivery[] {
+    const subs = this.#sql(
+      'SELECT * FROM subscriptions WHERE probe_at IS NULL OR probe_at <= ? ORDER BY created_at, id',
+    ).all(now) as SubscriptionRow[];
+    const out: DueDelivery[] = [];
+    for (const sub of subs) {
+      if (out.length >= limit) break;
+      if (busy.has(sub.id)) continue;
+      const head = this.#head(sub, now);
+      if (head) out.push(head);
+    }
+    return out;
+  }
+
+  /** A subscription's oldest due pending delivery, through the deliveries_pending_head index. */
+  #head(sub: SubscriptionRow, now: number): DueDelivery | undefined {
+    const row = this.#sql(
+      // INDEXED BY: left to itself, SQLite picks deliveries_pending_due and sorts the whole queue.
+      `SELECT * FROM deliveries INDEXED BY deliveries_pending_head
+       WHERE subscription_id = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY event_seq LIMIT 1`,
+    ).get(sub.id, now) as DeliveryRow | undefined;
+    return (
+      row && { delivery: toDelivery(row), event: this.#eventBySeq(row.event_seq), subscription: toSubscription(sub) }
+    );
+  }
+
+  claimDue(owner: string, now: number, leaseMs: number, limit: number): DueDelivery[] {
+    return this.transaction(() => {
+      const subs = this.#sql(
+        `SELECT * FROM subscriptions WHERE (probe_at IS NULL OR probe_at <= @now)
+           AND (lease_until IS NULL OR lease_until <= @now OR lease_owner = @owner) ORDER BY created_at, id`,
+      ).all({ now, owner }) as SubscriptionRow[];
+      const lease = this.#sql('UPDATE subscriptions SET lease_owner = ?, lease_until = ? WHERE id = ?');
+      const out: DueDelivery[] = [];
+      for (const sub of subs) {
+        if (out.length >= limit) break;
+        const head = this.#head(sub, now);
+        if (!head) continue;
+        lease.run(owner, now + leaseMs, sub.id);
+        out.push(head);
+      }
+      return out;
+    });
+  }
+
+  releaseLease(subscriptionId: string, owner: string): void {
+    this.#sql('UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?').run(
+      subscriptionId,
+      owner,
+    );
+  }
+
+  nextDueAt(now = Date.now()): number | null {
+    // Per subscription, its earliest pending due time (deliveries_pending_due index), held back by its
+    // probe time and by a live lease.
+    const row = this.#sql(
+      `SELECT MIN(MAX((SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.subscription_id = s.id
+        AND d.state = 'pending'),
+                      COALESCE(s.probe_at, 0), CASE WHEN s.lease_until > ? THEN s.lease_until ELSE 0 END)) AS t
+       FROM subscriptions s`,
+    ).get(now) as { t: number | null };
+    return row.t;
+  }
+
+  recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql(
+        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = ?, last_error = NULL,
+          updated_at = ?
+         WHERE subscription_id = ? AND event_seq = ?`,
+      ).run(status, now, subscriptionId, eventSeq);
+      this.#online(subscriptionId);
+    });
+  }
+
+  recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = ?, last_error = ?, updated_at = ?,
+           state = CASE WHEN ? IS NULL THEN 'failed' ELSE 'pending' END,
+           next_attempt_at = COALESCE(?, next_attempt_at)
+         WHERE subscription_id = ? AND event_seq = ?`,
+      ).run(outcome.status, outcome.error, now, outcome.retryAt, outcome.retryAt, subscriptionId, eventSeq);
+      this.#online(subscriptionId);
+    });
+  }
+
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql(
+        `UPDATE deliveries SET attempts = attempts + 1, last_status = ?, updated_at = ? WHERE subscription_id = ?
+           AND event_seq = ?`,
+      ).run(status, now, subscriptionId, eventSeq);
+      this.#sql(
+        `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ? WHERE subscription_id = ?
+           AND state = 'pending'`,
+      ).run(reason, now, subscriptionId);
+      this.#sql(
+        `UPDATE subscriptions SET disabled_at = ?, disabled_reason = ?, offline_since = NULL, probe_at = NULL
+         WHERE id = ?`,
+      ).run(now, reason, subscriptionId);
+    });
+  }
+
+  #online(subscriptionId: string): void {
+    this.#sql('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = ?').run(subscriptionId);
+  }
+
+  recordUnreachable(
+    subscriptionId: string,
+    eventSeq: number,
+    error: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now = Date.now(),
+  ): void {
+    this.transaction(() => {
+      this.#sql('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?').run(
+        error,
+        now,
+        subscriptionId,
+        eventSeq,
+      );
+      this.#sql(
+        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ? WHERE id = ?
+          AND updated_at <= ?`,
+      ).run(now, probeAt, subscriptionId, attemptStartedAt);
+    });
+  }
+
+  wake(subscriptionId: string, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql('UPDATE subscriptions SET probe_at = NULL WHERE id = ?').run(subscriptionId);
+      this.#sql(
+        `UPDATE deliveries SET next_attempt_at = MIN(next_attempt_at, ?) WHERE subscription_id = ?
+          AND state = 'pending'`,
+      ).run(now, subscriptionId);
+    });
+  }
+
+  redeliver(eventId: string, matches: TopicMatcher, now = Date.now(), nodeId?: string): number {
+    return this.transaction(() => {
+      const event = this.getEvent(eventId);
+      if (!event) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+      const upsert = this.#sql(
+        `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
+          'pending', ?, ?)
+         ON CONFLICT (subscription_id, event_seq) DO UPDATE SET state = 'pending', attempts = 0,
+           next_attempt_at = excluded.next_attempt_at, last_error = NULL, last_status = NULL,
+           updated_at = excluded.updated_at`,
+      );
+      let n = 0;
+      for (const sub of this.listSubscriptions(nodeId)) {
+        if (owedTo(sub, event.topic, matches)) n += upsert.run(sub.id, event.seq, now, now).changes;
+      }
+      return n;
+    });
+  }
+
+  /** Deletes up to `batch` events received before `before` that nobody is still owed, in one transaction. */
+  pruneBatch(before: number, batch = PRUNE_BATCH): number {
+    return this.#sql(
+      `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < ? AND NOT EXISTS
+         (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending') ORDER BY seq LIMIT ?)`,
+    ).run(before, batch).changes;
+  }
+
+  /** Deletes, batch by batch, every event received before `before` that nobody is still owed. */
+  prune(before: number): number {
+    let total = 0;
+    for (let n = this.pruneBatch(before); n > 0; n = this.pruneBatch(before)) total += n;
+    return total;
+  }
+
+  backlogs(): SubscriptionBacklog[] {
+    return this.#sql(
+      `SELECT s.id AS subscriptionId,
+         COALESCE(SUM(d.state = 'pending'), 0) AS pending,
+         MAX(CASE WHEN d.state = 'delivered' THEN d.updated_at END) AS lastDeliveredAt
+       FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
+    ).all() as SubscriptionBacklog[];
+  }
+
+  stats(): StoreStats {
+    const one = <T>(sql: string): T => this.#sql(sql).get() as T;
+    const byState = this.#sql('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state').all() as {
+      state: string;
+      n: number;
+    }[];
+    const count = (s: string) => byState.find((r) => r.state === s)?.n ?? 0;
+    const pages = one<{ page_count: number }>('PRAGMA page_count').page_count;
+    return {
+      events: one<{ n: number }>('SELECT COUNT(*) AS n FROM events').n,
+      subscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions').n,
+      offlineSubscriptions: one<{ n: number }>(
+        'SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL',
+      ).n,
+      disabledSubscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL')
+        .n,
+      pending: count('pending'),
+      delivered: count('delivered'),
+      failed: count('failed'),
+      oldestPendingAt: one<{ t: number | null }>(
+        `SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq
+          WHERE d.state = 'pending'`,
+      ).t,
+      databaseBytes: pages * one<{ page_size: number }>('PRAGMA page_size').page_size,
+    };
+  }
+}
+
+function migrate(db: Database.Database, path: string): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > schemaVersion) {
+    throw new StoreError(
+      'SCHEMA_TOO_NEW',
+      `event store ${path} has schema ${current}; this krkns knows up to ${schemaVersion}: upgrade krkns`,
+    );
+  }
+  db.transaction(() => {
+    for (let v = current + 1; v <= schemaVersion; v++) db.exec(migrations[v]!);
+    db.pragma(`user_version = ${schemaVersion}`);
+  })();
+}

@@ -1,0 +1,256 @@
+import { randomBytes } from 'node:crypto';
+
+/** Who published an event, as WhoIs named the connection's tailnet address. */
+export interface Sender {
+  ip: string;
+  node: string;
+  user: string;
+  tags: string[];
+}
+
+/** An event as stored: the raw body and the headers exactly as received. */
+export interface StoredEvent {
+  id: string;
+  seq: number;
+  topic: string;
+  receivedAt: number;
+  dedupeKey: string | null;
+  method: string;
+  headers: [string, string][];
+  body: Buffer;
+  sender: Sender;
+}
+
+/** What publish needs. */
+export interface NewEvent {
+  topic: string;
+  dedupeKey?: string | undefined;
+  method: string;
+  headers: [string, string][];
+  body: Buffer;
+  sender: Sender;
+}
+
+/** What subscribe needs: the rest (id, times, offline state) is the store's. */
+export type NewSubscription = Omit<
+  Subscription,
+  'id' | 'createdAt' | 'updatedAt' | 'offlineSince' | 'disabled' | 'secret' | 'previousSecret'
+> & {
+  /** A fresh signing secret: kept when the subscription is new or has none, or when rotating; else unused. */
+  secret?: string;
+  /** Rotate: `secret` replaces the stored one, which is still signed with until this time (ms). */
+  rotateSecretUntil?: number;
+};
+
+/** A subscriber's standing request for topics, delivered to its own tailnet address. */
+export interface Subscription {
+  id: string;
+  nodeId: string;
+  nodeName: string;
+  address: string;
+  port: number;
+  path: string;
+  topics: string[];
+  createdAt: number;
+  updatedAt: number;
+  /** Set while the subscriber cannot be reached; its queue waits, attempts are not spent. */
+  offlineSince: number | null;
+  /**
+   * Set when the subscriber answered 410 Gone (Standard Webhooks: stop sending): nothing is owed to it
+   * until it subscribes again.
+   */
+  disabled: { at: number; reason: string } | null;
+  /** The Standard Webhooks secret ("whsec_...") attempts are signed with; null for one made before schema 3. */
+  secret: string | null;
+  /** After a rotation: the old secret, also signed with until `until` (ms), so receivers can switch over. */
+  previousSecret: { secret: string; until: number } | null;
+}
+
+/** One event owed to one subscription. */
+export interface Delivery {
+  subscriptionId: string;
+  eventSeq: number;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  nextAttemptAt: number;
+  lastStatus: number | null;
+  lastError: string | null;
+}
+
+/** A delivery ready to be attempted, with what it needs. */
+export interface DueDelivery {
+  delivery: Delivery;
+  event: StoredEvent;
+  subscription: Subscription;
+}
+
+/** How a rejected attempt ended; `retryAt` null marks the delivery failed for good. */
+export interface Rejection {
+  status: number | null;
+  error: string;
+  retryAt: number | null;
+}
+
+/** Filters for listEvents. */
+export interface EventQuery {
+  /** Only events whose topic this predicate accepts. */
+  topic?: (topic: string) => boolean;
+  /** Only events received after this event id. */
+  afterId?: string;
+  /** Only events received before this event id. */
+  beforeId?: string;
+  /** Newest first (default: receipt order); with beforeId, this pages back through the store. */
+  newestFirst?: boolean;
+  /** Only events received at or after this time (ms). */
+  since?: number;
+  /** At most this many (default {@link DEFAULT_LIST_LIMIT}). */
+  limit?: number;
+}
+
+/** One subscription's queue: how many deliveries it is owed, and when one last succeeded. */
+export interface SubscriptionBacklog {
+  subscriptionId: string;
+  pending: number;
+  /** ms since the epoch, or null if nothing was ever delivered to it (or that was pruned). */
+  lastDeliveredAt: number | null;
+}
+
+/** Counts for status pages. */
+export interface StoreStats {
+  events: number;
+  subscriptions: number;
+  offlineSubscriptions: number;
+  /** Subscriptions disabled by a 410 Gone answer. */
+  disabledSubscriptions: number;
+  pending: number;
+  delivered: number;
+  failed: number;
+  /** Receipt time of the oldest event still owed to someone (ms), or null. */
+  oldestPendingAt: number | null;
+  databaseBytes: number;
+}
+
+/** Whether a subscription's topic pattern accepts a topic (the rules live in @krkn/policy). */
+export type TopicMatcher = (pattern: string, topic: string) => boolean;
+
+export const DEFAULT_LIST_LIMIT = 100;
+/** Retention deletes at most this many events per transaction, so a big backlog never holds the writer long. */
+export const PRUNE_BATCH = 1_000;
+
+/**
+ * krkns's durable storage, whichever engine holds it. Every write has committed when its promise
+ * resolves, so a 202 is never given for an event a crash could lose.
+ *
+ * Leases (claimDue/releaseLease) let several krkns replicas share one store: a subscription's
+ * queue is attempted only by the replica holding its lease, so each subscriber has at most one
+ * attempt in flight across all replicas; a replica that dies loses its leases when they expire.
+ */
+export interface AsyncHubStore {
+  /** What the store is, for logs and status: "sqlite:/path" or "postgres://user@host:port/db". */
+  readonly description: string;
+  /**
+   * Stores an event and owes it to every subscription whose topics match, in one transaction.
+   * With a dedupe key already seen on this topic, returns the first event and stores nothing.
+   */
+  publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
+  getEvent(id: string): Promise<StoredEvent | undefined>;
+  /**
+   * Events in receipt order (or newest first), filtered; keyset paging by event id.
+   * Throws NOT_FOUND for an unknown afterId or beforeId.
+   */
+  listEvents(q?: EventQuery): Promise<StoredEvent[]>;
+  /** Deliveries of one event, one per subscription it was owed to, by subscription id. */
+  deliveriesOf(eventId: string): Promise<Delivery[]>;
+  /** Creates or updates the subscription of (nodeId, port); it is online again: its queue is due now. */
+  subscribe(input: NewSubscription, now?: number): Promise<Subscription>;
+  getSubscription(id: string): Promise<Subscription | undefined>;
+  /** All subscriptions (or one node's), oldest first. */
+  listSubscriptions(nodeId?: string): Promise<Subscription[]>;
+  /** Removes a subscription and what is still owed to it. */
+  unsubscribe(id: string): Promise<boolean>;
+  /**
+   * The next delivery to attempt for each subscription that has one due, in receipt order,
+   * skipping subscriptions in `busy` and offline subscribers whose next probe is not due.
+   * One replica only: several replicas use {@link claimDue}.
+   */
+  dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): Promise<DueDelivery[]>;
+  /**
+   * Like dueDeliveries, across replicas: leases up to `limit` subscriptions that have something due
+   * and no live lease of another owner, until `now + leaseMs`, and returns their head deliveries.
+   */
+  claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]>;
+  /** Gives a lease back (the attempt's outcome is recorded). No-op if `owner` no longer holds it. */
+  releaseLease(subscriptionId: string, owner: string): Promise<void>;
+  /**
+   * Earliest time something becomes due (ms), or null when nothing is pending. A subscription under a
+   * lease live at `now` counts from the lease's expiry (its holder kicks itself when the attempt ends).
+   */
+  nextDueAt(now?: number): Promise<number | null>;
+  /** The subscriber answered 2xx. */
+  recordDelivered(subscriptionId: string, eventSeq: number, status: number, now?: number): Promise<void>;
+  /** Reached, but it did not accept the event: spends an attempt. */
+  recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now?: number): Promise<void>;
+  /**
+   * The subscriber answered 410 Gone: this delivery and everything still pending for it fail with
+   * `reason`, and the subscription is disabled (new events are not owed to it) until it subscribes again.
+   */
+  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now?: number): Promise<void>;
+  /**
+   * Not reached at all: spends no attempt; the whole queue waits until `probeAt`, or until it subscribes
+   * again. An attempt that started before the subscriber subscribed again parks nothing.
+   */
+  recordUnreachable(
+    subscriptionId: string,
+    eventSeq: number,
+    error: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now?: number,
+  ): Promise<void>;
+  /** Makes a subscriber's waiting queue due now (it came back online). */
+  wake(subscriptionId: string, now?: number): Promise<void>;
+  /**
+   * Owes an event again to every subscription that matches it now (only those of node `nodeId` when
+   * given), from attempt one. Returns how many.
+   */
+  redeliver(eventId: string, matches: TopicMatcher, now?: number, nodeId?: string): Promise<number>;
+  /** Deletes events received before `before` that nobody is still owed, in bounded batches. Returns how many. */
+  prune(before: number): Promise<number>;
+  /** Every subscription's backlog (pending count, last success), for the inspector's subscriber list. */
+  backlogs(): Promise<SubscriptionBacklog[]>;
+  stats(): Promise<StoreStats>;
+  close(): Promise<void>;
+}
+
+/**
+ * Why a store call failed.
+ * - `SCHEMA_TOO_NEW`: the database was written by a newer krkns; upgrade krkns (never misread it).
+ * - `NOT_FOUND`: the event or subscription named does not exist.
+ * - `CORRUPT`: the SQLite file cannot be opened as a database.
+ * - `BAD_URL`: the store URL or its password source is unusable (a usage error: exit 2).
+ * - `CONNECT_FAILED`: the database refused or did not answer when opening (wrong password, host down: exit 4).
+ * - `UNAVAILABLE`: the database went away after opening; the call did not commit (answer 503, retry).
+ */
+export type StoreErrorCode = 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'CORRUPT' | 'BAD_URL' | 'CONNECT_FAILED' | 'UNAVAILABLE';
+
+/** The error class of this package. */
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A new, time-ordered event id: "evt_" + base36 ms + 16 hex of randomness. */
+export function newEventId(now = Date.now()): string {
+  return `evt_${now.toString(36).padStart(9, '0')}${randomBytes(8).toString('hex')}`;
+}
+
+/** A new subscription id. */
+export function newSubscriptionId(): string {
+  return `sub_${randomBytes(8).toString('hex')}`;
+}

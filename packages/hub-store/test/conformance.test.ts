@@ -1,0 +1,446 @@
+// Every AsyncHubStore method's behaviour, run against both backends: SQLite and a real PostgreSQL.
+
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { StoreError, type AsyncHubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
+import { postgresBackend, sqliteBackend, type StoreUnderTest } from './backends.js';
+import { schemaVersion } from '../src/schema.js';
+
+// A deliberately simple matcher: the real topic rules live in @krkn/policy and have their own tests.
+const matches = (pattern: string, topic: string): boolean =>
+  pattern === topic || (pattern.endsWith('/*') && topic.startsWith(pattern.slice(0, -1)));
+
+const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
+function event(topic: string, body = 'payload', extra: Partial<NewEvent> = {}): NewEvent {
+  const headers: [string, string][] = [
+    ['X-Hub-Signature-256', 'sha256=abc'],
+    ['Content-Type', 'application/json'],
+  ];
+  return { topic, method: 'POST', headers, body: Buffer.from(body), sender, ...extra };
+}
+
+async function rejects(promise: Promise<unknown>, code: StoreError['code']): Promise<StoreError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StoreError);
+  expect((err as StoreError).code).toBe(code);
+  return err as StoreError;
+}
+
+describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backend) => {
+  let t: StoreUnderTest;
+  let store: AsyncHubStore;
+  const sub = (nodeId: string, topics: string[], port = 8080): Promise<Subscription> =>
+    store.subscribe({ nodeId, nodeName: `${nodeId}.krkn.test`, address: '100.64.0.20', port, path: '/krkn', topics });
+
+  beforeAll(() => backend.setup());
+  afterAll(() => backend.teardown());
+  beforeEach(async () => {
+    t = await backend.fresh();
+    store = t.store;
+  });
+  afterEach(() => t.cleanup());
+
+  it('keeps raw bodies and headers byte for byte', async () => {
+    const raw = Buffer.from(Array.from({ length: 256 }, (_, i) => i)); // every byte value, NUL included
+    const headers: [string, string][] = [
+      ['X-Weird', 'a\u0000b ünï "q" \\'],
+      ['x-weird', 'second, same name'],
+      ['Empty', ''],
+    ];
+    const { event: e } = await store.publish(event('github', '', { body: raw, headers, method: 'PUT' }), matches);
+    const back = (await store.getEvent(e.id))!;
+    expect(back.body.equals(raw)).toBe(true);
+    expect(back.headers).toEqual(headers);
+    expect(back.method).toBe('PUT');
+    expect(back.sender).toEqual(sender);
+    expect(back).toEqual(e);
+    expect(await store.getEvent('evt_nope')).toBeUndefined();
+  });
+
+  it('dedupes by key within a topic, not across topics, also when publishes race', async () => {
+    const first = await store.publish(event('github', 'a', { dedupeKey: 'd1' }), matches);
+    const again = await store.publish(event('github', 'b', { dedupeKey: 'd1' }), matches);
+    const other = await store.publish(event('stripe', 'c', { dedupeKey: 'd1' }), matches);
+    expect(again).toEqual({ event: first.event, duplicate: true });
+    expect(other.duplicate).toBe(false);
+    const raced = await Promise.all(
+      Array.from({ length: 10 }, () => store.publish(event('race', 'x', { dedupeKey: 'r' }), matches)),
+    );
+    expect(raced.filter((r) => !r.duplicate)).toHaveLength(1);
+    expect(new Set(raced.map((r) => r.event.id)).size).toBe(1);
+    expect((await store.stats()).events).toBe(3);
+  });
+
+  it('owes each event to matching subscriptions only, head of line in receipt order', async () => {
+    const s1 = await sub('n1', ['ci/*']);
+    const s2 = await sub('n2', ['github']);
+    const a = (await store.publish(event('ci/build'), matches)).event;
+    const b = (await store.publish(event('ci/test'), matches)).event;
+    await store.publish(event('other'), matches);
+    const due = await store.dueDeliveries(Date.now(), new Set(), 10);
+    expect(due.map((d) => [d.subscription.id, d.event.id, d.delivery.state])).toEqual([[s1.id, a.id, 'pending']]);
+    expect(due[0]!.subscription).toEqual(s1);
+    await store.recordDelivered(s1.id, a.seq, 200);
+    expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([b.id]);
+    expect(await store.dueDeliveries(Date.now(), new Set([s1.id]), 10)).toEqual([]);
+    expect(await store.listSubscriptions('n2')).toEqual([s2]);
+    const byId = (a: Subscription, b: Subscription) => a.id.localeCompare(b.id);
+    expect((await store.listSubscriptions()).sort(byId)).toEqual([s1, s2].sort(byId)); // same ms: either order
+    expect((await store.deliveriesOf(a.id)).map((d) => [d.subscriptionId, d.state, d.attempts, d.lastStatus])).toEqual([
+      [s1.id, 'delivered', 1, 200],
+    ]);
+  });
+
+  it('hands out at most `limit` heads, one per subscription', async () => {
+    const subs = await Promise.all(['n1', 'n2', 'n3'].map((n) => sub(n, ['t'])));
+    await store.publish(event('t'), matches);
+    await store.publish(event('t'), matches);
+    const due = await store.dueDeliveries(Date.now(), new Set(), 2);
+    expect(due).toHaveLength(2);
+    expect(new Set(due.map((d) => d.subscription.id)).size).toBe(2);
+    expect(due.every((d) => subs.some((s) => s.id === d.subscription.id))).toBe(true);
+  });
+
+  it('updates a subscription in place when the same node and port subscribe again', async () => {
+    const first = await sub('n1', ['a']);
+    const again = await store.subscribe(
+      { nodeId: 'n1', nodeName: 'renamed', address: '100.64.0.21', port: 8080, path: '/x', topics: ['b'] },
+      first.createdAt + 5,
+    );
+    expect(again).toMatchObject({
+      id: first.id,
+      nodeName: 'renamed',
+      address: '100.64.0.21',
+      path: '/x',
+      topics: ['b'],
+      createdAt: first.createdAt,
+    });
+    expect(again.updatedAt).toBe(first.createdAt + 5);
+    const otherPort = await sub('n1', ['a'], 9090);
+    expect(otherPort.id).not.toBe(first.id);
+    expect(await store.getSubscription(first.id)).toEqual(again);
+  });
+
+  it('spends attempts on rejections and fails after the last one', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    const now = Date.now();
+    await store.recordRejected(s.id, e.seq, { status: 500, error: 'HTTP 500', retryAt: now + 5000 }, now);
+    expect(await store.dueDeliveries(now, new Set(), 10)).toEqual([]);
+    expect(await store.nextDueAt()).toBe(now + 5000);
+    expect((await store.dueDeliveries(now + 5000, new Set(), 10)).map((d) => d.delivery.attempts)).toEqual([1]);
+    await store.recordRejected(s.id, e.seq, { status: null, error: 'timed out', retryAt: null }, now);
+    expect((await store.deliveriesOf(e.id))[0]).toMatchObject({
+      state: 'failed',
+      attempts: 2,
+      lastStatus: null,
+      lastError: 'timed out',
+    });
+    expect(await store.nextDueAt()).toBeNull();
+    expect(await store.stats()).toMatchObject({ failed: 1, pending: 0 });
+  });
+
+  it('keeps a subscription secret across subscribes, and on rotation keeps the old one until the overlap ends', async () => {
+    const input = { nodeId: 'n1', nodeName: 'n1', address: '100.64.0.1', port: 8080, path: '/', topics: ['t'] };
+    const first = await store.subscribe({ ...input, secret: 'whsec_one' }, 1_000);
+    expect(first).toMatchObject({ secret: 'whsec_one', previousSecret: null });
+    const again = await store.subscribe({ ...input, secret: 'whsec_unused' }, 2_000);
+    expect(again).toMatchObject({ id: first.id, secret: 'whsec_one', previousSecret: null });
+    const rotated = await store.subscribe({ ...input, secret: 'whsec_two', rotateSecretUntil: 9_000 }, 3_000);
+    expect(rotated).toMatchObject({ secret: 'whsec_two', previousSecret: { secret: 'whsec_one', until: 9_000 } });
+    expect(await store.getSubscription(first.id)).toEqual(rotated);
+    const without = await store.subscribe(input, 4_000); // no secret offered: the stored ones stay
+    expect(without).toMatchObject({ secret: 'whsec_two', previousSecret: { secret: 'whsec_one', until: 9_000 } });
+  });
+
+  it('disables a subscriber that answered 410 Gone, fails its queue, and owes it nothing until it resubscribes', async () => {
+    const s = await sub('n1', ['t']);
+    const other = await sub('n2', ['t']);
+    const first = (await store.publish(event('t'), matches)).event;
+    const second = (await store.publish(event('t'), matches)).event;
+    const now = Date.now();
+    await store.recordGone(s.id, first.seq, 410, 'gone for good', now);
+    const mine = async (id: string) => (await store.deliveriesOf(id)).find((d) => d.subscriptionId === s.id);
+    expect(await mine(first.id)).toMatchObject({ state: 'failed', attempts: 1, lastStatus: 410 });
+    expect(await mine(second.id)).toMatchObject({ state: 'failed', attempts: 0, lastError: 'gone for good' });
+    expect((await store.getSubscription(s.id))?.disabled).toEqual({ at: now, reason: 'gone for good' });
+    expect((await store.getSubscription(other.id))?.disabled).toBeNull();
+    expect(await store.stats()).toMatchObject({ disabledSubscriptions: 1, pending: 2 });
+
+    const third = (await store.publish(event('t'), matches)).event;
+    expect((await store.deliveriesOf(third.id)).map((d) => d.subscriptionId)).toEqual([other.id]);
+    expect(await store.redeliver(first.id, matches)).toBe(1); // only the other subscriber
+    expect((await store.dueDeliveries(now, new Set(), 10)).every((d) => d.subscription.id === other.id)).toBe(true);
+
+    const back = await sub('n1', ['t']);
+    expect(back).toMatchObject({ id: s.id, disabled: null });
+    const fourth = (await store.publish(event('t'), matches)).event;
+    expect((await store.deliveriesOf(fourth.id)).map((d) => d.subscriptionId).sort()).toEqual([s.id, other.id].sort());
+  });
+
+  it('holds an unreachable subscriber queue without spending attempts, until it subscribes again', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    const now = Date.now();
+    await store.recordUnreachable(s.id, e.seq, 'dial: no route', now + 60_000, now, now);
+    expect(await store.dueDeliveries(now + 1000, new Set(), 10)).toEqual([]);
+    expect(await store.nextDueAt()).toBe(now + 60_000); // waits for the probe, though the delivery itself is due
+    expect((await store.getSubscription(s.id))?.offlineSince).toBe(now);
+    expect((await store.deliveriesOf(e.id))[0]).toMatchObject({ attempts: 0, lastError: 'dial: no route' });
+    expect(await store.stats()).toMatchObject({ offlineSubscriptions: 1 });
+    await sub('n1', ['t']); // it came back
+    expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
+    expect((await store.getSubscription(s.id))?.offlineSince).toBeNull();
+  });
+
+  it('ignores an unreachable result from an attempt that began before the subscriber came back', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    const attemptStarted = Date.now() - 1000;
+    await sub('n1', ['t']); // subscribed again while the attempt was in flight
+    await store.recordUnreachable(s.id, e.seq, 'dial timed out', Date.now() + 60_000, attemptStarted);
+    expect((await store.getSubscription(s.id))?.offlineSince).toBeNull();
+    expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
+  });
+
+  it('wakes an offline subscriber: its queue is due now, it stays marked offline until reached', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    const now = Date.now();
+    await store.recordUnreachable(s.id, e.seq, 'offline', now + 60_000, now, now);
+    await store.wake(s.id, now + 10);
+    expect((await store.dueDeliveries(now + 10, new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
+    expect((await store.getSubscription(s.id))?.offlineSince).toBe(now);
+    await store.recordDelivered(s.id, e.seq, 204);
+    expect((await store.getSubscription(s.id))?.offlineSince).toBeNull();
+  });
+
+  it('unsubscribing drops what is still owed', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    expect(await store.unsubscribe(s.id)).toBe(true);
+    expect(await store.unsubscribe(s.id)).toBe(false);
+    expect(await store.deliveriesOf(e.id)).toEqual([]);
+    expect(await store.getSubscription(s.id)).toBeUndefined();
+    expect(await store.nextDueAt()).toBeNull();
+  });
+
+  it('redelivers an event from attempt one, and prunes only what nobody is owed', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches, 1000)).event;
+    await store.recordRejected(s.id, e.seq, { status: 500, error: 'x', retryAt: null });
+    expect(await store.redeliver(e.id, matches)).toBe(1);
+    expect((await store.deliveriesOf(e.id))[0]).toMatchObject({ state: 'pending', attempts: 0, lastError: null });
+    await rejects(store.redeliver('evt_missing', matches), 'NOT_FOUND');
+    expect(await store.prune(Date.now())).toBe(0); // still owed
+    await store.recordDelivered(s.id, e.seq, 204);
+    expect(await store.prune(Date.now())).toBe(1);
+    expect(await store.getEvent(e.id)).toBeUndefined();
+  });
+
+  it('prunes a backlog larger than one batch, keeping what is newer', async () => {
+    const total = 2_600; // more than two PRUNE_BATCHes
+    for (let i = 0; i < total; i += 200) {
+      await Promise.all(
+        Array.from({ length: 200 }, (_, j) => store.publish(event('old', `${i + j}`), matches, 1000 + i + j)),
+      );
+    }
+    const keep = (await store.publish(event('new'), matches, 10_000_000)).event;
+    expect(await store.prune(5_000_000)).toBe(total);
+    expect((await store.listEvents()).map((e) => e.id)).toEqual([keep.id]);
+  });
+
+  it('lists events by topic, after an id and since a time', async () => {
+    const ids: string[] = [];
+    for (const [i, t] of ['a', 'b', 'c'].entries())
+      ids.push((await store.publish(event(t), matches, 1000 + i)).event.id);
+    expect((await store.listEvents()).map((e) => e.id)).toEqual(ids);
+    expect((await store.listEvents({ afterId: ids[0] })).map((e) => e.id)).toEqual(ids.slice(1));
+    expect((await store.listEvents({ since: 1002 })).map((e) => e.id)).toEqual([ids[2]]);
+    expect(await store.listEvents({ since: 5000 })).toEqual([]);
+    expect((await store.listEvents({ topic: (t) => t === 'b' })).map((e) => e.id)).toEqual([ids[1]]);
+    expect((await store.listEvents({ afterId: ids[0], since: 1000, limit: 1 })).map((e) => e.id)).toEqual([ids[1]]);
+    await rejects(store.listEvents({ afterId: 'evt_missing' }), 'NOT_FOUND');
+  });
+
+  it('finds a rare topic past many pages of others', async () => {
+    for (let i = 0; i < 1_200; i += 200)
+      await Promise.all(Array.from({ length: 200 }, () => store.publish(event('busy'), matches)));
+    const rare = (await store.publish(event('rare'), matches)).event;
+    expect((await store.listEvents({ topic: (t) => t === 'rare' })).map((e) => e.id)).toEqual([rare.id]);
+  });
+
+  it('lists events newest first, paging back before an id', async () => {
+    const ids: string[] = [];
+    for (const [i, t] of ['a', 'b', 'c', 'd'].entries())
+      ids.push((await store.publish(event(t), matches, 1000 + i)).event.id);
+    const idsOf = async (q: Parameters<AsyncHubStore['listEvents']>[0]) => (await store.listEvents(q)).map((e) => e.id);
+    expect(await idsOf({ newestFirst: true, limit: 2 })).toEqual([ids[3], ids[2]]);
+    expect(await idsOf({ newestFirst: true, beforeId: ids[2] })).toEqual([ids[1], ids[0]]);
+    expect(await idsOf({ beforeId: ids[3], afterId: ids[0] })).toEqual([ids[1], ids[2]]);
+    expect(await idsOf({ newestFirst: true, since: 1002 })).toEqual([ids[3], ids[2]]);
+    await rejects(store.listEvents({ beforeId: 'evt_gone' }), 'NOT_FOUND');
+  });
+
+  it('finds a rare old topic newest first, past many pages of newer others', async () => {
+    const rare = (await store.publish(event('rare'), matches)).event;
+    for (let i = 0; i < 1_200; i += 200)
+      await Promise.all(Array.from({ length: 200 }, () => store.publish(event('busy'), matches)));
+    const newest = (await store.publish(event('rare'), matches)).event;
+    const found = await store.listEvents({ newestFirst: true, topic: (t) => t === 'rare' });
+    expect(found.map((e) => e.id)).toEqual([newest.id, rare.id]);
+  });
+
+  it("tells each subscription's backlog and last success", async () => {
+    const s1 = await sub('n1', ['t']);
+    const s2 = await sub('n2', ['other']);
+    const a = (await store.publish(event('t'), matches)).event;
+    await store.publish(event('t'), matches);
+    await store.recordDelivered(s1.id, a.seq, 200, 5000);
+    const byId = new Map((await store.backlogs()).map((x) => [x.subscriptionId, x]));
+    expect(byId.size).toBe(2);
+    expect(byId.get(s1.id)).toEqual({ subscriptionId: s1.id, pending: 1, lastDeliveredAt: 5000 });
+    expect(byId.get(s2.id)).toEqual({ subscriptionId: s2.id, pending: 0, lastDeliveredAt: null });
+  });
+
+  it('commits before resolving: concurrent publishes are all visible to another handle, in receipt order', async () => {
+    const s = await sub('n1', ['t']);
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => store.publish(event('t', `${i}`), matches)),
+    );
+    const other = await t.open();
+    for (const r of results) expect((await other.getEvent(r.event.id))?.body.toString()).toBe(r.event.body.toString());
+    const seqs = results.map((r) => r.event.seq);
+    expect(new Set(seqs).size).toBe(100);
+    // The subscriber is owed all of them; heads come in seq order as each is delivered.
+    const delivered: number[] = [];
+    for (;;) {
+      const [head] = await other.dueDeliveries(Date.now(), new Set(), 1);
+      if (!head) break;
+      delivered.push(head.event.seq);
+      await other.recordDelivered(s.id, head.event.seq, 200);
+    }
+    expect(delivered).toEqual([...seqs].sort((a, b) => a - b));
+  });
+
+  it('keeps receipt order for a subscriber while publishes race the delivery loop', async () => {
+    const s = await sub('n1', ['t']);
+    const deliverer = await t.open(); // another handle: another connection, or another replica
+    let publishing = true;
+    const publishers = Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = 0; i < 15; i++) await store.publish(event('t'), matches);
+      }),
+    ).finally(() => (publishing = false));
+    const delivered: number[] = [];
+    while (publishing || (await deliverer.nextDueAt()) !== null) {
+      const [head] = await deliverer.dueDeliveries(Date.now(), new Set(), 1);
+      if (!head) {
+        await new Promise((r) => setTimeout(r, 1));
+        continue;
+      }
+      delivered.push(head.event.seq);
+      await deliverer.recordDelivered(s.id, head.event.seq, 200);
+    }
+    await publishers;
+    expect(delivered).toHaveLength(240);
+    expect(delivered).toEqual([...delivered].sort((a, b) => a - b));
+  });
+
+  it('counts what it holds', async () => {
+    const s = await sub('n1', ['t']);
+    await sub('n2', ['t']);
+    const a = (await store.publish(event('t'), matches, 1234)).event;
+    await store.publish(event('t'), matches, 1300);
+    await store.recordDelivered(s.id, a.seq, 200);
+    const stats = await store.stats();
+    expect(stats).toMatchObject({
+      events: 2,
+      subscriptions: 2,
+      offlineSubscriptions: 0,
+      pending: 3,
+      delivered: 1,
+      failed: 0,
+      oldestPendingAt: 1234,
+    });
+    expect(stats.databaseBytes).toBeGreaterThan(0);
+  });
+
+  it('survives reopening, and refuses a schema newer than it knows', async () => {
+    await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    await store.close();
+    const again = await t.open();
+    expect((await again.getEvent(e.id))?.topic).toBe('t');
+    expect(await again.stats()).toMatchObject({ events: 1, subscriptions: 1, pending: 1 });
+    await again.close();
+    await t.setSchemaVersion(99);
+    const err = await rejects(t.open(), 'SCHEMA_TOO_NEW');
+    expect(err.message).toMatch(new RegExp(`schema 99; this krkns knows up to ${schemaVersion}: upgrade krkns`));
+  });
+
+  describe('leases across replicas', () => {
+    it('gives each subscription to one owner at a time, until released or expired', async () => {
+      const subs = await Promise.all(Array.from({ length: 12 }, (_, i) => sub(`n${i}`, ['t'])));
+      await store.publish(event('t'), matches);
+      const replicas = [store, await t.open(), await t.open()];
+      const now = Date.now();
+      const claims = await Promise.all(replicas.map((r, i) => r.claimDue(`replica-${i}`, now, 30_000, 100)));
+      const claimed = claims.flatMap((c) => c.map((d) => d.subscription.id));
+      expect(claimed.sort()).toEqual(subs.map((s) => s.id).sort()); // every one, each exactly once
+      // Nothing more while the leases live; the owner itself may renew.
+      expect(await replicas[0]!.claimDue('replica-x', now + 1, 30_000, 100)).toEqual([]);
+      const [ownerIndex, owned] = [...claims.entries()].find(([, c]) => c.length > 0)!;
+      const mine = owned[0]!.subscription.id;
+      const renewed = await replicas[ownerIndex]!.claimDue(`replica-${ownerIndex}`, now + 1, 30_000, 100);
+      expect(renewed.map((d) => d.subscription.id).sort()).toEqual(owned.map((d) => d.subscription.id).sort());
+      // A release by someone else is ignored; by the owner it frees the subscription for anyone.
+      await store.releaseLease(mine, 'replica-x');
+      expect(await store.claimDue('replica-x', now + 2, 30_000, 100)).toEqual([]);
+      await store.releaseLease(mine, `replica-${ownerIndex}`);
+      expect((await store.claimDue('replica-x', now + 2, 30_000, 100)).map((d) => d.subscription.id)).toEqual([mine]);
+      // Expired leases (a replica that died) go to whoever claims next; replica-x's lease from now + 2 still lives.
+      const later = await store.claimDue('replica-y', now + 30_001, 30_000, 100);
+      expect(later.map((d) => d.subscription.id).sort()).toEqual(
+        subs
+          .map((s) => s.id)
+          .filter((id) => id !== mine)
+          .sort(),
+      );
+      expect((await store.claimDue('replica-z', now + 30_002, 30_000, 100)).map((d) => d.subscription.id)).toEqual([
+        mine,
+      ]);
+    });
+
+    it('claims only subscriptions with something due, head first', async () => {
+      const idle = await sub('idle', ['nothing']);
+      const busy = await sub('busy', ['t']);
+      const a = (await store.publish(event('t', 'a'), matches)).event;
+      await store.publish(event('t', 'b'), matches);
+      const now = Date.now();
+      const claimed = await store.claimDue('r1', now, 10_000, 10);
+      expect(claimed.map((d) => [d.subscription.id, d.event.id])).toEqual([[busy.id, a.id]]);
+      expect(claimed.some((d) => d.subscription.id === idle.id)).toBe(false);
+      // While leased, the queue counts as due when the lease runs out; released, it is due again.
+      expect(await store.nextDueAt(now)).toBe(now + 10_000);
+      await store.releaseLease(busy.id, 'r1');
+      expect(await store.nextDueAt(now)).toBe(a.receivedAt);
+    });
+
+    it('never hands one subscription to two claimers racing many times', async () => {
+      const subs = await Promise.all(Array.from({ length: 6 }, (_, i) => sub(`n${i}`, ['t'])));
+      await store.publish(event('t'), matches);
+      const replicas = [store, await t.open(), await t.open(), await t.open()];
+      const base = Date.now();
+      for (let round = 0; round < 10; round++) {
+        const now = base + round * 1000; // each round after the last round's 500 ms leases expired
+        const claims = await Promise.all(replicas.map((r, i) => r.claimDue(`r${i}`, now, 500, 2)));
+        const ids = claims.flatMap((c) => c.map((d) => d.subscription.id));
+        expect(new Set(ids).size).toBe(ids.length);
+        expect(ids.length).toBe(subs.length);
+      }
+    });
+  });
+});

@@ -1,0 +1,163 @@
+// What only the PostgreSQL backend does: connecting by URL and password, and living through an outage.
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pgDriver from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreError, openStore, parseStoreUrl, type AsyncHubStore } from '@krkn/hub-store';
+import { startPostgres, type Postgres } from '@krkn/testnet';
+
+let pg: Postgres;
+beforeAll(async () => {
+  pg = await startPostgres({ fsync: false });
+});
+afterAll(() => pg.stop());
+
+const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'u', tags: [] };
+const matches = (pattern: string, topic: string): boolean => pattern === topic;
+
+async function storeError(promise: Promise<unknown>): Promise<StoreError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(StoreError);
+  return err as StoreError;
+}
+
+describe('store URLs', () => {
+  it('names SQLite or PostgreSQL, and refuses a password inside the URL', () => {
+    expect(parseStoreUrl('sqlite', '/var/lib/krkns/hub.db')).toEqual({ kind: 'sqlite', path: '/var/lib/krkns/hub.db' });
+    expect(parseStoreUrl('sqlite:/tmp/x.db', '/d')).toEqual({ kind: 'sqlite', path: '/tmp/x.db' });
+    expect(parseStoreUrl('postgresql://krkn@db:5432/krkn', '/d')).toEqual({
+      kind: 'postgres',
+      url: 'postgresql://krkn@db:5432/krkn',
+    });
+    const cases: [string, RegExp][] = [
+      ['postgres://krkn:hunter2@db/krkn', /holds a password: remove it/],
+      ['postgres://db/krkn', /needs a user, a host and a database/],
+      ['postgres://krkn@db', /needs a user, a host and a database/],
+      ['mysql://krkn@db/krkn', /unknown store "mysql"/],
+      ['sqlite:', /names no file/],
+    ];
+    for (const [spec, message] of cases) {
+      let caught: unknown;
+      try {
+        parseStoreUrl(spec, '/d');
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(StoreError);
+      expect((caught as StoreError).code).toBe('BAD_URL');
+      expect((caught as StoreError).message).toMatch(message);
+      expect((caught as StoreError).message).not.toContain('hunter2');
+    }
+  });
+});
+
+describe('PostgresStore', () => {
+  it('connects with the password from a file; says clearly when the password or database is wrong', async () => {
+    const url = pg.url(await pg.createDatabase());
+    const store = await openStore(url, { defaultSqlitePath: '/unused', passwordFile: pg.passwordFile });
+    expect(store.description).toBe(url);
+    await store.close();
+
+    const wrongFile = join(pg.dir, 'wrong-password');
+    writeFileSync(wrongFile, 'not-it\n', { mode: 0o600 });
+    const wrong = await storeError(openStore(url, { defaultSqlitePath: '/unused', passwordFile: wrongFile }));
+    expect(wrong.code).toBe('CONNECT_FAILED');
+    expect(wrong.message).toMatch(/password authentication failed for user "krkn"/);
+
+    const missing = await storeError(
+      openStore(pg.url('no_such_db'), { defaultSqlitePath: '/unused', password: pg.password }),
+    );
+    expect(missing.code).toBe('CONNECT_FAILED');
+    expect(missing.message).toMatch(/database "no_such_db" does not exist/);
+
+    const noFile = await storeError(
+      openStore(url, { defaultSqlitePath: '/unused', passwordFile: join(pg.dir, 'nope') }),
+    );
+    expect(noFile.code).toBe('BAD_URL');
+  });
+
+  it('refuses to connect to a closed port with CONNECT_FAILED, within its connect timeout', async () => {
+    const started = Date.now();
+    const err = await storeError(
+      openStore('postgres://krkn@127.0.0.1:1/x', { defaultSqlitePath: '/unused', password: 'x' }),
+    );
+    expect(err.code).toBe('CONNECT_FAILED');
+    expect(Date.now() - started).toBeLessThan(6_000);
+  });
+
+  it('fails calls with UNAVAILABLE while the database is down, and recovers by itself', async () => {
+    const store: AsyncHubStore = await openStore(pg.url(await pg.createDatabase()), {
+      defaultSqlitePath: '/unused',
+      password: pg.password,
+    });
+    const before = await store.publish(
+      { topic: 't', method: 'POST', headers: [], body: Buffer.from('1'), sender },
+      matches,
+    );
+    await pg.killServer();
+    const down = await storeError(
+      store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('2'), sender }, matches),
+    );
+    expect(down.code).toBe('UNAVAILABLE');
+    expect((await storeError(store.listEvents())).code).toBe('UNAVAILABLE');
+    await pg.startServer();
+    const after = await store.publish(
+      { topic: 't', method: 'POST', headers: [], body: Buffer.from('3'), sender },
+      matches,
+    );
+    expect((await store.listEvents()).map((e) => e.id)).toEqual([before.event.id, after.event.id]);
+    await store.close();
+  });
+
+  it('never offers a later event while an earlier publish has drawn its seq but not committed', async () => {
+    const database = await pg.createDatabase();
+    const options = { defaultSqlitePath: '/unused', password: pg.password };
+    const store = await openStore(pg.url(database), options);
+    const deliverer = await openStore(pg.url(database), options); // another replica
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 80,
+      path: '/',
+      topics: ['t'],
+    });
+    // Stall a real publish after it drew its seq: another session holds the same dedupe key, uncommitted,
+    // so the publish waits on the unique index (as it would behind a slow disk or a busy server).
+    const blocker = new pgDriver.Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      database,
+      password: pg.password,
+    });
+    await blocker.connect();
+    await blocker.query('BEGIN');
+    await blocker.query(`INSERT INTO events (id, topic, received_at, dedupe_key, method, headers, body, sender_ip,
+    sender_node,
+      sender_user, sender_tags) VALUES ('evt_blocker', 't', 1, 'k', 'POST', '[]', '', '', '', '', '[]')`);
+    const stalled = store.publish(
+      { topic: 't', dedupeKey: 'k', method: 'POST', headers: [], body: Buffer.from('early'), sender },
+      matches,
+    );
+    await sleep(300);
+    const later = await store.publish(
+      { topic: 't', method: 'POST', headers: [], body: Buffer.from('later'), sender },
+      matches,
+    );
+    const head = deliverer.dueDeliveries(Date.now(), new Set(), 10);
+    await sleep(300);
+    await blocker.query('ROLLBACK'); // the stalled publish goes on and commits
+    await blocker.end();
+    const early = await stalled;
+    expect(early.duplicate).toBe(false);
+    expect(early.event.seq).toBeLessThan(later.event.seq);
+    expect((await head).map((d) => [d.subscription.id, d.event.body.toString()])).toEqual([[sub.id, 'early']]);
+    await Promise.all([store.close(), deliverer.close()]);
+  });
+});

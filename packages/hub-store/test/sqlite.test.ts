@@ -1,0 +1,121 @@
+// What only the SQLite backend does: the 0600 file, group commit, migrating a file written by an older krkns.
+
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SqliteStore, openStore, type NewEvent } from '@krkn/hub-store';
+import { migrations, schemaVersion } from '../src/schema.js';
+
+const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
+const event = (topic: string, body: string): NewEvent => ({
+  topic,
+  method: 'POST',
+  headers: [],
+  body: Buffer.from(body),
+  sender,
+});
+const matches = (pattern: string, topic: string): boolean => pattern === topic;
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'krkn-sqlite-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('SqliteStore', () => {
+  it('creates its file 0600, for the bare `sqlite` store URL at the default path', async () => {
+    const path = join(dir, 'hub.db');
+    const store = await openStore('sqlite', { defaultSqlitePath: path });
+    expect(store.description).toBe(`sqlite:${path}`);
+    await store.close();
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const other = await openStore(`sqlite:${join(dir, 'other.db')}`, { defaultSqlitePath: path });
+    expect(other.description).toBe(`sqlite:${join(dir, 'other.db')}`);
+    await other.close();
+  });
+
+  it('commits publishes that arrive together in one transaction, each resolved only once committed', async () => {
+    const path = join(dir, 'hub.db');
+    const store = SqliteStore.open(path);
+    await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 1, path: '/', topics: ['t'] });
+    const before = store.commits;
+    const results = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => store.publish(event('t', `${i}`), matches)),
+    );
+    // 300 writes, at most 256 per group: two commits, not 300.
+    expect(store.commits - before).toBe(2);
+    // Resolved means durable: a separate connection sees every event and what it is owed.
+    const raw = new Database(path, { readonly: true });
+    const stored = raw.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number };
+    const owed = raw.prepare(`SELECT COUNT(*) AS n FROM deliveries WHERE state = 'pending'`).get() as { n: number };
+    raw.close();
+    expect(stored.n).toBe(300);
+    expect(owed.n).toBe(300);
+    expect(new Set(results.map((r) => r.event.seq)).size).toBe(300);
+    await store.close();
+  });
+
+  it('with a window, groups writes that arrive within it (and commits a lone one once it ends)', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'), { groupCommit: { windowMs: 50 } });
+    const before = store.commits;
+    const first = store.publish(event('t', 'a'), matches);
+    await new Promise((r) => setTimeout(r, 10));
+    const second = store.publish(event('t', 'b'), matches);
+    await Promise.all([first, second]);
+    expect(store.commits - before).toBe(1);
+    await store.publish(event('t', 'c'), matches);
+    expect(store.commits - before).toBe(2);
+    await store.close();
+  });
+
+  it('keeps a failing write from spoiling the others of its group', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'));
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 1,
+      path: '/',
+      topics: ['t'],
+    });
+    const a = store.publish(event('t', 'a'), matches);
+    const bad = store.redeliver('evt_missing', matches);
+    const b = store.publish(event('t', 'b'), matches);
+    const settled = await Promise.allSettled([a, bad, b]);
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((await store.listEvents()).map((e) => e.body.toString())).toEqual(['a', 'b']);
+    expect((await store.dueDeliveries(Date.now(), new Set(), 10))[0]?.subscription.id).toBe(sub.id);
+    await store.close();
+  });
+
+  it('migrates a file written by schema 1 forward, keeping its data', async () => {
+    const path = join(dir, 'hub.db');
+    const v1 = new Database(path);
+    v1.exec(migrations[1]!);
+    v1.pragma('user_version = 1');
+    v1.prepare(
+      `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
+      VALUES ('sub_old', 'n', 'n.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1)`,
+    ).run();
+    v1.prepare(
+      `INSERT INTO events (id, topic, received_at, method, headers, body, sender_ip, sender_node, sender_user,
+        sender_tags)
+      VALUES ('evt_old', 't', 5, 'POST', '[]', x'00ff', '100.64.0.9', 'ci', 'u', '[]')`,
+    ).run();
+    v1.prepare(
+      `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES ('sub_old',
+        1, 'pending', 5, 5)`,
+    ).run();
+    v1.close();
+    const store = SqliteStore.open(path);
+    const [due] = await store.claimDue('r1', 10, 1000, 10); // a schema 2 feature on schema 1 data
+    expect(due?.event.body).toEqual(Buffer.from([0, 255]));
+    expect(due?.subscription.id).toBe('sub_old');
+    await store.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(schemaVersion);
+    check.close();
+  });
+});
