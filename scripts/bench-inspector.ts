@@ -65,10 +65,23 @@ interface Timing {
 /** Timings per page, on a store of `size` events each owed to one subscriber. */
 async function measure(browser: Browser, db: string, size: number): Promise<Record<string, Timing>> {
   const store = HubStore.open(db);
-  store.subscribe({ nodeId: 'n', nodeName: 'subscriber', address: '127.0.0.1', port: 9, path: '/', topics: ['bench/**'] });
+  store.subscribe({
+    nodeId: 'n',
+    nodeName: 'subscriber',
+    address: '127.0.0.1',
+    port: 9,
+    path: '/',
+    topics: ['bench/**'],
+  });
   const ids: string[] = [];
   for (let i = 0; i < size; i++) {
-    const input = { topic: `bench/t${i % 10}`, method: 'POST', headers: [['content-type', 'application/json']] as [string, string][], body: BODY, sender: { ip: '100.64.0.9', node: `publisher${i % 3}`, user: 'ci', tags: [] } };
+    const input = {
+      topic: `bench/t${i % 10}`,
+      method: 'POST',
+      headers: [['content-type', 'application/json']] as [string, string][],
+      body: BODY,
+      sender: { ip: '100.64.0.9', node: `publisher${i % 3}`, user: 'ci', tags: [] },
+    };
     ids.push(store.publish(input, () => true).event.id);
   }
   const hub = new Hub({
@@ -76,8 +89,16 @@ async function measure(browser: Browser, db: string, size: number): Promise<Reco
     node,
     logger: pino({ level: 'silent' }),
     send: async () => ({ kind: 'delivered', status: 200 }),
-    config: { bodyLimit: 10 << 20, retentionMs: 30 * 86400e3, retryScheduleMs: [0], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16,
-      credentialHeaders: defaultCredentialHeaders },
+    config: {
+      bodyLimit: 10 << 20,
+      retentionMs: 30 * 86400e3,
+      retryScheduleMs: [0],
+      deliveryTimeoutMs: 15000,
+      requireCapability: false,
+      capabilityName: 'x',
+      maxConcurrentDeliveries: 16,
+      credentialHeaders: defaultCredentialHeaders,
+    },
   });
   const app = await hub.app(identifyAdmin);
   await app.register(inspectorRoutes, { prefix: '/ui', hub, identify: identifyAdmin });

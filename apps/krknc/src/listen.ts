@@ -1,7 +1,16 @@
 import { connect } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, listenerLimitsOf, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import {
+  ExitCode,
+  helpText,
+  listenerLimitsOf,
+  parseFlags,
+  positive,
+  readyLine,
+  usageError,
+  type FlagSpecs,
+} from '@krkn/cli-kit';
 import {
   deliveryHeaders,
   signatureToleranceMs,
@@ -43,13 +52,15 @@ export const listenFlags = {
     env: 'KRKNC_PATH',
     default: '/krkn/deliver',
     describe: 'path krkns delivers to on that port',
-    check: (p: string) => (p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)'),
+    check: (p: string) =>
+      p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)',
   },
   once: {
     type: 'bool',
     env: 'KRKNC_ONCE',
     default: false,
-    describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
+    describe:
+      'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
   },
   'rotate-secret': {
     type: 'bool',
@@ -63,8 +74,19 @@ export const listenFlags = {
     placeholder: 'host:port',
     describe: 'serve a local inspector (deliveries, answers, send again) on this loopback address, e.g. 127.0.0.1:4040',
   },
-  'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
-  'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
+  'print-body': {
+    type: 'bool',
+    env: 'KRKNC_PRINT_BODY',
+    default: false,
+    describe: 'print each payload under its line',
+  },
+  'body-limit': {
+    type: 'size',
+    env: 'KRKNC_BODY_LIMIT',
+    default: 25 * 1024 * 1024,
+    describe: 'largest delivery accepted',
+    check: positive,
+  },
   'dedupe-size': {
     type: 'int',
     env: 'KRKNC_DEDUPE_SIZE',
@@ -106,7 +128,19 @@ export async function listen(argv: string[]): Promise<number> {
     const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']!);
     const state = new ListenState({ topics, forwardTo: target.href, once });
     const doctor = () => krkncDoctorInput(flags, stateDirOf(flags), own.node);
-    closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
+    closers.push(
+      await serveAdminSocket(
+        {
+          node: own.node,
+          command: 'listen',
+          info: () => ({ listen: state.info() }),
+          stop: () => own.stop.abort(),
+          log,
+          doctor,
+        },
+        paths.adminSocket,
+      ),
+    );
     const status = await own.up;
     const session = ownSession(own);
     const server = await resolveServer(session, ref, log);
@@ -143,21 +177,39 @@ export async function listen(argv: string[]): Promise<number> {
     log.info({ subscription: sub.id, ...fields, secrets: secrets.path }, 'subscribed');
     reporter.result(
       'ready',
-      { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
-      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`],
+      {
+        node: status.self.dnsName,
+        addresses: status.self.addresses,
+        listener,
+        server: server.display,
+        topics,
+        forwardTo: target.href,
+        subscription: sub.id,
+      },
+      [
+        readyLine('krknc', status, listener),
+        `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`,
+      ],
     );
 
     await aborted(own.stop.signal);
     local.stop();
     if (once) await unsubscribe(hub, sub.id, log);
-    else log.info({ subscription: sub.id }, 'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)');
+    else
+      log.info(
+        { subscription: sub.id },
+        'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)',
+      );
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
     if (own.stop.signal.aborted) {
       log.info('stopping: letting deliveries in flight to the local app finish (at most 5s), then leaving the tailnet');
     }
-    await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await Promise.race([
+      Promise.allSettled(closers.map((c) => c.close())),
+      new Promise((r) => setTimeout(r, 5_000).unref()),
+    ]);
     await own.dispose();
   }
 }
@@ -165,7 +217,10 @@ export async function listen(argv: string[]): Promise<number> {
 async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
   log.info({ subscription: id }, 'unsubscribing from krkns (--once), at most 5s');
   try {
-    await Promise.race([hub.unsubscribe(id), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
+    await Promise.race([
+      hub.unsubscribe(id),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref()),
+    ]);
     log.info({ subscription: id }, 'unsubscribed');
   } catch (err) {
     log.warn({ subscription: id, err: (err as Error).message }, 'could not unsubscribe; krkns keeps the subscription');
@@ -184,7 +239,10 @@ async function resubscribe(
     keepSecret(await hub.subscribe(req)); // a secret comes back only if krkns had lost the subscription
     log.debug('asked krkns to deliver the queued events now');
   } catch (err) {
-    log.warn({ err: hubFailure(err, server, 'subscribe').message }, 'could not ask krkns to deliver now; it retries on its schedule');
+    log.warn(
+      { err: hubFailure(err, server, 'subscribe').message },
+      'could not ask krkns to deliver now; it retries on its schedule',
+    );
   }
 }
 
@@ -266,7 +324,12 @@ class LocalApp {
     const downMs = Date.now() - (this.downSince ?? Date.now());
     this.state = 'up';
     this.downSince = undefined;
-    this.reporter.notice('local-up', `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`, { url: this.target.href, downMs }, 'ok');
+    this.reporter.notice(
+      'local-up',
+      `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`,
+      { url: this.target.href, downMs },
+      'ok',
+    );
     this.onBack();
   }
 
@@ -403,7 +466,7 @@ function answer(reply: FastifyReply, r: ForwardResult, target: URL): FastifyRepl
 const signatureProblems: Record<SignatureProblem, string> = {
   missing: 'the delivery has no (complete) Standard Webhooks signature',
   stale: `the signature timestamp is more than ${signatureToleranceMs / 60_000} minutes from this clock`,
-  mismatch: 'the signature does not match this subscription\'s secret (body altered, or the secret was rotated)',
+  mismatch: "the signature does not match this subscription's secret (body altered, or the secret was rotated)",
 };
 
 function header(req: FastifyRequest, name: string): string | undefined {

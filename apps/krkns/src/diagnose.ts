@@ -27,5 +27,6 @@ export const diagnostics = diagnosticCommands({
   // A command's own short-lived node: only its warnings matter.
   openNode: (flags) => krknsNode({ ...flags, ephemeral: false }, createLogger({ level: 'warn', format: 'pretty' })),
   doctorInput: krknsDoctorInput,
-  doctorDescription: 'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
+  doctorDescription:
+    'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
 });

@@ -121,7 +121,10 @@ async function shutdown(p: {
   if (cutOff.requests + cutOff.deliveries > 0) {
     p.log.warn(cutOff, 'stopped waiting: deliveries cut off are attempted again at the next start');
   }
-  await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
+  await Promise.race([
+    p.api.close(),
+    new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref()),
+  ]);
   await p.admin.close();
   p.store.close();
   await p.own.dispose();

@@ -39,15 +39,32 @@ beforeAll(async () => {
       tagOwners: { 'tag:hub': ['ui@'], 'tag:ops': ['ui@'], 'tag:other': ['ui@'] },
       grants: [
         { src: ['*'], dst: ['*'], ip: ['*'] },
-        { src: ['tag:ops'], dst: ['tag:hub'], app: { [capability]: [{ publish: ['demo/**'], subscribe: ['demo/**'], read: ['demo/**'] }] } },
+        {
+          src: ['tag:ops'],
+          dst: ['tag:hub'],
+          app: { [capability]: [{ publish: ['demo/**'], subscribe: ['demo/**'], read: ['demo/**'] }] },
+        },
       ],
     }),
   );
   const key = (tag: string) => tailnet.createPreAuthKey({ tags: [tag], reusable: true });
   const [hubKey, opsKey, otherKey] = await Promise.all([key('tag:hub'), key('tag:ops'), key('tag:other')]);
-  krkns = await Krkns.run({ controlUrl: tailnet.url, stateDir: join(dir, 'krkns'), hostname: 'hub', authKey: hubKey, args: ['--require-capability'] });
+  krkns = await Krkns.run({
+    controlUrl: tailnet.url,
+    stateDir: join(dir, 'krkns'),
+    hostname: 'hub',
+    authKey: hubKey,
+    args: ['--require-capability'],
+  });
   ui = `http://${krkns.ip}/ui`;
-  subscriber = new TailnetNode({ hostname: 'sub', stateDir: join(dir, 'sub'), controlUrl: tailnet.url, authKey: opsKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  subscriber = new TailnetNode({
+    hostname: 'sub',
+    stateDir: join(dir, 'sub'),
+    controlUrl: tailnet.url,
+    authKey: opsKey,
+    logger: pino({ level: 'silent' }),
+    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
   [operator, outsider] = await Promise.all([
     startNativeNode(tailnet, { hostname: 'operator', authKey: opsKey }),
     startNativeNode(tailnet, { hostname: 'outsider', authKey: otherKey }),
@@ -61,10 +78,21 @@ beforeAll(async () => {
     return reply.code(subscriberStatus).send();
   });
   await serveFastify(app, subscriber, 8080);
-  const subscribe = () => hubFetch('/subscriptions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topics: ['demo/*'], port: 8080, path: '/in' }) });
-  await waitFor(async () => ((await subscribe()).status === 201 ? true : undefined), { timeoutMs: 30_000, what: 'the subscription' });
+  const subscribe = () =>
+    hubFetch('/subscriptions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ topics: ['demo/*'], port: 8080, path: '/in' }),
+    });
+  await waitFor(async () => ((await subscribe()).status === 201 ? true : undefined), {
+    timeoutMs: 30_000,
+    what: 'the subscription',
+  });
   await operator.waitForPeer('hub');
-  browser = await chromium.launch({ executablePath: chromiumPath, proxy: { server: `http://127.0.0.1:${operator.httpProxyPort}` } });
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    proxy: { server: `http://127.0.0.1:${operator.httpProxyPort}` },
+  });
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
 });
 
@@ -107,7 +135,10 @@ describe('krkns inspector in a browser, over the tailnet', () => {
   });
 
   it('shows the body as formatted JSON, hostile text as text, and the delivery timeline', async () => {
-    await waitFor(async () => (received.some((r) => r.id === id) ? true : undefined), { timeoutMs: 15_000, what: 'the delivery' });
+    await waitFor(async () => (received.some((r) => r.id === id) ? true : undefined), {
+      timeoutMs: 15_000,
+      what: 'the delivery',
+    });
     await page.click(`tr[data-event="${id}"] a`);
     await page.waitForSelector('#deliveries');
     expect(await page.locator('#body').textContent()).toBe(JSON.stringify(payload, null, 2));
@@ -136,18 +167,27 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     await own.listen({ host: '127.0.0.1', port: 0 });
     const port = (own.server.address() as AddressInfo).port;
     const body = JSON.stringify({ topics: ['demo/push'], port, path: '/mine' });
-    const made = await operator.fetch(`http://${krkns.ip}/subscriptions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const made = await operator.fetch(`http://${krkns.ip}/subscriptions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
     expect(made.status).toBe(201);
     const subscriptionId = (made.json() as { subscription: { id: string } }).subscription.id;
     try {
       await page.goto(`${ui}/events/${id}`);
       await Promise.all([page.waitForURL(`${ui}/events/${id}`), page.click('#redeliver')]);
-      await waitFor(async () => (mine.length === 1 ? true : undefined), { timeoutMs: 15_000, what: "the operator's redelivery" });
+      await waitFor(async () => (mine.length === 1 ? true : undefined), {
+        timeoutMs: 15_000,
+        what: "the operator's redelivery",
+      });
       expect(mine).toEqual([JSON.stringify(payload)]);
       await new Promise((r) => setTimeout(r, 1_000));
       expect(received.filter((r) => r.id === id)).toHaveLength(1); // another peer's subscription is not flooded
     } finally {
-      expect((await operator.fetch(`http://${krkns.ip}/subscriptions/${subscriptionId}`, { method: 'DELETE' })).status).toBe(200);
+      expect(
+        (await operator.fetch(`http://${krkns.ip}/subscriptions/${subscriptionId}`, { method: 'DELETE' })).status,
+      ).toBe(200);
       await own.close();
     }
   });
@@ -163,7 +203,11 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     } finally {
       attacker.close();
     }
-    const tokenless = await operator.fetch(`${ui}/events/${id}/redeliver`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=guess' });
+    const tokenless = await operator.fetch(`${ui}/events/${id}/redeliver`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'csrf=guess',
+    });
     expect(tokenless.status).toBe(403);
     expect(tokenless.text()).toContain('form token');
     await new Promise((r) => setTimeout(r, 1_000));
@@ -199,8 +243,10 @@ describe('krkns inspector in a browser, over the tailnet', () => {
 
   it('filters by topic, sender and delivery state, and pages back by keyset, newest first', async () => {
     const ids: string[] = [];
-    for (let i = 0; i <= pageSize; i++) ids.push(await publish('demo/paging', `{"i":${i}}`, { 'content-type': 'application/json' }));
-    const rowIds = () => page.locator('tbody tr[data-event]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-event')));
+    for (let i = 0; i <= pageSize; i++)
+      ids.push(await publish('demo/paging', `{"i":${i}}`, { 'content-type': 'application/json' }));
+    const rowIds = () =>
+      page.locator('tbody tr[data-event]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-event')));
     await page.goto(`${ui}/?topic=demo/paging`);
     expect(await rowIds()).toEqual(ids.slice(1).reverse());
     await Promise.all([page.waitForURL(/before=/), page.click('text=Older events')]);
@@ -219,7 +265,9 @@ describe('krkns inspector in a browser, over the tailnet', () => {
 
   it('lists subscribers with their state, backlog and last success', async () => {
     await page.goto(`${ui}/subscribers`);
-    expect(await page.locator('main tbody').innerText()).toMatch(/sub\.\S+\s+100\.[\d.]+:8080\/in\s+demo\/\*\s+online\s+\d+\s+\d{4}-\d\d-\d\dT/);
+    expect(await page.locator('main tbody').innerText()).toMatch(
+      /sub\.\S+\s+100\.[\d.]+:8080\/in\s+demo\/\*\s+online\s+\d+\s+\d{4}-\d\d-\d\dT/,
+    );
     if (screenshotDir) await page.screenshot({ path: join(screenshotDir, 'inspector-subscribers.png') });
   });
 });
@@ -232,4 +280,3 @@ async function serveAttackPage(target: string): Promise<Server> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
-

@@ -146,7 +146,6 @@ export class SqliteCore {
     return row.seq;
   }
 
-
   deliveriesOf(eventId: string): Delivery[] {
     const rows = this.#sql(
       'SELECT d.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE e.id = ? ORDER BY d.subscription_id',

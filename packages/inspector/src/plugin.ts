@@ -134,7 +134,10 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     refuseCrossSite(req, csrf, caller);
     const id = idParam(req);
     await hub.redeliver(caller, id);
-    return reply.code(303).header('location', `${prefix}/events/${encodeURIComponent(id)}`).send();
+    return reply
+      .code(303)
+      .header('location', `${prefix}/events/${encodeURIComponent(id)}`)
+      .send();
   });
 
   app.get('/subscribers', async (req, reply) =>
@@ -175,7 +178,12 @@ function liveStreams(
     res.writeHead(200, { ...securityHeaders, 'content-type': type, connection: 'keep-alive' });
     res.write(': live\n\n');
     const send = (name: string, data: string): boolean =>
-      res.write(`event: ${name}\n${data.split('\n').map((l) => `data: ${l}\n`).join('')}\n`);
+      res.write(
+        `event: ${name}\n${data
+          .split('\n')
+          .map((l) => `data: ${l}\n`)
+          .join('')}\n`,
+      );
     const onChange = (change: LiveChange): void => {
       void hub.getEvent(caller, change.eventId).then(
         (event) => {
