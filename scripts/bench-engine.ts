@@ -23,6 +23,7 @@ const RATE_CONCURRENCY = 8;
 const BULK_BYTES = 16 << 20;
 const JOIN_RUNS = 3;
 const IDLE_MS = 35_000;
+const TUNED_NODE_STORE_TICK = '20ms';
 
 interface Target {
   send: Send;
@@ -60,6 +61,18 @@ async function main(): Promise<void> {
     const joins = await measureJoins(tailnet, authKey, state);
     row('cold join (key → Running), median', joins.cold);
     row('warm restart (state → Running), median', joins.warm);
+    // headscale applies node writes on a 500 ms tick, two per streamed map request: the same joins
+    // against a headscale with a short tick show what of the wait is the server's.
+    const tuned = await startTailnet({ nodeStoreBatchTimeout: TUNED_NODE_STORE_TICK });
+    try {
+      const tunedUser = await tuned.createUser('bench');
+      const tunedKey = await tuned.createPreAuthKey({ user: tunedUser.id, reusable: true });
+      const tunedJoins = await measureJoins(tuned, tunedKey, join(state, 'tuned'));
+      row(`cold join, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.cold);
+      row(`warm restart, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.warm);
+    } finally {
+      await tuned.stop();
+    }
 
     const loopback = await loopbackTarget();
     const targets: Partial<Record<Column, Target>> = {};

@@ -7,8 +7,16 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import './webassembly.js';
-import { EngineWebSocket, attributeSockets, closeSockets, newSocketOwner, type WebSocketTraffic } from './websocket.js';
+import {
+  EngineWebSocket,
+  attributeSockets,
+  closeSockets,
+  newSocketOwner,
+  tailnetMtu,
+  type WebSocketTraffic,
+} from './websocket.js';
 
+export { tailnetMtu } from './websocket.js';
 export type { WebSocketTraffic } from './websocket.js';
 
 const buildDir = fileURLToPath(new URL('../build/', import.meta.url));
@@ -221,7 +229,8 @@ export function compileEngine(): Promise<WebAssembly.Module> {
 
 /**
  * Starts a node in this thread. `env` holds only the variables the node should see (TS_DEBUG_*
- * knobs, read at Go package init); never pass all of process.env.
+ * knobs, read at Go package init); never pass all of process.env. TS_DEBUG_MTU defaults to
+ * {@link tailnetMtu}.
  */
 export async function startEngine(
   host: EngineHost,
@@ -230,7 +239,7 @@ export async function startEngine(
 ): Promise<RunningEngine> {
   const Go = loadGoRuntime();
   const key = `__krknBridge${process.pid}_${++bridges}`;
-  const goEnv = { ...env, KRKN_BRIDGE: key };
+  const goEnv = { TS_DEBUG_MTU: String(tailnetMtu), ...env, KRKN_BRIDGE: key };
   if (JSON.stringify(goEnv).length > maxEnvBytes) throw new Error('engine environment is too large');
 
   let ready!: () => void;

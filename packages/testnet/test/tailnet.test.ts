@@ -126,6 +126,17 @@ describe('lifecycle', () => {
     expect(err.message).toMatch(/inactivity_timeout .* is set too low/);
     expect(err.details.output).toMatch(/inactivity_timeout/);
   });
+
+  it('hands headscale its node store tick (it exits on a non-positive one, so the key is read)', async () => {
+    const err = await expectTestnetError(startTailnet({ nodeStoreBatchTimeout: '0s' }), 'HEADSCALE_START_FAILED');
+    expect(err.details.output).toMatch(/node_store_batch_timeout must be positive/);
+    const fast = await startTailnet({ nodeStoreBatchTimeout: '20ms' });
+    try {
+      expect(await healthStatus(fast.url)).toBe(200);
+    } finally {
+      await fast.stop();
+    }
+  });
 });
 
 describe.concurrent('cleanup when the owning process dies', () => {
