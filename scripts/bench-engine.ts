@@ -49,14 +49,17 @@ async function main(): Promise<void> {
   const tailnet = await startTailnet();
   const rows: Row[] = [];
   const row = (metric: string, values: Partial<Record<Column, string>>): void => {
-    rows.push({ metric, values: values as Record<string, string> });
+    rows.push({ metric, values: values });
     console.error(`${metric}: ${JSON.stringify(values)}`);
   };
   try {
     const user = await tailnet.createUser('bench');
     const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
     const info = buildInfo();
-    row('artifact size', { 'wasm (worker)': mib(info.wasmBytes), 'native, direct': mib(fileSize(tailnet.tools.tailscaled)) });
+    row('artifact size', {
+      'wasm (worker)': mib(info.wasmBytes),
+      'native, direct': mib(fileSize(tailnet.tools.tailscaled)),
+    });
 
     const joins = await measureJoins(tailnet, authKey, state);
     row('cold join (key → Running), median', joins.cold);
@@ -77,7 +80,12 @@ async function main(): Promise<void> {
     const loopback = await loopbackTarget();
     const targets: Partial<Record<Column, Target>> = {};
     for (const isolation of ['worker', 'thread'] as Isolation[]) {
-      targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(tailnet, authKey, state, isolation);
+      targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(
+        tailnet,
+        authKey,
+        state,
+        isolation,
+      );
     }
     targets['native, direct'] = await nativePair(tailnet, authKey, {}, loopback.port);
     targets['native, DERP only'] = await nativePair(tailnet, authKey, { TS_DEBUG_ALWAYS_USE_DERP: '1' }, loopback.port);
@@ -136,11 +144,20 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
   const cold: Record<string, number[]> = { wasm: [], native: [] };
   const warm: Record<string, number[]> = { wasm: [], native: [] };
   for (let i = 0; i < JOIN_RUNS; i++) {
-    const opts = { hostname: `join-${i}`, stateDir: join(state, `join-${i}`), controlUrl: tailnet.url, authKey, logger: quiet(), engineEnv: derpHttp };
+    const opts = {
+      hostname: `join-${i}`,
+      stateDir: join(state, `join-${i}`),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: quiet(),
+      engineEnv: derpHttp,
+    };
     cold.wasm!.push(await timed(async () => (await up(new TailnetNode(opts))).close()));
     warm.wasm!.push(await timed(async () => (await up(new TailnetNode({ ...opts, authKey: undefined }))).close()));
     let native: NativeNode | undefined;
-    cold.native!.push(await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))));
+    cold.native!.push(
+      await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))),
+    );
     warm.native!.push(await timed(async () => void (await native!.restart())));
     await native!.stop();
   }
@@ -156,10 +173,26 @@ async function idleRss(tailnet: Tailnet, authKey: string, state: string, forward
   const bin = (app: string) => fileURLToPath(new URL(`../apps/${app}/dist/main.js`, import.meta.url));
   const node = (name: string) => ['--hostname', name, '--state-dir', join(state, name), '--control-url', tailnet.url];
   const env = { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' };
-  const krkns = await startApp(spawn(process.execPath, [bin('krkns'), 'run', ...node('rss-hub')], { env }), /krkns ready:/);
+  const krkns = await startApp(
+    spawn(process.execPath, [bin('krkns'), 'run', ...node('rss-hub')], { env }),
+    /krkns ready:/,
+  );
   const krknc = await startApp(
-    spawn(process.execPath, [bin('krknc'), 'listen', ...node('rss-laptop'), '--server', 'rss-hub', '--topic', 'bench/**',
-      '--forward-to', `http://127.0.0.1:${forwardPort}/`], { env }),
+    spawn(
+      process.execPath,
+      [
+        bin('krknc'),
+        'listen',
+        ...node('rss-laptop'),
+        '--server',
+        'rss-hub',
+        '--topic',
+        'bench/**',
+        '--forward-to',
+        `http://127.0.0.1:${forwardPort}/`,
+      ],
+      { env },
+    ),
     /krknc ready:/,
   );
   try {
@@ -203,7 +236,15 @@ async function up(node: TailnetNode): Promise<TailnetNode> {
 async function wasmPair(tailnet: Tailnet, authKey: string, state: string, isolation: Isolation) {
   const rssBefore = process.memoryUsage().rss;
   const mk = (name: string) =>
-    new TailnetNode({ hostname: `${name}-${isolation}`, stateDir: join(state, `${name}-${isolation}`), controlUrl: tailnet.url, authKey, logger: quiet(), engineEnv: derpHttp, isolation });
+    new TailnetNode({
+      hostname: `${name}-${isolation}`,
+      stateDir: join(state, `${name}-${isolation}`),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: quiet(),
+      engineEnv: derpHttp,
+      isolation,
+    });
   const server = mk('srv');
   const client = mk('cli');
   await Promise.all([server.up(), client.up()]);
@@ -236,7 +277,8 @@ async function nativePair(tailnet: Tailnet, authKey: string, env: Record<string,
   const agent = new Agent({ keepAlive: true, maxSockets: RATE_CONCURRENCY });
   const target = `http://${b.ip()}:${targetPort}`;
   return {
-    send: (path: string, body?: Buffer) => httpSend({ host: '127.0.0.1', port: a.httpProxyPort, path: `${target}${path}`, agent }, body),
+    send: (path: string, body?: Buffer) =>
+      httpSend({ host: '127.0.0.1', port: a.httpProxyPort, path: `${target}${path}`, agent }, body),
     rss: () => (rssOf(a.pid) + rssOf(b.pid)) / 2,
     close: async () => {
       agent.destroy();
@@ -262,12 +304,19 @@ async function loopbackTarget() {
 }
 
 function routes(app: FastifyInstance): void {
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: BULK_BYTES * 2 }, (_r, body, done) => done(null, body));
+  app.addContentTypeParser(
+    'application/octet-stream',
+    { parseAs: 'buffer', bodyLimit: BULK_BYTES * 2 },
+    (_r, body, done) => done(null, body),
+  );
   app.get('/ping', async () => 'pong');
   app.post('/upload', async (req) => ({ bytes: (req.body as Buffer).length }));
 }
 
-function httpSend(opts: { host: string; port: number; path: string; agent: Agent }, body?: Buffer): Promise<{ status: number; bytes: number }> {
+function httpSend(
+  opts: { host: string; port: number; path: string; agent: Agent },
+  body?: Buffer,
+): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -361,6 +410,5 @@ function render(rows: Row[]): string {
   const body = rows.map((r) => `| ${r.metric} | ${columns.map((c) => r.values[c] ?? '–').join(' | ')} |`).join('\n');
   return `${measuredOn()}.\n\n${head}\n${body}\n`;
 }
-
 
 await main();

@@ -91,7 +91,9 @@ describe('the packed npm packages, installed without Go', () => {
     const keyFile = join(install.dir, 'ts_authkey');
     writeFileSync(keyFile, `${authKey}\n`, { mode: 0o600 });
     const entrypoint = join(root, 'docker/entrypoint.sh');
-    const hub = startInstalled(entrypoint, ['run', ...node('hub'), '--log-format', 'json'], { TS_AUTHKEY_FILE: keyFile });
+    const hub = startInstalled(entrypoint, ['run', ...node('hub'), '--log-format', 'json'], {
+      TS_AUTHKEY_FILE: keyFile,
+    });
     await hub.waitFor(/krkns ready: node \S+ \(100\.[\d.]+/, 90_000);
     const forwardTo = `${app.url}/in`;
     const listenArgs = ['listen', ...node('laptop'), '--server', 'hub', '--topic', 'pkg/**', '--forward-to', forwardTo];

@@ -6,7 +6,15 @@ import type { Logger } from 'pino';
 import { ExitCode, helpText, listenerLimitsOf, parseFlags, readyLine, type FlagSpecs } from '@krkn/cli-kit';
 import { serveFastify, type TailnetNode } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, stateDirOf } from './config.js';
-import { classify, endToEndHeaders, openLocal, pairsFromRaw, parseForwardTo, reason, timeoutUntilAnswer } from './forward.js';
+import {
+  classify,
+  endToEndHeaders,
+  openLocal,
+  pairsFromRaw,
+  parseForwardTo,
+  reason,
+  timeoutUntilAnswer,
+} from './forward.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { krkncDoctorInput } from './diagnose.js';
@@ -21,8 +29,12 @@ const allowFlag = {
     env: 'KRKNC_ALLOW',
     default: [],
     placeholder: 'id,...',
-    describe: 'only these callers (WhoIs): tag:ci, a login alice@example.com, alice@ (any domain), @example.com; others get 403',
-    check: (ids: string[]) => ids.map((id) => (allowEntry.test(id) ? undefined : `${id} is not tag:name, user@domain, user@ or @domain`)).find(Boolean),
+    describe:
+      'only these callers (WhoIs): tag:ci, a login alice@example.com, alice@ (any domain), @example.com; others get 403',
+    check: (ids: string[]) =>
+      ids
+        .map((id) => (allowEntry.test(id) ? undefined : `${id} is not tag:name, user@domain, user@ or @domain`))
+        .find(Boolean),
   },
 } satisfies FlagSpecs;
 
@@ -40,7 +52,14 @@ callers cannot set these themselves, nor Forwarded, X-Real-IP or any other X-For
 // Identity claims a proxy in front of the local app may trust: krknc sets its own from WhoIs and drops
 // every copy a caller sends, also spelled with underscores (CGI, WSGI and nginx's underscores_in_headers
 // read X_Krkn_Caller as X-Krkn-Caller).
-const spoofableHeaders = new Set(['forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-krkn-caller', 'x-krkn-caller-user']);
+const spoofableHeaders = new Set([
+  'forwarded',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-krkn-caller',
+  'x-krkn-caller-user',
+]);
 const spoofablePrefix = 'x-forwarded-';
 
 /** Whether a request header claims an identity only krknc may state. */
@@ -82,14 +101,14 @@ export async function expose(argv: string[]): Promise<number> {
     const app = exposeApp({
       node: own.node,
       target,
-      timeoutMs: flags['forward-timeout']!,
-      allow: flags.allow!,
+      timeoutMs: flags['forward-timeout'],
+      allow: flags.allow,
       reporter,
       log,
       counted: () => requests++,
     });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
+    await serveFastify(app, own.node, flags.port, listenerLimitsOf(flags));
     const host = status.self.dnsName || status.self.addresses[0];
     listener = `http://${host}${flags.port === 80 ? '' : `:${flags.port}`}`;
     reporter.result(
@@ -100,7 +119,10 @@ export async function expose(argv: string[]): Promise<number> {
     await aborted(own.stop.signal);
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
-    await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await Promise.race([
+      Promise.allSettled(closers.map((c) => c.close())),
+      new Promise((r) => setTimeout(r, 5_000).unref()),
+    ]);
     await own.dispose();
   }
 }
@@ -128,8 +150,21 @@ function exposeApp(ctx: ExposeContext): FastifyInstance {
     app.addHook('onRequest', async (req, reply) => {
       const caller = await whois(req.ip);
       if (isAllowed(caller, ctx.allow)) return;
-      ctx.reporter.request({ caller: caller.node, user: caller.user, ip: req.ip, method: req.method, path: req.url, status: 403, ms: 0, error: 'not in --allow' });
-      return reply.code(403).header('connection', 'close').type('text/plain').send(`krknc: ${caller.node} is not allowed to call this node (--allow)\n`);
+      ctx.reporter.request({
+        caller: caller.node,
+        user: caller.user,
+        ip: req.ip,
+        method: req.method,
+        path: req.url,
+        status: 403,
+        ms: 0,
+        error: 'not in --allow',
+      });
+      return reply
+        .code(403)
+        .header('connection', 'close')
+        .type('text/plain')
+        .send(`krknc: ${caller.node} is not allowed to call this node (--allow)\n`);
     });
   }
   const handler = (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => proxy(ctx, whois, req, reply);
@@ -138,7 +173,12 @@ function exposeApp(ctx: ExposeContext): FastifyInstance {
   return app;
 }
 
-async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function proxy(
+  ctx: ExposeContext,
+  whois: (ip: string) => Promise<Caller>,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
   const started = performance.now();
   ctx.counted();
   const caller = await whois(req.ip);
@@ -148,17 +188,33 @@ async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>,
   const headers = endToEndHeaders(incoming).filter(([k]) => !isSpoofable(k));
   const length = incoming.find(([k]) => k.toLowerCase() === 'content-length');
   if (body && length) headers.push(length); // else Node sends the body chunked
-  headers.push(['X-Forwarded-For', req.ip], ['X-Forwarded-Host', req.headers.host ?? ''], ['X-Forwarded-Proto', 'http'], ['X-Krkn-Caller', caller.node], ['X-Krkn-Caller-User', caller.user]);
+  headers.push(
+    ['X-Forwarded-For', req.ip],
+    ['X-Forwarded-Host', req.headers.host ?? ''],
+    ['X-Forwarded-Proto', 'http'],
+    ['X-Krkn-Caller', caller.node],
+    ['X-Krkn-Caller-User', caller.user],
+  );
   const upstream = openLocal(url, req.method, headers);
   timeoutUntilAnswer(upstream, ctx.timeoutMs);
   const answered = new Promise<IncomingMessage>((resolve, reject) => {
     upstream.once('response', resolve);
     upstream.once('error', reject);
   });
-  if (body) pipeline(body, upstream).catch(() => undefined); // a failure surfaces on `answered`
+  if (body)
+    pipeline(body, upstream).catch(() => undefined); // a failure surfaces on `answered`
   else upstream.end();
   const report = (status: number | null, error?: string): void =>
-    ctx.reporter.request({ caller: caller.node, user: caller.user, ip: req.ip, method: req.method, path: req.url, status, ms: Math.round(performance.now() - started), ...(error ? { error } : {}) });
+    ctx.reporter.request({
+      caller: caller.node,
+      user: caller.user,
+      ip: req.ip,
+      method: req.method,
+      path: req.url,
+      status,
+      ms: Math.round(performance.now() - started),
+      ...(error ? { error } : {}),
+    });
   let res: IncomingMessage;
   try {
     res = await answered;
@@ -167,11 +223,17 @@ async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>,
     const status = classify(e) === 'timeout' ? 504 : 502;
     report(status, reason(e));
     ctx.log.debug({ url: url.href, error: e.message }, 'local app did not answer');
-    return reply.code(status).type('text/plain').send(`krknc: local app ${ctx.target.href} ${status === 504 ? 'did not answer in time' : `is not answering (${reason(e)})`}\n`);
+    return reply
+      .code(status)
+      .type('text/plain')
+      .send(
+        `krknc: local app ${ctx.target.href} ${status === 504 ? 'did not answer in time' : `is not answering (${reason(e)})`}\n`,
+      );
   }
   report(res.statusCode ?? 502);
   void reply.code(res.statusCode ?? 502);
-  for (const [name, values] of groupHeaders(endToEndHeaders(pairsFromRaw(res.rawHeaders)))) void reply.header(name, values.length === 1 ? values[0]! : values);
+  for (const [name, values] of groupHeaders(endToEndHeaders(pairsFromRaw(res.rawHeaders))))
+    void reply.header(name, values.length === 1 ? values[0]! : values);
   const len = res.headers['content-length'];
   if (len !== undefined) void reply.header('content-length', len);
   return reply.send(res);

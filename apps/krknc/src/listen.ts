@@ -1,7 +1,16 @@
 import { connect } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ExitCode, helpText, listenerLimitsOf, parseFlags, positive, readyLine, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import {
+  ExitCode,
+  helpText,
+  listenerLimitsOf,
+  parseFlags,
+  positive,
+  readyLine,
+  usageError,
+  type FlagSpecs,
+} from '@krkn/cli-kit';
 import {
   deliveryHeaders,
   signatureToleranceMs,
@@ -42,13 +51,15 @@ export const listenFlags = {
     env: 'KRKNC_PATH',
     default: '/krkn/deliver',
     describe: 'path krkns delivers to on that port',
-    check: (p: string) => (p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)'),
+    check: (p: string) =>
+      p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)',
   },
   once: {
     type: 'bool',
     env: 'KRKNC_ONCE',
     default: false,
-    describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
+    describe:
+      'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
   },
   'rotate-secret': {
     type: 'bool',
@@ -56,8 +67,19 @@ export const listenFlags = {
     describe:
       'ask krkns for a new signing secret (the old one stays valid for a day); one is issued anyway when none is kept',
   },
-  'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
-  'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
+  'print-body': {
+    type: 'bool',
+    env: 'KRKNC_PRINT_BODY',
+    default: false,
+    describe: 'print each payload under its line',
+  },
+  'body-limit': {
+    type: 'size',
+    env: 'KRKNC_BODY_LIMIT',
+    default: 25 * 1024 * 1024,
+    describe: 'largest delivery accepted',
+    check: positive,
+  },
   'dedupe-size': {
     type: 'int',
     env: 'KRKNC_DEDUPE_SIZE',
@@ -87,38 +109,50 @@ export async function listen(argv: string[]): Promise<number> {
   const topics = flags.topic ?? [];
   if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
   const target = parseForwardTo(flags['forward-to']);
-  const once = flags.once! || flags.ephemeral!;
+  const once = flags.once || flags.ephemeral;
   const log = loggerFor(flags, 'listen');
-  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body']! });
+  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body'] });
   const paths = pathsIn(stateDirOf(flags));
 
   const own = await startNode(flags, log);
   const closers: { close(): Promise<unknown> }[] = [];
   try {
-    const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']!);
+    const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']);
     const state = new ListenState({ topics, forwardTo: target.href, once });
     const doctor = () => krkncDoctorInput(flags, stateDirOf(flags), own.node);
-    closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
+    closers.push(
+      await serveAdminSocket(
+        {
+          node: own.node,
+          command: 'listen',
+          info: () => ({ listen: state.info() }),
+          stop: () => own.stop.abort(),
+          log,
+          doctor,
+        },
+        paths.adminSocket,
+      ),
+    );
     const status = await own.up;
     const session = ownSession(own);
     const server = await resolveServer(session, ref, log);
     state.server = ref.text;
     const hub = hubFor(session, server);
-    const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
+    const subscribe: SubscribeRequest = { topics, port: flags.port, path: flags.path };
     const secrets = WebhookSecrets.open(paths.webhookSecrets);
-    const key = secretKey(server.peer.addresses[0]!, flags.port!);
+    const key = secretKey(server.peer.addresses[0]!, flags.port);
     const keepSecret = (s: SubscriptionInfo): void => void (s.secret && secrets.add(key, s.secret));
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
     const verify = { secrets: () => secrets.of(key) };
-    const limits = { bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! };
+    const limits = { bodyLimit: flags['body-limit'], timeoutMs: flags['forward-timeout'], path: flags.path };
     const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, ...limits });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
+    await serveFastify(app, own.node, flags.port, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
     // Without a kept secret (first run, state lost) krkns is asked for one: it answers each secret once.
-    const rotate = flags['rotate-secret']! || secrets.of(key).length === 0;
+    const rotate = flags['rotate-secret'] || secrets.of(key).length === 0;
     const sub = await hub
       .subscribe({ ...subscribe, rotateSecret: rotate })
       .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
@@ -129,21 +163,39 @@ export async function listen(argv: string[]): Promise<number> {
     log.info({ subscription: sub.id, ...fields, secrets: secrets.path }, 'subscribed');
     reporter.result(
       'ready',
-      { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
-      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`],
+      {
+        node: status.self.dnsName,
+        addresses: status.self.addresses,
+        listener,
+        server: server.display,
+        topics,
+        forwardTo: target.href,
+        subscription: sub.id,
+      },
+      [
+        readyLine('krknc', status, listener),
+        `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`,
+      ],
     );
 
     await aborted(own.stop.signal);
     local.stop();
     if (once) await unsubscribe(hub, sub.id, log);
-    else log.info({ subscription: sub.id }, 'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)');
+    else
+      log.info(
+        { subscription: sub.id },
+        'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)',
+      );
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
     if (own.stop.signal.aborted) {
       log.info('stopping: letting deliveries in flight to the local app finish (at most 5s), then leaving the tailnet');
     }
-    await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await Promise.race([
+      Promise.allSettled(closers.map((c) => c.close())),
+      new Promise((r) => setTimeout(r, 5_000).unref()),
+    ]);
     await own.dispose();
   }
 }
@@ -151,7 +203,10 @@ export async function listen(argv: string[]): Promise<number> {
 async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
   log.info({ subscription: id }, 'unsubscribing from krkns (--once), at most 5s');
   try {
-    await Promise.race([hub.unsubscribe(id), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
+    await Promise.race([
+      hub.unsubscribe(id),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref()),
+    ]);
     log.info({ subscription: id }, 'unsubscribed');
   } catch (err) {
     log.warn({ subscription: id, err: (err as Error).message }, 'could not unsubscribe; krkns keeps the subscription');
@@ -170,7 +225,10 @@ async function resubscribe(
     keepSecret(await hub.subscribe(req)); // a secret comes back only if krkns had lost the subscription
     log.debug('asked krkns to deliver the queued events now');
   } catch (err) {
-    log.warn({ err: hubFailure(err, server, 'subscribe').message }, 'could not ask krkns to deliver now; it retries on its schedule');
+    log.warn(
+      { err: hubFailure(err, server, 'subscribe').message },
+      'could not ask krkns to deliver now; it retries on its schedule',
+    );
   }
 }
 
@@ -252,7 +310,12 @@ class LocalApp {
     const downMs = Date.now() - (this.downSince ?? Date.now());
     this.state = 'up';
     this.downSince = undefined;
-    this.reporter.notice('local-up', `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`, { url: this.target.href, downMs }, 'ok');
+    this.reporter.notice(
+      'local-up',
+      `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`,
+      { url: this.target.href, downMs },
+      'ok',
+    );
     this.onBack();
   }
 
@@ -318,7 +381,11 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     let pending = inFlight.get(key);
     const first = pending === undefined;
     if (!pending) {
-      pending = forwardBuffered(ctx.target, { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body }, ctx.timeoutMs);
+      pending = forwardBuffered(
+        ctx.target,
+        { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body },
+        ctx.timeoutMs,
+      );
       inFlight.set(key, pending);
     }
     const result = await pending.finally(() => inFlight.delete(key));
@@ -383,7 +450,7 @@ function answer(reply: FastifyReply, r: ForwardResult, target: URL): FastifyRepl
 const signatureProblems: Record<SignatureProblem, string> = {
   missing: 'the delivery has no (complete) Standard Webhooks signature',
   stale: `the signature timestamp is more than ${signatureToleranceMs / 60_000} minutes from this clock`,
-  mismatch: 'the signature does not match this subscription\'s secret (body altered, or the secret was rotated)',
+  mismatch: "the signature does not match this subscription's secret (body altered, or the secret was rotated)",
 };
 
 function header(req: FastifyRequest, name: string): string | undefined {

@@ -10,7 +10,12 @@ import { openSession } from './session.js';
 export const sendFlags = {
   ...nodeFlags,
   ...serverFlag,
-  topic: { type: 'string', env: 'KRKNC_TOPIC', describe: 'the topic to publish to, e.g. ci/build', check: (t: string) => topicError(t) },
+  topic: {
+    type: 'string',
+    env: 'KRKNC_TOPIC',
+    describe: 'the topic to publish to, e.g. ci/build',
+    check: (t: string) => topicError(t),
+  },
   data: {
     type: 'string',
     env: 'KRKNC_DATA',
@@ -29,7 +34,8 @@ export const sendFlags = {
   },
 } satisfies FlagSpecs;
 
-const usage = "krknc send --server <krkns> --topic <t> [--data '<json>' | --data @file | --data -] [-H 'K: V' ...] [flags]";
+const usage =
+  "krknc send --server <krkns> --topic <t> [--data '<json>' | --data @file | --data -] [-H 'K: V' ...] [flags]";
 const description = `Publishes one event to krkns and prints its id. Content-Type is application/json when the
 data parses as JSON, else application/octet-stream; -H overrides it. Exits non-zero with a
 message on any failure.
@@ -59,9 +65,22 @@ export async function send(argv: string[]): Promise<number> {
   try {
     const server = await resolveServer(session, ref, log);
     const hub = hubFor(session, server);
-    const res = await hub.publish(flags.topic, body, headers).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'send')));
-    log.info({ event: res.id, topic: res.topic, bytes: body.length, server: server.display, duplicate: res.duplicate, via: session.via }, 'published');
-    if (res.duplicate) process.stderr.write(`note: krkns already had this event (same dedupe key): ${res.id} is the first one's id\n`);
+    const res = await hub
+      .publish(flags.topic, body, headers)
+      .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'send')));
+    log.info(
+      {
+        event: res.id,
+        topic: res.topic,
+        bytes: body.length,
+        server: server.display,
+        duplicate: res.duplicate,
+        via: session.via,
+      },
+      'published',
+    );
+    if (res.duplicate)
+      process.stderr.write(`note: krkns already had this event (same dedupe key): ${res.id} is the first one's id\n`);
     new Reporter(process.stdout, { json: flags.json! }).result('published', { ...res }, [res.id]);
     return ExitCode.OK;
   } finally {
@@ -114,7 +133,8 @@ export function parseHeaders(lines: string[]): Record<string, string> {
   for (const line of lines) {
     const i = line.indexOf(':');
     const name = i < 0 ? '' : line.slice(0, i).trim();
-    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name)) throw usageError(`-H: ${JSON.stringify(line)} is not a header (write "Name: value")`);
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name))
+      throw usageError(`-H: ${JSON.stringify(line)} is not a header (write "Name: value")`);
     for (const k of Object.keys(out)) if (k.toLowerCase() === name.toLowerCase()) delete out[k];
     out[name] = line.slice(i + 1).trim();
   }
@@ -138,7 +158,14 @@ function readPath(path: string | 0, what: string): Buffer {
     return readFileSync(path);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EISDIR'
+          ? 'is a directory'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.message;
     throw usageError(`--data: cannot read ${what}: ${why}`);
   }
 }

@@ -18,7 +18,17 @@ const state = tempDir();
 
 /** Node flags for a krknc with its own identity under the test's temp dir. */
 function node(hostname: string, extra: string[] = []): string[] {
-  return ['--hostname', hostname, '--state-dir', join(state.dir, hostname), '--control-url', tailnet.url, '--log-format', 'json', ...extra];
+  return [
+    '--hostname',
+    hostname,
+    '--state-dir',
+    join(state.dir, hostname),
+    '--control-url',
+    tailnet.url,
+    '--log-format',
+    'json',
+    ...extra,
+  ];
 }
 
 beforeAll(async () => {
@@ -43,23 +53,56 @@ afterAll(async () => {
 describe('krknc send', () => {
   it('publishes from a fresh ephemeral CI identity, prints the id, and the node is gone after exit', async () => {
     const ephemeralKey = await tailnet.createPreAuthKey({ user: userId, ephemeral: true });
-    const r = await runKrknc(['send', ...node('ci-runner', ['--ephemeral', '--server', 'hub', '--topic', 'ci/build', '--data', '{"status":"green"}'])], { TS_AUTHKEY: ephemeralKey });
+    const r = await runKrknc(
+      [
+        'send',
+        ...node('ci-runner', ['--ephemeral', '--server', 'hub', '--topic', 'ci/build', '--data', '{"status":"green"}']),
+      ],
+      { TS_AUTHKEY: ephemeralKey },
+    );
     expect(r.code, r.stderr).toBe(0);
     const id = r.stdout.trim();
     expect(id).toMatch(/^evt_\w+$/);
-    const { event } = await krknsAdmin<{ event: { sender: { node: string }; contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${id}`);
+    const { event } = await krknsAdmin<{
+      event: { sender: { node: string }; contentType: string; bodyBase64: string };
+    }>(hub.stateDir, 'GET', `/events/${id}`);
     expect(event.sender.node).toBe(`ci-runner.${tailnet.domain}`);
     expect(event.contentType).toBe('application/json');
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('{"status":"green"}');
-    await until(async () => ((await tailnet.listNodes()).some((n) => n.name === 'ci-runner') ? undefined : true), 'the ephemeral node to leave', 10_000);
+    await until(
+      async () => ((await tailnet.listNodes()).some((n) => n.name === 'ci-runner') ? undefined : true),
+      'the ephemeral node to leave',
+      10_000,
+    );
   });
 
   it('reads the body from stdin, as octet-stream unless -H says otherwise, and prints JSON with --json', async () => {
-    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/logs', '--data', '-', '-H', 'Content-Type: text/plain', '--json'])], { TS_AUTHKEY: authKey }, { stdin: Buffer.from('line 1\nline 2\n') });
+    const r = await runKrknc(
+      [
+        'send',
+        ...node('tester', [
+          '--server',
+          'hub',
+          '--topic',
+          'ci/logs',
+          '--data',
+          '-',
+          '-H',
+          'Content-Type: text/plain',
+          '--json',
+        ]),
+      ],
+      { TS_AUTHKEY: authKey },
+      { stdin: Buffer.from('line 1\nline 2\n') },
+    );
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { type: string; id: string; topic: string; duplicate: boolean };
     expect(out).toMatchObject({ type: 'published', topic: 'ci/logs', duplicate: false });
-    const { event } = await krknsAdmin<{ event: { contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${out.id}`);
+    const { event } = await krknsAdmin<{ event: { contentType: string; bodyBase64: string } }>(
+      hub.stateDir,
+      'GET',
+      `/events/${out.id}`,
+    );
     expect(event.contentType).toBe('text/plain');
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('line 1\nline 2\n');
   });
@@ -69,7 +112,10 @@ describe('krknc send secrets', () => {
   it('takes secret headers from -H @file and from KRKNC_HEADERS, never from argv', async () => {
     const file = join(state.dir, 'send-secrets');
     writeFileSync(file, 'X-Api-Key: from-file\nAuthorization: Bearer from-file\n', { mode: 0o600 });
-    const args = ['send', ...node('secrets', ['--server', 'hub', '--topic', 'ci/secret', '--data', '{}', '-H', `@${file}`])];
+    const args = [
+      'send',
+      ...node('secrets', ['--server', 'hub', '--topic', 'ci/secret', '--data', '{}', '-H', `@${file}`]),
+    ];
     expect(args.join(' ')).not.toContain('from-file');
     const r = await runKrknc(args, { TS_AUTHKEY: authKey });
     expect(r.code, r.stderr).toBe(0);
@@ -86,8 +132,10 @@ describe('krknc send secrets', () => {
 });
 
 describe('krknc expose', () => {
-  it('forwards a native peer\'s request to the local app, names the caller, and streams the answer back', async () => {
-    const exposer = krknc(['expose', ...node('devbox', ['--port', '8080', '--forward-to', `${app.url}/base`])], { TS_AUTHKEY: authKey });
+  it("forwards a native peer's request to the local app, names the caller, and streams the answer back", async () => {
+    const exposer = krknc(['expose', ...node('devbox', ['--port', '8080', '--forward-to', `${app.url}/base`])], {
+      TS_AUTHKEY: authKey,
+    });
     const ready = await exposer.waitFor(/^krknc ready: node devbox\.krkn\.test \((100\.[\d.]+)/m, 60_000);
     const ip = ready[1]!;
     await native.waitForPeer('devbox');
@@ -120,11 +168,18 @@ describe('krknc expose', () => {
       expect(got.headers['x-forwarded-for']).toBe(native.ip());
       expect(got.headers['x-krkn-caller-user']).toBe('ci');
       const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
-      for (const spoof of ['forwarded', 'x-real-ip', 'x-forwarded-port', 'x_forwarded_for', 'x_krkn_caller_user', 'true-client-ip']) {
+      for (const spoof of [
+        'forwarded',
+        'x-real-ip',
+        'x-forwarded-port',
+        'x_forwarded_for',
+        'x_krkn_caller_user',
+        'true-client-ip',
+      ]) {
         expect(names).not.toContain(spoof);
       }
       expect(names.filter((n) => n === 'x-krkn-caller' || n === 'x-forwarded-for')).toHaveLength(2);
-      await exposer.waitFor(/peer\.krkn\.test \(ci@?\)  POST \/path\/x\?q=1  → 201  \d+ms/, 5_000);
+      await exposer.waitFor(/peer\.krkn\.test \(ci@?\) {2}POST \/path\/x\?q=1 {2}→ 201 {2}\d+ms/, 5_000);
     } finally {
       app.status = 200;
     }
@@ -140,7 +195,13 @@ describe('krknc expose', () => {
   });
 
   it('with --allow, refuses a caller it does not name (403) before the local app sees anything', async () => {
-    const exposer = krknc(['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@elsewhere.example'])], { TS_AUTHKEY: authKey });
+    const exposer = krknc(
+      [
+        'expose',
+        ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@elsewhere.example']),
+      ],
+      { TS_AUTHKEY: authKey },
+    );
     const ready = await exposer.waitFor(/^krknc ready: node guarded\.krkn\.test \((100\.[\d.]+)/m, 60_000);
     try {
       await native.waitForPeer('guarded');
@@ -149,16 +210,38 @@ describe('krknc expose', () => {
       expect(res.status).toBe(403);
       expect(res.text()).toBe(`krknc: peer.${tailnet.domain} is not allowed to call this node (--allow)\n`);
       expect(app.received.length).toBe(before);
-      await exposer.waitFor(/peer\.krkn\.test \(ci\)  POST \/secret  → 403 not in --allow/, 5_000);
+      await exposer.waitFor(/peer\.krkn\.test \(ci\) {2}POST \/secret {2}→ 403 not in --allow/, 5_000);
     } finally {
       expect(await exposer.stop('SIGINT')).toBe(0);
     }
   });
 
   it('cuts a silent connection at --header-timeout and closes those past --max-connections-per-peer at once', async () => {
-    const exposer = krknc(['expose', ...node('bounded', ['--port', '8082', '--forward-to', app.url, '--header-timeout', '2s', '--max-connections-per-peer', '2'])], { TS_AUTHKEY: authKey });
+    const exposer = krknc(
+      [
+        'expose',
+        ...node('bounded', [
+          '--port',
+          '8082',
+          '--forward-to',
+          app.url,
+          '--header-timeout',
+          '2s',
+          '--max-connections-per-peer',
+          '2',
+        ]),
+      ],
+      { TS_AUTHKEY: authKey },
+    );
     await exposer.waitFor(/^krknc ready: node bounded\.krkn\.test/m, 60_000);
-    const raw = new TailnetNode({ hostname: 'raw', stateDir: join(state.dir, 'raw'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+    const raw = new TailnetNode({
+      hostname: 'raw',
+      stateDir: join(state.dir, 'raw'),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: pino({ level: 'silent' }),
+      engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+    });
     try {
       await raw.up();
       const started = performance.now();
@@ -189,8 +272,11 @@ describe('krknc expose', () => {
     }
   });
 
-  it('with --allow naming the caller\'s login, lets it through', async () => {
-    const exposer = krknc(['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@'])], { TS_AUTHKEY: authKey });
+  it("with --allow naming the caller's login, lets it through", async () => {
+    const exposer = krknc(
+      ['expose', ...node('guarded', ['--port', '8081', '--forward-to', app.url, '--allow', 'tag:ci,ci@'])],
+      { TS_AUTHKEY: authKey },
+    );
     const ready = await exposer.waitFor(/^krknc ready: node guarded\.krkn\.test \((100\.[\d.]+)/m, 60_000);
     try {
       await native.waitForPeer('guarded');
@@ -205,22 +291,35 @@ describe('krknc expose', () => {
 
 describe('errors a user meets', () => {
   it('rejects an invalid --forward-to before joining anything (exit 2)', async () => {
-    const r = await runKrknc(['listen', ...node('tester', ['--server', 'hub', '--topic', 'a', '--forward-to', 'ftp://example.com/x'])]);
+    const r = await runKrknc([
+      'listen',
+      ...node('tester', ['--server', 'hub', '--topic', 'a', '--forward-to', 'ftp://example.com/x']),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('error: --forward-to: ftp://example.com/x must be an http:// or https:// URL\n');
   });
 
   it('rejects an unreadable --data file (exit 2)', async () => {
-    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'a', '--data', '@/nonexistent/payload.json'])]);
+    const r = await runKrknc([
+      'send',
+      ...node('tester', ['--server', 'hub', '--topic', 'a', '--data', '@/nonexistent/payload.json']),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('error: --data: cannot read /nonexistent/payload.json: no such file\n');
   });
 
   it('names a server that is not on the tailnet (exit 4)', async () => {
-    const r = await runKrknc(['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])], { TS_AUTHKEY: authKey });
+    const r = await runKrknc(
+      ['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])],
+      { TS_AUTHKEY: authKey },
+    );
     expect(r.code).toBe(4);
-    expect(r.stderr).toMatch(/^error: no peer named nosuch on this tailnet after 10s\. Either krkns is not running .*$/m);
-    expect(r.stderr).toMatch(/^error: no peer named nosuch .* the policy hides it: .*posture.*Run: krknc doctor --server nosuch/m);
+    expect(r.stderr).toMatch(
+      /^error: no peer named nosuch on this tailnet after 10s\. Either krkns is not running .*$/m,
+    );
+    expect(r.stderr).toMatch(
+      /^error: no peer named nosuch .* the policy hides it: .*posture.*Run: krknc doctor --server nosuch/m,
+    );
   });
 
   it('says when the server does not answer (exit 4)', async () => {
@@ -267,7 +366,9 @@ describe('krknc status and logout', () => {
     const after = await runKrknc(['status', ...node('tester', ['--offline'])]);
     expect(after.stdout).toContain('identity:   none yet');
     // The next start registers again with TS_AUTHKEY (the logged-out state is not taken for an identity).
-    const again = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/again'])], { TS_AUTHKEY: authKey });
+    const again = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/again'])], {
+      TS_AUTHKEY: authKey,
+    });
     expect(again.code, again.stderr).toBe(0);
     expect((await runKrknc(['status', ...node('tester', ['--offline'])])).stdout).toContain('identity:   registered');
   });

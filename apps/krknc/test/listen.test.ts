@@ -41,11 +41,36 @@ function keptSecrets(port = 8080): string[] {
 
 /** The node flags of the developer's krknc: always the same identity. */
 function laptop(extra: string[] = []): string[] {
-  return ['--hostname', 'laptop', '--state-dir', laptopDir, '--control-url', tailnet.url, '--log-format', 'json', ...extra];
+  return [
+    '--hostname',
+    'laptop',
+    '--state-dir',
+    laptopDir,
+    '--control-url',
+    tailnet.url,
+    '--log-format',
+    'json',
+    ...extra,
+  ];
 }
 
 function listenArgs(extra: string[] = []): string[] {
-  return ['listen', ...laptop(['--server', 'hub', '--topic', 'gh/**', '--topic', 'ci/deploy', '--forward-to', `${app.url}/hooks?from=krknc`, '--log-level', 'debug', ...extra])];
+  return [
+    'listen',
+    ...laptop([
+      '--server',
+      'hub',
+      '--topic',
+      'gh/**',
+      '--topic',
+      'ci/deploy',
+      '--forward-to',
+      `${app.url}/hooks?from=krknc`,
+      '--log-level',
+      'debug',
+      ...extra,
+    ]),
+  ];
 }
 
 /** Starts listen and waits for its ready line. */
@@ -79,16 +104,38 @@ afterAll(async () => {
 
 describe('krknc listen', () => {
   it('prints the ready line with its tailnet listener', () => {
-    expect(listener.stdout).toMatch(/^krknc ready: node laptop\.krkn\.test \(100\.[\d.]+.*\), listening on http:\/\/100\.[\d.]+:8080\/krkn\/deliver$/m);
+    expect(listener.stdout).toMatch(
+      /^krknc ready: node laptop\.krkn\.test \(100\.[\d.]+.*\), listening on http:\/\/100\.[\d.]+:8080\/krkn\/deliver$/m,
+    );
   });
 
   it('forwards a delivery to the local app with the exact bytes and headers (send borrows the running node)', async () => {
-    const body = Buffer.concat([Buffer.from('{"zen":"binary follows"}'), randomBytes(4096), Buffer.from([0, 0xff, 0x0d, 0x0a])]);
+    const body = Buffer.concat([
+      Buffer.from('{"zen":"binary follows"}'),
+      randomBytes(4096),
+      Buffer.from([0, 0xff, 0x0d, 0x0a]),
+    ]);
     const file = join(state.dir, 'payload.bin');
     writeFileSync(file, body);
     const signature = `sha256=${randomBytes(32).toString('hex')}`;
     const sent = await runKrknc(
-      ['send', ...laptop(['--server', `hub.${tailnet.domain}`, '--topic', 'gh/push', '--data', `@${file}`, '-H', `X-Hub-Signature-256: ${signature}`, '-H', 'X-GitHub-Event: push', '-H', 'Accept: a/b, c/d'])],
+      [
+        'send',
+        ...laptop([
+          '--server',
+          `hub.${tailnet.domain}`,
+          '--topic',
+          'gh/push',
+          '--data',
+          `@${file}`,
+          '-H',
+          `X-Hub-Signature-256: ${signature}`,
+          '-H',
+          'X-GitHub-Event: push',
+          '-H',
+          'Accept: a/b, c/d',
+        ]),
+      ],
       {},
     );
     expect(sent.code, sent.stderr).toBe(0);
@@ -96,7 +143,10 @@ describe('krknc listen', () => {
     expect(id).toMatch(/^evt_\w+$/);
     expect(sent.stderr).toContain('krknc listen (pid');
 
-    const [got] = await until(() => (app.withEvent(id).length ? app.withEvent(id) : undefined), `event ${id} at the local app`);
+    const [got] = await until(
+      () => (app.withEvent(id).length ? app.withEvent(id) : undefined),
+      `event ${id} at the local app`,
+    );
     expect(got!.method).toBe('POST');
     expect(got!.url).toBe('/hooks?from=krknc');
     expect(got!.body.equals(body)).toBe(true);
@@ -118,7 +168,9 @@ describe('krknc listen', () => {
 
   it('says once that the local app is down, and delivers when it is back', async () => {
     await app.stop();
-    const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"ref":"main"}', { 'content-type': 'application/json' });
+    const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"ref":"main"}', {
+      'content-type': 'application/json',
+    });
     await listener.waitFor(/local app http:\/\/127\.0\.0\.1:\d+\/hooks\?from=krknc is down \(ECONNREFUSED\)/, 15_000);
     // krkns retries (the second attempt fails too) without krknc saying so again.
     await listener.waitFor(/"msg":"local app still down"/, 10_000, 'stderr');
@@ -133,11 +185,18 @@ describe('krknc listen', () => {
   it('keeps the subscription while stopped; a restart delivers the whole backlog, none twice', async () => {
     expect(await listener.stop('SIGTERM')).toBe(0);
     expect(listener.stderr).toContain('subscription kept');
-    const subs = await krknsAdmin<{ subscriptions: { node: string; port: number }[] }>(hub.stateDir, 'GET', '/subscriptions');
+    const subs = await krknsAdmin<{ subscriptions: { node: string; port: number }[] }>(
+      hub.stateDir,
+      'GET',
+      '/subscriptions',
+    );
     expect(subs.subscriptions.some((s) => s.node.startsWith('laptop') && s.port === 8080)).toBe(true);
 
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await krknsPublish(hub.stateDir, 'gh/issues', `{"n":${i}}`, { 'content-type': 'application/json' })).id);
+    for (let i = 0; i < 3; i++)
+      ids.push(
+        (await krknsPublish(hub.stateDir, 'gh/issues', `{"n":${i}}`, { 'content-type': 'application/json' })).id,
+      );
     listener = await startListen();
     await until(() => (ids.every((id) => app.withEvent(id).length > 0) ? true : undefined), 'the backlog', 45_000);
     // (Not asserted: the order. krkns can put the event whose attempt was in flight at the restart
@@ -157,10 +216,18 @@ describe('krknc listen', () => {
     const r = await runKrknc(['status', ...laptop(['--server', 'hub'])]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/krknc listen is running \(pid \d+/);
-    expect(r.stdout).toMatch(/forwarding: gh\/\*\*, ci\/deploy from hub to http:\/\/127\.0\.0\.1:\d+\/hooks\?from=krknc \(subscription sub_\w+\)/);
-    expect(r.stdout).toMatch(/server: +hub\.krkn\.test \(100\.[\d.]+\): ping \d+ms, GET \/healthz 200 in \d+ms — reachable/);
+    expect(r.stdout).toMatch(
+      /forwarding: gh\/\*\*, ci\/deploy from hub to http:\/\/127\.0\.0\.1:\d+\/hooks\?from=krknc \(subscription sub_\w+\)/,
+    );
+    expect(r.stdout).toMatch(
+      /server: +hub\.krkn\.test \(100\.[\d.]+\): ping \d+ms, GET \/healthz 200 in \d+ms — reachable/,
+    );
     const j = await runKrknc(['status', ...laptop(['--json'])]);
-    const report = JSON.parse(j.stdout) as { running: { command: string; listen: { forwarded: number } }; server: { reachable: boolean }; peers: { name: string }[] };
+    const report = JSON.parse(j.stdout) as {
+      running: { command: string; listen: { forwarded: number } };
+      server: { reachable: boolean };
+      peers: { name: string }[];
+    };
     expect(report.running.command).toBe('listen');
     // Counters are per process: the backlog since the restart, and the redelivery.
     expect(report.running.listen.forwarded).toBe(4);
@@ -171,7 +238,20 @@ describe('krknc listen', () => {
   it('replay forwards stored events again, and fails when the app does not take them', async () => {
     const other = await new LocalApp().start();
     try {
-      const r = await runKrknc(['replay', ...laptop(['--server', hub.ip, '--topic', 'gh/**', '--since', '10m', '--forward-to', `${other.url}/replayed`, '--json'])]);
+      const r = await runKrknc([
+        'replay',
+        ...laptop([
+          '--server',
+          hub.ip,
+          '--topic',
+          'gh/**',
+          '--since',
+          '10m',
+          '--forward-to',
+          `${other.url}/replayed`,
+          '--json',
+        ]),
+      ]);
       expect(r.code, r.stderr).toBe(0);
       const events = jsonLines(r.stdout).filter((l) => l.type === 'event');
       expect(events.length).toBe(4); // gh/push and three gh/issues
@@ -184,11 +264,16 @@ describe('krknc listen', () => {
     } finally {
       await other.stop();
     }
-    const after = app.received.find((x) => x.headers['x-krkn-topic'] === 'gh/push')!.headers['x-krkn-event-id'] as string;
+    const after = app.received.find((x) => x.headers['x-krkn-topic'] === 'gh/push')!.headers[
+      'x-krkn-event-id'
+    ] as string;
     const nobody = `http://127.0.0.1:${await freePort()}/nobody`;
-    const dead = await runKrknc(['replay', ...laptop(['--server', 'hub', '--topic', 'gh/**', '--since', after, '--forward-to', nobody])]);
+    const dead = await runKrknc([
+      'replay',
+      ...laptop(['--server', 'hub', '--topic', 'gh/**', '--since', after, '--forward-to', nobody]),
+    ]);
     expect(dead.code).toBe(1);
-    expect(dead.stdout).toMatch(/gh\/issues  evt_\w+  → ECONNREFUSED/);
+    expect(dead.stdout).toMatch(/gh\/issues {2}evt_\w+ {2}→ ECONNREFUSED/);
     expect(dead.stderr).toContain(`error: 3 of 3 events were not accepted by ${nobody}`);
   });
 
@@ -197,7 +282,9 @@ describe('krknc listen', () => {
     const once = krknc(listenArgs(['--port', '8081', '--once', '--json']), {}, 'krknc listen --once');
     const ready = await once.waitFor(/^\{"time":"[^"]+","type":"ready".*$/m, 60_000);
     const sub = (JSON.parse(ready[0]) as { subscription: string }).subscription;
-    const listed = async () => (await krknsAdmin<{ subscriptions: { id: string; port: number }[] }>(hub.stateDir, 'GET', '/subscriptions')).subscriptions;
+    const listed = async () =>
+      (await krknsAdmin<{ subscriptions: { id: string; port: number }[] }>(hub.stateDir, 'GET', '/subscriptions'))
+        .subscriptions;
     expect((await listed()).find((s) => s.id === sub)?.port).toBe(8081);
     expect(await once.stop('SIGINT')).toBe(0);
     const left = await listed();
@@ -209,17 +296,25 @@ describe('krknc listen', () => {
     app.status = 410;
     const gone = await startListen(['--port', '8083']);
     try {
-      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"gone":true}', { 'content-type': 'application/json' });
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"gone":true}', {
+        'content-type': 'application/json',
+      });
       await until(() => (app.withEvent(id).length ? true : undefined), 'the attempt answered 410', 15_000);
       type Listed = { subscriptions: { id: string; port: number; disabled: { at: string; reason: string } | null }[] };
-      const disabled = await until(async () => {
-        const subs = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions;
-        return subs.find((s) => s.port === 8083 && s.disabled !== null);
-      }, 'the subscription disabled', 10_000);
+      const disabled = await until(
+        async () => {
+          const subs = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions;
+          return subs.find((s) => s.port === 8083 && s.disabled !== null);
+        },
+        'the subscription disabled',
+        10_000,
+      );
       expect(disabled.disabled!.reason).toMatch(/answered 410 Gone/);
       const status = await krknsAdmin<{ storage: { disabledSubscriptions: number } }>(hub.stateDir, 'GET', '/status');
       expect(status.storage.disabledSubscriptions).toBe(1);
-      const second = await krknsPublish(hub.stateDir, 'ci/deploy', '{"after":"gone"}', { 'content-type': 'application/json' });
+      const second = await krknsPublish(hub.stateDir, 'ci/deploy', '{"after":"gone"}', {
+        'content-type': 'application/json',
+      });
       const doctor = await runKrknc(['doctor', ...laptop(['--server', 'hub', '--json'])]);
       const checks = (JSON.parse(doctor.stdout) as { checks: { id: string; status: string; cause: string }[] }).checks;
       const sub = checks.find((c) => c.id === 'subscriptions')!;
@@ -231,7 +326,9 @@ describe('krknc listen', () => {
 
       app.status = 200;
       const back = await startListen(['--port', '8083']);
-      const again = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions.find((s) => s.id === disabled.id);
+      const again = (await krknsAdmin<Listed>(hub.stateDir, 'GET', '/subscriptions')).subscriptions.find(
+        (s) => s.id === disabled.id,
+      );
       expect(again?.disabled).toBeNull();
       expect(await back.stop('SIGTERM')).toBe(0);
     } finally {
@@ -243,15 +340,29 @@ describe('krknc listen', () => {
   it('refuses (401) a delivery whose signature does not verify, even from krkns; --rotate-secret issues a new one', async () => {
     const good = keptSecrets();
     // A secret krkns never issued: krkns's genuine signature no longer matches what krknc holds.
-    writeFileSync(secretsFile, JSON.stringify({ [`${hub.ip}|8080`]: ['whsec_' + randomBytes(24).toString('base64')] }), { mode: 0o600 });
+    writeFileSync(
+      secretsFile,
+      JSON.stringify({ [`${hub.ip}|8080`]: ['whsec_' + randomBytes(24).toString('base64')] }),
+      { mode: 0o600 },
+    );
     const wrong = await startListen();
     try {
-      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"signed":"wrong"}', { 'content-type': 'application/json' });
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"signed":"wrong"}', {
+        'content-type': 'application/json',
+      });
       await wrong.waitFor(/refused a delivery whose Standard Webhooks signature does not verify/, 15_000, 'stderr');
-      const meta = await until(async () => {
-        const { event } = await krknsAdmin<{ event: { deliveries: { lastStatus: number | null }[] } }>(hub.stateDir, 'GET', `/events/${id}`);
-        return event.deliveries.some((d) => d.lastStatus === 401) ? event : undefined;
-      }, 'krkns to record the 401', 10_000);
+      const meta = await until(
+        async () => {
+          const { event } = await krknsAdmin<{ event: { deliveries: { lastStatus: number | null }[] } }>(
+            hub.stateDir,
+            'GET',
+            `/events/${id}`,
+          );
+          return event.deliveries.some((d) => d.lastStatus === 401) ? event : undefined;
+        },
+        'krkns to record the 401',
+        10_000,
+      );
       expect(meta.deliveries.some((d) => d.lastStatus === 401)).toBe(true);
       expect(app.withEvent(id)).toHaveLength(0);
     } finally {
@@ -264,8 +375,13 @@ describe('krknc listen', () => {
       expect(fresh).toMatch(/^whsec_/);
       expect(good).not.toContain(fresh);
       expect(previous).toBeDefined();
-      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"signed":"rotated"}', { 'content-type': 'application/json' });
-      const [got] = await until(() => (app.withEvent(id).length ? app.withEvent(id) : undefined), `event ${id} at the local app`);
+      const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"signed":"rotated"}', {
+        'content-type': 'application/json',
+      });
+      const [got] = await until(
+        () => (app.withEvent(id).length ? app.withEvent(id) : undefined),
+        `event ${id} at the local app`,
+      );
       // During the overlap: the new secret's signature and the rotated-out one's.
       expect(got!.headers['webhook-signature']).toMatch(/^v1,\S+ v1,\S+$/);
       const headers = got!.headers as Record<string, string>;

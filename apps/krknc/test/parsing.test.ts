@@ -49,22 +49,35 @@ describe('--forward-to', () => {
 
   it('refuses what is not an http(s) URL', () => {
     expect(usage(() => parseForwardTo(undefined))).toMatch(/^2: --forward-to is required/);
-    expect(usage(() => parseForwardTo('ftp://x/y'))).toBe('2: --forward-to: ftp://x/y must be an http:// or https:// URL');
-    expect(usage(() => parseForwardTo('http://exa mple'))).toMatch(/^2: --forward-to: "http:\/\/exa mple" is not a URL/);
+    expect(usage(() => parseForwardTo('ftp://x/y'))).toBe(
+      '2: --forward-to: ftp://x/y must be an http:// or https:// URL',
+    );
+    expect(usage(() => parseForwardTo('http://exa mple'))).toMatch(
+      /^2: --forward-to: "http:\/\/exa mple" is not a URL/,
+    );
     expect(usage(() => parseForwardTo('http://u:p@localhost/'))).toMatch(/must not carry credentials/);
   });
 });
 
 describe('send arguments', () => {
   it('takes -H values whole (commas included) in every form', () => {
-    const { headers, rest } = takeHeaders(['--topic', 't', '-H', 'Accept: a, b', '-HX-A: 1', '--header', 'X-B: 2', '--header=X-C: 3']);
+    const { headers, rest } = takeHeaders([
+      '--topic',
+      't',
+      '-H',
+      'Accept: a, b',
+      '-HX-A: 1',
+      '--header',
+      'X-B: 2',
+      '--header=X-C: 3',
+    ]);
     expect(headers).toEqual(['Accept: a, b', 'X-A: 1', 'X-B: 2', 'X-C: 3']);
     expect(rest).toEqual(['--topic', 't']);
     expect(parseHeaders(headers)).toEqual({ Accept: 'a, b', 'X-A': '1', 'X-B': '2', 'X-C': '3' });
     expect(usage(() => parseHeaders(['no colon']))).toMatch(/^2: -H: "no colon" is not a header/);
   });
 
-  it('reads -H @file as that file\'s header lines, so a secret stays out of argv', () => {
+  it("reads -H @file as that file's header lines, so a secret stays out of argv", () => {
     const file = join(dir.dir, 'secret-headers');
     writeFileSync(file, 'Authorization: Bearer s3cret\r\n\nX-Api-Key: k\n', { mode: 0o600 });
     const lines = expandHeaderFiles(['X-A: 1', `@${file}`]);
@@ -117,7 +130,13 @@ describe('SeenEvents', () => {
     const path = join(dir.dir, 'seen.log');
     const seen = SeenEvents.open(path, 3);
     for (let i = 1; i <= 5; i++) seen.add(`evt_${i}`);
-    expect(['evt_1', 'evt_2', 'evt_3', 'evt_4', 'evt_5'].map((id) => seen.has(id))).toEqual([false, false, true, true, true]);
+    expect(['evt_1', 'evt_2', 'evt_3', 'evt_4', 'evt_5'].map((id) => seen.has(id))).toEqual([
+      false,
+      false,
+      true,
+      true,
+      true,
+    ]);
     // 6 lines reached twice the capacity: the file was rewritten with the newest three.
     seen.add('evt_6');
     expect(readFileSync(path, 'utf8')).toBe('evt_4\nevt_5\nevt_6\n');
@@ -158,10 +177,18 @@ describe('expose --allow', () => {
   });
 
   it('recognises spoofable identity headers in any spelling', () => {
-    for (const h of ['Forwarded', 'X-Real-IP', 'X-Forwarded-Proto', 'x_forwarded_for', 'X_Krkn_Caller', 'x-krkn-caller-user']) {
+    for (const h of [
+      'Forwarded',
+      'X-Real-IP',
+      'X-Forwarded-Proto',
+      'x_forwarded_for',
+      'X_Krkn_Caller',
+      'x-krkn-caller-user',
+    ]) {
       expect(isSpoofable(h), h).toBe(true);
     }
-    for (const h of ['X-Hub-Signature-256', 'Authorization', 'X-Krkn-Event-Id', 'X-Forwarded']) expect(isSpoofable(h), h).toBe(false);
+    for (const h of ['X-Hub-Signature-256', 'Authorization', 'X-Krkn-Event-Id', 'X-Forwarded'])
+      expect(isSpoofable(h), h).toBe(false);
   });
 });
 

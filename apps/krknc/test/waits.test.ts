@@ -158,8 +158,14 @@ const seen =
   (lines) =>
     lines.filter((l) => pattern.test(l.text)).length >= times;
 
-const nodeArgs = (name: string, hostname: string, controlUrl: string): string[] =>
-  ['--hostname', hostname, '--state-dir', dir(name), '--control-url', controlUrl];
+const nodeArgs = (name: string, hostname: string, controlUrl: string): string[] => [
+  '--hostname',
+  hostname,
+  '--state-dir',
+  dir(name),
+  '--control-url',
+  controlUrl,
+];
 
 function cases(closedPort: number): Case[] {
   type Env = NodeJS.ProcessEnv;
@@ -178,9 +184,7 @@ function cases(closedPort: number): Case[] {
       announceWithinMs: 2_000,
       progress: re(/^no answer from control server \S+ after \d+s: /, dnsFailure, /\((ENOTFOUND|EAI_AGAIN)\)/),
       progressAtLeast: 5,
-      final: [
-        re(/^error: no answer from control server \S+ within 30s: /, dnsFailure, /.*/, fixControlUrl),
-      ],
+      final: [re(/^error: no answer from control server \S+ within 30s: /, dnsFailure, /.*/, fixControlUrl)],
       ends: { by: 'exit', code: 4 },
     },
     {
@@ -275,7 +279,11 @@ describe('no silent waits', () => {
     const table = cases(await freePort());
     // The cases are independent (own state directories, own node names): run them side by side,
     // three at a time, so that six engines loading at once on a small host do not skew the timings.
-    const runs = await inPool(3, 2_000, table.map((c) => c.run));
+    const runs = await inPool(
+      3,
+      2_000,
+      table.map((c) => c.run),
+    );
     // Soft: every case is judged, so one run shows all that fail.
     table.forEach((c, i) => {
       const run = runs[i]!;
@@ -300,7 +308,10 @@ describe('no silent waits', () => {
     const args = ['doctor', '--state-dir', dir('noknob2'), '--control-url', tailnet.url, '--json'];
     const stdout = await commandOutput(krknsMain, args);
     const report = JSON.parse(stdout) as { checks: { id: string; status: string; cause: string; fix?: string }[] };
-    expect(report.checks.find((c) => c.id === 'derp'), stdout).toMatchObject({
+    expect(
+      report.checks.find((c) => c.id === 'derp'),
+      stdout,
+    ).toMatchObject({
       status: 'fail',
       cause: expect.stringMatching(/^no connection to the home relay region .* it is served over plain HTTP/),
       fix: 'set TS_DEBUG_USE_DERP_HTTP=1 in the environment',

@@ -12,9 +12,9 @@ type DoctorFlags = Pick<Flags<typeof runFlags>, 'control-url' | 'tags' | 'requir
 
 /** The doctor's view of a krkns configured by these flags and this environment. */
 export function krknsDoctorInput(flags: DoctorFlags, stateDir: string, node?: TailnetNode): DoctorInput {
-  const mode = { requireCapability: flags['require-capability']!, capabilityName: flags.capability! };
+  const mode = { requireCapability: flags['require-capability'], capabilityName: flags.capability };
   const appChecks = [{ id: 'authorization', status: 'ok' as const, cause: authorizationSummary(mode) }];
-  const base = { app: 'krkns', stateDir, controlUrl: flags['control-url']!, advertisedTags: flags.tags ?? [] };
+  const base = { app: 'krkns', stateDir, controlUrl: flags['control-url'], advertisedTags: flags.tags ?? [] };
   return doctorInputFrom({ ...base, node, appChecks });
 }
 
@@ -27,5 +27,6 @@ export const diagnostics = diagnosticCommands({
   // A command's own short-lived node: only its warnings matter.
   openNode: (flags) => krknsNode({ ...flags, ephemeral: false }, createLogger({ level: 'warn', format: 'pretty' })),
   doctorInput: krknsDoctorInput,
-  doctorDescription: 'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
+  doctorDescription:
+    'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
 });

@@ -13,7 +13,7 @@ const commands: Record<string, Command> = {
     flags: commonFlags,
     summary: 'show the node, listener, storage and queue (works offline too)',
   },
-  logout: { run: logout, flags: commonFlags, summary: "log the node out of the tailnet and discard its identity" },
+  logout: { run: logout, flags: commonFlags, summary: 'log the node out of the tailnet and discard its identity' },
   events: { run: events, flags: eventFlags, summary: 'list, show or redeliver stored events' },
   ...diagnostics,
 };

@@ -38,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = loggerFromFlags(flags);
   const stateDir = stateDirOf(flags);
   const paths = pathsIn(stateDir);
-  const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']!);
+  const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']);
 
   const node = krknsNode(flags, log);
   // The node's state lock is taken first, so a second krkns on this directory stops here.
@@ -49,19 +49,19 @@ export async function run(argv: string[]): Promise<number> {
     store,
     node,
     logger: log,
-    send: tailnetSender(node, flags['delivery-timeout']!),
+    send: tailnetSender(node, flags['delivery-timeout']),
     config: {
-      bodyLimit: flags['body-limit']!,
-      retentionMs: flags.retention!,
-      retryScheduleMs: flags['retry-schedule']!,
-      deliveryTimeoutMs: flags['delivery-timeout']!,
-      requireCapability: flags['require-capability']!,
-      capabilityName: flags.capability!,
+      bodyLimit: flags['body-limit'],
+      retentionMs: flags.retention,
+      retryScheduleMs: flags['retry-schedule'],
+      deliveryTimeoutMs: flags['delivery-timeout'],
+      requireCapability: flags['require-capability'],
+      capabilityName: flags.capability,
       maxConcurrentDeliveries: 16,
-      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']!],
+      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']],
     },
   });
-  const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels']! });
+  const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels'] });
   if (flags.metrics) hub.exposeMetrics(() => metrics.render());
   const admin = await hub.app(identifyAdmin);
   const doctor = () => krknsDoctorInput(flags, stateDir, node);
@@ -73,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
     const api = await hub.app(identifyByWhois(node), { url: listenerUrl, guardBrowsers: true });
-    await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
+    await serveFastify(api, node, flags.port, listenerLimitsOf(flags));
     const metricsServer = metricsHost && (await serveMetricsOnHost(metricsHost, () => metrics.render(), log));
     if (metricsServer) closers.push(() => metricsServer.close());
     hub.start();
@@ -81,7 +81,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
     await aborted(stop.signal);
     await Promise.all(closers.map((close) => close()));
-    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout']! });
+    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout'] });
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
     await Promise.allSettled([admin.close(), own.dispose(), ...closers.map((close) => close())]);
@@ -118,7 +118,10 @@ async function shutdown(p: {
   if (cutOff.requests + cutOff.deliveries > 0) {
     p.log.warn(cutOff, 'stopped waiting: deliveries cut off are attempted again at the next start');
   }
-  await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
+  await Promise.race([
+    p.api.close(),
+    new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref()),
+  ]);
   await p.admin.close();
   p.store.close();
   await p.own.dispose();

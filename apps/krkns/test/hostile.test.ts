@@ -26,7 +26,14 @@ let bystanderAgent: Agent; // a keep-alive client, as a service calling krkns of
 const dir = mkdtempSync(join(tmpdir(), 'krkns-hostile-'));
 
 function node(hostname: string, authKey: string): TailnetNode {
-  return new TailnetNode({ hostname, stateDir: join(dir, hostname), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  return new TailnetNode({
+    hostname,
+    stateDir: join(dir, hostname),
+    controlUrl: tailnet.url,
+    authKey,
+    logger: pino({ level: 'silent' }),
+    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
 }
 
 /** The daemon's resident set, from /proc (kB → MiB). */
@@ -42,7 +49,13 @@ beforeAll(async () => {
   attacker = node('attacker', authKey);
   bystander = node('bystander', authKey);
   [krkns] = await Promise.all([
-    Krkns.run({ controlUrl: tailnet.url, authKey, stateDir: join(dir, 'hub'), hostname: 'hub', args: ['--max-connections-per-peer', String(perPeerCap), '--header-timeout', '60s'] }),
+    Krkns.run({
+      controlUrl: tailnet.url,
+      authKey,
+      stateDir: join(dir, 'hub'),
+      hostname: 'hub',
+      args: ['--max-connections-per-peer', String(perPeerCap), '--header-timeout', '60s'],
+    }),
     attacker.up(),
     bystander.up(),
   ]);
@@ -70,17 +83,23 @@ describe('a flood of idle connections from one peer', () => {
     const started = performance.now();
     const probe = setInterval(() => {
       const t = performance.now();
-      void tailnetFetch(bystander, 'http://hub/healthz', {}, bystanderAgent).then(async (res) => {
-        await res.arrayBuffer();
-        healthz.push(res.status === 200 ? performance.now() - t : Infinity);
-      }, () => healthz.push(Infinity));
+      void tailnetFetch(bystander, 'http://hub/healthz', {}, bystanderAgent).then(
+        async (res) => {
+          await res.arrayBuffer();
+          healthz.push(res.status === 200 ? performance.now() - t : Infinity);
+        },
+        () => healthz.push(Infinity),
+      );
     }, 500);
     try {
       // In batches: a burst of SYNs overflows DERP's 32-packet queues and stalls dials on retransmits.
       const batch = 25;
       for (let opened = 0; opened < flood; opened += batch) {
-        if (process.env.KRKN_TEST_DEBUG) console.log(`opened ${opened} refused ${refused} at ${(performance.now() - started).toFixed(0)} ms`);
-        const sockets = await Promise.all(Array.from({ length: Math.min(batch, flood - opened) }, () => dialPersistently()));
+        if (process.env.KRKN_TEST_DEBUG)
+          console.log(`opened ${opened} refused ${refused} at ${(performance.now() - started).toFixed(0)} ms`);
+        const sockets = await Promise.all(
+          Array.from({ length: Math.min(batch, flood - opened) }, () => dialPersistently()),
+        );
         for (const s of sockets) {
           open.add(s);
           // A refused connection is closed by krkns as soon as it is accepted; a held one stays silent.
@@ -90,7 +109,11 @@ describe('a flood of idle connections from one peer', () => {
           });
         }
       }
-      await until(() => refused === flood - perPeerCap, () => `${flood - perPeerCap} refused (${refused}, ${open.size} open)`, 30_000);
+      await until(
+        () => refused === flood - perPeerCap,
+        () => `${flood - perPeerCap} refused (${refused}, ${open.size} open)`,
+        30_000,
+      );
       const elapsed = performance.now() - started;
       const slowestHealthz = Math.max(...healthz);
       console.log(

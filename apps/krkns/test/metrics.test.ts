@@ -79,10 +79,14 @@ describe('krkns metrics', () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toMatch(/^krkn_events_published_total\{outcome="stored"\} 1$/m);
     // krkns's netmap shows the publisher online once control has told it (read per scrape).
-    await until(async () => {
-      const page = await (await tailnetFetch(publisher, `http://${krkns.ip}/metrics`)).text();
-      return /^krkn_node_peers\{online="true"\} [1-9]/m.test(page) ? true : undefined;
-    }, 'krkns to count the publisher as an online peer', 30_000);
+    await until(
+      async () => {
+        const page = await (await tailnetFetch(publisher, `http://${krkns.ip}/metrics`)).text();
+        return /^krkn_node_peers\{online="true"\} [1-9]/m.test(page) ? true : undefined;
+      },
+      'krkns to count the publisher as an online peer',
+      30_000,
+    );
   }, 60_000);
 
   it('is scraped by a real Prometheus on the loopback listener, and a counter reads back over its API', async () => {

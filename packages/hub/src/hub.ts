@@ -305,7 +305,10 @@ export class Hub implements HubUseCases {
     const subs = await this.store.listSubscriptions(onlyNode);
     const requeued = subs.filter((s) => s.topics.some((p) => topicMatches(p, event.topic)));
     const token = this.now().toString(36);
-    this.deliverer.markRedelivered(requeued.map((s) => ({ subscriptionId: s.id, eventSeq: event.seq })), token);
+    this.deliverer.markRedelivered(
+      requeued.map((s) => ({ subscriptionId: s.id, eventSeq: event.seq })),
+      token,
+    );
   }
 
   private async metaOf(event: StoredEvent): Promise<EventMeta> {
@@ -351,8 +354,7 @@ export class Hub implements HubUseCases {
 function refuseForeignTargets(named: SubscribeInput['namedTargets'], callerIp: string): void {
   for (const { field, host } of named) {
     if (host !== callerIp) {
-      const message =
-        `deliveries go to the subscriber's own tailnet address (${callerIp}); "${field}" cannot name another`;
+      const message = `deliveries go to the subscriber's own tailnet address (${callerIp}); "${field}" cannot name another`;
       throw new HubError('FORBIDDEN_TARGET', message);
     }
   }

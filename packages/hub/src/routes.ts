@@ -153,13 +153,16 @@ function subscribeInput(raw: unknown): SubscribeInput {
   if (typeof rotateSecret !== 'boolean') throw new HubError('BAD_REQUEST', '"rotateSecret" must be true or false');
   const named = targetFields.filter((f) => body[f] !== undefined);
   const namedTargets = named.map((field) => ({ field, host: hostOf(body[field]) }));
-  return { topics: topics as string[], port, path, rotateSecret, namedTargets };
+  return { topics: topics, port, path, rotateSecret, namedTargets };
 }
 
 /** The host a target field names ("" when it is not a string): scheme, port, path and brackets cut off. */
 function hostOf(v: unknown): string {
   if (typeof v !== 'string') return '';
-  return v.replace(/^[a-z]+:\/\//i, '').replace(/[:/].*$/, '').replace(/^\[|\]$/g, '');
+  return v
+    .replace(/^[a-z]+:\/\//i, '')
+    .replace(/[:/].*$/, '')
+    .replace(/^\[|\]$/g, '');
 }
 
 /** Decodes the query of `GET /events`. */

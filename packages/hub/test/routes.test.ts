@@ -124,7 +124,11 @@ describe('publish', () => {
   });
 
   it('answers 403 MISSING_CAPABILITY outside the grant, and to a peer with no grant at all', async () => {
-    for (const [as, topic] of [['ci', 'prod/deploy'], ['dev', 'ci/build'], ['stranger', 'ci/build']] as const) {
+    for (const [as, topic] of [
+      ['ci', 'prod/deploy'],
+      ['dev', 'ci/build'],
+      ['stranger', 'ci/build'],
+    ] as const) {
       const res = await publish(as, topic);
       expect([res.status, errorCode(res)]).toEqual([403, 'MISSING_CAPABILITY']);
     }
@@ -306,7 +310,7 @@ describe('events', () => {
   });
 
   it('redelivers from attempt one (202): a peer to its own subscriptions, the admin socket to all', async () => {
-    const own = ((await subscribe('ci', { topics: ['ci/*'], port: 80 })).json() as { subscription: { id: string } });
+    const own = (await subscribe('ci', { topics: ['ci/*'], port: 80 })).json() as { subscription: { id: string } };
     await subscribe('dev', { topics: ['ci/*'], port: 80 });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
     await until(() => store.deliveriesOf(id).filter((d) => d.state === 'delivered').length === 2);
@@ -356,7 +360,7 @@ describe('the hub', () => {
     expect([res.status, errorCode(res)]).toEqual([503, 'SHUTTING_DOWN']);
   });
 
-  it('delivers a parked subscriber\'s queue as soon as the netmap shows it online', async () => {
+  it("delivers a parked subscriber's queue as soon as the netmap shows it online", async () => {
     await subscribe('ci', { topics: ['ci/*'], port: 80 });
     rec.answer = () => ({ kind: 'unreachable', error: 'offline' });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
@@ -450,7 +454,11 @@ describe('GET /metrics', () => {
     hub.exposeMetrics(async () => ({ contentType: 'text/plain; version=0.0.4', body: 'krkn_up 1\n' }));
     for (const who of ['ops', 'admin']) {
       const res = await call(who, 'GET', '/metrics');
-      expect([res.status, res.body, res.headers['content-type']]).toEqual([200, 'krkn_up 1\n', 'text/plain; version=0.0.4']);
+      expect([res.status, res.body, res.headers['content-type']]).toEqual([
+        200,
+        'krkn_up 1\n',
+        'text/plain; version=0.0.4',
+      ]);
     }
     for (const who of ['ci', 'dev', 'stranger']) {
       const res = await call(who, 'GET', '/metrics');

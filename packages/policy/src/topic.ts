@@ -78,4 +78,3 @@ function isLiteralSegment(seg: string): boolean {
   // refuses such a header value (every attempt would fail, for days of retries).
   return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f\u0100-\uffff]/.test(seg);
 }
-

@@ -133,7 +133,8 @@ export class EngineWebSocket extends NodeWebSocket {
     }
     const wrapper: Listener =
       type === 'error'
-        ? (event) => setImmediate(() => this.wrapped.get(type)?.get(listener) === wrapper && this.dispatch(listener, event))
+        ? (event) =>
+            setImmediate(() => this.wrapped.get(type)?.get(listener) === wrapper && this.dispatch(listener, event))
         : (event) => this.dispatch(listener, event);
     let byListener = this.wrapped.get(type);
     if (!byListener) this.wrapped.set(type, (byListener = new Map()));
@@ -159,7 +160,8 @@ export class EngineWebSocket extends NodeWebSocket {
 
   private flushOut(): void {
     if (this.pendingOut.length === 0) return;
-    const merged = this.pendingOut.length === 1 ? this.pendingOut[0]! : Buffer.concat(this.pendingOut, this.pendingOutBytes);
+    const merged =
+      this.pendingOut.length === 1 ? this.pendingOut[0]! : Buffer.concat(this.pendingOut, this.pendingOutBytes);
     this.pendingOut = [];
     this.pendingOutBytes = 0;
     if (this.readyState === NodeWebSocket.OPEN) this.sendNow(merged);

@@ -206,7 +206,12 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     const control =
       this.currentState === 'Running'
         ? undefined
-        : controlWait(this.log, this.controlUrl, () => this.engine !== undefined, () => this.lastLoginError());
+        : controlWait(
+            this.log,
+            this.controlUrl,
+            () => this.engine !== undefined,
+            () => this.lastLoginError(),
+          );
     try {
       const engine = await this.start();
       if (!(this.currentState === 'Running' && this.selfInfo)) await this.waitRunning(engine, control, options);
@@ -367,7 +372,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         // Control answered; a person must act now (the login has its own reminders).
         if (e.type === 'loginUrl') answered();
         if (e.type === 'error' && /auth.?key|pre-?auth/i.test(e.message)) fail(authKeyError(e.message));
-        if ((e.type === 'state' && e.state === 'Running' && this.selfInfo) || (e.type === 'self' && this.currentState === 'Running')) {
+        if (
+          (e.type === 'state' && e.state === 'Running' && this.selfInfo) ||
+          (e.type === 'self' && this.currentState === 'Running')
+        ) {
           cleanup();
           resolve();
         }
@@ -395,7 +403,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   private reportName(status: NodeStatus): void {
     const collision = nameCollision(this.hostname, status.self);
     if (!collision) return;
-    this.log.warn({ requested: this.hostname, given: status.self.dnsName }, `${collision.cause}. Fix: ${collision.fix}`);
+    this.log.warn(
+      { requested: this.hostname, given: status.self.dnsName },
+      `${collision.cause}. Fix: ${collision.fix}`,
+    );
   }
 
   /**
@@ -444,7 +455,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   listen(port: number): TailnetServer {
     const engine = this.running();
     validatePort(port);
-    if (this.servers.has(port)) throw new TailnetError('PORT_IN_USE', `port ${port} already has a listener on ${this.hostname}`);
+    if (this.servers.has(port))
+      throw new TailnetError('PORT_IN_USE', `port ${port} already has a listener on ${this.hostname}`);
     const server = new TailnetServer(
       port,
       () => this.addresses[0] ?? '',

@@ -141,7 +141,8 @@ function parseState(path: string, text: string): Map<string, string> {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw corrupt('not a JSON object');
   const values = new Map<string, string>();
   for (const [k, v] of Object.entries(parsed)) {
-    if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw corrupt(`key ${JSON.stringify(k)} is not base64`);
+    if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v))
+      throw corrupt(`key ${JSON.stringify(k)} is not base64`);
     values.set(k, v);
   }
   return values;
@@ -235,7 +236,12 @@ interface LockOwner {
 function newOwner(): LockOwner {
   const start = startTimeOf(process.pid);
   const boot = bootId();
-  return { pid: process.pid, ...(start ? { start } : {}), ...(boot ? { boot } : {}), nonce: randomBytes(12).toString('hex') };
+  return {
+    pid: process.pid,
+    ...(start ? { start } : {}),
+    ...(boot ? { boot } : {}),
+    nonce: randomBytes(12).toString('hex'),
+  };
 }
 
 function ownerText(o: LockOwner): string {

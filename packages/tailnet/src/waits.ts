@@ -237,7 +237,10 @@ export function watchRelay(log: Logger, diagnose: () => Promise<Diagnosis | unde
  * When the control server registered the node under another name than requested (the name was
  * taken): the name given, and what to say about it.
  */
-export function nameCollision(requested: string, self: NodeStatus['self']): (Diagnosis & { given: string }) | undefined {
+export function nameCollision(
+  requested: string,
+  self: NodeStatus['self'],
+): (Diagnosis & { given: string }) | undefined {
   const given = self.dnsName.split('.')[0] ?? '';
   if (given === '' || given.toLowerCase() === requested.toLowerCase()) return undefined;
   return {

@@ -100,8 +100,14 @@ describe('connection caps', () => {
     try {
       const outcomes = sockets.map((s) => closed(s, 0));
       // Those past the cap are closed by the server as soon as accepted; the first `perPeer` stay open.
-      await until(() => listener.dropped === flood - perPeer, `${flood - perPeer} drops (at ${listener.dropped})`, 20_000);
-      const closedCount = (await Promise.all(outcomes.map((o) => Promise.race([o.then(() => 1), delay(3_000).then(() => 0)])))).reduce((a, b) => a + b, 0);
+      await until(
+        () => listener.dropped === flood - perPeer,
+        `${flood - perPeer} drops (at ${listener.dropped})`,
+        20_000,
+      );
+      const closedCount = (
+        await Promise.all(outcomes.map((o) => Promise.race([o.then(() => 1), delay(3_000).then(() => 0)])))
+      ).reduce((a, b) => a + b, 0);
       expect(closedCount).toBe(flood - perPeer);
       expect(listener.connectionsFrom(attacker.addresses[0]!)).toBe(perPeer);
       const started = performance.now();

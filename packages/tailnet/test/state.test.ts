@@ -165,37 +165,45 @@ describe('StateLock', () => {
   it.each([
     ['a free state directory', (): void => undefined],
     ['a stale lock', (dir: string): void => writeFileSync(join(dir, 'lock'), '999999999\n')],
-  ])('lets exactly one of 50 simultaneous starts win %s', async (_what, prepare) => {
-    const dir = tempDir();
-    prepare(dir);
-    const go = join(tempDir(), 'go');
-    const starts = Array.from({ length: 50 }, () => contender(dir, { go }));
-    await new Promise((r) => setTimeout(r, 1_500)); // let them all reach the barrier
-    writeFileSync(go, '');
-    const results = await Promise.all(starts);
-    try {
-      const winners = results.filter((r) => r.line.startsWith('won '));
-      expect(winners).toHaveLength(1);
-      const winner = winners[0]!.child.pid;
-      for (const r of results) if (r !== winners[0]) expect(r.line).toMatch(new RegExp(`^STATE_LOCKED .*process ${winner}\\b`));
-      expect(StateLock.holder(dir)).toBe(winner);
-    } finally {
-      for (const r of results) r.child.stdin!.end();
-    }
-  }, 60_000);
+  ])(
+    'lets exactly one of 50 simultaneous starts win %s',
+    async (_what, prepare) => {
+      const dir = tempDir();
+      prepare(dir);
+      const go = join(tempDir(), 'go');
+      const starts = Array.from({ length: 50 }, () => contender(dir, { go }));
+      await new Promise((r) => setTimeout(r, 1_500)); // let them all reach the barrier
+      writeFileSync(go, '');
+      const results = await Promise.all(starts);
+      try {
+        const winners = results.filter((r) => r.line.startsWith('won '));
+        expect(winners).toHaveLength(1);
+        const winner = winners[0]!.child.pid;
+        for (const r of results)
+          if (r !== winners[0]) expect(r.line).toMatch(new RegExp(`^STATE_LOCKED .*process ${winner}\\b`));
+        expect(StateLock.holder(dir)).toBe(winner);
+      } finally {
+        for (const r of results) r.child.stdin!.end();
+      }
+    },
+    60_000,
+  );
 });
 
 const contenderScript = fileURLToPath(new URL('./fixtures/lock-contender.mjs', import.meta.url));
 
 /** Starts a process that takes dir's lock (after the go file appears) and resolves with its first line. */
-async function contender(dir: string, opts: { go?: string; pidNamespace?: boolean }): Promise<{ child: ChildProcess; line: string }> {
+async function contender(
+  dir: string,
+  opts: { go?: string; pidNamespace?: boolean },
+): Promise<{ child: ChildProcess; line: string }> {
   const args = [contenderScript, dir, ...(opts.go ? [opts.go] : [])];
   const child = opts.pidNamespace
     ? spawn('unshare', ['-Urpf', '--mount-proc', process.execPath, ...args], { detached: true })
     : spawn(process.execPath, args);
   let out = '';
   const line = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       if (out.includes('\n')) resolve(out.split('\n')[0]!);
     });

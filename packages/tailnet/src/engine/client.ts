@@ -46,7 +46,11 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   }
 
   /** Starts an engine host and loads the node into it. */
-  static async start(opts: { isolation: Isolation; stateDir: string; env: Record<string, string> }): Promise<EngineClient> {
+  static async start(opts: {
+    isolation: Isolation;
+    stateDir: string;
+    env: Record<string, string>;
+  }): Promise<EngineClient> {
     const module = await compileEngine();
     let client: EngineClient;
     if (opts.isolation === 'worker') {
@@ -95,7 +99,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     }
     const seq = ++this.seq;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(seq, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(seq, { resolve: resolve, reject });
       this.post({ op: 'call', seq, method, args }, transfer);
     });
   }

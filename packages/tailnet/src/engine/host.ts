@@ -1,4 +1,10 @@
-import { startEngine, type EngineApi, type EngineEvent, type EngineHost, type WebSocketTraffic } from '@krkn/tailnet-wasm';
+import {
+  startEngine,
+  type EngineApi,
+  type EngineEvent,
+  type EngineHost,
+  type WebSocketTraffic,
+} from '@krkn/tailnet-wasm';
 import { FileStateStore } from '../state.js';
 import type { FromEngine, InitMessage, Port, ToEngine } from './protocol.js';
 
@@ -21,7 +27,10 @@ export function serveEngine(port: Port): void {
     pendingData = new Map();
     for (const [id, chunks] of batches) {
       // Go made these arrays for us alone: hand their buffers over instead of copying them.
-      port.postMessage({ op: 'data', id, chunks } satisfies FromEngine, chunks.map((c) => c.buffer as ArrayBuffer));
+      port.postMessage(
+        { op: 'data', id, chunks } satisfies FromEngine,
+        chunks.map((c) => c.buffer as ArrayBuffer),
+      );
     }
   };
   const queueData = (id: number, bytes: Uint8Array): void => {
