@@ -303,9 +303,9 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         this.emit('peers');
         break;
       case 'health':
-        this.healthWarnings = e.health ?? [];
-        this.loginHealth = e.health?.find((w) => w.code === 'login-state')?.text;
-        this.emit('health', e.health ?? []);
+        this.healthWarnings = e.health;
+        this.loginHealth = e.health.find((w) => w.code === 'login-state')?.text;
+        this.emit('health', e.health);
         break;
       case 'error':
         this.lastError = e.message;
@@ -387,7 +387,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         controlTimeoutMs,
       );
       if (this.pendingLogin) answered();
-      if (signal?.aborted) return onAbort();
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
       signal?.addEventListener('abort', onAbort, { once: true });
       engine.on('event', onEvent);
       engine.on('exit', onExit);
