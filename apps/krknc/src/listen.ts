@@ -141,7 +141,9 @@ export async function listen(argv: string[]): Promise<number> {
     const subscribe: SubscribeRequest = { topics, port: flags.port, path: flags.path };
     const secrets = WebhookSecrets.open(paths.webhookSecrets);
     const key = secretKey(server.peer.addresses[0]!, flags.port);
-    const keepSecret = (s: SubscriptionInfo): void => void (s.secret && secrets.add(key, s.secret));
+    const keepSecret = (s: SubscriptionInfo): void => {
+      if (s.secret) secrets.add(key, s.secret);
+    };
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
     const verify = { secrets: () => secrets.of(key) };
