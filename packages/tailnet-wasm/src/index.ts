@@ -80,7 +80,8 @@ export type EngineEvent =
   | { type: 'loginFinished' }
   | { type: 'self'; self: SelfInfo }
   | { type: 'peers' }
-  | { type: 'health'; health: HealthWarning[] }
+  // Go omits an empty list (omitempty): no warnings arrives as no `health` field.
+  | { type: 'health'; health?: HealthWarning[] }
   | { type: 'error'; message: string };
 
 /** The node's state machine, as ipn.State names it. */

@@ -303,9 +303,9 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         this.emit('peers');
         break;
       case 'health':
-        this.healthWarnings = e.health;
-        this.loginHealth = e.health.find((w) => w.code === 'login-state')?.text;
-        this.emit('health', e.health);
+        this.healthWarnings = e.health ?? [];
+        this.loginHealth = this.healthWarnings.find((w) => w.code === 'login-state')?.text;
+        this.emit('health', this.healthWarnings);
         break;
       case 'error':
         this.lastError = e.message;
