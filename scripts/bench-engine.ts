@@ -23,6 +23,7 @@ const RATE_CONCURRENCY = 8;
 const BULK_BYTES = 16 << 20;
 const JOIN_RUNS = 3;
 const IDLE_MS = 35_000;
+const TUNED_NODE_STORE_TICK = '20ms';
 
 interface Target {
   send: Send;
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
   const tailnet = await startTailnet();
   const rows: Row[] = [];
   const row = (metric: string, values: Partial<Record<Column, string>>): void => {
-    rows.push({ metric, values: values as Record<string, string> });
+    rows.push({ metric, values: values });
     console.error(`${metric}: ${JSON.stringify(values)}`);
   };
   try {
@@ -63,6 +64,18 @@ async function main(): Promise<void> {
     const joins = await measureJoins(tailnet, authKey, state);
     row('cold join (key → Running), median', joins.cold);
     row('warm restart (state → Running), median', joins.warm);
+    // headscale applies node writes on a 500 ms tick, two per streamed map request: the same joins
+    // against a headscale with a short tick show what of the wait is the server's.
+    const tuned = await startTailnet({ nodeStoreBatchTimeout: TUNED_NODE_STORE_TICK });
+    try {
+      const tunedUser = await tuned.createUser('bench');
+      const tunedKey = await tuned.createPreAuthKey({ user: tunedUser.id, reusable: true });
+      const tunedJoins = await measureJoins(tuned, tunedKey, join(state, 'tuned'));
+      row(`cold join, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.cold);
+      row(`warm restart, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.warm);
+    } finally {
+      await tuned.stop();
+    }
 
     const loopback = await loopbackTarget();
     const targets: Partial<Record<Column, Target>> = {};
@@ -111,7 +124,7 @@ async function main(): Promise<void> {
     row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
     row('memory per node (RSS)', rss);
     const idle = await idleRss(tailnet, authKey, state, loopback.port);
-    const nativeIdle = targets['native, direct']?.rss?.();
+    const nativeIdle = targets['native, direct'].rss?.();
     row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
       'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
       ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
@@ -145,7 +158,11 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
     cold.native!.push(
       await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))),
     );
-    warm.native!.push(await timed(async () => void (await native!.restart())));
+    warm.native!.push(
+      await timed(async () => {
+        await native!.restart();
+      }),
+    );
     await native!.stop();
   }
   const fmt = (xs: number[]) => `${(median(xs) / 1000).toFixed(2)} s`;

@@ -96,7 +96,7 @@ export const portFlag = {
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {
-  return flags['state-dir'] ?? defaultStateDir('krknc', flags.hostname!);
+  return flags['state-dir'] ?? defaultStateDir('krknc', flags.hostname);
 }
 
 /** Where a krknc state directory keeps its parts (next to the node's own files). */

@@ -101,14 +101,14 @@ export async function expose(argv: string[]): Promise<number> {
     const app = exposeApp({
       node: own.node,
       target,
-      timeoutMs: flags['forward-timeout']!,
-      allow: flags.allow!,
+      timeoutMs: flags['forward-timeout'],
+      allow: flags.allow,
       reporter,
       log,
       counted: () => requests++,
     });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
+    await serveFastify(app, own.node, flags.port, listenerLimitsOf(flags));
     const host = status.self.dnsName || status.self.addresses[0];
     listener = `http://${host}${flags.port === 80 ? '' : `:${flags.port}`}`;
     reporter.result(

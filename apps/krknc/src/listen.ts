@@ -117,15 +117,15 @@ export async function listen(argv: string[]): Promise<number> {
   if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
   const target = parseForwardTo(flags['forward-to']);
   const inspectAt = flags.inspect === undefined ? undefined : parseInspectAddress(flags.inspect);
-  const once = flags.once! || flags.ephemeral!;
+  const once = flags.once || flags.ephemeral;
   const log = loggerFor(flags, 'listen');
-  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body']! });
+  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body'] });
   const paths = pathsIn(stateDirOf(flags));
 
   const own = await startNode(flags, log);
   const closers: { close(): Promise<unknown> }[] = [];
   try {
-    const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']!);
+    const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']);
     const state = new ListenState({ topics, forwardTo: target.href, once });
     const doctor = () => krkncDoctorInput(flags, stateDirOf(flags), own.node);
     closers.push(
@@ -146,27 +146,29 @@ export async function listen(argv: string[]): Promise<number> {
     const server = await resolveServer(session, ref, log);
     state.server = ref.text;
     const hub = hubFor(session, server);
-    const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
+    const subscribe: SubscribeRequest = { topics, port: flags.port, path: flags.path };
     const secrets = WebhookSecrets.open(paths.webhookSecrets);
-    const key = secretKey(server.peer.addresses[0]!, flags.port!);
-    const keepSecret = (s: SubscriptionInfo): void => void (s.secret && secrets.add(key, s.secret));
+    const key = secretKey(server.peer.addresses[0]!, flags.port);
+    const keepSecret = (s: SubscriptionInfo): void => {
+      if (s.secret) secrets.add(key, s.secret);
+    };
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
-    const timeoutMs = flags['forward-timeout']!;
+    const timeoutMs = flags['forward-timeout'];
     const inspector = inspectAt && new LocalInspector((e) => forwardBuffered(target, e, timeoutMs));
     if (inspector && inspectAt) {
       closers.push(await inspector.serve(inspectAt.host, inspectAt.port));
       log.info({ inspector: `http://${flags.inspect}/` }, 'local inspector listening');
     }
     const verify = { secrets: () => secrets.of(key) };
-    const limits = { bodyLimit: flags['body-limit']!, timeoutMs, path: flags.path! };
+    const limits = { bodyLimit: flags['body-limit'], timeoutMs, path: flags.path };
     const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, ...limits, inspector });
     closers.unshift(app);
-    await serveFastify(app, own.node, flags.port!, listenerLimitsOf(flags));
+    await serveFastify(app, own.node, flags.port, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
     // Without a kept secret (first run, state lost) krkns is asked for one: it answers each secret once.
-    const rotate = flags['rotate-secret']! || secrets.of(key).length === 0;
+    const rotate = flags['rotate-secret'] || secrets.of(key).length === 0;
     const sub = await hub
       .subscribe({ ...subscribe, rotateSecret: rotate })
       .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));

@@ -15,10 +15,10 @@ export type NodeFlagValues = Pick<Flags<typeof controlFlags>, 'hostname' | 'stat
 /** krknc's node as its flags describe it: the one place krknc constructs a TailnetNode. */
 export function krkncNode(flags: NodeFlagValues, log: Logger): TailnetNode {
   return new TailnetNode({
-    hostname: flags.hostname!,
+    hostname: flags.hostname,
     stateDir: stateDirOf(flags),
     app: 'krknc',
-    controlUrl: flags['control-url']!,
+    controlUrl: flags['control-url'],
     tags: flags.tags ?? [],
     ephemeral: flags.ephemeral ?? false,
     logger: log,

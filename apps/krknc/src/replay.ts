@@ -52,7 +52,7 @@ export async function replay(argv: string[]): Promise<number> {
   const start = parseSince(flags.since);
   const target = parseForwardTo(flags['forward-to']);
   const log = loggerFor(flags, 'replay');
-  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body']! });
+  const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body'] });
   const session = await openSession(flags, log);
   try {
     const server = await resolveServer(session, ref, log);
@@ -64,7 +64,7 @@ export async function replay(argv: string[]): Promise<number> {
       const r = await forwardBuffered(
         target,
         { method: 'POST', headers: replayHeaders(event), body: Buffer.from(event.bodyBase64, 'base64') },
-        flags['forward-timeout']!,
+        flags['forward-timeout'],
       );
       const ok = r.kind === 'answered' && r.status >= 200 && r.status < 300;
       if (!ok) failed++;

@@ -46,7 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAll();
   await app.stop();
-  await tailnet?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   state.remove();
 });
 
@@ -179,7 +179,7 @@ describe('krknc expose', () => {
         expect(names).not.toContain(spoof);
       }
       expect(names.filter((n) => n === 'x-krkn-caller' || n === 'x-forwarded-for')).toHaveLength(2);
-      await exposer.waitFor(/peer\.krkn\.test \(ci@?\)  POST \/path\/x\?q=1  → 201  \d+ms/, 5_000);
+      await exposer.waitFor(/peer\.krkn\.test \(ci@?\) {2}POST \/path\/x\?q=1 {2}→ 201 {2}\d+ms/, 5_000);
     } finally {
       app.status = 200;
     }
@@ -210,7 +210,7 @@ describe('krknc expose', () => {
       expect(res.status).toBe(403);
       expect(res.text()).toBe(`krknc: peer.${tailnet.domain} is not allowed to call this node (--allow)\n`);
       expect(app.received.length).toBe(before);
-      await exposer.waitFor(/peer\.krkn\.test \(ci\)  POST \/secret  → 403 not in --allow/, 5_000);
+      await exposer.waitFor(/peer\.krkn\.test \(ci\) {2}POST \/secret {2}→ 403 not in --allow/, 5_000);
     } finally {
       expect(await exposer.stop('SIGINT')).toBe(0);
     }

@@ -103,7 +103,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAll();
   await app.stop();
-  await tailnet?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   state.remove();
 });
 
@@ -322,7 +322,7 @@ describe('krknc listen', () => {
       ...laptop(['--server', 'hub', '--topic', 'gh/**', '--since', after, '--forward-to', nobody]),
     ]);
     expect(dead.code).toBe(1);
-    expect(dead.stdout).toMatch(/gh\/issues  evt_\w+  → ECONNREFUSED/);
+    expect(dead.stdout).toMatch(/gh\/issues {2}evt_\w+ {2}→ ECONNREFUSED/);
     expect(dead.stderr).toContain(`error: 3 of 3 events were not accepted by ${nobody}`);
   });
 

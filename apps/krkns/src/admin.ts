@@ -101,7 +101,7 @@ export async function logout(argv: string[]): Promise<number> {
     out('logged out; krkns is stopping');
     return ExitCode.OK;
   }
-  const log = createLogger({ level: flags['log-level']!, format: 'pretty' });
+  const log = createLogger({ level: flags['log-level'], format: 'pretty' });
   out(await logOutStoredIdentity(stateDir, () => krknsNode(flags, log)));
   return ExitCode.OK;
 }
@@ -141,7 +141,7 @@ export async function events(argv: string[]): Promise<number> {
         ...(flags.topic ? { topic: flags.topic } : {}),
         ...(flags.after ? { after: flags.after } : {}),
         ...(since ? { since } : {}),
-        limit: flags.limit!,
+        limit: flags.limit,
       });
       if (flags.json) out(JSON.stringify(list, null, 2));
       else for (const e of list) out(eventLine(e));

@@ -149,7 +149,7 @@ function headerNameProblem(name: string): string | undefined {
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {
-  return flags['state-dir'] ?? defaultStateDir('krkns', flags.hostname!);
+  return flags['state-dir'] ?? defaultStateDir('krkns', flags.hostname);
 }
 
 /** Where a krkns state directory keeps its parts. */

@@ -10,10 +10,10 @@ export type NodeFlagValues = Pick<Flags<typeof controlFlags>, 'hostname' | 'stat
 /** krkns's node as its flags describe it: the one place krkns constructs a TailnetNode. */
 export function krknsNode(flags: NodeFlagValues, log: Logger): TailnetNode {
   return new TailnetNode({
-    hostname: flags.hostname!,
+    hostname: flags.hostname,
     stateDir: stateDirOf(flags),
     app: 'krkns',
-    controlUrl: flags['control-url']!,
+    controlUrl: flags['control-url'],
     tags: flags.tags ?? [],
     ephemeral: flags.ephemeral ?? false,
     logger: log,

@@ -39,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   const log = loggerFromFlags(flags);
   const stateDir = stateDirOf(flags);
   const paths = pathsIn(stateDir);
-  const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']!);
+  const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']);
 
   const node = krknsNode(flags, log);
   // The node's state lock is taken first, so a second krkns on this directory stops here.
@@ -50,19 +50,19 @@ export async function run(argv: string[]): Promise<number> {
     store,
     node,
     logger: log,
-    send: tailnetSender(node, flags['delivery-timeout']!),
+    send: tailnetSender(node, flags['delivery-timeout']),
     config: {
-      bodyLimit: flags['body-limit']!,
-      retentionMs: flags.retention!,
-      retryScheduleMs: flags['retry-schedule']!,
-      deliveryTimeoutMs: flags['delivery-timeout']!,
-      requireCapability: flags['require-capability']!,
-      capabilityName: flags.capability!,
+      bodyLimit: flags['body-limit'],
+      retentionMs: flags.retention,
+      retryScheduleMs: flags['retry-schedule'],
+      deliveryTimeoutMs: flags['delivery-timeout'],
+      requireCapability: flags['require-capability'],
+      capabilityName: flags.capability,
       maxConcurrentDeliveries: 16,
-      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']!],
+      credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']],
     },
   });
-  const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels']! });
+  const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels'] });
   if (flags.metrics) hub.exposeMetrics(() => metrics.render());
   const admin = await hub.app(identifyAdmin);
   const doctor = () => krknsDoctorInput(flags, stateDir, node);
@@ -76,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
     const identify = identifyByWhois(node);
     const api = await hub.app(identify, { url: listenerUrl, guardBrowsers: true });
     await api.register(inspectorRoutes, { prefix: '/ui', hub, identify, hosts: () => ownHostsOf(node) });
-    await serveFastify(api, node, flags.port!, listenerLimitsOf(flags));
+    await serveFastify(api, node, flags.port, listenerLimitsOf(flags));
     const metricsServer = metricsHost && (await serveMetricsOnHost(metricsHost, () => metrics.render(), log));
     if (metricsServer) closers.push(() => metricsServer.close());
     hub.start();
@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
     await aborted(stop.signal);
     await Promise.all(closers.map((close) => close()));
-    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout']! });
+    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout'] });
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
     await Promise.allSettled([admin.close(), own.dispose(), ...closers.map((close) => close())]);

@@ -51,10 +51,10 @@ export function listenerFlags(envPrefix: string) {
 /** The listener bounds a parsed command line asks for. */
 export function listenerLimitsOf(flags: Flags<ReturnType<typeof listenerFlags>>): ListenerLimits {
   return {
-    headersTimeoutMs: flags['header-timeout']!,
-    requestTimeoutMs: flags['request-timeout']!,
-    keepAliveTimeoutMs: flags['keepalive-timeout']!,
-    maxConnections: flags['max-connections']!,
-    maxConnectionsPerPeer: flags['max-connections-per-peer']!,
+    headersTimeoutMs: flags['header-timeout'],
+    requestTimeoutMs: flags['request-timeout'],
+    keepAliveTimeoutMs: flags['keepalive-timeout'],
+    maxConnections: flags['max-connections'],
+    maxConnectionsPerPeer: flags['max-connections-per-peer'],
   };
 }

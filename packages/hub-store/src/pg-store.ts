@@ -56,11 +56,9 @@ const MIGRATION_LOCK = 0x6b726b6e_01;
 const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
 
 // BIGINT columns (ms times, seqs) come back as JS numbers: all of ours fit in 2^53.
-const INT8_OID = 20;
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
+const getTypeParser: typeof pg.types.getTypeParser = (oid, format): unknown =>
+  oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format);
+const types = { getTypeParser };
 
 /**
  * SQLSTATE classes and socket errors that mean "the database is not there (or overloaded)", not "your query
@@ -159,7 +157,9 @@ export class PostgresStore implements AsyncHubStore {
       await this.#q('COMMIT', [], client);
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      });
       throw err;
     } finally {
       client.release(broken);

@@ -387,29 +387,30 @@ export class SqliteCore {
   }
 
   stats(): StoreStats {
-    const one = <T>(sql: string): T => this.#sql(sql).get() as T;
+    const one = (sql: string): unknown => this.#sql(sql).get();
     const byState = this.#sql('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state').all() as {
       state: string;
       n: number;
     }[];
     const count = (s: string) => byState.find((r) => r.state === s)?.n ?? 0;
-    const pages = one<{ page_count: number }>('PRAGMA page_count').page_count;
+    const pages = (one('PRAGMA page_count') as { page_count: number }).page_count;
     return {
-      events: one<{ n: number }>('SELECT COUNT(*) AS n FROM events').n,
-      subscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions').n,
-      offlineSubscriptions: one<{ n: number }>(
-        'SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL',
+      events: (one('SELECT COUNT(*) AS n FROM events') as { n: number }).n,
+      subscriptions: (one('SELECT COUNT(*) AS n FROM subscriptions') as { n: number }).n,
+      offlineSubscriptions: (
+        one('SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL') as { n: number }
       ).n,
-      disabledSubscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL')
-        .n,
+      disabledSubscriptions: (
+        one('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL') as { n: number }
+      ).n,
       pending: count('pending'),
       delivered: count('delivered'),
       failed: count('failed'),
-      oldestPendingAt: one<{ t: number | null }>(
-        `SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq
-          WHERE d.state = 'pending'`,
+      oldestPendingAt: (
+        one(`SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq
+          WHERE d.state = 'pending'`) as { t: number | null }
       ).t,
-      databaseBytes: pages * one<{ page_size: number }>('PRAGMA page_size').page_size,
+      databaseBytes: pages * (one('PRAGMA page_size') as { page_size: number }).page_size,
     };
   }
 }

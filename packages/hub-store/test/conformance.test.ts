@@ -328,7 +328,7 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
   it('keeps receipt order for a subscriber while publishes race the delivery loop', async () => {
     const s = await sub('n1', ['t']);
     const deliverer = await t.open(); // another handle: another connection, or another replica
-    let publishing = true;
+    let publishing = true as boolean; // cleared by the publishers' finally, while the loop awaits
     const publishers = Promise.all(
       Array.from({ length: 16 }, async () => {
         for (let i = 0; i < 15; i++) await store.publish(event('t'), matches);

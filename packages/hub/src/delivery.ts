@@ -131,6 +131,7 @@ export class Deliverer {
         this.scanAgain = false;
         await this.launchDue();
         wait = await this.untilNextDue();
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by stop()/scan() across awaits
       } while (this.scanAgain && !this.stopped);
     } catch (err) {
       this.opts.logger.error({ err: asError(err) }, 'cannot read the delivery queue; trying again shortly');
@@ -138,6 +139,7 @@ export class Deliverer {
     } finally {
       this.scanning = false;
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may run across the awaits
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), wait);

@@ -153,7 +153,7 @@ function subscribeInput(raw: unknown): SubscribeInput {
   if (typeof rotateSecret !== 'boolean') throw new HubError('BAD_REQUEST', '"rotateSecret" must be true or false');
   const named = targetFields.filter((f) => body[f] !== undefined);
   const namedTargets = named.map((field) => ({ field, host: hostOf(body[field]) }));
-  return { topics: topics as string[], port, path, rotateSecret, namedTargets };
+  return { topics: topics, port, path, rotateSecret, namedTargets };
 }
 
 /** The host a target field names ("" when it is not a string): scheme, port, path and brackets cut off. */

@@ -7,8 +7,16 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import './webassembly.js';
-import { EngineWebSocket, attributeSockets, closeSockets, newSocketOwner, type WebSocketTraffic } from './websocket.js';
+import {
+  EngineWebSocket,
+  attributeSockets,
+  closeSockets,
+  newSocketOwner,
+  tailnetMtu,
+  type WebSocketTraffic,
+} from './websocket.js';
 
+export { tailnetMtu } from './websocket.js';
 export type { WebSocketTraffic } from './websocket.js';
 
 const buildDir = fileURLToPath(new URL('../build/', import.meta.url));
@@ -72,7 +80,8 @@ export type EngineEvent =
   | { type: 'loginFinished' }
   | { type: 'self'; self: SelfInfo }
   | { type: 'peers' }
-  | { type: 'health'; health: HealthWarning[] }
+  // Go omits an empty list (omitempty): no warnings arrives as no `health` field.
+  | { type: 'health'; health?: HealthWarning[] }
   | { type: 'error'; message: string };
 
 /** The node's state machine, as ipn.State names it. */
@@ -177,7 +186,7 @@ export interface RunningEngine {
   /** Settles with the Go program's exit code once it has exited (after shutdown, or a crash). */
   exited: Promise<number>;
   /** This node's WebSocket (control and DERP) traffic so far. */
-  webSocketTraffic(): WebSocketTraffic;
+  webSocketTraffic: () => WebSocketTraffic;
 }
 
 // What the Go side installs: EngineApi, with JSON strings where EngineApi has objects.
@@ -215,7 +224,8 @@ export function compileEngine(): Promise<WebAssembly.Module> {
 
 /**
  * Starts a node in this thread. `env` holds only the variables the node should see (TS_DEBUG_*
- * knobs, read at Go package init); never pass all of process.env.
+ * knobs, read at Go package init); never pass all of process.env. TS_DEBUG_MTU defaults to
+ * {@link tailnetMtu}.
  */
 export async function startEngine(
   host: EngineHost,
@@ -224,7 +234,7 @@ export async function startEngine(
 ): Promise<RunningEngine> {
   const Go = loadGoRuntime();
   const key = `__krknBridge${process.pid}_${++bridges}`;
-  const goEnv = { ...env, KRKN_BRIDGE: key };
+  const goEnv = { TS_DEBUG_MTU: String(tailnetMtu), ...env, KRKN_BRIDGE: key };
   if (JSON.stringify(goEnv).length > maxEnvBytes) throw new Error('engine environment is too large');
 
   let ready!: () => void;
@@ -251,7 +261,7 @@ export async function startEngine(
     for (const timer of go._scheduledTimeouts.values()) clearTimeout(timer);
     closeSockets(sockets);
     runtimeOutput.delete(output);
-    delete (globalThis as Record<string, unknown>)[key];
+    Reflect.deleteProperty(globalThis, key);
   });
   const early = await Promise.race([isReady.then(() => undefined), exited]);
   if (early !== undefined) throw new Error(`engine exited during start with code ${early}`);
@@ -281,7 +291,7 @@ async function hostFetch(req: FetchRequest): Promise<FetchResponse> {
   } catch (err) {
     // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND) is in its cause.
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`${(err as Error).message}: ${cause?.code ?? cause?.message ?? 'unknown cause'}`);
+    throw new Error(`${(err as Error).message}: ${cause?.code ?? cause?.message ?? 'unknown cause'}`, { cause: err });
   }
   const body = new Uint8Array(await res.arrayBuffer());
   return { status: res.status, headers: [...res.headers], body };

@@ -26,10 +26,24 @@ export interface SocketOwner {
 }
 
 /**
- * coder/websocket's default per-message read limit (`ws_js.go` on our side, and the servers
- * that speak coder/websocket too): a merged message never exceeds it.
+ * coder/websocket's default per-message read limit (`ws_js.go` on our side, and the DERP servers
+ * that speak coder/websocket too: headscale's and derper never raise it): a merged message never
+ * exceeds it, and one DERP frame must fit in it (see {@link tailnetMtu}).
  */
 const maxMergedBytes = 32 << 10;
+
+/** A DERP frame's bytes around a WireGuard message: type, length, peer key. */
+const derpFrameOverhead = 1 + 4 + 32;
+/** A WireGuard data message's bytes around an IP packet: header and tag, plus up to 15 of padding. */
+const wireguardOverhead = 16 + 16 + 15;
+
+/**
+ * The tailnet MTU of our nodes (Tailscale's TS_DEBUG_MTU; tailscaled uses 1280): the largest IP
+ * packet whose DERP frame still fits one WebSocket message. The engine's work is per packet, so
+ * fewer, larger packets move more bytes. Peers at 1280 still work: TCP takes the smaller MSS of
+ * the two ends.
+ */
+export const tailnetMtu = maxMergedBytes - derpFrameOverhead - wireguardOverhead;
 
 let constructingFor: SocketOwner | undefined;
 
@@ -123,7 +137,7 @@ export class EngineWebSocket extends NodeWebSocket {
             setImmediate(() => this.wrapped.get(type)?.get(listener) === wrapper && this.dispatch(listener, event))
         : (event) => this.dispatch(listener, event);
     let byListener = this.wrapped.get(type);
-    if (!byListener) this.wrapped.set(type, (byListener = new Map()));
+    if (!byListener) this.wrapped.set(type, (byListener = new Map<Listener, Listener>()));
     byListener.set(listener, wrapper);
     super.addEventListener(type as 'open', wrapper, options);
   }

@@ -74,11 +74,11 @@ export class TailnetSocket extends Duplex {
     const bytes = new Uint8Array(Buffer.concat(chunks));
     this.engine.call('write', [this.connId, bytes], [bytes.buffer]).then(
       () => done(),
-      (err: Error) => {
+      (err: unknown) => {
         // A write cut short because this side destroyed the socket is not an error (an HTTP
         // client that got its answer before it finished sending the body does that).
         if (this.destroyed) done();
-        else done(Object.assign(new Error(`tailnet connection: ${err.message}`), { code: 'EPIPE' }));
+        else done(Object.assign(new Error(`tailnet connection: ${(err as Error).message}`), { code: 'EPIPE' }));
       },
     );
   }

@@ -203,7 +203,7 @@ async function contender(
     : spawn(process.execPath, args);
   let out = '';
   const line = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       if (out.includes('\n')) resolve(out.split('\n')[0]!);
     });

@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
+import { tailnetMtu } from '@krkn/tailnet-wasm';
 import { nodeOptions, rejectionCode, tempDir } from './helpers.js';
 
 const run = promisify(execFile);
@@ -36,15 +37,25 @@ beforeAll(async () => {
   app.post('/echo', async (req, reply) => reply.type('application/octet-stream').send(req.body));
   await serveFastify(app, alpha, 80);
 
-  hostServer = createServer((req, res) => res.end(`host service saw ${req.url}`));
+  // Echoes POST bodies; answers anything else with the path it saw.
+  hostServer = createServer((req, res) => {
+    if (req.method !== 'POST') return void res.end(`host service saw ${req.url}`);
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => res.end(Buffer.concat(chunks)));
+  });
   await new Promise<void>((r) => hostServer.listen(0, '127.0.0.1', r));
   await native.waitForPeer('alpha');
 });
 
 afterAll(async () => {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await app?.close();
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await Promise.all([alpha?.close(), beta?.close()]);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   hostServer?.close();
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await tailnet?.stop();
   state.remove();
 });
@@ -85,11 +96,15 @@ describe('between two of our nodes', () => {
     const grew = (pick: (m: typeof after) => number): number => pick(after) - pick(before);
     expect(grew((m) => m.crossings.writeBytes)).toBeGreaterThanOrEqual(payload.length);
     expect(grew((m) => m.crossings.dataBytes)).toBeGreaterThanOrEqual(payload.length);
-    expect(grew((m) => m.derp.queued)).toBeGreaterThan(payload.length / 1500);
-    expect(grew((m) => m.tcp.segmentsSent)).toBeGreaterThan(payload.length / 1500);
+    expect(grew((m) => m.derp.queued)).toBeGreaterThan(payload.length / tailnetMtu);
+    expect(grew((m) => m.tcp.segmentsSent)).toBeGreaterThan(payload.length / tailnetMtu);
+    // Between our nodes packets are up to tailnetMtu long, not tailscaled's 1280.
+    expect(grew((m) => m.tcp.segmentsSent)).toBeLessThan(payload.length / 4096);
     expect(grew((m) => m.webSocket.bytesOut)).toBeGreaterThan(payload.length);
-    // A packet per send from Go; the sends of one JS task leave as one WebSocket message.
-    expect(grew((m) => m.webSocket.sendsFromGo)).toBeGreaterThan(2 * grew((m) => m.webSocket.messagesOut));
+    // The sends of one JS task leave as one WebSocket message (DERP's 4 KiB write buffer splits each
+    // large packet in two sends), and no message is over coder/websocket's 32 KiB read limit.
+    expect(grew((m) => m.webSocket.sendsFromGo)).toBeGreaterThan(1.5 * grew((m) => m.webSocket.messagesOut));
+    expect(grew((m) => m.webSocket.messagesOut)).toBeGreaterThanOrEqual(grew((m) => m.webSocket.bytesOut) / (32 << 10));
     expect(grew((m) => m.webSocket.messagesIn)).toBeGreaterThan(0);
     expect(grew((m) => m.webSocket.eventsToGo)).toBeLessThanOrEqual(grew((m) => m.webSocket.messagesIn));
     expect(grew((m) => m.bridge.toEngine)).toBeGreaterThan(0);
@@ -146,6 +161,26 @@ describe('with a native tailscaled peer', () => {
     const res = await tailnetFetch(beta, `http://${native.ip()}:${port}/from-wasm`);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('host service saw /from-wasm');
+  });
+
+  // Our nodes run at tailnetMtu, tailscaled at 1280: TCP must settle on the smaller MSS both ways.
+  it('a native peer at MTU 1280 sends our node a body of many packets and gets it back intact', async () => {
+    const payload = randomBytes(1 << 20);
+    const res = await native.fetch(`http://${alpha.addresses[0]}/echo`, {
+      method: 'POST',
+      body: payload,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.equals(payload)).toBe(true);
+  });
+
+  it('our node sends a native peer at MTU 1280 a body of many packets and gets it back intact', async () => {
+    const { port } = hostServer.address() as { port: number };
+    const payload = randomBytes(1 << 20);
+    const res = await tailnetFetch(beta, `http://${native.ip()}:${port}/echo`, { method: 'POST', body: payload });
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(payload)).toBe(true);
   });
 
   it('WhoIs names the native node and its user', async () => {

@@ -10,6 +10,8 @@ export interface HeadscaleConfigInput {
   domain: string;
   ephemeralInactivityTimeout: string;
   logLevel: string;
+  /** `tuning.node_store_batch_timeout`; headscale's default (500ms) when absent. */
+  nodeStoreBatchTimeout?: string;
 }
 
 /** Where headscale keeps its files inside a testnet directory. */
@@ -76,5 +78,8 @@ export function headscaleConfig(input: HeadscaleConfigInput): Record<string, unk
     },
     // Minimum is more than 65s (:605); read at :483.
     node: { ephemeral: { inactivity_timeout: input.ephemeralInactivityTimeout } },
+    // :455, must be positive (:658). hscontrol/state/node_store.go:383 applies queued node writes only
+    // on this tick; a streamed map request makes two in a row (state.go:2805, then :636).
+    ...(input.nodeStoreBatchTimeout ? { tuning: { node_store_batch_timeout: input.nodeStoreBatchTimeout } } : {}),
   };
 }

@@ -29,6 +29,12 @@ export interface StartTailnetOptions {
   startTimeoutMs?: number;
   /** headscale log level (`debug`, `info`, `warn`...). Default `info`. */
   logLevel?: string;
+  /**
+   * headscale's `tuning.node_store_batch_timeout`: every node-state write (two per streamed map
+   * request) waits for this tick, so a node's first streamed map takes one to two of them.
+   * Default: headscale's own, 500ms.
+   */
+  nodeStoreBatchTimeout?: string;
   /** Directory holding headscale/tailscaled/tailscale. Default `$KRKN_TOOLS_BIN` or the repo's `.tools/bin`. */
   binDir?: string;
   /** Keep the temp directory (logs, database) after stop, for debugging. Default: `KRKN_TESTNET_KEEP=1`. */
@@ -106,6 +112,7 @@ async function startHeadscaleOnce(ctx: StartContext): Promise<Tailnet> {
     domain,
     ephemeralInactivityTimeout: ctx.ephemeralInactivityTimeout ?? '70s',
     logLevel: ctx.logLevel ?? 'info',
+    nodeStoreBatchTimeout: ctx.nodeStoreBatchTimeout,
   });
   await writeFile(paths.config, JSON.stringify(config, null, 2));
   const env = childEnv(ctx.dir);
