@@ -112,7 +112,7 @@ export class LocalInspector {
 
   private refusal(req: FastifyRequest): string | undefined {
     const site = req.headers['sec-fetch-site'];
-    if (site !== undefined && site !== 'same-origin') return `a ${String(site)} request cannot send anything from here`;
+    if (site !== undefined && site !== 'same-origin') return `a ${site} request cannot send anything from here`;
     const given = Buffer.from((req.body instanceof URLSearchParams && req.body.get('token')) || '');
     const expected = Buffer.from(this.token);
     const valid = given.length === expected.length && timingSafeEqual(given, expected);

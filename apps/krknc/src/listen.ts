@@ -155,8 +155,9 @@ export async function listen(argv: string[]): Promise<number> {
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
     state.local = local;
     const timeoutMs = flags['forward-timeout'];
-    const inspector = inspectAt && new LocalInspector((e) => forwardBuffered(target, e, timeoutMs));
-    if (inspector && inspectAt) {
+    let inspector: LocalInspector | undefined;
+    if (inspectAt) {
+      inspector = new LocalInspector((e) => forwardBuffered(target, e, timeoutMs));
       closers.push(await inspector.serve(inspectAt.host, inspectAt.port));
       log.info({ inspector: `http://${flags.inspect}/` }, 'local inspector listening');
     }

@@ -97,11 +97,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await app?.close();
-  await subscriber?.close();
-  await krkns?.stop();
-  await tailnet?.stop();
+  // Each may be unset when beforeAll failed part way.
+  await (browser as Browser | undefined)?.close();
+  await (app as FastifyInstance | undefined)?.close();
+  await (subscriber as TailnetNode | undefined)?.close();
+  await (krkns as Krkns | undefined)?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -246,7 +247,11 @@ describe('krkns inspector in a browser, over the tailnet', () => {
     for (let i = 0; i <= pageSize; i++)
       ids.push(await publish('demo/paging', `{"i":${i}}`, { 'content-type': 'application/json' }));
     const rowIds = () =>
-      page.locator('tbody tr[data-event]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-event')));
+      page
+        .locator('tbody tr[data-event]')
+        .evaluateAll((rows: { getAttribute(name: string): string | null }[]) =>
+          rows.map((r) => r.getAttribute('data-event')),
+        );
     await page.goto(`${ui}/?topic=demo/paging`);
     expect(await rowIds()).toEqual(ids.slice(1).reverse());
     await Promise.all([page.waitForURL(/before=/), page.click('text=Older events')]);

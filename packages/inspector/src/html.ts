@@ -38,5 +38,7 @@ function fragment(v: unknown): string {
   if (v instanceof Html) return v.text;
   if (Array.isArray(v)) return v.map(fragment).join('');
   if (v === undefined || v === null || v === false) return '';
-  return escapeHtml(String(v));
+  if (typeof v === 'string') return escapeHtml(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return escapeHtml(String(v));
+  return escapeHtml(JSON.stringify(v)); // not expected in a page: shown as data, escaped
 }

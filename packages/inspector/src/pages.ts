@@ -57,7 +57,7 @@ export function eventListPage(p: {
   const rows = p.events.map((e) => eventRow(prefix, e));
   const empty = rows.length ? '' : html`<tr id="no-events"><td colspan="6" class="muted">No events yet.</td></tr>`;
   const query = (before: string) => new URLSearchParams({ ...filters, before }).toString();
-  const newest = `${prefix}/?${new URLSearchParams({ ...filters })}`;
+  const newest = `${prefix}/?${new URLSearchParams({ ...filters }).toString()}`;
   return layout(
     prefix,
     'Events',

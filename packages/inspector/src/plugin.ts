@@ -116,7 +116,8 @@ export const inspectorRoutes: FastifyPluginAsync<InspectorOptions> = async (app,
     const before = (req.query as Record<string, string | undefined>).before || undefined;
     const { events, older } = await eventPageOf(hub, callerOf(req), filters, before);
     // Only the newest page grows live; an older page stays as it was.
-    const stream = before === undefined ? `${prefix}/stream?${new URLSearchParams({ ...filters })}` : undefined;
+    const stream =
+      before === undefined ? `${prefix}/stream?${new URLSearchParams({ ...filters }).toString()}` : undefined;
     return sendPage(reply, eventListPage({ prefix, filters, events, older, stream }));
   });
 
@@ -295,7 +296,7 @@ function idParam(req: FastifyRequest): string {
 function refuseCrossSite(req: FastifyRequest, csrf: CsrfTokens, caller: Caller): void {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') {
-    const message = `a ${String(site)} request cannot change anything here; use the inspector's own page`;
+    const message = `a ${site} request cannot change anything here; use the inspector's own page`;
     throw new HubError('CROSS_SITE', message);
   }
   const token = req.body instanceof URLSearchParams ? req.body.get('csrf') : undefined;
