@@ -40,7 +40,7 @@ function parsesAsJson(text: string): boolean {
 }
 
 /** 16 bytes a line: offset, hex, and the printable ASCII. */
-export function hexDump(bytes: Buffer): string {
+function hexDump(bytes: Buffer): string {
   const lines: string[] = [];
   for (let at = 0; at < bytes.length; at += 16) {
     const row = bytes.subarray(at, at + 16);

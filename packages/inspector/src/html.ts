@@ -1,4 +1,4 @@
-/** Markup that is already safe to send: only {@link html} and {@link raw} make one. */
+/** Markup that is already safe to send: only {@link html} makes one. */
 export class Html {
   constructor(readonly text: string) {}
   toString(): string {
@@ -27,11 +27,6 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
   let out = strings[0]!;
   values.forEach((v, i) => (out += fragment(v) + strings[i + 1]!));
   return new Html(out);
-}
-
-/** Markup written by this package (never with outside data in it). */
-export function raw(markup: string): Html {
-  return new Html(markup);
 }
 
 function fragment(v: unknown): string {

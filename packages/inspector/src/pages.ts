@@ -23,7 +23,7 @@ export interface ListFilters {
 }
 
 /** The whole page around `content`. */
-export function layout(prefix: string, title: string, content: Html): Html {
+function layout(prefix: string, title: string, content: Html): Html {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${title} · krkns</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
