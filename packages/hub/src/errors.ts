@@ -4,7 +4,7 @@ import type { ErrorBody, HubErrorCode } from '@krkn/hub-api';
  * The HTTP status of every error krkns answers with: the one place a status is chosen (the model
  * is fastify's lib/errors.js, where each code carries its status).
  */
-export const httpStatusOf = {
+const httpStatusOf = {
   BAD_REQUEST: 400,
   BAD_TOPIC: 400,
   UNKNOWN_CALLER: 403,

@@ -14,10 +14,10 @@ import type {
  * A store answers now or later: every call is awaited, so the synchronous SQLite store and an
  * asynchronous one (a database over the network) both fit.
  */
-export type Awaitable<T> = T | Promise<T>;
+type Awaitable<T> = T | Promise<T>;
 
 /** Whether a topic pattern matches a topic; the store applies it when it fans an event out. */
-export type TopicMatcher = (pattern: string, topic: string) => boolean;
+type TopicMatcher = (pattern: string, topic: string) => boolean;
 
 /** What the deliverer needs from storage: what is due, and how each attempt ended. */
 export interface DeliveryStore {

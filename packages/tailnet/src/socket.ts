@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { EngineClient } from './engine/client.js';
 
 /** Splits "ip:port" or "[v6]:port". */
-export function splitHostPort(addr: string): { address: string; port: number } {
+function splitHostPort(addr: string): { address: string; port: number } {
   const i = addr.lastIndexOf(':');
   return { address: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
 }
