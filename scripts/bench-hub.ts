@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode, type SendAttempt } from '@krkn/hub';
+import { identifyAdmin, type SendAttempt } from '@krkn/hub';
 import { HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startTailnet } from '@krkn/testnet';
+import { benchHub, offlineNode } from './bench-hub-fixture.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 const THROUGHPUT_EVENTS = 400;
@@ -145,32 +146,12 @@ async function onLoopback(dir: string): Promise<Results> {
     return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
   };
   const store = HubStore.open(join(dir, 'loopback.db'));
-  // No tailnet here: a node that is never online, so no subscriber is ever woken by it.
-  const node: HubNode = {
-    hostname: 'loopback',
-    self: undefined,
-    addresses: ['127.0.0.1'],
-    state: 'Running',
-    loginUrl: undefined,
-    status: async () => ({ peers: [] }),
-    on: () => undefined,
-    off: () => undefined,
-  };
-  const hub = new Hub({
+  const hub = benchHub({
     store,
-    node,
-    logger: pino({ level: 'silent' }),
+    node: offlineNode('loopback'),
     send,
-    config: {
-      bodyLimit: 10 << 20,
-      retentionMs: 86400e3,
-      retryScheduleMs: [0, 5000],
-      deliveryTimeoutMs: 15000,
-      requireCapability: false,
-      capabilityName: 'x',
-      maxConcurrentDeliveries: 16,
-      credentialHeaders: defaultCredentialHeaders,
-    },
+    retentionMs: 86400e3,
+    retryScheduleMs: [0, 5000],
   });
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });
