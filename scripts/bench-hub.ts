@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Hub, identifyAdmin, type HubNode, type SendAttempt } from '@krkn/hub';
-import { HubStore } from '@krkn/hub-store';
+import { SqliteStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startTailnet } from '@krkn/testnet';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
@@ -113,7 +113,7 @@ async function onLoopback(dir: string): Promise<Results> {
     });
     return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
   };
-  const store = HubStore.open(join(dir, 'loopback.db'));
+  const store = SqliteStore.open(join(dir, 'loopback.db'));
   // No tailnet here: a node that is never online, so no subscriber is ever woken by it.
   const node: HubNode = {
     hostname: 'loopback',
@@ -136,7 +136,7 @@ async function onLoopback(dir: string): Promise<Results> {
   await app.listen({ host: '127.0.0.1', port: 0 });
   hub.start();
   const port = (app.server.address() as { port: number }).port;
-  store.subscribe({ nodeId: 'n', nodeName: 'loopback', address: '127.0.0.1', port: subPort, path: '/in', topics: ['bench/**'] });
+  await store.subscribe({ nodeId: 'n', nodeName: 'loopback', address: '127.0.0.1', port: subPort, path: '/in', topics: ['bench/**'] });
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   const r = await measure(async (topic, body) => eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json')), arrivals);
   agent.destroy();
@@ -144,7 +144,7 @@ async function onLoopback(dir: string): Promise<Results> {
   await hub.stop(1000);
   await app.close();
   await sub.close();
-  store.close();
+  await store.close();
   return r;
 }
 

@@ -83,6 +83,8 @@ export function hubFailure(err: unknown, server: ResolvedServer, what: string): 
     }
     case 'SHUTTING_DOWN':
       return new CliError(`${what}: krkns at ${server.display} is shutting down; try again shortly`, ExitCode.UNREACHABLE, { cause: err });
+    case 'STORE_UNAVAILABLE':
+      return new CliError(`${what}: krkns at ${server.display} cannot reach its event store; nothing was stored, try again shortly`, ExitCode.UNREACHABLE, { cause: err });
     case 'BAD_TOPIC':
     case 'BAD_REQUEST':
     case 'BODY_TOO_LARGE':

@@ -8,12 +8,14 @@ import {
   logOutStoredIdentity,
   parseFlags,
   type FlagSpecs,
+  type Flags,
 } from '@krkn/cli-kit';
 import { HubClient, type EventMeta, type HubStatus } from '@krkn/hub-api';
-import { HubStore } from '@krkn/hub-store';
+import type { StoreStats } from '@krkn/hub-store';
 import { inspectStateDir } from '@krkn/tailnet';
-import { commonFlags, controlFlags, pathsIn, stateDirOf } from './config.js';
+import { commonFlags, controlFlags, pathsIn, stateDirOf, statusFlags, type storeFlags } from './config.js';
 import { krknsNode } from './node.js';
+import { openHubStore } from './store.js';
 
 /** The running daemon's admin socket. */
 function adminSocket(stateDir: string): AdminClient {
@@ -29,8 +31,8 @@ const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
 /** `krkns status`: from the running daemon, or from the state on disk when it is not running. */
 export async function status(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(commonFlags, argv);
-  if (flags.help) return help('krkns status [flags]', 'Shows the node, its listener, storage and delivery queue; works when krkns is stopped too.', commonFlags);
+  const { flags } = parseFlags(statusFlags, argv);
+  if (flags.help) return help('krkns status [flags]', 'Shows the node, its listener, storage and delivery queue; works when krkns is stopped too.', statusFlags);
   const stateDir = stateDirOf(flags);
   if (await adminSocket(stateDir).answers()) {
     const st = await hubOverAdminSocket(stateDir).status();
@@ -38,7 +40,7 @@ export async function status(argv: string[]): Promise<number> {
     else printStatus(st);
     return ExitCode.OK;
   }
-  const offline = offlineStatus(stateDir);
+  const offline = await offlineStatus(flags, stateDir);
   if (flags.json) out(JSON.stringify({ running: false, ...offline }, null, 2));
   else {
     out(`krkns is not running (state in ${stateDir})`);
@@ -49,17 +51,22 @@ export async function status(argv: string[]): Promise<number> {
   return ExitCode.OK;
 }
 
-function offlineStatus(stateDir: string) {
+async function offlineStatus(flags: Flags<typeof storeFlags>, stateDir: string) {
   const { identity, pendingLogin } = inspectStateDir(stateDir);
-  const db = pathsIn(stateDir).db;
-  let queue;
-  if (existsSync(db)) {
-    const store = HubStore.open(db);
-    queue = store.stats();
-    store.close();
-  }
+  const queue = await storedQueue(flags, stateDir);
   const login = pendingLogin ? { loginUrl: pendingLogin.url, loginSince: pendingLogin.since } : {};
   return { stateDir, identity, ...login, ...(queue ? { queue } : {}) };
+}
+
+/** The store's figures, or undefined when the default SQLite file was never created. */
+async function storedQueue(flags: Flags<typeof storeFlags>, stateDir: string): Promise<StoreStats | undefined> {
+  if (flags.store === 'sqlite' && !existsSync(pathsIn(stateDir).db)) return undefined;
+  const store = await openHubStore(flags, stateDir);
+  try {
+    return await store.stats();
+  } finally {
+    await store.close();
+  }
 }
 
 function printStatus(st: HubStatus): void {

@@ -4,8 +4,8 @@ import type { TailnetNode } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsNode } from './node.js';
 
-// doctor, ping and whois read the same flags as run, so they look at the same node.
-const { 'shutdown-timeout': _s, ...flagsOfNodeCommands } = runFlags;
+// doctor, ping and whois read the same flags as run, so they look at the same node (the store is not theirs).
+const { 'shutdown-timeout': _s, store: _store, 'store-password-file': _pw, ...flagsOfNodeCommands } = runFlags;
 
 /** The doctor's view of a krkns configured by these flags and this environment. */
 export function krknsDoctorInput(flags: { 'control-url'?: string | undefined; tags?: string[] | undefined }, stateDir: string, node?: TailnetNode): DoctorInput {

@@ -28,6 +28,7 @@ export type HubErrorCode =
   | 'SUBSCRIPTION_NOT_FOUND'
   | 'NOT_FOUND'
   | 'SHUTTING_DOWN'
+  | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
 
 /** The one error format of krkns's API and of both apps' admin sockets. */

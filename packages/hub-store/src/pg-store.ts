@@ -19,7 +19,7 @@ import {
   StoreError,
   newEventId,
   newSubscriptionId,
-  type AsyncHubStore,
+  type HubStore,
   type Delivery,
   type DueDelivery,
   type EventQuery,
@@ -80,7 +80,7 @@ function isUnavailable(err: unknown): boolean {
  * The shared store: one PostgreSQL database, for one or several krkns replicas. Every write is its own
  * transaction, committed before its promise resolves; PostgreSQL groups concurrent commits itself.
  */
-export class PostgresStore implements AsyncHubStore {
+export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
 

@@ -2,7 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { SqliteCore } from './sqlite-core.js';
 import type {
-  AsyncHubStore,
+  HubStore,
   Delivery,
   DueDelivery,
   EventQuery,
@@ -24,7 +24,7 @@ export interface SqliteStoreOptions {
  * The embedded store: one SQLite file. Writes arriving together share one transaction and one fsync
  * ({@link GroupCommit}); each write's promise resolves after that commit. Reads answer at once.
  */
-export class SqliteStore implements AsyncHubStore {
+export class SqliteStore implements HubStore {
   readonly description: string;
   readonly #core: SqliteCore;
   readonly #writes: GroupCommit;

@@ -114,7 +114,7 @@ export const PRUNE_BATCH = 1_000;
  * queue is attempted only by the replica holding its lease, so each subscriber has at most one
  * attempt in flight across all replicas; a replica that dies loses its leases when they expire.
  */
-export interface AsyncHubStore {
+export interface HubStore {
   /** What the store is, for logs and status: "sqlite:/path" or "postgres://user@host:port/db". */
   readonly description: string;
   /**

@@ -1,7 +1,7 @@
-// Every AsyncHubStore method's behaviour, run against both backends: SQLite and a real PostgreSQL.
+// Every HubStore method's behaviour, run against both backends: SQLite and a real PostgreSQL.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError, type AsyncHubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
+import { StoreError, type HubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
 import { postgresBackend, sqliteBackend, type StoreUnderTest } from './backends.js';
 
 // A deliberately simple matcher: the real topic rules live in @krkn/policy and have their own tests.
@@ -27,9 +27,9 @@ async function rejects(promise: Promise<unknown>, code: StoreError['code']): Pro
   return err as StoreError;
 }
 
-describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backend) => {
+describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) => {
   let t: StoreUnderTest;
-  let store: AsyncHubStore;
+  let store: HubStore;
   const sub = (nodeId: string, topics: string[], port = 8080): Promise<Subscription> =>
     store.subscribe({ nodeId, nodeName: `${nodeId}.krkn.test`, address: '100.64.0.20', port, path: '/krkn', topics });
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StoreError, openStore, parseStoreUrl, type AsyncHubStore } from '@krkn/hub-store';
+import { StoreError, openStore, parseStoreUrl, type HubStore } from '@krkn/hub-store';
 import { startPostgres, type Postgres } from '@krkn/testnet';
 
 let pg: Postgres;
@@ -91,7 +91,7 @@ describe('PostgresStore', () => {
   });
 
   it('fails calls with UNAVAILABLE while the database is down, and recovers by itself', async () => {
-    const store: AsyncHubStore = await openStore(pg.url(await pg.createDatabase()), {
+    const store: HubStore = await openStore(pg.url(await pg.createDatabase()), {
       defaultSqlitePath: '/unused',
       password: pg.password,
     });

@@ -39,9 +39,16 @@ export interface HubOptions {
   config: HubConfig;
   /** How attempts are sent: tailnetSender in krkns. */
   send: SendAttempt;
+  /**
+   * This hub's name among replicas sharing one store (it owns delivery leases under it); default the
+   * node's hostname, which the tailnet keeps unique.
+   */
+  replica?: string;
 }
 
 const pruneEveryMs = 3600e3;
+// A delivery lease outlives the attempt's send timeout by this much, time to record the outcome.
+const leaseMarginMs = 3_000;
 
 /**
  * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
@@ -69,6 +76,8 @@ export class Hub implements HubUseCases {
     this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
+      owner: opts.replica ?? opts.node.hostname,
+      leaseMs: opts.config.deliveryTimeoutMs + leaseMarginMs,
       logger: this.log.child({ component: 'delivery' }),
     });
   }

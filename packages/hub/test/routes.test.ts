@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { HubStatus } from '@krkn/hub-api';
-import type { HubStore } from '@krkn/hub-store';
+import { StoreError, type SqliteStore } from '@krkn/hub-store';
 import { Hub, HubError, type Caller, type Identify } from '@krkn/hub';
 import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
 
@@ -30,8 +30,8 @@ const identify: Identify = async (req) => {
   return caller;
 };
 
-let store: HubStore;
-let dispose: () => void;
+let store: SqliteStore;
+let dispose: () => Promise<void>;
 let rec: Recorder;
 let node: FakeNode;
 let hub: Hub;
@@ -62,7 +62,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await hub.stop(1000);
   await app.close();
-  dispose();
+  await dispose();
 });
 
 type Answer = { status: number; json: () => unknown; body: string; headers: Record<string, unknown> };
@@ -82,9 +82,9 @@ const errorCode = (a: Answer) => (a.json() as { error: { code: string } }).error
 const publish = (as: string, topic: string, body: string | Buffer = '{"ok":true}', type = 'application/json') =>
   call(as, 'POST', `/hooks/${topic}`, body, type);
 const subscribe = (as: string, body: unknown) => call(as, 'POST', '/subscriptions', body);
-const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  expect(cond()).toBe(true);
+const until = async (cond: () => boolean | Promise<boolean>) => {
+  for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(await cond()).toBe(true);
 };
 
 describe('publish', () => {
@@ -94,7 +94,7 @@ describe('publish', () => {
     expect(res.status).toBe(202);
     const { id, topic, duplicate } = res.json() as { id: string; topic: string; duplicate: boolean };
     expect({ topic, duplicate }).toEqual({ topic: 'ci/build', duplicate: false });
-    const stored = store.getEvent(id)!;
+    const stored = (await store.getEvent(id))!;
     expect(stored.body.equals(raw)).toBe(true);
     expect(stored.sender).toEqual({ ip: '100.64.0.10', node: 'ci.krkn.test', user: 'ci', tags: [] });
     expect(stored.headers).toContainEqual(['content-type', 'application/octet-stream']);
@@ -121,7 +121,7 @@ describe('publish', () => {
       const res = await publish(as, topic);
       expect([res.status, errorCode(res)]).toEqual([403, 'MISSING_CAPABILITY']);
     }
-    expect(store.listEvents()).toHaveLength(0);
+    expect(await store.listEvents()).toHaveLength(0);
   });
 
   it('answers 403 UNKNOWN_CALLER when the caller is no tailnet node', async () => {
@@ -140,7 +140,7 @@ describe('publish', () => {
   it('lets the admin socket publish anywhere, as the "admin socket" sender', async () => {
     const res = await publish('admin', 'prod/deploy');
     expect(res.status).toBe(202);
-    expect(store.getEvent((res.json() as { id: string }).id)!.sender.node).toBe('admin socket');
+    expect((await store.getEvent((res.json() as { id: string }).id))!.sender.node).toBe('admin socket');
   });
 });
 
@@ -207,7 +207,7 @@ describe('subscriptions', () => {
     expect((await call('admin', 'DELETE', `/subscriptions/${ids[1]}`)).status).toBe(200);
     const gone = await call('ci', 'DELETE', `/subscriptions/${ids[0]}`);
     expect([gone.status, errorCode(gone)]).toEqual([404, 'SUBSCRIPTION_NOT_FOUND']);
-    expect(store.listSubscriptions()).toEqual([]);
+    expect(await store.listSubscriptions()).toEqual([]);
   });
 });
 
@@ -241,7 +241,7 @@ describe('events', () => {
   it('redelivers an event (202) from attempt one to every matching subscription', async () => {
     await subscribe('ci', { topics: ['ci/*'], port: 80 });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
-    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    await until(async () => (await store.deliveriesOf(id))[0]?.state === 'delivered');
     const res = await call('ci', 'POST', `/events/${id}/redeliver`);
     expect([res.status, res.json()]).toEqual([202, { id, deliveries: 1 }]);
     await until(() => rec.sent.length === 2);
@@ -263,10 +263,22 @@ describe('the hub', () => {
   });
 
   it('answers 500 INTERNAL without the details when the store fails', async () => {
-    store.close();
+    await store.close();
     const res = await call('ci', 'GET', '/events');
     expect(res.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error; see the krkns log' } });
     expect(res.status).toBe(500);
+  });
+
+  it('answers 503 STORE_UNAVAILABLE, never 202, when the store cannot commit; 202 again once it can', async () => {
+    const realPublish = store.publish.bind(store);
+    store.publish = async () => {
+      throw new StoreError('UNAVAILABLE', 'the PostgreSQL store is unavailable: Connection terminated');
+    };
+    const down = await publish('ci', 'ci/build');
+    expect([down.status, errorCode(down)]).toEqual([503, 'STORE_UNAVAILABLE']);
+    expect(await store.listEvents()).toHaveLength(0);
+    store.publish = realPublish;
+    expect((await publish('ci', 'ci/build')).status).toBe(202);
   });
 
   it('answers 503 SHUTTING_DOWN once stopping', async () => {
@@ -279,14 +291,14 @@ describe('the hub', () => {
     await subscribe('ci', { topics: ['ci/*'], port: 80 });
     rec.answer = () => ({ kind: 'unreachable', error: 'offline' });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
-    await until(() => store.listSubscriptions()[0]!.offlineSince !== null);
+    await until(async () => (await store.listSubscriptions())[0]!.offlineSince !== null);
     rec.answer = () => ({ kind: 'delivered', status: 200 });
     node.emit('peers'); // still offline in the netmap: stays parked
     await new Promise((r) => setTimeout(r, 100));
     expect(rec.sent).toHaveLength(1);
     node.peers = [{ online: true, addresses: ['100.64.0.10'] }];
     node.emit('peers');
-    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    await until(async () => (await store.deliveriesOf(id))[0]?.state === 'delivered');
     expect(rec.sent).toHaveLength(2);
   });
 });

@@ -19,7 +19,7 @@ export type { TailnetAddress } from './server.js';
 export { TailnetSocket } from './socket.js';
 export { serveFastify, tailnetAgent, tailnetFetch } from './http.js';
 export type { NodeStatus, PeerStatus, WhoIs, PingResult } from './status.js';
-export { defaultStateDir, inspectStateDir } from './state.js';
+export { defaultStateDir, ensurePrivateDir, inspectStateDir } from './state.js';
 export type { PendingLogin, StateDirView } from './state.js';
 export type { Isolation } from './engine/client.js';
 export type { BackendState, HealthWarning, SelfInfo } from '@krkn/tailnet-wasm';
