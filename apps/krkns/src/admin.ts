@@ -10,7 +10,7 @@ import {
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
-import { HubClient, type EventMeta, type HubStatus } from '@krkn/hub-api';
+import { HubClient, type EventMeta, type HubStatus, type ReplicaStatus } from '@krkn/hub-api';
 import type { StoreStats } from '@krkn/hub-store';
 import { inspectStateDir } from '@krkn/tailnet';
 import { commonFlags, controlFlags, pathsIn, stateDirOf, statusFlags, type storeFlags } from './config.js';
@@ -75,7 +75,13 @@ function printStatus(st: HubStatus): void {
   if (st.loginUrl) out(`  login URL:  ${st.loginUrl}`);
   if (st.listener) out(`  listener:   ${st.listener}`);
   out(`  storage:    ${st.storage.events} events, ${st.storage.subscriptions} subscription(s) (${st.storage.offlineSubscriptions} offline), ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`);
+  for (const r of st.replicas) out(`  replica:    ${replicaLine(r)}`);
   out(`  queue:      ${st.queue.pending} pending, ${st.queue.inFlight} in flight, ${st.queue.delivered} delivered, ${st.queue.failed} failed` + (st.queue.oldestPendingAt ? `, oldest pending since ${st.queue.oldestPendingAt}` : ''));
+}
+
+function replicaLine(r: ReplicaStatus): string {
+  const state = r.alive ? 'alive' : `gone (last seen ${r.seenAt})`;
+  return `${r.name}${r.self ? ' (this one)' : ''}: ${state}, holds ${r.leases} subscriber lease(s), started ${r.startedAt}`;
 }
 
 /** `krkns logout`: the running daemon logs out and stops; a stopped one is logged out from its state. */

@@ -11,6 +11,8 @@ interface RunOptions {
   hostname: string;
   authKey?: string;
   args?: string[];
+  /** More environment (e.g. KRKNS_STORE_PASSWORD). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A krkns process. */
@@ -38,7 +40,7 @@ export class Krkns {
   /** Starts `krkns run` without waiting for it (it may be waiting for a login). */
   static start(opts: RunOptions): Krkns {
     const args = ['run', '--hostname', opts.hostname, '--state-dir', opts.stateDir, '--control-url', opts.controlUrl, '--log-format', 'json', ...(opts.args ?? [])];
-    const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '' };
+    const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '', ...opts.env };
     return new Krkns(spawn(...tiedToParent(process.execPath, [main, ...args]), { env }), opts.stateDir);
   }
 

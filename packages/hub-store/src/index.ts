@@ -20,6 +20,7 @@ export type {
   NewEvent,
   NewSubscription,
   Rejection,
+  Replica,
   Sender,
   StoreErrorCode,
   StoreStats,

@@ -58,4 +58,11 @@ export const pgMigrations: Record<number, string> = {
     CREATE INDEX deliveries_pending_head ON deliveries(subscription_id, event_seq) WHERE state = 'pending';
     CREATE INDEX deliveries_pending_due ON deliveries(subscription_id, next_attempt_at) WHERE state = 'pending';
   `,
+  3: `
+    CREATE TABLE replicas (
+      name        TEXT PRIMARY KEY,
+      started_at  BIGINT NOT NULL,
+      seen_at     BIGINT NOT NULL
+    );
+  `,
 };

@@ -26,6 +26,7 @@ import {
   type NewEvent,
   type NewSubscription,
   type Rejection,
+  type Replica,
   type StoreStats,
   type StoredEvent,
   type Subscription,
@@ -505,6 +506,23 @@ export class PostgresStore implements HubStore {
       total += rows.length;
       await nextTurn();
     }
+  }
+
+  async heartbeat(name: string, startedAt: number, now = Date.now()): Promise<void> {
+    await this.#q(
+      `INSERT INTO replicas (name, started_at, seen_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, seen_at = excluded.seen_at`,
+      [name, startedAt, now],
+    );
+  }
+
+  async replicas(now = Date.now()): Promise<Replica[]> {
+    return this.#q<Replica>(
+      `SELECT r.name, r.started_at AS "startedAt", r.seen_at AS "seenAt",
+         (SELECT COUNT(*) FROM subscriptions s WHERE s.lease_owner = r.name AND s.lease_until > $1) AS leases
+       FROM replicas r ORDER BY r.name`,
+      [now],
+    );
   }
 
   async stats(): Promise<StoreStats> {

@@ -3,7 +3,7 @@
  * rather than misread; an older one is migrated forward in a transaction. PostgreSQL's layout
  * (pg-schema.ts) keeps the same version numbers for the same steps.
  */
-export const schemaVersion = 2;
+export const schemaVersion = 3;
 
 export const migrations: Record<number, string> = {
   1: `
@@ -62,5 +62,13 @@ export const migrations: Record<number, string> = {
     DROP INDEX deliveries_due;
     CREATE INDEX deliveries_pending_head ON deliveries(subscription_id, event_seq) WHERE state = 'pending';
     CREATE INDEX deliveries_pending_due ON deliveries(subscription_id, next_attempt_at) WHERE state = 'pending';
+  `,
+  // A heartbeat row per replica, for status: which replicas are alive (and, with the leases, what each holds).
+  3: `
+    CREATE TABLE replicas (
+      name        TEXT PRIMARY KEY,                   -- the replica's node name (the lease owner)
+      started_at  INTEGER NOT NULL,
+      seen_at     INTEGER NOT NULL                    -- its last heartbeat
+    );
   `,
 };

@@ -9,6 +9,7 @@ import type {
   NewEvent,
   NewSubscription,
   Rejection,
+  Replica,
   StoreStats,
   StoredEvent,
   Subscription,
@@ -134,6 +135,14 @@ export class SqliteStore implements HubStore {
       total += n;
       await nextTurn(); // let publishes and deliveries in between batches
     }
+  }
+
+  heartbeat(name: string, startedAt: number, now = Date.now()): Promise<void> {
+    return this.#writes.run(() => this.#core.heartbeat(name, startedAt, now));
+  }
+
+  async replicas(now = Date.now()): Promise<Replica[]> {
+    return this.#core.replicas(now);
   }
 
   async stats(): Promise<StoreStats> {

@@ -99,6 +99,16 @@ export interface StoreStats {
   databaseBytes: number;
 }
 
+/** A krkns replica as its heartbeats show it, with the delivery leases it holds now. */
+export interface Replica {
+  name: string;
+  startedAt: number;
+  /** Its last heartbeat (ms). */
+  seenAt: number;
+  /** Subscriptions whose delivery lease it holds, live at the time asked. */
+  leases: number;
+}
+
 /** Whether a subscription's topic pattern accepts a topic (the rules live in @krkn/policy). */
 export type TopicMatcher = (pattern: string, topic: string) => boolean;
 
@@ -172,6 +182,10 @@ export interface HubStore {
   wake(subscriptionId: string, now?: number): Promise<void>;
   /** Owes an event again to every subscription that matches it now, from attempt one. Returns how many. */
   redeliver(eventId: string, matches: TopicMatcher, now?: number): Promise<number>;
+  /** Records that replica `name` (started at `startedAt`) is alive now: its heartbeat row. */
+  heartbeat(name: string, startedAt: number, now?: number): Promise<void>;
+  /** Every replica that ever beat, by name, with the leases each holds live at `now`. */
+  replicas(now?: number): Promise<Replica[]>;
   /** Deletes events received before `before` that nobody is still owed, in bounded batches. Returns how many. */
   prune(before: number): Promise<number>;
   stats(): Promise<StoreStats>;

@@ -41,6 +41,22 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
   });
   afterEach(() => t.cleanup());
 
+  it('keeps a heartbeat row per replica, with the live leases each holds', async () => {
+    const now = Date.now();
+    await sub('n1', ['t']);
+    await sub('n2', ['t']);
+    await store.publish(event('t', 'x'), matches, now);
+    await store.heartbeat('krkns-a', now - 2_000, now - 1_000);
+    await store.heartbeat('krkns-b', now - 1_500, now - 1_000);
+    await store.heartbeat('krkns-a', now - 2_000, now); // a later beat moves seenAt only
+    expect(await store.claimDue('krkns-a', now, 10_000, 1)).toHaveLength(1);
+    expect(await store.replicas(now)).toEqual([
+      { name: 'krkns-a', startedAt: now - 2_000, seenAt: now, leases: 1 },
+      { name: 'krkns-b', startedAt: now - 1_500, seenAt: now - 1_000, leases: 0 },
+    ]);
+    expect((await store.replicas(now + 10_000))[0]!.leases).toBe(0); // the lease lapsed
+  });
+
   it('keeps raw bodies and headers byte for byte', async () => {
     const raw = Buffer.from(Array.from({ length: 256 }, (_, i) => i)); // every byte value, NUL included
     const headers: [string, string][] = [
@@ -306,7 +322,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     await again.close();
     await t.setSchemaVersion(99);
     const err = await rejects(t.open(), 'SCHEMA_TOO_NEW');
-    expect(err.message).toMatch(/schema 99; this krkns knows up to 2: upgrade krkns/);
+    expect(err.message).toMatch(/schema 99; this krkns knows up to 3: upgrade krkns/);
   });
 
   describe('leases across replicas', () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore, openStore, type NewEvent } from '@krkn/hub-store';
-import { migrations } from '../src/schema.js';
+import { migrations, schemaVersion } from '../src/schema.js';
 
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
 const event = (topic: string, body: string): NewEvent => ({
@@ -115,7 +115,7 @@ describe('SqliteStore', () => {
     expect(due?.subscription.id).toBe('sub_old');
     await store.close();
     const check = new Database(path, { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(2);
+    expect(check.pragma('user_version', { simple: true })).toBe(schemaVersion);
     check.close();
   });
 });

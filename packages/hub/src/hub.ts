@@ -47,6 +47,9 @@ export interface HubOptions {
 }
 
 const pruneEveryMs = 3600e3;
+// Each replica writes its heartbeat row this often; one not seen for three beats is shown as gone.
+const heartbeatEveryMs = 5_000;
+const aliveWithinMs = 3 * heartbeatEveryMs;
 // A delivery lease outlives the attempt's send timeout by this much, time to record the outcome.
 const leaseMarginMs = 3_000;
 
@@ -61,7 +64,10 @@ export class Hub implements HubUseCases {
   private readonly node: HubNode;
   private readonly log: Logger;
   private readonly deliverer: Deliverer;
+  private readonly replica: string;
+  private readonly startedAt = Date.now();
   private pruneTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
   private activeRequests = 0;
@@ -73,10 +79,11 @@ export class Hub implements HubUseCases {
     this.config = opts.config;
     this.node = opts.node;
     this.log = opts.logger;
+    this.replica = opts.replica ?? opts.node.hostname;
     this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
-      owner: opts.replica ?? opts.node.hostname,
+      owner: this.replica,
       leaseMs: opts.config.deliveryTimeoutMs + leaseMarginMs,
       logger: this.log.child({ component: 'delivery' }),
     });
@@ -101,8 +108,11 @@ export class Hub implements HubUseCases {
     return app;
   }
 
-  /** Starts delivering and pruning. */
+  /** Starts delivering, pruning and beating (the heartbeat row other replicas' status shows). */
   start(): void {
+    void this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatEveryMs);
+    this.heartbeatTimer.unref();
     this.deliverer.start();
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
@@ -117,6 +127,7 @@ export class Hub implements HubUseCases {
   async stop(timeoutMs: number): Promise<void> {
     this.closingFlag = true;
     clearInterval(this.pruneTimer);
+    clearInterval(this.heartbeatTimer);
     this.node.off('peers', this.onPeers);
     const requestsDone = new Promise<void>((resolve) => {
       this.idle = resolve;
@@ -203,7 +214,8 @@ export class Hub implements HubUseCases {
   }
 
   async status(): Promise<HubStatus> {
-    const s = await this.store.stats();
+    const now = Date.now();
+    const [s, replicas] = await Promise.all([this.store.stats(), this.store.replicas(now)]);
     const node = this.node;
     return {
       node: { name: node.self?.name ?? node.hostname, addresses: node.addresses, state: node.state },
@@ -221,6 +233,14 @@ export class Hub implements HubUseCases {
         inFlight: this.deliverer.active,
         oldestPendingAt: s.oldestPendingAt === null ? null : new Date(s.oldestPendingAt).toISOString(),
       },
+      replicas: replicas.map((r) => ({
+        name: r.name,
+        alive: now - r.seenAt < aliveWithinMs,
+        self: r.name === this.replica,
+        startedAt: new Date(r.startedAt).toISOString(),
+        seenAt: new Date(r.seenAt).toISOString(),
+        leases: r.leases,
+      })),
       ...(node.loginUrl ? { loginUrl: node.loginUrl } : {}),
     };
   }
@@ -247,6 +267,14 @@ export class Hub implements HubUseCases {
       if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
     } catch (err) {
       this.log.error({ err: asError(err) }, 'cannot prune events past retention');
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.store.heartbeat(this.replica, this.startedAt);
+    } catch (err) {
+      this.log.warn({ err: asError(err) }, 'cannot write the replica heartbeat; trying again at the next beat');
     }
   }
 

@@ -25,6 +25,8 @@ export type HubStorage = DeliveryStore &
     | 'wake'
     | 'prune'
     | 'stats'
+    | 'heartbeat'
+    | 'replicas'
   >;
 
 /**

@@ -260,6 +260,7 @@ describe('the hub', () => {
     const status = (await call(undefined, 'GET', '/status')).json() as HubStatus;
     const expected = { node: { name: 'hub.krkn.test' }, listener: 'http://hub.krkn.test', storage: { events: 1 } };
     expect(status).toMatchObject(expected);
+    expect(status.replicas).toMatchObject([{ name: 'hub', alive: true, self: true, leases: 0 }]);
   });
 
   it('answers 500 INTERNAL without the details when the store fails', async () => {
