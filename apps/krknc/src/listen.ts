@@ -10,8 +10,8 @@ import { SeenEvents, defaultSeenCapacity } from './dedupe.js';
 import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type ForwardResult } from './forward.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
-import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
-import { ownSession } from './session.js';
+import { parseServers, resolveServers, withFailover, type ResolvedServer } from './server.js';
+import { ownSession, type Session } from './session.js';
 import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket, type ListenInfo } from './socket.js';
 
@@ -68,7 +68,7 @@ export async function listen(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, listenFlags));
     return ExitCode.OK;
   }
-  const ref = parseServer(flags.server);
+  const refs = parseServers(flags.server);
   const topics = flags.topic ?? [];
   if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
   const target = parseForwardTo(flags['forward-to']);
@@ -86,29 +86,29 @@ export async function listen(argv: string[]): Promise<number> {
     closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
     const status = await own.up;
     const session = ownSession(own);
-    const server = await resolveServer(session, ref);
-    state.server = ref.text;
-    const hub = hubFor(session, server);
+    const servers = await resolveServers(session, refs);
+    state.server = refs.map((r) => r.text).join(',');
+    const hubs = new Hubs(session, servers, log);
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
-    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log));
+    const local = new LocalApp(target, reporter, log, () => void resubscribe(hubs, subscribe, log));
     state.local = local;
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
+    const app = await deliveryApp({ target, servers, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!);
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
-    const sub = await hub.subscribe(subscribe).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    const { result: sub, server } = await hubs.call('subscribe', (hub) => hub.subscribe(subscribe));
     state.subscription = sub.id;
     log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href }, 'subscribed');
     reporter.result(
       'ready',
       { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
-      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`],
+      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${servers.map((x) => x.display).join(', ')} to ${target.href} (subscription ${sub.id})`],
     );
 
     await aborted(own.stop.signal);
     local.stop();
-    if (once) await unsubscribe(hub, sub.id, log);
+    if (once) await unsubscribe(hubs, sub.id, log);
     else log.info({ subscription: sub.id }, 'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)');
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
@@ -118,9 +118,24 @@ export async function listen(argv: string[]): Promise<number> {
   }
 }
 
-async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
+/** The krkns replicas listen talks to, in the order given: each call fails over to the next. */
+class Hubs {
+  constructor(
+    private readonly session: Session,
+    readonly servers: ResolvedServer[],
+    private readonly log: Logger,
+  ) {}
+
+  call<T>(what: string, fn: (hub: HubClient) => Promise<T>): Promise<{ result: T; server: ResolvedServer }> {
+    const failover = (failed: ResolvedServer, err: Error) =>
+      this.log.warn({ server: failed.display, err: err.message }, `${what}: asking the next server`);
+    return withFailover(this.session, this.servers, what, fn, failover);
+  }
+}
+
+async function unsubscribe(hubs: Hubs, id: string, log: Logger): Promise<void> {
   try {
-    await Promise.race([hub.unsubscribe(id), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
+    await Promise.race([hubs.call('unsubscribe', (hub) => hub.unsubscribe(id)), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
     log.info({ subscription: id }, 'unsubscribed');
   } catch (err) {
     log.warn({ subscription: id, err: (err as Error).message }, 'could not unsubscribe; krkns keeps the subscription');
@@ -128,12 +143,12 @@ async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<voi
 }
 
 /** Subscribing again makes krkns attempt the subscription's queued deliveries now. */
-async function resubscribe(hub: HubClient, req: SubscribeRequest, server: ResolvedServer, log: Logger): Promise<void> {
+async function resubscribe(hubs: Hubs, req: SubscribeRequest, log: Logger): Promise<void> {
   try {
-    await hub.subscribe(req);
+    await hubs.call('subscribe', (hub) => hub.subscribe(req));
     log.debug('asked krkns to deliver the queued events now');
   } catch (err) {
-    log.warn({ err: hubFailure(err, server, 'subscribe').message }, 'could not ask krkns to deliver now; it retries on its schedule');
+    log.warn({ err: (err as Error).message }, 'could not ask krkns to deliver now; it retries on its schedule');
   }
 }
 
@@ -233,7 +248,8 @@ class LocalApp {
 
 interface DeliveryContext {
   target: URL;
-  server: ResolvedServer;
+  /** Deliveries are accepted from any of these krkns replicas, and from nobody else. */
+  servers: ResolvedServer[];
   seen: SeenEvents;
   state: ListenState;
   local: LocalApp;
@@ -253,9 +269,10 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
   // the local app (krkns gave up waiting) gets that attempt's result instead of a second copy.
   const inFlight = new Map<string, Promise<ForwardResult>>();
   app.post(ctx.path, async (req, reply) => {
-    if (!ctx.server.peer.addresses.includes(req.ip)) {
+    if (!ctx.servers.some((server) => server.peer.addresses.includes(req.ip))) {
       ctx.log.warn({ from: req.ip }, 'refused a delivery that did not come from krkns');
-      return reply.code(403).send({ error: `deliveries are accepted from ${ctx.server.display} only` });
+      const from = ctx.servers.map((server) => server.display).join(', ');
+      return reply.code(403).send({ error: `deliveries are accepted from ${from} only` });
     }
     const id = header(req, deliveryHeaders.eventId);
     if (!id) return reply.code(400).send({ error: `a delivery needs ${deliveryHeaders.eventId}` });

@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ExitCode, helpText, parseFlags, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import { dedupeHeaders } from '@krkn/hub-api';
 import { topicError } from '@krkn/policy';
 import { nodeFlags, serverFlag } from './config.js';
 import { loggerFor } from './node.js';
 import { Reporter } from './report.js';
-import { hubFailure, hubFor, parseServer, resolveServer } from './server.js';
+import { parseServers, resolveServers, withFailover } from './server.js';
 import { openSession } from './session.js';
 
 export const sendFlags = {
@@ -44,7 +46,7 @@ export async function send(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, sendFlags));
     return ExitCode.OK;
   }
-  const ref = parseServer(flags.server);
+  const refs = parseServers(flags.server);
   if (!flags.topic) throw usageError('--topic is required: the topic to publish to, e.g. ci/build');
   const headerLines = rawHeaders.length > 0 ? rawHeaders : (process.env.KRKNC_HEADERS ?? '').split('\n').filter((l) => l.trim());
   const headers = parseHeaders(headerLines);
@@ -52,12 +54,14 @@ export async function send(argv: string[]): Promise<number> {
   if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type') && body.length > 0) {
     headers['content-type'] = isJson(body) ? 'application/json' : 'application/octet-stream';
   }
+  if (refs.length > 1) makeIdempotent(headers);
   const log = loggerFor(flags, 'send');
   const session = await openSession(flags, log);
   try {
-    const server = await resolveServer(session, ref);
-    const hub = hubFor(session, server);
-    const res = await hub.publish(flags.topic, body, headers).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'send')));
+    const servers = await resolveServers(session, refs);
+    const failover = (failed: { display: string }, err: Error) =>
+      log.warn({ server: failed.display, err: err.message }, 'publishing through the next server');
+    const { result: res, server } = await withFailover(session, servers, 'send', (hub) => hub.publish(flags.topic!, body, headers), failover);
     log.info({ event: res.id, topic: res.topic, bytes: body.length, server: server.display, duplicate: res.duplicate, via: session.via }, 'published');
     if (res.duplicate) process.stderr.write(`note: krkns already had this event (same dedupe key): ${res.id} is the first one's id\n`);
     new Reporter(process.stdout, { json: flags.json! }).result('published', { ...res }, [res.id]);
@@ -65,6 +69,15 @@ export async function send(argv: string[]): Promise<number> {
   } finally {
     await session.close();
   }
+}
+
+/**
+ * With several servers, a publish whose answer was lost may be sent again to the next one: without a
+ * dedupe key of its own, it gets an Idempotency-Key, so krkns stores it once whichever replica took it.
+ */
+function makeIdempotent(headers: Record<string, string>): void {
+  const names = Object.keys(headers).map((k) => k.toLowerCase());
+  if (!dedupeHeaders.some((h) => names.includes(h))) headers['idempotency-key'] = randomUUID();
 }
 
 /** Splits -H/--header values off argv (all forms parseFlags knows: -H v, -Hv, --header v, --header=v). */

@@ -32,6 +32,8 @@ class Receiver {
     this.node = nodeNamed('receiver');
     await this.node.up();
     this.app = Fastify();
+    this.app.removeAllContentTypeParsers();
+    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_r, body, done) => done(null, body));
     this.app.post('/in', async (req, reply) => {
       this.inFlight++;
       this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
@@ -55,6 +57,16 @@ function nodeNamed(hostname: string): TailnetNode {
   const logger = pino({ level: 'silent' });
   const engineEnv = { TS_DEBUG_USE_DERP_HTTP: '1' };
   return new TailnetNode({ hostname, stateDir: join(dir, hostname), controlUrl: tailnet.url, authKey, logger, engineEnv });
+}
+
+/** Waits like waitFor; on a timeout the error carries the replicas' last log lines, to see why. */
+async function waitOrShowLogs(probe: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  try {
+    await waitFor(async () => (probe() ? true : undefined), { timeoutMs, what });
+  } catch (err) {
+    const logs = running.map((k) => `--- ${k.stateDir}\n${k.stderr.slice(-4000)}`).join('\n');
+    throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
+  }
 }
 
 function hubAt(k: Krkns, node: TailnetNode, timeoutMs = 10_000): HubClient {
@@ -131,10 +143,7 @@ describe('two replicas on one PostgreSQL database', () => {
       const via = i % 2 === 0 ? a : b;
       published.push((await hubAt(via, publisher).publish('r/order', `event ${i}`)).id);
     }
-    await waitFor(async () => (receiver.arrivals.length >= published.length ? true : undefined), {
-      timeoutMs: 30_000,
-      what: 'all 20 events delivered',
-    });
+    await waitOrShowLogs(() => receiver.arrivals.length >= published.length, 'all 20 events delivered', 30_000);
     await sleep(500); // a duplicate would arrive now
     expect(receiver.ids()).toEqual(published);
     expect(receiver.maxInFlight).toBe(1);
@@ -167,10 +176,8 @@ describe('two replicas on one PostgreSQL database', () => {
     expect(await a.exited).toBeNull();
     expect(acked.length).toBeGreaterThan(total * 0.9);
     const delivered = () => new Set(receiver.ids());
-    await waitFor(async () => (acked.every((id) => delivered().has(id)) ? true : undefined), {
-      timeoutMs: 60_000,
-      what: `all ${acked.length} acknowledged events delivered`,
-    });
+    const all = `all ${acked.length} acknowledged events delivered`;
+    await waitOrShowLogs(() => acked.every((id) => delivered().has(id)), all, 60_000);
     expect(receiver.maxInFlight).toBe(1);
     const after = receiver.arrivals.slice(arrivalsBefore).filter((x) => x.at >= killedAt);
     expect(after.length).toBeGreaterThan(0);
@@ -193,7 +200,8 @@ describe('two replicas on one PostgreSQL database', () => {
           acked.push((await api.publish('r/outage', `event ${i}`)).id);
         } catch (err) {
           if (!(err instanceof HubApiError)) throw err;
-          expect([err.status, err.code]).toEqual([503, 'STORE_UNAVAILABLE']);
+          if (err.code !== 'STORE_UNAVAILABLE') throw new Error(`${err.code} ${err.message}\n${b.stderr.slice(-4000)}`);
+          expect(err.status).toBe(503);
           unavailable.push(Date.now());
           await sleep(50);
         }
