@@ -42,7 +42,9 @@ export function parseServer(text: string | undefined): ServerRef {
  */
 export function parseServers(text: string | undefined): ServerRef[] {
   if (text === undefined || text.trim() === '') return [parseServer(text)];
-  return text.split(',').map((part) => parseServer(part));
+  const parts = text.split(',');
+  if (parts.some((p) => p.trim() === '')) throw usageError(`--server: ${JSON.stringify(text)} has an empty name between commas`);
+  return parts.map((part) => parseServer(part));
 }
 
 /** Whether a peer is the one a --server names (IP, full MagicDNS name, its first label, or hostname). */
@@ -76,14 +78,15 @@ export async function resolveServer(session: Session, ref: ServerRef, waitMs = 3
 }
 
 /**
- * Finds each server among the node's peers, keeping those found in the order given. None found:
- * the first one's error (exit 4).
+ * Finds each server among the node's peers, keeping those found in the order given, online ones
+ * first. None found: the first one's error (exit 4).
  */
 export async function resolveServers(session: Session, refs: ServerRef[], waitMs?: number): Promise<ResolvedServer[]> {
   const found = await Promise.allSettled(refs.map((ref) => resolveServer(session, ref, waitMs)));
   const servers = found.flatMap((f) => (f.status === 'fulfilled' ? [f.value] : []));
   if (servers.length === 0) throw (found[0] as PromiseRejectedResult).reason;
-  return servers;
+  // A replica the netmap shows offline is tried last: a call to it would only wait for its timeout.
+  return [...servers.filter((s) => s.peer.online), ...servers.filter((s) => !s.peer.online)];
 }
 
 // Answers after which another replica may well succeed: this one was not reached, is stopping,

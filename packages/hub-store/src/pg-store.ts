@@ -74,7 +74,10 @@ function isUnavailable(err: unknown): boolean {
   ) {
     return true;
   }
-  return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
+  return (
+    err instanceof Error &&
+    /Connection terminated|timeout exceeded when trying to connect|encountered a connection error/i.test(err.message)
+  );
 }
 
 /**
@@ -152,6 +155,10 @@ export class PostgresStore implements HubStore {
       throw this.#translate(err);
     }
     let broken: Error | undefined;
+    // A checked-out client's errors are ours to handle (the pool only watches idle ones): unheard, a
+    // connection dropped between two statements would crash the process. The statement fails anyway.
+    const onError = (err: Error): void => void (broken = err);
+    client.on('error', onError);
     try {
       await this.#q('BEGIN', [], client);
       const result = await fn(client);
@@ -161,6 +168,7 @@ export class PostgresStore implements HubStore {
       await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

@@ -114,6 +114,29 @@ describe('PostgresStore', () => {
     await store.close();
   });
 
+  it('a server killed under concurrent writes fails them with UNAVAILABLE and crashes nothing', async () => {
+    const store = await openStore(pg.url(await pg.createDatabase()), { defaultSqlitePath: '/unused', password: pg.password });
+    await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] });
+    const codes = new Set<string>();
+    let stop = false;
+    // Writers keep transactions open across the kill (a client checked out between two statements).
+    const writers = Array.from({ length: 8 }, async () => {
+      while (!stop) {
+        await store
+          .publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('x'), sender }, matches)
+          .catch((err: unknown) => codes.add(err instanceof StoreError ? err.code : String(err)));
+      }
+    });
+    await sleep(300);
+    await pg.killServer();
+    await sleep(500);
+    stop = true;
+    await Promise.all(writers);
+    expect([...codes]).toEqual(['UNAVAILABLE']);
+    await pg.startServer();
+    await store.close();
+  });
+
   it('never offers a later event while an earlier publish has drawn its seq but not committed', async () => {
     const database = await pg.createDatabase();
     const options = { defaultSqlitePath: '/unused', password: pg.password };
