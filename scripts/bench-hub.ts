@@ -16,9 +16,13 @@ import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
-// Events per throughput run: over the tailnet, and on loopback (fast enough to need more for a stable figure).
+// Events per throughput run: over the tailnet, on loopback with SQLite (fast enough to need more for a
+// stable figure), and on PostgreSQL (whose one-at-a-time deliveries to the one subscriber drain slowly).
 const TAILNET_EVENTS = 1_000;
 const LOOPBACK_EVENTS = 4_000;
+const POSTGRES_EVENTS = 1_000;
+// How long the queue may take to drain after a throughput run, before the latency run starts.
+const DRAIN_TIMEOUT_MS = 300_000;
 const CONCURRENCY = 32;
 const RATE_PER_SECOND = 200;
 const RATE_SECONDS = 5;
@@ -38,14 +42,19 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
   const results: Record<string, Results> = {};
   let pg: Postgres | undefined;
+  const record = (name: string, r: Results): void => {
+    results[name] = r;
+    console.error(`${name}: ${JSON.stringify(r)}`); // a run cut short still shows what it measured
+  };
   try {
-    results['krkns over the tailnet (SQLite)'] = await overTailnet(dir);
-    results['loopback, SQLite (ceiling)'] = await onLoopback([SqliteStore.open(join(dir, 'loopback.db'))]);
+    record('krkns over the tailnet (SQLite)', await overTailnet(dir));
+    record('loopback, SQLite (ceiling)', await onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS));
     pg = await startPostgres(); // fsync on, as in production
     const pgStore = async (database: string) => PostgresStore.open(pg!.url(database), { password: pg!.password });
-    results['loopback, PostgreSQL, 1 replica'] = await onLoopback([await pgStore(await pg.createDatabase())]);
+    const single = [await pgStore(await pg.createDatabase())];
+    record('loopback, PostgreSQL, 1 replica', await onLoopback(single, POSTGRES_EVENTS));
     const shared = await pg.createDatabase();
-    results['loopback, PostgreSQL, 2 replicas'] = await onLoopback([await pgStore(shared), await pgStore(shared)]);
+    record('loopback, PostgreSQL, 2 replicas', await onLoopback([await pgStore(shared), await pgStore(shared)], POSTGRES_EVENTS));
   } finally {
     await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -114,7 +123,7 @@ async function overTailnet(dir: string): Promise<Results> {
  * The hub code without a tailnet: one hub per store (replicas when the stores share a database), each
  * on its own loopback port, publishers spread over them, deliveries posted over loopback.
  */
-async function onLoopback(stores: HubStore[]): Promise<Results> {
+async function onLoopback(stores: HubStore[], events: number): Promise<Results> {
   const arrivals = new Map<string, number>();
   const sub = subscriberApp(arrivals);
   await sub.listen({ host: '127.0.0.1', port: 0 });
@@ -135,7 +144,7 @@ async function onLoopback(stores: HubStore[]): Promise<Results> {
     const port = hubs[turn++ % hubs.length]!.port;
     return eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json'));
   };
-  const r = await measure(publish, arrivals, LOOPBACK_EVENTS);
+  const r = await measure(publish, arrivals, events);
   agent.destroy();
   loopAgent.destroy();
   for (const h of hubs) await h.close();
@@ -188,7 +197,7 @@ async function measure(publish: Publish, arrivals: Map<string, number>, events: 
     }),
   );
   const throughput = events / ((performance.now() - t0) / 1000);
-  await until(() => arrivals.size >= events, 120_000);
+  await until(() => arrivals.size >= events, DRAIN_TIMEOUT_MS);
   arrivals.clear();
 
   const sent = new Map<string, number>();

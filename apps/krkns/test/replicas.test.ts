@@ -1,6 +1,8 @@
 // krkns on PostgreSQL: store errors at start, two replicas (each its own tailnet node) on one database,
 // a replica killed mid-burst, the database restarted under load. A real PostgreSQL, headscale and nodes.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,7 +11,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HubApiError, HubClient } from '@krkn/hub-api';
 import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
-import { startPostgres, startTailnet, waitFor, type Postgres, type Tailnet } from '@krkn/testnet';
+import { startPostgres, startTailnet, tiedToParent, waitFor, type Postgres, type Tailnet } from '@krkn/testnet';
 import { Krkns } from './daemon.js';
 
 let pg: Postgres;
@@ -60,13 +62,27 @@ function nodeNamed(hostname: string): TailnetNode {
 }
 
 /** Waits like waitFor; on a timeout the error carries the replicas' last log lines, to see why. */
-async function waitOrShowLogs(probe: () => boolean, what: string, timeoutMs: number): Promise<void> {
+async function waitOrShowLogs(probe: () => boolean, what: string, timeoutMs: number, more = () => ''): Promise<void> {
   try {
     await waitFor(async () => (probe() ? true : undefined), { timeoutMs, what });
   } catch (err) {
-    const logs = running.map((k) => `--- ${k.stateDir}\n${k.stderr.slice(-4000)}`).join('\n');
+    const logs = running.map((k) => `--- ${k.stateDir}\n${k.stderr.slice(-4000)}`).join('\n') + more();
     throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
   }
+}
+
+const krkncMain = new URL('../../krknc/dist/main.js', import.meta.url).pathname;
+
+/** Starts the krknc binary as its own node; `done` resolves with its exit code. */
+function krknc(args: string[], hostname: string) {
+  const all = [...args, '--hostname', hostname, '--state-dir', join(dir, hostname), '--control-url', tailnet.url];
+  const env = { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1', NO_COLOR: '1' };
+  const child = spawn(...tiedToParent(process.execPath, [krkncMain, ...all]), { env });
+  const out = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (c: Buffer) => (out.stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out.stderr += c.toString()));
+  const done = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, out, done };
 }
 
 function hubAt(k: Krkns, node: TailnetNode, timeoutMs = 10_000): HubClient {
@@ -187,6 +203,36 @@ describe('two replicas on one PostgreSQL database', () => {
     // At least once: only the attempt in flight at the kill may come twice.
     const burst = receiver.ids().slice(arrivalsBefore);
     expect(burst.length - new Set(burst).size).toBeLessThanOrEqual(1);
+  });
+
+  it('krknc --server krkns-a,krkns-b: listen and send go to the replica alive, deliveries come from it', async () => {
+    const bodies: string[] = [];
+    const local = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        bodies.push(body);
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => local.listen(0, '127.0.0.1', resolve));
+    const localPort = (local.address() as { port: number }).port;
+    const servers = ['--server', 'krkns-a,krkns-b'];
+    const listen = krknc(['listen', ...servers, '--topic', 'r/cli', '--forward-to', `http://127.0.0.1:${localPort}/in`], 'cli-listener');
+    try {
+      const subscribed = () => /\(subscription sub_\w+\)/.test(listen.out.stdout);
+      const listenLog = () => `\n--- krknc listen\n${listen.out.stdout}${listen.out.stderr.slice(-4000)}`;
+      await waitOrShowLogs(subscribed, 'krknc listen subscribed', 60_000, listenLog);
+      const sent = krknc(['send', ...servers, '--topic', 'r/cli', '--data', '{"via":"failover"}'], 'cli-sender');
+      expect(await sent.done, sent.out.stderr).toBe(0);
+      expect(sent.out.stdout).toMatch(/^evt_\w+$/m);
+      const forwarded = () => bodies.includes('{"via":"failover"}');
+      await waitOrShowLogs(forwarded, 'the event forwarded by krknc listen', 30_000, listenLog);
+    } finally {
+      listen.child.kill('SIGTERM');
+      await listen.done;
+      local.close();
+    }
   });
 
   it('answers 503 while PostgreSQL is down (never 202 without a commit) and recovers by itself', async () => {

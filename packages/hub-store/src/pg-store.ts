@@ -376,16 +376,15 @@ export class PostgresStore implements HubStore {
     if (heads.length === 0) return [];
     const sids = heads.map((h) => h.sid);
     const seqs = heads.map((h) => h.seq);
-    const [deliveries, events, subs] = await Promise.all([
-      this.#q<DeliveryRow>(
-        `SELECT d.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
-         ON d.subscription_id = k.sid AND d.event_seq = k.seq`,
-        [sids, seqs],
-        on,
-      ),
-      this.#q<EventRow>('SELECT * FROM events WHERE seq = ANY($1::bigint[])', [seqs], on),
-      this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = ANY($1::text[])', [sids], on),
-    ]);
+    // One after another: a pg client runs one query at a time anyway (queueing them is deprecated).
+    const deliveries = await this.#q<DeliveryRow>(
+      `SELECT d.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
+       ON d.subscription_id = k.sid AND d.event_seq = k.seq`,
+      [sids, seqs],
+      on,
+    );
+    const events = await this.#q<EventRow>('SELECT * FROM events WHERE seq = ANY($1::bigint[])', [seqs], on);
+    const subs = await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = ANY($1::text[])', [sids], on);
     return heads.flatMap((h) => {
       const d = deliveries.find((r) => r.subscription_id === h.sid && r.event_seq === h.seq);
       const e = events.find((r) => r.seq === h.seq);
