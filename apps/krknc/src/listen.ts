@@ -97,13 +97,14 @@ export async function listen(argv: string[]): Promise<number> {
     await serveFastify(app, own.node, flags.port!);
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
+    const displays = servers.map((x) => x.display).join(', ');
     const { result: sub, server } = await hubs.call('subscribe', (hub) => hub.subscribe(subscribe));
     state.subscription = sub.id;
     log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href }, 'subscribed');
     reporter.result(
       'ready',
       { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
-      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${servers.map((x) => x.display).join(', ')} to ${target.href} (subscription ${sub.id})`],
+      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${displays} to ${target.href} (subscription ${sub.id})`],
     );
 
     await aborted(own.stop.signal);

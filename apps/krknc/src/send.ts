@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ExitCode, helpText, parseFlags, usageError, type FlagSpecs } from '@krkn/cli-kit';
-import { dedupeHeaders } from '@krkn/hub-api';
+import { dedupeHeaders, type HubClient } from '@krkn/hub-api';
 import { topicError } from '@krkn/policy';
 import { nodeFlags, serverFlag } from './config.js';
 import { loggerFor } from './node.js';
@@ -61,7 +61,8 @@ export async function send(argv: string[]): Promise<number> {
     const servers = await resolveServers(session, refs);
     const failover = (failed: { display: string }, err: Error) =>
       log.warn({ server: failed.display, err: err.message }, 'publishing through the next server');
-    const { result: res, server } = await withFailover(session, servers, 'send', (hub) => hub.publish(flags.topic!, body, headers), failover);
+    const publish = (hub: HubClient) => hub.publish(flags.topic!, body, headers);
+    const { result: res, server } = await withFailover(session, servers, 'send', publish, failover);
     log.info({ event: res.id, topic: res.topic, bytes: body.length, server: server.display, duplicate: res.duplicate, via: session.via }, 'published');
     if (res.duplicate) process.stderr.write(`note: krkns already had this event (same dedupe key): ${res.id} is the first one's id\n`);
     new Reporter(process.stdout, { json: flags.json! }).result('published', { ...res }, [res.id]);

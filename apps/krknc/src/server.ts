@@ -43,7 +43,9 @@ export function parseServer(text: string | undefined): ServerRef {
 export function parseServers(text: string | undefined): ServerRef[] {
   if (text === undefined || text.trim() === '') return [parseServer(text)];
   const parts = text.split(',');
-  if (parts.some((p) => p.trim() === '')) throw usageError(`--server: ${JSON.stringify(text)} has an empty name between commas`);
+  if (parts.some((p) => p.trim() === '')) {
+    throw usageError(`--server: ${JSON.stringify(text)} has an empty name between commas`);
+  }
   return parts.map((part) => parseServer(part));
 }
 
@@ -134,8 +136,10 @@ export function hubFailure(err: unknown, server: ResolvedServer, what: string): 
     }
     case 'SHUTTING_DOWN':
       return new CliError(`${what}: krkns at ${server.display} is shutting down; try again shortly`, ExitCode.UNREACHABLE, { cause: err });
-    case 'STORE_UNAVAILABLE':
-      return new CliError(`${what}: krkns at ${server.display} cannot reach its event store; nothing was stored, try again shortly`, ExitCode.UNREACHABLE, { cause: err });
+    case 'STORE_UNAVAILABLE': {
+      const message = `${what}: krkns at ${server.display} cannot reach its event store; nothing was stored, try again shortly`;
+      return new CliError(message, ExitCode.UNREACHABLE, { cause: err });
+    }
     case 'BAD_TOPIC':
     case 'BAD_REQUEST':
     case 'BODY_TOO_LARGE':

@@ -81,7 +81,8 @@ function printStatus(st: HubStatus): void {
 
 function replicaLine(r: ReplicaStatus): string {
   const state = r.alive ? 'alive' : `gone (last seen ${r.seenAt})`;
-  return `${r.name}${r.self ? ' (this one)' : ''}: ${state}, holds ${r.leases} subscriber lease(s), started ${r.startedAt}`;
+  const name = `${r.name}${r.self ? ' (this one)' : ''}`;
+  return `${name}: ${state}, holds ${r.leases} subscriber lease(s), started ${r.startedAt}`;
 }
 
 /** `krkns logout`: the running daemon logs out and stops; a stopped one is logged out from its state. */

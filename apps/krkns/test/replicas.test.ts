@@ -58,7 +58,8 @@ class Receiver {
 function nodeNamed(hostname: string): TailnetNode {
   const logger = pino({ level: 'silent' });
   const engineEnv = { TS_DEBUG_USE_DERP_HTTP: '1' };
-  return new TailnetNode({ hostname, stateDir: join(dir, hostname), controlUrl: tailnet.url, authKey, logger, engineEnv });
+  const stateDir = join(dir, hostname);
+  return new TailnetNode({ hostname, stateDir, controlUrl: tailnet.url, authKey, logger, engineEnv });
 }
 
 /** Waits like waitFor; on a timeout the error carries the replicas' last log lines, to see why. */
@@ -122,11 +123,12 @@ afterAll(async () => {
 describe('a store krkns cannot use', () => {
   const runWith = (store: string, env: NodeJS.ProcessEnv = {}) =>
     Krkns.command(
-      ['run', '--state-dir', join(dir, 'refused'), '--hostname', 'refused', '--control-url', 'http://127.0.0.1:1', '--store', store],
+      ['run', '--state-dir', join(dir, 'refused'), '--hostname', 'refused', '--control-url', 'http://127.0.0.1:1']
+        .concat(['--store', store]),
       env,
     );
 
-  it('exits 2 for a bad store URL or a password inside it, saying what is wrong (before joining the tailnet)', async () => {
+  it('exits 2 for a bad store URL or a password inside it, saying what is wrong, before joining', async () => {
     const scheme = await runWith('mysql://krkn@db/krkn');
     expect([scheme.code, scheme.stderr]).toEqual([2, expect.stringMatching(/--store: unknown store "mysql"/)]);
     const inline = await runWith(`postgres://krkn:hunter2@127.0.0.1:${pg.port}/postgres`);
@@ -136,7 +138,8 @@ describe('a store krkns cannot use', () => {
 
   it('exits 4 when PostgreSQL refuses the password or does not answer', async () => {
     const wrong = await runWith(pg.url(), { KRKNS_STORE_PASSWORD: 'not-the-password' });
-    expect([wrong.code, wrong.stderr]).toEqual([4, expect.stringMatching(/password authentication failed for user "krkn"/)]);
+    const refused = /password authentication failed for user "krkn"/;
+    expect([wrong.code, wrong.stderr]).toEqual([4, expect.stringMatching(refused)]);
     expect(wrong.stderr).not.toContain('not-the-password');
     const closed = await runWith('postgres://krkn@127.0.0.1:1/krkn', { KRKNS_STORE_PASSWORD: pg.password });
     expect([closed.code, closed.stderr]).toEqual([4, expect.stringMatching(/cannot use the PostgreSQL store/)]);
@@ -165,7 +168,7 @@ describe('two replicas on one PostgreSQL database', () => {
     expect(receiver.maxInFlight).toBe(1);
   });
 
-  it('kill -9 of one replica mid-burst: every 202 delivered, one attempt in flight at a time, resumed within 10 s', async () => {
+  it('kill -9 of one replica mid-burst: every 202 delivered, one attempt in flight, resumed within 10 s', async () => {
     // Scaled down from the issue's 1,000 events: 300 keep the test under a minute on a shared 2-core machine.
     const total = 300;
     const acked: string[] = [];
@@ -218,7 +221,8 @@ describe('two replicas on one PostgreSQL database', () => {
     await new Promise<void>((resolve) => local.listen(0, '127.0.0.1', resolve));
     const localPort = (local.address() as { port: number }).port;
     const servers = ['--server', 'krkns-a,krkns-b'];
-    const listen = krknc(['listen', ...servers, '--topic', 'r/cli', '--forward-to', `http://127.0.0.1:${localPort}/in`], 'cli-listener');
+    const forwardTo = `http://127.0.0.1:${localPort}/in`;
+    const listen = krknc(['listen', ...servers, '--topic', 'r/cli', '--forward-to', forwardTo], 'cli-listener');
     try {
       const subscribed = () => /\(subscription sub_\w+\)/.test(listen.out.stdout);
       const listenLog = () => `\n--- krknc listen\n${listen.out.stdout}${listen.out.stderr.slice(-4000)}`;

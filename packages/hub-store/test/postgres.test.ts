@@ -115,7 +115,8 @@ describe('PostgresStore', () => {
   });
 
   it('a server killed under concurrent writes fails them with UNAVAILABLE and crashes nothing', async () => {
-    const store = await openStore(pg.url(await pg.createDatabase()), { defaultSqlitePath: '/unused', password: pg.password });
+    const options = { defaultSqlitePath: '/unused', password: pg.password };
+    const store = await openStore(pg.url(await pg.createDatabase()), options);
     await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] });
     const codes = new Set<string>();
     let stop = false;

@@ -29,8 +29,8 @@ afterEach(async () => {
 });
 
 function start(over: DeliveryStore = store, maxConcurrent = 4): Deliverer {
-  const options = { retryScheduleMs: schedule, maxConcurrent, owner: 'replica-a', leaseMs: 20_000, logger: silentLogger };
-  deliverer = new Deliverer(over, rec.send, options);
+  const options = { retryScheduleMs: schedule, maxConcurrent, leaseMs: 20_000, logger: silentLogger };
+  deliverer = new Deliverer(over, rec.send, { ...options, owner: 'replica-a' });
   deliverer.start();
   return deliverer;
 }
@@ -154,7 +154,7 @@ describe('Deliverer', () => {
     expect(rec.sent).toHaveLength(3);
   });
 
-  it('two replicas on one store: one attempt in flight per subscriber across both, each event once, in order', async () => {
+  it('two replicas on one store: one attempt in flight per subscriber, each event once, in order', async () => {
     const a = await subscribe('a');
     const ids = [await publish('ci/1'), await publish('ci/2'), await publish('ci/3')];
     rec.hold = true;
