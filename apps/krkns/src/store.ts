@@ -3,7 +3,7 @@ import { StoreError, openStore, type HubStore, type StoreErrorCode } from '@krkn
 import { pathsIn, type storeFlags } from './config.js';
 
 /** The environment variable holding the PostgreSQL password (the password file wins over it). */
-export const STORE_PASSWORD_ENV = 'KRKNS_STORE_PASSWORD';
+const STORE_PASSWORD_ENV = 'KRKNS_STORE_PASSWORD';
 
 // What a store failure at start means for the exit code (README: exit codes).
 const exitCodeOf: Record<StoreErrorCode, ExitCodeValue> = {
