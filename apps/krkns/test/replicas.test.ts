@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HubApiError, HubClient } from '@krkn/hub-api';
+import { HubApiError, HubClient, type HubStatus } from '@krkn/hub-api';
 import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
 import { startPostgres, startTailnet, tiedToParent, waitFor, type Postgres, type Tailnet } from '@krkn/testnet';
 import { Krkns } from './daemon.js';
@@ -275,5 +275,16 @@ describe('two replicas on one PostgreSQL database', () => {
       timeoutMs: 30_000,
       what: 'every acknowledged event delivered after the outage',
     });
+  });
+
+  it('krkns status lists every replica: b alive (this one), a gone since it was killed', async () => {
+    const r = await Krkns.command(['status', '--state-dir', b.stateDir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const st = JSON.parse(r.stdout) as HubStatus;
+    expect(st.replicas.map((x) => [x.name, x.alive, x.self])).toEqual([
+      ['krkns-a', false, false],
+      ['krkns-b', true, true],
+    ]);
+    expect(st.replicas[0]!.leases).toBe(0); // its leases lapsed
   });
 });
