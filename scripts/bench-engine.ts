@@ -44,7 +44,10 @@ async function main(): Promise<void> {
     const user = await tailnet.createUser('bench');
     const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
     const info = buildInfo();
-    row('artifact size', { 'wasm (worker)': mib(info.wasmBytes), 'native, direct': mib(fileSize(tailnet.tools.tailscaled)) });
+    row('artifact size', {
+      'wasm (worker)': mib(info.wasmBytes),
+      'native, direct': mib(fileSize(tailnet.tools.tailscaled)),
+    });
 
     const joins = await measureJoins(tailnet, authKey, state);
     row('cold join (key → Running), median', joins.cold);
@@ -53,7 +56,12 @@ async function main(): Promise<void> {
     const loopback = await loopbackTarget();
     const targets: Partial<Record<Column, { send: Send; close(): Promise<void>; rss?: () => number }>> = {};
     for (const isolation of ['worker', 'thread'] as Isolation[]) {
-      targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(tailnet, authKey, state, isolation);
+      targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(
+        tailnet,
+        authKey,
+        state,
+        isolation,
+      );
     }
     targets['native, direct'] = await nativePair(tailnet, authKey, {}, loopback.port);
     targets['native, DERP only'] = await nativePair(tailnet, authKey, { TS_DEBUG_ALWAYS_USE_DERP: '1' }, loopback.port);
@@ -101,11 +109,20 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
   const cold: Record<string, number[]> = { wasm: [], native: [] };
   const warm: Record<string, number[]> = { wasm: [], native: [] };
   for (let i = 0; i < JOIN_RUNS; i++) {
-    const opts = { hostname: `join-${i}`, stateDir: join(state, `join-${i}`), controlUrl: tailnet.url, authKey, logger: quiet(), engineEnv: derpHttp };
+    const opts = {
+      hostname: `join-${i}`,
+      stateDir: join(state, `join-${i}`),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: quiet(),
+      engineEnv: derpHttp,
+    };
     cold.wasm!.push(await timed(async () => (await up(new TailnetNode(opts))).close()));
     warm.wasm!.push(await timed(async () => (await up(new TailnetNode({ ...opts, authKey: undefined }))).close()));
     let native: NativeNode | undefined;
-    cold.native!.push(await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))));
+    cold.native!.push(
+      await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))),
+    );
     warm.native!.push(await timed(async () => void (await native!.restart())));
     await native!.stop();
   }
@@ -124,7 +141,15 @@ async function up(node: TailnetNode): Promise<TailnetNode> {
 async function wasmPair(tailnet: Tailnet, authKey: string, state: string, isolation: Isolation) {
   const rssBefore = process.memoryUsage().rss;
   const mk = (name: string) =>
-    new TailnetNode({ hostname: `${name}-${isolation}`, stateDir: join(state, `${name}-${isolation}`), controlUrl: tailnet.url, authKey, logger: quiet(), engineEnv: derpHttp, isolation });
+    new TailnetNode({
+      hostname: `${name}-${isolation}`,
+      stateDir: join(state, `${name}-${isolation}`),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: quiet(),
+      engineEnv: derpHttp,
+      isolation,
+    });
   const server = mk('srv');
   const client = mk('cli');
   await Promise.all([server.up(), client.up()]);
@@ -156,7 +181,8 @@ async function nativePair(tailnet: Tailnet, authKey: string, env: Record<string,
   const agent = new Agent({ keepAlive: true, maxSockets: RATE_CONCURRENCY });
   const target = `http://${b.ip()}:${targetPort}`;
   return {
-    send: (path: string, body?: Buffer) => httpSend({ host: '127.0.0.1', port: a.httpProxyPort, path: `${target}${path}`, agent }, body),
+    send: (path: string, body?: Buffer) =>
+      httpSend({ host: '127.0.0.1', port: a.httpProxyPort, path: `${target}${path}`, agent }, body),
     rss: () => (rssOf(a.pid) + rssOf(b.pid)) / 2,
     close: async () => {
       agent.destroy();
@@ -182,12 +208,19 @@ async function loopbackTarget() {
 }
 
 function routes(app: FastifyInstance): void {
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: BULK_BYTES * 2 }, (_r, body, done) => done(null, body));
+  app.addContentTypeParser(
+    'application/octet-stream',
+    { parseAs: 'buffer', bodyLimit: BULK_BYTES * 2 },
+    (_r, body, done) => done(null, body),
+  );
   app.get('/ping', async () => 'pong');
   app.post('/upload', async (req) => ({ bytes: (req.body as Buffer).length }));
 }
 
-function httpSend(opts: { host: string; port: number; path: string; agent: Agent }, body?: Buffer): Promise<{ status: number; bytes: number }> {
+function httpSend(
+  opts: { host: string; port: number; path: string; agent: Agent },
+  body?: Buffer,
+): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -274,6 +307,5 @@ function render(rows: Row[]): string {
   const body = rows.map((r) => `| ${r.metric} | ${columns.map((c) => r.values[c] ?? '–').join(' | ')} |`).join('\n');
   return `${measuredOn()}.\n\n${head}\n${body}\n`;
 }
-
 
 await main();

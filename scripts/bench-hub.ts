@@ -48,13 +48,19 @@ async function main(): Promise<void> {
   };
   try {
     record('krkns over the tailnet (SQLite)', await overTailnet(dir));
-    record('loopback, SQLite (ceiling)', await onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS));
+    record(
+      'loopback, SQLite (ceiling)',
+      await onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS),
+    );
     pg = await startPostgres(); // fsync on, as in production
     const pgStore = async (database: string) => PostgresStore.open(pg!.url(database), { password: pg!.password });
     const single = [await pgStore(await pg.createDatabase())];
     record('loopback, PostgreSQL, 1 replica', await onLoopback(single, POSTGRES_EVENTS));
     const shared = await pg.createDatabase();
-    record('loopback, PostgreSQL, 2 replicas', await onLoopback([await pgStore(shared), await pgStore(shared)], POSTGRES_EVENTS));
+    record(
+      'loopback, PostgreSQL, 2 replicas',
+      await onLoopback([await pgStore(shared), await pgStore(shared)], POSTGRES_EVENTS),
+    );
   } finally {
     await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -81,12 +87,35 @@ async function overTailnet(dir: string): Promise<Results> {
   const user = await tailnet.createUser('bench');
   const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
   const main = new URL('../apps/krkns/dist/main.js', import.meta.url).pathname;
-  const krkns = spawn(process.execPath, [main, 'run', '--hostname', 'hub', '--state-dir', join(dir, 'krkns'), '--control-url', tailnet.url, '--log-level', 'warn'], {
-    env: { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' },
-  });
+  const krkns = spawn(
+    process.execPath,
+    [
+      main,
+      'run',
+      '--hostname',
+      'hub',
+      '--state-dir',
+      join(dir, 'krkns'),
+      '--control-url',
+      tailnet.url,
+      '--log-level',
+      'warn',
+    ],
+    {
+      env: { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' },
+    },
+  );
   let out = '';
   krkns.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  const mk = (h: string) => new TailnetNode({ hostname: h, stateDir: join(dir, h), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  const mk = (h: string) =>
+    new TailnetNode({
+      hostname: h,
+      stateDir: join(dir, h),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: pino({ level: 'silent' }),
+      engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+    });
   const publisher = mk('publisher');
   const subscriber = mk('subscriber');
   try {
@@ -103,9 +132,17 @@ async function overTailnet(dir: string): Promise<Results> {
     const app = subscriberApp(arrivals);
     await serveFastify(app, subscriber, 8080);
     const subAgent = tailnetAgent(subscriber);
-    await httpJson(subAgent, hubIp, 80, '/subscriptions', Buffer.from(JSON.stringify({ topics: ['bench/**'], port: 8080, path: '/in' })), 'application/json');
+    await httpJson(
+      subAgent,
+      hubIp,
+      80,
+      '/subscriptions',
+      Buffer.from(JSON.stringify({ topics: ['bench/**'], port: 8080, path: '/in' })),
+      'application/json',
+    );
     const agent = tailnetAgent(publisher, { maxSockets: CONCURRENCY });
-    const publish: Publish = async (topic, body) => eventId(await httpJson(agent, hubIp, 80, `/hooks/${topic}`, body, 'application/json'));
+    const publish: Publish = async (topic, body) =>
+      eventId(await httpJson(agent, hubIp, 80, `/hooks/${topic}`, body, 'application/json'));
     const r = await measure(publish, arrivals, TAILNET_EVENTS);
     agent.destroy();
     subAgent.destroy();
@@ -137,7 +174,14 @@ async function onLoopback(stores: HubStore[], events: number): Promise<Results> 
     return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
   };
   const hubs = await Promise.all(stores.map((store, i) => loopbackHub(store, send, `loopback-${i}`)));
-  await stores[0]!.subscribe({ nodeId: 'n', nodeName: 'loopback', address: '127.0.0.1', port: subPort, path: '/in', topics: ['bench/**'] });
+  await stores[0]!.subscribe({
+    nodeId: 'n',
+    nodeName: 'loopback',
+    address: '127.0.0.1',
+    port: subPort,
+    path: '/in',
+    topics: ['bench/**'],
+  });
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   let turn = 0;
   const publish: Publish = async (topic, body) => {
@@ -154,7 +198,11 @@ async function onLoopback(stores: HubStore[], events: number): Promise<Results> 
 }
 
 /** A Hub on `store`, served on a loopback port. */
-async function loopbackHub(store: HubStore, send: SendAttempt, replica: string): Promise<{ port: number; close(): Promise<void> }> {
+async function loopbackHub(
+  store: HubStore,
+  send: SendAttempt,
+  replica: string,
+): Promise<{ port: number; close(): Promise<void> }> {
   // No tailnet here: a node that is never online, so no subscriber is ever woken by it.
   const node: HubNode = {
     hostname: replica,
@@ -172,7 +220,15 @@ async function loopbackHub(store: HubStore, send: SendAttempt, replica: string):
     replica,
     logger: pino({ level: 'silent' }),
     send,
-    config: { bodyLimit: 10 << 20, retentionMs: 86400e3, retryScheduleMs: [0, 5000], deliveryTimeoutMs: 15000, requireCapability: false, capabilityName: 'x', maxConcurrentDeliveries: 16 },
+    config: {
+      bodyLimit: 10 << 20,
+      retentionMs: 86400e3,
+      retryScheduleMs: [0, 5000],
+      deliveryTimeoutMs: 15000,
+      requireCapability: false,
+      capabilityName: 'x',
+      maxConcurrentDeliveries: 16,
+    },
   });
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -214,7 +270,12 @@ async function measure(publish: Publish, arrivals: Map<string, number>, events: 
   await Promise.all(jobs);
   await until(() => arrivals.size >= total, 120_000);
   const lat = [...sent].map(([id, s]) => arrivals.get(id)! - s).sort((a, b) => a - b);
-  return { throughput, p50: lat[Math.floor(lat.length / 2)]!, p99: lat[Math.floor(lat.length * 0.99)]!, delivered: lat.length };
+  return {
+    throughput,
+    p50: lat[Math.floor(lat.length / 2)]!,
+    p99: lat[Math.floor(lat.length * 0.99)]!,
+    delivered: lat.length,
+  };
 }
 
 function eventId(res: { status: number; text: string }): string {
@@ -223,13 +284,31 @@ function eventId(res: { status: number; text: string }): string {
   return id;
 }
 
-function httpJson(agent: Agent, host: string, port: number, path: string, body: Buffer, type: string, extra: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+function httpJson(
+  agent: Agent,
+  host: string,
+  port: number,
+  path: string,
+  body: Buffer,
+  type: string,
+  extra: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, method: 'POST', agent, headers: { 'content-type': type, 'content-length': body.length, ...extra } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
+    const req = request(
+      {
+        host,
+        port,
+        path,
+        method: 'POST',
+        agent,
+        headers: { 'content-type': type, 'content-length': body.length, ...extra },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
     req.setTimeout(30_000, () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end(body);
@@ -258,18 +337,21 @@ async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
 
 function render(results: Record<string, Results>): string {
   const names = Object.keys(results);
-  const row = (label: string, f: (r: Results) => string) => `| ${label} | ${names.map((n) => f(results[n]!)).join(' | ')} |`;
+  const row = (label: string, f: (r: Results) => string) =>
+    `| ${label} | ${names.map((n) => f(results[n]!)).join(' | ')} |`;
   return [
     `${measuredOn()}; ${BODY.length}-byte JSON events.`,
     '',
     `| metric | ${names.join(' | ')} |`,
     `|---|${names.map(() => '---:').join('|')}|`,
-    row(`publish throughput (${CONCURRENCY} concurrent, committed before 202)`, (r) => `${r.throughput.toFixed(0)} events/s`),
+    row(
+      `publish throughput (${CONCURRENCY} concurrent, committed before 202)`,
+      (r) => `${r.throughput.toFixed(0)} events/s`,
+    ),
     row(`publish → delivered p50 at ${RATE_PER_SECOND} events/s`, (r) => `${r.p50.toFixed(1)} ms`),
     row('publish → delivered p99', (r) => `${r.p99.toFixed(1)} ms`),
     '',
   ].join('\n');
 }
-
 
 await main();

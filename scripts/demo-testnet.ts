@@ -30,7 +30,9 @@ async function printStatus(node: NativeNode): Promise<void> {
   const status = await node.status();
   say(`${node.hostname}: ${status.BackendState}, ${status.Self.TailscaleIPs.join(' ')} (${status.Self.DNSName})`);
   for (const peer of Object.values(status.Peer)) {
-    say(`  sees ${peer.HostName.padEnd(8)} ${peer.TailscaleIPs[0]?.padEnd(12)} ${peer.DNSName}  ${peer.Online ? 'online' : 'offline'} via ${peer.Relay || '-'}`);
+    say(
+      `  sees ${peer.HostName.padEnd(8)} ${peer.TailscaleIPs[0]?.padEnd(12)} ${peer.DNSName}  ${peer.Online ? 'online' : 'offline'} via ${peer.Relay || '-'}`,
+    );
   }
 }
 
@@ -65,7 +67,9 @@ async function main(): Promise<void> {
   app.close();
 
   const nodes = await tailnet.listNodes();
-  say(`headscale lists: ${nodes.map((n) => `${n.givenName} ${n.ipAddresses[0]} ${n.online ? 'online' : 'offline'}`).join(', ')}`);
+  say(
+    `headscale lists: ${nodes.map((n) => `${n.givenName} ${n.ipAddresses[0]} ${n.online ? 'online' : 'offline'}`).join(', ')}`,
+  );
 }
 
 main().then(

@@ -11,7 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TestnetError, startNativeNode, startTailnet, type NativeNode, type Tailnet } from '../packages/testnet/src/index.js';
+import {
+  TestnetError,
+  startNativeNode,
+  startTailnet,
+  type NativeNode,
+  type Tailnet,
+} from '../packages/testnet/src/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = { krkns: join(root, 'apps/krkns/dist/main.js'), krknc: join(root, 'apps/krknc/dist/main.js') };
@@ -30,7 +36,15 @@ const paint = (code: string, s: string): string => (tty ? `\x1b[${code}m${s}\x1b
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)}s`;
 const out = (line = ''): void => void process.stdout.write(`${line}\n`);
-const prefixes: Record<string, string> = { krkns: '35', krknc: '36', app: '32', ci: '33', native: '34', tailnet: '90', demo: '90' };
+const prefixes: Record<string, string> = {
+  krkns: '35',
+  krknc: '36',
+  app: '32',
+  ci: '33',
+  native: '34',
+  tailnet: '90',
+  demo: '90',
+};
 /** One line from a participant: `[krkns] ...`. */
 const from = (who: string, line: string): void => out(`  ${paint(prefixes[who] ?? '0', `[${who}]`)} ${line}`);
 let stepNo = 0;
@@ -105,7 +119,10 @@ class Child {
       const onLine = (line: string): void => {
         if (pattern.test(line)) done(() => resolve(line));
       };
-      const timer = setTimeout(() => done(() => reject(this.failure(`${what} did not happen within ${timeoutMs / 1000}s`))), timeoutMs);
+      const timer = setTimeout(
+        () => done(() => reject(this.failure(`${what} did not happen within ${timeoutMs / 1000}s`))),
+        timeoutMs,
+      );
       this.listeners.add(onLine);
       void this.exited.then((e) => done(() => reject(this.failure(`exited (${describe(e)}) before ${what}`))));
     });
@@ -136,7 +153,10 @@ class Child {
 
   private async exitsWithin(ms: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const exited = await Promise.race([this.exited.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)))]);
+    const exited = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<false>((r) => (timer = setTimeout(() => r(false), ms))),
+    ]);
     clearTimeout(timer);
     return exited;
   }
@@ -231,13 +251,23 @@ class LocalApp {
       return Array.isArray(v) ? v.join(', ') : v;
     };
     from('app', `${paint('1', `${req.method} ${req.url}`)}  (${body.length} bytes)`);
-    for (const name of ['x-krkn-event-id', 'x-krkn-topic', 'x-krkn-sender', 'x-krkn-attempt', 'content-type', 'x-github-event', 'x-hub-signature-256']) {
+    for (const name of [
+      'x-krkn-event-id',
+      'x-krkn-topic',
+      'x-krkn-sender',
+      'x-krkn-attempt',
+      'content-type',
+      'x-github-event',
+      'x-hub-signature-256',
+    ]) {
       const v = h(name);
       if (v !== undefined) from('app', `  ${paint('90', `${name}:`)} ${v}`);
     }
     const all = body.toString('utf8').replace(/\n$/, '').split('\n');
     const shown = all.slice(0, 8);
-    shown.forEach((l, i) => from('app', `  ${paint('90', i === 0 ? 'body:' : '     ')} ${l.length > 100 ? `${l.slice(0, 100)}…` : l}`));
+    shown.forEach((l, i) =>
+      from('app', `  ${paint('90', i === 0 ? 'body:' : '     ')} ${l.length > 100 ? `${l.slice(0, 100)}…` : l}`),
+    );
     if (all.length > shown.length) from('app', `        ${paint('90', '…')}`);
     const signature = h('x-hub-signature-256');
     if (signature) {
@@ -246,7 +276,10 @@ class LocalApp {
       from(
         'app',
         ok
-          ? paint('32', `  signature OK: HMAC-SHA256(secret, the ${body.length} raw bytes received) equals X-Hub-Signature-256`)
+          ? paint(
+              '32',
+              `  signature OK: HMAC-SHA256(secret, the ${body.length} raw bytes received) equals X-Hub-Signature-256`,
+            )
           : paint('31', `  signature MISMATCH: expected ${expected}`),
       );
       if (!ok) this.badSignature = true;
@@ -282,7 +315,8 @@ function shown(program: string, args: string[], env: Record<string, string> = {}
 
 async function main(): Promise<void> {
   for (const [name, path] of Object.entries(bin)) {
-    if (!existsSync(path)) throw new DemoError(`${path} is missing: build first (npm run build), or run the demo with npm run demo`, name);
+    if (!existsSync(path))
+      throw new DemoError(`${path} is missing: build first (npm run build), or run the demo with npm run demo`, name);
   }
   out(paint('1', 'krkn demo: a webhook hub and its client, each its own node on a private tailnet on 127.0.0.1'));
   tempDir = mkdtempSync(join(tmpdir(), 'krkn-demo-'));
@@ -290,7 +324,10 @@ async function main(): Promise<void> {
   // 1. The tailnet.
   step('A local tailnet: headscale (control server and DERP relay) on loopback');
   tailnet = await startTailnet();
-  from('tailnet', `headscale at ${tailnet.url}, MagicDNS domain ${tailnet.domain}; state and files in $DEMO=${tempDir}`);
+  from(
+    'tailnet',
+    `headscale at ${tailnet.url}, MagicDNS domain ${tailnet.domain}; state and files in $DEMO=${tempDir}`,
+  );
   const user = await tailnet.createUser('demo');
   const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
   const ciKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true, ephemeral: true });
@@ -303,8 +340,20 @@ async function main(): Promise<void> {
   const quiet = ['--log-format', 'pretty', '--log-level', logLevel];
 
   // 2. The hub.
-  const hubArgs = ['run', '--hostname', 'krkns', '--state-dir', join(tempDir, 'krkns'), '--control-url', tailnet.url, ...quiet];
-  step('Start the hub, krkns: it joins the tailnet as its own node and listens only there', shown('krkns', hubArgs, env));
+  const hubArgs = [
+    'run',
+    '--hostname',
+    'krkns',
+    '--state-dir',
+    join(tempDir, 'krkns'),
+    '--control-url',
+    tailnet.url,
+    ...quiet,
+  ];
+  step(
+    'Start the hub, krkns: it joins the tailnet as its own node and listens only there',
+    shown('krkns', hubArgs, env),
+  );
   hub = new Child('krkns', 'krkns', hubArgs, env, (line) => from('krkns', line));
   await hub.waitForLine(/^krkns ready:/, 'its ready line', 60_000);
 
@@ -315,15 +364,37 @@ async function main(): Promise<void> {
   from('app', `listening on ${app.url}`);
 
   // 4. krknc listen.
-  const listenArgs = ['listen', '--hostname', 'krknc-laptop', '--state-dir', join(tempDir, 'krknc'), '--control-url', tailnet.url,
-    '--server', 'krkns', '--topic', 'demo/**', '--forward-to', app.url, ...quiet];
-  step('Start krknc listen on your laptop: subscribes on krkns, forwards deliveries to your app', shown('krknc', listenArgs, env));
+  const listenArgs = [
+    'listen',
+    '--hostname',
+    'krknc-laptop',
+    '--state-dir',
+    join(tempDir, 'krknc'),
+    '--control-url',
+    tailnet.url,
+    '--server',
+    'krkns',
+    '--topic',
+    'demo/**',
+    '--forward-to',
+    app.url,
+    ...quiet,
+  ];
+  step(
+    'Start krknc listen on your laptop: subscribes on krkns, forwards deliveries to your app',
+    shown('krknc', listenArgs, env),
+  );
   listener = new Child('krknc', 'krknc', listenArgs, env, (line) => from('krknc', line));
   await listener.waitForLine(/^forwarding /, 'its subscription', 60_000);
 
   // 5. A CI job publishes with krknc send --ephemeral.
   const build = JSON.stringify({ pipeline: 'build', commit: '4f6148e', status: 'passed', durationSeconds: 73 });
-  const ciId = await ciSend('A CI job publishes its result: joins with an ephemeral key, sends, logs out, is gone', 'ci-job-1', ['--topic', 'demo/ci', '--data', build], ciKey);
+  const ciId = await ciSend(
+    'A CI job publishes its result: joins with an ephemeral key, sends, logs out, is gone',
+    'ci-job-1',
+    ['--topic', 'demo/ci', '--data', build],
+    ciKey,
+  );
   await arrival(ciId);
 
   // 6. A GitHub-style signed webhook, sent byte for byte.
@@ -334,11 +405,21 @@ async function main(): Promise<void> {
   const ghId = await ciSend(
     'A GitHub-style webhook, signed over its raw body (X-Hub-Signature-256): krkn keeps the bytes, so your app can verify it',
     'ci-job-2',
-    ['--topic', 'demo/github', '--data', `@${payloadFile}`, '-H', 'X-GitHub-Event: push', '-H', `X-Hub-Signature-256: ${signature}`],
+    [
+      '--topic',
+      'demo/github',
+      '--data',
+      `@${payloadFile}`,
+      '-H',
+      'X-GitHub-Event: push',
+      '-H',
+      `X-Hub-Signature-256: ${signature}`,
+    ],
     ciKey,
   );
   await arrival(ghId);
-  if (app.badSignature) throw new DemoError('the local app could not verify the GitHub signature: the body was changed on the way');
+  if (app.badSignature)
+    throw new DemoError('the local app could not verify the GitHub signature: the body was changed on the way');
 
   // 7. A native tailscaled peer publishes with plain HTTP over the tailnet.
   step(
@@ -355,20 +436,35 @@ async function main(): Promise<void> {
     timeoutMs: 20_000,
   });
   from('native', `krkns answered ${res.status} ${res.text().trim()}`);
-  if (res.status !== 202) throw new DemoError(`krkns answered ${res.status} to build-box's POST: ${res.text()}`, 'krkns');
+  if (res.status !== 202)
+    throw new DemoError(`krkns answered ${res.status} to build-box's POST: ${res.text()}`, 'krkns');
   const nativeId = (res.json() as { id: string }).id;
   await arrival(nativeId);
 
   // 8. Status.
   const krknsStatusArgs = ['status', '--state-dir', join(tempDir, 'krkns')];
-  step('krkns status: node, listener, storage and delivery queue (over the daemon\'s admin socket)', shown('krkns', krknsStatusArgs));
+  step(
+    "krkns status: node, listener, storage and delivery queue (over the daemon's admin socket)",
+    shown('krkns', krknsStatusArgs),
+  );
   await oneShot('krkns', 'krkns', krknsStatusArgs, {}, 15_000);
   const nodes = await tailnet.listNodes();
   const ciLeft = nodes.filter((n) => n.givenName.startsWith('ci-job-')).length;
-  from('tailnet', `headscale's nodes: ${nodes.map((n) => `${n.givenName} (${n.online ? 'online' : 'offline'})`).join(', ')}`);
-  from('tailnet', ciLeft === 0 ? 'the CI jobs left no node behind: ephemeral nodes are deleted when they log out' : `${ciLeft} CI node(s) still listed`);
+  from(
+    'tailnet',
+    `headscale's nodes: ${nodes.map((n) => `${n.givenName} (${n.online ? 'online' : 'offline'})`).join(', ')}`,
+  );
+  from(
+    'tailnet',
+    ciLeft === 0
+      ? 'the CI jobs left no node behind: ephemeral nodes are deleted when they log out'
+      : `${ciLeft} CI node(s) still listed`,
+  );
   const krkncStatusArgs = ['status', '--state-dir', join(tempDir, 'krknc'), '--server', 'krkns'];
-  step('krknc status beside the running listen: it asks that process, and checks the server', shown('krknc', krkncStatusArgs));
+  step(
+    'krknc status beside the running listen: it asks that process, and checks the server',
+    shown('krknc', krkncStatusArgs),
+  );
   await oneShot('krknc', 'krknc', krkncStatusArgs, {}, 20_000);
 }
 
@@ -381,18 +477,50 @@ async function arrival(id: string): Promise<void> {
 /** `krknc send --ephemeral` as a CI job would run it, in a fresh state directory; returns the event id. */
 async function ciSend(title: string, hostname: string, args: string[], key: string): Promise<string> {
   const env = { TS_AUTHKEY: key, TS_DEBUG_USE_DERP_HTTP: '1' };
-  const full = ['send', '--ephemeral', '--hostname', hostname, '--state-dir', join(tempDir!, hostname), '--control-url', tailnet!.url, '--server', 'krkns', ...args];
+  const full = [
+    'send',
+    '--ephemeral',
+    '--hostname',
+    hostname,
+    '--state-dir',
+    join(tempDir!, hostname),
+    '--control-url',
+    tailnet!.url,
+    '--server',
+    'krkns',
+    ...args,
+  ];
   step(title, shown('krknc', full, env));
   const t0 = Date.now();
-  const stdout = await oneShot('ci', 'krknc', [...full, '--log-format', 'pretty', '--log-level', logLevel], env, 45_000, (line) => from('ci', `published ${paint('36', line)}`));
+  const stdout = await oneShot(
+    'ci',
+    'krknc',
+    [...full, '--log-format', 'pretty', '--log-level', logLevel],
+    env,
+    45_000,
+    (line) => from('ci', `published ${paint('36', line)}`),
+  );
   const id = stdout.find((l) => /^evt_/.test(l.trim()))?.trim();
   if (!id) throw new DemoError(`krknc send printed no event id (output: ${stdout.join(' | ')})`, 'ci');
-  from('ci', paint('90', `joined, sent and left the tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s (an ephemeral node: headscale deletes it at logout)`));
+  from(
+    'ci',
+    paint(
+      '90',
+      `joined, sent and left the tailnet in ${((Date.now() - t0) / 1000).toFixed(1)}s (an ephemeral node: headscale deletes it at logout)`,
+    ),
+  );
   return id;
 }
 
 /** Runs a command to completion; its stdout lines are shown under `who`. Fails on a non-zero exit. */
-async function oneShot(who: string, program: keyof typeof bin, args: string[], env: Record<string, string>, timeoutMs: number, onLine?: (line: string) => void): Promise<string[]> {
+async function oneShot(
+  who: string,
+  program: keyof typeof bin,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+  onLine?: (line: string) => void,
+): Promise<string[]> {
   const child = new Child(who, program, args, env, onLine ?? ((line) => from(who, line)));
   const code = await child.finished(timeoutMs);
   if (code !== 0) throw child.failure(`${program} ${args[0]} failed with exit code ${code}`);
@@ -413,7 +541,9 @@ function shutdown(code: number, reason?: string): Promise<never> {
     app?.close();
     // listen first (krkns keeps its subscription for next time), then the hub, then the tailnet.
     const interrupted = code === 130;
-    await Promise.all([...children].filter((c) => c !== listener && c !== hub).map((c) => c.stop(stopGraceMs, interrupted))); // a send cut short
+    await Promise.all(
+      [...children].filter((c) => c !== listener && c !== hub).map((c) => c.stop(stopGraceMs, interrupted)),
+    ); // a send cut short
     await listener?.stop(stopGraceMs, interrupted);
     await hub?.stop(stopGraceMs, interrupted);
     for (const c of [listener, hub]) if (c?.exit) from(c.name, paint('90', `stopped (${describe(c.exit)})`));
@@ -422,7 +552,11 @@ function shutdown(code: number, reason?: string): Promise<never> {
     if (tempDir) rmSync(tempDir, { recursive: true, force: true });
     out(`   ${paint('90', `all stopped and temp files removed in ${((Date.now() - t0) / 1000).toFixed(1)}s`)}`);
     out();
-    if (code === 0) out(paint('32', `Demo finished in ${elapsed()}.`) + ' Next: README.md ("krknc — the client") for running it on your own tailnet.');
+    if (code === 0)
+      out(
+        paint('32', `Demo finished in ${elapsed()}.`) +
+          ' Next: README.md ("krknc — the client") for running it on your own tailnet.',
+      );
     process.exit(code);
   })();
   return stopping;

@@ -19,7 +19,12 @@ const out = (s: string): void => void process.stdout.write(`${s}\n`);
 export const statusFlags = {
   ...controlFlags,
   ...serverFlag,
-  offline: { type: 'bool', env: 'KRKNC_OFFLINE', default: false, describe: 'only read the state directory; do not bring the node online to list peers and check the server' },
+  offline: {
+    type: 'bool',
+    env: 'KRKNC_OFFLINE',
+    default: false,
+    describe: 'only read the state directory; do not bring the node online to list peers and check the server',
+  },
 } satisfies FlagSpecs;
 
 /** Whether the server answers, as `status` checks it. */
@@ -82,7 +87,8 @@ Works while listen runs (it asks that process) and when nothing runs. Exits 6 if
     session = borrowedSession(pathsIn(stateDir).adminSocket, running);
   } else {
     Object.assign(report, diskState(stateDir));
-    if (report.identity && !flags.offline && report.lockedBy === undefined) session = await goOnline(flags, report, log);
+    if (report.identity && !flags.offline && report.lockedBy === undefined)
+      session = await goOnline(flags, report, log);
   }
   try {
     const server = ref ?? (running?.listen?.server ? parseServers(running.listen.server)[0] : undefined);
@@ -104,7 +110,11 @@ function diskState(stateDir: string): Pick<StatusReport, 'identity' | 'loginUrl'
 }
 
 /** Brings the node up to see peers; a node that needs login again is reported, not waited for. */
-async function goOnline(flags: Flags<typeof statusFlags>, report: StatusReport, log: ReturnType<typeof loggerFor>): Promise<Session | undefined> {
+async function goOnline(
+  flags: Flags<typeof statusFlags>,
+  report: StatusReport,
+  log: ReturnType<typeof loggerFor>,
+): Promise<Session | undefined> {
   const own = await startNode({ ...flags, ephemeral: false, tags: [] }, log, { controlTimeoutMs: 10_000 });
   own.node.once('loginUrl', (url) => {
     report.loginUrl = url;
@@ -124,7 +134,13 @@ async function goOnline(flags: Flags<typeof statusFlags>, report: StatusReport, 
 
 function describeNode(report: StatusReport, st: NodeStatus): void {
   report.node = { name: st.self.dnsName || st.self.hostname, addresses: st.self.addresses, state: st.backendState };
-  report.peers = st.peers.map((p: PeerStatus) => ({ name: p.dnsName || p.hostname, addresses: p.addresses, online: p.online, os: p.os, tags: p.tags }));
+  report.peers = st.peers.map((p: PeerStatus) => ({
+    name: p.dnsName || p.hostname,
+    addresses: p.addresses,
+    online: p.online,
+    os: p.os,
+    tags: p.tags,
+  }));
 }
 
 /** Finds the server among the peers, TSMP-pings it, and asks krkns's GET /healthz. */
@@ -137,7 +153,11 @@ async function checkServer(session: Session, ref: ServerRef): Promise<ServerChec
     check.error = (err as Error).message;
     return check;
   }
-  Object.assign(check, { peer: server.peer.dnsName, address: server.baseUrl.replace(/^http:\/\//, ''), online: server.peer.online });
+  Object.assign(check, {
+    peer: server.peer.dnsName,
+    address: server.baseUrl.replace(/^http:\/\//, ''),
+    online: server.peer.online,
+  });
   try {
     check.pingMs = Math.round((await session.ping(server.peer.addresses[0]!)).latencyMs);
   } catch (err) {
@@ -160,28 +180,45 @@ async function checkServer(session: Session, ref: ServerRef): Promise<ServerChec
 
 function print(r: StatusReport): void {
   if (r.running) out(`krknc ${r.running.command} is running (pid ${r.running.pid}, since ${r.running.startedAt})`);
-  else if (r.lockedBy) out(`krknc (pid ${r.lockedBy}) is using this state directory (a send, replay or logout); state in ${r.stateDir}`);
+  else if (r.lockedBy)
+    out(`krknc (pid ${r.lockedBy}) is using this state directory (a send, replay or logout); state in ${r.stateDir}`);
   else out(`krknc is not running (state in ${r.stateDir})`);
-  if (!r.running) out(`  identity:   ${r.identity ? 'registered (no key or login needed to start)' : 'none yet: the first start needs TS_AUTHKEY or an interactive login'}`);
+  if (!r.running)
+    out(
+      `  identity:   ${r.identity ? 'registered (no key or login needed to start)' : 'none yet: the first start needs TS_AUTHKEY or an interactive login'}`,
+    );
   if (r.loginUrl) out(`  login URL:  ${r.loginUrl}${r.loginSince ? ` (pending since ${r.loginSince})` : ''}`);
   if (r.onlineError) out(`  online:     could not bring the node up to check: ${r.onlineError}`);
-  if (r.node) out(`  node:       ${r.node.name} (${r.node.addresses.join(', ') || 'no address yet'}) — ${r.node.state}`);
+  if (r.node)
+    out(`  node:       ${r.node.name} (${r.node.addresses.join(', ') || 'no address yet'}) — ${r.node.state}`);
   const l = r.running?.listen;
   if (l) {
     out(`  listener:   ${l.listener}`);
-    out(`  forwarding: ${l.topics.join(', ')} from ${l.server} to ${l.forwardTo} (subscription ${l.subscription ?? 'none yet'}${l.once ? ', removed on exit' : ''})`);
-    out(`  events:     ${l.forwarded} forwarded, ${l.failed} failed attempts, ${l.duplicates} duplicates dropped; local app ${l.localApp}${l.localDownSince ? ` since ${l.localDownSince}` : ''}`);
+    out(
+      `  forwarding: ${l.topics.join(', ')} from ${l.server} to ${l.forwardTo} (subscription ${l.subscription ?? 'none yet'}${l.once ? ', removed on exit' : ''})`,
+    );
+    out(
+      `  events:     ${l.forwarded} forwarded, ${l.failed} failed attempts, ${l.duplicates} duplicates dropped; local app ${l.localApp}${l.localDownSince ? ` since ${l.localDownSince}` : ''}`,
+    );
   }
   const e = r.running?.expose;
   if (e) out(`  exposing:   ${e.forwardTo} at ${e.listener} (${e.requests} requests)`);
-  if (r.peers) out(`  peers:      ${r.peers.length === 0 ? 'none visible (is the policy letting this node see any?)' : r.peers.map((p) => `${p.name} (${p.addresses[0] ?? '-'}, ${p.online ? 'online' : 'offline'})`).join(', ')}`);
+  if (r.peers)
+    out(
+      `  peers:      ${r.peers.length === 0 ? 'none visible (is the policy letting this node see any?)' : r.peers.map((p) => `${p.name} (${p.addresses[0] ?? '-'}, ${p.online ? 'online' : 'offline'})`).join(', ')}`,
+    );
   const s = r.server;
   if (s) {
     if (s.error) out(`  server:     ${s.server}: ${s.error}`);
     else {
       const ping = s.pingMs !== undefined ? `ping ${s.pingMs}ms` : `ping failed (${s.pingError})`;
-      const health = s.healthz !== undefined ? `GET /healthz ${s.healthz} in ${s.healthzMs}ms` : `GET /healthz failed (${s.healthzError})`;
-      out(`  server:     ${s.peer} (${s.address}): ${ping}, ${health} — ${s.reachable ? 'reachable' : 'NOT reachable'}`);
+      const health =
+        s.healthz !== undefined
+          ? `GET /healthz ${s.healthz} in ${s.healthzMs}ms`
+          : `GET /healthz failed (${s.healthzError})`;
+      out(
+        `  server:     ${s.peer} (${s.address}): ${ping}, ${health} — ${s.reachable ? 'reachable' : 'NOT reachable'}`,
+      );
     }
   }
 }
@@ -189,7 +226,12 @@ function print(r: StatusReport): void {
 /** `krknc logout`: a running listen/expose logs out and stops; otherwise the node logs out from its state. */
 export async function logout(argv: string[]): Promise<number> {
   const { flags } = parseFlags(controlFlags, argv);
-  if (flags.help) return help('krknc logout [flags]', 'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.', controlFlags);
+  if (flags.help)
+    return help(
+      'krknc logout [flags]',
+      'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.',
+      controlFlags,
+    );
   const stateDir = stateDirOf(flags);
   const running = await runningKrknc(stateDir);
   if (running) {

@@ -19,11 +19,17 @@ export function defaultHostname(): string {
 
 /** Flags every krknc command shares: which node, and how to log. */
 export const commonFlags = {
-  hostname: { type: 'string', env: 'KRKNC_HOSTNAME', default: defaultHostname, describe: "the node's name on the tailnet (default krknc-<os hostname>)" },
+  hostname: {
+    type: 'string',
+    env: 'KRKNC_HOSTNAME',
+    default: defaultHostname,
+    describe: "the node's name on the tailnet (default krknc-<os hostname>)",
+  },
   'state-dir': {
     type: 'string',
     env: 'KRKNC_STATE_DIR',
-    describe: 'where the node identity, delivered-event ids and admin socket live (default <data dir>/krkn/krknc/<hostname>)',
+    describe:
+      'where the node identity, delivered-event ids and admin socket live (default <data dir>/krkn/krknc/<hostname>)',
   },
   ...loggingFlags('KRKNC'),
   json: { type: 'bool', env: 'KRKNC_JSON', describe: 'print results as JSON (one object per line for streams)' },
@@ -39,7 +45,12 @@ export const controlFlags = {
 /** Flags of commands that join the tailnet themselves (and may register the node). */
 export const nodeFlags = {
   ...controlFlags,
-  ephemeral: { type: 'bool', env: 'KRKNC_EPHEMERAL', default: false, describe: 'register as an ephemeral node (with an ephemeral auth key: gone as soon as krknc exits)' },
+  ephemeral: {
+    type: 'bool',
+    env: 'KRKNC_EPHEMERAL',
+    default: false,
+    describe: 'register as an ephemeral node (with an ephemeral auth key: gone as soon as krknc exits)',
+  },
   ...tagsFlag('KRKNC', 'tag:ci'),
 } satisfies FlagSpecs;
 

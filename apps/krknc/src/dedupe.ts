@@ -33,7 +33,8 @@ export class SeenEvents {
     try {
       text = readFileSync(path, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CliError(`cannot read ${path}: ${(err as Error).message}`, ExitCode.STATE);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new CliError(`cannot read ${path}: ${(err as Error).message}`, ExitCode.STATE);
     }
     const ids = text.split('\n').filter((l) => idPattern.test(l));
     return new SeenEvents(path, capacity, ids, text.length > 0 && !text.endsWith('\n'));

@@ -6,7 +6,11 @@ import { krkncNode } from './node.js';
 import { parseServers } from './server.js';
 
 /** The doctor's view of krknc: its node, and the krkns it talks to when --server is given. */
-export function krkncDoctorInput(flags: { 'control-url'?: string | undefined; tags?: string[] | undefined; server?: string | undefined }, stateDir: string, node?: TailnetNode): DoctorInput {
+export function krkncDoctorInput(
+  flags: { 'control-url'?: string | undefined; tags?: string[] | undefined; server?: string | undefined },
+  stateDir: string,
+  node?: TailnetNode,
+): DoctorInput {
   const server = flags.server ? parseServers(flags.server)[0] : undefined; // of several replicas, the first
   return doctorInputFrom({
     app: 'krknc',

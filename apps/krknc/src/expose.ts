@@ -6,7 +6,15 @@ import type { Logger } from 'pino';
 import { ExitCode, helpText, parseFlags, readyLine, type FlagSpecs } from '@krkn/cli-kit';
 import { serveFastify, type TailnetNode } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, stateDirOf } from './config.js';
-import { classify, endToEndHeaders, openLocal, pairsFromRaw, parseForwardTo, reason, timeoutUntilAnswer } from './forward.js';
+import {
+  classify,
+  endToEndHeaders,
+  openLocal,
+  pairsFromRaw,
+  parseForwardTo,
+  reason,
+  timeoutUntilAnswer,
+} from './forward.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { krkncDoctorInput } from './diagnose.js';
@@ -23,7 +31,13 @@ X-Krkn-Caller (its MagicDNS name) and X-Krkn-Caller-User (its owner's login, or 
 callers cannot set these themselves. One line per request names the caller.`;
 
 // Set by krknc from WhoIs, so a caller's own copies are dropped.
-const identityHeaders = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-krkn-caller', 'x-krkn-caller-user']);
+const identityHeaders = new Set([
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-krkn-caller',
+  'x-krkn-caller-user',
+]);
 
 /** `krknc expose`: runs until Ctrl-C/SIGTERM. */
 export async function expose(argv: string[]): Promise<number> {
@@ -55,7 +69,14 @@ export async function expose(argv: string[]): Promise<number> {
       ),
     );
     const status = await own.up;
-    const app = exposeApp({ node: own.node, target, timeoutMs: flags['forward-timeout']!, reporter, log, counted: () => requests++ });
+    const app = exposeApp({
+      node: own.node,
+      target,
+      timeoutMs: flags['forward-timeout']!,
+      reporter,
+      log,
+      counted: () => requests++,
+    });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!);
     const host = status.self.dnsName || status.self.addresses[0];
@@ -68,7 +89,10 @@ export async function expose(argv: string[]): Promise<number> {
     await aborted(own.stop.signal);
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
-    await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await Promise.race([
+      Promise.allSettled(closers.map((c) => c.close())),
+      new Promise((r) => setTimeout(r, 5_000).unref()),
+    ]);
     await own.dispose();
   }
 }
@@ -95,7 +119,12 @@ function exposeApp(ctx: ExposeContext): FastifyInstance {
   return app;
 }
 
-async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function proxy(
+  ctx: ExposeContext,
+  whois: (ip: string) => Promise<Caller>,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
   const started = performance.now();
   ctx.counted();
   const caller = await whois(req.ip);
@@ -105,17 +134,33 @@ async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>,
   const headers = endToEndHeaders(incoming).filter(([k]) => !identityHeaders.has(k.toLowerCase()));
   const length = incoming.find(([k]) => k.toLowerCase() === 'content-length');
   if (body && length) headers.push(length); // else Node sends the body chunked
-  headers.push(['X-Forwarded-For', req.ip], ['X-Forwarded-Host', req.headers.host ?? ''], ['X-Forwarded-Proto', 'http'], ['X-Krkn-Caller', caller.node], ['X-Krkn-Caller-User', caller.user]);
+  headers.push(
+    ['X-Forwarded-For', req.ip],
+    ['X-Forwarded-Host', req.headers.host ?? ''],
+    ['X-Forwarded-Proto', 'http'],
+    ['X-Krkn-Caller', caller.node],
+    ['X-Krkn-Caller-User', caller.user],
+  );
   const upstream = openLocal(url, req.method, headers);
   timeoutUntilAnswer(upstream, ctx.timeoutMs);
   const answered = new Promise<IncomingMessage>((resolve, reject) => {
     upstream.once('response', resolve);
     upstream.once('error', reject);
   });
-  if (body) pipeline(body, upstream).catch(() => undefined); // a failure surfaces on `answered`
+  if (body)
+    pipeline(body, upstream).catch(() => undefined); // a failure surfaces on `answered`
   else upstream.end();
   const report = (status: number | null, error?: string): void =>
-    ctx.reporter.request({ caller: caller.node, user: caller.user, ip: req.ip, method: req.method, path: req.url, status, ms: Math.round(performance.now() - started), ...(error ? { error } : {}) });
+    ctx.reporter.request({
+      caller: caller.node,
+      user: caller.user,
+      ip: req.ip,
+      method: req.method,
+      path: req.url,
+      status,
+      ms: Math.round(performance.now() - started),
+      ...(error ? { error } : {}),
+    });
   let res: IncomingMessage;
   try {
     res = await answered;
@@ -124,11 +169,17 @@ async function proxy(ctx: ExposeContext, whois: (ip: string) => Promise<Caller>,
     const status = classify(e) === 'timeout' ? 504 : 502;
     report(status, reason(e));
     ctx.log.debug({ url: url.href, error: e.message }, 'local app did not answer');
-    return reply.code(status).type('text/plain').send(`krknc: local app ${ctx.target.href} ${status === 504 ? 'did not answer in time' : `is not answering (${reason(e)})`}\n`);
+    return reply
+      .code(status)
+      .type('text/plain')
+      .send(
+        `krknc: local app ${ctx.target.href} ${status === 504 ? 'did not answer in time' : `is not answering (${reason(e)})`}\n`,
+      );
   }
   report(res.statusCode ?? 502);
   void reply.code(res.statusCode ?? 502);
-  for (const [name, values] of groupHeaders(endToEndHeaders(pairsFromRaw(res.rawHeaders)))) void reply.header(name, values.length === 1 ? values[0]! : values);
+  for (const [name, values] of groupHeaders(endToEndHeaders(pairsFromRaw(res.rawHeaders))))
+    void reply.header(name, values.length === 1 ? values[0]! : values);
   const len = res.headers['content-length'];
   if (len !== undefined) void reply.header('content-length', len);
   return reply.send(res);

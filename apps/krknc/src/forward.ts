@@ -9,18 +9,25 @@ export { endToEndHeaders, pairsFromRaw } from '@krkn/hub-api';
  * or a bare port `3000` means http on this machine.
  */
 export function parseForwardTo(text: string | undefined, flag = '--forward-to'): URL {
-  if (text === undefined || text.trim() === '') throw usageError(`${flag} is required: the local app's URL, e.g. http://localhost:3000/webhooks`);
+  if (text === undefined || text.trim() === '')
+    throw usageError(`${flag} is required: the local app's URL, e.g. http://localhost:3000/webhooks`);
   const t = text.trim();
-  const withScheme = /^\d+$/.test(t) ? `http://localhost:${t}/` : /^[a-z][a-z0-9+.-]*:\/\//i.test(t) ? t : `http://${t}`;
+  const withScheme = /^\d+$/.test(t)
+    ? `http://localhost:${t}/`
+    : /^[a-z][a-z0-9+.-]*:\/\//i.test(t)
+      ? t
+      : `http://${t}`;
   let url: URL;
   try {
     url = new URL(withScheme);
   } catch {
     throw usageError(`${flag}: ${JSON.stringify(text)} is not a URL (e.g. http://localhost:3000/webhooks)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw usageError(`${flag}: ${text} must be an http:// or https:// URL`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw usageError(`${flag}: ${text} must be an http:// or https:// URL`);
   if (!url.hostname) throw usageError(`${flag}: ${text} has no host`);
-  if (url.username || url.password) throw usageError(`${flag}: ${text} must not carry credentials (pass them with the request instead)`);
+  if (url.username || url.password)
+    throw usageError(`${flag}: ${text} must not carry credentials (pass them with the request instead)`);
   return url;
 }
 
@@ -69,7 +76,11 @@ export function reason(err: Error & { code?: string }): string {
  * through {@link endToEndHeaders}) and raw body, byte for byte; waits up to timeoutMs for the
  * whole answer.
  */
-export function forwardBuffered(url: URL, msg: { method: string; headers: [string, string][]; body: Buffer }, timeoutMs: number): Promise<ForwardResult> {
+export function forwardBuffered(
+  url: URL,
+  msg: { method: string; headers: [string, string][]; body: Buffer },
+  timeoutMs: number,
+): Promise<ForwardResult> {
   const started = performance.now();
   const ms = (): number => Math.round(performance.now() - started);
   return new Promise<ForwardResult>((resolve) => {
@@ -90,7 +101,13 @@ export function forwardBuffered(url: URL, msg: { method: string; headers: [strin
       res.on('error', fail);
       res.on('end', () => {
         clearTimeout(timer);
-        resolve({ kind: 'answered', status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks).subarray(0, answerCap), ms: ms() });
+        resolve({
+          kind: 'answered',
+          status: res.statusCode ?? 502,
+          headers: res.headers,
+          body: Buffer.concat(chunks).subarray(0, answerCap),
+          ms: ms(),
+        });
       });
     });
     req.end(msg.body);

@@ -33,16 +33,29 @@ export const listenFlags = {
     env: 'KRKNC_PATH',
     default: '/krkn/deliver',
     describe: 'path krkns delivers to on that port',
-    check: (p: string) => (p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)'),
+    check: (p: string) =>
+      p.startsWith('/') && !/[\s?#]/.test(p) ? undefined : 'must start with "/" (no spaces, ? or #)',
   },
   once: {
     type: 'bool',
     env: 'KRKNC_ONCE',
     default: false,
-    describe: 'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
+    describe:
+      'unsubscribe when krknc exits (default: keep the subscription so krkns queues events while krknc is away)',
   },
-  'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
-  'body-limit': { type: 'size', env: 'KRKNC_BODY_LIMIT', default: 25 * 1024 * 1024, describe: 'largest delivery accepted', check: positive },
+  'print-body': {
+    type: 'bool',
+    env: 'KRKNC_PRINT_BODY',
+    default: false,
+    describe: 'print each payload under its line',
+  },
+  'body-limit': {
+    type: 'size',
+    env: 'KRKNC_BODY_LIMIT',
+    default: 25 * 1024 * 1024,
+    describe: 'largest delivery accepted',
+    check: positive,
+  },
   'dedupe-size': {
     type: 'int',
     env: 'KRKNC_DEDUPE_SIZE',
@@ -83,7 +96,19 @@ export async function listen(argv: string[]): Promise<number> {
     const seen = SeenEvents.open(paths.seenEvents, flags['dedupe-size']!);
     const state = new ListenState({ topics, forwardTo: target.href, once });
     const doctor = () => krkncDoctorInput(flags, stateDirOf(flags), own.node);
-    closers.push(await serveAdminSocket({ node: own.node, command: 'listen', info: () => ({ listen: state.info() }), stop: () => own.stop.abort(), log, doctor }, paths.adminSocket));
+    closers.push(
+      await serveAdminSocket(
+        {
+          node: own.node,
+          command: 'listen',
+          info: () => ({ listen: state.info() }),
+          stop: () => own.stop.abort(),
+          log,
+          doctor,
+        },
+        paths.adminSocket,
+      ),
+    );
     const status = await own.up;
     const session = ownSession(own);
     const servers = await resolveServers(session, refs);
@@ -92,7 +117,18 @@ export async function listen(argv: string[]): Promise<number> {
     const subscribe: SubscribeRequest = { topics, port: flags.port!, path: flags.path! };
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hubs, subscribe, log));
     state.local = local;
-    const app = await deliveryApp({ target, servers, seen, state, local, reporter, log, bodyLimit: flags['body-limit']!, timeoutMs: flags['forward-timeout']!, path: flags.path! });
+    const app = await deliveryApp({
+      target,
+      servers,
+      seen,
+      state,
+      local,
+      reporter,
+      log,
+      bodyLimit: flags['body-limit']!,
+      timeoutMs: flags['forward-timeout']!,
+      path: flags.path!,
+    });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port!);
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
@@ -103,18 +139,36 @@ export async function listen(argv: string[]): Promise<number> {
     log.info({ subscription: sub.id, topics, server: server.display, listener, forwardTo: target.href }, 'subscribed');
     reporter.result(
       'ready',
-      { node: status.self.dnsName, addresses: status.self.addresses, listener, server: server.display, topics, forwardTo: target.href, subscription: sub.id },
-      [readyLine('krknc', status, listener), `forwarding ${topics.join(', ')} from ${displays} to ${target.href} (subscription ${sub.id})`],
+      {
+        node: status.self.dnsName,
+        addresses: status.self.addresses,
+        listener,
+        server: server.display,
+        topics,
+        forwardTo: target.href,
+        subscription: sub.id,
+      },
+      [
+        readyLine('krknc', status, listener),
+        `forwarding ${topics.join(', ')} from ${displays} to ${target.href} (subscription ${sub.id})`,
+      ],
     );
 
     await aborted(own.stop.signal);
     local.stop();
     if (once) await unsubscribe(hubs, sub.id, log);
-    else log.info({ subscription: sub.id }, 'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)');
+    else
+      log.info(
+        { subscription: sub.id },
+        'subscription kept: krkns queues events for this node until krknc listen runs again (--once unsubscribes)',
+      );
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } finally {
     // Deliveries in flight get a moment to finish; krkns retries whatever is cut off.
-    await Promise.race([Promise.allSettled(closers.map((c) => c.close())), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await Promise.race([
+      Promise.allSettled(closers.map((c) => c.close())),
+      new Promise((r) => setTimeout(r, 5_000).unref()),
+    ]);
     await own.dispose();
   }
 }
@@ -136,7 +190,10 @@ class Hubs {
 
 async function unsubscribe(hubs: Hubs, id: string, log: Logger): Promise<void> {
   try {
-    await Promise.race([hubs.call('unsubscribe', (hub) => hub.unsubscribe(id)), new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref())]);
+    await Promise.race([
+      hubs.call('unsubscribe', (hub) => hub.unsubscribe(id)),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref()),
+    ]);
     log.info({ subscription: id }, 'unsubscribed');
   } catch (err) {
     log.warn({ subscription: id, err: (err as Error).message }, 'could not unsubscribe; krkns keeps the subscription');
@@ -231,7 +288,12 @@ class LocalApp {
     const downMs = Date.now() - (this.downSince ?? Date.now());
     this.state = 'up';
     this.downSince = undefined;
-    this.reporter.notice('local-up', `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`, { url: this.target.href, downMs }, 'ok');
+    this.reporter.notice(
+      'local-up',
+      `local app ${this.target.href} is back (down for ${Math.round(downMs / 1000)}s)`,
+      { url: this.target.href, downMs },
+      'ok',
+    );
     this.onBack();
   }
 
@@ -290,7 +352,11 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     let pending = inFlight.get(id);
     const first = pending === undefined;
     if (!pending) {
-      pending = forwardBuffered(ctx.target, { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body }, ctx.timeoutMs);
+      pending = forwardBuffered(
+        ctx.target,
+        { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body },
+        ctx.timeoutMs,
+      );
       inFlight.set(id, pending);
     }
     const result = await pending.finally(() => inFlight.delete(id));
@@ -301,7 +367,12 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
 }
 
 /** Bookkeeping and the printed line for one forward. */
-function record(ctx: DeliveryContext, log: Logger, e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null }, r: ForwardResult): void {
+function record(
+  ctx: DeliveryContext,
+  log: Logger,
+  e: { topic: string; id: string; attempt: number; body: Buffer; contentType: string | null },
+  r: ForwardResult,
+): void {
   if (r.kind === 'unreachable') {
     ctx.state.failed++;
     ctx.local.failed(r.error);

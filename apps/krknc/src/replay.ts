@@ -11,7 +11,12 @@ import { openSession } from './session.js';
 export const replayFlags = {
   ...nodeFlags,
   ...serverFlag,
-  topic: { type: 'string', env: 'KRKNC_TOPIC', describe: 'topic or pattern to replay (ci/*, github/**)', check: (t: string) => topicPatternError(t) },
+  topic: {
+    type: 'string',
+    env: 'KRKNC_TOPIC',
+    describe: 'topic or pattern to replay (ci/*, github/**)',
+    check: (t: string) => topicPatternError(t),
+  },
   since: {
     type: 'string',
     env: 'KRKNC_SINCE',
@@ -19,7 +24,12 @@ export const replayFlags = {
     describe: 'replay events received in the last <duration> (30m, 2h, 7d), after event <id>, or since an ISO time',
   },
   ...forwardFlags,
-  'print-body': { type: 'bool', env: 'KRKNC_PRINT_BODY', default: false, describe: 'print each payload under its line' },
+  'print-body': {
+    type: 'bool',
+    env: 'KRKNC_PRINT_BODY',
+    default: false,
+    describe: 'print each payload under its line',
+  },
 } satisfies FlagSpecs;
 
 const usage = 'krknc replay --server <krkns> --topic <t> --since <duration|id> --forward-to <local URL> [flags]';
@@ -52,7 +62,11 @@ export async function replay(argv: string[]): Promise<number> {
     let failed = 0;
     for await (const event of storedEvents(hub, server, { topic: flags.topic, ...start })) {
       total++;
-      const r = await forwardBuffered(target, { method: 'POST', headers: replayHeaders(event), body: Buffer.from(event.bodyBase64, 'base64') }, flags['forward-timeout']!);
+      const r = await forwardBuffered(
+        target,
+        { method: 'POST', headers: replayHeaders(event), body: Buffer.from(event.bodyBase64, 'base64') },
+        flags['forward-timeout']!,
+      );
       const ok = r.kind === 'answered' && r.status >= 200 && r.status < 300;
       if (!ok) failed++;
       reporter.event({
@@ -65,8 +79,11 @@ export async function replay(argv: string[]): Promise<number> {
         contentType: event.contentType,
       });
     }
-    reporter.result('summary', { total, failed }, [`replayed ${total} event${total === 1 ? '' : 's'} to ${target.href}${failed ? `, ${failed} not accepted` : ''}`]);
-    if (failed > 0) throw new CliError(`${failed} of ${total} events were not accepted by ${target.href}`, ExitCode.FAILURE);
+    reporter.result('summary', { total, failed }, [
+      `replayed ${total} event${total === 1 ? '' : 's'} to ${target.href}${failed ? `, ${failed} not accepted` : ''}`,
+    ]);
+    if (failed > 0)
+      throw new CliError(`${failed} of ${total} events were not accepted by ${target.href}`, ExitCode.FAILURE);
     return ExitCode.OK;
   } finally {
     await session.close();
@@ -75,14 +92,17 @@ export async function replay(argv: string[]): Promise<number> {
 
 /** --since: a duration back from now, an event id, or an ISO time. */
 export function parseSince(text: string | undefined): Pick<ListEventsQuery, 'since' | 'after'> {
-  if (text === undefined || text.trim() === '') throw usageError('--since is required: a duration (30m, 2h, 7d), an event id (evt_...) or an ISO time');
+  if (text === undefined || text.trim() === '')
+    throw usageError('--since is required: a duration (30m, 2h, 7d), an event id (evt_...) or an ISO time');
   const t = text.trim();
   const ms = parseDuration(t);
   if (ms !== undefined) return { since: new Date(Date.now() - ms) };
   if (/^evt_[0-9a-z]+$/i.test(t)) return { after: t };
   const time = /^\d{4}-\d{2}-\d{2}/.test(t) ? Date.parse(t) : Number.NaN;
   if (!Number.isNaN(time)) return { since: new Date(time) };
-  throw usageError(`--since: ${JSON.stringify(text)} is not a duration (30m, 2h, 7d), an event id (evt_...) or an ISO time`);
+  throw usageError(
+    `--since: ${JSON.stringify(text)} is not a duration (30m, 2h, 7d), an event id (evt_...) or an ISO time`,
+  );
 }
 
 /** Every stored event matching the topic or pattern, with headers and body, paging with `after`. */
@@ -91,7 +111,9 @@ async function* storedEvents(hub: HubClient, server: ResolvedServer, q: ListEven
   for (;;) {
     const page = await hub.listEvents(query).catch((err: unknown) => Promise.reject(hubFailure(err, server, 'replay')));
     for (const meta of page) {
-      yield await hub.getEvent(meta.id).catch((err: unknown) => Promise.reject(hubFailure(err, server, `replay ${meta.id}`)));
+      yield await hub
+        .getEvent(meta.id)
+        .catch((err: unknown) => Promise.reject(hubFailure(err, server, `replay ${meta.id}`)));
     }
     if (page.length < pageSize) return;
     query = { ...query, after: page[page.length - 1]!.id };

@@ -48,10 +48,13 @@ export class Reporter {
       const { body, ...rest } = e;
       return this.json({ type: 'event', ...rest, ...(this.opts.printBody && body ? bodyFields(body) : {}) });
     }
-    const result = e.duplicate ? this.paint('90', 'duplicate, not forwarded') : `→ ${this.status(e.status, e.error)}  ${e.ms}ms`;
+    const result = e.duplicate
+      ? this.paint('90', 'duplicate, not forwarded')
+      : `→ ${this.status(e.status, e.error)}  ${e.ms}ms`;
     const attempt = e.attempt !== undefined && e.attempt > 1 ? this.paint('90', `  (attempt ${e.attempt})`) : '';
     this.line(`${this.time()}  ${e.topic}  ${this.paint('36', e.id)}  ${result}${attempt}`);
-    if (this.opts.printBody && e.body && !e.duplicate && this.firstShow(e.id)) this.out.write(`${indent(showBody(e.body, e.contentType))}\n`);
+    if (this.opts.printBody && e.body && !e.duplicate && this.firstShow(e.id))
+      this.out.write(`${indent(showBody(e.body, e.contentType))}\n`);
   }
 
   private firstShow(id: string): boolean {
@@ -64,11 +67,18 @@ export class Reporter {
   request(r: RequestReport): void {
     if (this.opts.json) return this.json({ type: 'request', ...r });
     const who = r.user ? `${r.caller} (${r.user})` : r.caller;
-    this.line(`${this.time()}  ${this.paint('36', who)}  ${r.method} ${r.path}  → ${this.status(r.status, r.error)}  ${r.ms}ms`);
+    this.line(
+      `${this.time()}  ${this.paint('36', who)}  ${r.method} ${r.path}  → ${this.status(r.status, r.error)}  ${r.ms}ms`,
+    );
   }
 
   /** Something worth one line: the local app went down or came back, a subscription, readiness. */
-  notice(type: string, text: string, fields: Record<string, unknown> = {}, tone: 'ok' | 'warn' | 'info' = 'info'): void {
+  notice(
+    type: string,
+    text: string,
+    fields: Record<string, unknown> = {},
+    tone: 'ok' | 'warn' | 'info' = 'info',
+  ): void {
     if (this.opts.json) return this.json({ type, ...fields });
     const code = tone === 'ok' ? '32' : tone === 'warn' ? '33' : '0';
     this.line(`${this.time()}  ${tone === 'info' ? text : this.paint(code, text)}`);

@@ -12,7 +12,12 @@ import { openSession } from './session.js';
 export const sendFlags = {
   ...nodeFlags,
   ...serverFlag,
-  topic: { type: 'string', env: 'KRKNC_TOPIC', describe: 'the topic to publish to, e.g. ci/build', check: (t: string) => topicError(t) },
+  topic: {
+    type: 'string',
+    env: 'KRKNC_TOPIC',
+    describe: 'the topic to publish to, e.g. ci/build',
+    check: (t: string) => topicError(t),
+  },
   data: {
     type: 'string',
     env: 'KRKNC_DATA',
@@ -29,7 +34,8 @@ export const sendFlags = {
   },
 } satisfies FlagSpecs;
 
-const usage = "krknc send --server <krkns> --topic <t> [--data '<json>' | --data @file | --data -] [-H 'K: V' ...] [flags]";
+const usage =
+  "krknc send --server <krkns> --topic <t> [--data '<json>' | --data @file | --data -] [-H 'K: V' ...] [flags]";
 const description = `Publishes one event to krkns and prints its id. Content-Type is application/json when the
 data parses as JSON, else application/octet-stream; -H overrides it. Exits non-zero with a
 message on any failure.
@@ -48,7 +54,8 @@ export async function send(argv: string[]): Promise<number> {
   }
   const refs = parseServers(flags.server);
   if (!flags.topic) throw usageError('--topic is required: the topic to publish to, e.g. ci/build');
-  const headerLines = rawHeaders.length > 0 ? rawHeaders : (process.env.KRKNC_HEADERS ?? '').split('\n').filter((l) => l.trim());
+  const headerLines =
+    rawHeaders.length > 0 ? rawHeaders : (process.env.KRKNC_HEADERS ?? '').split('\n').filter((l) => l.trim());
   const headers = parseHeaders(headerLines);
   const body = readData(flags.data);
   if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type') && body.length > 0) {
@@ -63,8 +70,19 @@ export async function send(argv: string[]): Promise<number> {
       log.warn({ server: failed.display, err: err.message }, 'publishing through the next server');
     const publish = (hub: HubClient) => hub.publish(flags.topic!, body, headers);
     const { result: res, server } = await withFailover(session, servers, 'send', publish, failover);
-    log.info({ event: res.id, topic: res.topic, bytes: body.length, server: server.display, duplicate: res.duplicate, via: session.via }, 'published');
-    if (res.duplicate) process.stderr.write(`note: krkns already had this event (same dedupe key): ${res.id} is the first one's id\n`);
+    log.info(
+      {
+        event: res.id,
+        topic: res.topic,
+        bytes: body.length,
+        server: server.display,
+        duplicate: res.duplicate,
+        via: session.via,
+      },
+      'published',
+    );
+    if (res.duplicate)
+      process.stderr.write(`note: krkns already had this event (same dedupe key): ${res.id} is the first one's id\n`);
     new Reporter(process.stdout, { json: flags.json! }).result('published', { ...res }, [res.id]);
     return ExitCode.OK;
   } finally {
@@ -107,7 +125,8 @@ export function parseHeaders(lines: string[]): Record<string, string> {
   for (const line of lines) {
     const i = line.indexOf(':');
     const name = i < 0 ? '' : line.slice(0, i).trim();
-    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name)) throw usageError(`-H: ${JSON.stringify(line)} is not a header (write "Name: value")`);
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name))
+      throw usageError(`-H: ${JSON.stringify(line)} is not a header (write "Name: value")`);
     for (const k of Object.keys(out)) if (k.toLowerCase() === name.toLowerCase()) delete out[k];
     out[name] = line.slice(i + 1).trim();
   }
@@ -131,7 +150,14 @@ function readPath(path: string | 0, what: string): Buffer {
     return readFileSync(path);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EISDIR'
+          ? 'is a directory'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.message;
     throw usageError(`--data: cannot read ${what}: ${why}`);
   }
 }

@@ -26,13 +26,18 @@ const hostPattern = new RegExp(`^${label}(\\.${label})*\\.?$`, 'i');
 
 /** Parses --server; usage error (exit 2) when absent or malformed. */
 export function parseServer(text: string | undefined): ServerRef {
-  if (text === undefined || text.trim() === '') throw usageError('--server is required (or set KRKNC_SERVER): the krkns node, e.g. --server krkns');
+  if (text === undefined || text.trim() === '')
+    throw usageError('--server is required (or set KRKNC_SERVER): the krkns node, e.g. --server krkns');
   const t = text.trim();
   const m = /^\[([0-9a-f:.]+)\](?::(\d+))?$/i.exec(t) ?? /^([^:]+)(?::(\d+))?$/.exec(t);
   const host = m?.[1];
   const port = m?.[2] === undefined ? 80 : Number(m[2]);
-  if (!host || (!isIP(host) && !hostPattern.test(host))) throw usageError(`--server: ${JSON.stringify(text)} is not a node name, MagicDNS name or tailnet IP (optionally with :port)`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw usageError(`--server: port in ${JSON.stringify(text)} must be 1-65535`);
+  if (!host || (!isIP(host) && !hostPattern.test(host)))
+    throw usageError(
+      `--server: ${JSON.stringify(text)} is not a node name, MagicDNS name or tailnet IP (optionally with :port)`,
+    );
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw usageError(`--server: port in ${JSON.stringify(text)} must be 1-65535`);
   return { host: host.replace(/\.$/, ''), port, text: t };
 }
 
@@ -70,10 +75,18 @@ export async function resolveServer(session: Session, ref: ServerRef, waitMs = 3
       const ip = isIP(ref.host) ? ref.host : peer.addresses[0];
       if (!ip) throw new CliError(`peer ${peer.dnsName} has no tailnet address`, ExitCode.UNREACHABLE);
       const hostPart = ip.includes(':') ? `[${ip}]` : ip;
-      return { ...ref, peer, baseUrl: `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`, display: `http://${ref.text}` };
+      return {
+        ...ref,
+        peer,
+        baseUrl: `http://${hostPart}${ref.port === 80 ? '' : `:${ref.port}`}`,
+        display: `http://${ref.text}`,
+      };
     }
     if (Date.now() >= deadline) {
-      throw new CliError(`no peer named ${ref.host} on this tailnet (is it online, and does the policy let krknc reach it?)`, ExitCode.UNREACHABLE);
+      throw new CliError(
+        `no peer named ${ref.host} on this tailnet (is it online, and does the policy let krknc reach it?)`,
+        ExitCode.UNREACHABLE,
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -132,10 +145,16 @@ export function hubFailure(err: unknown, server: ResolvedServer, what: string): 
       const cause = err.cause instanceof Error ? err.cause : err;
       const why = cause instanceof TailnetError ? `${cause.message} (${cause.code})` : cause.message;
       const offline = server.peer.online ? '' : '; the peer is offline';
-      return new CliError(`${what}: cannot reach krkns at ${server.display}: ${why}${offline}`, ExitCode.UNREACHABLE, { cause: err });
+      return new CliError(`${what}: cannot reach krkns at ${server.display}: ${why}${offline}`, ExitCode.UNREACHABLE, {
+        cause: err,
+      });
     }
     case 'SHUTTING_DOWN':
-      return new CliError(`${what}: krkns at ${server.display} is shutting down; try again shortly`, ExitCode.UNREACHABLE, { cause: err });
+      return new CliError(
+        `${what}: krkns at ${server.display} is shutting down; try again shortly`,
+        ExitCode.UNREACHABLE,
+        { cause: err },
+      );
     case 'STORE_UNAVAILABLE': {
       const message = `${what}: krkns at ${server.display} cannot reach its event store; nothing was stored, try again shortly`;
       return new CliError(message, ExitCode.UNREACHABLE, { cause: err });
@@ -146,7 +165,11 @@ export function hubFailure(err: unknown, server: ResolvedServer, what: string): 
     case 'UNSUPPORTED_MEDIA_TYPE':
       return new CliError(`${what}: krkns refused the request: ${err.message}`, ExitCode.USAGE, { cause: err });
     case 'BAD_RESPONSE':
-      return new CliError(`${what}: ${server.display} answered, but not as krkns does (is it krkns, on this port?): ${err.message}`, ExitCode.FAILURE, { cause: err });
+      return new CliError(
+        `${what}: ${server.display} answered, but not as krkns does (is it krkns, on this port?): ${err.message}`,
+        ExitCode.FAILURE,
+        { cause: err },
+      );
     default:
       return new CliError(`${what}: krkns said ${err.code}: ${err.message}`, ExitCode.FAILURE, { cause: err });
   }

@@ -31,7 +31,8 @@ export function ownSession(own: OwnNode): Session {
   const agent = tailnetAgent(node, { dialTimeoutMs: 10_000 });
   return {
     via: `node ${node.hostname}`,
-    fetch: (url, init = {}) => tailnetFetch(node, url, { ...init, signal: init.signal ?? AbortSignal.timeout(requestTimeoutMs) }, agent),
+    fetch: (url, init = {}) =>
+      tailnetFetch(node, url, { ...init, signal: init.signal ?? AbortSignal.timeout(requestTimeoutMs) }, agent),
     status: () => node.status(),
     ping: (peer) => node.ping(peer, { timeoutMs: 5_000 }),
     close: () => own.dispose(),
@@ -66,7 +67,11 @@ export async function openSession(flags: Flags<typeof nodeFlags>, log: Logger): 
   const running = await runningKrknc(stateDir);
   if (running) {
     log.debug({ pid: running.pid, command: running.command }, 'using the node of the running krknc');
-    if (flags.ephemeral) log.warn({ pid: running.pid }, `--ephemeral ignored: krknc ${running.command} (pid ${running.pid}) runs on this state directory, so its node is used`);
+    if (flags.ephemeral)
+      log.warn(
+        { pid: running.pid },
+        `--ephemeral ignored: krknc ${running.command} (pid ${running.pid}) runs on this state directory, so its node is used`,
+      );
     return borrowedSession(pathsIn(stateDir).adminSocket, running);
   }
   const own = await startNode(flags, log);

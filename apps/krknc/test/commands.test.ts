@@ -15,7 +15,17 @@ const state = tempDir();
 
 /** Node flags for a krknc with its own identity under the test's temp dir. */
 function node(hostname: string, extra: string[] = []): string[] {
-  return ['--hostname', hostname, '--state-dir', join(state.dir, hostname), '--control-url', tailnet.url, '--log-format', 'json', ...extra];
+  return [
+    '--hostname',
+    hostname,
+    '--state-dir',
+    join(state.dir, hostname),
+    '--control-url',
+    tailnet.url,
+    '--log-format',
+    'json',
+    ...extra,
+  ];
 }
 
 beforeAll(async () => {
@@ -40,31 +50,66 @@ afterAll(async () => {
 describe('krknc send', () => {
   it('publishes from a fresh ephemeral CI identity, prints the id, and the node is gone after exit', async () => {
     const ephemeralKey = await tailnet.createPreAuthKey({ user: userId, ephemeral: true });
-    const r = await runKrknc(['send', ...node('ci-runner', ['--ephemeral', '--server', 'hub', '--topic', 'ci/build', '--data', '{"status":"green"}'])], { TS_AUTHKEY: ephemeralKey });
+    const r = await runKrknc(
+      [
+        'send',
+        ...node('ci-runner', ['--ephemeral', '--server', 'hub', '--topic', 'ci/build', '--data', '{"status":"green"}']),
+      ],
+      { TS_AUTHKEY: ephemeralKey },
+    );
     expect(r.code, r.stderr).toBe(0);
     const id = r.stdout.trim();
     expect(id).toMatch(/^evt_\w+$/);
-    const { event } = await krknsAdmin<{ event: { sender: { node: string }; contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${id}`);
+    const { event } = await krknsAdmin<{
+      event: { sender: { node: string }; contentType: string; bodyBase64: string };
+    }>(hub.stateDir, 'GET', `/events/${id}`);
     expect(event.sender.node).toBe(`ci-runner.${tailnet.domain}`);
     expect(event.contentType).toBe('application/json');
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('{"status":"green"}');
-    await until(async () => ((await tailnet.listNodes()).some((n) => n.name === 'ci-runner') ? undefined : true), 'the ephemeral node to leave', 10_000);
+    await until(
+      async () => ((await tailnet.listNodes()).some((n) => n.name === 'ci-runner') ? undefined : true),
+      'the ephemeral node to leave',
+      10_000,
+    );
   });
 
   it('reads the body from stdin, as octet-stream unless -H says otherwise, and prints JSON with --json', async () => {
-    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/logs', '--data', '-', '-H', 'Content-Type: text/plain', '--json'])], { TS_AUTHKEY: authKey }, { stdin: Buffer.from('line 1\nline 2\n') });
+    const r = await runKrknc(
+      [
+        'send',
+        ...node('tester', [
+          '--server',
+          'hub',
+          '--topic',
+          'ci/logs',
+          '--data',
+          '-',
+          '-H',
+          'Content-Type: text/plain',
+          '--json',
+        ]),
+      ],
+      { TS_AUTHKEY: authKey },
+      { stdin: Buffer.from('line 1\nline 2\n') },
+    );
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { type: string; id: string; topic: string; duplicate: boolean };
     expect(out).toMatchObject({ type: 'published', topic: 'ci/logs', duplicate: false });
-    const { event } = await krknsAdmin<{ event: { contentType: string; bodyBase64: string } }>(hub.stateDir, 'GET', `/events/${out.id}`);
+    const { event } = await krknsAdmin<{ event: { contentType: string; bodyBase64: string } }>(
+      hub.stateDir,
+      'GET',
+      `/events/${out.id}`,
+    );
     expect(event.contentType).toBe('text/plain');
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('line 1\nline 2\n');
   });
 });
 
 describe('krknc expose', () => {
-  it('forwards a native peer\'s request to the local app, names the caller, and streams the answer back', async () => {
-    const exposer = krknc(['expose', ...node('devbox', ['--port', '8080', '--forward-to', `${app.url}/base`])], { TS_AUTHKEY: authKey });
+  it("forwards a native peer's request to the local app, names the caller, and streams the answer back", async () => {
+    const exposer = krknc(['expose', ...node('devbox', ['--port', '8080', '--forward-to', `${app.url}/base`])], {
+      TS_AUTHKEY: authKey,
+    });
     const ready = await exposer.waitFor(/^krknc ready: node devbox\.krkn\.test \((100\.[\d.]+)/m, 60_000);
     const ip = ready[1]!;
     await native.waitForPeer('devbox');
@@ -102,21 +147,32 @@ describe('krknc expose', () => {
 
 describe('errors a user meets', () => {
   it('rejects an invalid --forward-to before joining anything (exit 2)', async () => {
-    const r = await runKrknc(['listen', ...node('tester', ['--server', 'hub', '--topic', 'a', '--forward-to', 'ftp://example.com/x'])]);
+    const r = await runKrknc([
+      'listen',
+      ...node('tester', ['--server', 'hub', '--topic', 'a', '--forward-to', 'ftp://example.com/x']),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('error: --forward-to: ftp://example.com/x must be an http:// or https:// URL\n');
   });
 
   it('rejects an unreadable --data file (exit 2)', async () => {
-    const r = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'a', '--data', '@/nonexistent/payload.json'])]);
+    const r = await runKrknc([
+      'send',
+      ...node('tester', ['--server', 'hub', '--topic', 'a', '--data', '@/nonexistent/payload.json']),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('error: --data: cannot read /nonexistent/payload.json: no such file\n');
   });
 
   it('names a server that is not on the tailnet (exit 4)', async () => {
-    const r = await runKrknc(['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])], { TS_AUTHKEY: authKey });
+    const r = await runKrknc(
+      ['listen', ...node('tester', ['--server', 'nosuch', '--topic', 'a', '--forward-to', app.url])],
+      { TS_AUTHKEY: authKey },
+    );
     expect(r.code).toBe(4);
-    expect(r.stderr).toContain('error: no peer named nosuch on this tailnet (is it online, and does the policy let krknc reach it?)');
+    expect(r.stderr).toContain(
+      'error: no peer named nosuch on this tailnet (is it online, and does the policy let krknc reach it?)',
+    );
   });
 
   it('says when the server does not answer (exit 4)', async () => {
@@ -163,7 +219,9 @@ describe('krknc status and logout', () => {
     const after = await runKrknc(['status', ...node('tester', ['--offline'])]);
     expect(after.stdout).toContain('identity:   none yet');
     // The next start registers again with TS_AUTHKEY (the logged-out state is not taken for an identity).
-    const again = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/again'])], { TS_AUTHKEY: authKey });
+    const again = await runKrknc(['send', ...node('tester', ['--server', 'hub', '--topic', 'ci/again'])], {
+      TS_AUTHKEY: authKey,
+    });
     expect(again.code, again.stderr).toBe(0);
     expect((await runKrknc(['status', ...node('tester', ['--offline'])])).stdout).toContain('identity:   registered');
   });

@@ -13,7 +13,16 @@ let tailnet: Tailnet;
 let authKey: string;
 const state = tempDir();
 
-const flags = (...extra: string[]): string[] => ['--hostname', 'laptop', '--state-dir', join(state.dir, 'laptop'), '--control-url', tailnet.url, '--json', ...extra];
+const flags = (...extra: string[]): string[] => [
+  '--hostname',
+  'laptop',
+  '--state-dir',
+  join(state.dir, 'laptop'),
+  '--control-url',
+  tailnet.url,
+  '--json',
+  ...extra,
+];
 
 async function doctor(): Promise<{ code: number | null; report: Report; stderr: string }> {
   const r = await runKrknc(['doctor', ...flags('--server', 'hub')]);
@@ -25,11 +34,15 @@ beforeAll(async () => {
   const user = await tailnet.createUser('dev');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
   // krkns is a tagged service node; the laptop is a person's (user-owned) node.
-  await tailnet.setPolicy(JSON.stringify({ tagOwners: { 'tag:krkn': ['dev@'] }, grants: [{ src: ['*'], dst: ['*'], ip: ['*'] }] }));
+  await tailnet.setPolicy(
+    JSON.stringify({ tagOwners: { 'tag:krkn': ['dev@'] }, grants: [{ src: ['*'], dst: ['*'], ip: ['*'] }] }),
+  );
   const hubKey = await tailnet.createPreAuthKey({ tags: ['tag:krkn'] });
   await startKrkns({ controlUrl: tailnet.url, authKey: hubKey, stateDir: join(state.dir, 'hub'), hostname: 'hub' });
   // Register the laptop once (its first send); doctor then brings the stored identity up by itself.
-  const first = await runKrknc(['send', ...flags('--server', 'hub', '--topic', 'setup', '--data', '{}')], { TS_AUTHKEY: authKey });
+  const first = await runKrknc(['send', ...flags('--server', 'hub', '--topic', 'setup', '--data', '{}')], {
+    TS_AUTHKEY: authKey,
+  });
   expect(first.code, first.stderr).toBe(0);
 });
 
@@ -42,11 +55,20 @@ afterAll(async () => {
 describe('krknc doctor', () => {
   it('reports an invisible krkns as policy suppression and names both missing rule directions', async () => {
     // Only the service nodes may talk to each other: no rule mentions the laptop's user.
-    await tailnet.setPolicy(JSON.stringify({ tagOwners: { 'tag:krkn': ['dev@'] }, grants: [{ src: ['tag:krkn'], dst: ['tag:krkn'], ip: ['*'] }] }));
-    const { code, report } = await until(async () => {
-      const r = await doctor();
-      return r.report.checks.some((c) => c.id === 'server-visible' && c.status === 'fail') ? r : undefined;
-    }, 'krkns to disappear from the laptop', 30_000);
+    await tailnet.setPolicy(
+      JSON.stringify({
+        tagOwners: { 'tag:krkn': ['dev@'] },
+        grants: [{ src: ['tag:krkn'], dst: ['tag:krkn'], ip: ['*'] }],
+      }),
+    );
+    const { code, report } = await until(
+      async () => {
+        const r = await doctor();
+        return r.report.checks.some((c) => c.id === 'server-visible' && c.status === 'fail') ? r : undefined;
+      },
+      'krkns to disappear from the laptop',
+      30_000,
+    );
     expect(code).toBe(6);
     const visible = report.checks.find((c) => c.id === 'server-visible')!;
     expect(visible.cause).toContain('hub is not in this node');
@@ -67,11 +89,17 @@ describe('krknc doctor', () => {
         ],
       }),
     );
-    const { code, report } = await until(async () => {
-      const r = await doctor();
-      return r.code === 0 ? r : undefined;
-    }, 'every check to pass', 40_000);
+    const { code, report } = await until(
+      async () => {
+        const r = await doctor();
+        return r.code === 0 ? r : undefined;
+      },
+      'every check to pass',
+      40_000,
+    );
     expect(code).toBe(0);
-    expect(report.checks.map((c) => c.id)).toEqual(expect.arrayContaining(['login', 'control', 'derp', 'peers', 'server-visible', 'server-ping', 'server-api']));
+    expect(report.checks.map((c) => c.id)).toEqual(
+      expect.arrayContaining(['login', 'control', 'derp', 'peers', 'server-visible', 'server-ping', 'server-api']),
+    );
   });
 });

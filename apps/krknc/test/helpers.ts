@@ -27,7 +27,10 @@ export class Proc {
   readonly exited: Promise<number | null>;
   private exitCode: number | null | undefined;
 
-  constructor(readonly name: string, readonly child: ChildProcess) {
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
     child.stdout!.on('data', (c: Buffer) => (this.stdout += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (this.stderr += c.toString()));
     live.add(this);
@@ -45,14 +48,19 @@ export class Proc {
   }
 
   /** Waits (bounded) for a pattern in stdout; fails at once, with the output, if the process exits. */
-  async waitFor(pattern: RegExp, timeoutMs = 30_000, stream: 'stdout' | 'stderr' | 'both' = 'stdout'): Promise<RegExpExecArray> {
+  async waitFor(
+    pattern: RegExp,
+    timeoutMs = 30_000,
+    stream: 'stdout' | 'stderr' | 'both' = 'stdout',
+  ): Promise<RegExpExecArray> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const text = stream === 'stdout' ? this.stdout : stream === 'stderr' ? this.stderr : this.stdout + this.stderr;
       const m = pattern.exec(text);
       if (m) return m;
       if (!this.running) throw new Error(`${this.name} exited (${this.exitCode}) before ${pattern}:\n${this.output()}`);
-      if (Date.now() > deadline) throw new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${pattern}:\n${this.output()}`);
+      if (Date.now() > deadline)
+        throw new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${pattern}:\n${this.output()}`);
       await sleep(50);
     }
   }
@@ -75,18 +83,29 @@ export class Proc {
 /** Environment for our children: plain-HTTP DERP (the testnet's) and an auth key if given. */
 export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', NO_COLOR: '1' };
-  for (const k of Object.keys(env)) if (k.startsWith('KRKNC_') || k.startsWith('KRKNS_') || k === 'TS_AUTHKEY' || k === 'TS_AUTH_KEY') delete env[k];
+  for (const k of Object.keys(env))
+    if (k.startsWith('KRKNC_') || k.startsWith('KRKNS_') || k === 'TS_AUTHKEY' || k === 'TS_AUTH_KEY') delete env[k];
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
 
 /** Starts `node apps/krknc/dist/main.js <args>`. */
 export function krknc(args: string[], env: Record<string, string | undefined> = {}, name = `krknc ${args[0]}`): Proc {
-  return new Proc(name, spawn(...tiedToParent(process.execPath, [krkncMain, ...args]), { env: childEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
+  return new Proc(
+    name,
+    spawn(...tiedToParent(process.execPath, [krkncMain, ...args]), {
+      env: childEnv(env),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 /** Runs a krknc command to its end (bounded) and returns its exit code and output. */
-export async function runKrknc(args: string[], env: Record<string, string | undefined> = {}, opts: { timeoutMs?: number; stdin?: Buffer } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runKrknc(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  opts: { timeoutMs?: number; stdin?: Buffer } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = krknc(args, env);
   p.child.stdin!.end(opts.stdin ?? '');
   const timer = setTimeout(() => p.child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
@@ -103,9 +122,29 @@ export interface Krkns {
 }
 
 /** Starts krkns and waits for its "krkns ready:" line. */
-export async function startKrkns(opts: { controlUrl: string; authKey: string; stateDir: string; hostname: string; args?: string[] }): Promise<Krkns> {
-  const args = ['run', '--hostname', opts.hostname, '--state-dir', opts.stateDir, '--control-url', opts.controlUrl, '--log-format', 'json', ...(opts.args ?? [])];
-  const proc = new Proc('krkns', spawn(...tiedToParent(process.execPath, [krknsMain, ...args]), { env: childEnv({ TS_AUTHKEY: opts.authKey }) }));
+export async function startKrkns(opts: {
+  controlUrl: string;
+  authKey: string;
+  stateDir: string;
+  hostname: string;
+  args?: string[];
+}): Promise<Krkns> {
+  const args = [
+    'run',
+    '--hostname',
+    opts.hostname,
+    '--state-dir',
+    opts.stateDir,
+    '--control-url',
+    opts.controlUrl,
+    '--log-format',
+    'json',
+    ...(opts.args ?? []),
+  ];
+  const proc = new Proc(
+    'krkns',
+    spawn(...tiedToParent(process.execPath, [krknsMain, ...args]), { env: childEnv({ TS_AUTHKEY: opts.authKey }) }),
+  );
   const m = await proc.waitFor(/krkns ready: node \S+ \((100\.[\d.]+)/, 90_000);
   return { proc, ip: m[1]!, stateDir: opts.stateDir };
 }
@@ -116,7 +155,11 @@ export function krknsAdmin<T>(stateDir: string, method: string, path: string): P
     const req = request({ socketPath: join(stateDir, 'krkns.sock'), method, path }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => (res.statusCode === 200 || res.statusCode === 202 ? resolve(JSON.parse(text) as T) : reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`))));
+      res.on('end', () =>
+        res.statusCode === 200 || res.statusCode === 202
+          ? resolve(JSON.parse(text) as T)
+          : reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`)),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -144,7 +187,13 @@ export class LocalApp {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        this.received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks) });
+        this.received.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          rawHeaders: req.rawHeaders,
+          body: Buffer.concat(chunks),
+        });
         res.writeHead(this.status, { 'content-type': 'text/plain', 'x-local': 'yes' });
         res.end(`local ${this.status} for ${req.method} ${req.url}`);
       });
@@ -196,7 +245,11 @@ export function tempDir(prefix = 'krknc-test-'): { dir: string; remove(): void }
 }
 
 /** Polls until probe returns a value (bounded). */
-export async function until<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+export async function until<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -219,14 +272,28 @@ export function jsonLines(text: string): Record<string, unknown>[] {
 }
 
 /** Publishes through krkns's admin socket (the cheapest publisher a test has). */
-export function krknsPublish(stateDir: string, topic: string, body: Buffer | string, headers: Record<string, string> = {}): Promise<{ id: string; topic: string; duplicate: boolean }> {
+export function krknsPublish(
+  stateDir: string,
+  topic: string,
+  body: Buffer | string,
+  headers: Record<string, string> = {},
+): Promise<{ id: string; topic: string; duplicate: boolean }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { socketPath: join(stateDir, 'krkns.sock'), method: 'POST', path: `/hooks/${topic}`, headers: { 'content-type': 'application/octet-stream', ...headers } },
+      {
+        socketPath: join(stateDir, 'krkns.sock'),
+        method: 'POST',
+        path: `/hooks/${topic}`,
+        headers: { 'content-type': 'application/octet-stream', ...headers },
+      },
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => (res.statusCode === 202 ? resolve(JSON.parse(text) as { id: string; topic: string; duplicate: boolean }) : reject(new Error(`publish: ${res.statusCode} ${text}`))));
+        res.on('end', () =>
+          res.statusCode === 202
+            ? resolve(JSON.parse(text) as { id: string; topic: string; duplicate: boolean })
+            : reject(new Error(`publish: ${res.statusCode} ${text}`)),
+        );
       },
     );
     req.on('error', reject);

@@ -43,7 +43,9 @@ describe('--server', () => {
     ]);
     expect(parseServers('krkns')).toEqual([parseServer('krkns')]);
     expect(usage(() => parseServers(undefined))).toMatch(/^2: --server is required/);
-    expect(usage(() => parseServers('krkns-a,http://krkns-b'))).toMatch(/^2: --server: "http:\/\/krkns-b" is not a node name/);
+    expect(usage(() => parseServers('krkns-a,http://krkns-b'))).toMatch(
+      /^2: --server: "http:\/\/krkns-b" is not a node name/,
+    );
     expect(usage(() => parseServers('krkns-a,'))).toMatch(/^2: --server: "krkns-a," has an empty name between commas/);
   });
 });
@@ -58,15 +60,28 @@ describe('--forward-to', () => {
 
   it('refuses what is not an http(s) URL', () => {
     expect(usage(() => parseForwardTo(undefined))).toMatch(/^2: --forward-to is required/);
-    expect(usage(() => parseForwardTo('ftp://x/y'))).toBe('2: --forward-to: ftp://x/y must be an http:// or https:// URL');
-    expect(usage(() => parseForwardTo('http://exa mple'))).toMatch(/^2: --forward-to: "http:\/\/exa mple" is not a URL/);
+    expect(usage(() => parseForwardTo('ftp://x/y'))).toBe(
+      '2: --forward-to: ftp://x/y must be an http:// or https:// URL',
+    );
+    expect(usage(() => parseForwardTo('http://exa mple'))).toMatch(
+      /^2: --forward-to: "http:\/\/exa mple" is not a URL/,
+    );
     expect(usage(() => parseForwardTo('http://u:p@localhost/'))).toMatch(/must not carry credentials/);
   });
 });
 
 describe('send arguments', () => {
   it('takes -H values whole (commas included) in every form', () => {
-    const { headers, rest } = takeHeaders(['--topic', 't', '-H', 'Accept: a, b', '-HX-A: 1', '--header', 'X-B: 2', '--header=X-C: 3']);
+    const { headers, rest } = takeHeaders([
+      '--topic',
+      't',
+      '-H',
+      'Accept: a, b',
+      '-HX-A: 1',
+      '--header',
+      'X-B: 2',
+      '--header=X-C: 3',
+    ]);
     expect(headers).toEqual(['Accept: a, b', 'X-A: 1', 'X-B: 2', 'X-C: 3']);
     expect(rest).toEqual(['--topic', 't']);
     expect(parseHeaders(headers)).toEqual({ Accept: 'a, b', 'X-A': '1', 'X-B': '2', 'X-C': '3' });
@@ -117,7 +132,13 @@ describe('SeenEvents', () => {
     const path = join(dir.dir, 'seen.log');
     const seen = SeenEvents.open(path, 3);
     for (let i = 1; i <= 5; i++) seen.add(`evt_${i}`);
-    expect(['evt_1', 'evt_2', 'evt_3', 'evt_4', 'evt_5'].map((id) => seen.has(id))).toEqual([false, false, true, true, true]);
+    expect(['evt_1', 'evt_2', 'evt_3', 'evt_4', 'evt_5'].map((id) => seen.has(id))).toEqual([
+      false,
+      false,
+      true,
+      true,
+      true,
+    ]);
     // 6 lines reached twice the capacity: the file was rewritten with the newest three.
     seen.add('evt_6');
     expect(readFileSync(path, 'utf8')).toBe('evt_4\nevt_5\nevt_6\n');

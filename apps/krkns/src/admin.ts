@@ -32,7 +32,12 @@ const out = (s: string): void => void process.stdout.write(`${s}\n`);
 /** `krkns status`: from the running daemon, or from the state on disk when it is not running. */
 export async function status(argv: string[]): Promise<number> {
   const { flags } = parseFlags(statusFlags, argv);
-  if (flags.help) return help('krkns status [flags]', 'Shows the node, its listener, storage and delivery queue; works when krkns is stopped too.', statusFlags);
+  if (flags.help)
+    return help(
+      'krkns status [flags]',
+      'Shows the node, its listener, storage and delivery queue; works when krkns is stopped too.',
+      statusFlags,
+    );
   const stateDir = stateDirOf(flags);
   if (await adminSocket(stateDir).answers()) {
     const st = await hubOverAdminSocket(stateDir).status();
@@ -44,9 +49,14 @@ export async function status(argv: string[]): Promise<number> {
   if (flags.json) out(JSON.stringify({ running: false, ...offline }, null, 2));
   else {
     out(`krkns is not running (state in ${stateDir})`);
-    out(`  identity:   ${offline.identity ? 'registered (no key or login needed to start)' : 'none yet: the first start needs TS_AUTHKEY or an interactive login'}`);
+    out(
+      `  identity:   ${offline.identity ? 'registered (no key or login needed to start)' : 'none yet: the first start needs TS_AUTHKEY or an interactive login'}`,
+    );
     if (offline.loginUrl) out(`  login URL:  ${offline.loginUrl} (pending since ${offline.loginSince})`);
-    if (offline.queue) out(`  events:     ${offline.queue.events} stored, ${offline.queue.pending} deliveries pending, ${offline.queue.failed} failed`);
+    if (offline.queue)
+      out(
+        `  events:     ${offline.queue.events} stored, ${offline.queue.pending} deliveries pending, ${offline.queue.failed} failed`,
+      );
   }
   return ExitCode.OK;
 }
@@ -74,9 +84,14 @@ function printStatus(st: HubStatus): void {
   out(`  node:       ${st.node.name} (${st.node.addresses.join(', ') || 'no address yet'}) — ${st.node.state}`);
   if (st.loginUrl) out(`  login URL:  ${st.loginUrl}`);
   if (st.listener) out(`  listener:   ${st.listener}`);
-  out(`  storage:    ${st.storage.events} events, ${st.storage.subscriptions} subscription(s) (${st.storage.offlineSubscriptions} offline), ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`);
+  out(
+    `  storage:    ${st.storage.events} events, ${st.storage.subscriptions} subscription(s) (${st.storage.offlineSubscriptions} offline), ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`,
+  );
   for (const r of st.replicas) out(`  replica:    ${replicaLine(r)}`);
-  out(`  queue:      ${st.queue.pending} pending, ${st.queue.inFlight} in flight, ${st.queue.delivered} delivered, ${st.queue.failed} failed` + (st.queue.oldestPendingAt ? `, oldest pending since ${st.queue.oldestPendingAt}` : ''));
+  out(
+    `  queue:      ${st.queue.pending} pending, ${st.queue.inFlight} in flight, ${st.queue.delivered} delivered, ${st.queue.failed} failed` +
+      (st.queue.oldestPendingAt ? `, oldest pending since ${st.queue.oldestPendingAt}` : ''),
+  );
 }
 
 function replicaLine(r: ReplicaStatus): string {
@@ -89,7 +104,8 @@ function replicaLine(r: ReplicaStatus): string {
 export async function logout(argv: string[]): Promise<number> {
   const { flags } = parseFlags(controlFlags, argv);
   if (flags.help) {
-    const what = 'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.';
+    const what =
+      'Logs the node out of the tailnet and discards its identity; the next start needs a key or login again.';
     return help('krkns logout [flags]', what, controlFlags);
   }
   const stateDir = stateDirOf(flags);
@@ -109,7 +125,12 @@ const eventFlags = {
   topic: { type: 'string', describe: 'only this topic or pattern (e.g. ci/*)' },
   since: { type: 'string', describe: 'only events received since this ISO time' },
   after: { type: 'string', describe: 'only events received after this event id' },
-  limit: { type: 'int', default: 50, describe: 'at most this many', check: (n: number) => (n >= 1 && n <= 1000 ? undefined : 'must be 1-1000') },
+  limit: {
+    type: 'int',
+    default: 50,
+    describe: 'at most this many',
+    check: (n: number) => (n >= 1 && n <= 1000 ? undefined : 'must be 1-1000'),
+  },
   body: { type: 'bool', describe: 'events show: print the raw body only' },
 } satisfies FlagSpecs;
 
@@ -118,14 +139,24 @@ export async function events(argv: string[]): Promise<number> {
   const { flags, args } = parseFlags(eventFlags, argv);
   const [verb, id] = args;
   if (flags.help || !verb) {
-    return help('krkns events list|show <id>|redeliver <id> [flags]', 'Lists stored events, shows one (metadata, headers, raw body), or delivers one again to every matching subscription.', eventFlags);
+    return help(
+      'krkns events list|show <id>|redeliver <id> [flags]',
+      'Lists stored events, shows one (metadata, headers, raw body), or delivers one again to every matching subscription.',
+      eventFlags,
+    );
   }
   const client = hubOverAdminSocket(stateDirOf(flags));
   switch (verb) {
     case 'list': {
       const since = flags.since ? new Date(flags.since) : undefined;
-      if (since && Number.isNaN(since.getTime())) throw new CliError(`--since: ${flags.since} is not an ISO time`, ExitCode.USAGE);
-      const list = await client.listEvents({ ...(flags.topic ? { topic: flags.topic } : {}), ...(flags.after ? { after: flags.after } : {}), ...(since ? { since } : {}), limit: flags.limit! });
+      if (since && Number.isNaN(since.getTime()))
+        throw new CliError(`--since: ${flags.since} is not an ISO time`, ExitCode.USAGE);
+      const list = await client.listEvents({
+        ...(flags.topic ? { topic: flags.topic } : {}),
+        ...(flags.after ? { after: flags.after } : {}),
+        ...(since ? { since } : {}),
+        limit: flags.limit!,
+      });
       if (flags.json) out(JSON.stringify(list, null, 2));
       else for (const e of list) out(eventLine(e));
       return ExitCode.OK;
@@ -158,7 +189,8 @@ function requireId(id: string | undefined): string {
 }
 
 function eventLine(e: EventMeta): string {
-  const states = e.deliveries.map((d) => `${d.state}${d.attempts > 1 ? `×${d.attempts}` : ''}`).join(',') || 'no subscribers';
+  const states =
+    e.deliveries.map((d) => `${d.state}${d.attempts > 1 ? `×${d.attempts}` : ''}`).join(',') || 'no subscribers';
   return `${e.receivedAt}  ${e.id}  ${e.topic}  ${e.size}B  from ${e.sender.node}  [${states}]`;
 }
 

@@ -21,7 +21,12 @@ export function defaultHostname(): string {
 
 /** Flags every krkns command shares: which node, and how to log. */
 export const commonFlags = {
-  hostname: { type: 'string', env: 'KRKNS_HOSTNAME', default: defaultHostname, describe: "the node's name on the tailnet (default <os hostname>-krkns)" },
+  hostname: {
+    type: 'string',
+    env: 'KRKNS_HOSTNAME',
+    default: defaultHostname,
+    describe: "the node's name on the tailnet (default <os hostname>-krkns)",
+  },
   'state-dir': {
     type: 'string',
     env: 'KRKNS_STATE_DIR',
@@ -68,9 +73,26 @@ export const runFlags = {
     check: tcpPort,
   },
   ...tagsFlag('KRKNS', 'tag:krkn'),
-  ephemeral: { type: 'bool', env: 'KRKNS_EPHEMERAL', default: false, describe: 'register as an ephemeral node (removed when it stops)' },
-  'body-limit': { type: 'size', env: 'KRKNS_BODY_LIMIT', default: 10 * 1024 * 1024, describe: 'largest webhook body accepted (413 above)', check: positive },
-  retention: { type: 'duration', env: 'KRKNS_RETENTION', default: 7 * 86400e3, describe: 'how long delivered events are kept', check: positive },
+  ephemeral: {
+    type: 'bool',
+    env: 'KRKNS_EPHEMERAL',
+    default: false,
+    describe: 'register as an ephemeral node (removed when it stops)',
+  },
+  'body-limit': {
+    type: 'size',
+    env: 'KRKNS_BODY_LIMIT',
+    default: 10 * 1024 * 1024,
+    describe: 'largest webhook body accepted (413 above)',
+    check: positive,
+  },
+  retention: {
+    type: 'duration',
+    env: 'KRKNS_RETENTION',
+    default: 7 * 86400e3,
+    describe: 'how long delivered events are kept',
+    check: positive,
+  },
   'retry-schedule': {
     type: 'durations',
     env: 'KRKNS_RETRY_SCHEDULE',
@@ -78,7 +100,13 @@ export const runFlags = {
     describe: 'delay before each delivery attempt; after the last, the delivery is failed',
     check: (xs: number[]) => (xs.length >= 1 && xs.length <= 50 ? undefined : 'must list 1 to 50 delays'),
   },
-  'delivery-timeout': { type: 'duration', env: 'KRKNS_DELIVERY_TIMEOUT', default: 15e3, describe: 'a delivery succeeds with a 2xx within this time', check: positive },
+  'delivery-timeout': {
+    type: 'duration',
+    env: 'KRKNS_DELIVERY_TIMEOUT',
+    default: 15e3,
+    describe: 'a delivery succeeds with a 2xx within this time',
+    check: positive,
+  },
   'require-capability': {
     type: 'bool',
     env: 'KRKNS_REQUIRE_CAPABILITY',
@@ -91,7 +119,13 @@ export const runFlags = {
     default: DEFAULT_CAPABILITY_NAME,
     describe: 'name of that app capability',
   },
-  'shutdown-timeout': { type: 'duration', env: 'KRKNS_SHUTDOWN_TIMEOUT', default: 10e3, describe: 'on SIGTERM, how long in-flight requests and deliveries may finish', check: positive },
+  'shutdown-timeout': {
+    type: 'duration',
+    env: 'KRKNS_SHUTDOWN_TIMEOUT',
+    default: 10e3,
+    describe: 'on SIGTERM, how long in-flight requests and deliveries may finish',
+    check: positive,
+  },
 } satisfies FlagSpecs;
 
 /** The state directory of a parsed command line. */

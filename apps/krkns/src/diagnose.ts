@@ -8,8 +8,18 @@ import { krknsNode } from './node.js';
 const { 'shutdown-timeout': _s, store: _store, 'store-password-file': _pw, ...flagsOfNodeCommands } = runFlags;
 
 /** The doctor's view of a krkns configured by these flags and this environment. */
-export function krknsDoctorInput(flags: { 'control-url'?: string | undefined; tags?: string[] | undefined }, stateDir: string, node?: TailnetNode): DoctorInput {
-  return doctorInputFrom({ app: 'krkns', stateDir, controlUrl: flags['control-url']!, advertisedTags: flags.tags ?? [], node });
+export function krknsDoctorInput(
+  flags: { 'control-url'?: string | undefined; tags?: string[] | undefined },
+  stateDir: string,
+  node?: TailnetNode,
+): DoctorInput {
+  return doctorInputFrom({
+    app: 'krkns',
+    stateDir,
+    controlUrl: flags['control-url']!,
+    advertisedTags: flags.tags ?? [],
+    node,
+  });
 }
 
 /** doctor, ping, whois and policy. */
@@ -21,5 +31,6 @@ export const diagnostics = diagnosticCommands({
   // A command's own short-lived node: only its warnings matter.
   openNode: (flags) => krknsNode({ ...flags, ephemeral: false }, createLogger({ level: 'warn', format: 'pretty' })),
   doctorInput: krknsDoctorInput,
-  doctorDescription: 'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
+  doctorDescription:
+    'Checks login, auth key, key expiry, tags, control server, DERP and peer visibility, with a cause and a fix for each. Exit 0 only when every check passes.',
 });

@@ -8,7 +8,7 @@ import { run } from './run.js';
 const commands: Record<string, Command> = {
   run: { run, summary: 'run the hub in the foreground (joins the tailnet, serves the webhook API)' },
   status: { run: status, summary: 'show the node, listener, storage and queue (works offline too)' },
-  logout: { run: logout, summary: "log the node out of the tailnet and discard its identity" },
+  logout: { run: logout, summary: 'log the node out of the tailnet and discard its identity' },
   events: { run: events, summary: 'list, show or redeliver stored events' },
   ...diagnostics,
 };

@@ -105,7 +105,10 @@ async function shutdown(p: {
 }): Promise<void> {
   const started = Date.now();
   await p.hub.stop(p.timeoutMs);
-  await Promise.race([p.api.close(), new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref())]);
+  await Promise.race([
+    p.api.close(),
+    new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref()),
+  ]);
   await p.admin.close();
   await p.store.close();
   await p.own.dispose();

@@ -31,15 +31,32 @@ export class Krkns {
   }
 
   /** Runs `krkns <args>` and waits for it to exit. */
-  static async command(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const k = new Krkns(spawn(...tiedToParent(process.execPath, [main, ...args]), { env: { ...process.env, ...env } }), '');
+  static async command(
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const k = new Krkns(
+      spawn(...tiedToParent(process.execPath, [main, ...args]), { env: { ...process.env, ...env } }),
+      '',
+    );
     const code = await k.exited;
     return { code, stdout: k.stdout, stderr: k.stderr };
   }
 
   /** Starts `krkns run` without waiting for it (it may be waiting for a login). */
   static start(opts: RunOptions): Krkns {
-    const args = ['run', '--hostname', opts.hostname, '--state-dir', opts.stateDir, '--control-url', opts.controlUrl, '--log-format', 'json', ...(opts.args ?? [])];
+    const args = [
+      'run',
+      '--hostname',
+      opts.hostname,
+      '--state-dir',
+      opts.stateDir,
+      '--control-url',
+      opts.controlUrl,
+      '--log-format',
+      'json',
+      ...(opts.args ?? []),
+    ];
     const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '', ...opts.env };
     return new Krkns(spawn(...tiedToParent(process.execPath, [main, ...args]), { env }), opts.stateDir);
   }
@@ -64,8 +81,12 @@ export class Krkns {
     let done = false;
     void this.exited.then(() => (done = true));
     while (!pattern.test(this.stdout + this.stderr)) {
-      if (done) throw new Error(`krkns exited (${this.child.exitCode}) before ${pattern}:\n${this.stdout}\n${this.stderr.slice(-3000)}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr.slice(-3000)}`);
+      if (done)
+        throw new Error(
+          `krkns exited (${this.child.exitCode}) before ${pattern}:\n${this.stdout}\n${this.stderr.slice(-3000)}`,
+        );
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${pattern}:\n${this.stdout}\n${this.stderr.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

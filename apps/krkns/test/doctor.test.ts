@@ -20,7 +20,11 @@ interface Report {
 }
 
 async function doctor(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; report: Report }> {
-  const r = await Krkns.command(['doctor', '--state-dir', stateDir, '--control-url', tailnet.url, '--json'], { TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: '', ...env });
+  const r = await Krkns.command(['doctor', '--state-dir', stateDir, '--control-url', tailnet.url, '--json'], {
+    TS_DEBUG_USE_DERP_HTTP: '1',
+    TS_AUTHKEY: '',
+    ...env,
+  });
   return { code: r.code, report: JSON.parse(r.stdout) as Report };
 }
 
@@ -30,7 +34,14 @@ beforeAll(async () => {
   tailnet = await startTailnet();
   user = await tailnet.createUser('doc');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
-  peer = new TailnetNode({ hostname: 'peer', stateDir: join(dir, 'peer'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  peer = new TailnetNode({
+    hostname: 'peer',
+    stateDir: join(dir, 'peer'),
+    controlUrl: tailnet.url,
+    authKey,
+    logger: pino({ level: 'silent' }),
+    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
   await peer.up();
 });
 
@@ -55,7 +66,12 @@ describe('krkns doctor', () => {
   });
 
   it('passes every check for a healthy running krkns, from the daemon itself', async () => {
-    const k = await Krkns.run({ controlUrl: tailnet.url, stateDir: join(dir, 'healthy'), hostname: 'healthy', authKey });
+    const k = await Krkns.run({
+      controlUrl: tailnet.url,
+      stateDir: join(dir, 'healthy'),
+      hostname: 'healthy',
+      authKey,
+    });
     running.push(k);
     let last: Report | undefined;
     await waitFor(
@@ -88,12 +104,22 @@ describe('krkns doctor', () => {
 
   it('reports no peers as policy suppression with the likely causes', async () => {
     // tag:lonely is owned, but no rule mentions it: the control server hides it from everyone.
-    await tailnet.setPolicy(JSON.stringify({ tagOwners: { 'tag:lonely': ['doc@'] }, grants: [{ src: ['doc@'], dst: ['doc@'], ip: ['*'] }] }));
+    await tailnet.setPolicy(
+      JSON.stringify({ tagOwners: { 'tag:lonely': ['doc@'] }, grants: [{ src: ['doc@'], dst: ['doc@'], ip: ['*'] }] }),
+    );
     try {
       const taggedKey = await tailnet.createPreAuthKey({ tags: ['tag:lonely'] });
-      const k = await Krkns.run({ controlUrl: tailnet.url, stateDir: join(dir, 'lonely'), hostname: 'lonely', authKey: taggedKey });
+      const k = await Krkns.run({
+        controlUrl: tailnet.url,
+        stateDir: join(dir, 'lonely'),
+        hostname: 'lonely',
+        authKey: taggedKey,
+      });
       running.push(k);
-      await waitFor(async () => (check((await doctor(join(dir, 'lonely'))).report, 'peers')?.status === 'fail' ? true : undefined), { timeoutMs: 20_000, what: 'peers to disappear' });
+      await waitFor(
+        async () => (check((await doctor(join(dir, 'lonely'))).report, 'peers')?.status === 'fail' ? true : undefined),
+        { timeoutMs: 20_000, what: 'peers to disappear' },
+      );
       const { report } = await doctor(join(dir, 'lonely'));
       const peers = check(report, 'peers');
       expect(peers?.cause).toContain('no peers visible');
@@ -114,7 +140,10 @@ describe('krkns ping, whois and policy', () => {
     expect(JSON.parse(pong.stdout)).toMatchObject({ ip, nodeName: 'peer' });
     const who = await Krkns.command(['whois', ip, '--state-dir', join(dir, 'healthy'), '--json']);
     expect(who.code).toBe(0);
-    expect(JSON.parse(who.stdout)).toMatchObject({ node: { name: `peer.${tailnet.domain}` }, user: { loginName: expect.stringContaining('doc') } });
+    expect(JSON.parse(who.stdout)).toMatchObject({
+      node: { name: `peer.${tailnet.domain}` },
+      user: { loginName: expect.stringContaining('doc') },
+    });
   });
 
   it('names an unknown peer clearly', async () => {
@@ -125,7 +154,10 @@ describe('krkns ping, whois and policy', () => {
 
   it('lints a policy file with file:line findings', async () => {
     const file = join(dir, 'policy.hujson');
-    writeFileSync(file, '{\n  // posture everywhere\n  "defaultSrcPosture": ["posture:human"],\n  "postures": { "posture:human": ["node:tsAutoUpdate"] },\n  "grants": [{ "src": ["tag:ci"], "dst": ["tag:krkn"], "ip": ["80"] }]\n}\n');
+    writeFileSync(
+      file,
+      '{\n  // posture everywhere\n  "defaultSrcPosture": ["posture:human"],\n  "postures": { "posture:human": ["node:tsAutoUpdate"] },\n  "grants": [{ "src": ["tag:ci"], "dst": ["tag:krkn"], "ip": ["80"] }]\n}\n',
+    );
     const r = await Krkns.command(['policy', 'lint', file, '--tag', 'tag:krkn']);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`${file}:3:`);

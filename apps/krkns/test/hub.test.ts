@@ -34,7 +34,14 @@ class Subscriber {
   constructor(readonly hostname: string) {}
 
   async start(topics: string[]): Promise<HubClient> {
-    this.node = new TailnetNode({ hostname: this.hostname, stateDir: join(dir, this.hostname), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+    this.node = new TailnetNode({
+      hostname: this.hostname,
+      stateDir: join(dir, this.hostname),
+      controlUrl: tailnet.url,
+      authKey,
+      logger: pino({ level: 'silent' }),
+      engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+    });
     await this.node.up();
     this.app = Fastify();
     this.app.removeAllContentTypeParsers();
@@ -67,9 +74,22 @@ beforeAll(async () => {
   tailnet = await startTailnet();
   const user = await tailnet.createUser('hub');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
-  krkns = await Krkns.run({ controlUrl: tailnet.url, stateDir: join(dir, 'krkns'), hostname: 'hub', authKey, args: ['--retry-schedule', '0,1s,1s', '--body-limit', '64KiB'] });
+  krkns = await Krkns.run({
+    controlUrl: tailnet.url,
+    stateDir: join(dir, 'krkns'),
+    hostname: 'hub',
+    authKey,
+    args: ['--retry-schedule', '0,1s,1s', '--body-limit', '64KiB'],
+  });
   hubUrl = `http://${krkns.ip}`;
-  publisher = new TailnetNode({ hostname: 'publisher', stateDir: join(dir, 'publisher'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  publisher = new TailnetNode({
+    hostname: 'publisher',
+    stateDir: join(dir, 'publisher'),
+    controlUrl: tailnet.url,
+    authKey,
+    logger: pino({ level: 'silent' }),
+    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
   [native] = await Promise.all([startNativeNode(tailnet, { hostname: 'native', authKey }), publisher.up()]);
   await native.waitForPeer('hub');
 });
@@ -83,18 +103,30 @@ afterAll(async () => {
 
 describe('publishing', () => {
   it('accepts an event from one of our nodes, stores it with the sender identity, and answers 202 with its id', async () => {
-    const res = await tailnetFetch(publisher, `${hubUrl}/hooks/ci/build`, { method: 'POST', body: '{"ok":true}', headers: { 'content-type': 'application/json' } });
+    const res = await tailnetFetch(publisher, `${hubUrl}/hooks/ci/build`, {
+      method: 'POST',
+      body: '{"ok":true}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.status).toBe(202);
     const { id, duplicate } = (await res.json()) as { id: string; duplicate: boolean };
     expect(id).toMatch(/^evt_/);
     expect(duplicate).toBe(false);
     const event = await clientFor(publisher).getEvent(id);
-    expect(event.sender).toMatchObject({ node: `publisher.${tailnet.domain}`, ip: publisher.addresses[0], user: expect.stringContaining('hub') });
+    expect(event.sender).toMatchObject({
+      node: `publisher.${tailnet.domain}`,
+      ip: publisher.addresses[0],
+      user: expect.stringContaining('hub'),
+    });
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('{"ok":true}');
   });
 
   it('accepts an event from a native tailscaled peer, through its proxy', async () => {
-    const res = await native.fetch(`${hubUrl}/hooks/native`, { method: 'POST', body: Buffer.from('plain text'), headers: { 'content-type': 'text/plain' } });
+    const res = await native.fetch(`${hubUrl}/hooks/native`, {
+      method: 'POST',
+      body: Buffer.from('plain text'),
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(res.status).toBe(202);
     const { id } = res.json() as { id: string };
     const event = await clientFor(publisher).getEvent(id);
@@ -104,19 +136,49 @@ describe('publishing', () => {
 
   it('dedupes a redelivered GitHub webhook by X-GitHub-Delivery', async () => {
     const client = clientFor(publisher);
-    const first = await client.publish('github', '{}', { 'x-github-delivery': 'delivery-1', 'content-type': 'application/json' });
-    const again = await client.publish('github', '{}', { 'x-github-delivery': 'delivery-1', 'content-type': 'application/json' });
+    const first = await client.publish('github', '{}', {
+      'x-github-delivery': 'delivery-1',
+      'content-type': 'application/json',
+    });
+    const again = await client.publish('github', '{}', {
+      'x-github-delivery': 'delivery-1',
+      'content-type': 'application/json',
+    });
     expect(again).toEqual({ id: first.id, topic: 'github', duplicate: true });
   });
 
   it.each([
-    ['413 for a body over the limit', `/hooks/big`, { method: 'POST', body: randomBytes(70 * 1024) }, 413, 'BODY_TOO_LARGE'],
+    [
+      '413 for a body over the limit',
+      `/hooks/big`,
+      { method: 'POST', body: randomBytes(70 * 1024) },
+      413,
+      'BODY_TOO_LARGE',
+    ],
     ['400 for a malformed topic', `/hooks/a//b`, { method: 'POST', body: 'x' }, 400, 'BAD_TOPIC'],
     ['404 for an unknown event', `/events/evt_nope`, {}, 404, 'EVENT_NOT_FOUND'],
     ['404 for an unknown route', `/nope`, {}, 404, 'NOT_FOUND'],
-    ['400 for a subscription without topics', `/subscriptions`, { method: 'POST', body: '{"port":1}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_REQUEST'],
-    ['400 for malformed JSON', `/subscriptions`, { method: 'POST', body: '{"port":', headers: { 'content-type': 'application/json' } }, 400, 'BAD_REQUEST'],
-    ['415 for a subscription that is not JSON', `/subscriptions`, { method: 'POST', body: '<x/>', headers: { 'content-type': 'application/xml' } }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    [
+      '400 for a subscription without topics',
+      `/subscriptions`,
+      { method: 'POST', body: '{"port":1}', headers: { 'content-type': 'application/json' } },
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      '400 for malformed JSON',
+      `/subscriptions`,
+      { method: 'POST', body: '{"port":', headers: { 'content-type': 'application/json' } },
+      400,
+      'BAD_REQUEST',
+    ],
+    [
+      '415 for a subscription that is not JSON',
+      `/subscriptions`,
+      { method: 'POST', body: '<x/>', headers: { 'content-type': 'application/xml' } },
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
   ])('answers %s with a JSON error code', async (_name, path, init, status, code) => {
     const res = await tailnetFetch(publisher, `${hubUrl}${path}`, init as RequestInit);
     expect(res.status).toBe(status);
@@ -124,8 +186,15 @@ describe('publishing', () => {
   });
 
   it('refuses a subscription that names someone else as the target (no request forgery)', async () => {
-    for (const body of [{ topics: ['x'], port: 80, address: native.ip() }, { topics: ['x'], port: 80, url: `http://${krkns.ip}:80/` }]) {
-      const res = await tailnetFetch(publisher, `${hubUrl}/subscriptions`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    for (const body of [
+      { topics: ['x'], port: 80, address: native.ip() },
+      { topics: ['x'], port: 80, url: `http://${krkns.ip}:80/` },
+    ]) {
+      const res = await tailnetFetch(publisher, `${hubUrl}/subscriptions`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(res.status).toBe(403);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('FORBIDDEN_TARGET');
     }
@@ -139,8 +208,15 @@ describe('delivery', () => {
     try {
       const body = Buffer.concat([Buffer.from('{"action":"opened","binary":"'), randomBytes(256), Buffer.from('"}')]);
       const signature = `sha256=${createHmac('sha256', 'secret').update(body).digest('hex')}`;
-      const { id } = await clientFor(publisher).publish('signed/push', body, { 'x-hub-signature-256': signature, 'content-type': 'application/json', 'X-Custom-Case': 'Kept' });
-      await waitFor(async () => (sub.received.length > 0 ? true : undefined), { timeoutMs: 15_000, what: 'the delivery' });
+      const { id } = await clientFor(publisher).publish('signed/push', body, {
+        'x-hub-signature-256': signature,
+        'content-type': 'application/json',
+        'X-Custom-Case': 'Kept',
+      });
+      await waitFor(async () => (sub.received.length > 0 ? true : undefined), {
+        timeoutMs: 15_000,
+        what: 'the delivery',
+      });
       const got = sub.received[0]!;
       expect(got.body.equals(body)).toBe(true);
       expect(got.headers['x-hub-signature-256']).toBe(signature);
@@ -161,12 +237,18 @@ describe('delivery', () => {
     try {
       sub.status = 500;
       const { id } = await clientFor(publisher).publish('flaky', 'x');
-      await waitFor(async () => (sub.received.length >= 2 ? true : undefined), { timeoutMs: 15_000, what: 'two attempts' });
-      sub.status = 204;
-      await waitFor(async () => ((await clientFor(publisher).getEvent(id)).deliveries[0]?.state === 'delivered' ? true : undefined), {
+      await waitFor(async () => (sub.received.length >= 2 ? true : undefined), {
         timeoutMs: 15_000,
-        what: 'the delivery to succeed',
+        what: 'two attempts',
       });
+      sub.status = 204;
+      await waitFor(
+        async () => ((await clientFor(publisher).getEvent(id)).deliveries[0]?.state === 'delivered' ? true : undefined),
+        {
+          timeoutMs: 15_000,
+          what: 'the delivery to succeed',
+        },
+      );
       expect(new Set(sub.ids())).toEqual(new Set([id]));
       expect(sub.received.map((r) => r.headers['x-krkn-attempt'])).toEqual(['1', '2', '3']);
     } finally {
@@ -184,7 +266,10 @@ describe('delivery', () => {
 
     const back = new Subscriber('sub-laptop'); // same state dir: same identity and address
     await back.start(['laptop/*']); // subscribing again tells krkns it is back
-    await waitFor(async () => (back.received.length >= 5 ? true : undefined), { timeoutMs: 30_000, what: 'the backlog' });
+    await waitFor(async () => (back.received.length >= 5 ? true : undefined), {
+      timeoutMs: 30_000,
+      what: 'the backlog',
+    });
     await new Promise((r) => setTimeout(r, 1_500)); // nothing more may arrive
     try {
       expect(back.ids()).toEqual(ids);
@@ -200,7 +285,9 @@ describe('delivery', () => {
     try {
       const [mine] = await own.listSubscriptions();
       expect(mine).toMatchObject({ topics: ['owned'], port: 8080, path: '/in', address: sub.node.addresses[0] });
-      const err = await clientFor(publisher).unsubscribe(mine!.id).catch((e: unknown) => e);
+      const err = await clientFor(publisher)
+        .unsubscribe(mine!.id)
+        .catch((e: unknown) => e);
       expect((err as HubApiError).code).toBe('NOT_YOURS');
       await own.unsubscribe(mine!.id);
       expect(await own.listSubscriptions()).toEqual([]);

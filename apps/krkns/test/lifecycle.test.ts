@@ -24,7 +24,10 @@ async function start(name: string, args: string[] = [], key = authKey): Promise<
 
 /** Waits until traffic flows from the test's client node to krkns (a fresh node takes a moment). */
 async function visible(k: Krkns): Promise<void> {
-  await waitFor(async () => (await client.ping(k.ip, { timeoutMs: 2_000 })).latencyMs, { timeoutMs: 20_000, what: `a ping from the client to krkns ${k.ip}` });
+  await waitFor(async () => (await client.ping(k.ip, { timeoutMs: 2_000 })).latencyMs, {
+    timeoutMs: 20_000,
+    what: `a ping from the client to krkns ${k.ip}`,
+  });
 }
 
 function hub(k: Krkns, timeoutMs?: number): HubClient {
@@ -35,7 +38,14 @@ beforeAll(async () => {
   tailnet = await startTailnet();
   const user = await tailnet.createUser('life');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
-  client = new TailnetNode({ hostname: 'client', stateDir: join(dir, 'client'), controlUrl: tailnet.url, authKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+  client = new TailnetNode({
+    hostname: 'client',
+    stateDir: join(dir, 'client'),
+    controlUrl: tailnet.url,
+    authKey,
+    logger: pino({ level: 'silent' }),
+    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+  });
   await client.up();
 });
 
@@ -66,7 +76,11 @@ describe('lifecycle', () => {
     // status works while stopped, from the state on disk
     const r = await Krkns.command(['status', '--state-dir', join(dir, 'keeper'), '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ running: false, identity: true, queue: { events: 1, subscriptions: 1 } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      running: false,
+      identity: true,
+      queue: { events: 1, subscriptions: 1 },
+    });
   });
 
   it('kill -9 during a burst of publishes loses no event that got a 202', async () => {
@@ -83,7 +97,10 @@ describe('lifecycle', () => {
         }
       }
     });
-    await waitFor(async () => (acked.length >= 20 ? true : undefined), { timeoutMs: 30_000, what: '20 acknowledged publishes' });
+    await waitFor(async () => (acked.length >= 20 ? true : undefined), {
+      timeoutMs: 30_000,
+      what: '20 acknowledged publishes',
+    });
     await k.stop('SIGKILL');
     stop = true;
     await Promise.all(publishers);
@@ -98,7 +115,15 @@ describe('lifecycle', () => {
 
   it('a second krkns on the same state directory exits 5, naming the holder', async () => {
     const k = await start('single');
-    const second = await Krkns.command(['run', '--hostname', 'single', '--state-dir', join(dir, 'single'), '--control-url', tailnet.url]);
+    const second = await Krkns.command([
+      'run',
+      '--hostname',
+      'single',
+      '--state-dir',
+      join(dir, 'single'),
+      '--control-url',
+      tailnet.url,
+    ]);
     expect(second.code).toBe(5);
     expect(second.stderr).toContain(`in use by process ${k.child.pid}`);
   });
@@ -108,7 +133,10 @@ describe('lifecycle', () => {
     const k = await start('fleeting', ['--ephemeral'], ephemeralKey);
     expect((await tailnet.listNodes()).some((n) => n.name === 'fleeting')).toBe(true);
     expect(await k.stop('SIGTERM')).toBe(0);
-    await waitFor(async () => ((await tailnet.listNodes()).some((n) => n.name === 'fleeting') ? undefined : true), { timeoutMs: 10_000, what: 'the ephemeral node to be removed' });
+    await waitFor(async () => ((await tailnet.listNodes()).some((n) => n.name === 'fleeting') ? undefined : true), {
+      timeoutMs: 10_000,
+      what: 'the ephemeral node to be removed',
+    });
   });
 });
 
@@ -136,7 +164,20 @@ describe('configuration', () => {
   it('documents every flag with its environment variable and default in --help', async () => {
     const r = await Krkns.command(['run', '--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--hostname', '--state-dir', '--control-url', '--port', '--tags', '--ephemeral', '--log-level', '--body-limit', '--retention', '--retry-schedule', '--require-capability', '--capability']) {
+    for (const flag of [
+      '--hostname',
+      '--state-dir',
+      '--control-url',
+      '--port',
+      '--tags',
+      '--ephemeral',
+      '--log-level',
+      '--body-limit',
+      '--retention',
+      '--retry-schedule',
+      '--require-capability',
+      '--capability',
+    ]) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('TS_CONTROL_URL');
@@ -145,10 +186,13 @@ describe('configuration', () => {
   });
 
   it('an invalid auth key exits 3 with the reason', async () => {
-    const r = await Krkns.command(['run', '--hostname', 'badkey', '--state-dir', join(dir, 'badkey'), '--control-url', tailnet.url], {
-      TS_AUTHKEY: 'hskey-auth-invalid',
-      TS_DEBUG_USE_DERP_HTTP: '1',
-    });
+    const r = await Krkns.command(
+      ['run', '--hostname', 'badkey', '--state-dir', join(dir, 'badkey'), '--control-url', tailnet.url],
+      {
+        TS_AUTHKEY: 'hskey-auth-invalid',
+        TS_DEBUG_USE_DERP_HTTP: '1',
+      },
+    );
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('auth key');
   });
@@ -177,25 +221,41 @@ describe('app capabilities (--require-capability)', () => {
         tagOwners: { 'tag:hub': ['life@'], 'tag:ci': ['life@'] },
         grants: [
           { src: ['*'], dst: ['*'], ip: ['*'] },
-          { src: ['tag:ci'], dst: ['tag:hub'], app: { 'krkn.dev/cap/webhooks': [{ publish: ['ci/*'], subscribe: ['ci/**'] }] } },
+          {
+            src: ['tag:ci'],
+            dst: ['tag:hub'],
+            app: { 'krkn.dev/cap/webhooks': [{ publish: ['ci/*'], subscribe: ['ci/**'] }] },
+          },
         ],
       }),
     );
     const hubKey = await tailnet.createPreAuthKey({ tags: ['tag:hub'] });
     const ciKey = await tailnet.createPreAuthKey({ tags: ['tag:ci'] });
     const k = await start('guarded', ['--require-capability'], hubKey);
-    const ci = new TailnetNode({ hostname: 'ci', stateDir: join(dir, 'ci'), controlUrl: tailnet.url, authKey: ciKey, logger: pino({ level: 'silent' }), engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' } });
+    const ci = new TailnetNode({
+      hostname: 'ci',
+      stateDir: join(dir, 'ci'),
+      controlUrl: tailnet.url,
+      authKey: ciKey,
+      logger: pino({ level: 'silent' }),
+      engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
+    });
     await ci.up();
     try {
       const granted = new HubClient(`http://${k.ip}`, (url, init) => tailnetFetch(ci, url, init));
-      await waitFor(async () => (await granted.publish('ci/build', 'ok')).id, { timeoutMs: 15_000, what: 'the grant to reach krkns' });
+      await waitFor(async () => (await granted.publish('ci/build', 'ok')).id, {
+        timeoutMs: 15_000,
+        what: 'the grant to reach krkns',
+      });
       const denied = (await granted.publish('prod/deploy', 'no').catch((e: unknown) => e)) as HubApiError;
       expect(denied.code).toBe('MISSING_CAPABILITY');
       expect(denied.status).toBe(403);
       expect(denied.message).toContain('publish on topic prod/deploy');
       await granted.subscribe({ topics: ['ci/*'], port: 8080 });
 
-      const ungranted = (await hub(k).publish('ci/build', 'x').catch((e: unknown) => e)) as HubApiError;
+      const ungranted = (await hub(k)
+        .publish('ci/build', 'x')
+        .catch((e: unknown) => e)) as HubApiError;
       expect(ungranted.code).toBe('MISSING_CAPABILITY');
       expect(ungranted.message).toContain('krkn.dev/cap/webhooks');
     } finally {

@@ -123,8 +123,15 @@ afterAll(async () => {
 describe('a store krkns cannot use', () => {
   const runWith = (store: string, env: NodeJS.ProcessEnv = {}) =>
     Krkns.command(
-      ['run', '--state-dir', join(dir, 'refused'), '--hostname', 'refused', '--control-url', 'http://127.0.0.1:1']
-        .concat(['--store', store]),
+      [
+        'run',
+        '--state-dir',
+        join(dir, 'refused'),
+        '--hostname',
+        'refused',
+        '--control-url',
+        'http://127.0.0.1:1',
+      ].concat(['--store', store]),
       env,
     );
 

@@ -29,7 +29,12 @@ export const helpFlag = { help: { type: 'bool', short: 'h', describe: 'show this
 
 /** This machine's host name as a DNS label (at most 56 characters, leaving room for a suffix). */
 export function osHostLabel(): string {
-  const label = hostname().split('.')[0]!.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 56);
+  const label = hostname()
+    .split('.')[0]!
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 56);
   return label || 'host';
 }
 

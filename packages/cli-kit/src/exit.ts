@@ -69,12 +69,16 @@ function exitCodeFor(err: unknown): ExitCodeValue {
  * Runs a command's main and exits with its code: a known error prints one line (no stack
  * trace) to stderr; an unexpected one prints its stack, since that is a bug.
  */
-export async function runMain(main: () => Promise<number | void>, stderr: NodeJS.WritableStream = process.stderr): Promise<never> {
+export async function runMain(
+  main: () => Promise<number | void>,
+  stderr: NodeJS.WritableStream = process.stderr,
+): Promise<never> {
   let code: number;
   try {
     code = (await main()) ?? ExitCode.OK;
   } catch (err) {
-    const known = err instanceof CliError || err instanceof TailnetError || (err as { code?: unknown }).code !== undefined;
+    const known =
+      err instanceof CliError || err instanceof TailnetError || (err as { code?: unknown }).code !== undefined;
     stderr.write(`error: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
     code = exitCodeFor(err);
   }

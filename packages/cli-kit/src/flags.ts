@@ -40,14 +40,20 @@ export type AnyFlagSpec = { [T in FlagType]: FlagSpec<T> }[FlagType];
 export type FlagSpecs = Record<string, AnyFlagSpec>;
 
 /** The parsed values: each flag's value (or undefined when unset without a default). */
-export type Flags<S extends FlagSpecs> = { [K in keyof S]: S[K] extends FlagSpec<infer T> ? ValueOf[T] | undefined : never };
+export type Flags<S extends FlagSpecs> = {
+  [K in keyof S]: S[K] extends FlagSpec<infer T> ? ValueOf[T] | undefined : never;
+};
 
 /**
  * Parses `argv` against the specs: `--name value`, `--name=value`, `-x value`, `--bool`,
  * `--no-bool`. Unknown flags and invalid values fail with a message naming the flag (exit 2).
  * Returns the flag values and the positional arguments.
  */
-export function parseFlags<S extends FlagSpecs>(specs: S, argv: string[], env: NodeJS.ProcessEnv = process.env): { flags: Flags<S>; args: string[] } {
+export function parseFlags<S extends FlagSpecs>(
+  specs: S,
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { flags: Flags<S>; args: string[] } {
   const raw = new Map<string, string[]>();
   const args: string[] = [];
   const byShort = new Map(Object.entries(specs).flatMap(([n, s]) => (s.short ? [[s.short, n] as const] : [])));
@@ -83,8 +89,16 @@ export function parseFlags<S extends FlagSpecs>(specs: S, argv: string[], env: N
     const given = raw.get(name);
     const fromEnv = spec.env !== undefined ? env[spec.env] : undefined;
     const source = given !== undefined ? `--${name}` : `${spec.env} (for --${name})`;
-    if (given !== undefined && given.length > 1 && !spec.repeatable) throw usageError(`flag --${name} is given more than once`);
-    const text = given !== undefined ? (spec.repeatable ? given.join(',') : given[0]!) : fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined;
+    if (given !== undefined && given.length > 1 && !spec.repeatable)
+      throw usageError(`flag --${name} is given more than once`);
+    const text =
+      given !== undefined
+        ? spec.repeatable
+          ? given.join(',')
+          : given[0]!
+        : fromEnv !== undefined && fromEnv !== ''
+          ? fromEnv
+          : undefined;
     if (text === undefined) {
       flags[name] = typeof spec.default === 'function' ? (spec.default as () => unknown)() : spec.default;
       continue;
@@ -122,11 +136,15 @@ function convert(type: FlagType, text: string, source: string): unknown {
       return n;
     }
     case 'list':
-      return text.split(',').map((s) => s.trim()).filter(Boolean);
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     case 'durations': {
       const parts = text.split(',').map((s) => s.trim());
       const ms = parts.map(parseDuration);
-      if (parts.length === 0 || ms.some((x) => x === undefined)) throw bad('a comma-separated list of durations such as 0,5s,5m,30m');
+      if (parts.length === 0 || ms.some((x) => x === undefined))
+        throw bad('a comma-separated list of durations such as 0,5s,5m,30m');
       return ms;
     }
   }
@@ -151,7 +169,15 @@ export function helpText(usage: string, description: string, specs: FlagSpecs): 
 }
 
 function placeholderOf(type: FlagType): string {
-  return { string: 'value', int: 'n', bool: '', duration: 'duration', size: 'size', list: 'a,b', durations: 'd1,d2,...' }[type];
+  return {
+    string: 'value',
+    int: 'n',
+    bool: '',
+    duration: 'duration',
+    size: 'size',
+    list: 'a,b',
+    durations: 'd1,d2,...',
+  }[type];
 }
 
 function defaultText(s: AnyFlagSpec): string {

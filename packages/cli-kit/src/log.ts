@@ -7,9 +7,17 @@ export type LogFormat = 'json' | 'pretty';
 export const logLevels: Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 /** A pino logger writing to stderr (stdout is for the command's own output). */
-export function createLogger(opts: { level: string; format: LogFormat; stream?: NodeJS.WritableStream; color?: boolean }): Logger {
+export function createLogger(opts: {
+  level: string;
+  format: LogFormat;
+  stream?: NodeJS.WritableStream;
+  color?: boolean;
+}): Logger {
   const stream = opts.stream ?? process.stderr;
-  const dest = opts.format === 'json' ? stream : prettyStream(stream, opts.color ?? Boolean((stream as { isTTY?: boolean }).isTTY));
+  const dest =
+    opts.format === 'json'
+      ? stream
+      : prettyStream(stream, opts.color ?? Boolean((stream as { isTTY?: boolean }).isTTY));
   return pino({ level: opts.level, base: undefined }, dest);
 }
 
@@ -45,7 +53,9 @@ function prettyStream(out: NodeJS.WritableStream, color: boolean): Writable {
           .filter(([k]) => !hidden.has(k))
           .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
           .join(' ');
-        out.write(`${paint('90', time)} ${paint(code, name)} ${String(entry.msg ?? '')}${extras ? ` ${paint('90', extras)}` : ''}\n`);
+        out.write(
+          `${paint('90', time)} ${paint(code, name)} ${String(entry.msg ?? '')}${extras ? ` ${paint('90', extras)}` : ''}\n`,
+        );
       }
       done();
     },

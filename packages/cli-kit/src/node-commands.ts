@@ -21,17 +21,31 @@ interface NodeCommandContext {
 type Print = (text: string) => void;
 
 /** `<app> ping <peer>`: a TSMP ping over the node's own identity. */
-async function pingCommand(ctx: NodeCommandContext, peer: string | undefined, json: boolean, print: Print): Promise<number> {
+async function pingCommand(
+  ctx: NodeCommandContext,
+  peer: string | undefined,
+  json: boolean,
+  print: Print,
+): Promise<number> {
   if (!peer) throw new CliError(`usage: ${ctx.app} ping <peer name or tailnet IP>`, ExitCode.USAGE);
-  const pong = await viaNode<PingResult>(ctx, { method: 'POST', path: '/admin/ping', body: { peer } }, (node) => node.ping(peer));
+  const pong = await viaNode<PingResult>(ctx, { method: 'POST', path: '/admin/ping', body: { peer } }, (node) =>
+    node.ping(peer),
+  );
   print(json ? JSON.stringify(pong) : `pong from ${pong.nodeName} (${pong.ip}) in ${pong.latencyMs.toFixed(1)} ms`);
   return ExitCode.OK;
 }
 
 /** `<app> whois <ip>`: the node and user behind a tailnet address, with its capabilities. */
-async function whoisCommand(ctx: NodeCommandContext, ip: string | undefined, json: boolean, print: Print): Promise<number> {
+async function whoisCommand(
+  ctx: NodeCommandContext,
+  ip: string | undefined,
+  json: boolean,
+  print: Print,
+): Promise<number> {
   if (!ip) throw new CliError(`usage: ${ctx.app} whois <tailnet IP>`, ExitCode.USAGE);
-  const who = await viaNode<WhoIs>(ctx, { method: 'GET', path: `/admin/whois?ip=${encodeURIComponent(ip)}` }, (node) => node.whois(ip));
+  const who = await viaNode<WhoIs>(ctx, { method: 'GET', path: `/admin/whois?ip=${encodeURIComponent(ip)}` }, (node) =>
+    node.whois(ip),
+  );
   if (json) print(JSON.stringify(who, null, 2));
   else {
     print(`node:  ${who.node.name} (${who.node.addresses.join(', ')})`);
@@ -57,7 +71,15 @@ async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Prin
       await node.up({ controlTimeoutMs: 15_000 });
       checks = await runChecks(ctx.doctorInput(node));
     } catch (err) {
-      checks = [...(await runChecks(ctx.doctorInput())), { id: 'node', status: 'fail', cause: `the stored identity cannot come up: ${(err as Error).message}`, fix: 'see the cause; the exit code of a normal start names its kind' }];
+      checks = [
+        ...(await runChecks(ctx.doctorInput())),
+        {
+          id: 'node',
+          status: 'fail',
+          cause: `the stored identity cannot come up: ${(err as Error).message}`,
+          fix: 'see the cause; the exit code of a normal start names its kind',
+        },
+      ];
     } finally {
       await node.close();
     }
@@ -69,7 +91,11 @@ async function doctorCommand(ctx: NodeCommandContext, json: boolean, print: Prin
 }
 
 /** Asks the running daemon, or runs `direct` on a temporary node on the stored identity. */
-async function viaNode<T>(ctx: NodeCommandContext, req: { method: string; path: string; body?: unknown }, direct: (node: TailnetNode) => Promise<T>): Promise<T> {
+async function viaNode<T>(
+  ctx: NodeCommandContext,
+  req: { method: string; path: string; body?: unknown },
+  direct: (node: TailnetNode) => Promise<T>,
+): Promise<T> {
   const admin = new AdminClient(ctx.adminSocket);
   if (await admin.answers()) return admin.json<T>(req.method, req.path, req.body);
   if (!inspectStateDir(ctx.stateDir).identity) {
@@ -117,7 +143,11 @@ export function diagnosticCommands<S extends FlagSpecs & { json: FlagSpec<'bool'
   const { app } = spec;
   const print = (s: string): void => void process.stdout.write(`${s}\n`);
   const withContext =
-    (usage: string, description: string, body: (ctx: NodeCommandContext, args: string[], json: boolean) => Promise<number>) =>
+    (
+      usage: string,
+      description: string,
+      body: (ctx: NodeCommandContext, args: string[], json: boolean) => Promise<number>,
+    ) =>
     async (argv: string[]): Promise<number> => {
       const { flags, args } = parseFlags(spec.flags, argv);
       if (flags.help) {
@@ -137,16 +167,24 @@ export function diagnosticCommands<S extends FlagSpecs & { json: FlagSpec<'bool'
   return {
     doctor: {
       summary: 'check login, keys, tags, control, DERP and peer visibility; name causes and fixes',
-      run: withContext(`${app} doctor [flags]`, spec.doctorDescription, (ctx, _args, json) => doctorCommand(ctx, json, print, Boolean(process.stdout.isTTY))),
+      run: withContext(`${app} doctor [flags]`, spec.doctorDescription, (ctx, _args, json) =>
+        doctorCommand(ctx, json, print, Boolean(process.stdout.isTTY)),
+      ),
     },
     ping: {
       summary: `TSMP-ping a peer from ${app}'s own node`,
-      run: withContext(`${app} ping <peer> [flags]`, `TSMP-pings a peer (MagicDNS name or tailnet IP) from ${app}'s own node.`, (ctx, args, json) => pingCommand(ctx, args[0], json, print)),
+      run: withContext(
+        `${app} ping <peer> [flags]`,
+        `TSMP-pings a peer (MagicDNS name or tailnet IP) from ${app}'s own node.`,
+        (ctx, args, json) => pingCommand(ctx, args[0], json, print),
+      ),
     },
     whois: {
       summary: 'name the node and user behind a tailnet address',
-      run: withContext(`${app} whois <tailnet IP> [flags]`, `Names the node and user behind a tailnet address, with the capabilities it holds towards ${app}.`, (ctx, args, json) =>
-        whoisCommand(ctx, args[0], json, print),
+      run: withContext(
+        `${app} whois <tailnet IP> [flags]`,
+        `Names the node and user behind a tailnet address, with the capabilities it holds towards ${app}.`,
+        (ctx, args, json) => whoisCommand(ctx, args[0], json, print),
       ),
     },
     policy: {

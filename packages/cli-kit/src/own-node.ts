@@ -20,7 +20,11 @@ export interface OwnNode {
  * info level for everyone else), a signal aborts the wait. Resolves once the state directory is
  * locked, so "another process runs here" fails before anything else starts.
  */
-export async function bringUp(node: TailnetNode, log: Logger, { controlTimeoutMs }: { controlTimeoutMs?: number } = {}): Promise<OwnNode> {
+export async function bringUp(
+  node: TailnetNode,
+  log: Logger,
+  { controlTimeoutMs }: { controlTimeoutMs?: number } = {},
+): Promise<OwnNode> {
   showLoginOnTerminal(node, process.stderr);
   const stop = new AbortController();
   const onSignal = (sig: string): void => {
@@ -39,7 +43,13 @@ export async function bringUp(node: TailnetNode, log: Logger, { controlTimeoutMs
   };
   const up = node.up({ signal: stop.signal, ...(controlTimeoutMs ? { controlTimeoutMs } : {}) });
   // up() takes the state lock synchronously at its start: a lock error is already settled here.
-  const early = await Promise.race([up.then(() => undefined, (err: unknown) => err), new Promise((r) => setImmediate(r))]);
+  const early = await Promise.race([
+    up.then(
+      () => undefined,
+      (err: unknown) => err,
+    ),
+    new Promise((r) => setImmediate(r)),
+  ]);
   if (early) {
     await dispose();
     throw early;

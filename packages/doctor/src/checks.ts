@@ -49,7 +49,10 @@ export interface DoctorInput {
 
 /** A DoctorInput for an app, with the auth-key facts read from the environment. */
 export function doctorInputFrom(
-  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & { node?: TailnetNode | undefined; counterpart?: Counterpart | undefined },
+  base: Omit<DoctorInput, 'authKeyInEnv' | 'forceLogin' | 'node' | 'counterpart'> & {
+    node?: TailnetNode | undefined;
+    counterpart?: Counterpart | undefined;
+  },
   env: NodeJS.ProcessEnv = process.env,
 ): DoctorInput {
   const { node, counterpart, ...rest } = base;
@@ -86,15 +89,24 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
 
 function loginCheck(input: DoctorInput, disk: DiskState): CheckResult {
   const corrupt = disk.problem;
-  if (corrupt) return fail('state', corrupt, 'restore the state file from a backup, or move it away to register as a new node');
+  if (corrupt)
+    return fail('state', corrupt, 'restore the state file from a backup, or move it away to register as a new node');
   const node = input.node;
   if (node?.state === 'Running') return ok('login', `authenticated as ${node.self?.name ?? node.hostname}`);
   const url = node?.loginUrl ?? disk.pendingLoginUrl;
   if (url) {
-    return fail('login', `waiting for an interactive login: ${url}`, `open ${url} and approve the node, or restart ${input.app} with TS_AUTHKEY set`);
+    return fail(
+      'login',
+      `waiting for an interactive login: ${url}`,
+      `open ${url} and approve the node, or restart ${input.app} with TS_AUTHKEY set`,
+    );
   }
   if (disk.identity) return ok('login', `an identity is stored in ${input.stateDir} (${input.app} is not running)`);
-  return fail('login', `not registered: no identity in ${input.stateDir}`, `start ${input.app} with TS_AUTHKEY=<pre-auth key>, or start it and open the login URL it prints`);
+  return fail(
+    'login',
+    `not registered: no identity in ${input.stateDir}`,
+    `start ${input.app} with TS_AUTHKEY=<pre-auth key>, or start it and open the login URL it prints`,
+  );
 }
 
 function authKeyCheck(input: DoctorInput, disk: DiskState): CheckResult[] {
@@ -103,14 +115,33 @@ function authKeyCheck(input: DoctorInput, disk: DiskState): CheckResult[] {
     case 'used':
       return [ok('auth-key', 'registered with the auth key given at start')];
     case 'ignored':
-      return [warn('auth-key', `the auth key given at start was ignored: an identity is stored in ${input.stateDir}`, 'restart with TS_FORCE_LOGIN=1 to register again with the key, or drop TS_AUTHKEY (it is not needed any more)')];
+      return [
+        warn(
+          'auth-key',
+          `the auth key given at start was ignored: an identity is stored in ${input.stateDir}`,
+          'restart with TS_FORCE_LOGIN=1 to register again with the key, or drop TS_AUTHKEY (it is not needed any more)',
+        ),
+      ];
     case 'none':
       return [];
   }
   if (!input.authKeyInEnv) return [];
-  if (input.forceLogin) return [warn('auth-key', 'TS_AUTHKEY and TS_FORCE_LOGIN=1 are set: every start registers the node again', 'unset TS_FORCE_LOGIN once the node is registered')];
+  if (input.forceLogin)
+    return [
+      warn(
+        'auth-key',
+        'TS_AUTHKEY and TS_FORCE_LOGIN=1 are set: every start registers the node again',
+        'unset TS_FORCE_LOGIN once the node is registered',
+      ),
+    ];
   if (disk.identity) {
-    return [warn('auth-key', `TS_AUTHKEY is set but ignored: an identity is already stored in ${input.stateDir}`, 'set TS_FORCE_LOGIN=1 to register again with the key, or unset TS_AUTHKEY (it is not needed any more)')];
+    return [
+      warn(
+        'auth-key',
+        `TS_AUTHKEY is set but ignored: an identity is already stored in ${input.stateDir}`,
+        'set TS_FORCE_LOGIN=1 to register again with the key, or unset TS_AUTHKEY (it is not needed any more)',
+      ),
+    ];
   }
   return [ok('auth-key', 'TS_AUTHKEY is set and will be used for the first registration')];
 }
@@ -120,8 +151,18 @@ function keyExpiryCheck(status: NodeStatus): CheckResult {
   if (!expiry) return ok('key-expiry', 'the node key does not expire (tagged node, or expiry disabled)');
   const left = Date.parse(expiry) - Date.now();
   const days = Math.floor(left / 86400e3);
-  if (left <= 0) return fail('key-expiry', `the node key expired at ${expiry}`, 're-authenticate (TS_FORCE_LOGIN=1 with a new key), or tag the node so its key does not expire');
-  if (days < 7) return warn('key-expiry', `the node key expires in ${days} days (${expiry})`, 're-authenticate before then, or tag the node so its key does not expire');
+  if (left <= 0)
+    return fail(
+      'key-expiry',
+      `the node key expired at ${expiry}`,
+      're-authenticate (TS_FORCE_LOGIN=1 with a new key), or tag the node so its key does not expire',
+    );
+  if (days < 7)
+    return warn(
+      'key-expiry',
+      `the node key expires in ${days} days (${expiry})`,
+      're-authenticate before then, or tag the node so its key does not expire',
+    );
   return ok('key-expiry', `the node key expires in ${days} days`);
 }
 
@@ -142,25 +183,52 @@ async function controlCheck(input: DoctorInput): Promise<CheckResult> {
   const probe = `${input.controlUrl}/key?v=1`;
   try {
     const res = await (input.hostFetch ?? fetch)(probe, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) return fail('control', `the control server answered HTTP ${res.status} at ${probe}`, 'check --control-url / TS_CONTROL_URL');
+    if (!res.ok)
+      return fail(
+        'control',
+        `the control server answered HTTP ${res.status} at ${probe}`,
+        'check --control-url / TS_CONTROL_URL',
+      );
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    return fail('control', `cannot reach the control server ${input.controlUrl}: ${cause}`, 'check --control-url / TS_CONTROL_URL, DNS and the firewall');
+    return fail(
+      'control',
+      `cannot reach the control server ${input.controlUrl}: ${cause}`,
+      'check --control-url / TS_CONTROL_URL, DNS and the firewall',
+    );
   }
   const stalled = input.node?.health.find((w) => w.code === 'not-in-map-poll' || w.code === 'mapresponse-timeout');
-  if (stalled) return warn('control', `reachable, but: ${stalled.text}`, 'look at the control server; the node retries by itself');
+  if (stalled)
+    return warn('control', `reachable, but: ${stalled.text}`, 'look at the control server; the node retries by itself');
   return ok('control', `the control server ${input.controlUrl} answers`);
 }
 
 function derpCheck(node: TailnetNode, status: NodeStatus): CheckResult {
   const problem = node.health.find((w) => w.code.includes('derp'));
-  if (problem) return fail('derp', problem.text, 'the embedded node reaches peers only through DERP relays: check that the control server lists a reachable DERP region');
-  if (!status.self.relay) return fail('derp', 'no home DERP region yet: peers cannot reach this node', 'wait a few seconds; if it stays, check the DERP map the control server sends');
+  if (problem)
+    return fail(
+      'derp',
+      problem.text,
+      'the embedded node reaches peers only through DERP relays: check that the control server lists a reachable DERP region',
+    );
+  if (!status.self.relay)
+    return fail(
+      'derp',
+      'no home DERP region yet: peers cannot reach this node',
+      'wait a few seconds; if it stays, check the DERP map the control server sends',
+    );
   return ok('derp', `connected through DERP region ${status.self.relay}`);
 }
 
 function peersCheck(input: DoctorInput, status: NodeStatus): CheckResult {
-  if (status.peers.length > 0) return ok('peers', `${status.peers.length} peer(s) visible: ${status.peers.map((p) => p.hostname).slice(0, 8).join(', ')}`);
+  if (status.peers.length > 0)
+    return ok(
+      'peers',
+      `${status.peers.length} peer(s) visible: ${status.peers
+        .map((p) => p.hostname)
+        .slice(0, 8)
+        .join(', ')}`,
+    );
   return fail(
     'peers',
     `no peers visible: the control server sends a node only the peers the policy gives it a path to (likely: ${suppressionCauses})`,
@@ -180,17 +248,38 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
       ),
     ];
   }
-  const results: CheckResult[] = [ok('server-visible', `${cp.name} is visible (${peer.dnsName}, ${peer.addresses[0]}${peer.online ? '' : ', offline'})`)];
+  const results: CheckResult[] = [
+    ok(
+      'server-visible',
+      `${cp.name} is visible (${peer.dnsName}, ${peer.addresses[0]}${peer.online ? '' : ', offline'})`,
+    ),
+  ];
   try {
     const pong = await node.ping(peer.addresses[0]!, { timeoutMs: 5_000 });
     results.push(ok('server-ping', `TSMP ping to ${cp.name}: ${pong.latencyMs.toFixed(1)} ms`));
   } catch (err) {
-    results.push(fail('server-ping', `no ping answer from ${cp.name}: ${(err as Error).message}`, `is ${cp.name} running? krkns status on its host tells`));
+    results.push(
+      fail(
+        'server-ping',
+        `no ping answer from ${cp.name}: ${(err as Error).message}`,
+        `is ${cp.name} running? krkns status on its host tells`,
+      ),
+    );
     return results;
   }
   try {
-    const res = await tailnetFetch(node, `http://${peer.addresses[0]}:${cp.port}/healthz`, { signal: AbortSignal.timeout(10_000) });
-    results.push(res.ok ? ok('server-api', `${cp.name} answers on port ${cp.port}`) : fail('server-api', `${cp.name} answered HTTP ${res.status} on /healthz`, `is it krkns listening on port ${cp.port}?`));
+    const res = await tailnetFetch(node, `http://${peer.addresses[0]}:${cp.port}/healthz`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    results.push(
+      res.ok
+        ? ok('server-api', `${cp.name} answers on port ${cp.port}`)
+        : fail(
+            'server-api',
+            `${cp.name} answered HTTP ${res.status} on /healthz`,
+            `is it krkns listening on port ${cp.port}?`,
+          ),
+    );
   } catch (err) {
     results.push(
       fail(
@@ -205,7 +294,13 @@ async function counterpartChecks(node: TailnetNode, status: NodeStatus, cp: Coun
 
 function findPeer(status: NodeStatus, name: string) {
   const n = name.replace(/:\d+$/, '').toLowerCase();
-  return status.peers.find((p) => p.addresses.includes(n) || p.hostname.toLowerCase() === n || p.dnsName.toLowerCase() === n || p.dnsName.toLowerCase().split('.')[0] === n);
+  return status.peers.find(
+    (p) =>
+      p.addresses.includes(n) ||
+      p.hostname.toLowerCase() === n ||
+      p.dnsName.toLowerCase() === n ||
+      p.dnsName.toLowerCase().split('.')[0] === n,
+  );
 }
 
 function describeSelf(status: NodeStatus): string {

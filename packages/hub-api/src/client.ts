@@ -49,11 +49,16 @@ export class HubClient {
 
   /** Publishes one event; `body` is sent byte for byte. */
   publish(topic: string, body: Uint8Array | string, headers: Record<string, string> = {}): Promise<PublishResponse> {
-    return this.json<PublishResponse>('POST', `/hooks/${topic.split('/').map(encodeURIComponent).join('/')}`, { body, headers });
+    return this.json<PublishResponse>('POST', `/hooks/${topic.split('/').map(encodeURIComponent).join('/')}`, {
+      body,
+      headers,
+    });
   }
 
   subscribe(req: SubscribeRequest): Promise<SubscriptionInfo> {
-    return this.json<{ subscription: SubscriptionInfo }>('POST', '/subscriptions', { json: req }).then((r) => r.subscription);
+    return this.json<{ subscription: SubscriptionInfo }>('POST', '/subscriptions', { json: req }).then(
+      (r) => r.subscription,
+    );
   }
 
   listSubscriptions(): Promise<SubscriptionInfo[]> {
@@ -100,7 +105,12 @@ export class HubClient {
     let text: string;
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      res = await this.fetch(`${this.baseUrl}${path}`, { method, headers, signal, ...(body !== undefined ? { body } : {}) });
+      res = await this.fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        signal,
+        ...(body !== undefined ? { body } : {}),
+      });
       text = await res.text();
     } catch (err) {
       const why = signal.aborted ? `no answer within ${this.timeoutMs / 1000}s` : (err as Error).message;
@@ -110,7 +120,11 @@ export class HubClient {
     try {
       parsed = text ? JSON.parse(text) : {};
     } catch {
-      throw new HubApiError('BAD_RESPONSE', `${method} ${path}: HTTP ${res.status} with a non-JSON body: ${text.slice(0, 200)}`, res.status);
+      throw new HubApiError(
+        'BAD_RESPONSE',
+        `${method} ${path}: HTTP ${res.status} with a non-JSON body: ${text.slice(0, 200)}`,
+        res.status,
+      );
     }
     if (!res.ok) {
       const e = decodeErrorBody(parsed);

@@ -28,7 +28,9 @@ export function pairsFromRaw(rawHeaders: string[]): [string, string][] {
  */
 export function endToEndHeaders(pairs: [string, string][]): [string, string][] {
   const named = new Set(
-    pairs.filter(([k]) => k.toLowerCase() === 'connection').flatMap(([, v]) => v.split(',').map((s) => s.trim().toLowerCase())),
+    pairs
+      .filter(([k]) => k.toLowerCase() === 'connection')
+      .flatMap(([, v]) => v.split(',').map((s) => s.trim().toLowerCase())),
   );
   return pairs.filter(([k]) => !connectionOnly.has(k.toLowerCase()) && !named.has(k.toLowerCase()));
 }

@@ -303,8 +303,7 @@ export class Hub implements HubUseCases {
 function refuseForeignTargets(named: SubscribeInput['namedTargets'], callerIp: string): void {
   for (const { field, host } of named) {
     if (host !== callerIp) {
-      const message =
-        `deliveries go to the subscriber's own tailnet address (${callerIp}); "${field}" cannot name another`;
+      const message = `deliveries go to the subscriber's own tailnet address (${callerIp}); "${field}" cannot name another`;
       throw new HubError('FORBIDDEN_TARGET', message);
     }
   }

@@ -138,7 +138,10 @@ function subscribeInput(raw: unknown): SubscribeInput {
 /** The host a target field names ("" when it is not a string): scheme, port, path and brackets cut off. */
 function hostOf(v: unknown): string {
   if (typeof v !== 'string') return '';
-  return v.replace(/^[a-z]+:\/\//i, '').replace(/[:/].*$/, '').replace(/^\[|\]$/g, '');
+  return v
+    .replace(/^[a-z]+:\/\//i, '')
+    .replace(/[:/].*$/, '')
+    .replace(/^\[|\]$/g, '');
 }
 
 /** Decodes the query of `GET /events`. */

@@ -81,7 +81,12 @@ describe('Deliverer', () => {
       [2, 5_000],
       [3, 65_000],
     ]);
-    expect(await deliveryOf(id)).toMatchObject({ state: 'failed', attempts: 3, lastStatus: 500, lastError: 'HTTP 500' });
+    expect(await deliveryOf(id)).toMatchObject({
+      state: 'failed',
+      attempts: 3,
+      lastStatus: 500,
+      lastError: 'HTTP 500',
+    });
     await advance(10 * 60_000);
     expect(rec.sent).toHaveLength(3);
   });

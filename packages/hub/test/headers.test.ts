@@ -10,7 +10,10 @@ describe('dedupeKeyOf', () => {
     ['X-GitHub-Delivery', [['X-GitHub-Delivery', 'd-1']], Buffer.from('{}'), 'x-github-delivery:d-1'],
     [
       'Idempotency-Key before X-GitHub-Delivery',
-      [['x-github-delivery', 'd'], ['idempotency-key', 'k']],
+      [
+        ['x-github-delivery', 'd'],
+        ['idempotency-key', 'k'],
+      ],
       Buffer.alloc(0),
       'idempotency-key:k',
     ],

@@ -117,7 +117,11 @@ describe('publish', () => {
   });
 
   it('answers 403 MISSING_CAPABILITY outside the grant, and to a peer with no grant at all', async () => {
-    for (const [as, topic] of [['ci', 'prod/deploy'], ['dev', 'ci/build'], ['stranger', 'ci/build']] as const) {
+    for (const [as, topic] of [
+      ['ci', 'prod/deploy'],
+      ['dev', 'ci/build'],
+      ['stranger', 'ci/build'],
+    ] as const) {
       const res = await publish(as, topic);
       expect([res.status, errorCode(res)]).toEqual([403, 'MISSING_CAPABILITY']);
     }
@@ -245,7 +249,10 @@ describe('events', () => {
     const res = await call('ci', 'POST', `/events/${id}/redeliver`);
     expect([res.status, res.json()]).toEqual([202, { id, deliveries: 1 }]);
     await until(() => rec.sent.length === 2);
-    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual([[id, 1], [id, 1]]);
+    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual([
+      [id, 1],
+      [id, 1],
+    ]);
     const missing = await call('ci', 'POST', '/events/evt_nope/redeliver');
     expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
   });
@@ -288,7 +295,7 @@ describe('the hub', () => {
     expect([res.status, errorCode(res)]).toEqual([503, 'SHUTTING_DOWN']);
   });
 
-  it('delivers a parked subscriber\'s queue as soon as the netmap shows it online', async () => {
+  it("delivers a parked subscriber's queue as soon as the netmap shows it online", async () => {
     await subscribe('ci', { topics: ['ci/*'], port: 80 });
     rec.answer = () => ({ kind: 'unreachable', error: 'offline' });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;

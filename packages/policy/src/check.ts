@@ -72,12 +72,16 @@ export function checkPath(policy: Policy, query: CheckQuery): CheckResult {
   const allowedBy = pairs.find((p) => p.allowedBy)?.allowedBy;
 
   if (problems.length === 0 && pairs.length > 0 && pairs.every((p) => p.allowedBy)) {
-    const reasons = pairs.flatMap((p) => [`${prefix(p)}${describe(p.allowedBy!)} allows it`, ...p.caveats.map((c) => prefix(p) + c)]);
+    const reasons = pairs.flatMap((p) => [
+      `${prefix(p)}${describe(p.allowedBy!)} allows it`,
+      ...p.caveats.map((c) => prefix(p) + c),
+    ]);
     return { allowed: true, ...(allowedBy ? { rule: ref(allowedBy) } : {}), reasons };
   }
   const reasons = [...problems];
   for (const p of pairs) {
-    if (p.allowedBy && problems.length > 0) reasons.push(`${prefix(p)}${describe(p.allowedBy)} would allow it otherwise`);
+    if (p.allowedBy && problems.length > 0)
+      reasons.push(`${prefix(p)}${describe(p.allowedBy)} would allow it otherwise`);
     if (p.allowedBy) continue;
     reasons.push(...p.nearMisses.map((m) => prefix(p) + m));
     if (p.nearMisses.length === 0) reasons.push(`${prefix(p)}${noRuleReason(policy, p, query.port)}`);
@@ -117,7 +121,10 @@ function expandEndpoint(policy: Policy, raw: string): Endpoint {
       return { principals: members.map((m) => ({ kind: 'user', name: m })), problems: [] };
     }
     default:
-      throw new PolicyError('USAGE', `cannot check a path for "${raw}": use tag:name, a user like alice@example.com, or group:name`);
+      throw new PolicyError(
+        'USAGE',
+        `cannot check a path for "${raw}": use tag:name, a user like alice@example.com, or group:name`,
+      );
   }
 }
 
@@ -142,10 +149,20 @@ type Verdict =
   | { kind: 'near-miss'; message: string }
   | { kind: 'no-match' };
 
-function evaluateRule(policy: Policy, rule: Rule, src: Principal, dst: Principal, port: number, proto: string): Verdict {
+function evaluateRule(
+  policy: Policy,
+  rule: Rule,
+  src: Principal,
+  dst: Principal,
+  port: number,
+  proto: string,
+): Verdict {
   const label = describe(rule);
   const s = matchList(policy, rule.src, src);
-  const d = rule.kind === 'acl' ? aclDestinations(policy, rule, src, dst) : { ...matchList(policy, rule.dst, dst, src), ports: [] };
+  const d =
+    rule.kind === 'acl'
+      ? aclDestinations(policy, rule, src, dst)
+      : { ...matchList(policy, rule.dst, dst, src), ports: [] };
   const ports = rule.kind === 'acl' ? aclPorts(rule, d.ports, port, proto) : grantPorts(rule, port, proto);
   if (s.matched && d.matched && !ports.ok) {
     return { kind: 'near-miss', message: `${label} matches src and dst but not port ${port} (${ports.allows})` };
@@ -186,10 +203,23 @@ function matchList(policy: Policy, selectors: readonly string[], p: Principal, s
   return hint === undefined ? { matched: false } : { matched: false, hint };
 }
 
-function aclDestinations(policy: Policy, rule: AclRule, src: Principal, dst: Principal): ListMatch & { ports: PortRange[] } {
+function aclDestinations(
+  policy: Policy,
+  rule: AclRule,
+  src: Principal,
+  dst: Principal,
+): ListMatch & { ports: PortRange[] } {
   const hits = rule.dst.filter((d) => matchSelector(policy, d.alias, dst, src).matched);
   if (hits.length > 0) return { matched: true, ports: hits.flatMap((h) => [...h.ports]) };
-  return { ...matchList(policy, rule.dst.map((d) => d.alias), dst, src), ports: [] };
+  return {
+    ...matchList(
+      policy,
+      rule.dst.map((d) => d.alias),
+      dst,
+      src,
+    ),
+    ports: [],
+  };
 }
 
 interface PortCheck {
@@ -202,12 +232,19 @@ function aclPorts(rule: AclRule, ranges: readonly PortRange[], port: number, pro
   // Without "proto" an ACL covers TCP, UDP and ICMP; with it, only that protocol.
   const protoOk = rule.proto === undefined || protoMatches(rule.proto, proto);
   const ok = protoOk && ranges.some((r) => inRange(r, port));
-  const allowed = ranges.length > 0 ? ranges.map(formatRange).join(',') : rule.dst.map((d) => d.ports.map(formatRange).join(',')).join(', ');
+  const allowed =
+    ranges.length > 0
+      ? ranges.map(formatRange).join(',')
+      : rule.dst.map((d) => d.ports.map(formatRange).join(',')).join(', ');
   return { ok, allows: `allows ${rule.proto ? `${rule.proto}:` : ''}${allowed}` };
 }
 
 function grantPorts(rule: GrantRule, port: number, proto: string): PortCheck {
-  if (rule.ip === undefined) return { ok: false, allows: 'opens no ports: it grants only app capabilities, which need network access from another rule' };
+  if (rule.ip === undefined)
+    return {
+      ok: false,
+      allows: 'opens no ports: it grants only app capabilities, which need network access from another rule',
+    };
   const ok = rule.ip.some((spec) => protoMatches(spec.proto, proto) && spec.ports.some((r) => inRange(r, port)));
   return { ok, allows: `allows ${rule.ip.map((s) => s.raw).join(', ')}` };
 }
@@ -228,7 +265,8 @@ function formatRange(r: PortRange): string {
 }
 
 function noRuleReason(policy: Policy, p: PairResult, port: number): string {
-  if (policy.acls.length === 0 && policy.grants.length === 0) return 'the policy has no acls or grants, so nothing is allowed';
+  if (policy.acls.length === 0 && policy.grants.length === 0)
+    return 'the policy has no acls or grants, so nothing is allowed';
   return `no acl or grant gives ${p.src.name} a path to ${p.dst.name} on port ${port}`;
 }
 

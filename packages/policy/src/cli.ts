@@ -82,7 +82,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<ExitCode
   }
 }
 
-function parseCommandLine(argv: readonly string[]): { command: 'lint' | 'check' | 'help'; file: string; values: Values } {
+function parseCommandLine(argv: readonly string[]): {
+  command: 'lint' | 'check' | 'help';
+  file: string;
+  values: Values;
+} {
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
@@ -106,17 +110,24 @@ function runLint(policy: Parameters<typeof lint>[0], values: Values, io: CliIo):
   const tags = values.tag ?? [];
   const badTag = tags.find((t) => tagError(t) !== undefined);
   if (badTag !== undefined) throw usage(`--tag must look like tag:name, got "${badTag}"`);
-  const findings = lint(policy, { krknTags: tags, ...(values.capability ? { capabilityName: values.capability } : {}) });
-  if (values.json) io.stdout.write(JSON.stringify({ file: policy.file, findings, summary: summarize(findings) }, null, 2) + '\n');
+  const findings = lint(policy, {
+    krknTags: tags,
+    ...(values.capability ? { capabilityName: values.capability } : {}),
+  });
+  if (values.json)
+    io.stdout.write(JSON.stringify({ file: policy.file, findings, summary: summarize(findings) }, null, 2) + '\n');
   else io.stdout.write(formatFindings(policy.file, findings));
   return findings.some((f) => f.severity === 'error') ? 1 : 0;
 }
 
 function runCheck(policy: Parameters<typeof checkPath>[0], values: Values, io: CliIo): ExitCode {
   const { from, to, port: portText, proto } = values;
-  if (from === undefined || to === undefined || portText === undefined) throw usage('check needs --from, --to and --port');
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw usage(`--port must be a number 0-65535, got "${portText}"`);
-  if (proto !== undefined && proto !== 'tcp' && proto !== 'udp') throw usage(`--proto must be tcp or udp, got "${proto}"`);
+  if (from === undefined || to === undefined || portText === undefined)
+    throw usage('check needs --from, --to and --port');
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535)
+    throw usage(`--port must be a number 0-65535, got "${portText}"`);
+  if (proto !== undefined && proto !== 'tcp' && proto !== 'udp')
+    throw usage(`--proto must be tcp or udp, got "${proto}"`);
   const port = Number(portText);
   const result = checkPath(policy, { from, to, port, ...(proto ? { proto } : {}) });
   if (values.json) io.stdout.write(JSON.stringify({ file: policy.file, from, to, port, ...result }, null, 2) + '\n');
@@ -164,7 +175,9 @@ if (isEntryPoint()) {
       process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`krkn-policy: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(
+        `krkn-policy: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       process.exitCode = 2;
     },
   );

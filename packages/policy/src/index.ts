@@ -23,7 +23,17 @@ export {
   splitAliasPorts,
   KNOWN_AUTOGROUPS,
 } from './model.js';
-export type { AclDestination, AclRule, GrantRule, IpSpec, Policy, PolicyWarning, PortRange, Rule, SelectorKind } from './model.js';
+export type {
+  AclDestination,
+  AclRule,
+  GrantRule,
+  IpSpec,
+  Policy,
+  PolicyWarning,
+  PortRange,
+  Rule,
+  SelectorKind,
+} from './model.js';
 export { loadPolicy } from './io.js';
 export { lint, DEFAULT_KRKN_TAG } from './lint.js';
 export type { Finding, LintOptions, LintRuleId, Severity } from './lint.js';

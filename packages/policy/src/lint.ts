@@ -113,7 +113,9 @@ function defaultSrcPosture(ctx: Ctx): void {
     line: policyLine(policy, '/defaultSrcPosture'),
     message:
       `defaultSrcPosture applies ${postures.join(', ')} to every rule without its own srcPosture` +
-      (lines ? ` (including the ${serviceSources.length === 1 ? 'rule at line' : 'rules at lines'} ${lines}, whose sources can be tagged nodes)` : '') +
+      (lines
+        ? ` (including the ${serviceSources.length === 1 ? 'rule at line' : 'rules at lines'} ${lines}, whose sources can be tagged nodes)`
+        : '') +
       `; service nodes such as krkn's embedded nodes do not auto-update and have no release track, so they fail it and vanish from other nodes' peer lists`,
     fix: 'remove defaultSrcPosture and set "srcPosture" only on rules whose sources are human devices',
   });
@@ -172,14 +174,20 @@ function tagWithoutOwner(ctx: Ctx): void {
     });
   };
   for (const rule of allRules(policy)) {
-    const fields: Array<[string, readonly string[]]> = [['src', rule.src], ['dst', dstAliases(rule)], ['via', rule.kind === 'grant' ? (rule.via ?? []) : []]];
+    const fields: Array<[string, readonly string[]]> = [
+      ['src', rule.src],
+      ['dst', dstAliases(rule)],
+      ['via', rule.kind === 'grant' ? (rule.via ?? []) : []],
+    ];
     for (const [field, list] of fields) {
       list.forEach((s, i) => {
-        if (classifySelector(s) === 'tag') check(s, policyLine(policy, `${rule.pointer}/${field}/${i}`), `is used by ${label(rule)}`);
+        if (classifySelector(s) === 'tag')
+          check(s, policyLine(policy, `${rule.pointer}/${field}/${i}`), `is used by ${label(rule)}`);
       });
     }
   }
-  for (const tag of ctx.options.krknTags ?? []) check(tag, policyLine(policy, '/tagOwners'), 'is a tag krkn advertises');
+  for (const tag of ctx.options.krknTags ?? [])
+    check(tag, policyLine(policy, '/tagOwners'), 'is a tag krkn advertises');
 }
 
 /** Both sections evaluated together is a common source of "I fixed the grant but nothing changed". */
@@ -207,8 +215,11 @@ function groupToTagNoReturn(ctx: Ctx): void {
   for (const rule of rules) {
     const dsts = dstAliases(rule);
     const targets = dsts.filter((d) => krknTags.includes(d));
-    if (targets.length === 0 || !rule.src.every(isHumanSelector) || !dsts.every((d) => classifySelector(d) === 'tag')) continue;
-    const returns = rules.some((r) => targets.some((t) => mayMatchTag(r.src, t)) && selectorsOverlap(policy, dstAliases(r), rule.src));
+    if (targets.length === 0 || !rule.src.every(isHumanSelector) || !dsts.every((d) => classifySelector(d) === 'tag'))
+      continue;
+    const returns = rules.some(
+      (r) => targets.some((t) => mayMatchTag(r.src, t)) && selectorsOverlap(policy, dstAliases(r), rule.src),
+    );
     if (returns) continue;
     const who = rule.src.join(', ');
     emit(ctx, {
@@ -270,7 +281,8 @@ function priorityTies(ctx: Ctx, name: string, grants: readonly CapGrant[]): void
   grants.forEach((a, i) => {
     for (const b of grants.slice(i + 1)) {
       if (a.priority !== b.priority) continue;
-      if (!selectorsOverlap(policy, a.rule.src, b.rule.src) || !selectorsOverlap(policy, a.rule.dst, b.rule.dst)) continue;
+      if (!selectorsOverlap(policy, a.rule.src, b.rule.src) || !selectorsOverlap(policy, a.rule.dst, b.rule.dst))
+        continue;
       emit(ctx, {
         rule: 'capability-priority-tie',
         severity: 'warn',
@@ -304,10 +316,22 @@ function undefinedReferences(ctx: Ctx): void {
     emit(ctx, { rule: 'undefined-reference', severity: 'error', line: policyLine(policy, pointer), message, fix });
   const selector = (raw: string, pointer: string): void => {
     const kind = classifySelector(raw);
-    if (kind === 'group' && !Object.hasOwn(policy.groups, raw)) report(pointer, `${raw} is not defined in groups`, `define "${raw}": [...] in groups, or fix the name`);
-    if (kind === 'host' && !Object.hasOwn(policy.hosts, raw)) report(pointer, `"${raw}" is neither a hosts alias nor a user, tag, group or address`, `define it in hosts, or write the user as name@domain`);
-    if (kind === 'autogroup' && !KNOWN_AUTOGROUPS.includes(raw)) report(pointer, `${raw} is not an autogroup Tailscale knows`, `use one of ${KNOWN_AUTOGROUPS.join(', ')}`);
-    if (kind === 'invalid') report(pointer, `"${raw}" is not a valid selector`, 'use *, a user, group:, tag:, autogroup:, a hosts alias or an IP/CIDR');
+    if (kind === 'group' && !Object.hasOwn(policy.groups, raw))
+      report(pointer, `${raw} is not defined in groups`, `define "${raw}": [...] in groups, or fix the name`);
+    if (kind === 'host' && !Object.hasOwn(policy.hosts, raw))
+      report(
+        pointer,
+        `"${raw}" is neither a hosts alias nor a user, tag, group or address`,
+        `define it in hosts, or write the user as name@domain`,
+      );
+    if (kind === 'autogroup' && !KNOWN_AUTOGROUPS.includes(raw))
+      report(pointer, `${raw} is not an autogroup Tailscale knows`, `use one of ${KNOWN_AUTOGROUPS.join(', ')}`);
+    if (kind === 'invalid')
+      report(
+        pointer,
+        `"${raw}" is not a valid selector`,
+        'use *, a user, group:, tag:, autogroup:, a hosts alias or an IP/CIDR',
+      );
   };
   for (const rule of allRules(policy)) {
     rule.src.forEach((s, i) => selector(s, `${rule.pointer}/src/${i}`));
@@ -318,20 +342,31 @@ function undefinedReferences(ctx: Ctx): void {
   for (const [tag, owners] of Object.entries(policy.tagOwners)) {
     owners.forEach((o, i) => {
       if (classifySelector(o) === 'group' && !Object.hasOwn(policy.groups, o)) {
-        report(`/tagOwners${jsonPointer(tag, i)}`, `${o} (an owner of ${tag}) is not defined in groups`, `define "${o}" in groups, or fix the name`);
+        report(
+          `/tagOwners${jsonPointer(tag, i)}`,
+          `${o} (an owner of ${tag}) is not defined in groups`,
+          `define "${o}" in groups, or fix the name`,
+        );
       }
     });
   }
 }
 
 function posture(ctx: Ctx, name: string, pointer: string, report: (p: string, m: string, f: string) => void): void {
-  if (!Object.hasOwn(ctx.policy.postures, name)) report(pointer, `${name} is not defined in postures`, `define "${name}": [...] in postures, or fix the name`);
+  if (!Object.hasOwn(ctx.policy.postures, name))
+    report(pointer, `${name} is not defined in postures`, `define "${name}": [...] in postures, or fix the name`);
 }
 
 /** Unknown keys are usually typos (`grant` for `grants`) that silently drop a whole section. */
 function unknownKeys(ctx: Ctx): void {
   for (const w of ctx.policy.warnings) {
-    emit(ctx, { rule: 'unknown-key', severity: 'warn', line: w.line, message: w.message, fix: 'remove the key or correct its spelling' });
+    emit(ctx, {
+      rule: 'unknown-key',
+      severity: 'warn',
+      line: w.line,
+      message: w.message,
+      fix: 'remove the key or correct its spelling',
+    });
   }
 }
 

@@ -6,7 +6,8 @@ import type { Policy } from './model.js';
  * node is owned by its tags (it has no user, whoever created it), an untagged node by its user. That is
  * why user and group selectors never match tagged nodes, and tag selectors never match user devices.
  */
-export type Principal = { readonly kind: 'tag'; readonly name: string } | { readonly kind: 'user'; readonly name: string };
+export type Principal =
+  { readonly kind: 'tag'; readonly name: string } | { readonly kind: 'user'; readonly name: string };
 
 /** Whether a selector matched a principal, and if not, a hint worth telling a person (the non-obvious misses). */
 export interface SelectorMatch {
@@ -33,7 +34,10 @@ export function matchSelector(policy: Policy, raw: string, p: Principal, srcUser
       return p.kind === 'tag' ? { matched: p.name === raw } : { matched: false };
     case 'user':
       if (p.kind === 'user') return { matched: p.name.toLowerCase() === raw.toLowerCase() };
-      return { matched: false, hint: `${raw} selects that user's untagged devices; a tagged node (${p.name}) has no user and never matches it` };
+      return {
+        matched: false,
+        hint: `${raw} selects that user's untagged devices; a tagged node (${p.name}) has no user and never matches it`,
+      };
     case 'group':
       return matchGroup(policy, raw, p);
     case 'autogroup':
@@ -44,7 +48,11 @@ export function matchSelector(policy: Policy, raw: string, p: Principal, srcUser
 }
 
 function matchGroup(policy: Policy, raw: string, p: Principal): SelectorMatch {
-  if (p.kind === 'tag') return { matched: false, hint: `${raw} does not contain tagged nodes; a tagged node (${p.name}) never matches a group` };
+  if (p.kind === 'tag')
+    return {
+      matched: false,
+      hint: `${raw} does not contain tagged nodes; a tagged node (${p.name}) never matches a group`,
+    };
   const members = groupMembers(policy, raw);
   if (members === undefined) return { matched: false, hint: `${raw} is not defined in groups` };
   return { matched: members.includes(p.name.toLowerCase()) };
@@ -58,9 +66,16 @@ function matchAutogroup(raw: string, p: Principal, srcUser?: Principal): Selecto
       return { matched: p.kind === 'tag' };
     case 'autogroup:member':
       if (p.kind === 'user') return { matched: true };
-      return { matched: false, hint: `autogroup:member selects user-owned devices only; a tagged node (${p.name}) never matches it` };
+      return {
+        matched: false,
+        hint: `autogroup:member selects user-owned devices only; a tagged node (${p.name}) never matches it`,
+      };
     case 'autogroup:self':
-      if (p.kind === 'tag') return { matched: false, hint: `autogroup:self selects a user's own devices; a tagged node (${p.name}) never matches it` };
+      if (p.kind === 'tag')
+        return {
+          matched: false,
+          hint: `autogroup:self selects a user's own devices; a tagged node (${p.name}) never matches it`,
+        };
       return { matched: srcUser?.kind === 'user' && srcUser.name.toLowerCase() === p.name.toLowerCase() };
     default:
       // Role autogroups (admin, owner, ...) depend on admin-console roles the policy file does not record.
@@ -79,7 +94,13 @@ export function mayMatchTag(selectors: readonly string[], tag: string): boolean 
 /** The kinds of selector that only ever select user-owned (human) devices. */
 export function isHumanSelector(raw: string): boolean {
   const kind = classifySelector(raw);
-  return kind === 'user' || kind === 'group' || raw === 'autogroup:member' || raw === 'autogroup:self' || raw === 'autogroup:shared';
+  return (
+    kind === 'user' ||
+    kind === 'group' ||
+    raw === 'autogroup:member' ||
+    raw === 'autogroup:self' ||
+    raw === 'autogroup:shared'
+  );
 }
 
 /**
@@ -103,7 +124,10 @@ function pairOverlaps(policy: Policy, x: string, y: string): boolean {
   const ux = usersOf(policy, x);
   const uy = usersOf(policy, y);
   // undefined = "any user" (autogroups), which overlaps every human selector.
-  if (ux === undefined || uy === undefined) return x !== 'autogroup:tagged' && y !== 'autogroup:tagged' && x !== 'autogroup:internet' && y !== 'autogroup:internet';
+  if (ux === undefined || uy === undefined)
+    return (
+      x !== 'autogroup:tagged' && y !== 'autogroup:tagged' && x !== 'autogroup:internet' && y !== 'autogroup:internet'
+    );
   return ux.some((u) => uy.includes(u));
 }
 

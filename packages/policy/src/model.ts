@@ -161,8 +161,23 @@ export function policyFromDocument(doc: HujsonDocument): Policy {
 }
 
 const TOP_LEVEL_KEYS = new Set([
-  'groups', 'hosts', 'tagOwners', 'autoApprovers', 'acls', 'grants', 'postures', 'defaultSrcPosture', 'ssh',
-  'tests', 'sshTests', 'nodeAttrs', 'ipsets', 'derpMap', 'disableIPv4', 'randomizeClientPort', 'OneCGNATRoute',
+  'groups',
+  'hosts',
+  'tagOwners',
+  'autoApprovers',
+  'acls',
+  'grants',
+  'postures',
+  'defaultSrcPosture',
+  'ssh',
+  'tests',
+  'sshTests',
+  'nodeAttrs',
+  'ipsets',
+  'derpMap',
+  'disableIPv4',
+  'randomizeClientPort',
+  'OneCGNATRoute',
 ]);
 const ACL_KEYS = new Set(['action', 'src', 'dst', 'proto', 'srcPosture', 'users', 'ports']);
 const GRANT_KEYS = new Set(['src', 'dst', 'ip', 'app', 'srcPosture', 'via']);
@@ -176,7 +191,8 @@ class SchemaReader {
   read(): Policy {
     const root = this.object(this.doc.value, '');
     this.warnUnknownKeys(root, '', TOP_LEVEL_KEYS, 'top-level key', 'Tailscale ignores or rejects it');
-    const defaultSrcPosture = root.defaultSrcPosture === undefined ? undefined : this.strings(root.defaultSrcPosture, '/defaultSrcPosture');
+    const defaultSrcPosture =
+      root.defaultSrcPosture === undefined ? undefined : this.strings(root.defaultSrcPosture, '/defaultSrcPosture');
     return {
       file: this.doc.file,
       groups: this.stringListMap(root.groups, '/groups', 'group:'),
@@ -199,13 +215,18 @@ class SchemaReader {
     const o = this.object(value, pointer);
     this.warnUnknownKeys(o, pointer, ACL_KEYS, 'ACL key', 'it is ignored');
     if (o.action !== 'accept') {
-      this.fail(pointer + (o.action === undefined ? '' : '/action'), `${where(pointer)}: "action" must be "accept" (the only ACL action)`);
+      this.fail(
+        pointer + (o.action === undefined ? '' : '/action'),
+        `${where(pointer)}: "action" must be "accept" (the only ACL action)`,
+      );
     }
     // `users` and `ports` are the legacy spellings of `src` and `dst`.
     const srcKey = o.src !== undefined ? 'src' : 'users';
     const dstKey = o.dst !== undefined ? 'dst' : 'ports';
     const src = this.requiredStrings(o, srcKey, pointer);
-    const dst = this.requiredStrings(o, dstKey, pointer).map((raw, i) => this.aclDestination(raw, `${pointer}/${dstKey}/${i}`));
+    const dst = this.requiredStrings(o, dstKey, pointer).map((raw, i) =>
+      this.aclDestination(raw, `${pointer}/${dstKey}/${i}`),
+    );
     return {
       kind: 'acl',
       index,
@@ -227,8 +248,12 @@ class SchemaReader {
     }
     const src = this.requiredStrings(o, 'src', pointer);
     const dst = this.requiredStrings(o, 'dst', pointer);
-    if (o.ip === undefined && o.app === undefined) this.fail(pointer, `${where(pointer)}: a grant needs "ip", "app" or both`);
-    const ip = o.ip === undefined ? undefined : this.strings(o.ip, pointer + '/ip').map((raw, i) => this.ipSpec(raw, `${pointer}/ip/${i}`));
+    if (o.ip === undefined && o.app === undefined)
+      this.fail(pointer, `${where(pointer)}: a grant needs "ip", "app" or both`);
+    const ip =
+      o.ip === undefined
+        ? undefined
+        : this.strings(o.ip, pointer + '/ip').map((raw, i) => this.ipSpec(raw, `${pointer}/ip/${i}`));
     const app = o.app === undefined ? undefined : this.app(o.app, pointer + '/app');
     const via = o.via === undefined || o.via === null ? undefined : this.strings(o.via, pointer + '/via');
     return {
@@ -251,8 +276,15 @@ class SchemaReader {
       // A bare alias ("tag:krkn", "alice@example.com") is the usual mistake: say so instead of "invalid port".
       const prefixed = ['tag', 'group', 'autogroup'].includes(classifySelector(raw));
       const colons = raw.split(':').length - 1;
-      const needsPort = prefixed ? colons === 1 : colons === 0 && ['user', 'wildcard', 'host'].includes(classifySelector(raw));
-      this.fail(pointer, needsPort ? `ACL destination "${raw}" needs a port: write "${raw}:*" or "${raw}:443"` : `ACL destination "${raw}": ${split}`);
+      const needsPort = prefixed
+        ? colons === 1
+        : colons === 0 && ['user', 'wildcard', 'host'].includes(classifySelector(raw));
+      this.fail(
+        pointer,
+        needsPort
+          ? `ACL destination "${raw}" needs a port: write "${raw}:*" or "${raw}:443"`
+          : `ACL destination "${raw}": ${split}`,
+      );
     }
     return { raw, ...split };
   }
@@ -278,8 +310,10 @@ class SchemaReader {
 
   private optionalProto(value: JsonValue | undefined, pointer: string): { proto?: string } {
     if (value === undefined) return {};
-    const proto = typeof value === 'number' ? String(value) : typeof value === 'string' ? value.toLowerCase() : undefined;
-    if (proto === undefined || !isProto(proto)) this.fail(pointer, `"proto" must be a protocol name or number 0-255, got ${JSON.stringify(value)}`);
+    const proto =
+      typeof value === 'number' ? String(value) : typeof value === 'string' ? value.toLowerCase() : undefined;
+    if (proto === undefined || !isProto(proto))
+      this.fail(pointer, `"proto" must be a protocol name or number 0-255, got ${JSON.stringify(value)}`);
     return { proto };
   }
 
@@ -290,7 +324,8 @@ class SchemaReader {
   private hosts(value: JsonValue | undefined): Record<string, string> {
     const o = value === undefined ? {} : this.object(value, '/hosts');
     for (const [name, v] of Object.entries(o)) {
-      if (typeof v !== 'string' || !isIpOrCidr(v)) this.fail(jsonPointer('hosts', name), `host "${name}" must be an IP address or CIDR string`);
+      if (typeof v !== 'string' || !isIpOrCidr(v))
+        this.fail(jsonPointer('hosts', name), `host "${name}" must be an IP address or CIDR string`);
     }
     return Object.fromEntries(Object.entries(o)) as Record<string, string>;
   }
@@ -300,7 +335,8 @@ class SchemaReader {
     const o = value === undefined ? {} : this.object(value, pointer);
     const entries = Object.entries(o).map(([key, v]): [string, string[]] => {
       const p = pointer + jsonPointer(key);
-      if (!key.startsWith(prefix) || key.length === prefix.length) this.fail(p, `key "${key}" in ${pointer.slice(1)} must look like "${prefix}name"`);
+      if (!key.startsWith(prefix) || key.length === prefix.length)
+        this.fail(p, `key "${key}" in ${pointer.slice(1)} must look like "${prefix}name"`);
       return [key, this.strings(v, p)];
     });
     return Object.fromEntries(entries);
@@ -332,11 +368,21 @@ class SchemaReader {
     return value;
   }
 
-  private warnUnknownKeys(o: JsonObject, pointer: string, known: ReadonlySet<string>, what: string, effect: string): void {
+  private warnUnknownKeys(
+    o: JsonObject,
+    pointer: string,
+    known: ReadonlySet<string>,
+    what: string,
+    effect: string,
+  ): void {
     for (const key of Object.keys(o)) {
       if (known.has(key) || key.startsWith('#')) continue;
       const p = pointer + jsonPointer(key);
-      this.warnings.push({ pointer: p, line: this.line(p), message: `unknown ${what} "${key}"${pointer ? ` in ${where(pointer)}` : ''}; ${effect}` });
+      this.warnings.push({
+        pointer: p,
+        line: this.line(p),
+        message: `unknown ${what} "${key}"${pointer ? ` in ${where(pointer)}` : ''}; ${effect}`,
+      });
     }
   }
 

@@ -74,4 +74,3 @@ function isLiteralSegment(seg: string): boolean {
   // \s covers spaces and line breaks; the explicit range covers the remaining C0 controls and DEL.
   return seg.length > 0 && !/[\s/*\u0000-\u001f\u007f]/.test(seg);
 }
-

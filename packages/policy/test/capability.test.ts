@@ -125,7 +125,12 @@ describe('parseWebhookCapability', () => {
   });
 
   it('handles negative priorities', () => {
-    expect(ok([{ publish: ['a'], priority: -5 }, { publish: ['b'], priority: -1 }]).publish).toEqual(['b']);
+    expect(
+      ok([
+        { publish: ['a'], priority: -5 },
+        { publish: ['b'], priority: -1 },
+      ]).publish,
+    ).toEqual(['b']);
   });
 
   it('reports every problem and fails closed', () => {

@@ -8,7 +8,10 @@ import { fixturePath } from './helpers.js';
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
+  const code = await main(argv, {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s) },
+  });
   return { code, out, err };
 }
 
@@ -40,7 +43,11 @@ describe('krkn-policy lint', () => {
     const r = await run('lint', file);
     expect(r.code).toBe(0);
     const lines = r.out.split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:13: warn group-to-tag-no-return: grant at line 13 lets group:admins reach tag:krkn`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:13: warn group-to-tag-no-return: grant at line 13 lets group:admins reach tag:krkn`,
+      ),
+    );
     expect(lines[1]).toMatch(/^ {2}fix: add a grant \{"src": \["tag:krkn"\]/);
     expect(lines[2]).toBe(`${file}: 0 error(s), 1 warning(s), 0 info`);
   });
@@ -58,14 +65,20 @@ describe('krkn-policy lint', () => {
     expect(tagged.code).toBe(1);
     expect(tagged.out.match(/ error tag-without-owner: /g)).toHaveLength(2);
     const tka = await run('lint', fixturePath('004-tka-basic.hujson'), '--capability', 'specht-labs.de/cap/tka');
-    expect(tka.out).toContain('error capability-invalid: grant at line 7: krkns cannot use its "specht-labs.de/cap/tka" values');
+    expect(tka.out).toContain(
+      'error capability-invalid: grant at line 7: krkns cannot use its "specht-labs.de/cap/tka" values',
+    );
   });
 
   it('prints JSON with --json', async () => {
     const file = fixturePath('000-missing-tagowner.hujson');
     const r = await run('lint', file, '--json');
     expect(r.code).toBe(1);
-    const json = JSON.parse(r.out) as { file: string; findings: Array<Record<string, unknown>>; summary: Record<string, number> };
+    const json = JSON.parse(r.out) as {
+      file: string;
+      findings: Array<Record<string, unknown>>;
+      summary: Record<string, number>;
+    };
     expect(json.file).toBe(file);
     expect(json.summary).toEqual({ error: 1, warn: 0, info: 0 });
     expect(json.findings[0]).toMatchObject({ rule: 'tag-without-owner', severity: 'error', line: 6, file });
@@ -83,7 +96,9 @@ describe('krkn-policy lint', () => {
     const file = fixturePath('002-illustrative-grants.hujson');
     const r = await run('lint', file);
     expect(r.code).toBe(2);
-    expect(r.err).toBe(`krkn-policy: ${file}:3: grants[0]: grants use "src", "dst" and "ip"/"app", not "who"/"can"/"to"\n`);
+    expect(r.err).toBe(
+      `krkn-policy: ${file}:3: grants[0]: grants use "src", "dst" and "ip"/"app", not "who"/"can"/"to"\n`,
+    );
   });
 
   it('exits 2 for an unreadable file', async () => {
@@ -97,13 +112,21 @@ describe('krkn-policy check', () => {
   it('exits 0 and names the rule when the path is allowed', async () => {
     const file = fixturePath('002-acl-sample.hujson');
     const r = await run('check', file, '--from', 'tag:ci', '--to', 'tag:api', '--port', '443');
-    expect(r).toEqual({ code: 0, out: `allowed: tag:ci -> tag:api port 443 (acl at ${file}:4)\n  - acl at line 4 allows it\n`, err: '' });
+    expect(r).toEqual({
+      code: 0,
+      out: `allowed: tag:ci -> tag:api port 443 (acl at ${file}:4)\n  - acl at line 4 allows it\n`,
+      err: '',
+    });
   });
 
   it('exits 1 and explains when denied', async () => {
     const file = fixturePath('002-acl-sample.hujson');
     const r = await run('check', file, '--from', 'tag:ci', '--to', 'tag:api', '--port', '80');
-    expect(r).toEqual({ code: 1, out: 'denied: tag:ci -> tag:api port 80\n  - acl at line 4 matches src and dst but not port 80 (allows 443)\n', err: '' });
+    expect(r).toEqual({
+      code: 1,
+      out: 'denied: tag:ci -> tag:api port 80\n  - acl at line 4 matches src and dst but not port 80 (allows 443)\n',
+      err: '',
+    });
   });
 
   it('prints JSON with --json', async () => {
@@ -116,14 +139,22 @@ describe('krkn-policy check', () => {
       to: 'tag:krkn',
       port: 443,
       allowed: false,
-      reasons: ['tag:krkn has no owner in tagOwners, so no node can hold it', 'grant at line 5 would allow it otherwise'],
+      reasons: [
+        'tag:krkn has no owner in tagOwners, so no node can hold it',
+        'grant at line 5 would allow it otherwise',
+      ],
     });
   });
 
   it('accepts --proto udp', async () => {
-    const file = tempFile('udp.hujson', '{"tagOwners": {"tag:a": []}, "grants": [{"src": ["tag:a"], "dst": ["tag:a"], "ip": ["udp:53"]}]}');
+    const file = tempFile(
+      'udp.hujson',
+      '{"tagOwners": {"tag:a": []}, "grants": [{"src": ["tag:a"], "dst": ["tag:a"], "ip": ["udp:53"]}]}',
+    );
     expect((await run('check', file, '--from', 'tag:a', '--to', 'tag:a', '--port', '53')).code).toBe(1);
-    expect((await run('check', file, '--from', 'tag:a', '--to', 'tag:a', '--port', '53', '--proto', 'udp')).code).toBe(0);
+    expect((await run('check', file, '--from', 'tag:a', '--to', 'tag:a', '--port', '53', '--proto', 'udp')).code).toBe(
+      0,
+    );
   });
 });
 
@@ -138,9 +169,18 @@ describe('usage errors exit 2', () => {
     [['lint', file, '--from', 'tag:a'], '--from is not an option of lint'],
     [['lint', file, '--tag', 'krkn'], '--tag must look like tag:name, got "krkn"'],
     [['check', file, '--from', 'tag:a', '--to', 'tag:b'], 'check needs --from, --to and --port'],
-    [['check', file, '--from', 'tag:a', '--to', 'tag:b', '--port', 'https'], '--port must be a number 0-65535, got "https"'],
-    [['check', file, '--from', 'tag:a', '--to', 'tag:b', '--port', '99999'], '--port must be a number 0-65535, got "99999"'],
-    [['check', file, '--from', 'tag:a', '--to', 'tag:b', '--port', '1', '--proto', 'icmp'], '--proto must be tcp or udp, got "icmp"'],
+    [
+      ['check', file, '--from', 'tag:a', '--to', 'tag:b', '--port', 'https'],
+      '--port must be a number 0-65535, got "https"',
+    ],
+    [
+      ['check', file, '--from', 'tag:a', '--to', 'tag:b', '--port', '99999'],
+      '--port must be a number 0-65535, got "99999"',
+    ],
+    [
+      ['check', file, '--from', 'tag:a', '--to', 'tag:b', '--port', '1', '--proto', 'icmp'],
+      '--proto must be tcp or udp, got "icmp"',
+    ],
     [['check', file, '--from', 'krkn', '--to', 'tag:b', '--port', '1'], 'cannot check a path for "krkn"'],
     [['check', file, '--tag', 'tag:a'], '--tag is not an option of check'],
   ])('%j', async (argv, message) => {

@@ -36,7 +36,11 @@ describe('parseHujson', () => {
   });
 
   it('records the line of every object key and array element', () => {
-    const doc = parseHujson(['{', '  "grants": [', '    {', '      "src": ["tag:a",', '              "tag:b"]', '    }', '  ]', '}'].join('\n'));
+    const doc = parseHujson(
+      ['{', '  "grants": [', '    {', '      "src": ["tag:a",', '              "tag:b"]', '    }', '  ]', '}'].join(
+        '\n',
+      ),
+    );
     expect(doc.positions.get('')).toEqual({ line: 1, col: 1 });
     expect(doc.positions.get('/grants')).toEqual({ line: 2, col: 3 });
     expect(doc.positions.get('/grants/0')?.line).toBe(3);

@@ -10,9 +10,12 @@ function findings(p: Policy, rule: LintRuleId, options?: LintOptions): Finding[]
 const KRKN = { krknTags: ['tag:krkn'] };
 
 describe('lint: clean policies', () => {
-  it.each(['000-service-fabric.hujson', '000-human-posture-ok.hujson', '004-krkn-priority-hierarchy.hujson'])('%s has no findings', (name) => {
-    expect(lint(fixture(name), KRKN)).toEqual([]);
-  });
+  it.each(['000-service-fabric.hujson', '000-human-posture-ok.hujson', '004-krkn-priority-hierarchy.hujson'])(
+    '%s has no findings',
+    (name) => {
+      expect(lint(fixture(name), KRKN)).toEqual([]);
+    },
+  );
 
   it('returns findings sorted by line, each with file, line, message and fix', () => {
     const all = lint(fixture('000-posture-on-service.hujson'), KRKN);
@@ -52,7 +55,9 @@ describe('posture-on-service-rule', () => {
 
   it('is an error when the sources are tagged service nodes', () => {
     expect(all[0]).toMatchObject({ severity: 'error', line: 23 });
-    expect(all[0]?.message).toContain('grant at line 19 requires posture:human of its sources, which include tagged service nodes (tag:krkn)');
+    expect(all[0]?.message).toContain(
+      'grant at line 19 requires posture:human of its sources, which include tagged service nodes (tag:krkn)',
+    );
   });
 
   it('is a warning when the destination is krkn (krknc is an embedded source)', () => {
@@ -70,7 +75,9 @@ describe('posture-on-service-rule', () => {
   });
 
   it('also sees autogroup:tagged sources', () => {
-    const p = policy(`{"postures": {"posture:p": []}, "grants": [{"src": ["autogroup:tagged"], "dst": ["*"], "ip": ["*"], "srcPosture": ["posture:p"]}]}`);
+    const p = policy(
+      `{"postures": {"posture:p": []}, "grants": [{"src": ["autogroup:tagged"], "dst": ["*"], "ip": ["*"], "srcPosture": ["posture:p"]}]}`,
+    );
     expect(findings(p, 'posture-on-service-rule').map((f) => f.severity)).toEqual(['error']);
   });
 });
@@ -80,14 +87,18 @@ describe('tag-without-owner', () => {
     const f = findings(fixture('000-missing-tagowner.hujson'), 'tag-without-owner', KRKN);
     expect(f).toHaveLength(1);
     expect(f[0]).toMatchObject({ severity: 'error', line: 6 });
-    expect(f[0]?.message).toBe('tag:krkn is used by grant at line 5 but is not in tagOwners, so no node can hold it and rules naming it match nothing');
+    expect(f[0]?.message).toBe(
+      'tag:krkn is used by grant at line 5 but is not in tagOwners, so no node can hold it and rules naming it match nothing',
+    );
   });
 
   it('checks ACL destinations and the tags krkn advertises', () => {
     const p = fixture('002-acl-sample.hujson');
     expect(findings(p, 'tag-without-owner')).toEqual([]);
     const f = findings(p, 'tag-without-owner', { krknTags: ['tag:krkn'] });
-    expect(f.map((x) => x.message)).toEqual(['tag:krkn is a tag krkn advertises but is not in tagOwners, so no node can hold it and rules naming it match nothing']);
+    expect(f.map((x) => x.message)).toEqual([
+      'tag:krkn is a tag krkn advertises but is not in tagOwners, so no node can hold it and rules naming it match nothing',
+    ]);
     const q = policy('{"acls": [{"action": "accept", "src": ["*"], "dst": ["tag:api:443"]}]}');
     expect(findings(q, 'tag-without-owner')[0]?.message).toMatch(/^tag:api is used by acl at line 1/);
   });
@@ -108,7 +119,9 @@ describe('acls-and-grants', () => {
   it('is silent for grants only or acls only', () => {
     expect(findings(fixture('000-service-fabric.hujson'), 'acls-and-grants')).toEqual([]);
     expect(findings(fixture('002-acl-sample.hujson'), 'acls-and-grants')).toEqual([]);
-    expect(findings(policy('{"acls": [], "grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}'), 'acls-and-grants')).toEqual([]);
+    expect(
+      findings(policy('{"acls": [], "grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}'), 'acls-and-grants'),
+    ).toEqual([]);
   });
 });
 
@@ -146,8 +159,15 @@ describe('wide-open', () => {
   });
 
   it('sees ACL *:* too, and not a * source with a scoped destination', () => {
-    expect(findings(policy('{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}'), 'wide-open')).toHaveLength(1);
-    expect(findings(policy('{"tagOwners": {"tag:x": []}, "grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"]}]}'), 'wide-open')).toEqual([]);
+    expect(
+      findings(policy('{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}'), 'wide-open'),
+    ).toHaveLength(1);
+    expect(
+      findings(
+        policy('{"tagOwners": {"tag:x": []}, "grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"]}]}'),
+        'wide-open',
+      ),
+    ).toEqual([]);
   });
 });
 
@@ -189,7 +209,8 @@ describe('capability-priority-tie', () => {
   });
 
   it('is silent for equal priorities on disjoint sources', () => {
-    const p = policy(`{"groups": {"group:a": ["a@x.y"], "group:b": ["b@x.y"]}, "tagOwners": {"tag:krkn": []}, "grants": [
+    const p =
+      policy(`{"groups": {"group:a": ["a@x.y"], "group:b": ["b@x.y"]}, "tagOwners": {"tag:krkn": []}, "grants": [
       {"src": ["group:a"], "dst": ["tag:krkn"], "app": {"krkn.dev/cap/webhooks": [{"publish": ["a"], "priority": 1}]}},
       {"src": ["group:b"], "dst": ["tag:krkn"], "app": {"krkn.dev/cap/webhooks": [{"publish": ["b"], "priority": 1}]}},
       {"src": ["tag:ci"], "dst": ["tag:krkn"], "app": {"krkn.dev/cap/webhooks": [{"publish": ["c"], "priority": 1}]}}]}`);
@@ -245,7 +266,9 @@ describe('undefined-reference', () => {
 
   it('is silent when everything is defined', () => {
     expect(findings(fixture('000-default-src-posture.hujson'), 'undefined-reference')).toEqual([]);
-    const p = policy('{"hosts": {"db-host": "10.0.0.5"}, "grants": [{"src": ["autogroup:member"], "dst": ["db-host", "10.0.0.0/8"], "ip": ["*"]}]}');
+    const p = policy(
+      '{"hosts": {"db-host": "10.0.0.5"}, "grants": [{"src": ["autogroup:member"], "dst": ["db-host", "10.0.0.0/8"], "ip": ["*"]}]}',
+    );
     expect(findings(p, 'undefined-reference')).toEqual([]);
   });
 });
@@ -254,12 +277,21 @@ describe('unknown-key', () => {
   it('warns for unknown keys with their lines', () => {
     const p = policy('{\n  "grant": [],\n  "grants": []\n}');
     expect(findings(p, 'unknown-key')).toEqual([
-      { rule: 'unknown-key', severity: 'warn', file: 'inline.hujson', line: 2, message: 'unknown top-level key "grant"; Tailscale ignores or rejects it', fix: 'remove the key or correct its spelling' },
+      {
+        rule: 'unknown-key',
+        severity: 'warn',
+        file: 'inline.hujson',
+        line: 2,
+        message: 'unknown top-level key "grant"; Tailscale ignores or rejects it',
+        fix: 'remove the key or correct its spelling',
+      },
     ]);
   });
 
   it('is silent for documented keys', () => {
-    const p = policy('{"nodeAttrs": [], "sshTests": [], "ipsets": {}, "derpMap": {}, "disableIPv4": false, "randomizeClientPort": true}');
+    const p = policy(
+      '{"nodeAttrs": [], "sshTests": [], "ipsets": {}, "derpMap": {}, "disableIPv4": false, "randomizeClientPort": true}',
+    );
     expect(findings(p, 'unknown-key')).toEqual([]);
   });
 });

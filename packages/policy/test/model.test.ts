@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { PolicyError, classifySelector, effectivePosture, parsePolicy, parsePorts, splitAliasPorts } from '@krkn/policy';
+import {
+  PolicyError,
+  classifySelector,
+  effectivePosture,
+  parsePolicy,
+  parsePorts,
+  splitAliasPorts,
+} from '@krkn/policy';
 import { fixture, policy } from './helpers.js';
 
 function schemaError(text: string): PolicyError {
@@ -46,7 +53,14 @@ describe('parsePolicy', () => {
       { raw: 'udp:53', proto: 'udp', ports: [{ first: 53, last: 53 }] },
       { raw: '1000-2000', proto: '*', ports: [{ first: 1000, last: 2000 }] },
       { raw: 'icmp:*', proto: 'icmp', ports: [{ first: 0, last: 65535 }] },
-      { raw: '6:22,25', proto: '6', ports: [{ first: 22, last: 22 }, { first: 25, last: 25 }] },
+      {
+        raw: '6:22,25',
+        proto: '6',
+        ports: [
+          { first: 22, last: 22 },
+          { first: 25, last: 25 },
+        ],
+      },
     ]);
     expect(p.grants[0]).toMatchObject({ srcPosture: ['posture:x'], via: ['tag:exit'], line: 3 });
     expect(p.grants[1]?.ip).toBeUndefined();
@@ -59,14 +73,18 @@ describe('parsePolicy', () => {
   });
 
   it('keeps ssh, tests and autoApprovers without reasoning about them', () => {
-    const p = policy('{"ssh": [{"action": "check", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["root"]}], "tests": [{"src": "a@b.c", "accept": ["tag:x:443"]}], "autoApprovers": {"routes": {}}}');
+    const p = policy(
+      '{"ssh": [{"action": "check", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["root"]}], "tests": [{"src": "a@b.c", "accept": ["tag:x:443"]}], "autoApprovers": {"routes": {}}}',
+    );
     expect(p.ssh).toHaveLength(1);
     expect(p.tests).toHaveLength(1);
     expect(p.autoApprovers).toEqual({ routes: {} });
   });
 
   it('turns unknown keys into warnings with lines, and ignores #-keys', () => {
-    const p = policy('{\n"grant": [],\n"#meta": 1,\n"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"],\n "comment": "x", "#id": 2}]\n}');
+    const p = policy(
+      '{\n"grant": [],\n"#meta": 1,\n"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"],\n "comment": "x", "#id": 2}]\n}',
+    );
     expect(p.warnings).toEqual([
       { pointer: '/grant', line: 2, message: 'unknown top-level key "grant"; Tailscale ignores or rejects it' },
       { pointer: '/grants/0/comment', line: 5, message: 'unknown grant key "comment" in grants[0]; it is ignored' },
@@ -83,20 +101,42 @@ describe('parsePolicy', () => {
       throw new Error('expected an error');
     })();
     expect(err.code).toBe('SCHEMA');
-    expect(err.message).toBe('002-illustrative-grants.hujson:3: grants[0]: grants use "src", "dst" and "ip"/"app", not "who"/"can"/"to"');
+    expect(err.message).toBe(
+      '002-illustrative-grants.hujson:3: grants[0]: grants use "src", "dst" and "ip"/"app", not "who"/"can"/"to"',
+    );
   });
 
   it.each([
     ['[]', 1, 'the policy must be an object'],
     ['{\n"acls": {}\n}', 2, 'acls must be an array'],
-    ['{"acls": [{"action": "deny", "src": ["*"], "dst": ["*:*"]}]}', 1, 'acls[0]: "action" must be "accept" (the only ACL action)'],
-    ['{"acls": [\n{"action": "accept", "src": ["*"],\n "dst": ["tag:krkn"]}]}', 3, 'ACL destination "tag:krkn" needs a port: write "tag:krkn:*" or "tag:krkn:443"'],
-    ['{"acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:99999"]}]}', 1, 'ACL destination "tag:x:99999": port 99999 is out of range'],
+    [
+      '{"acls": [{"action": "deny", "src": ["*"], "dst": ["*:*"]}]}',
+      1,
+      'acls[0]: "action" must be "accept" (the only ACL action)',
+    ],
+    [
+      '{"acls": [\n{"action": "accept", "src": ["*"],\n "dst": ["tag:krkn"]}]}',
+      3,
+      'ACL destination "tag:krkn" needs a port: write "tag:krkn:*" or "tag:krkn:443"',
+    ],
+    [
+      '{"acls": [{"action": "accept", "src": ["*"], "dst": ["tag:x:99999"]}]}',
+      1,
+      'ACL destination "tag:x:99999": port 99999 is out of range',
+    ],
     ['{"grants": [\n{"src": ["*"], "dst": ["*"]}]}', 2, 'grants[0]: a grant needs "ip", "app" or both'],
     ['{"grants": [{"dst": ["*"], "ip": ["*"]}]}', 1, 'grants[0]: missing "src"'],
     ['{"grants": [{"src": ["*", 3], "dst": ["*"], "ip": ["*"]}]}', 1, 'grants[0].src[1] must be a string'],
-    ['{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["tcp:80-20"]}]}', 1, '"ip" entry "tcp:80-20": port range "80-20" is inverted'],
-    ['{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["t c p:80"]}]}', 1, '"ip" entry "t c p:80": unknown protocol "t c p"'],
+    [
+      '{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["tcp:80-20"]}]}',
+      1,
+      '"ip" entry "tcp:80-20": port range "80-20" is inverted',
+    ],
+    [
+      '{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["t c p:80"]}]}',
+      1,
+      '"ip" entry "t c p:80": unknown protocol "t c p"',
+    ],
     ['{"grants": [{"src": ["*"], "dst": ["*"], "app": {"x": {}}}]}', 1, 'capability "x" must be an array of values'],
     ['{"groups": {"admins": ["a@b.c"]}}', 1, 'key "admins" in groups must look like "group:name"'],
     ['{"tagOwners": {"tag:x": "a@b.c"}}', 1, 'tagOwners.tag:x must be an array'],
@@ -129,7 +169,10 @@ describe('selectors and ports', () => {
 
   it('parses port specs', () => {
     expect(parsePorts('*')).toEqual([{ first: 0, last: 65535 }]);
-    expect(parsePorts('22,80-81')).toEqual([{ first: 22, last: 22 }, { first: 80, last: 81 }]);
+    expect(parsePorts('22,80-81')).toEqual([
+      { first: 22, last: 22 },
+      { first: 80, last: 81 },
+    ]);
     expect(parsePorts('http')).toBe('invalid port "http"');
   });
 

@@ -75,13 +75,7 @@ export type EngineEvent =
 
 /** The node's state machine, as ipn.State names it. */
 export type BackendState =
-  | 'NoState'
-  | 'InUseOtherUser'
-  | 'NeedsLogin'
-  | 'NeedsMachineAuth'
-  | 'Stopped'
-  | 'Starting'
-  | 'Running';
+  'NoState' | 'InUseOtherUser' | 'NeedsLogin' | 'NeedsMachineAuth' | 'Stopped' | 'Starting' | 'Running';
 
 /** The node's own identity as the control server sees it. */
 export interface SelfInfo {

@@ -55,7 +55,12 @@ export function tailnetAgent(node: TailnetNode, options: AgentOptions & { dialTi
  * RequestInit (method, headers, body, signal) and returns a standard Response. http:// only:
  * WireGuard already encrypts every byte between the two nodes.
  */
-export async function tailnetFetch(node: TailnetNode, url: string | URL, init: RequestInit = {}, agent = tailnetAgent(node)): Promise<Response> {
+export async function tailnetFetch(
+  node: TailnetNode,
+  url: string | URL,
+  init: RequestInit = {},
+  agent = tailnetAgent(node),
+): Promise<Response> {
   const target = new URL(url);
   if (target.protocol !== 'http:') throw new TypeError(`tailnetFetch supports http:// URLs, not ${target.protocol}`);
   const body = init.body == null ? undefined : Buffer.from(await new Response(init.body).arrayBuffer());

@@ -306,7 +306,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
       const onEvent = (e: EngineEvent): void => {
         if (e.type === 'loginUrl') clearTimeout(controlTimer); // control answered; a person must act now
         if (e.type === 'error' && /auth.?key|pre-?auth/i.test(e.message)) fail(authKeyError(e.message));
-        if ((e.type === 'state' && e.state === 'Running' && this.selfInfo) || (e.type === 'self' && this.currentState === 'Running')) {
+        if (
+          (e.type === 'state' && e.state === 'Running' && this.selfInfo) ||
+          (e.type === 'self' && this.currentState === 'Running')
+        ) {
           cleanup();
           resolve();
         }
@@ -359,7 +362,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
   listen(port: number): TailnetServer {
     const engine = this.running();
     validatePort(port);
-    if (this.servers.has(port)) throw new TailnetError('PORT_IN_USE', `port ${port} already has a listener on ${this.hostname}`);
+    if (this.servers.has(port))
+      throw new TailnetError('PORT_IN_USE', `port ${port} already has a listener on ${this.hostname}`);
     const server = new TailnetServer(
       port,
       () => this.addresses[0] ?? '',

@@ -138,7 +138,8 @@ function parseState(path: string, text: string): Map<string, string> {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw corrupt('not a JSON object');
   const values = new Map<string, string>();
   for (const [k, v] of Object.entries(parsed)) {
-    if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw corrupt(`key ${JSON.stringify(k)} is not base64`);
+    if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v))
+      throw corrupt(`key ${JSON.stringify(k)} is not base64`);
     values.set(k, v);
   }
   return values;

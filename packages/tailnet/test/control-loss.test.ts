@@ -12,7 +12,9 @@ const state = tempDir();
 beforeAll(async () => {
   tailnet = await startTailnet();
   const user = await tailnet.createUser('lossy');
-  node = new TailnetNode(nodeOptions(tailnet, state.dir, 'lossy', { authKey: await tailnet.createPreAuthKey({ user: user.id }) }));
+  node = new TailnetNode(
+    nodeOptions(tailnet, state.dir, 'lossy', { authKey: await tailnet.createPreAuthKey({ user: user.id }) }),
+  );
   await node.up();
 });
 
@@ -28,7 +30,12 @@ it('stays responsive, and nearly idle, while the control server is gone', async 
   const before = process.cpuUsage();
   const started = Date.now();
   await new Promise((r) => setTimeout(r, 3_000));
-  const st = await Promise.race([node.status(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('status() got no answer: the engine hangs')), 5_000))]);
+  const st = await Promise.race([
+    node.status(),
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('status() got no answer: the engine hangs')), 5_000),
+    ),
+  ]);
   expect(st.self.addresses).toEqual(node.addresses);
   const cpu = process.cpuUsage(before);
   const busy = (cpu.user + cpu.system) / 1e3 / (Date.now() - started);

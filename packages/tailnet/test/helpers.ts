@@ -32,7 +32,12 @@ export function tempDir(prefix = 'krkn-test-'): { dir: string; remove(): void } 
 }
 
 /** Options for one of our nodes on a testnet: its own state dir, plain-HTTP DERP. */
-export function nodeOptions(tailnet: Tailnet, stateRoot: string, hostname: string, extra: Partial<TailnetNodeOptions> = {}): TailnetNodeOptions {
+export function nodeOptions(
+  tailnet: Tailnet,
+  stateRoot: string,
+  hostname: string,
+  extra: Partial<TailnetNodeOptions> = {},
+): TailnetNodeOptions {
   return {
     hostname,
     stateDir: join(stateRoot, hostname),

@@ -28,7 +28,11 @@ beforeAll(async () => {
 
   app = Fastify({ bodyLimit: 16 << 20 });
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.get('/hello', async (req) => ({ ip: req.ip, caller: (await alpha.whois(req.ip)).node.name, address: app.server.address() }));
+  app.get('/hello', async (req) => ({
+    ip: req.ip,
+    caller: (await alpha.whois(req.ip)).node.name,
+    address: app.server.address(),
+  }));
   app.post('/echo', async (req, reply) => reply.type('application/octet-stream').send(req.body));
   await serveFastify(app, alpha, 80);
 
@@ -95,7 +99,14 @@ describe('between two of our nodes', () => {
 
 describe('with a native tailscaled peer', () => {
   it('curl through the native node reaches our fastify listener', async () => {
-    const { stdout } = await run('curl', ['-sS', '--max-time', '15', '-x', `http://127.0.0.1:${native.httpProxyPort}`, `http://${alpha.addresses[0]}/hello`]);
+    const { stdout } = await run('curl', [
+      '-sS',
+      '--max-time',
+      '15',
+      '-x',
+      `http://127.0.0.1:${native.httpProxyPort}`,
+      `http://${alpha.addresses[0]}/hello`,
+    ]);
     const body = JSON.parse(stdout) as { ip: string; caller: string };
     expect(body.ip).toBe(native.ip());
     expect(body.caller).toBe(`native.${tailnet.domain}`);

@@ -74,7 +74,10 @@ export async function startNativeNode(tailnet: Tailnet, options: StartNativeNode
   const socketPath = join(dir, 'tailscaled.sock');
   if (socketPath.length > UNIX_SOCKET_MAX) {
     await rm(dir, { recursive: true, force: true });
-    throw new TestnetError('NODE_START_FAILED', `socket path too long for a unix socket (${socketPath}); set a shorter TMPDIR`);
+    throw new TestnetError(
+      'NODE_START_FAILED',
+      `socket path too long for a unix socket (${socketPath}); set a shorter TMPDIR`,
+    );
   }
   const timeoutMs = options.timeoutMs ?? 30_000;
   const daemon = await spawnDaemon(tailnet, options, dir, socketPath);
@@ -105,7 +108,13 @@ async function spawnDaemon(tailnet: Tailnet, options: StartNativeNodeOptions, di
     '--no-logs-no-support',
   ];
   if (options.ephemeral) args.push('--state=mem:');
-  const proc = startProcess({ command: tailnet.tools.tailscaled, args, env, cwd: dir, logFile: join(dir, 'tailscaled.log') });
+  const proc = startProcess({
+    command: tailnet.tools.tailscaled,
+    args,
+    env,
+    cwd: dir,
+    logFile: join(dir, 'tailscaled.log'),
+  });
   try {
     const ports = await waitForDaemon(proc, tailnet, socketPath, timeoutMs);
     tailnet.log(`${options.hostname}: tailscaled ready (socks :${ports.socksPort}, http :${ports.httpProxyPort})`);
@@ -119,11 +128,16 @@ async function spawnDaemon(tailnet: Tailnet, options: StartNativeNodeOptions, di
 /** Waits until tailscaled logged its proxy ports and answers on its socket; fails fast if it exits. */
 async function waitForDaemon(proc: ManagedProcess, tailnet: Tailnet, socketPath: string, timeoutMs: number) {
   const failure = (why: string, cause?: unknown) =>
-    new TestnetError('NODE_START_FAILED', `tailscaled ${why}`, {
-      command: proc.command,
-      exitCode: proc.exitInfo?.code,
-      output: proc.tail(),
-    }, { cause });
+    new TestnetError(
+      'NODE_START_FAILED',
+      `tailscaled ${why}`,
+      {
+        command: proc.command,
+        exitCode: proc.exitInfo?.code,
+        output: proc.tail(),
+      },
+      { cause },
+    );
   // tailscaled logs the ports it bound for `:0` early (cmd/tailscaled/proxy.go:69,79); remember them
   // as soon as they show up, then wait for the LocalAPI to answer.
   let socksPort: number | undefined;
@@ -146,7 +160,8 @@ async function waitForDaemon(proc: ManagedProcess, tailnet: Tailnet, socketPath:
       giveUpIf: () => (proc.exitInfo ? failure(`${describeExit(proc.exitInfo)} while starting`) : undefined),
     });
   } catch (err) {
-    if (err instanceof TestnetError && err.code === 'TIMEOUT') throw failure(`did not start within ${timeoutMs} ms`, err);
+    if (err instanceof TestnetError && err.code === 'TIMEOUT')
+      throw failure(`did not start within ${timeoutMs} ms`, err);
     throw err;
   }
 }
@@ -294,11 +309,13 @@ export class NativeNode {
       child.stderr.on('data', onData);
       child.once('error', reject);
       child.once('close', (code) => {
-        reject(new TestnetError('NODE_UP_FAILED', `${this.hostname}: tailscale up exited (${code}) without a login URL`, {
-          command,
-          exitCode: code,
-          output,
-        }));
+        reject(
+          new TestnetError('NODE_UP_FAILED', `${this.hostname}: tailscale up exited (${code}) without a login URL`, {
+            command,
+            exitCode: code,
+            output,
+          }),
+        );
       });
     });
     found.catch(() => {}); // after a timeout, the kill below makes it reject again: nobody listens then
@@ -348,11 +365,15 @@ export class NativeNode {
     const result = await this.runCli([...args, target], { timeoutMs: timeoutMs + 5_000 });
     const pong = /pong from (\S+) \(([^,)]+)[^)]*\) via (.+) in (\d+(?:\.\d+)?)(ms|s|µs)/.exec(result.stdout);
     if (result.code !== 0 || !pong) {
-      throw new TestnetError('CLI_FAILED', `${this.hostname}: tailscale ping ${target}: ${(result.stderr || result.stdout).trim()}`, {
-        command: ['tailscale', ...args, target],
-        exitCode: result.code,
-        output: result.stdout + result.stderr,
-      });
+      throw new TestnetError(
+        'CLI_FAILED',
+        `${this.hostname}: tailscale ping ${target}: ${(result.stderr || result.stdout).trim()}`,
+        {
+          command: ['tailscale', ...args, target],
+          exitCode: result.code,
+          output: result.stdout + result.stderr,
+        },
+      );
     }
     const scale = pong[5] === 's' ? 1000 : pong[5] === 'µs' ? 0.001 : 1;
     return { nodeName: pong[1]!, ip: pong[2]!, via: pong[3]!, latencyMs: Number(pong[4]) * scale };
@@ -399,11 +420,15 @@ export class NativeNode {
     const result = await this.runCli(args);
     if (result.code !== 0) {
       const down = this.running ? '' : ` (tailscaled ${describeExit(this.#proc.exitInfo!)})`;
-      throw new TestnetError('CLI_FAILED', `${this.hostname}: tailscale ${args.join(' ')}: ${result.stderr.trim()}${down}`, {
-        command: ['tailscale', ...args],
-        exitCode: result.code,
-        output: `${result.stderr}\n--- tailscaled log ---\n${this.#proc.tail(15)}`,
-      });
+      throw new TestnetError(
+        'CLI_FAILED',
+        `${this.hostname}: tailscale ${args.join(' ')}: ${result.stderr.trim()}${down}`,
+        {
+          command: ['tailscale', ...args],
+          exitCode: result.code,
+          output: `${result.stderr}\n--- tailscaled log ---\n${this.#proc.tail(15)}`,
+        },
+      );
     }
     return result;
   }

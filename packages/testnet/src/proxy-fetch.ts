@@ -52,9 +52,16 @@ export function fetchViaProxy(proxyPort: number, url: string, init: TailnetReque
     const fail = (err: Error) => {
       clearTimeout(timer);
       req.destroy();
-      reject(err instanceof TestnetError ? err : new TestnetError('HTTP_FAILED', `${what}: ${err.message}`, {}, { cause: err }));
+      reject(
+        err instanceof TestnetError
+          ? err
+          : new TestnetError('HTTP_FAILED', `${what}: ${err.message}`, {}, { cause: err }),
+      );
     };
-    const timer = setTimeout(() => fail(new TestnetError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => fail(new TestnetError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     req.once('error', fail);
     req.once('response', (res) => {
       const chunks: Buffer[] = [];

@@ -48,12 +48,18 @@ export function runCommand(command: string[], options: RunOptions): Promise<CliR
     });
     child.once('close', (code) => {
       clearTimeout(timer);
-      const result = { code, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') };
+      const result = {
+        code,
+        stdout: Buffer.concat(stdout).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8'),
+      };
       if (timedOut) {
-        reject(new TestnetError('TIMEOUT', `${command.join(' ')} took longer than ${options.timeoutMs} ms`, {
-          command,
-          output: result.stderr || result.stdout,
-        }));
+        reject(
+          new TestnetError('TIMEOUT', `${command.join(' ')} took longer than ${options.timeoutMs} ms`, {
+            command,
+            output: result.stderr || result.stdout,
+          }),
+        );
       } else {
         resolve(result);
       }

@@ -130,11 +130,16 @@ async function startHeadscaleOnce(ctx: StartContext): Promise<Tailnet> {
 /** Polls /health until 200; fails fast, with headscale's last output, if it exits meanwhile. */
 async function waitHealthy(proc: ManagedProcess, url: string, timeoutMs: number): Promise<void> {
   const failure = (why: string, cause?: unknown) =>
-    new TestnetError('HEADSCALE_START_FAILED', `headscale ${why}`, {
-      command: proc.command,
-      exitCode: proc.exitInfo?.code,
-      output: proc.tail(),
-    }, { cause });
+    new TestnetError(
+      'HEADSCALE_START_FAILED',
+      `headscale ${why}`,
+      {
+        command: proc.command,
+        exitCode: proc.exitInfo?.code,
+        output: proc.tail(),
+      },
+      { cause },
+    );
   // Only trust /health once *our* headscale logged its bind (hscontrol/app.go:856): if another
   // process already held the port, /health could answer 200 while ours dies of "address already in use".
   const bindLine = `listening and serving HTTP on: ${new URL(url).host}`;

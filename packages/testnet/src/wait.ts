@@ -35,9 +35,14 @@ export async function waitFor<T>(probe: () => Promise<T | undefined>, options: W
     }
     if (Date.now() >= deadline) {
       const why = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
-      throw new TestnetError('TIMEOUT', `timed out after ${options.timeoutMs} ms waiting for ${options.what}${why}`, {}, {
-        cause: lastError,
-      });
+      throw new TestnetError(
+        'TIMEOUT',
+        `timed out after ${options.timeoutMs} ms waiting for ${options.what}${why}`,
+        {},
+        {
+          cause: lastError,
+        },
+      );
     }
     await sleep(options.intervalMs ?? 200);
   }

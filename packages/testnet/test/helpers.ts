@@ -22,7 +22,13 @@ export async function startEchoServer() {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, remoteAddress: req.socket.remoteAddress ?? '' });
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body,
+        remoteAddress: req.socket.remoteAddress ?? '',
+      });
       res.setHeader('content-type', 'application/octet-stream');
       res.end(Buffer.concat([Buffer.from(`echo ${req.method} ${req.url}\n`), body]));
     });

@@ -45,7 +45,11 @@ describe('two native nodes', () => {
     const server = await startEchoServer();
     try {
       const body = Buffer.from([0x7b, 0x00, 0xff, 0x0a, 0x7d]); // arbitrary bytes survive unchanged
-      const byIp = await a.fetch(`http://${b.ip()}:${server.port}/hook?x=1`, { method: 'POST', body, headers: { 'x-test': 'yes' } });
+      const byIp = await a.fetch(`http://${b.ip()}:${server.port}/hook?x=1`, {
+        method: 'POST',
+        body,
+        headers: { 'x-test': 'yes' },
+      });
       expect(byIp.status).toBe(200);
       expect(byIp.body).toEqual(Buffer.concat([Buffer.from('echo POST /hook?x=1\n'), body]));
       expect(server.seen[0]).toMatchObject({ method: 'POST', url: '/hook?x=1', headers: { 'x-test': 'yes' } });
@@ -101,7 +105,9 @@ describe('node lifecycle', () => {
   it('an expired pre-auth key is refused by tailscale up', async () => {
     const shortKey = await tailnet.createPreAuthKey({ user: 'alice', expiration: '1s' });
     await new Promise((r) => setTimeout(r, 1_500));
-    const err = await startNativeNode(tailnet, { hostname: 'late', authKey: shortKey, timeoutMs: 15_000 }).catch((e: unknown) => e);
+    const err = await startNativeNode(tailnet, { hostname: 'late', authKey: shortKey, timeoutMs: 15_000 }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(TestnetError);
     expect((err as TestnetError).code).toBe('NODE_UP_FAILED');
     expect((err as TestnetError).message).toMatch(/expired/i);

@@ -27,7 +27,11 @@ beforeAll(async () => {
   await tailnet.setPolicy(serverOnly); // before the tagged keys: tagOwners must allow their tags
   const join = async (hostname: string, tag: string) =>
     startNativeNode(tailnet, { hostname, authKey: await tailnet.createPreAuthKey({ tags: [tag] }) });
-  [ciA, ciB, server] = await Promise.all([join('ci-a', 'tag:ci-a'), join('ci-b', 'tag:ci-b'), join('server', 'tag:server')]);
+  [ciA, ciB, server] = await Promise.all([
+    join('ci-a', 'tag:ci-a'),
+    join('ci-b', 'tag:ci-b'),
+    join('server', 'tag:server'),
+  ]);
 });
 afterAll(() => tailnet?.stop());
 
@@ -54,7 +58,9 @@ describe('policy', () => {
   });
 
   it('shows them to each other once a rule connects them', async () => {
-    await tailnet.setPolicy(serverOnly.replace('"acls": [', '"acls": [ { "action": "accept", "src": ["tag:ci-a"], "dst": ["tag:ci-b:*"] },'));
+    await tailnet.setPolicy(
+      serverOnly.replace('"acls": [', '"acls": [ { "action": "accept", "src": ["tag:ci-a"], "dst": ["tag:ci-b:*"] },'),
+    );
     const b = await ciA.waitForPeer('ci-b', 15_000);
     expect(b.Tags).toEqual(['tag:ci-b']);
     await ciB.waitForPeer('ci-a', 15_000); // visibility is symmetric even though the rule is one-way

@@ -134,7 +134,10 @@ describe.concurrent('cleanup when the owning process dies', () => {
 
   /** Starts the fixture in a child Node process and resolves with what it printed. */
   function holdTailnet() {
-    const child = spawn(process.execPath, ['--import', 'tsx', fixture], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const info = new Promise<{ url: string; dir: string; socksPort: number }>((resolve, reject) => {
@@ -145,17 +148,20 @@ describe.concurrent('cleanup when the owning process dies', () => {
     return { child, info, exited };
   }
 
-  it.for(['SIGTERM', 'SIGINT'] as const)('%s: kills headscale and tailscaled, removes the dir', async (signal, { expect }) => {
-    const { child, info, exited } = holdTailnet();
-    const { url, dir, socksPort } = await info;
-    expect(await healthStatus(url)).toBe(200);
-    expect(await tcpOpen(socksPort)).toBe(true);
-    child.kill(signal);
-    await exited;
-    expect(await healthStatus(url)).not.toBe(200);
-    expect(await tcpOpen(socksPort)).toBe(false);
-    expect(existsSync(dir)).toBe(false);
-  });
+  it.for(['SIGTERM', 'SIGINT'] as const)(
+    '%s: kills headscale and tailscaled, removes the dir',
+    async (signal, { expect }) => {
+      const { child, info, exited } = holdTailnet();
+      const { url, dir, socksPort } = await info;
+      expect(await healthStatus(url)).toBe(200);
+      expect(await tcpOpen(socksPort)).toBe(true);
+      child.kill(signal);
+      await exited;
+      expect(await healthStatus(url)).not.toBe(200);
+      expect(await tcpOpen(socksPort)).toBe(false);
+      expect(existsSync(dir)).toBe(false);
+    },
+  );
 
   it('SIGKILL: children die with their parent (parent-death signal)', async ({ expect }) => {
     const { child, info, exited } = holdTailnet();

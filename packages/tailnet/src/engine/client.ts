@@ -37,7 +37,11 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
   }
 
   /** Starts an engine host and loads the node into it. */
-  static async start(opts: { isolation: Isolation; stateDir: string; env: Record<string, string> }): Promise<EngineClient> {
+  static async start(opts: {
+    isolation: Isolation;
+    stateDir: string;
+    env: Record<string, string>;
+  }): Promise<EngineClient> {
     const module = await compileEngine();
     let client: EngineClient;
     if (opts.isolation === 'worker') {
