@@ -86,12 +86,14 @@ function krknc(args: string[], hostname: string) {
   return { child, out, done };
 }
 
-// One keep-alive agent per node: a fresh connection per call would pass krkns' cap of connections per peer.
+// One agent per node that closes each connection after its answer: a keep-alive agent per call would leave
+// idle connections behind and pass krkns' cap of connections per peer, and one shared keep-alive agent
+// reuses connections krkns has closed meanwhile (the tailnet does not always tell the client in time).
 const agents = new Map<TailnetNode, Agent>();
 
 function hubAt(k: Krkns, node: TailnetNode, timeoutMs = 10_000): HubClient {
   let agent = agents.get(node);
-  if (!agent) agents.set(node, (agent = tailnetAgent(node)));
+  if (!agent) agents.set(node, (agent = tailnetAgent(node, { keepAlive: false })));
   return new HubClient(`http://${k.ip}`, (url, init) => tailnetFetch(node, url, init, agent), timeoutMs);
 }
 
