@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
     row('memory per node (RSS)', rss);
     const idle = await idleRss(tailnet, authKey, state, loopback.port);
-    const nativeIdle = targets['native, direct']?.rss?.();
+    const nativeIdle = targets['native, direct'].rss?.();
     row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
       'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
       ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
@@ -158,7 +158,11 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
     cold.native!.push(
       await timed(async () => void (native = await startNativeNode(tailnet, { hostname: `njoin-${i}`, authKey }))),
     );
-    warm.native!.push(await timed(async () => void (await native!.restart())));
+    warm.native!.push(
+      await timed(async () => {
+        await native!.restart();
+      }),
+    );
     await native!.stop();
   }
   const fmt = (xs: number[]) => `${(median(xs) / 1000).toFixed(2)} s`;

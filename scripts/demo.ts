@@ -31,7 +31,8 @@ const logLevel = process.env.KRKN_DEMO_LOG_LEVEL ?? 'warn';
 
 // ---- output --------------------------------------------------------------------------------------
 
-const tty = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+// isTTY is undefined, not false, when stdout is a pipe or a file.
+const tty = (process.stdout.isTTY as boolean | undefined) === true && !process.env.NO_COLOR;
 const paint = (code: string, s: string): string => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)}s`;
@@ -592,7 +593,7 @@ main().then(
   (err: unknown) => {
     if (stopping) return stopping; // after Ctrl-C, failures are just the interruption
     out();
-    const [first, ...more] = String((err as Error).message ?? err).split('\n');
+    const [first, ...more] = String((err as { message?: unknown }).message ?? err).split('\n');
     out(paint('31', `Demo failed: ${first}`));
     if (err instanceof DemoError) {
       if (err.tail.length > 0) out(paint('90', `   last output of ${err.who}:`));

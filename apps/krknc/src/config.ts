@@ -14,7 +14,7 @@ import {
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */
-export function defaultHostname(): string {
+function defaultHostname(): string {
   return `krknc-${osHostLabel()}`;
 }
 

@@ -25,6 +25,7 @@ import { serveFastify } from '@krkn/tailnet';
 import { forwardFlags, nodeFlags, pathsIn, portFlag, serverFlag, stateDirOf } from './config.js';
 import { SeenEvents, defaultSeenCapacity } from './dedupe.js';
 import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type ForwardResult } from './forward.js';
+import { LocalInspector, parseInspectAddress } from './inspect.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
 import { parseServers, resolveServers, withFailover, type ResolvedServer } from './server.js';
@@ -66,6 +67,12 @@ export const listenFlags = {
     default: false,
     describe:
       'ask krkns for a new signing secret (the old one stays valid for a day); one is issued anyway when none is kept',
+  },
+  inspect: {
+    type: 'string',
+    env: 'KRKNC_INSPECT',
+    placeholder: 'host:port',
+    describe: 'serve a local inspector (deliveries, answers, send again) on this loopback address, e.g. 127.0.0.1:4040',
   },
   'print-body': {
     type: 'bool',
@@ -109,6 +116,7 @@ export async function listen(argv: string[]): Promise<number> {
   const topics = flags.topic ?? [];
   if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
   const target = parseForwardTo(flags['forward-to']);
+  const inspectAt = flags.inspect === undefined ? undefined : parseInspectAddress(flags.inspect);
   const once = flags.once || flags.ephemeral;
   const log = loggerFor(flags, 'listen');
   const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body'] });
@@ -143,12 +151,21 @@ export async function listen(argv: string[]): Promise<number> {
     // Replicas share one store, so one subscription and one secret: keyed by all of them, in a fixed order.
     const serverAddresses = servers.map((x) => x.peer.addresses[0]!).sort();
     const key = secretKey(serverAddresses.join(','), flags.port);
-    const keepSecret = (s: SubscriptionInfo): void => void (s.secret && secrets.add(key, s.secret));
+    const keepSecret = (s: SubscriptionInfo): void => {
+      if (s.secret) secrets.add(key, s.secret);
+    };
     const local = new LocalApp(target, reporter, log, () => void resubscribe(hubs, subscribe, log, keepSecret));
     state.local = local;
+    const timeoutMs = flags['forward-timeout'];
+    let inspector: LocalInspector | undefined;
+    if (inspectAt) {
+      inspector = new LocalInspector((e) => forwardBuffered(target, e, timeoutMs));
+      closers.push(await inspector.serve(inspectAt.host, inspectAt.port));
+      log.info({ inspector: `http://${flags.inspect}/` }, 'local inspector listening');
+    }
     const verify = { secrets: () => secrets.of(key) };
-    const limits = { bodyLimit: flags['body-limit'], timeoutMs: flags['forward-timeout'], path: flags.path };
-    const app = await deliveryApp({ target, servers, seen, state, local, reporter, log, verify, ...limits });
+    const limits = { bodyLimit: flags['body-limit'], timeoutMs, path: flags.path };
+    const app = await deliveryApp({ target, servers, seen, state, local, reporter, log, verify, ...limits, inspector });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
@@ -360,6 +377,8 @@ interface DeliveryContext {
   bodyLimit: number;
   timeoutMs: number;
   path: string;
+  /** With --inspect: where each forward is shown. */
+  inspector: LocalInspector | undefined;
 }
 
 /** The tailnet listener krkns delivers to. */
@@ -397,17 +416,17 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
     }
     let pending = inFlight.get(key);
     const first = pending === undefined;
+    const headers = endToEndHeaders(pairsFromRaw(req.raw.rawHeaders));
     if (!pending) {
-      pending = forwardBuffered(
-        ctx.target,
-        { method: req.method, headers: endToEndHeaders(pairsFromRaw(req.raw.rawHeaders)), body },
-        ctx.timeoutMs,
-      );
+      pending = forwardBuffered(ctx.target, { method: req.method, headers, body }, ctx.timeoutMs);
       inFlight.set(key, pending);
     }
     const result = await pending.finally(() => inFlight.delete(key));
     const contentType = header(req, 'content-type') ?? null;
-    if (first) record(ctx, log, key, { topic, id, attempt, body, contentType }, result);
+    if (first) {
+      record(ctx, log, key, { topic, id, attempt, body, contentType }, result);
+      ctx.inspector?.record({ id, topic, attempt, replay: false, method: req.method, headers, body, result });
+    }
     return answer(reply, result, ctx.target);
   });
   return app;

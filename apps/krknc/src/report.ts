@@ -46,7 +46,8 @@ export class Reporter {
   event(e: EventReport): void {
     if (this.opts.json) {
       const { body, ...rest } = e;
-      return this.json({ type: 'event', ...rest, ...(this.opts.printBody && body ? bodyFields(body) : {}) });
+      this.json({ type: 'event', ...rest, ...(this.opts.printBody && body ? bodyFields(body) : {}) });
+      return;
     }
     const result = e.duplicate
       ? this.paint('90', 'duplicate, not forwarded')
@@ -65,7 +66,10 @@ export class Reporter {
   }
 
   request(r: RequestReport): void {
-    if (this.opts.json) return this.json({ type: 'request', ...r });
+    if (this.opts.json) {
+      this.json({ type: 'request', ...r });
+      return;
+    }
     const who = r.user ? `${r.caller} (${r.user})` : r.caller;
     this.line(
       `${this.time()}  ${this.paint('36', who)}  ${r.method} ${r.path}  → ${this.status(r.status, r.error)}  ${r.ms}ms`,
@@ -79,7 +83,10 @@ export class Reporter {
     fields: Record<string, unknown> = {},
     tone: 'ok' | 'warn' | 'info' = 'info',
   ): void {
-    if (this.opts.json) return this.json({ type, ...fields });
+    if (this.opts.json) {
+      this.json({ type, ...fields });
+      return;
+    }
     const code = tone === 'ok' ? '32' : tone === 'warn' ? '33' : '0';
     this.line(`${this.time()}  ${tone === 'info' ? text : this.paint(code, text)}`);
   }
@@ -136,6 +143,7 @@ function showBody(body: Buffer, contentType: string | null | undefined): string 
 function asText(body: Buffer): string | undefined {
   const text = body.toString('utf8');
   // Invalid UTF-8 decodes to U+FFFD, control characters other than whitespace mean binary.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point of this check
   return text.includes('\ufffd') || /[\x00-\x08\x0e-\x1f]/.test(text) ? undefined : text;
 }
 

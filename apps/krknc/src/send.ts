@@ -141,16 +141,16 @@ export function expandHeaderFiles(values: string[]): string[] {
 
 /** "Name: value" lines to headers; a later line with the same name replaces an earlier one. */
 export function parseHeaders(lines: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+  const byLowerName = new Map<string, [name: string, value: string]>();
   for (const line of lines) {
     const i = line.indexOf(':');
     const name = i < 0 ? '' : line.slice(0, i).trim();
     if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name))
       throw usageError(`-H: ${JSON.stringify(line)} is not a header (write "Name: value")`);
-    for (const k of Object.keys(out)) if (k.toLowerCase() === name.toLowerCase()) delete out[k];
-    out[name] = line.slice(i + 1).trim();
+    byLowerName.delete(name.toLowerCase()); // re-insert, so the later line also takes the later place
+    byLowerName.set(name.toLowerCase(), [name, line.slice(i + 1).trim()]);
   }
-  return out;
+  return Object.fromEntries(byLowerName.values());
 }
 
 /** The body from --data: literal, @file, or - / @- for stdin. */

@@ -20,7 +20,7 @@ export interface ListenInfo {
 }
 
 /** What `expose` reports about itself on its admin socket. */
-export interface ExposeInfo {
+interface ExposeInfo {
   listener: string;
   forwardTo: string;
   requests: number;

@@ -46,7 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAll();
   await app.stop();
-  await tailnet?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   state.remove();
 });
 

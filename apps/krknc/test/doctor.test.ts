@@ -48,7 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAll();
-  await tailnet?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   state.remove();
 });
 

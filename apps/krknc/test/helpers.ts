@@ -82,9 +82,10 @@ export class Proc {
 
 /** Environment for our children: plain-HTTP DERP (the testnet's) and an auth key if given. */
 export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', NO_COLOR: '1' };
-  for (const k of Object.keys(env))
-    if (k.startsWith('KRKNC_') || k.startsWith('KRKNS_') || k === 'TS_AUTHKEY' || k === 'TS_AUTH_KEY') delete env[k];
+  const inherited = (k: string) =>
+    !(k.startsWith('KRKNC_') || k.startsWith('KRKNS_') || k === 'TS_AUTHKEY' || k === 'TS_AUTH_KEY');
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => inherited(k)));
+  Object.assign(env, { TS_DEBUG_USE_DERP_HTTP: '1', NO_COLOR: '1' });
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
@@ -266,7 +267,7 @@ export async function until<T>(
   }
 }
 
-export function sleep(ms: number): Promise<void> {
+function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 

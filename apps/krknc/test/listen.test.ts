@@ -3,6 +3,7 @@
 // order and each leaves `listen` running for the next.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +29,7 @@ let tailnet: Tailnet;
 let hub: Krkns;
 let authKey: string;
 let listener: Proc;
+let inspectPort: number;
 const app = new LocalApp();
 const state = tempDir();
 const laptopDir = join(state.dir, 'laptop');
@@ -68,6 +70,8 @@ function listenArgs(extra: string[] = []): string[] {
       `${app.url}/hooks?from=krknc`,
       '--log-level',
       'debug',
+      '--inspect',
+      `127.0.0.1:${inspectPort}`,
       ...extra,
     ]),
   ];
@@ -85,6 +89,7 @@ beforeAll(async () => {
   const user = await tailnet.createUser('dev');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
   await app.start();
+  inspectPort = await freePort();
   hub = await startKrkns({
     controlUrl: tailnet.url,
     authKey,
@@ -98,7 +103,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAll();
   await app.stop();
-  await tailnet?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   state.remove();
 });
 
@@ -164,6 +169,50 @@ describe('krknc listen', () => {
     expect(got!.headers['webhook-id']).toBe(id);
     expect(got!.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
     await listener.waitFor(new RegExp(`gh/push  ${id}  → 200  \\d+ms`), 5_000);
+  });
+
+  it('--inspect shows what arrived and what the app answered, and sends it to the app again', async () => {
+    const { id } = await krknsPublish(hub.stateDir, 'ci/deploy', '{"look":"<b>here</b>"}', {
+      'content-type': 'application/json',
+    });
+    await until(() => (app.withEvent(id).length ? true : undefined), 'the delivery');
+    const list = await inspector('GET', '/');
+    const n = new RegExp(`href="/exchanges/(\\d+)">${id}<`).exec(list.body)?.[1];
+    expect(n, list.body).toBeDefined();
+    const page = await inspector('GET', `/exchanges/${n}`);
+    expect(page.headers['content-security-policy']).toContain("default-src 'none'");
+    expect(page.body).toContain('&quot;look&quot;: &quot;&lt;b&gt;here&lt;/b&gt;&quot;'); // formatted JSON, as text
+    expect(page.body).toMatch(/<dd id="outcome">200 in \d+ ms<\/dd>/);
+    const token = /name="token" value="([^"]+)"/.exec(page.body)![1]!;
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const refused = [
+      await inspector('POST', `/exchanges/${n}/replay`, form, 'token=guess'),
+      await inspector('POST', `/exchanges/${n}/replay`, { ...form, 'sec-fetch-site': 'cross-site' }, `token=${token}`),
+      await inspector(
+        'POST',
+        `/exchanges/${n}/replay`,
+        { ...form, host: `rebound.example:${inspectPort}` },
+        `token=${token}`,
+      ),
+    ];
+    expect(refused.map((r) => r.status)).toEqual([403, 403, 421]);
+    const sent = await inspector('POST', `/exchanges/${n}/replay`, form, `token=${token}`);
+    expect(sent.status).toBe(303);
+    await until(() => (app.withEvent(id).length === 2 ? true : undefined), 'the event sent again');
+    expect(app.withEvent(id).map((r) => r.body.toString())).toEqual([
+      '{"look":"<b>here</b>"}',
+      '{"look":"<b>here</b>"}',
+    ]);
+    expect((await inspector('GET', sent.headers.location!)).body).toContain('(sent again from here)');
+  });
+
+  it('--inspect refuses an address that is not loopback', async () => {
+    const r = await runKrknc([
+      'listen',
+      ...laptop(['--server', 'hub', '--topic', 'x', '--forward-to', '3000', '--inspect', '0.0.0.0:4040']),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--inspect: 0.0.0.0 is not a loopback address');
   });
 
   it('says once that the local app is down, and delivers when it is back', async () => {
@@ -392,3 +441,30 @@ describe('krknc listen', () => {
     }
   }, 120_000);
 });
+
+/** One request to listen's local inspector, with the headers a client chooses (Host included). */
+function inspector(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body = '',
+): Promise<{ status: number; headers: Record<string, string | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port: inspectPort, method, path, headers: { host: `127.0.0.1:${inspectPort}`, ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            headers: res.headers as Record<string, string | undefined>,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}

@@ -67,7 +67,12 @@ function commandOutput(main: string, args: string[]): Promise<string> {
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const bound = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  return new Promise((resolve) => child.once('exit', () => (clearTimeout(bound), resolve(out))));
+  return new Promise((resolve) =>
+    child.once('exit', () => {
+      clearTimeout(bound);
+      resolve(out);
+    }),
+  );
 }
 
 /** A JSON log line's msg (the default format off a terminal); other lines (`error: ...`) as they are. */
@@ -131,9 +136,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  notControl?.close();
+  (notControl as Server | undefined)?.close();
   await stopAll();
-  await tailnet?.stop();
+  await (tailnet as Tailnet | undefined)?.stop();
   state.remove();
 });
 
@@ -313,7 +318,9 @@ describe('no silent waits', () => {
       stdout,
     ).toMatchObject({
       status: 'fail',
-      cause: expect.stringMatching(/^no connection to the home relay region .* it is served over plain HTTP/),
+      cause: expect.stringMatching(
+        /^no connection to the home relay region .* it is served over plain HTTP/,
+      ) as unknown,
       fix: 'set TS_DEBUG_USE_DERP_HTTP=1 in the environment',
     });
     await daemon.stop();

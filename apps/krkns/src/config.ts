@@ -16,7 +16,7 @@ import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
 import { defaultStateDir } from '@krkn/tailnet';
 
 /** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
-export function defaultHostname(): string {
+function defaultHostname(): string {
   return `${osHostLabel()}-krkns`;
 }
 

@@ -14,7 +14,7 @@ type DoctorFlags = Pick<Flags<typeof runFlags>, 'control-url' | 'tags' | 'requir
 export function krknsDoctorInput(flags: DoctorFlags, stateDir: string, node?: TailnetNode): DoctorInput {
   const mode = { requireCapability: flags['require-capability'], capabilityName: flags.capability };
   const appChecks = [{ id: 'authorization', status: 'ok' as const, cause: authorizationSummary(mode) }];
-  const base = { app: 'krkns', stateDir, controlUrl: flags['control-url'], advertisedTags: flags.tags ?? [] };
+  const base = { app: 'krkns', stateDir, controlUrl: flags['control-url'], advertisedTags: flags.tags };
   return doctorInputFrom({ ...base, node, appChecks });
 }
 

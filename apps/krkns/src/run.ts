@@ -13,8 +13,9 @@ import {
   usageError,
   type OwnNode,
 } from '@krkn/cli-kit';
-import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, tailnetSender } from '@krkn/hub';
+import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, ownHostsOf, tailnetSender } from '@krkn/hub';
 import type { HubStore } from '@krkn/hub-store';
+import { inspectorRoutes } from '@krkn/inspector';
 import { HubMetrics, MetricsListenError, parseHostAddress, serveMetricsOnHost, type HostAddress } from '@krkn/metrics';
 import { ensurePrivateDir, formatDuration, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
@@ -82,7 +83,9 @@ export async function run(argv: string[]): Promise<number> {
     await listenAdminSocket(admin, paths.adminSocket);
     const status = await up;
     const listenerUrl = `http://${status.self.dnsName || status.self.addresses[0]}${flags.port === 80 ? '' : `:${flags.port}`}`;
-    const api = await hub.app(identifyByWhois(node), { url: listenerUrl, guardBrowsers: true });
+    const identify = identifyByWhois(node);
+    const api = await hub.app(identify, { url: listenerUrl, guardBrowsers: true });
+    await api.register(inspectorRoutes, { prefix: '/ui', hub, identify, hosts: () => ownHostsOf(node) });
     await serveFastify(api, node, flags.port, listenerLimitsOf(flags));
     const metricsServer = metricsHost && (await serveMetricsOnHost(metricsHost, () => metrics.render(), log));
     if (metricsServer) closers.push(() => metricsServer.close());

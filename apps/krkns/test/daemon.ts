@@ -78,7 +78,7 @@ export class Krkns {
   /** Waits for a pattern in stdout+stderr; rejects early if the process exits. */
   async waitFor(pattern: RegExp, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let done = false;
+    let done = false as boolean; // set by the callback below, while the loop awaits
     void this.exited.then(() => (done = true));
     while (!pattern.test(this.stdout + this.stderr)) {
       if (done)

@@ -47,8 +47,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(running.map((k) => k.stop('SIGKILL')));
-  await peer?.close();
-  await tailnet?.stop();
+  await (peer as TailnetNode | undefined)?.close();
+  await (tailnet as Tailnet | undefined)?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -81,8 +81,9 @@ describe('krkns doctor', () => {
         return r.code === 0 ? true : undefined;
       },
       { timeoutMs: 20_000, what: 'all checks to pass' },
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}; last report: ${JSON.stringify(last?.checks.filter((c) => c.status !== 'ok'))}`);
+    ).catch((err: unknown) => {
+      const failing = JSON.stringify(last?.checks.filter((c) => c.status !== 'ok'));
+      throw new Error(`${err instanceof Error ? err.message : String(err)}; last report: ${failing}`);
     });
     const { report } = await doctor(join(dir, 'healthy'));
     const ids = ['login', 'auth-key', 'authorization', 'key-expiry', 'hostname', 'control', 'derp', 'peers'];
@@ -157,7 +158,7 @@ describe('krkns ping, whois and policy', () => {
     expect(who.code).toBe(0);
     expect(JSON.parse(who.stdout)).toMatchObject({
       node: { name: `peer.${tailnet.domain}` },
-      user: { loginName: expect.stringContaining('doc') },
+      user: { loginName: expect.stringContaining('doc') as unknown },
     });
   });
 

@@ -63,9 +63,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await krkns?.stop();
-  await Promise.all([attacker?.close(), bystander?.close()]);
-  await tailnet?.stop();
+  await (krkns as Krkns | undefined)?.stop();
+  await Promise.all([(attacker as TailnetNode | undefined)?.close(), (bystander as TailnetNode | undefined)?.close()]);
+  await (tailnet as Tailnet | undefined)?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

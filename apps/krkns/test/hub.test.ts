@@ -95,9 +95,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await krkns?.stop();
-  await publisher?.close();
-  await tailnet?.stop();
+  await (krkns as Krkns | undefined)?.stop();
+  await (publisher as TailnetNode | undefined)?.close();
+  await (tailnet as Tailnet | undefined)?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -116,7 +116,7 @@ describe('publishing', () => {
     expect(event.sender).toMatchObject({
       node: `publisher.${tailnet.domain}`,
       ip: publisher.addresses[0],
-      user: expect.stringContaining('hub'),
+      user: expect.stringContaining('hub') as unknown,
     });
     expect(Buffer.from(event.bodyBase64, 'base64').toString()).toBe('{"ok":true}');
   });

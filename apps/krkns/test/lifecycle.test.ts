@@ -51,8 +51,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(running.map((k) => k.stop('SIGKILL')));
-  await client?.close();
-  await tailnet?.stop();
+  await (client as TailnetNode | undefined)?.close();
+  await (tailnet as Tailnet | undefined)?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

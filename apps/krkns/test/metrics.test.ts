@@ -64,9 +64,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (prometheus?.pid !== undefined && prometheus.exitCode === null) prometheus.kill('SIGTERM');
-  await krkns?.stop();
-  await publisher?.close();
-  await tailnet?.stop();
+  await (krkns as Krkns | undefined)?.stop();
+  await (publisher as TailnetNode | undefined)?.close();
+  await (tailnet as Tailnet | undefined)?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

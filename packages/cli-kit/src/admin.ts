@@ -80,7 +80,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
     if (typeof peer !== 'string' || !peer) throw new TailnetError('BAD_ARGUMENT', 'ping needs a peer');
     return node.ping(peer, { timeoutMs: 5_000 });
   });
-  app.get('/admin/whois', async (req) => node.whois(String((req.query as { ip?: unknown }).ip ?? '')));
+  app.get('/admin/whois', async (req) => {
+    const ip = (req.query as { ip?: unknown }).ip;
+    return node.whois(typeof ip === 'string' ? ip : '');
+  });
   app.post('/admin/logout', async () => {
     opts.log.info('logout requested on the admin socket');
     await node.logout();

@@ -70,12 +70,12 @@ function exitCodeFor(err: unknown): ExitCodeValue {
  * trace) to stderr; an unexpected one prints its stack, since that is a bug.
  */
 export async function runMain(
-  main: () => Promise<number | void>,
+  main: () => Promise<number>,
   stderr: NodeJS.WritableStream = process.stderr,
 ): Promise<never> {
   let code: number;
   try {
-    code = (await main()) ?? ExitCode.OK;
+    code = await main();
   } catch (err) {
     const known =
       err instanceof CliError || err instanceof TailnetError || (err as { code?: unknown }).code !== undefined;

@@ -72,8 +72,8 @@ export function parseFlags<S extends FlagSpecs>(
       continue;
     }
     const long = a.startsWith('--');
-    let [name, inline] = splitOnce(a.slice(long ? 2 : 1), '=');
-    if (!long) name = byShort.get(name) ?? `-${name}`;
+    const [written, inline] = splitOnce(a.slice(long ? 2 : 1), '=');
+    let name = long ? written : (byShort.get(written) ?? `-${written}`);
     let negated = false;
     if (!(name in specs) && name.startsWith('no-') && specs[name.slice(3)]?.type === 'bool') {
       name = name.slice(3);

@@ -53,9 +53,9 @@ function prettyStream(out: NodeJS.WritableStream, color: boolean): Writable {
           .filter(([k]) => !hidden.has(k))
           .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
           .join(' ');
-        out.write(
-          `${paint('90', time)} ${paint(code, name)} ${String(entry.msg ?? '')}${extras ? ` ${paint('90', extras)}` : ''}\n`,
-        );
+        const msg = entry.msg ?? '';
+        const text = typeof msg === 'string' ? msg : JSON.stringify(msg);
+        out.write(`${paint('90', time)} ${paint(code, name)} ${text}${extras ? ` ${paint('90', extras)}` : ''}\n`);
       }
       done();
     },

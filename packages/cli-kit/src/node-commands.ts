@@ -169,7 +169,7 @@ export function diagnosticCommands<S extends FlagSpecs & { json: FlagSpec<'bool'
       flags: spec.flags,
       summary: 'check login, keys, tags, control, DERP and peer visibility; name causes and fixes',
       run: withContext(`${app} doctor [flags]`, spec.doctorDescription, (ctx, _args, json) =>
-        doctorCommand(ctx, json, print, Boolean(process.stdout.isTTY)),
+        doctorCommand(ctx, json, print, (process.stdout as { isTTY?: boolean }).isTTY === true),
       ),
     },
     ping: {

@@ -46,13 +46,13 @@ export async function bringUp(
   const early = await Promise.race([
     up.then(
       () => undefined,
-      (err: unknown) => err,
+      (err: unknown) => ({ err }),
     ),
-    new Promise((r) => setImmediate(r)),
+    new Promise<undefined>((r) => setImmediate(() => r(undefined))),
   ]);
   if (early) {
     await dispose();
-    throw early;
+    throw early.err;
   }
   up.catch(() => undefined); // the caller awaits it; this keeps an early abort from being "unhandled"
   const own = { node, stop, up, dispose, engineFailure: undefined as string | undefined };

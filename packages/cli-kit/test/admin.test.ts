@@ -31,7 +31,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await app?.close();
+  await (app as FastifyInstance | undefined)?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

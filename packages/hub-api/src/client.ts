@@ -75,7 +75,7 @@ export class HubClient {
     if (q.after) params.set('after', q.after);
     if (q.since) params.set('since', q.since.toISOString());
     if (q.limit) params.set('limit', String(q.limit));
-    return this.json<{ events: EventMeta[] }>('GET', `/events?${params}`).then((r) => r.events);
+    return this.json<{ events: EventMeta[] }>('GET', `/events?${params.toString()}`).then((r) => r.events);
   }
 
   getEvent(id: string): Promise<EventDetail> {

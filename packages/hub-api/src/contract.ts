@@ -35,6 +35,7 @@ export type HubErrorCode =
   | 'EVENT_NOT_FOUND'
   | 'SUBSCRIPTION_NOT_FOUND'
   | 'NOT_FOUND'
+  | 'TOO_MANY_REQUESTS'
   | 'SHUTTING_DOWN'
   | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
@@ -76,6 +77,8 @@ export interface DeliveryInfo {
   attempts: number;
   lastStatus: number | null;
   lastError: string | null;
+  /** While pending: when the next attempt is due (a subscriber offline is probed, not attempted). */
+  nextAttemptAt: string | null;
 }
 
 /** An event without its body (`GET /events`). */

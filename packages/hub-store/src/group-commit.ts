@@ -9,7 +9,7 @@ export interface GroupCommitOptions {
   maxBatch: number;
 }
 
-export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { windowMs: 0, maxBatch: 256 };
+const DEFAULT_GROUP_COMMIT: GroupCommitOptions = { windowMs: 0, maxBatch: 256 };
 
 interface Pending {
   work: () => unknown;

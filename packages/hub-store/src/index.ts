@@ -26,5 +26,6 @@ export type {
   StoreStats,
   StoredEvent,
   Subscription,
+  SubscriptionBacklog,
   TopicMatcher,
 } from './types.js';

@@ -29,6 +29,7 @@ import {
   type Rejection,
   type Replica,
   type StoreStats,
+  type SubscriptionBacklog,
   type StoredEvent,
   type Subscription,
   type TopicMatcher,
@@ -56,11 +57,9 @@ const MIGRATION_LOCK = 0x6b726b6e_01;
 const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
 
 // BIGINT columns (ms times, seqs) come back as JS numbers: all of ours fit in 2^53.
-const INT8_OID = 20;
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
+const getTypeParser: typeof pg.types.getTypeParser = (oid, format): unknown =>
+  oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format);
+const types = { getTypeParser };
 
 /**
  * SQLSTATE classes and socket errors that mean "the database is not there (or overloaded)", not "your query
@@ -166,7 +165,9 @@ export class PostgresStore implements HubStore {
       await this.#q('COMMIT', [], client);
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      });
       throw err;
     } finally {
       client.off('error', onError);
@@ -236,12 +237,8 @@ export class PostgresStore implements HubStore {
 
   async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<StoredEvent[]> {
     const limit = q.limit ?? DEFAULT_LIST_LIMIT;
-    let after = 0;
-    if (q.afterId) {
-      const [row] = await this.#q<{ seq: number }>('SELECT seq FROM events WHERE id = $1', [q.afterId], c);
-      if (!row) throw new StoreError('NOT_FOUND', `no event ${q.afterId}`);
-      after = row.seq;
-    }
+    let after = q.afterId ? await this.#seqOf(q.afterId, c) : 0;
+    let before = q.beforeId ? await this.#seqOf(q.beforeId, c) : Number.MAX_SAFE_INTEGER;
     if (q.since) {
       const [first] = await this.#q<{ seq: number }>(firstSince('$1'), [q.since], c);
       if (!first) return [];
@@ -252,8 +249,9 @@ export class PostgresStore implements HubStore {
     const out: StoredEvent[] = [];
     for (;;) {
       const rows = await this.#q<EventRow>(
-        'SELECT * FROM events WHERE seq > $1 AND received_at >= $2 ORDER BY seq LIMIT $3',
-        [after, q.since ?? 0, page],
+        `SELECT * FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
+          ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
+        [after, before, q.since ?? 0, page],
         c,
       );
       for (const row of rows) {
@@ -262,8 +260,15 @@ export class PostgresStore implements HubStore {
         if (out.length >= limit) return out;
       }
       if (rows.length < page) return out;
-      after = rows[rows.length - 1]!.seq;
+      if (q.newestFirst) before = rows[rows.length - 1]!.seq;
+      else after = rows[rows.length - 1]!.seq;
     }
+  }
+
+  async #seqOf(eventId: string, c: pg.PoolClient): Promise<number> {
+    const [row] = await this.#q<{ seq: number }>('SELECT seq FROM events WHERE id = $1', [eventId], c);
+    if (!row) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+    return row.seq;
   }
 
   async deliveriesOf(eventId: string): Promise<Delivery[]> {
@@ -568,6 +573,15 @@ export class PostgresStore implements HubStore {
          (SELECT COUNT(*) FROM subscriptions s WHERE s.lease_owner = r.name AND s.lease_until > $1) AS leases
        FROM replicas r ORDER BY r.name`,
       [now],
+    );
+  }
+
+  async backlogs(): Promise<SubscriptionBacklog[]> {
+    return this.#q<SubscriptionBacklog>(
+      `SELECT s.id AS "subscriptionId",
+         COUNT(d.event_seq) FILTER (WHERE d.state = 'pending') AS pending,
+         MAX(d.updated_at) FILTER (WHERE d.state = 'delivered') AS "lastDeliveredAt"
+       FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
     );
   }
 

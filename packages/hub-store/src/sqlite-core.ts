@@ -29,6 +29,7 @@ import {
   type StoreStats,
   type StoredEvent,
   type Subscription,
+  type SubscriptionBacklog,
   type TopicMatcher,
 } from './types.js';
 
@@ -121,28 +122,29 @@ export class SqliteCore {
 
   listEvents(q: EventQuery = {}): StoredEvent[] {
     const limit = q.limit ?? DEFAULT_LIST_LIMIT;
-    let after = 0;
-    if (q.afterId) {
-      const row = this.#sql('SELECT seq FROM events WHERE id = ?').get(q.afterId) as { seq: number } | undefined;
-      if (!row) throw new StoreError('NOT_FOUND', `no event ${q.afterId}`);
-      after = row.seq;
-    }
+    let after = q.afterId ? this.#seqOf(q.afterId) : 0;
+    const before = q.beforeId ? this.#seqOf(q.beforeId) : Number.MAX_SAFE_INTEGER;
     if (q.since) {
       const first = this.#sql(firstSince('?')).get(q.since) as { seq: number } | undefined;
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
     const out: StoredEvent[] = [];
-    const rows = this.#sql('SELECT * FROM events WHERE seq > ? AND received_at >= ? ORDER BY seq').iterate(
-      after,
-      q.since ?? 0,
-    );
+    const order = q.newestFirst ? 'DESC' : 'ASC';
+    const rows = this.#sql(
+      `SELECT * FROM events WHERE seq > ? AND seq < ? AND received_at >= ? ORDER BY seq ${order}`,
+    ).iterate(after, before, q.since ?? 0);
     for (const row of rows as Iterable<EventRow>) {
       if (q.topic && !q.topic(row.topic)) continue;
       out.push(toEvent(row));
       if (out.length >= limit) break;
     }
     return out;
+  }
+  #seqOf(eventId: string): number {
+    const row = this.#sql('SELECT seq FROM events WHERE id = ?').get(eventId) as { seq: number } | undefined;
+    if (!row) throw new StoreError('NOT_FOUND', `no event ${eventId}`);
+    return row.seq;
   }
 
   deliveriesOf(eventId: string): Delivery[] {
@@ -391,30 +393,40 @@ export class SqliteCore {
     ).all(now) as Replica[];
   }
 
+  backlogs(): SubscriptionBacklog[] {
+    return this.#sql(
+      `SELECT s.id AS subscriptionId,
+         COALESCE(SUM(d.state = 'pending'), 0) AS pending,
+         MAX(CASE WHEN d.state = 'delivered' THEN d.updated_at END) AS lastDeliveredAt
+       FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
+    ).all() as SubscriptionBacklog[];
+  }
+
   stats(): StoreStats {
-    const one = <T>(sql: string): T => this.#sql(sql).get() as T;
+    const one = (sql: string): unknown => this.#sql(sql).get();
     const byState = this.#sql('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state').all() as {
       state: string;
       n: number;
     }[];
     const count = (s: string) => byState.find((r) => r.state === s)?.n ?? 0;
-    const pages = one<{ page_count: number }>('PRAGMA page_count').page_count;
+    const pages = (one('PRAGMA page_count') as { page_count: number }).page_count;
     return {
-      events: one<{ n: number }>('SELECT COUNT(*) AS n FROM events').n,
-      subscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions').n,
-      offlineSubscriptions: one<{ n: number }>(
-        'SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL',
+      events: (one('SELECT COUNT(*) AS n FROM events') as { n: number }).n,
+      subscriptions: (one('SELECT COUNT(*) AS n FROM subscriptions') as { n: number }).n,
+      offlineSubscriptions: (
+        one('SELECT COUNT(*) AS n FROM subscriptions WHERE offline_since IS NOT NULL') as { n: number }
       ).n,
-      disabledSubscriptions: one<{ n: number }>('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL')
-        .n,
+      disabledSubscriptions: (
+        one('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL') as { n: number }
+      ).n,
       pending: count('pending'),
       delivered: count('delivered'),
       failed: count('failed'),
-      oldestPendingAt: one<{ t: number | null }>(
-        `SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq
-          WHERE d.state = 'pending'`,
+      oldestPendingAt: (
+        one(`SELECT MIN(e.received_at) AS t FROM deliveries d JOIN events e ON e.seq = d.event_seq
+          WHERE d.state = 'pending'`) as { t: number | null }
       ).t,
-      databaseBytes: pages * one<{ page_size: number }>('PRAGMA page_size').page_size,
+      databaseBytes: pages * (one('PRAGMA page_size') as { page_size: number }).page_size,
     };
   }
 }

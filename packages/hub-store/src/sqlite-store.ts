@@ -13,6 +13,7 @@ import type {
   StoreStats,
   StoredEvent,
   Subscription,
+  SubscriptionBacklog,
   TopicMatcher,
 } from './types.js';
 
@@ -153,6 +154,10 @@ export class SqliteStore implements HubStore {
 
   async replicas(now = Date.now()): Promise<Replica[]> {
     return this.#core.replicas(now);
+  }
+
+  async backlogs(): Promise<SubscriptionBacklog[]> {
+    return this.#core.backlogs();
   }
 
   async stats(): Promise<StoreStats> {

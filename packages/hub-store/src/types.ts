@@ -97,10 +97,22 @@ export interface EventQuery {
   topic?: (topic: string) => boolean;
   /** Only events received after this event id. */
   afterId?: string;
+  /** Only events received before this event id. */
+  beforeId?: string;
+  /** Newest first (default: receipt order); with beforeId, this pages back through the store. */
+  newestFirst?: boolean;
   /** Only events received at or after this time (ms). */
   since?: number;
   /** At most this many (default {@link DEFAULT_LIST_LIMIT}). */
   limit?: number;
+}
+
+/** One subscription's queue: how many deliveries it is owed, and when one last succeeded. */
+export interface SubscriptionBacklog {
+  subscriptionId: string;
+  pending: number;
+  /** ms since the epoch, or null if nothing was ever delivered to it (or that was pruned). */
+  lastDeliveredAt: number | null;
 }
 
 /** Counts for status pages. */
@@ -152,7 +164,10 @@ export interface HubStore {
    */
   publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
   getEvent(id: string): Promise<StoredEvent | undefined>;
-  /** Events in receipt order, filtered. Throws NOT_FOUND for an unknown afterId. */
+  /**
+   * Events in receipt order (or newest first), filtered; keyset paging by event id.
+   * Throws NOT_FOUND for an unknown afterId or beforeId.
+   */
   listEvents(q?: EventQuery): Promise<StoredEvent[]>;
   /** Deliveries of one event, one per subscription it was owed to, by subscription id. */
   deliveriesOf(eventId: string): Promise<Delivery[]>;
@@ -215,6 +230,8 @@ export interface HubStore {
   replicas(now?: number): Promise<Replica[]>;
   /** Deletes events received before `before` that nobody is still owed, in bounded batches. Returns how many. */
   prune(before: number): Promise<number>;
+  /** Every subscription's backlog (pending count, last success), for the inspector's subscriber list. */
+  backlogs(): Promise<SubscriptionBacklog[]>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
 }

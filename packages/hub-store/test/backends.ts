@@ -58,7 +58,7 @@ export const sqliteBackend: Backend = {
 let server: Postgres | undefined;
 
 /** The PostgreSQL server of the postgres backend (started by its setup). */
-export function postgresServer(): Postgres {
+function postgresServer(): Postgres {
   if (!server) throw new Error('postgres backend not set up');
   return server;
 }

@@ -288,6 +288,39 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect((await store.listEvents({ topic: (t) => t === 'rare' })).map((e) => e.id)).toEqual([rare.id]);
   });
 
+  it('lists events newest first, paging back before an id', async () => {
+    const ids: string[] = [];
+    for (const [i, t] of ['a', 'b', 'c', 'd'].entries())
+      ids.push((await store.publish(event(t), matches, 1000 + i)).event.id);
+    const idsOf = async (q: Parameters<HubStore['listEvents']>[0]) => (await store.listEvents(q)).map((e) => e.id);
+    expect(await idsOf({ newestFirst: true, limit: 2 })).toEqual([ids[3], ids[2]]);
+    expect(await idsOf({ newestFirst: true, beforeId: ids[2] })).toEqual([ids[1], ids[0]]);
+    expect(await idsOf({ beforeId: ids[3], afterId: ids[0] })).toEqual([ids[1], ids[2]]);
+    expect(await idsOf({ newestFirst: true, since: 1002 })).toEqual([ids[3], ids[2]]);
+    await rejects(store.listEvents({ beforeId: 'evt_gone' }), 'NOT_FOUND');
+  });
+
+  it('finds a rare old topic newest first, past many pages of newer others', async () => {
+    const rare = (await store.publish(event('rare'), matches)).event;
+    for (let i = 0; i < 1_200; i += 200)
+      await Promise.all(Array.from({ length: 200 }, () => store.publish(event('busy'), matches)));
+    const newest = (await store.publish(event('rare'), matches)).event;
+    const found = await store.listEvents({ newestFirst: true, topic: (t) => t === 'rare' });
+    expect(found.map((e) => e.id)).toEqual([newest.id, rare.id]);
+  });
+
+  it("tells each subscription's backlog and last success", async () => {
+    const s1 = await sub('n1', ['t']);
+    const s2 = await sub('n2', ['other']);
+    const a = (await store.publish(event('t'), matches)).event;
+    await store.publish(event('t'), matches);
+    await store.recordDelivered(s1.id, a.seq, 200, 5000);
+    const byId = new Map((await store.backlogs()).map((x) => [x.subscriptionId, x]));
+    expect(byId.size).toBe(2);
+    expect(byId.get(s1.id)).toEqual({ subscriptionId: s1.id, pending: 1, lastDeliveredAt: 5000 });
+    expect(byId.get(s2.id)).toEqual({ subscriptionId: s2.id, pending: 0, lastDeliveredAt: null });
+  });
+
   it('commits before resolving: concurrent publishes are all visible to another handle, in receipt order', async () => {
     const s = await sub('n1', ['t']);
     const results = await Promise.all(
@@ -311,7 +344,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
   it('keeps receipt order for a subscriber while publishes race the delivery loop', async () => {
     const s = await sub('n1', ['t']);
     const deliverer = await t.open(); // another handle: another connection, or another replica
-    let publishing = true;
+    let publishing = true as boolean; // cleared by the publishers' finally, while the loop awaits
     const publishers = Promise.all(
       Array.from({ length: 16 }, async () => {
         for (let i = 0; i < 15; i++) await store.publish(event('t'), matches);

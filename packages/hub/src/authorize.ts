@@ -34,10 +34,25 @@ export function authorize(config: AuthorizeConfig, caller: Caller, action: Topic
   }
 }
 
+/** Fails (MISSING_CAPABILITY) unless the caller may read stored events of `topic` (the read right). */
+export function authorizeRead(config: AuthorizeConfig, caller: Caller, topic: string): void {
+  authorize(config, caller, 'read', topic);
+}
+
+/**
+ * Fails (MISSING_CAPABILITY) unless the caller may read the events of at least one topic: the
+ * gate of the web inspector, before it lists anything.
+ */
+export function authorizeReadSome(config: AuthorizeConfig, caller: Caller): void {
+  if (caller.kind === 'admin' || !config.requireCapability) return;
+  const grant = parseWebhookCapability(caller.capMap[config.capabilityName] ?? []);
+  if (!grant.ok || grant.value.read.length === 0) authorizeRead(config, caller, '**');
+}
+
 /** Whether the caller may read stored events of `topic` (the read right). */
 export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
   try {
-    authorize(config, caller, 'read', topic);
+    authorizeRead(config, caller, topic);
     return true;
   } catch (err) {
     if (err instanceof HubError) return false;

@@ -16,11 +16,7 @@ import type { HubNode } from './ports.js';
  *   routes other than publish (which takes any body) refuse them.
  */
 export function checkBrowserRequest(req: FastifyRequest, ownHosts: readonly string[]): void {
-  const host = hostName(req.headers.host ?? '');
-  if (!ownHosts.includes(host)) {
-    const message = `Host "${req.headers.host ?? ''}" is not one of krkns's own names or addresses (DNS rebinding?)`;
-    throw new HubError('MISDIRECTED_HOST', message);
-  }
+  checkHost(req, ownHosts);
   if (req.method === 'GET' || req.method === 'HEAD') return;
   const site = req.headers['sec-fetch-site'];
   const origin = req.headers.origin;
@@ -33,6 +29,14 @@ export function checkBrowserRequest(req: FastifyRequest, ownHosts: readonly stri
   }
   if (!req.url.startsWith('/hooks/') && simpleContentTypes.has(mediaType(req.headers['content-type']))) {
     throw new HubError('UNSUPPORTED_MEDIA_TYPE', 'this route takes application/json, never a form');
+  }
+}
+
+/** Fails (MISDIRECTED_HOST) unless the request's Host is one of krkns's own names or addresses (DNS rebinding). */
+export function checkHost(req: FastifyRequest, ownHosts: readonly string[]): void {
+  if (!ownHosts.includes(hostName(req.headers.host ?? ''))) {
+    const message = `Host "${req.headers.host ?? ''}" is not one of krkns's own names or addresses (DNS rebinding?)`;
+    throw new HubError('MISDIRECTED_HOST', message);
   }
 }
 

@@ -39,7 +39,7 @@ export interface DelivererOptions {
   logger: Logger;
   /** Default: a {@link monotonicClock} made with the deliverer. */
   now?: Clock;
-  /** Told how each attempt ended (Hub.events 'attempt'). */
+  /** Told how each attempt ended, once its outcome is stored (Hub.events 'attempt'). */
   onAttempt?: (e: AttemptEvent) => void;
   /** Draws the jitter of each retry and probe delay, in [0, 1) (default Math.random; tests pin it). */
   random?: () => number;
@@ -140,6 +140,7 @@ export class Deliverer {
         this.scanAgain = false;
         await this.launchDue();
         wait = await this.untilNextDue();
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by stop()/scan() across awaits
       } while (this.scanAgain && !this.stopped);
     } catch (err) {
       this.opts.logger.error({ err: asError(err) }, 'cannot read the delivery queue; trying again shortly');
@@ -147,6 +148,7 @@ export class Deliverer {
     } finally {
       this.scanning = false;
     }
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may run across the awaits
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), wait);
@@ -202,7 +204,6 @@ export class Deliverer {
     }
     const now = this.now();
     const status = outcome.kind === 'unreachable' ? null : outcome.status;
-    this.opts.onAttempt?.({ outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic });
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
@@ -235,6 +236,8 @@ export class Deliverer {
         break;
       }
     }
+    const ended = { outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic, eventId: event.id };
+    this.opts.onAttempt?.(ended);
   }
 
   /**

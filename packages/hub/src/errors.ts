@@ -5,7 +5,7 @@ import { StoreError } from '@krkn/hub-store';
  * The HTTP status of every error krkns answers with: the one place a status is chosen (the model
  * is fastify's lib/errors.js, where each code carries its status).
  */
-export const httpStatusOf = {
+const httpStatusOf = {
   BAD_REQUEST: 400,
   BAD_TOPIC: 400,
   UNKNOWN_CALLER: 403,
@@ -19,6 +19,7 @@ export const httpStatusOf = {
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   MISDIRECTED_HOST: 421,
+  TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
   SHUTTING_DOWN: 503,
   STORE_UNAVAILABLE: 503,

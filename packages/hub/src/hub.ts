@@ -8,10 +8,17 @@ import {
   type PublishResponse,
   type SubscriptionInfo,
 } from '@krkn/hub-api';
-import { StoreError, type Sender, type StoredEvent } from '@krkn/hub-store';
+import { StoreError, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
 import { ownHostsOf } from './browser-guard.js';
-import { authorizationSummary, authorize, mayRead, type AuthorizeConfig } from './authorize.js';
+import {
+  authorizationSummary,
+  authorize,
+  authorizeRead,
+  authorizeReadSome,
+  mayRead,
+  type AuthorizeConfig,
+} from './authorize.js';
 import type { Caller, Identify } from './caller.js';
 import { Deliverer, type SendAttempt } from './delivery.js';
 import { monotonicClock } from './clock.js';
@@ -28,8 +35,9 @@ import type {
   MetricsPage,
   PublishInput,
   SubscribeInput,
+  SubscriberView,
 } from './use-cases.js';
-import { eventMeta, subscriptionInfo } from './views.js';
+import { eventMeta, subscriberView, subscriptionInfo } from './views.js';
 
 /** How the hub behaves; every field has a documented default in krkns. */
 export interface HubConfig extends AuthorizeConfig {
@@ -112,6 +120,8 @@ export class Hub implements HubUseCases {
     this.node = opts.node;
     this.log = opts.logger;
     this.replica = opts.replica ?? opts.node.hostname;
+    // Metrics and every open live view of the inspector listen; the inspector caps how many are open.
+    this.events.setMaxListeners(0);
     this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
@@ -171,6 +181,7 @@ export class Hub implements HubUseCases {
    */
   async stop(timeoutMs: number): Promise<void> {
     this.closingFlag = true;
+    this.events.emit('closing');
     clearInterval(this.pruneTimer);
     clearInterval(this.heartbeatTimer);
     this.node.off('peers', this.onPeers);
@@ -187,11 +198,15 @@ export class Hub implements HubUseCases {
     return { requests: this.activeRequests, deliveries: this.deliverer.active };
   }
 
+  checkRead(caller: Caller): void {
+    authorizeReadSome(this.config, caller);
+  }
+
   checkPublish(caller: Caller, topic: string): void {
     try {
       authorize(this.config, caller, 'publish', validTopic(topic));
     } catch (err) {
-      this.events.emit('published', { outcome: 'refused', topic, bytes: 0 });
+      this.events.emit('published', { outcome: 'refused', topic, bytes: 0, eventId: null });
       throw err;
     }
   }
@@ -217,7 +232,8 @@ export class Hub implements HubUseCases {
     const stored = { topic, dedupeKey, method, headers, body, sender };
     const { event, duplicate } = await this.store.publish(stored, topicMatches, this.now());
     if (!duplicate) this.deliverer.kick();
-    this.events.emit('published', { outcome: duplicate ? 'duplicate' : 'stored', topic, bytes: body.length });
+    const outcome = duplicate ? 'duplicate' : 'stored';
+    this.events.emit('published', { outcome, topic, bytes: body.length, eventId: event.id });
     this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
   }
@@ -246,6 +262,13 @@ export class Hub implements HubUseCases {
     return subs.map(subscriptionInfo);
   }
 
+  async listReadableSubscriptions(caller: Caller): Promise<SubscriberView[]> {
+    const readable = (s: Subscription): boolean => s.topics.some((t) => mayRead(this.config, caller, t));
+    const subs = (await this.store.listSubscriptions()).filter(readable);
+    const backlogs = new Map((await this.store.backlogs()).map((b) => [b.subscriptionId, b]));
+    return subs.map((s) => subscriberView(s, backlogs.get(s.id)));
+  }
+
   async unsubscribe(caller: Caller, id: string): Promise<void> {
     const sub = await this.store.getSubscription(id);
     if (!sub) throw new HubError('SUBSCRIPTION_NOT_FOUND', 'subscription not found');
@@ -257,12 +280,22 @@ export class Hub implements HubUseCases {
 
   async listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]> {
     const pattern = query.topic === undefined ? undefined : validTopic(query.topic, 'pattern');
-    const events = await this.store.listEvents({
-      topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
-      ...(query.after === undefined ? {} : { afterId: query.after }),
-      ...(query.since === undefined ? {} : { since: query.since }),
-      limit: query.limit,
-    });
+    let events: StoredEvent[];
+    try {
+      events = await this.store.listEvents({
+        topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
+        ...(query.after === undefined ? {} : { afterId: query.after }),
+        ...(query.before === undefined ? {} : { beforeId: query.before }),
+        ...(query.since === undefined ? {} : { since: query.since }),
+        newestFirst: query.newestFirst === true,
+        limit: query.limit,
+      });
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'NOT_FOUND') {
+        throw new HubError('BAD_REQUEST', `cannot page from an unknown event (pruned?): ${err.message}`);
+      }
+      throw err;
+    }
     return Promise.all(events.map((e) => this.metaOf(e)));
   }
 
@@ -328,7 +361,7 @@ export class Hub implements HubUseCases {
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
     const event = await this.store.getEvent(id);
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
-    authorize(this.config, caller, 'read', event.topic);
+    authorizeRead(this.config, caller, event.topic);
     return event;
   }
 

@@ -14,6 +14,7 @@ export type {
   MetricsPage,
   PublishInput,
   SubscribeInput,
+  SubscriberView,
 } from './use-cases.js';
 export type { AttemptEvent, HubEventMap, PublishedEvent } from './events.js';
 export { hubRoutes } from './routes.js';
@@ -24,4 +25,5 @@ export { identifyAdmin, identifyByWhois } from './caller.js';
 export type { Caller, Identify } from './caller.js';
 export type { AttemptOutcome, SendAttempt } from './delivery.js';
 export { tailnetSender } from './tailnet-sender.js';
-export { HubError } from './errors.js';
+export { HubError, toHubError } from './errors.js';
+export { checkHost, ownHostsOf } from './browser-guard.js';

@@ -27,6 +27,7 @@ export type HubStorage = DeliveryStore &
     | 'stats'
     | 'heartbeat'
     | 'replicas'
+    | 'backlogs'
   >;
 
 /**

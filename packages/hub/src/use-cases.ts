@@ -1,5 +1,7 @@
+import type { EventEmitter } from 'node:events';
 import type { EventMeta, HubStatus, PublishResponse, SubscriptionInfo } from '@krkn/hub-api';
 import type { Caller } from './caller.js';
+import type { HubEventMap } from './events.js';
 
 /** A rendered metrics page and its content type (Prometheus text format). */
 export interface MetricsPage {
@@ -31,6 +33,10 @@ export interface EventsQuery {
   topic?: string;
   /** Events received after this event id. */
   after?: string;
+  /** Events received before this event id. */
+  before?: string;
+  /** Newest first (default: receipt order). */
+  newestFirst?: boolean;
   /** Events received at or after this time (ms). */
   since?: number;
   limit: number;
@@ -42,6 +48,12 @@ export interface EventWithBody extends EventMeta {
   /** Lower-case names of the credential headers left out of `headers`. */
   withheldHeaders: string[];
   body: Buffer;
+}
+
+/** A subscription as the inspector shows it: with its backlog and last success. */
+export interface SubscriberView extends SubscriptionInfo {
+  pending: number;
+  lastDeliveredAt: string | null;
 }
 
 /**
@@ -57,8 +69,10 @@ export interface HubUseCases {
   subscribe(caller: Caller, input: SubscribeInput): Promise<SubscriptionInfo>;
   /** The caller's own subscriptions (all of them for the admin socket). */
   listSubscriptions(caller: Caller): Promise<SubscriptionInfo[]>;
+  /** Every subscription to a topic (or pattern) the caller may read: what the inspector shows. */
+  listReadableSubscriptions(caller: Caller): Promise<SubscriberView[]>;
   unsubscribe(caller: Caller, id: string): Promise<void>;
-  /** Events the caller may read, oldest first. */
+  /** Events the caller may read, oldest first unless asked for newest first; an unknown cursor is BAD_REQUEST. */
   listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]>;
   getEvent(caller: Caller, id: string): Promise<EventWithBody>;
   /**
@@ -70,4 +84,8 @@ export interface HubUseCases {
   status(caller: Caller): Promise<HubStatus>;
   /** The Prometheus metrics page; needs the read right on every topic. */
   metrics(caller: Caller): Promise<MetricsPage>;
+  /** Fails (MISSING_CAPABILITY) unless the caller may read the events of some topic. */
+  checkRead(caller: Caller): void;
+  /** Publishes, attempts and the start of stop(), as they happen (metrics and live views listen). */
+  readonly events: EventEmitter<HubEventMap>;
 }

@@ -1,5 +1,6 @@
 import type { EventMeta, SubscriptionInfo } from '@krkn/hub-api';
-import type { Delivery, StoredEvent, Subscription } from '@krkn/hub-store';
+import type { Delivery, StoredEvent, Subscription, SubscriptionBacklog } from '@krkn/hub-store';
+import type { SubscriberView } from './use-cases.js';
 
 /** An event's metadata on the wire, with its deliveries. */
 export function eventMeta(e: StoredEvent, deliveries: Delivery[]): EventMeta {
@@ -17,6 +18,7 @@ export function eventMeta(e: StoredEvent, deliveries: Delivery[]): EventMeta {
       attempts: d.attempts,
       lastStatus: d.lastStatus,
       lastError: d.lastError,
+      nextAttemptAt: d.state === 'pending' ? new Date(d.nextAttemptAt).toISOString() : null,
     })),
   };
 }
@@ -34,4 +36,11 @@ export function subscriptionInfo(s: Subscription): SubscriptionInfo {
     offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
     disabled: s.disabled === null ? null : { at: new Date(s.disabled.at).toISOString(), reason: s.disabled.reason },
   };
+}
+
+/** A subscription with its backlog, for the inspector. */
+export function subscriberView(s: Subscription, backlog: SubscriptionBacklog | undefined): SubscriberView {
+  const last = backlog?.lastDeliveredAt ?? null;
+  const lastDeliveredAt = last === null ? null : new Date(last).toISOString();
+  return { ...subscriptionInfo(s), pending: backlog?.pending ?? 0, lastDeliveredAt };
 }

@@ -184,7 +184,7 @@ describe('subscriptions', () => {
     expect(rotated.secret).not.toBe(first.secret);
     expect(await store.getSubscription(first.id)).toMatchObject({
       secret: rotated.secret,
-      previousSecret: { secret: first.secret, until: expect.any(Number) },
+      previousSecret: { secret: first.secret, until: expect.any(Number) as unknown },
     });
     const listed = (await call('ci', 'GET', '/subscriptions')).json() as { subscriptions: Info[] };
     expect(listed.subscriptions.every((s) => s.secret === undefined)).toBe(true);

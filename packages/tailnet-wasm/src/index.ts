@@ -80,7 +80,8 @@ export type EngineEvent =
   | { type: 'loginFinished' }
   | { type: 'self'; self: SelfInfo }
   | { type: 'peers' }
-  | { type: 'health'; health: HealthWarning[] }
+  // Go omits an empty list (omitempty): no warnings arrives as no `health` field.
+  | { type: 'health'; health?: HealthWarning[] }
   | { type: 'error'; message: string };
 
 /** The node's state machine, as ipn.State names it. */
@@ -185,7 +186,7 @@ export interface RunningEngine {
   /** Settles with the Go program's exit code once it has exited (after shutdown, or a crash). */
   exited: Promise<number>;
   /** This node's WebSocket (control and DERP) traffic so far. */
-  webSocketTraffic(): WebSocketTraffic;
+  webSocketTraffic: () => WebSocketTraffic;
 }
 
 // What the Go side installs: EngineApi, with JSON strings where EngineApi has objects.
@@ -260,7 +261,7 @@ export async function startEngine(
     for (const timer of go._scheduledTimeouts.values()) clearTimeout(timer);
     closeSockets(sockets);
     runtimeOutput.delete(output);
-    delete (globalThis as Record<string, unknown>)[key];
+    Reflect.deleteProperty(globalThis, key);
   });
   const early = await Promise.race([isReady.then(() => undefined), exited]);
   if (early !== undefined) throw new Error(`engine exited during start with code ${early}`);
@@ -290,7 +291,7 @@ async function hostFetch(req: FetchRequest): Promise<FetchResponse> {
   } catch (err) {
     // Node's fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND) is in its cause.
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`${(err as Error).message}: ${cause?.code ?? cause?.message ?? 'unknown cause'}`);
+    throw new Error(`${(err as Error).message}: ${cause?.code ?? cause?.message ?? 'unknown cause'}`, { cause: err });
   }
   const body = new Uint8Array(await res.arrayBuffer());
   return { status: res.status, headers: [...res.headers], body };

@@ -137,7 +137,7 @@ export class EngineWebSocket extends NodeWebSocket {
             setImmediate(() => this.wrapped.get(type)?.get(listener) === wrapper && this.dispatch(listener, event))
         : (event) => this.dispatch(listener, event);
     let byListener = this.wrapped.get(type);
-    if (!byListener) this.wrapped.set(type, (byListener = new Map()));
+    if (!byListener) this.wrapped.set(type, (byListener = new Map<Listener, Listener>()));
     byListener.set(listener, wrapper);
     super.addEventListener(type as 'open', wrapper, options);
   }

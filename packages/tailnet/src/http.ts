@@ -101,7 +101,9 @@ export function tailnetAgent(node: TailnetNode, options: AgentOptions & { dialTi
     const host = opts.hostname ?? opts.host ?? 'localhost';
     node.dial(host, Number(opts.port) || 80, { timeoutMs: options.dialTimeoutMs ?? 15_000 }).then(
       (socket) => done(null, socket),
-      (err: Error) => done(err),
+      (err: unknown) => {
+        done(err as Error);
+      },
     );
     return undefined;
   };

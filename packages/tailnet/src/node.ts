@@ -304,8 +304,8 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         break;
       case 'health':
         this.healthWarnings = e.health ?? [];
-        this.loginHealth = e.health?.find((w) => w.code === 'login-state')?.text;
-        this.emit('health', e.health ?? []);
+        this.loginHealth = this.healthWarnings.find((w) => w.code === 'login-state')?.text;
+        this.emit('health', this.healthWarnings);
         break;
       case 'error':
         this.lastError = e.message;
@@ -387,7 +387,10 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         controlTimeoutMs,
       );
       if (this.pendingLogin) answered();
-      if (signal?.aborted) return onAbort();
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
       signal?.addEventListener('abort', onAbort, { once: true });
       engine.on('event', onEvent);
       engine.on('exit', onExit);

@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { EngineClient } from './engine/client.js';
 
 /** Splits "ip:port" or "[v6]:port". */
-export function splitHostPort(addr: string): { address: string; port: number } {
+function splitHostPort(addr: string): { address: string; port: number } {
   const i = addr.lastIndexOf(':');
   return { address: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
 }
@@ -74,11 +74,11 @@ export class TailnetSocket extends Duplex {
     const bytes = new Uint8Array(Buffer.concat(chunks));
     this.engine.call('write', [this.connId, bytes], [bytes.buffer]).then(
       () => done(),
-      (err: Error) => {
+      (err: unknown) => {
         // A write cut short because this side destroyed the socket is not an error (an HTTP
         // client that got its answer before it finished sending the body does that).
         if (this.destroyed) done();
-        else done(Object.assign(new Error(`tailnet connection: ${err.message}`), { code: 'EPIPE' }));
+        else done(Object.assign(new Error(`tailnet connection: ${(err as Error).message}`), { code: 'EPIPE' }));
       },
     );
   }

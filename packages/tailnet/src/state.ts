@@ -10,7 +10,6 @@ import {
   rmSync,
   chmodSync,
   statSync,
-  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
@@ -80,7 +79,7 @@ export class FileStateStore {
   static open(dir: string): FileStateStore {
     ensurePrivateDir(dir);
     const path = join(dir, stateFileName);
-    return new FileStateStore(path, readState(path) ?? new Map());
+    return new FileStateStore(path, readState(path) ?? new Map<string, string>());
   }
 
   /**
@@ -422,7 +421,7 @@ export function inspectStateDir(dir: string): StateDirView {
   const lockHolder = StateLock.holder(dir);
   const pendingLogin = readPendingLogin(dir);
   return {
-    identity: holdsIdentity(readState(join(dir, stateFileName)) ?? new Map()),
+    identity: holdsIdentity(readState(join(dir, stateFileName)) ?? new Map<string, string>()),
     ...(lockHolder !== undefined ? { lockHolder } : {}),
     ...(pendingLogin ? { pendingLogin } : {}),
   };

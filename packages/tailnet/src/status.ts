@@ -102,9 +102,12 @@ export function parseStatus(json: string): NodeStatus {
   };
 }
 
+/** WhoIs as the engine sends it: Go encodes a node without addresses as `null` (capMap is never null). */
+type RawWhoIs = Omit<WhoIs, 'node'> & { node: Omit<WhoIs['node'], 'addresses'> & { addresses: string[] | null } };
+
 export function parseWhois(json: string): WhoIs {
-  const w = JSON.parse(json) as WhoIs;
-  return { ...w, node: { ...w.node, addresses: sortV4First(w.node.addresses ?? []) }, capMap: w.capMap ?? {} };
+  const w = JSON.parse(json) as RawWhoIs;
+  return { ...w, node: { ...w.node, addresses: sortV4First(w.node.addresses ?? []) } };
 }
 
 export function parsePing(json: string): PingResult {

@@ -9,16 +9,16 @@ import { TailnetError } from './errors.js';
 import type { NodeStatus, RelayRegion } from './status.js';
 
 /** A wait repeats its progress line this often: nothing is silent for longer. */
-export const progressEveryMs = 3_000;
+const progressEveryMs = 3_000;
 
 /** A healthy node has its home relay within this time after Running; later, it is worth a warning. */
-export const relayGraceMs = 3_000;
+const relayGraceMs = 3_000;
 
 /** While the home relay stays unreachable, the warning repeats this often (the node keeps retrying). */
-export const relayRepeatMs = 10_000;
+const relayRepeatMs = 10_000;
 
 /** A first dial to a peer that has not connected after this long is announced as a handshake wait. */
-export const firstContactNoticeMs = 2_000;
+const firstContactNoticeMs = 2_000;
 
 /** What is wrong, and what to do about it: one line each. */
 export interface Diagnosis {

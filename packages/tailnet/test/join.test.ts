@@ -29,6 +29,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(open.map((n) => n.close()));
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await tailnet?.stop();
   state.remove();
 });

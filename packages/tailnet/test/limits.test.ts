@@ -24,7 +24,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(apps.map((a) => a.close()));
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await Promise.all([server?.close(), attacker?.close(), bystander?.close()]);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await tailnet?.stop();
   state.remove();
 });

@@ -57,7 +57,7 @@ describe('explainControlError', () => {
   it('an error it does not know is quoted as it is', () => {
     expect(explainControlError('register request: something odd', url)).toEqual({
       cause: 'register request: something odd',
-      fix: expect.stringMatching(/TS_CONTROL_URL/),
+      fix: expect.stringMatching(/TS_CONTROL_URL/) as string,
     });
   });
 

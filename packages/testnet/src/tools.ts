@@ -28,7 +28,7 @@ export function findTools(binDir?: string): ToolPaths {
     tailscaled: join(dir, 'tailscaled'),
     tailscale: join(dir, 'tailscale'),
   };
-  for (const path of Object.values(paths)) {
+  for (const path of Object.values(paths) as string[]) {
     try {
       accessSync(path, constants.X_OK);
     } catch {

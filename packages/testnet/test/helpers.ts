@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** What the echo server saw of one request. */
-export interface SeenRequest {
+interface SeenRequest {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
@@ -39,9 +39,4 @@ export async function startEchoServer() {
     seen,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-/** Milliseconds since `start`, for timing logs. */
-export function elapsed(start: number): string {
-  return `${((Date.now() - start) / 1000).toFixed(1)}s`;
 }

@@ -18,6 +18,7 @@ beforeAll(async () => {
     startNativeNode(tailnet, { hostname: 'b', authKey: key }),
   ]);
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
 afterAll(() => tailnet?.stop());
 
 describe('two native nodes', () => {

@@ -33,6 +33,7 @@ beforeAll(async () => {
     join('server', 'tag:server'),
   ]);
 });
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
 afterAll(() => tailnet?.stop());
 
 /** Hostnames of the peers `node` can see. */

@@ -7,6 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authIdFromLoginUrl, startTailnet, TestnetError, type Tailnet } from '../src/index.js';
 
+/** The parts of headscale's config.json these tests read. */
+interface HeadscaleConfigView {
+  derp: { urls: string[]; auto_update_enabled: boolean; server: { stun_listen_addr: string } };
+  dns: { nameservers: { global: string[] } };
+  logtail: { enabled: boolean };
+  policy: { mode: string };
+}
+
 async function healthStatus(url: string): Promise<number | string> {
   try {
     return (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })).status;
@@ -19,7 +27,10 @@ async function healthStatus(url: string): Promise<number | string> {
 function tcpOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
     socket.once('error', () => resolve(false));
   });
 }
@@ -39,13 +50,14 @@ describe('startTailnet', () => {
   beforeAll(async () => {
     tailnet = await startTailnet();
   });
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   afterAll(() => tailnet?.stop());
 
   it('serves /health on a loopback port with a config that stays offline', async () => {
     expect(tailnet.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(await healthStatus(tailnet.url)).toBe(200);
     expect(tailnet.domain).toBe('krkn.test');
-    const config = JSON.parse(readFileSync(`${tailnet.dir}/config.json`, 'utf8'));
+    const config = JSON.parse(readFileSync(`${tailnet.dir}/config.json`, 'utf8')) as HeadscaleConfigView;
     expect(config.derp.urls).toEqual([]);
     expect(config.derp.auto_update_enabled).toBe(false);
     expect(config.derp.server.stun_listen_addr).toBe(`127.0.0.1:${tailnet.stunPort}`);
@@ -56,7 +68,7 @@ describe('startTailnet', () => {
 
   it('creates users and pre-auth keys', async () => {
     const alice = await tailnet.createUser('alice');
-    expect(alice).toEqual({ id: expect.any(Number), name: 'alice' });
+    expect(alice).toEqual({ id: expect.any(Number) as number, name: 'alice' });
     expect(await tailnet.listUsers()).toContainEqual(alice);
     expect(await tailnet.createPreAuthKey({ user: 'alice', reusable: true, ephemeral: true })).toMatch(/^hskey-auth-/);
     expect(await tailnet.createPreAuthKey({ user: alice.id, expiration: '5m' })).toMatch(/^hskey-auth-/);
@@ -152,7 +164,9 @@ describe.concurrent('cleanup when the owning process dies', () => {
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const info = new Promise<{ url: string; dir: string; socksPort: number }>((resolve, reject) => {
-      child.stdout.once('data', (c: Buffer) => resolve(JSON.parse(c.toString())));
+      child.stdout.once('data', (c: Buffer) =>
+        resolve(JSON.parse(c.toString()) as { url: string; dir: string; socksPort: number }),
+      );
       child.once('exit', (code) => reject(new Error(`fixture exited (${code}): ${stderr}`)));
     });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

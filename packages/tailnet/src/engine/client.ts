@@ -57,7 +57,9 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
       const worker = new Worker(workerUrl);
       client = new EngineClient(
         (m, t) => worker.postMessage(m, t),
-        async () => void (await worker.terminate()),
+        async () => {
+          await worker.terminate();
+        },
       );
       worker.on('message', (m: FromEngine) => client.receive(m));
       worker.on('error', (err) => client.exited(`engine worker crashed: ${err.message}`));

@@ -73,7 +73,7 @@ export function serveEngine(port: Port): void {
     try {
       if (!api) throw Object.assign(new Error('engine not started'), { code: 'NOT_RUNNING' });
       if (method === 'close') paused.delete(args[0] as number);
-      const fn = api[method] as (...a: unknown[]) => unknown;
+      const fn = api[method].bind(api) as (...a: unknown[]) => unknown;
       let value = await fn(...args);
       // The WebSocket count lives in this thread, beside the engine, not in Go.
       if (method === 'metrics') value = { ...(value as object), webSocket: engineTraffic?.() };
@@ -87,9 +87,10 @@ export function serveEngine(port: Port): void {
   port.on('message', (msg: ToEngine) => {
     switch (msg.op) {
       case 'init':
-        init(msg).catch((err: Error & { code?: string }) =>
-          send({ op: 'exit', code: -1, reason: `${err.code ? `${err.code}: ` : ''}${err.message}` }),
-        );
+        init(msg).catch((err: unknown) => {
+          const e = err as Error & { code?: string };
+          send({ op: 'exit', code: -1, reason: `${e.code ? `${e.code}: ` : ''}${e.message}` });
+        });
         break;
       case 'call':
         void call(msg.seq, msg.method, msg.args);
