@@ -23,7 +23,7 @@ const exitCodeOf: Record<StoreErrorCode, ExitCodeValue> = {
  */
 export async function openHubStore(flags: Flags<typeof storeFlags>, stateDir: string): Promise<HubStore> {
   try {
-    return await openStore(flags.store!, {
+    return await openStore(flags.store, {
       defaultSqlitePath: pathsIn(stateDir).db,
       passwordFile: flags['store-password-file'],
       password: process.env[STORE_PASSWORD_ENV] || undefined,

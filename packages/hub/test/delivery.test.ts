@@ -66,7 +66,7 @@ describe('Deliverer', () => {
     const id = await publish('ci/build');
     start();
     await advance(0);
-    expect(rec.sent).toEqual([{ event: id, subscription: expect.any(String), attempt: 1, at: t0 }]);
+    expect(rec.sent).toEqual([{ event: id, subscription: expect.any(String) as unknown, attempt: 1, at: t0 }]);
     expect(await deliveryOf(id)).toMatchObject({ state: 'delivered', attempts: 1, lastStatus: 200 });
   });
 
