@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode, type SendAttempt } from '@krkn/hub';
+import { identifyAdmin, type SendAttempt } from '@krkn/hub';
 import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
+import { benchHub, offlineNode } from './bench-hub-fixture.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 // Events per throughput run: over the tailnet, on loopback with SQLite (fast enough to need more for a
@@ -203,33 +204,13 @@ async function loopbackHub(
   send: SendAttempt,
   replica: string,
 ): Promise<{ port: number; close(): Promise<void> }> {
-  // No tailnet here: a node that is never online, so no subscriber is ever woken by it.
-  const node: HubNode = {
-    hostname: replica,
-    self: undefined,
-    addresses: ['127.0.0.1'],
-    state: 'Running',
-    loginUrl: undefined,
-    status: async () => ({ peers: [] }),
-    on: () => undefined,
-    off: () => undefined,
-  };
-  const hub = new Hub({
+  const hub = benchHub({
     store,
-    node,
+    node: offlineNode(replica),
     replica,
-    logger: pino({ level: 'silent' }),
     send,
-    config: {
-      bodyLimit: 10 << 20,
-      retentionMs: 86400e3,
-      retryScheduleMs: [0, 5000],
-      deliveryTimeoutMs: 15000,
-      requireCapability: false,
-      capabilityName: 'x',
-      maxConcurrentDeliveries: 16,
-      credentialHeaders: defaultCredentialHeaders,
-    },
+    retentionMs: 86400e3,
+    retryScheduleMs: [0, 5000],
   });
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -4,11 +4,11 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { chromium, type Browser } from 'playwright-core';
-import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode } from '@krkn/hub';
+import { identifyAdmin } from '@krkn/hub';
 import { SqliteStore } from '@krkn/hub-store';
 import { inspectorRoutes, pageSize } from '@krkn/inspector';
+import { benchHub, offlineNode } from './bench-hub-fixture.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 const SIZES = [1_000, 100_000];
@@ -22,17 +22,6 @@ const pages: Record<string, (ids: string[]) => string> = {
   'event list, oldest page (keyset cursor)': (ids) => `/ui/?before=${ids[pageSize]}`,
   'event list, sender filter matching nothing': () => '/ui/?sender=nobody',
   'event page': (ids) => `/ui/events/${ids[Math.floor(ids.length / 2)]}`,
-};
-
-const node: HubNode = {
-  hostname: 'bench',
-  self: undefined,
-  addresses: ['127.0.0.1'],
-  state: 'Running',
-  loginUrl: undefined,
-  status: async () => ({ peers: [] }),
-  on: () => undefined,
-  off: () => undefined,
 };
 
 async function main(): Promise<void> {
@@ -84,21 +73,12 @@ async function measure(browser: Browser, db: string, size: number): Promise<Reco
     };
     ids.push((await store.publish(input, () => true)).event.id);
   }
-  const hub = new Hub({
+  const hub = benchHub({
     store,
-    node,
-    logger: pino({ level: 'silent' }),
+    node: offlineNode('bench'),
     send: async () => ({ kind: 'delivered', status: 200 }),
-    config: {
-      bodyLimit: 10 << 20,
-      retentionMs: 30 * 86400e3,
-      retryScheduleMs: [0],
-      deliveryTimeoutMs: 15000,
-      requireCapability: false,
-      capabilityName: 'x',
-      maxConcurrentDeliveries: 16,
-      credentialHeaders: defaultCredentialHeaders,
-    },
+    retentionMs: 30 * 86400e3,
+    retryScheduleMs: [0],
   });
   const app = await hub.app(identifyAdmin);
   await app.register(inspectorRoutes, { prefix: '/ui', hub, identify: identifyAdmin });

@@ -4,14 +4,15 @@ import {
   helpFlag,
   listenerFlags,
   loggingFlags,
+  nodeNameFlags,
   osHostLabel,
   positive,
+  stateDirFor,
   tagsFlag,
   tcpPort,
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
-import { defaultStateDir } from '@krkn/tailnet';
 
 /** krknc's node name unless told otherwise: `krknc-<os hostname>`, as a DNS label. */
 function defaultHostname(): string {
@@ -20,18 +21,13 @@ function defaultHostname(): string {
 
 /** Flags every krknc command shares: which node, and how to log. */
 export const commonFlags = {
-  hostname: {
-    type: 'string',
-    env: 'KRKNC_HOSTNAME',
-    default: defaultHostname,
-    describe: "the node's name on the tailnet (default krknc-<os hostname>)",
-  },
-  'state-dir': {
-    type: 'string',
-    env: 'KRKNC_STATE_DIR',
-    describe:
-      'where the node identity, delivered-event ids and admin socket live (default <data dir>/krkn/krknc/<hostname>)',
-  },
+  ...nodeNameFlags({
+    program: 'krknc',
+    envPrefix: 'KRKNC',
+    defaultHostname,
+    defaultHostnameHint: 'krknc-<os hostname>',
+    stateHolds: 'the node identity, delivered-event ids and admin socket',
+  }),
   ...loggingFlags('KRKNC'),
   json: { type: 'bool', env: 'KRKNC_JSON', describe: 'print results as JSON (one object per line for streams)' },
   ...helpFlag,
@@ -96,7 +92,7 @@ export const portFlag = {
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {
-  return flags['state-dir'] ?? defaultStateDir('krknc', flags.hostname);
+  return stateDirFor('krknc', flags);
 }
 
 /** Where a krknc state directory keeps its parts (next to the node's own files). */

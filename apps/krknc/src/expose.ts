@@ -150,16 +150,7 @@ function exposeApp(ctx: ExposeContext): FastifyInstance {
     app.addHook('onRequest', async (req, reply) => {
       const caller = await whois(req.ip);
       if (isAllowed(caller, ctx.allow)) return;
-      ctx.reporter.request({
-        caller: caller.node,
-        user: caller.user,
-        ip: req.ip,
-        method: req.method,
-        path: req.url,
-        status: 403,
-        ms: 0,
-        error: 'not in --allow',
-      });
+      reportRequest(ctx.reporter, caller, req, { status: 403, ms: 0, error: 'not in --allow' });
       return reply
         .code(403)
         .header('connection', 'close')
@@ -205,16 +196,7 @@ async function proxy(
     pipeline(body, upstream).catch(() => undefined); // a failure surfaces on `answered`
   else upstream.end();
   const report = (status: number | null, error?: string): void =>
-    ctx.reporter.request({
-      caller: caller.node,
-      user: caller.user,
-      ip: req.ip,
-      method: req.method,
-      path: req.url,
-      status,
-      ms: Math.round(performance.now() - started),
-      ...(error ? { error } : {}),
-    });
+    reportRequest(ctx.reporter, caller, req, { status, ms: Math.round(performance.now() - started), error });
   let res: IncomingMessage;
   try {
     res = await answered;
@@ -237,6 +219,26 @@ async function proxy(
   const len = res.headers['content-length'];
   if (len !== undefined) void reply.header('content-length', len);
   return reply.send(res);
+}
+
+/** One line of the request log: who called, what, and how it ended. */
+function reportRequest(
+  reporter: Reporter,
+  caller: Caller,
+  req: FastifyRequest,
+  outcome: { status: number | null; ms: number; error?: string | undefined },
+): void {
+  const { status, ms, error } = outcome;
+  reporter.request({
+    caller: caller.node,
+    user: caller.user,
+    ip: req.ip,
+    method: req.method,
+    path: req.url,
+    status,
+    ms,
+    ...(error ? { error } : {}),
+  });
 }
 
 interface Caller {

@@ -4,8 +4,10 @@ import {
   helpFlag,
   listenerFlags,
   loggingFlags,
+  nodeNameFlags,
   osHostLabel,
   positive,
+  stateDirFor,
   tagsFlag,
   tcpPort,
   type FlagSpecs,
@@ -13,7 +15,6 @@ import {
 } from '@krkn/cli-kit';
 import { defaultCredentialHeaders, defaultRetryScheduleMs } from '@krkn/hub';
 import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
-import { defaultStateDir } from '@krkn/tailnet';
 
 /** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
 function defaultHostname(): string {
@@ -22,17 +23,13 @@ function defaultHostname(): string {
 
 /** Flags every krkns command shares: which node, and how to log. */
 export const commonFlags = {
-  hostname: {
-    type: 'string',
-    env: 'KRKNS_HOSTNAME',
-    default: defaultHostname,
-    describe: "the node's name on the tailnet (default <os hostname>-krkns)",
-  },
-  'state-dir': {
-    type: 'string',
-    env: 'KRKNS_STATE_DIR',
-    describe: 'where the node identity, event store and admin socket live (default <data dir>/krkn/krkns/<hostname>)',
-  },
+  ...nodeNameFlags({
+    program: 'krkns',
+    envPrefix: 'KRKNS',
+    defaultHostname,
+    defaultHostnameHint: '<os hostname>-krkns',
+    stateHolds: 'the node identity, event store and admin socket',
+  }),
   ...loggingFlags('KRKNS'),
   json: { type: 'bool', describe: 'print the result as JSON' },
   ...helpFlag,
@@ -168,7 +165,7 @@ function headerNameProblem(name: string): string | undefined {
 
 /** The state directory of a parsed command line. */
 export function stateDirOf(flags: Pick<Flags<typeof commonFlags>, 'state-dir' | 'hostname'>): string {
-  return flags['state-dir'] ?? defaultStateDir('krkns', flags.hostname);
+  return stateDirFor('krkns', flags);
 }
 
 /** Where a krkns state directory keeps its parts. */

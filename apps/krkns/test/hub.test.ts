@@ -4,12 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HubApiError, HubClient } from '@krkn/hub-api';
-import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
+import { serveFastify, tailnetFetch, type TailnetNode } from '@krkn/tailnet';
 import { startNativeNode, startTailnet, waitFor, type NativeNode, type Tailnet } from '@krkn/testnet';
 import { Krkns } from './daemon.js';
+import { peerNode } from './peers.js';
 
 interface Received {
   headers: Record<string, string | string[] | undefined>;
@@ -34,14 +34,7 @@ class Subscriber {
   constructor(readonly hostname: string) {}
 
   async start(topics: string[]): Promise<HubClient> {
-    this.node = new TailnetNode({
-      hostname: this.hostname,
-      stateDir: join(dir, this.hostname),
-      controlUrl: tailnet.url,
-      authKey,
-      logger: pino({ level: 'silent' }),
-      engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
-    });
+    this.node = peerNode(tailnet, { hostname: this.hostname, authKey, dir });
     await this.node.up();
     this.app = Fastify();
     this.app.removeAllContentTypeParsers();
@@ -82,14 +75,7 @@ beforeAll(async () => {
     args: ['--retry-schedule', '0,1s,1s', '--body-limit', '64KiB'],
   });
   hubUrl = `http://${krkns.ip}`;
-  publisher = new TailnetNode({
-    hostname: 'publisher',
-    stateDir: join(dir, 'publisher'),
-    controlUrl: tailnet.url,
-    authKey,
-    logger: pino({ level: 'silent' }),
-    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
-  });
+  publisher = peerNode(tailnet, { hostname: 'publisher', authKey, dir });
   [native] = await Promise.all([startNativeNode(tailnet, { hostname: 'native', authKey }), publisher.up()]);
   await native.waitForPeer('hub');
 });

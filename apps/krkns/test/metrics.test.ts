@@ -5,12 +5,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HubClient } from '@krkn/hub-api';
-import { TailnetNode, tailnetFetch } from '@krkn/tailnet';
+import { tailnetFetch, type TailnetNode } from '@krkn/tailnet';
 import { startTailnet, tiedToParent, type Tailnet } from '@krkn/testnet';
 import { Krkns } from './daemon.js';
+import { peerNode } from './peers.js';
 
 let tailnet: Tailnet;
 let authKey: string;
@@ -51,14 +51,7 @@ beforeAll(async () => {
     authKey,
     args: ['--metrics-listen', `127.0.0.1:${metricsPort}`],
   });
-  publisher = new TailnetNode({
-    hostname: 'publisher',
-    stateDir: join(dir, 'publisher'),
-    controlUrl: tailnet.url,
-    authKey,
-    logger: pino({ level: 'silent' }),
-    engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
-  });
+  publisher = peerNode(tailnet, { hostname: 'publisher', authKey, dir });
   await publisher.up();
 }, 120_000);
 

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { tagError } from '@krkn/policy';
-import { defaultControlUrl } from '@krkn/tailnet';
+import { defaultControlUrl, defaultStateDir } from '@krkn/tailnet';
 import type { FlagSpecs } from './flags.js';
 import type { Logger } from 'pino';
 import { createLogger, logLevels, type LogFormat } from './log.js';
@@ -78,4 +78,40 @@ export function positive(n: number): string | undefined {
 /** A flag check: the number must be a TCP port. */
 export function tcpPort(p: number): string | undefined {
   return p >= 1 && p <= 65535 ? undefined : 'must be 1-65535';
+}
+
+/** What a node's `--hostname` and `--state-dir` are for, per program. */
+export interface NodeNameOptions {
+  /** The program, naming its state directory: `<data dir>/krkn/<program>/<hostname>`. */
+  program: string;
+  /** Prefix of `<PREFIX>_HOSTNAME` and `<PREFIX>_STATE_DIR`. */
+  envPrefix: string;
+  /** The node's name unless told otherwise. */
+  defaultHostname: () => string;
+  /** That default as the help shows it, e.g. `<os hostname>-krkns`. */
+  defaultHostnameHint: string;
+  /** What the state directory keeps, for the help. */
+  stateHolds: string;
+}
+
+/** --hostname and --state-dir (`<PREFIX>_HOSTNAME`, `<PREFIX>_STATE_DIR`): which node, and where it lives. */
+export function nodeNameFlags(o: NodeNameOptions) {
+  return {
+    hostname: {
+      type: 'string',
+      env: `${o.envPrefix}_HOSTNAME`,
+      default: o.defaultHostname,
+      describe: `the node's name on the tailnet (default ${o.defaultHostnameHint})`,
+    },
+    'state-dir': {
+      type: 'string',
+      env: `${o.envPrefix}_STATE_DIR`,
+      describe: `where ${o.stateHolds} live (default <data dir>/krkn/${o.program}/<hostname>)`,
+    },
+  } satisfies FlagSpecs;
+}
+
+/** The state directory a parsed command line names: --state-dir, else the program's default for the hostname. */
+export function stateDirFor(program: string, flags: { 'state-dir'?: string | undefined; hostname: string }): string {
+  return flags['state-dir'] ?? defaultStateDir(program, flags.hostname);
 }

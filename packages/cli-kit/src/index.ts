@@ -26,9 +26,12 @@ export {
   helpFlag,
   loggerFromFlags,
   loggingFlags,
+  nodeNameFlags,
   osHostLabel,
   positive,
+  stateDirFor,
   tagsFlag,
   tcpPort,
 } from './common-flags.js';
+export type { NodeNameOptions } from './common-flags.js';
 export { listenerFlags, listenerLimitsOf } from './listener-flags.js';

@@ -301,12 +301,15 @@ type GoClass = new () => GoRuntime;
 
 /**
  * Loads Go's wasm_exec glue into this thread once, with the two globals it expects from a
- * browser: WebSocket (Node 20 has none; the control and DERP connections use it) and an fs
- * whose writes (the Go runtime's own stderr: panics, fatal errors) reach each node's log.
+ * browser: WebSocket (the control and DERP connections use it) and an fs whose writes (the Go
+ * runtime's own stderr: panics, fatal errors) reach each node's log.
  */
 function loadGoRuntime(): GoClass {
   const g = globalThis as Record<string, unknown>;
-  g.WebSocket ??= EngineWebSocket;
+  // Always ours, also where Node has a WebSocket of its own (22 and later): coder/websocket looks the
+  // class up at each dial, and only ours merges messages, counts traffic, defers 'error' past the
+  // close it waits for, and closes the sockets of an engine that exited.
+  g.WebSocket = EngineWebSocket;
   if (!g.Go) {
     createRequire(import.meta.url)(`${buildDir}wasm_exec.cjs`);
     const decoder = new TextDecoder();
