@@ -24,11 +24,14 @@ export function benchHub(opts: {
   send: SendAttempt;
   retentionMs: number;
   retryScheduleMs: number[];
+  /** This hub's name among replicas on one store (default: the node's hostname). */
+  replica?: string;
 }): Hub {
-  const { store, node, send, retentionMs, retryScheduleMs } = opts;
+  const { store, node, send, retentionMs, retryScheduleMs, replica } = opts;
   return new Hub({
     store,
     node,
+    replica,
     logger: pino({ level: 'silent' }),
     send,
     config: {

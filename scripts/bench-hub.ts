@@ -1,6 +1,8 @@
 // npm run bench:hub — krkns's publish throughput and publish→delivered latency, over the tailnet
 // (a real krkns process, a publisher and a subscriber node) beside the same hub code on plain
-// loopback HTTP with no tailnet (the ceiling). `--write` replaces the table in README.md.
+// loopback HTTP with no tailnet (the ceiling): on SQLite (group commit), and on PostgreSQL with one
+// replica and with two (two hubs on one database, publishers spread over both). `--write` replaces
+// the table in README.md.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -9,16 +11,22 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { identifyAdmin, type SendAttempt } from '@krkn/hub';
-import { HubStore } from '@krkn/hub-store';
+import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
-import { startTailnet } from '@krkn/testnet';
+import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
 import { benchHub, offlineNode } from './bench-hub-fixture.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
-const THROUGHPUT_EVENTS = 400;
-const CONCURRENCY = 8;
-const RATE_PER_SECOND = 20;
-const RATE_SECONDS = 10;
+// Events per throughput run: over the tailnet, on loopback with SQLite (fast enough to need more for a
+// stable figure), and on PostgreSQL (whose one-at-a-time deliveries to the one subscriber drain slowly).
+const TAILNET_EVENTS = 1_000;
+const LOOPBACK_EVENTS = 4_000;
+const POSTGRES_EVENTS = 1_000;
+// How long the queue may take to drain after a throughput run, before the latency run starts.
+const DRAIN_TIMEOUT_MS = 300_000;
+const CONCURRENCY = 32;
+const RATE_PER_SECOND = 200;
+const RATE_SECONDS = 5;
 const BODY = Buffer.from(JSON.stringify({ action: 'completed', repository: 'krkn', payload: 'x'.repeat(1500) }));
 
 /** Publishes one event and resolves with its id (after the 202). */
@@ -34,10 +42,28 @@ interface Results {
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
   const results: Record<string, Results> = {};
+  let pg: Postgres | undefined;
+  const record = (name: string, r: Results): void => {
+    results[name] = r;
+    console.error(`${name}: ${JSON.stringify(r)}`); // a run cut short still shows what it measured
+  };
   try {
-    results['krkns over the tailnet'] = await overTailnet(dir);
-    results['hub on loopback, no tailnet (ceiling)'] = await onLoopback(dir);
+    record('krkns over the tailnet (SQLite)', await overTailnet(dir));
+    record(
+      'loopback, SQLite (ceiling)',
+      await onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS),
+    );
+    pg = await startPostgres(); // fsync on, as in production
+    const pgStore = async (database: string) => PostgresStore.open(pg!.url(database), { password: pg!.password });
+    const single = [await pgStore(await pg.createDatabase())];
+    record('loopback, PostgreSQL, 1 replica', await onLoopback(single, POSTGRES_EVENTS));
+    const shared = await pg.createDatabase();
+    record(
+      'loopback, PostgreSQL, 2 replicas',
+      await onLoopback([await pgStore(shared), await pgStore(shared)], POSTGRES_EVENTS),
+    );
   } finally {
+    await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   const table = render(results);
@@ -118,7 +144,7 @@ async function overTailnet(dir: string): Promise<Results> {
     const agent = tailnetAgent(publisher, { maxSockets: CONCURRENCY });
     const publish: Publish = async (topic, body) =>
       eventId(await httpJson(agent, hubIp, 80, `/hooks/${topic}`, body, 'application/json'));
-    const r = await measure(publish, arrivals);
+    const r = await measure(publish, arrivals, TAILNET_EVENTS);
     agent.destroy();
     subAgent.destroy();
     await app.close();
@@ -131,13 +157,16 @@ async function overTailnet(dir: string): Promise<Results> {
   }
 }
 
-async function onLoopback(dir: string): Promise<Results> {
+/**
+ * The hub code without a tailnet: one hub per store (replicas when the stores share a database), each
+ * on its own loopback port, publishers spread over them, deliveries posted over loopback.
+ */
+async function onLoopback(stores: HubStore[], events: number): Promise<Results> {
   const arrivals = new Map<string, number>();
   const sub = subscriberApp(arrivals);
   await sub.listen({ host: '127.0.0.1', port: 0 });
   const subPort = (sub.server.address() as { port: number }).port;
   const loopAgent = new Agent({ keepAlive: true, maxSockets: 4 });
-  // The same hub code, with deliveries posted over loopback instead of the tailnet.
   const send: SendAttempt = async ({ event }, attempt) => {
     const { status } = await httpJson(loopAgent, '127.0.0.1', subPort, '/in', event.body, 'application/json', {
       'x-krkn-event-id': event.id,
@@ -145,19 +174,8 @@ async function onLoopback(dir: string): Promise<Results> {
     });
     return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
   };
-  const store = HubStore.open(join(dir, 'loopback.db'));
-  const hub = benchHub({
-    store,
-    node: offlineNode('loopback'),
-    send,
-    retentionMs: 86400e3,
-    retryScheduleMs: [0, 5000],
-  });
-  const app = await hub.app(identifyAdmin);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  hub.start();
-  const port = (app.server.address() as { port: number }).port;
-  store.subscribe({
+  const hubs = await Promise.all(stores.map((store, i) => loopbackHub(store, send, `loopback-${i}`)));
+  await stores[0]!.subscribe({
     nodeId: 'n',
     nodeName: 'loopback',
     address: '127.0.0.1',
@@ -166,40 +184,70 @@ async function onLoopback(dir: string): Promise<Results> {
     topics: ['bench/**'],
   });
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const r = await measure(
-    async (topic, body) =>
-      eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json')),
-    arrivals,
-  );
+  let turn = 0;
+  const publish: Publish = async (topic, body) => {
+    const port = hubs[turn++ % hubs.length]!.port;
+    return eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json'));
+  };
+  const r = await measure(publish, arrivals, events);
   agent.destroy();
   loopAgent.destroy();
-  await hub.stop(1000);
-  await app.close();
+  for (const h of hubs) await h.close();
   await sub.close();
-  store.close();
+  for (const store of stores) await store.close();
   return r;
 }
 
+/** A Hub on `store`, served on a loopback port. */
+async function loopbackHub(
+  store: HubStore,
+  send: SendAttempt,
+  replica: string,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const hub = benchHub({
+    store,
+    node: offlineNode(replica),
+    replica,
+    send,
+    retentionMs: 86400e3,
+    retryScheduleMs: [0, 5000],
+  });
+  const app = await hub.app(identifyAdmin);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  hub.start();
+  const port = (app.server.address() as { port: number }).port;
+  return {
+    port,
+    close: async () => {
+      await hub.stop(1000);
+      await app.close();
+    },
+  };
+}
+
 /** Throughput with CONCURRENCY publishers, then latency at a fixed rate, both until delivered. */
-async function measure(publish: Publish, arrivals: Map<string, number>): Promise<Results> {
+async function measure(publish: Publish, arrivals: Map<string, number>, events: number): Promise<Results> {
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
-      while (next++ < THROUGHPUT_EVENTS) await publish('bench/throughput', BODY);
+      while (next++ < events) await publish('bench/throughput', BODY);
     }),
   );
-  const throughput = THROUGHPUT_EVENTS / ((performance.now() - t0) / 1000);
-  await until(() => arrivals.size >= THROUGHPUT_EVENTS, 120_000);
+  const throughput = events / ((performance.now() - t0) / 1000);
+  await until(() => arrivals.size >= events, DRAIN_TIMEOUT_MS);
   arrivals.clear();
 
   const sent = new Map<string, number>();
   const jobs: Promise<void>[] = [];
   const total = RATE_PER_SECOND * RATE_SECONDS;
+  const paceStart = performance.now();
   for (let i = 0; i < total; i++) {
     const start = performance.now();
     jobs.push(publish('bench/latency', BODY).then((id) => void sent.set(id, start)));
-    await new Promise((r) => setTimeout(r, 1000 / RATE_PER_SECOND));
+    // Paced by the clock, not by sleeps that add up: event i leaves at i / RATE_PER_SECOND.
+    const due = paceStart + ((i + 1) * 1000) / RATE_PER_SECOND;
+    await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
   }
   await Promise.all(jobs);
   await until(() => arrivals.size >= total, 120_000);

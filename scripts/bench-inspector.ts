@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { identifyAdmin } from '@krkn/hub';
-import { HubStore } from '@krkn/hub-store';
+import { SqliteStore } from '@krkn/hub-store';
 import { inspectorRoutes, pageSize } from '@krkn/inspector';
 import { benchHub, offlineNode } from './bench-hub-fixture.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
@@ -53,8 +53,8 @@ interface Timing {
 
 /** Timings per page, on a store of `size` events each owed to one subscriber. */
 async function measure(browser: Browser, db: string, size: number): Promise<Record<string, Timing>> {
-  const store = HubStore.open(db);
-  store.subscribe({
+  const store = SqliteStore.open(db);
+  await store.subscribe({
     nodeId: 'n',
     nodeName: 'subscriber',
     address: '127.0.0.1',
@@ -71,7 +71,7 @@ async function measure(browser: Browser, db: string, size: number): Promise<Reco
       body: BODY,
       sender: { ip: '100.64.0.9', node: `publisher${i % 3}`, user: 'ci', tags: [] },
     };
-    ids.push(store.publish(input, () => true).event.id);
+    ids.push((await store.publish(input, () => true)).event.id);
   }
   const hub = benchHub({
     store,
@@ -89,7 +89,7 @@ async function measure(browser: Browser, db: string, size: number): Promise<Reco
     for (const [name, path] of Object.entries(pages)) out[name] = await firstPaint(browser, `${base}${path(ids)}`);
   } finally {
     await app.close();
-    store.close();
+    await store.close();
   }
   return out;
 }

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PostgresStore, SqliteStore, type AsyncHubStore, type NewEvent } from '@krkn/hub-store';
+import { PostgresStore, SqliteStore, type HubStore, type NewEvent } from '@krkn/hub-store';
 import { startPostgres } from '@krkn/testnet';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
@@ -25,7 +25,7 @@ const event = (): NewEvent => ({
 const matches = (pattern: string, topic: string): boolean => pattern === topic || pattern === 'ci/*';
 
 /** `publishers` loops publishing back to back (each waits for its commit) until `events` are committed. */
-async function publishRate(stores: AsyncHubStore[], events: number, publishers = PUBLISHERS): Promise<number> {
+async function publishRate(stores: HubStore[], events: number, publishers = PUBLISHERS): Promise<number> {
   let left = events;
   const started = performance.now();
   await Promise.all(
@@ -41,7 +41,7 @@ async function publishRate(stores: AsyncHubStore[], events: number, publishers =
 }
 
 /** Delivery-state updates per second: `publishers` loops recording outcomes of owed deliveries. */
-async function recordRate(store: AsyncHubStore, subscriptionId: string, seqs: number[]): Promise<number> {
+async function recordRate(store: HubStore, subscriptionId: string, seqs: number[]): Promise<number> {
   const started = performance.now();
   let next = 0;
   await Promise.all(
@@ -52,7 +52,7 @@ async function recordRate(store: AsyncHubStore, subscriptionId: string, seqs: nu
   return seqs.length / ((performance.now() - started) / 1000);
 }
 
-async function withSubscriber(store: AsyncHubStore): Promise<string> {
+async function withSubscriber(store: HubStore): Promise<string> {
   const sub = await store.subscribe({
     nodeId: 'n',
     nodeName: 'sub',

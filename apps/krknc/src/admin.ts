@@ -11,7 +11,7 @@ import {
 import { inspectStateDir, type NodeStatus, type PeerStatus } from '@krkn/tailnet';
 import { controlFlags, pathsIn, serverFlag, stateDirOf } from './config.js';
 import { krkncNode, loggerFor, startNode } from './node.js';
-import { parseServer, resolveServer, type ServerRef } from './server.js';
+import { parseServers, resolveServer, type ServerRef } from './server.js';
 import { borrowedSession, ownSession, runningKrknc, type Session } from './session.js';
 import type { RunningStatus } from './socket.js';
 
@@ -74,7 +74,8 @@ Works while listen runs (it asks that process) and when nothing runs. Exits 6 if
       statusFlags,
     );
   }
-  const ref = flags.server ? parseServer(flags.server) : undefined;
+  // With several replicas, the first is checked.
+  const ref = flags.server ? parseServers(flags.server)[0] : undefined;
   const stateDir = stateDirOf(flags);
   const log = loggerFor(flags, 'status');
   const running = await runningKrknc(stateDir);
@@ -91,7 +92,7 @@ Works while listen runs (it asks that process) and when nothing runs. Exits 6 if
       session = await goOnline(flags, report, log);
   }
   try {
-    const server = ref ?? (running?.listen?.server ? parseServer(running.listen.server) : undefined);
+    const server = ref ?? (running?.listen?.server ? parseServers(running.listen.server)[0] : undefined);
     if (session && server) report.server = await checkServer(session, server, log);
   } finally {
     await session?.close();

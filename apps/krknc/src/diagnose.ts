@@ -3,7 +3,7 @@ import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
 import type { TailnetNode } from '@krkn/tailnet';
 import { nodeFlags, pathsIn, serverFlag, stateDirOf } from './config.js';
 import { krkncNode } from './node.js';
-import { parseServer } from './server.js';
+import { parseServers } from './server.js';
 
 /** The doctor's view of krknc: its node, and the krkns it talks to when --server is given. */
 export function krkncDoctorInput(
@@ -11,7 +11,7 @@ export function krkncDoctorInput(
   stateDir: string,
   node?: TailnetNode,
 ): DoctorInput {
-  const server = flags.server ? parseServer(flags.server) : undefined;
+  const server = flags.server ? parseServers(flags.server)[0] : undefined; // of several replicas, the first
   return doctorInputFrom({
     app: 'krknc',
     stateDir,

@@ -28,9 +28,9 @@ import { endToEndHeaders, forwardBuffered, pairsFromRaw, parseForwardTo, type Fo
 import { LocalInspector, parseInspectAddress } from './inspect.js';
 import { aborted, loggerFor, startNode } from './node.js';
 import { Reporter } from './report.js';
-import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
+import { parseServers, resolveServers, withFailover, type ResolvedServer } from './server.js';
 import { WebhookSecrets, secretKey } from './secrets.js';
-import { ownSession } from './session.js';
+import { ownSession, type Session } from './session.js';
 import { krkncDoctorInput } from './diagnose.js';
 import { serveAdminSocket, type ListenInfo } from './socket.js';
 
@@ -112,7 +112,7 @@ export async function listen(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, listenFlags));
     return ExitCode.OK;
   }
-  const ref = parseServer(flags.server);
+  const refs = parseServers(flags.server);
   const topics = flags.topic ?? [];
   if (topics.length === 0) throw usageError('--topic is required: the topics (or patterns such as ci/*) to receive');
   const target = parseForwardTo(flags['forward-to']);
@@ -143,16 +143,18 @@ export async function listen(argv: string[]): Promise<number> {
     );
     const status = await own.up;
     const session = ownSession(own);
-    const server = await resolveServer(session, ref, log);
-    state.server = ref.text;
-    const hub = hubFor(session, server);
+    const servers = await resolveServers(session, refs, log);
+    state.server = refs.map((r) => r.text).join(',');
+    const hubs = new Hubs(session, servers, log);
     const subscribe: SubscribeRequest = { topics, port: flags.port, path: flags.path };
     const secrets = WebhookSecrets.open(paths.webhookSecrets);
-    const key = secretKey(server.peer.addresses[0]!, flags.port);
+    // Replicas share one store, so one subscription and one secret: keyed by all of them, in a fixed order.
+    const serverAddresses = servers.map((x) => x.peer.addresses[0]!).sort();
+    const key = secretKey(serverAddresses.join(','), flags.port);
     const keepSecret = (s: SubscriptionInfo): void => {
       if (s.secret) secrets.add(key, s.secret);
     };
-    const local = new LocalApp(target, reporter, log, () => void resubscribe(hub, subscribe, server, log, keepSecret));
+    const local = new LocalApp(target, reporter, log, () => void resubscribe(hubs, subscribe, log, keepSecret));
     state.local = local;
     const timeoutMs = flags['forward-timeout'];
     let inspector: LocalInspector | undefined;
@@ -163,16 +165,17 @@ export async function listen(argv: string[]): Promise<number> {
     }
     const verify = { secrets: () => secrets.of(key) };
     const limits = { bodyLimit: flags['body-limit'], timeoutMs, path: flags.path };
-    const app = await deliveryApp({ target, server, seen, state, local, reporter, log, verify, ...limits, inspector });
+    const app = await deliveryApp({ target, servers, seen, state, local, reporter, log, verify, ...limits, inspector });
     closers.unshift(app);
     await serveFastify(app, own.node, flags.port, listenerLimitsOf(flags));
     const listener = `http://${status.self.addresses[0]}:${flags.port}${flags.path}`;
     state.listener = listener;
     // Without a kept secret (first run, state lost) krkns is asked for one: it answers each secret once.
     const rotate = flags['rotate-secret'] || secrets.of(key).length === 0;
-    const sub = await hub
-      .subscribe({ ...subscribe, rotateSecret: rotate })
-      .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'subscribe')));
+    const displays = servers.map((x) => x.display).join(', ');
+    const { result: sub, server } = await hubs.call('subscribe', (hub) =>
+      hub.subscribe({ ...subscribe, rotateSecret: rotate }),
+    );
     keepSecret(sub);
     state.subscription = sub.id;
     const secretIssued = Boolean(sub.secret);
@@ -191,13 +194,13 @@ export async function listen(argv: string[]): Promise<number> {
       },
       [
         readyLine('krknc', status, listener),
-        `forwarding ${topics.join(', ')} from ${server.display} to ${target.href} (subscription ${sub.id})`,
+        `forwarding ${topics.join(', ')} from ${displays} to ${target.href} (subscription ${sub.id})`,
       ],
     );
 
     await aborted(own.stop.signal);
     local.stop();
-    if (once) await unsubscribe(hub, sub.id, log);
+    if (once) await unsubscribe(hubs, sub.id, log);
     else
       log.info(
         { subscription: sub.id },
@@ -217,11 +220,26 @@ export async function listen(argv: string[]): Promise<number> {
   }
 }
 
-async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<void> {
+/** The krkns replicas listen talks to, in the order given: each call fails over to the next. */
+class Hubs {
+  constructor(
+    private readonly session: Session,
+    readonly servers: ResolvedServer[],
+    private readonly log: Logger,
+  ) {}
+
+  call<T>(what: string, fn: (hub: HubClient) => Promise<T>): Promise<{ result: T; server: ResolvedServer }> {
+    const failover = (failed: ResolvedServer, err: Error) =>
+      this.log.warn({ server: failed.display, err: err.message }, `${what}: asking the next server`);
+    return withFailover(this.session, this.servers, what, fn, failover);
+  }
+}
+
+async function unsubscribe(hubs: Hubs, id: string, log: Logger): Promise<void> {
   log.info({ subscription: id }, 'unsubscribing from krkns (--once), at most 5s');
   try {
     await Promise.race([
-      hub.unsubscribe(id),
+      hubs.call('unsubscribe', (hub) => hub.unsubscribe(id)),
       new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5s')), 5_000).unref()),
     ]);
     log.info({ subscription: id }, 'unsubscribed');
@@ -232,20 +250,17 @@ async function unsubscribe(hub: HubClient, id: string, log: Logger): Promise<voi
 
 /** Subscribing again makes krkns attempt the subscription's queued deliveries now. */
 async function resubscribe(
-  hub: HubClient,
+  hubs: Hubs,
   req: SubscribeRequest,
-  server: ResolvedServer,
   log: Logger,
   keepSecret: (s: SubscriptionInfo) => void,
 ): Promise<void> {
   try {
-    keepSecret(await hub.subscribe(req)); // a secret comes back only if krkns had lost the subscription
+    // A secret comes back only if krkns had lost the subscription.
+    keepSecret((await hubs.call('subscribe', (hub) => hub.subscribe(req))).result);
     log.debug('asked krkns to deliver the queued events now');
   } catch (err) {
-    log.warn(
-      { err: hubFailure(err, server, 'subscribe').message },
-      'could not ask krkns to deliver now; it retries on its schedule',
-    );
+    log.warn({ err: (err as Error).message }, 'could not ask krkns to deliver now; it retries on its schedule');
   }
 }
 
@@ -350,7 +365,8 @@ class LocalApp {
 
 interface DeliveryContext {
   target: URL;
-  server: ResolvedServer;
+  /** Deliveries are accepted from any of these krkns replicas, and from nobody else. */
+  servers: ResolvedServer[];
   seen: SeenEvents;
   state: ListenState;
   local: LocalApp;
@@ -374,9 +390,10 @@ async function deliveryApp(ctx: DeliveryContext): Promise<FastifyInstance> {
   // the local app (krkns gave up waiting) gets that attempt's result instead of a second copy.
   const inFlight = new Map<string, Promise<ForwardResult>>();
   app.post(ctx.path, async (req, reply) => {
-    if (!ctx.server.peer.addresses.includes(req.ip)) {
+    if (!ctx.servers.some((server) => server.peer.addresses.includes(req.ip))) {
       ctx.log.warn({ from: req.ip }, 'refused a delivery that did not come from krkns');
-      return reply.code(403).send({ error: `deliveries are accepted from ${ctx.server.display} only` });
+      const from = ctx.servers.map((server) => server.display).join(', ');
+      return reply.code(403).send({ error: `deliveries are accepted from ${from} only` });
     }
     const id = header(req, deliveryHeaders.eventId);
     if (!id) return reply.code(400).send({ error: `a delivery needs ${deliveryHeaders.eventId}` });

@@ -5,7 +5,7 @@ import { forwardFlags, nodeFlags, serverFlag } from './config.js';
 import { endToEndHeaders, forwardBuffered, parseForwardTo } from './forward.js';
 import { loggerFor } from './node.js';
 import { Reporter } from './report.js';
-import { hubFailure, hubFor, parseServer, resolveServer, type ResolvedServer } from './server.js';
+import { hubFailure, hubFor, parseServers, resolveServers, type ResolvedServer } from './server.js';
 import { openSession } from './session.js';
 
 export const replayFlags = {
@@ -47,7 +47,7 @@ export async function replay(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, replayFlags));
     return ExitCode.OK;
   }
-  const ref = parseServer(flags.server);
+  const refs = parseServers(flags.server);
   if (!flags.topic) throw usageError('--topic is required: the topic or pattern to replay (ci/*, **)');
   const start = parseSince(flags.since);
   const target = parseForwardTo(flags['forward-to']);
@@ -55,7 +55,8 @@ export async function replay(argv: string[]): Promise<number> {
   const reporter = new Reporter(process.stdout, { json: flags.json!, printBody: flags['print-body'] });
   const session = await openSession(flags, log);
   try {
-    const server = await resolveServer(session, ref, log);
+    // Replicas share one store: the first one found serves the whole replay.
+    const server = (await resolveServers(session, refs, log))[0]!;
     const hub = hubFor(session, server);
     let total = 0;
     let failed = 0;

@@ -51,7 +51,10 @@ export class WebhookSecrets {
   }
 }
 
-/** The key of one subscription's secrets: the krkns it is on and the port deliveries arrive at. */
+/**
+ * The key of one subscription's secrets: the krkns it is on (its replicas' addresses) and the port
+ * deliveries arrive at.
+ */
 export function secretKey(server: string, port: number): string {
   return `${server}|${port}`;
 }

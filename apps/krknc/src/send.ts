@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ExitCode, helpText, parseFlags, usageError, type FlagSpecs } from '@krkn/cli-kit';
+import { dedupeHeaders, type HubClient } from '@krkn/hub-api';
 import { topicError } from '@krkn/policy';
 import { nodeFlags, serverFlag } from './config.js';
 import { loggerFor } from './node.js';
 import { Reporter } from './report.js';
-import { hubFailure, hubFor, parseServer, resolveServer } from './server.js';
+import { parseServers, resolveServers, withFailover } from './server.js';
 import { openSession } from './session.js';
 
 export const sendFlags = {
@@ -52,7 +54,7 @@ export async function send(argv: string[]): Promise<number> {
     process.stdout.write(helpText(usage, description, sendFlags));
     return ExitCode.OK;
   }
-  const ref = parseServer(flags.server);
+  const refs = parseServers(flags.server);
   if (!flags.topic) throw usageError('--topic is required: the topic to publish to, e.g. ci/build');
   const headerLines = rawHeaders.length > 0 ? rawHeaders : (process.env.KRKNC_HEADERS ?? '').split('\n');
   const headers = parseHeaders(expandHeaderFiles(headerLines.filter((l) => l.trim())));
@@ -60,14 +62,15 @@ export async function send(argv: string[]): Promise<number> {
   if (!Object.keys(headers).some((k) => k.toLowerCase() === 'content-type') && body.length > 0) {
     headers['content-type'] = isJson(body) ? 'application/json' : 'application/octet-stream';
   }
+  if (refs.length > 1) makeIdempotent(headers);
   const log = loggerFor(flags, 'send');
   const session = await openSession(flags, log);
   try {
-    const server = await resolveServer(session, ref, log);
-    const hub = hubFor(session, server);
-    const res = await hub
-      .publish(flags.topic, body, headers)
-      .catch((err: unknown) => Promise.reject(hubFailure(err, server, 'send')));
+    const servers = await resolveServers(session, refs, log);
+    const failover = (failed: { display: string }, err: Error) =>
+      log.warn({ server: failed.display, err: err.message }, 'publishing through the next server');
+    const publish = (hub: HubClient) => hub.publish(flags.topic!, body, headers);
+    const { result: res, server } = await withFailover(session, servers, 'send', publish, failover);
     log.info(
       {
         event: res.id,
@@ -86,6 +89,15 @@ export async function send(argv: string[]): Promise<number> {
   } finally {
     await session.close();
   }
+}
+
+/**
+ * With several servers, a publish whose answer was lost may be sent again to the next one: without a
+ * dedupe key of its own, it gets an Idempotency-Key, so krkns stores it once whichever replica took it.
+ */
+function makeIdempotent(headers: Record<string, string>): void {
+  const names = Object.keys(headers).map((k) => k.toLowerCase());
+  if (!dedupeHeaders.some((h) => names.includes(h))) headers['idempotency-key'] = randomUUID();
 }
 
 /** Splits -H/--header values off argv (all forms parseFlags knows: -H v, -Hv, --header v, --header=v). */

@@ -43,6 +43,19 @@ export function parseServer(text: string | undefined): ServerRef {
   return { host: host.replace(/\.$/, ''), port, text: t };
 }
 
+/**
+ * Parses --server: one krkns, or several replicas of one krkns (sharing a store) separated by commas,
+ * tried in the order given. Usage error (exit 2) when absent or any is malformed.
+ */
+export function parseServers(text: string | undefined): ServerRef[] {
+  if (text === undefined || text.trim() === '') return [parseServer(text)];
+  const parts = text.split(',');
+  if (parts.some((p) => p.trim() === '')) {
+    throw usageError(`--server: ${JSON.stringify(text)} has an empty name between commas`);
+  }
+  return parts.map((part) => parseServer(part));
+}
+
 /** Whether a peer is the one a --server names (IP, full MagicDNS name, its first label, or hostname). */
 function names(peer: PeerStatus, host: string): boolean {
   const h = host.toLowerCase();
@@ -85,6 +98,51 @@ function resolved(ref: ServerRef, peer: PeerStatus): ResolvedServer {
   return { ...ref, peer, baseUrl, display: `http://${ref.text}` };
 }
 
+/**
+ * Finds each server among the node's peers, keeping those found in the order given, online ones
+ * first. None found: the first one's error (exit 4).
+ */
+export async function resolveServers(
+  session: Session,
+  refs: ServerRef[],
+  log: Logger,
+  waitMs?: number,
+): Promise<ResolvedServer[]> {
+  const found = await Promise.allSettled(refs.map((ref) => resolveServer(session, ref, log, waitMs)));
+  const servers = found.flatMap((f) => (f.status === 'fulfilled' ? [f.value] : []));
+  if (servers.length === 0) throw (found[0] as PromiseRejectedResult).reason;
+  // A replica the netmap shows offline is tried last: a call to it would only wait for its timeout.
+  return [...servers.filter((s) => s.peer.online), ...servers.filter((s) => !s.peer.online)];
+}
+
+// Answers after which another replica may well succeed: this one was not reached, is stopping,
+// or cannot reach the store. Anything else (a refusal, a bad request) would be the same everywhere.
+const failoverCodes: ReadonlySet<string> = new Set(['TRANSPORT', 'SHUTTING_DOWN', 'STORE_UNAVAILABLE']);
+
+/**
+ * Calls `fn` on each server in turn until one answers (fail over to the next replica); a refusal is
+ * final. Fails with the last server's failure, as a CliError from {@link hubFailure}.
+ */
+export async function withFailover<T>(
+  session: Session,
+  servers: ResolvedServer[],
+  what: string,
+  fn: (hub: HubClient, server: ResolvedServer) => Promise<T>,
+  onFailover?: (failed: ResolvedServer, err: Error) => void,
+): Promise<{ result: T; server: ResolvedServer }> {
+  let last: Error | undefined;
+  for (const server of servers) {
+    try {
+      return { result: await fn(hubFor(session, server), server), server };
+    } catch (err) {
+      last = hubFailure(err, server, what);
+      if (!(err instanceof HubApiError) || !failoverCodes.has(err.code)) throw last;
+      if (server !== servers.at(-1)) onFailover?.(server, last);
+    }
+  }
+  throw last ?? new CliError(`${what}: no server to ask`, ExitCode.USAGE);
+}
+
 /** A krkns client over the session. */
 export function hubFor(session: Session, server: ResolvedServer): HubClient {
   return new HubClient(server.baseUrl, session.fetch);
@@ -108,6 +166,10 @@ export function hubFailure(err: unknown, server: ResolvedServer, what: string): 
         ExitCode.UNREACHABLE,
         { cause: err },
       );
+    case 'STORE_UNAVAILABLE': {
+      const message = `${what}: krkns at ${server.display} cannot reach its event store; nothing was stored, try again shortly`;
+      return new CliError(message, ExitCode.UNREACHABLE, { cause: err });
+    }
     case 'BAD_TOPIC':
     case 'BAD_REQUEST':
     case 'BODY_TOO_LARGE':

@@ -8,7 +8,7 @@ import { SeenEvents } from '../src/dedupe.js';
 import { endToEndHeaders, parseForwardTo } from '../src/forward.js';
 import { parseSince } from '../src/replay.js';
 import { expandHeaderFiles, parseHeaders, readData, takeHeaders } from '../src/send.js';
-import { parseServer } from '../src/server.js';
+import { parseServer, parseServers } from '../src/server.js';
 import { isAllowed, isSpoofable } from '../src/expose.js';
 import { tempDir } from './helpers.js';
 
@@ -36,6 +36,19 @@ describe('--server', () => {
     expect(usage(() => parseServer(undefined))).toMatch(/^2: --server is required/);
     expect(usage(() => parseServer('http://krkns'))).toMatch(/^2: --server: "http:\/\/krkns" is not a node name/);
     expect(usage(() => parseServer('krkns:99999'))).toMatch(/^2: --server: port/);
+  });
+
+  it('takes several replicas, comma-separated, in order; each must be valid', () => {
+    expect(parseServers('krkns-a,krkns-b:8080').map((r) => [r.host, r.port])).toEqual([
+      ['krkns-a', 80],
+      ['krkns-b', 8080],
+    ]);
+    expect(parseServers('krkns')).toEqual([parseServer('krkns')]);
+    expect(usage(() => parseServers(undefined))).toMatch(/^2: --server is required/);
+    expect(usage(() => parseServers('krkns-a,http://krkns-b'))).toMatch(
+      /^2: --server: "http:\/\/krkns-b" is not a node name/,
+    );
+    expect(usage(() => parseServers('krkns-a,'))).toMatch(/^2: --server: "krkns-a," has an empty name between commas/);
   });
 });
 

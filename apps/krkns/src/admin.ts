@@ -8,12 +8,14 @@ import {
   logOutStoredIdentity,
   parseFlags,
   type FlagSpecs,
+  type Flags,
 } from '@krkn/cli-kit';
-import { HubClient, type EventMeta, type HubStatus } from '@krkn/hub-api';
-import { HubStore } from '@krkn/hub-store';
+import { HubClient, type EventMeta, type HubStatus, type ReplicaStatus } from '@krkn/hub-api';
+import type { StoreStats } from '@krkn/hub-store';
 import { inspectStateDir } from '@krkn/tailnet';
-import { commonFlags, controlFlags, pathsIn, stateDirOf } from './config.js';
+import { commonFlags, controlFlags, pathsIn, stateDirOf, statusFlags, type storeFlags } from './config.js';
 import { krknsNode } from './node.js';
+import { openHubStore } from './store.js';
 
 /** The running daemon's admin socket. */
 function adminSocket(stateDir: string): AdminClient {
@@ -29,12 +31,12 @@ const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
 /** `krkns status`: from the running daemon, or from the state on disk when it is not running. */
 export async function status(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(commonFlags, argv);
+  const { flags } = parseFlags(statusFlags, argv);
   if (flags.help)
     return help(
       'krkns status [flags]',
       'Shows the node, its listener, storage and delivery queue; works when krkns is stopped too.',
-      commonFlags,
+      statusFlags,
     );
   const stateDir = stateDirOf(flags);
   if (await adminSocket(stateDir).answers()) {
@@ -43,7 +45,7 @@ export async function status(argv: string[]): Promise<number> {
     else printStatus(st);
     return ExitCode.OK;
   }
-  const offline = offlineStatus(stateDir);
+  const offline = await offlineStatus(flags, stateDir);
   if (flags.json) out(JSON.stringify({ running: false, ...offline }, null, 2));
   else {
     out(`krkns is not running (state in ${stateDir})`);
@@ -59,17 +61,22 @@ export async function status(argv: string[]): Promise<number> {
   return ExitCode.OK;
 }
 
-function offlineStatus(stateDir: string) {
+async function offlineStatus(flags: Flags<typeof storeFlags>, stateDir: string) {
   const { identity, pendingLogin } = inspectStateDir(stateDir);
-  const db = pathsIn(stateDir).db;
-  let queue;
-  if (existsSync(db)) {
-    const store = HubStore.open(db);
-    queue = store.stats();
-    store.close();
-  }
+  const queue = await storedQueue(flags, stateDir);
   const login = pendingLogin ? { loginUrl: pendingLogin.url, loginSince: pendingLogin.since } : {};
   return { stateDir, identity, ...login, ...(queue ? { queue } : {}) };
+}
+
+/** The store's figures, or undefined when the default SQLite file was never created. */
+async function storedQueue(flags: Flags<typeof storeFlags>, stateDir: string): Promise<StoreStats | undefined> {
+  if (flags.store === 'sqlite' && !existsSync(pathsIn(stateDir).db)) return undefined;
+  const store = await openHubStore(flags, stateDir);
+  try {
+    return await store.stats();
+  } finally {
+    await store.close();
+  }
 }
 
 function printStatus(st: HubStatus): void {
@@ -80,10 +87,17 @@ function printStatus(st: HubStatus): void {
   const { subscriptions, offlineSubscriptions: offline, disabledSubscriptions: disabled } = st.storage;
   const subs = `${subscriptions} subscription(s) (${offline} offline, ${disabled} disabled by 410 Gone)`;
   out(`  storage:    ${st.storage.events} events, ${subs}, ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`);
+  for (const r of st.replicas) out(`  replica:    ${replicaLine(r)}`);
   out(
     `  queue:      ${st.queue.pending} pending, ${st.queue.inFlight} in flight, ${st.queue.delivered} delivered, ${st.queue.failed} failed` +
       (st.queue.oldestPendingAt ? `, oldest pending since ${st.queue.oldestPendingAt}` : ''),
   );
+}
+
+function replicaLine(r: ReplicaStatus): string {
+  const state = r.alive ? 'alive' : `gone (last seen ${r.seenAt})`;
+  const name = `${r.name}${r.self ? ' (this one)' : ''}`;
+  return `${name}: ${state}, holds ${r.leases} subscriber lease(s), started ${r.startedAt}`;
 }
 
 /** `krkns logout`: the running daemon logs out and stops; a stopped one is logged out from its state. */

@@ -40,10 +40,29 @@ const { json: _json, ...daemonFlags } = commonFlags; // a daemon prints no resul
 /** Flags of commands that bring the stored identity up (logout, when krkns is not running). */
 export const controlFlags = { ...commonFlags, ...controlUrlFlag } satisfies FlagSpecs;
 
+/** Which store holds the events: `krkns run` and `krkns status` read it. */
+export const storeFlags = {
+  store: {
+    type: 'string',
+    env: 'KRKNS_STORE',
+    default: 'sqlite',
+    describe: 'event store: sqlite (hub.db in the state dir), sqlite:<path>, or postgres://user@host:port/db',
+  },
+  'store-password-file': {
+    type: 'string',
+    env: 'KRKNS_STORE_PASSWORD_FILE',
+    describe: 'file holding the PostgreSQL password (else KRKNS_STORE_PASSWORD; never in the URL)',
+  },
+} satisfies FlagSpecs;
+
+/** Flags of `krkns status`. */
+export const statusFlags = { ...commonFlags, ...storeFlags } satisfies FlagSpecs;
+
 /** Flags of `krkns run`. */
 export const runFlags = {
   ...daemonFlags,
   ...controlUrlFlag,
+  ...storeFlags,
   port: {
     type: 'int',
     env: 'KRKNS_PORT',

@@ -5,8 +5,8 @@ import type { TailnetNode } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsNode } from './node.js';
 
-// doctor, ping and whois read the same flags as run, so they look at the same node.
-const { 'shutdown-timeout': _s, ...flagsOfNodeCommands } = runFlags;
+// doctor, ping and whois read the same flags as run, so they look at the same node (the store is not theirs).
+const { 'shutdown-timeout': _s, store: _store, 'store-password-file': _pw, ...flagsOfNodeCommands } = runFlags;
 
 type DoctorFlags = Pick<Flags<typeof runFlags>, 'control-url' | 'tags' | 'require-capability' | 'capability'>;
 

@@ -2,7 +2,7 @@
 // krkns: the webhook hub daemon. Each subcommand lives in its own module; this only dispatches.
 import { runCommands, type Command } from '@krkn/cli-kit';
 import { eventFlags, events, logout, status } from './admin.js';
-import { commonFlags, runFlags } from './config.js';
+import { commonFlags, runFlags, statusFlags } from './config.js';
 import { diagnostics } from './diagnose.js';
 import { run } from './run.js';
 
@@ -10,7 +10,7 @@ const commands: Record<string, Command> = {
   run: { run, flags: runFlags, summary: 'run the hub in the foreground (joins the tailnet, serves the webhook API)' },
   status: {
     run: status,
-    flags: commonFlags,
+    flags: statusFlags,
     summary: 'show the node, listener, storage and queue (works offline too)',
   },
   logout: { run: logout, flags: commonFlags, summary: 'log the node out of the tailnet and discard its identity' },

@@ -14,13 +14,14 @@ import {
   type OwnNode,
 } from '@krkn/cli-kit';
 import { Hub, defaultCredentialHeaders, identifyAdmin, identifyByWhois, ownHostsOf, tailnetSender } from '@krkn/hub';
-import { HubStore } from '@krkn/hub-store';
+import type { HubStore } from '@krkn/hub-store';
 import { inspectorRoutes } from '@krkn/inspector';
 import { HubMetrics, MetricsListenError, parseHostAddress, serveMetricsOnHost, type HostAddress } from '@krkn/metrics';
-import { formatDuration, serveFastify } from '@krkn/tailnet';
+import { ensurePrivateDir, formatDuration, serveFastify } from '@krkn/tailnet';
 import { pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
 import { krknsNode } from './node.js';
+import { openHubStore } from './store.js';
 
 const usage = 'krkns run [flags]';
 const description = `Runs the webhook hub in the foreground (what systemd and containers call). It joins the tailnet
@@ -41,11 +42,20 @@ export async function run(argv: string[]): Promise<number> {
   const paths = pathsIn(stateDir);
   const metricsHost = metricsHostOf(flags['metrics-listen'], flags['metrics-listen-remote']);
 
+  // The store first: a wrong URL or password ends krkns before it joins the tailnet.
+  ensurePrivateDir(stateDir);
+  const store = await openHubStore(flags, stateDir);
+  log.info({ store: store.description }, 'store open');
   const node = krknsNode(flags, log);
-  // The node's state lock is taken first, so a second krkns on this directory stops here.
-  const own = await bringUp(node, log);
+  // The node's state lock is taken next, so a second krkns on this directory stops here.
+  let own: OwnNode;
+  try {
+    own = await bringUp(node, log);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const { stop, up } = own;
-  const store = HubStore.open(paths.db);
   const hub = new Hub({
     store,
     node,
@@ -88,7 +98,7 @@ export async function run(argv: string[]): Promise<number> {
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
     await Promise.allSettled([admin.close(), own.dispose(), ...closers.map((close) => close())]);
-    store.close();
+    await store.close();
     throw err;
   }
 }
@@ -126,7 +136,7 @@ async function shutdown(p: {
     new Promise((r) => setTimeout(r, Math.max(0, p.timeoutMs - (Date.now() - started))).unref()),
   ]);
   await p.admin.close();
-  p.store.close();
+  await p.store.close();
   await p.own.dispose();
   p.log.info({ ms: Date.now() - started }, 'stopped');
 }

@@ -11,6 +11,8 @@ interface RunOptions {
   hostname: string;
   authKey?: string;
   args?: string[];
+  /** More environment (e.g. KRKNS_STORE_PASSWORD). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A krkns process. */
@@ -55,7 +57,7 @@ export class Krkns {
       'json',
       ...(opts.args ?? []),
     ];
-    const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '' };
+    const env = { ...process.env, TS_DEBUG_USE_DERP_HTTP: '1', TS_AUTHKEY: opts.authKey ?? '', ...opts.env };
     return new Krkns(spawn(...tiedToParent(process.execPath, [main, ...args]), { env }), opts.stateDir);
   }
 

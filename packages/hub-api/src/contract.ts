@@ -37,6 +37,7 @@ export type HubErrorCode =
   | 'NOT_FOUND'
   | 'TOO_MANY_REQUESTS'
   | 'SHUTTING_DOWN'
+  | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
 
 /** The one error format of krkns's API and of both apps' admin sockets. */
@@ -151,6 +152,21 @@ export interface HubStatus {
     databaseBytes: number;
   };
   queue: { pending: number; delivered: number; failed: number; inFlight: number; oldestPendingAt: string | null };
+  /** Every krkns that beat on this store (one, unless replicas share a PostgreSQL database). */
+  replicas: ReplicaStatus[];
   /** Set while the node waits for interactive login. */
   loginUrl?: string;
+}
+
+/** One krkns replica as the shared store shows it. */
+export interface ReplicaStatus {
+  name: string;
+  /** Its heartbeat is recent: it is running. */
+  alive: boolean;
+  /** The replica answering this status. */
+  self: boolean;
+  startedAt: string;
+  seenAt: string;
+  /** Subscribers whose deliveries it holds a lease on now. */
+  leases: number;
 }

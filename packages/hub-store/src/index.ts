@@ -13,13 +13,14 @@ export type { PostgresStoreOptions } from './pg-store.js';
 export type { GroupCommitOptions } from './group-commit.js';
 export { StoreError, newEventId } from './types.js';
 export type {
-  AsyncHubStore,
   Delivery,
   DueDelivery,
   EventQuery,
+  HubStore,
   NewEvent,
   NewSubscription,
   Rejection,
+  Replica,
   Sender,
   StoreErrorCode,
   StoreStats,
@@ -28,6 +29,3 @@ export type {
   SubscriptionBacklog,
   TopicMatcher,
 } from './types.js';
-// Transition: the hub and krkns still use the synchronous SQLite class under its old name. Once the hub
-// awaits AsyncHubStore, this export goes and AsyncHubStore takes the name HubStore.
-export { SqliteCore as HubStore } from './sqlite-core.js';

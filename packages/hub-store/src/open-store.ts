@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { PostgresStore, type PostgresStoreOptions } from './pg-store.js';
 import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
-import { StoreError, type AsyncHubStore } from './types.js';
+import { StoreError, type HubStore } from './types.js';
 
 /** How to open a store named by a store URL. */
 export interface OpenStoreOptions {
@@ -59,7 +59,7 @@ export function parseStoreUrl(spec: string, defaultSqlitePath: string): StoreLoc
 }
 
 /** Opens (and migrates) the store a store URL names; see {@link parseStoreUrl}. */
-export async function openStore(spec: string, options: OpenStoreOptions): Promise<AsyncHubStore> {
+export async function openStore(spec: string, options: OpenStoreOptions): Promise<HubStore> {
   const location = parseStoreUrl(spec, options.defaultSqlitePath);
   if (location.kind === 'sqlite') return SqliteStore.open(location.path, options.sqlite);
   return PostgresStore.open(location.url, { ...options.postgres, password: readPassword(options) });

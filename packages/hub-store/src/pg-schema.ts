@@ -65,4 +65,11 @@ export const pgMigrations: Record<number, string> = {
     ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
     ALTER TABLE subscriptions ADD COLUMN previous_secret_until BIGINT;
   `,
+  4: `
+    CREATE TABLE replicas (
+      name        TEXT PRIMARY KEY,
+      started_at  BIGINT NOT NULL,
+      seen_at     BIGINT NOT NULL
+    );
+  `,
 };

@@ -20,13 +20,14 @@ import {
   StoreError,
   newEventId,
   newSubscriptionId,
-  type AsyncHubStore,
+  type HubStore,
   type Delivery,
   type DueDelivery,
   type EventQuery,
   type NewEvent,
   type NewSubscription,
   type Rejection,
+  type Replica,
   type StoreStats,
   type SubscriptionBacklog,
   type StoredEvent,
@@ -73,14 +74,17 @@ function isUnavailable(err: unknown): boolean {
   ) {
     return true;
   }
-  return err instanceof Error && /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
+  return (
+    err instanceof Error &&
+    /Connection terminated|timeout exceeded when trying to connect|encountered a connection error/i.test(err.message)
+  );
 }
 
 /**
  * The shared store: one PostgreSQL database, for one or several krkns replicas. Every write is its own
  * transaction, committed before its promise resolves; PostgreSQL groups concurrent commits itself.
  */
-export class PostgresStore implements AsyncHubStore {
+export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
 
@@ -151,6 +155,10 @@ export class PostgresStore implements AsyncHubStore {
       throw this.#translate(err);
     }
     let broken: Error | undefined;
+    // A checked-out client's errors are ours to handle (the pool only watches idle ones): unheard, a
+    // connection dropped between two statements would crash the process. The statement fails anyway.
+    const onError = (err: Error): void => void (broken = err);
+    client.on('error', onError);
     try {
       await this.#q('BEGIN', [], client);
       const result = await fn(client);
@@ -162,6 +170,7 @@ export class PostgresStore implements AsyncHubStore {
       });
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
@@ -380,16 +389,15 @@ export class PostgresStore implements AsyncHubStore {
     if (heads.length === 0) return [];
     const sids = heads.map((h) => h.sid);
     const seqs = heads.map((h) => h.seq);
-    const [deliveries, events, subs] = await Promise.all([
-      this.#q<DeliveryRow>(
-        `SELECT d.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
-         ON d.subscription_id = k.sid AND d.event_seq = k.seq`,
-        [sids, seqs],
-        on,
-      ),
-      this.#q<EventRow>('SELECT * FROM events WHERE seq = ANY($1::bigint[])', [seqs], on),
-      this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = ANY($1::text[])', [sids], on),
-    ]);
+    // One after another: a pg client runs one query at a time anyway (queueing them is deprecated).
+    const deliveries = await this.#q<DeliveryRow>(
+      `SELECT d.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
+       ON d.subscription_id = k.sid AND d.event_seq = k.seq`,
+      [sids, seqs],
+      on,
+    );
+    const events = await this.#q<EventRow>('SELECT * FROM events WHERE seq = ANY($1::bigint[])', [seqs], on);
+    const subs = await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = ANY($1::text[])', [sids], on);
     return heads.flatMap((h) => {
       const d = deliveries.find((r) => r.subscription_id === h.sid && r.event_seq === h.seq);
       const e = events.find((r) => r.seq === h.seq);
@@ -549,6 +557,23 @@ export class PostgresStore implements AsyncHubStore {
       total += rows.length;
       await nextTurn();
     }
+  }
+
+  async heartbeat(name: string, startedAt: number, now = Date.now()): Promise<void> {
+    await this.#q(
+      `INSERT INTO replicas (name, started_at, seen_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, seen_at = excluded.seen_at`,
+      [name, startedAt, now],
+    );
+  }
+
+  async replicas(now = Date.now()): Promise<Replica[]> {
+    return this.#q<Replica>(
+      `SELECT r.name, r.started_at AS "startedAt", r.seen_at AS "seenAt",
+         (SELECT COUNT(*) FROM subscriptions s WHERE s.lease_owner = r.name AND s.lease_until > $1) AS leases
+       FROM replicas r ORDER BY r.name`,
+      [now],
+    );
   }
 
   async backlogs(): Promise<SubscriptionBacklog[]> {

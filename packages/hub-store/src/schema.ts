@@ -3,7 +3,7 @@
  * rather than misread; an older one is migrated forward in a transaction. PostgreSQL's layout
  * (pg-schema.ts) keeps the same version numbers for the same steps.
  */
-export const schemaVersion = 3;
+export const schemaVersion = 4;
 
 export const migrations: Record<number, string> = {
   1: `
@@ -71,5 +71,13 @@ export const migrations: Record<number, string> = {
     ALTER TABLE subscriptions ADD COLUMN secret TEXT;
     ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
     ALTER TABLE subscriptions ADD COLUMN previous_secret_until INTEGER;
+  `,
+  // A heartbeat row per replica, for status: which replicas are alive (and, with the leases, what each holds).
+  4: `
+    CREATE TABLE replicas (
+      name        TEXT PRIMARY KEY,                   -- the replica's node name (the lease owner)
+      started_at  INTEGER NOT NULL,
+      seen_at     INTEGER NOT NULL                    -- its last heartbeat
+    );
   `,
 };

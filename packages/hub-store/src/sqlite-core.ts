@@ -25,6 +25,7 @@ import {
   type NewEvent,
   type NewSubscription,
   type Rejection,
+  type Replica,
   type StoreStats,
   type StoredEvent,
   type Subscription,
@@ -375,6 +376,21 @@ export class SqliteCore {
     let total = 0;
     for (let n = this.pruneBatch(before); n > 0; n = this.pruneBatch(before)) total += n;
     return total;
+  }
+
+  heartbeat(name: string, startedAt: number, now = Date.now()): void {
+    this.#sql(
+      `INSERT INTO replicas (name, started_at, seen_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, seen_at = excluded.seen_at`,
+    ).run(name, startedAt, now);
+  }
+
+  replicas(now = Date.now()): Replica[] {
+    return this.#sql(
+      `SELECT r.name, r.started_at AS startedAt, r.seen_at AS seenAt,
+         (SELECT COUNT(*) FROM subscriptions s WHERE s.lease_owner = r.name AND s.lease_until > ?) AS leases
+       FROM replicas r ORDER BY r.name`,
+    ).all(now) as Replica[];
   }
 
   backlogs(): SubscriptionBacklog[] {

@@ -2,13 +2,14 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { SqliteCore } from './sqlite-core.js';
 import type {
-  AsyncHubStore,
+  HubStore,
   Delivery,
   DueDelivery,
   EventQuery,
   NewEvent,
   NewSubscription,
   Rejection,
+  Replica,
   StoreStats,
   StoredEvent,
   Subscription,
@@ -25,7 +26,7 @@ export interface SqliteStoreOptions {
  * The embedded store: one SQLite file. Writes arriving together share one transaction and one fsync
  * ({@link GroupCommit}); each write's promise resolves after that commit. Reads answer at once.
  */
-export class SqliteStore implements AsyncHubStore {
+export class SqliteStore implements HubStore {
   readonly description: string;
   readonly #core: SqliteCore;
   readonly #writes: GroupCommit;
@@ -145,6 +146,14 @@ export class SqliteStore implements AsyncHubStore {
       total += n;
       await nextTurn(); // let publishes and deliveries in between batches
     }
+  }
+
+  heartbeat(name: string, startedAt: number, now = Date.now()): Promise<void> {
+    return this.#writes.run(() => this.#core.heartbeat(name, startedAt, now));
+  }
+
+  async replicas(now = Date.now()): Promise<Replica[]> {
+    return this.#core.replicas(now);
   }
 
   async backlogs(): Promise<SubscriptionBacklog[]> {

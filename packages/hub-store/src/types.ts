@@ -130,6 +130,16 @@ export interface StoreStats {
   databaseBytes: number;
 }
 
+/** A krkns replica as its heartbeats show it, with the delivery leases it holds now. */
+export interface Replica {
+  name: string;
+  startedAt: number;
+  /** Its last heartbeat (ms). */
+  seenAt: number;
+  /** Subscriptions whose delivery lease it holds, live at the time asked. */
+  leases: number;
+}
+
 /** Whether a subscription's topic pattern accepts a topic (the rules live in @krkn/policy). */
 export type TopicMatcher = (pattern: string, topic: string) => boolean;
 
@@ -145,7 +155,7 @@ export const PRUNE_BATCH = 1_000;
  * queue is attempted only by the replica holding its lease, so each subscriber has at most one
  * attempt in flight across all replicas; a replica that dies loses its leases when they expire.
  */
-export interface AsyncHubStore {
+export interface HubStore {
   /** What the store is, for logs and status: "sqlite:/path" or "postgres://user@host:port/db". */
   readonly description: string;
   /**
@@ -214,6 +224,10 @@ export interface AsyncHubStore {
    * given), from attempt one. Returns how many.
    */
   redeliver(eventId: string, matches: TopicMatcher, now?: number, nodeId?: string): Promise<number>;
+  /** Records that replica `name` (started at `startedAt`) is alive now: its heartbeat row. */
+  heartbeat(name: string, startedAt: number, now?: number): Promise<void>;
+  /** Every replica that ever beat, by name, with the leases each holds live at `now`. */
+  replicas(now?: number): Promise<Replica[]>;
   /** Deletes events received before `before` that nobody is still owed, in bounded batches. Returns how many. */
   prune(before: number): Promise<number>;
   /** Every subscription's backlog (pending count, last success), for the inspector's subscriber list. */

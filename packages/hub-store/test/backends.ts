@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { PostgresStore, SqliteStore, type AsyncHubStore } from '@krkn/hub-store';
+import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 import { startPostgres, type Postgres } from '@krkn/testnet';
 
 export interface StoreUnderTest {
-  store: AsyncHubStore;
+  store: HubStore;
   /** Another handle onto the same data. */
-  open(): Promise<AsyncHubStore>;
+  open(): Promise<HubStore>;
   /** Marks the stored schema as version `v` (behind the stores' backs). */
   setSchemaVersion(v: number): Promise<void>;
   cleanup(): Promise<void>;
@@ -32,7 +32,7 @@ export const sqliteBackend: Backend = {
   async fresh() {
     const dir = mkdtempSync(join(tmpdir(), 'krkn-store-'));
     const path = join(dir, 'hub.db');
-    const handles: AsyncHubStore[] = [];
+    const handles: HubStore[] = [];
     const open = async () => {
       const s = SqliteStore.open(path);
       handles.push(s);
@@ -72,7 +72,7 @@ export const postgresBackend: Backend = {
     const pgServer = postgresServer();
     const database = await pgServer.createDatabase();
     const url = pgServer.url(database);
-    const handles: AsyncHubStore[] = [];
+    const handles: HubStore[] = [];
     const open = async () => {
       const s = await PostgresStore.open(url, { password: pgServer.password });
       handles.push(s);

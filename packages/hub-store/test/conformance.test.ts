@@ -1,7 +1,7 @@
-// Every AsyncHubStore method's behaviour, run against both backends: SQLite and a real PostgreSQL.
+// Every HubStore method's behaviour, run against both backends: SQLite and a real PostgreSQL.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError, type AsyncHubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
+import { StoreError, type HubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
 import { postgresBackend, sqliteBackend, type StoreUnderTest } from './backends.js';
 import { schemaVersion } from '../src/schema.js';
 
@@ -28,9 +28,9 @@ async function rejects(promise: Promise<unknown>, code: StoreError['code']): Pro
   return err as StoreError;
 }
 
-describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backend) => {
+describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) => {
   let t: StoreUnderTest;
-  let store: AsyncHubStore;
+  let store: HubStore;
   const sub = (nodeId: string, topics: string[], port = 8080): Promise<Subscription> =>
     store.subscribe({ nodeId, nodeName: `${nodeId}.krkn.test`, address: '100.64.0.20', port, path: '/krkn', topics });
 
@@ -41,6 +41,22 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     store = t.store;
   });
   afterEach(() => t.cleanup());
+
+  it('keeps a heartbeat row per replica, with the live leases each holds', async () => {
+    const now = Date.now();
+    await sub('n1', ['t']);
+    await sub('n2', ['t']);
+    await store.publish(event('t', 'x'), matches, now);
+    await store.heartbeat('krkns-a', now - 2_000, now - 1_000);
+    await store.heartbeat('krkns-b', now - 1_500, now - 1_000);
+    await store.heartbeat('krkns-a', now - 2_000, now); // a later beat moves seenAt only
+    expect(await store.claimDue('krkns-a', now, 10_000, 1)).toHaveLength(1);
+    expect(await store.replicas(now)).toEqual([
+      { name: 'krkns-a', startedAt: now - 2_000, seenAt: now, leases: 1 },
+      { name: 'krkns-b', startedAt: now - 1_500, seenAt: now - 1_000, leases: 0 },
+    ]);
+    expect((await store.replicas(now + 10_000))[0]!.leases).toBe(0); // the lease lapsed
+  });
 
   it('keeps raw bodies and headers byte for byte', async () => {
     const raw = Buffer.from(Array.from({ length: 256 }, (_, i) => i)); // every byte value, NUL included
@@ -276,7 +292,7 @@ describe.each([sqliteBackend, postgresBackend])('AsyncHubStore on $name', (backe
     const ids: string[] = [];
     for (const [i, t] of ['a', 'b', 'c', 'd'].entries())
       ids.push((await store.publish(event(t), matches, 1000 + i)).event.id);
-    const idsOf = async (q: Parameters<AsyncHubStore['listEvents']>[0]) => (await store.listEvents(q)).map((e) => e.id);
+    const idsOf = async (q: Parameters<HubStore['listEvents']>[0]) => (await store.listEvents(q)).map((e) => e.id);
     expect(await idsOf({ newestFirst: true, limit: 2 })).toEqual([ids[3], ids[2]]);
     expect(await idsOf({ newestFirst: true, beforeId: ids[2] })).toEqual([ids[1], ids[0]]);
     expect(await idsOf({ beforeId: ids[3], afterId: ids[0] })).toEqual([ids[1], ids[2]]);

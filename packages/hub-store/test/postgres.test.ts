@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StoreError, openStore, parseStoreUrl, type AsyncHubStore } from '@krkn/hub-store';
+import { StoreError, openStore, parseStoreUrl, type HubStore } from '@krkn/hub-store';
 import { startPostgres, type Postgres } from '@krkn/testnet';
 
 let pg: Postgres;
@@ -91,7 +91,7 @@ describe('PostgresStore', () => {
   });
 
   it('fails calls with UNAVAILABLE while the database is down, and recovers by itself', async () => {
-    const store: AsyncHubStore = await openStore(pg.url(await pg.createDatabase()), {
+    const store: HubStore = await openStore(pg.url(await pg.createDatabase()), {
       defaultSqlitePath: '/unused',
       password: pg.password,
     });
@@ -111,6 +111,30 @@ describe('PostgresStore', () => {
       matches,
     );
     expect((await store.listEvents()).map((e) => e.id)).toEqual([before.event.id, after.event.id]);
+    await store.close();
+  });
+
+  it('a server killed under concurrent writes fails them with UNAVAILABLE and crashes nothing', async () => {
+    const options = { defaultSqlitePath: '/unused', password: pg.password };
+    const store = await openStore(pg.url(await pg.createDatabase()), options);
+    await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] });
+    const codes = new Set<string>();
+    let stop = false;
+    // Writers keep transactions open across the kill (a client checked out between two statements).
+    const writers = Array.from({ length: 8 }, async () => {
+      while (!stop) {
+        await store
+          .publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('x'), sender }, matches)
+          .catch((err: unknown) => codes.add(err instanceof StoreError ? err.code : String(err)));
+      }
+    });
+    await sleep(300);
+    await pg.killServer();
+    await sleep(500);
+    stop = true;
+    await Promise.all(writers);
+    expect([...codes]).toEqual(['UNAVAILABLE']);
+    await pg.startServer();
     await store.close();
   });
 

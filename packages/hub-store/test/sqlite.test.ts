@@ -113,6 +113,10 @@ describe('SqliteStore', () => {
     const [due] = await store.claimDue('r1', 10, 1000, 10); // a schema 2 feature on schema 1 data
     expect(due?.event.body).toEqual(Buffer.from([0, 255]));
     expect(due?.subscription.id).toBe('sub_old');
+    await store.recordGone('sub_old', 1, 410, 'gone', 11); // schema 3: the subscription's disabled columns
+    expect((await store.getSubscription('sub_old'))?.disabled).toEqual({ at: 11, reason: 'gone' });
+    await store.heartbeat('r1', 1, 12); // schema 4: the replicas table
+    expect((await store.replicas(12)).map((r) => r.name)).toEqual(['r1']);
     await store.close();
     const check = new Database(path, { readonly: true });
     expect(check.pragma('user_version', { simple: true })).toBe(schemaVersion);

@@ -29,6 +29,13 @@ export interface DelivererOptions {
   /** Delay before each attempt: [0] is the first (immediately), the last entry is the final try. */
   retryScheduleMs: number[];
   maxConcurrent: number;
+  /** Who holds the leases this deliverer takes: the replica's name, unique among replicas on one store. */
+  owner: string;
+  /**
+   * How long a claimed subscription stays leased: longer than an attempt can take (send timeout plus
+   * recording), so a live holder never loses it mid-attempt; a dead holder's lease lapses after this.
+   */
+  leaseMs: number;
   logger: Logger;
   /** Default: a {@link monotonicClock} made with the deliverer. */
   now?: Clock;
@@ -56,8 +63,10 @@ const storeRetryMs = 1_000;
 
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
- * in receipt order while nothing fails), up to maxConcurrent subscribers at once. Time is read
- * with a monotonic clock and waited with setTimeout, so tests drive it with fake timers.
+ * in receipt order while nothing fails), up to maxConcurrent subscribers at once. A subscriber is
+ * attempted only under a lease from the store (claimDue -> attempt -> record -> releaseLease), so
+ * this holds across several replicas sharing one store too. Time is read with a monotonic clock and
+ * waited with setTimeout, so tests drive it with fake timers.
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
@@ -149,12 +158,17 @@ export class Deliverer {
   private async launchDue(): Promise<void> {
     const room = this.opts.maxConcurrent - this.busy.size;
     if (room <= 0) return;
-    const due = await this.store.dueDeliveries(this.now(), this.busy, room);
-    for (const d of due) if (!this.stopped) this.launch(d);
+    const { owner, leaseMs } = this.opts;
+    // claimDue hands our own live leases back too (renewed): ask for those on top, and skip them.
+    const claimed = await this.store.claimDue(owner, this.now(), leaseMs, room + this.busy.size);
+    const fresh = claimed.filter((d) => !this.busy.has(d.subscription.id));
+    const launching = this.stopped ? [] : fresh.slice(0, room);
+    for (const d of launching) this.launch(d);
+    for (const d of fresh.slice(launching.length)) await this.store.releaseLease(d.subscription.id, owner);
   }
 
   private async untilNextDue(): Promise<number> {
-    const next = await this.store.nextDueAt();
+    const next = await this.store.nextDueAt(this.now());
     return next === null ? idleCheckMs : Math.min(idleCheckMs, Math.max(10, next - this.now()));
   }
 
@@ -162,8 +176,10 @@ export class Deliverer {
     const sub = due.subscription.id;
     this.busy.add(sub);
     const p = this.attempt(due)
+      .then(() => this.store.releaseLease(sub, this.opts.owner))
       .catch((err: unknown) => {
         const fields = { err: asError(err), event: due.event.id, subscription: sub };
+        // The delivery stays pending, so it is attempted again: at least once, never lost.
         this.opts.logger.error(fields, 'cannot record a delivery attempt');
       })
       .finally(() => {

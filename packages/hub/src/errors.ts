@@ -1,4 +1,5 @@
 import type { ErrorBody, HubErrorCode } from '@krkn/hub-api';
+import { StoreError } from '@krkn/hub-store';
 
 /**
  * The HTTP status of every error krkns answers with: the one place a status is chosen (the model
@@ -21,6 +22,7 @@ const httpStatusOf = {
   TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
   SHUTTING_DOWN: 503,
+  STORE_UNAVAILABLE: 503,
 } as const satisfies Record<HubErrorCode, number>;
 
 /** An error krkns answers with: a stable code, whose HTTP status is {@link httpStatusOf}. */
@@ -51,10 +53,16 @@ const fastifyCodes: Readonly<Record<string, HubErrorCode>> = {
 
 /**
  * The answer for anything a route threw: a HubError as is, a client error of fastify's (bad JSON,
- * body too large) by its code, anything else an INTERNAL error whose details stay in the log.
+ * body too large) by its code, a store that went away as STORE_UNAVAILABLE (nothing was committed:
+ * retry), anything else an INTERNAL error whose details stay in the log.
  */
 export function toHubError(err: unknown): HubError {
   if (err instanceof HubError) return err;
+  if (err instanceof StoreError && err.code === 'UNAVAILABLE') {
+    return new HubError('STORE_UNAVAILABLE', 'the event store is unavailable; nothing was stored, retry shortly', {
+      cause: err,
+    });
+  }
   const { code, statusCode, message } = (err ?? {}) as { code?: unknown; statusCode?: unknown; message?: unknown };
   const text = typeof message === 'string' ? message : String(err);
   const known = typeof code === 'string' ? fastifyCodes[code] : undefined;

@@ -69,6 +69,11 @@ export interface HubOptions {
   config: HubConfig;
   /** How attempts are sent: tailnetSender in krkns. */
   send: SendAttempt;
+  /**
+   * This hub's name among replicas sharing one store (it owns delivery leases under it); default the
+   * node's hostname, which the tailnet keeps unique.
+   */
+  replica?: string;
 }
 
 const pruneEveryMs = 3600e3;
@@ -77,6 +82,11 @@ const allTopics = '**';
 
 /** After a rotation, attempts carry the old secret's signature too for this long (receivers switch over). */
 const secretOverlapMs = 24 * 3600e3;
+// Each replica writes its heartbeat row this often; one not seen for three beats is shown as gone.
+const heartbeatEveryMs = 5_000;
+const aliveWithinMs = 3 * heartbeatEveryMs;
+// A delivery lease outlives the attempt's send timeout by this much, time to record the outcome.
+const leaseMarginMs = 3_000;
 
 /**
  * The webhook hub: its operations (publish, subscribe, ...) each authorise, store, and wake the
@@ -94,7 +104,10 @@ export class Hub implements HubUseCases {
   private readonly deliverer: Deliverer;
   /** Every time the hub stores or compares: immune to wall-clock jumps (see monotonicClock). */
   private readonly now = monotonicClock();
+  private readonly replica: string;
+  private readonly startedAt = this.now();
   private pruneTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
   private activeRequests = 0;
@@ -106,11 +119,14 @@ export class Hub implements HubUseCases {
     this.config = opts.config;
     this.node = opts.node;
     this.log = opts.logger;
+    this.replica = opts.replica ?? opts.node.hostname;
     // Metrics and every open live view of the inspector listen; the inspector caps how many are open.
     this.events.setMaxListeners(0);
     this.deliverer = new Deliverer(this.store, opts.send, {
       retryScheduleMs: opts.config.retryScheduleMs,
       maxConcurrent: opts.config.maxConcurrentDeliveries,
+      owner: this.replica,
+      leaseMs: opts.config.deliveryTimeoutMs + leaseMarginMs,
       logger: this.log.child({ component: 'delivery' }),
       now: this.now,
       onAttempt: (e) => this.events.emit('attempt', e),
@@ -142,10 +158,16 @@ export class Hub implements HubUseCases {
     return app;
   }
 
-  /** Starts delivering and pruning; logs the authorisation mode. */
+  /**
+   * Starts delivering, pruning and beating (the heartbeat row other replicas' status shows); logs the
+   * authorisation mode.
+   */
   start(): void {
     const { requireCapability, capabilityName } = this.config;
     this.log.info({ requireCapability, capabilityName }, `authorisation: ${authorizationSummary(this.config)}`);
+    void this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatEveryMs);
+    this.heartbeatTimer.unref();
     this.deliverer.start();
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
@@ -161,6 +183,7 @@ export class Hub implements HubUseCases {
     this.closingFlag = true;
     this.events.emit('closing');
     clearInterval(this.pruneTimer);
+    clearInterval(this.heartbeatTimer);
     this.node.off('peers', this.onPeers);
     const requestsDone = new Promise<void>((resolve) => {
       this.idle = resolve;
@@ -302,7 +325,8 @@ export class Hub implements HubUseCases {
   }
 
   async status(caller: Caller): Promise<HubStatus> {
-    const s = await this.store.stats();
+    const now = this.now();
+    const [s, replicas] = await Promise.all([this.store.stats(), this.store.replicas(now)]);
     const node = this.node;
     return {
       node: { name: node.self?.name ?? node.hostname, addresses: node.addresses, state: node.state },
@@ -321,6 +345,14 @@ export class Hub implements HubUseCases {
         inFlight: this.deliverer.active,
         oldestPendingAt: s.oldestPendingAt === null ? null : new Date(s.oldestPendingAt).toISOString(),
       },
+      replicas: replicas.map((r) => ({
+        name: r.name,
+        alive: now - r.seenAt < aliveWithinMs,
+        self: r.name === this.replica,
+        startedAt: new Date(r.startedAt).toISOString(),
+        seenAt: new Date(r.seenAt).toISOString(),
+        leases: r.leases,
+      })),
       // Whoever opens the URL first owns this node's next registration: the operator only.
       ...(node.loginUrl && caller.kind === 'admin' ? { loginUrl: node.loginUrl } : {}),
     };
@@ -359,6 +391,14 @@ export class Hub implements HubUseCases {
       if (n > 0) this.log.info({ pruned: n }, 'pruned events past retention');
     } catch (err) {
       this.log.error({ err: asError(err) }, 'cannot prune events past retention');
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.store.heartbeat(this.replica, this.startedAt, this.now());
+    } catch (err) {
+      this.log.warn({ err: asError(err) }, 'cannot write the replica heartbeat; trying again at the next beat');
     }
   }
 

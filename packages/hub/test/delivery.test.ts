@@ -1,7 +1,7 @@
 // The deliverer against a real SQLite store, a recording SendAttempt and fake timers (Date and
 // setTimeout move only when the test says so).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { HubStore, NewEvent } from '@krkn/hub-store';
+import type { NewEvent, SqliteStore } from '@krkn/hub-store';
 import { topicMatches } from '@krkn/policy';
 import { Deliverer } from '../src/delivery.js';
 import type { DeliveryStore } from '../src/ports.js';
@@ -10,35 +10,38 @@ import { Recorder, silentLogger, tempStore } from './helpers.js';
 const schedule = [0, 5_000, 60_000];
 const t0 = Date.parse('2026-01-01T00:00:00Z');
 
-let store: HubStore;
-let dispose: () => void;
+let store: SqliteStore;
+let dispose: () => Promise<void>;
 let rec: Recorder;
 let deliverer: Deliverer | undefined;
 
 beforeEach(() => {
   vi.useFakeTimers({ now: t0 });
   draw = 0.5;
-  ({ store, dispose } = tempStore());
+  // Each write commits at once, not on a turn of the (faked) event loop: time moves only by advance().
+  ({ store, dispose } = tempStore({ groupCommit: { maxBatch: 1 } }));
   rec = new Recorder();
 });
 afterEach(async () => {
   await deliverer?.stop(0);
   deliverer = undefined;
   vi.useRealTimers();
-  dispose();
+  await dispose();
 });
 
 // The jitter's draw: 0.5 is no jitter at all, 0 the most negative, just under 1 the most positive.
 let draw = 0.5;
 
 function start(over: DeliveryStore = store, maxConcurrent = 4): Deliverer {
-  const options = { retryScheduleMs: schedule, maxConcurrent, logger: silentLogger, random: () => draw };
-  deliverer = new Deliverer(over, rec.send, options);
+  const options = { retryScheduleMs: schedule, maxConcurrent, leaseMs: 20_000, logger: silentLogger };
+  deliverer = new Deliverer(over, rec.send, { ...options, owner: 'replica-a', random: () => draw });
   deliverer.start();
   return deliverer;
 }
 
-function publish(topic: string, body = '{}'): string {
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+
+async function publish(topic: string, body = '{}'): Promise<string> {
   const input: NewEvent = {
     topic,
     method: 'POST',
@@ -46,30 +49,30 @@ function publish(topic: string, body = '{}'): string {
     body: Buffer.from(body),
     sender: { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'ci', tags: [] },
   };
-  return store.publish(input, topicMatches).event.id;
+  return (await store.publish(input, topicMatches)).event.id;
 }
 
-function subscribe(name: string, topics = ['ci/**']): string {
+async function subscribe(name: string, topics = ['ci/**']): Promise<string> {
   const address = `100.64.0.${name.length}`;
-  return store.subscribe({ nodeId: name, nodeName: `${name}.krkn.test`, address, port: 80, path: '/', topics }).id;
+  const input = { nodeId: name, nodeName: `${name}.krkn.test`, address, port: 80, path: '/', topics };
+  return (await store.subscribe(input)).id;
 }
 
-const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
-const deliveryOf = (event: string) => store.deliveriesOf(event)[0]!;
+const deliveryOf = async (event: string) => (await store.deliveriesOf(event))[0]!;
 
 describe('Deliverer', () => {
   it('delivers a due event at once and records the 2xx', async () => {
-    subscribe('a');
-    const id = publish('ci/build');
+    await subscribe('a');
+    const id = await publish('ci/build');
     start();
     await advance(0);
     expect(rec.sent).toEqual([{ event: id, subscription: expect.any(String) as unknown, attempt: 1, at: t0 }]);
-    expect(deliveryOf(id)).toMatchObject({ state: 'delivered', attempts: 1, lastStatus: 200 });
+    expect(await deliveryOf(id)).toMatchObject({ state: 'delivered', attempts: 1, lastStatus: 200 });
   });
 
   it('retries a rejected delivery on the schedule, then fails it for good after the last entry', async () => {
-    subscribe('a');
-    const id = publish('ci/build');
+    await subscribe('a');
+    const id = await publish('ci/build');
     rec.answer = () => ({ kind: 'rejected', status: 500, error: 'HTTP 500' });
     start();
     await advance(0);
@@ -82,19 +85,24 @@ describe('Deliverer', () => {
       [2, 5_000],
       [3, 65_000],
     ]);
-    expect(deliveryOf(id)).toMatchObject({ state: 'failed', attempts: 3, lastStatus: 500, lastError: 'HTTP 500' });
+    expect(await deliveryOf(id)).toMatchObject({
+      state: 'failed',
+      attempts: 3,
+      lastStatus: 500,
+      lastError: 'HTTP 500',
+    });
     await advance(10 * 60_000);
     expect(rec.sent).toHaveLength(3);
   });
 
   it('spreads retries by the jitter: the lowest draw retries 20% sooner, the highest 20% later', async () => {
-    subscribe('a');
-    subscribe('bb');
-    publish('ci/build');
+    await subscribe('a');
+    await subscribe('bb');
+    await publish('ci/build');
     rec.answer = () => ({ kind: 'rejected', status: 500, error: 'HTTP 500' });
     const draws = [0, 0.999_999];
-    const options = { retryScheduleMs: schedule, maxConcurrent: 4, logger: silentLogger, random: () => draws.shift()! };
-    deliverer = new Deliverer(store, rec.send, options);
+    const options = { retryScheduleMs: schedule, maxConcurrent: 4, leaseMs: 20_000, logger: silentLogger };
+    deliverer = new Deliverer(store, rec.send, { ...options, owner: 'replica-a', random: () => draws.shift()! });
     deliverer.start();
     await advance(0);
     await advance(3_999);
@@ -112,13 +120,15 @@ describe('Deliverer', () => {
   });
 
   it('waits as long as a Retry-After asks (never sooner than the schedule), up to one hour', async () => {
-    subscribe('a');
-    publish('ci/build');
+    await subscribe('a');
+    await publish('ci/build');
     const retryAfters = [30_000, 1_000, 24 * 3600e3];
     rec.answer = () => ({ kind: 'rejected', status: 429, error: 'HTTP 429', retryAfterMs: retryAfters.shift()! });
     deliverer = new Deliverer(store, rec.send, {
       retryScheduleMs: [0, 5_000, 60_000, 60_000],
       maxConcurrent: 4,
+      owner: 'replica-a',
+      leaseMs: 20_000,
       logger: silentLogger,
       random: () => 0.5,
     });
@@ -139,78 +149,76 @@ describe('Deliverer', () => {
   });
 
   it('410 Gone disables the subscription, fails what it was owed, and owes it nothing new until it subscribes again', async () => {
-    const sub = subscribe('a');
-    const first = publish('ci/one');
-    const second = publish('ci/two');
+    const sub = await subscribe('a');
+    const first = await publish('ci/one');
+    const second = await publish('ci/two');
     rec.answer = () => ({ kind: 'gone', status: 410 });
     const d = start();
     await advance(0);
     expect(rec.sent).toHaveLength(1);
-    expect(deliveryOf(first)).toMatchObject({ state: 'failed', attempts: 1, lastStatus: 410 });
-    expect(deliveryOf(second)).toMatchObject({ state: 'failed', attempts: 0 });
-    expect(deliveryOf(second).lastError).toMatch(/410 Gone/);
-    expect(store.getSubscription(sub)!.disabled).toEqual({
-      at: t0,
-      reason: expect.stringMatching(/410 Gone/) as unknown,
-    });
-    expect(store.stats().disabledSubscriptions).toBe(1);
+    expect(await deliveryOf(first)).toMatchObject({ state: 'failed', attempts: 1, lastStatus: 410 });
+    expect(await deliveryOf(second)).toMatchObject({ state: 'failed', attempts: 0 });
+    expect((await deliveryOf(second)).lastError).toMatch(/410 Gone/);
+    const disabled = { at: t0, reason: expect.stringMatching(/410 Gone/) as unknown };
+    expect((await store.getSubscription(sub))!.disabled).toEqual(disabled);
+    expect((await store.stats()).disabledSubscriptions).toBe(1);
 
-    const third = publish('ci/three');
-    expect(store.deliveriesOf(third)).toEqual([]);
-    expect(store.redeliver(first, topicMatches)).toBe(0);
+    const third = await publish('ci/three');
+    expect(await store.deliveriesOf(third)).toEqual([]);
+    expect(await store.redeliver(first, topicMatches)).toBe(0);
     d.kick();
     await advance(60_000);
     expect(rec.sent).toHaveLength(1);
 
     rec.answer = () => ({ kind: 'delivered', status: 200 });
-    subscribe('a'); // the same node and port: the subscription comes back
-    expect(store.getSubscription(sub)!.disabled).toBeNull();
-    const fourth = publish('ci/four');
+    await subscribe('a'); // the same node and port: the subscription comes back
+    expect((await store.getSubscription(sub))!.disabled).toBeNull();
+    const fourth = await publish('ci/four');
     d.kick();
     await advance(0);
     expect(rec.sent.map((s) => s.event).slice(1)).toEqual([fourth]);
   });
 
   it('a send that throws counts as a rejection, not a crash', async () => {
-    subscribe('a');
-    const id = publish('ci/build');
+    await subscribe('a');
+    const id = await publish('ci/build');
     rec.answer = () => {
       throw new Error('socket hang up');
     };
     start();
     await advance(0);
-    expect(deliveryOf(id)).toMatchObject({ state: 'pending', attempts: 1, lastError: 'socket hang up' });
+    expect(await deliveryOf(id)).toMatchObject({ state: 'pending', attempts: 1, lastError: 'socket hang up' });
   });
 
   it('parks an unreachable subscriber without spending attempts, probes it later, and resumes when woken', async () => {
-    const sub = subscribe('a');
-    const first = publish('ci/one');
+    const sub = await subscribe('a');
+    const first = await publish('ci/one');
     rec.answer = () => ({ kind: 'unreachable', error: 'no route to peer' });
     const d = start();
     await advance(0);
     expect(rec.sent).toHaveLength(1);
-    expect(store.getSubscription(sub)!.offlineSince).toBe(t0);
-    const second = publish('ci/two');
+    expect((await store.getSubscription(sub))!.offlineSince).toBe(t0);
+    const second = await publish('ci/two');
     d.kick(); // a publish kicks; the parked queue must not move before its probe
     await advance(1_999);
     expect(rec.sent).toHaveLength(1);
     await advance(1); // the first probe, minProbeMs after parking
     expect(rec.sent).toHaveLength(2);
-    expect(deliveryOf(first)).toMatchObject({ state: 'pending', attempts: 0, lastError: 'no route to peer' });
+    expect(await deliveryOf(first)).toMatchObject({ state: 'pending', attempts: 0, lastError: 'no route to peer' });
 
     rec.answer = () => ({ kind: 'delivered', status: 204 });
-    store.wake(sub); // what Hub does when the netmap shows the subscriber online
+    await store.wake(sub); // what Hub does when the netmap shows the subscriber online
     d.kick();
     await advance(1); // the second attempt starts on the next timer turn after the first ends
     expect(rec.sent.slice(2).map((s) => s.event)).toEqual([first, second]);
-    expect(deliveryOf(first)).toMatchObject({ state: 'delivered', attempts: 1 });
-    expect(store.getSubscription(sub)!.offlineSince).toBeNull();
+    expect(await deliveryOf(first)).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect((await store.getSubscription(sub))!.offlineSince).toBeNull();
   });
 
   it('keeps retry and probe times when the wall clock jumps back an hour (monotonic clock)', async () => {
-    const a = subscribe('a');
-    const bb = subscribe('bb');
-    publish('ci/build');
+    const a = await subscribe('a');
+    const bb = await subscribe('bb');
+    await publish('ci/build');
     rec.answer = (due) =>
       due.subscription.nodeId === 'a'
         ? { kind: 'rejected', status: 500, error: 'HTTP 500' }
@@ -225,9 +233,9 @@ describe('Deliverer', () => {
   });
 
   it('keeps one attempt in flight per subscriber, in receipt order, while subscribers run side by side', async () => {
-    const a = subscribe('a');
-    const b = subscribe('bb');
-    const ids = [publish('ci/1'), publish('ci/2'), publish('ci/3')];
+    const a = await subscribe('a');
+    const b = await subscribe('bb');
+    const ids = [await publish('ci/1'), await publish('ci/2'), await publish('ci/3')];
     rec.hold = true;
     start();
     await advance(0);
@@ -242,8 +250,8 @@ describe('Deliverer', () => {
   });
 
   it('starts no more subscribers at once than maxConcurrent', async () => {
-    for (const name of ['a', 'bb', 'ccc']) subscribe(name);
-    publish('ci/1');
+    for (const name of ['a', 'bb', 'ccc']) await subscribe(name);
+    await publish('ci/1');
     rec.hold = true;
     start(store, 2);
     await advance(0);
@@ -256,9 +264,46 @@ describe('Deliverer', () => {
     expect(rec.sent).toHaveLength(3);
   });
 
+  it('two replicas on one store: one attempt in flight per subscriber, each event once, in order', async () => {
+    const a = await subscribe('a');
+    const ids = [await publish('ci/1'), await publish('ci/2'), await publish('ci/3')];
+    rec.hold = true;
+    const options = { retryScheduleMs: schedule, maxConcurrent: 4, leaseMs: 20_000, logger: silentLogger };
+    const replicas = ['replica-a', 'replica-b'].map((owner) => new Deliverer(store, rec.send, { ...options, owner }));
+    try {
+      for (const r of replicas) r.start();
+      for (let i = 0; i < ids.length; i++) {
+        await advance(0);
+        for (const r of replicas) r.kick(); // both look while an attempt is in flight
+        await advance(0);
+        expect(rec.inFlight).toBe(1);
+        rec.release();
+      }
+      await advance(0);
+      expect(rec.maxInFlight).toBe(1);
+      expect(rec.sent.map((s) => [s.subscription, s.event])).toEqual(ids.map((id) => [a, id]));
+    } finally {
+      await Promise.all(replicas.map((r) => r.stop(0)));
+    }
+  });
+
+  it("takes over a dead replica's subscriber once its lease expires, not before", async () => {
+    await subscribe('a');
+    const id = await publish('ci/1');
+    const options = { retryScheduleMs: schedule, maxConcurrent: 4, leaseMs: 20_000, logger: silentLogger };
+    // The dead replica claimed the subscriber and never came back.
+    await store.claimDue('replica-dead', Date.now(), options.leaseMs, 10);
+    start();
+    await advance(19_999);
+    expect(rec.sent).toHaveLength(0);
+    await advance(1);
+    expect(rec.sent.map((s) => s.event)).toEqual([id]);
+    expect(await deliveryOf(id)).toMatchObject({ state: 'delivered', attempts: 1 });
+  });
+
   it('never hands the same delivery out twice when kicks arrive while a slow store answers', async () => {
-    subscribe('a');
-    const ids = [publish('ci/1'), publish('ci/2')];
+    await subscribe('a');
+    const ids = [await publish('ci/1'), await publish('ci/2')];
     // An asynchronous store, as a networked database would be: it reads when asked (with the busy
     // set as it is then) and its answer arrives 50 ms later.
     const slow = new Proxy(store, {
@@ -282,15 +327,16 @@ describe('Deliverer', () => {
   });
 
   it('survives a store that fails, and tries again', async () => {
-    subscribe('a');
-    const id = publish('ci/1');
+    await subscribe('a');
+    const id = await publish('ci/1');
     let failures = 1;
     const flaky: DeliveryStore = {
-      dueDeliveries: (...args) => {
+      claimDue: async (...args) => {
         if (failures-- > 0) throw new Error('database is locked');
-        return store.dueDeliveries(...args);
+        return store.claimDue(...args);
       },
-      nextDueAt: () => store.nextDueAt(),
+      releaseLease: (...args) => store.releaseLease(...args),
+      nextDueAt: (...args) => store.nextDueAt(...args),
       recordDelivered: (...args) => store.recordDelivered(...args),
       recordRejected: (...args) => store.recordRejected(...args),
       recordGone: (...args) => store.recordGone(...args),
@@ -304,9 +350,9 @@ describe('Deliverer', () => {
   });
 
   it('stop() waits for the attempt in flight, then starts no more', async () => {
-    subscribe('a');
-    const first = publish('ci/1');
-    publish('ci/2');
+    await subscribe('a');
+    const first = await publish('ci/1');
+    await publish('ci/2');
     rec.hold = true;
     const d = start();
     await advance(0);
@@ -317,14 +363,14 @@ describe('Deliverer', () => {
     rec.release();
     await advance(0);
     await stopping;
-    expect(deliveryOf(first).state).toBe('delivered');
+    expect((await deliveryOf(first)).state).toBe('delivered');
     await advance(60_000);
     expect(rec.sent.map((s) => s.event)).toEqual([first]);
   });
 
   it('stop() gives up on an attempt that hangs after timeoutMs', async () => {
-    subscribe('a');
-    publish('ci/1');
+    await subscribe('a');
+    await publish('ci/1');
     rec.hold = true;
     const d = start();
     await advance(0);

@@ -3,17 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { HubStore, type DueDelivery } from '@krkn/hub-store';
+import { SqliteStore, type DueDelivery, type SqliteStoreOptions } from '@krkn/hub-store';
 import type { AttemptOutcome, HubNode, SendAttempt } from '@krkn/hub';
 
 /** A real SQLite store in a fresh temp dir; `dispose` closes and removes it. */
-export function tempStore(): { store: HubStore; dispose: () => void } {
+export function tempStore(options?: SqliteStoreOptions): { store: SqliteStore; dispose: () => Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), 'krkn-hub-unit-'));
-  const store = HubStore.open(join(dir, 'hub.db'));
+  const store = SqliteStore.open(join(dir, 'hub.db'), options);
   return {
     store,
-    dispose: () => {
-      store.close();
+    dispose: async () => {
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventDetail, HubStatus } from '@krkn/hub-api';
-import type { HubStore } from '@krkn/hub-store';
+import { StoreError, type SqliteStore } from '@krkn/hub-store';
 import { Hub, HubError, defaultCredentialHeaders, type Caller, type Identify } from '@krkn/hub';
 import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
 
@@ -33,8 +33,8 @@ const identify: Identify = async (req) => {
   return caller;
 };
 
-let store: HubStore;
-let dispose: () => void;
+let store: SqliteStore;
+let dispose: () => Promise<void>;
 let rec: Recorder;
 let node: FakeNode;
 let hub: Hub;
@@ -66,7 +66,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await hub.stop(1000);
   await app.close();
-  dispose();
+  await dispose();
 });
 
 type Answer = { status: number; json: () => unknown; body: string; headers: Record<string, unknown> };
@@ -86,9 +86,9 @@ const errorCode = (a: Answer) => (a.json() as { error: { code: string } }).error
 const publish = (as: string, topic: string, body: string | Buffer = '{"ok":true}', type = 'application/json') =>
   call(as, 'POST', `/hooks/${topic}`, body, type);
 const subscribe = (as: string, body: unknown) => call(as, 'POST', '/subscriptions', body);
-const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  expect(cond()).toBe(true);
+const until = async (cond: () => boolean | Promise<boolean>) => {
+  for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(await cond()).toBe(true);
 };
 
 describe('publish', () => {
@@ -99,7 +99,7 @@ describe('publish', () => {
     const { id, topic, duplicate } = res.json() as { id: string; topic: string; duplicate: boolean };
     expect({ topic, duplicate }).toEqual({ topic: 'ci/build', duplicate: false });
     expect(id).toMatch(/^evt_[0-9a-z]+$/); // made of the hub's clock: whole milliseconds
-    const stored = store.getEvent(id)!;
+    const stored = (await store.getEvent(id))!;
     expect(stored.body.equals(raw)).toBe(true);
     expect(stored.sender).toEqual({ ip: '100.64.0.10', node: 'ci.krkn.test', user: 'ci', tags: [] });
     expect(stored.headers).toContainEqual(['content-type', 'application/octet-stream']);
@@ -132,7 +132,7 @@ describe('publish', () => {
       const res = await publish(as, topic);
       expect([res.status, errorCode(res)]).toEqual([403, 'MISSING_CAPABILITY']);
     }
-    expect(store.listEvents()).toHaveLength(0);
+    expect(await store.listEvents()).toHaveLength(0);
   });
 
   it('answers 403 UNKNOWN_CALLER when the caller is no tailnet node', async () => {
@@ -151,7 +151,7 @@ describe('publish', () => {
   it('lets the admin socket publish anywhere, as the "admin socket" sender', async () => {
     const res = await publish('admin', 'prod/deploy');
     expect(res.status).toBe(202);
-    expect(store.getEvent((res.json() as { id: string }).id)!.sender.node).toBe('admin socket');
+    expect((await store.getEvent((res.json() as { id: string }).id))!.sender.node).toBe('admin socket');
   });
 });
 
@@ -182,7 +182,7 @@ describe('subscriptions', () => {
     const rotated = await sub({ topics: ['ci/*'], port: 8081, rotateSecret: true });
     expect(rotated.secret).toMatch(/^whsec_/);
     expect(rotated.secret).not.toBe(first.secret);
-    expect(store.getSubscription(first.id)).toMatchObject({
+    expect(await store.getSubscription(first.id)).toMatchObject({
       secret: rotated.secret,
       previousSecret: { secret: first.secret, until: expect.any(Number) as unknown },
     });
@@ -237,7 +237,7 @@ describe('subscriptions', () => {
     expect((await call('admin', 'DELETE', `/subscriptions/${ids[1]}`)).status).toBe(200);
     const gone = await call('ci', 'DELETE', `/subscriptions/${ids[0]}`);
     expect([gone.status, errorCode(gone)]).toEqual([404, 'SUBSCRIPTION_NOT_FOUND']);
-    expect(store.listSubscriptions()).toEqual([]);
+    expect(await store.listSubscriptions()).toEqual([]);
   });
 });
 
@@ -305,7 +305,7 @@ describe('events', () => {
       // (Proxy-Authorization is hop-by-hop: never stored, so never withheld either.)
       expect(event.withheldHeaders.sort()).toEqual(['authorization', 'cookie', 'x-shop-token']);
     }
-    const stored = store.getEvent(id)!.headers.map(([k, v]) => `${k.toLowerCase()}: ${v}`);
+    const stored = (await store.getEvent(id))!.headers.map(([k, v]) => `${k.toLowerCase()}: ${v}`);
     expect(stored).toEqual(expect.arrayContaining(['authorization: Bearer s3cret', 'x-shop-token: tok']));
   });
 
@@ -313,7 +313,7 @@ describe('events', () => {
     const own = (await subscribe('ci', { topics: ['ci/*'], port: 80 })).json() as { subscription: { id: string } };
     await subscribe('dev', { topics: ['ci/*'], port: 80 });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
-    await until(() => store.deliveriesOf(id).filter((d) => d.state === 'delivered').length === 2);
+    await until(async () => (await store.deliveriesOf(id)).filter((d) => d.state === 'delivered').length === 2);
     const res = await call('ci', 'POST', `/events/${id}/redeliver`);
     expect([res.status, res.json()]).toEqual([202, { id, deliveries: 1 }]);
     await until(() => rec.sent.length === 3);
@@ -338,6 +338,7 @@ describe('the hub', () => {
     const status = (await call('stranger', 'GET', '/status')).json() as HubStatus;
     const expected = { node: { name: 'hub.krkn.test' }, listener: 'http://hub.krkn.test', storage: { events: 1 } };
     expect(status).toMatchObject(expected);
+    expect(status.replicas).toMatchObject([{ name: 'hub', alive: true, self: true, leases: 0 }]);
   });
 
   it('shows a pending login URL on /status to the admin socket only', async () => {
@@ -348,10 +349,22 @@ describe('the hub', () => {
   });
 
   it('answers 500 INTERNAL without the details when the store fails', async () => {
-    store.close();
+    await store.close();
     const res = await call('ci', 'GET', '/events');
     expect(res.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error; see the krkns log' } });
     expect(res.status).toBe(500);
+  });
+
+  it('answers 503 STORE_UNAVAILABLE, never 202, when the store cannot commit; 202 again once it can', async () => {
+    const realPublish = store.publish.bind(store);
+    store.publish = async () => {
+      throw new StoreError('UNAVAILABLE', 'the PostgreSQL store is unavailable: Connection terminated');
+    };
+    const down = await publish('ci', 'ci/build');
+    expect([down.status, errorCode(down)]).toEqual([503, 'STORE_UNAVAILABLE']);
+    expect(await store.listEvents()).toHaveLength(0);
+    store.publish = realPublish;
+    expect((await publish('ci', 'ci/build')).status).toBe(202);
   });
 
   it('answers 503 SHUTTING_DOWN once stopping', async () => {
@@ -364,14 +377,14 @@ describe('the hub', () => {
     await subscribe('ci', { topics: ['ci/*'], port: 80 });
     rec.answer = () => ({ kind: 'unreachable', error: 'offline' });
     const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
-    await until(() => store.listSubscriptions()[0]!.offlineSince !== null);
+    await until(async () => (await store.listSubscriptions())[0]!.offlineSince !== null);
     rec.answer = () => ({ kind: 'delivered', status: 200 });
     node.emit('peers'); // still offline in the netmap: stays parked
     await new Promise((r) => setTimeout(r, 100));
     expect(rec.sent).toHaveLength(1);
     node.peers = [{ online: true, addresses: ['100.64.0.10'] }];
     node.emit('peers');
-    await until(() => store.deliveriesOf(id)[0]?.state === 'delivered');
+    await until(async () => (await store.deliveriesOf(id))[0]?.state === 'delivered');
     expect(rec.sent).toHaveLength(2);
   });
 });
@@ -398,7 +411,7 @@ describe('browsers on tailnet devices (the tailnet listener guards them)', () =>
     for (const host of ['hub.krkn.test', 'HUB.krkn.test.', 'hub', '100.64.0.1', '100.64.0.1:80']) {
       expect([host, (await send('GET', '/events', { host })).statusCode]).toEqual([host, 200]);
     }
-    expect(store.stats().events).toBe(0);
+    expect((await store.stats()).events).toBe(0);
   });
 
   it('refuses a form-style cross-site POST (Sec-Fetch-Site, or Origin alone) and stores nothing', async () => {
@@ -410,7 +423,7 @@ describe('browsers on tailnet devices (the tailnet listener guards them)', () =>
     expect([older.statusCode, code(older)]).toEqual([403, 'CROSS_SITE']);
     const sandboxed = await send('POST', '/hooks/ci/build', { ...form, origin: 'null' }, 'a=1');
     expect([sandboxed.statusCode, code(sandboxed)]).toEqual([403, 'CROSS_SITE']);
-    expect(store.stats().events).toBe(0);
+    expect((await store.stats()).events).toBe(0);
     // Tools send neither header; a form-encoded webhook from one is a webhook like any other.
     expect((await send('POST', '/hooks/ci/build', form, 'a=1')).statusCode).toBe(202);
     const own = await send('POST', '/hooks/ci/build', { ...form, origin: 'http://hub.krkn.test' }, 'a=1');

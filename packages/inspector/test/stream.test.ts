@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Hub, defaultCredentialHeaders, identifyAdmin, type HubNode } from '@krkn/hub';
-import { HubStore } from '@krkn/hub-store';
+import { SqliteStore } from '@krkn/hub-store';
 import { html, inspectorRoutes } from '@krkn/inspector';
 
 const node: HubNode = {
@@ -23,14 +23,14 @@ const node: HubNode = {
 };
 
 let dir: string;
-let store: HubStore;
+let store: SqliteStore;
 let hub: Hub;
 let app: FastifyInstance;
 let base: string;
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'krkn-inspector-'));
-  store = HubStore.open(join(dir, 'hub.db'));
+  store = SqliteStore.open(join(dir, 'hub.db'));
   hub = new Hub({
     store,
     node,
@@ -48,7 +48,7 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await app.close();
-  store.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Hub, type AttemptOutcome, type Caller, type HubNode } from '@krkn/hub';
-import { HubStore } from '@krkn/hub-store';
+import { SqliteStore } from '@krkn/hub-store';
 import { HubMetrics, parseHostAddress, serveMetricsOnHost, statusClass } from '../src/index.js';
 
 const silent = pino({ level: 'silent' });
@@ -45,13 +45,13 @@ const peer: Caller = {
   capMap: {},
 };
 let dir: string;
-let store: HubStore;
+let store: SqliteStore;
 let hub: Hub;
 let answers: AttemptOutcome[];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'krkn-metrics-'));
-  store = HubStore.open(join(dir, 'hub.db'));
+  store = SqliteStore.open(join(dir, 'hub.db'));
   answers = [];
   const config = { bodyLimit: 1024, retentionMs: 86400e3, retryScheduleMs: [0, 60_000], deliveryTimeoutMs: 1000 };
   hub = new Hub({
@@ -70,7 +70,7 @@ beforeEach(() => {
 });
 afterEach(async () => {
   await hub.stop(1000);
-  store.close();
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -22,7 +22,7 @@ export type { ListenerLimits } from './http.js';
 export { ReportedWait, formatDuration, nameCollision } from './waits.js';
 export type { Diagnosis } from './waits.js';
 export type { NodeStatus, PeerStatus, WhoIs, PingResult, RelayRegion } from './status.js';
-export { defaultStateDir, inspectStateDir } from './state.js';
+export { defaultStateDir, ensurePrivateDir, inspectStateDir } from './state.js';
 export type { PendingLogin, StateDirView } from './state.js';
 export type { Isolation } from './engine/client.js';
 export type { BackendState, HealthWarning, SelfInfo } from '@krkn/tailnet-wasm';
