@@ -54,6 +54,7 @@ type node struct {
 	ns        *netstack.Impl
 	dialer    *tsdial.Dialer
 	conns     *connTable
+	sessions  *sessionWatch
 
 	mu    sync.Mutex
 	ports map[uint16]bool // ports the host listens on
@@ -146,6 +147,7 @@ func (n *node) build(cfg config) error {
 		return errorf("ENGINE", "userspace engine: %v", err)
 	}
 	sys.Set(eng)
+	n.sessions = newSessionWatch(eng)
 
 	ns, err := netstack.Create(logf, sys.Tun.Get(), eng, sys.MagicSock.Get(), n.dialer, sys.DNSManager.Get(), sys.ProxyMapper())
 	if err != nil {
@@ -251,6 +253,10 @@ func (n *node) isSelf(ip netip.Addr) bool {
 
 func (n *node) netstackDialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	src := n.selfAddr(dst.Addr().Is6())
+	if peer, ok := n.lb.PeerForIP(dst.Addr()); ok && !peer.IsSelf {
+		stop := n.sessions.watchDial(peer.Node.Key(), dst.Addr())
+		defer stop()
+	}
 	c, err := n.ns.DialContextTCPWithBind(ctx, src, dst)
 	if err != nil {
 		return nil, err // never a typed nil *gonet.TCPConn inside a non-nil interface

@@ -261,8 +261,8 @@ export function announceFirstContact<T>(log: Logger, peer: string, timeoutMs: nu
   const timer = setTimeout(() => {
     log.info(
       { peer },
-      `first contact with ${peer}: waiting for the WireGuard handshake (right after a node joins, the first one is ` +
-        `often dropped and retried after 5s); giving up after ${timeoutMs / 1000}s`,
+      `first contact with ${peer}: waiting for the WireGuard handshake (right after a node joins or restarts, ` +
+        `its peers may not know yet: the handshake is retried every 3s); giving up after ${timeoutMs / 1000}s`,
     );
   }, firstContactNoticeMs);
   timer.unref();

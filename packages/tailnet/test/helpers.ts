@@ -13,8 +13,8 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
-/** A pino logger at the default level (info) whose lines the test can read back. */
-export function captureLogger(): { logger: Logger; lines: LogLine[] } {
+/** A pino logger (default level: info) whose lines the test can read back. */
+export function captureLogger(level = 'info'): { logger: Logger; lines: LogLine[] } {
   const lines: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -22,7 +22,7 @@ export function captureLogger(): { logger: Logger; lines: LogLine[] } {
       done();
     },
   });
-  return { logger: pino({ level: 'info' }, sink), lines };
+  return { logger: pino({ level }, sink), lines };
 }
 
 /** A temporary directory removed by the returned cleanup. */

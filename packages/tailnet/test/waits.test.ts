@@ -155,7 +155,8 @@ describe('announceFirstContact', () => {
     await announceFirstContact(log, '100.64.0.1:80', 15_000, sleep(2_300));
     expect(lines.map((l) => l.msg)).toEqual([
       'first contact with 100.64.0.1:80: waiting for the WireGuard handshake ' +
-        '(right after a node joins, the first one is often dropped and retried after 5s); giving up after 15s',
+        '(right after a node joins or restarts, its peers may not know yet: the handshake is retried every 3s); ' +
+        'giving up after 15s',
     ]);
   });
 });

@@ -12,6 +12,8 @@ export interface HeadscaleConfigInput {
   logLevel: string;
   /** `tuning.node_store_batch_timeout`; headscale's default (500ms) when absent. */
   nodeStoreBatchTimeout?: string;
+  /** `tuning.batch_change_delay`; headscale's default (800ms) when absent. */
+  batchChangeDelay?: string;
 }
 
 /** Where headscale keeps its files inside a testnet directory. */
@@ -78,8 +80,13 @@ export function headscaleConfig(input: HeadscaleConfigInput): Record<string, unk
     },
     // Minimum is more than 65s (:605); read at :483.
     node: { ephemeral: { inactivity_timeout: input.ephemeralInactivityTimeout } },
-    // :455, must be positive (:658). hscontrol/state/node_store.go:383 applies queued node writes only
-    // on this tick; a streamed map request makes two in a row (state.go:2805, then :636).
-    ...(input.nodeStoreBatchTimeout ? { tuning: { node_store_batch_timeout: input.nodeStoreBatchTimeout } } : {}),
+    tuning: {
+      // :455, must be positive (:658). hscontrol/state/node_store.go:383 applies queued node writes only
+      // on this tick; a streamed map request makes two in a row (state.go:2805, then :636).
+      ...(input.nodeStoreBatchTimeout ? { node_store_batch_timeout: input.nodeStoreBatchTimeout } : {}),
+      // :452. A node's own first map is sent at once (mapper/batcher.go AddNode); what changed for its
+      // peers (it came online, its disco key) waits for this tick.
+      ...(input.batchChangeDelay ? { batch_change_delay: input.batchChangeDelay } : {}),
+    },
   };
 }

@@ -35,6 +35,11 @@ export interface StartTailnetOptions {
    * Default: headscale's own, 500ms.
    */
   nodeStoreBatchTimeout?: string;
+  /**
+   * headscale's `tuning.batch_change_delay`: how long a change (a node coming online, restarting)
+   * waits before it reaches the node's peers; the node's own first map does not wait. Default 800ms.
+   */
+  batchChangeDelay?: string;
   /** Directory holding headscale/tailscaled/tailscale. Default `$KRKN_TOOLS_BIN` or the repo's `.tools/bin`. */
   binDir?: string;
   /** Keep the temp directory (logs, database) after stop, for debugging. Default: `KRKN_TESTNET_KEEP=1`. */
@@ -113,6 +118,7 @@ async function startHeadscaleOnce(ctx: StartContext): Promise<Tailnet> {
     ephemeralInactivityTimeout: ctx.ephemeralInactivityTimeout ?? '70s',
     logLevel: ctx.logLevel ?? 'info',
     nodeStoreBatchTimeout: ctx.nodeStoreBatchTimeout,
+    batchChangeDelay: ctx.batchChangeDelay,
   });
   await writeFile(paths.config, JSON.stringify(config, null, 2));
   const env = childEnv(ctx.dir);
