@@ -10,9 +10,14 @@ import (
 	"syscall/js"
 )
 
-// readChunk is the most one data callback carries. Large enough that bulk transfers are not
-// dominated by per-call overhead, small enough to keep pauses responsive.
-const readChunk = 64 << 10
+// A connection reads into a small buffer until a read fills it, then into a large one: an idle
+// connection (a peer that connects and sends nothing, perhaps thousands of times) holds 4 KiB, not
+// 64 KiB, while a bulk transfer soon reads 64 KiB per data callback, enough that it is not dominated
+// by per-call overhead and small enough to keep pauses responsive.
+const (
+	firstReadChunk = 4 << 10
+	readChunk      = 64 << 10
+)
 
 // connTable holds the connections the host has open through the node, by a numeric id. Reading
 // is host-driven: a connection reads only after resume, and stops again whenever host.data
@@ -71,16 +76,19 @@ func (cn *conn) info() map[string]any {
 }
 
 func (t *connTable) readLoop(cn *conn) {
-	buf := make([]byte, readChunk)
 	if !cn.waitResume() {
 		return
 	}
+	buf := make([]byte, firstReadChunk)
 	for {
 		nr, err := cn.c.Read(buf)
 		if nr > 0 {
 			t.crossings.dataCalls.Add(1)
 			t.crossings.dataBytes.Add(int64(nr))
-			more := t.h.call("data", cn.id, bytesToJS(buf[:nr])).Bool()
+			more := t.h.call("data", cn.id, bytesToJS(buf[:nr])).Bool() // bytesToJS copies
+			if nr == len(buf) && len(buf) < readChunk {
+				buf = make([]byte, readChunk)
+			}
 			if !more && !cn.waitResume() {
 				return
 			}

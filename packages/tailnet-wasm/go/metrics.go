@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"runtime"
 	"sync/atomic"
 
 	"tailscale.com/util/clientmetric"
@@ -48,6 +49,7 @@ type metricsResult struct {
 	Derp      map[string]int64 `json:"derp"`
 	TCP       map[string]int64 `json:"tcp"`
 	Crossings map[string]int64 `json:"crossings"`
+	Memory    map[string]int64 `json:"memory"`
 }
 
 func (n *node) metrics() (any, error) {
@@ -60,7 +62,7 @@ func (n *node) metrics() (any, error) {
 		"dataBytes":  n.conns.crossings.dataBytes.Load(),
 		"writeCalls": n.conns.crossings.writeCalls.Load(),
 		"writeBytes": n.conns.crossings.writeBytes.Load(),
-	}}
+	}, Memory: goMemory()}
 	if n.ns != nil {
 		var raw map[string]any
 		if err := json.Unmarshal([]byte(n.ns.ExpVar().String()), &raw); err != nil {
@@ -83,4 +85,12 @@ func pick(from map[string]int64, names map[string]string) map[string]int64 {
 		out[ours] = from[theirs]
 	}
 	return out
+}
+
+// goMemory is the Go heap in use and all the memory Go holds (the wasm linear memory it has grown,
+// which never shrinks): what the node's buffers and connections cost.
+func goMemory() map[string]int64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return map[string]int64{"heapInUse": int64(ms.HeapInuse), "sys": int64(ms.Sys)}
 }

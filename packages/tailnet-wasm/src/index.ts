@@ -178,6 +178,8 @@ export interface EngineMetrics {
   >;
   /** Go↔JS calls carrying connection bytes: `data` Go → JS, `write` JS → Go. */
   crossings: Record<'dataCalls' | 'dataBytes' | 'writeCalls' | 'writeBytes', number>;
+  /** Go's heap in use, and all the memory Go holds (the wasm memory it grew, which never shrinks), in bytes. */
+  memory: Record<'heapInUse' | 'sys', number>;
 }
 
 /** A started engine. */
