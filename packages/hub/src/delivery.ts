@@ -70,6 +70,8 @@ const storeRetryMs = 1_000;
  */
 export class Deliverer {
   private readonly busy = new Set<string>();
+  /** Subscribers whose attempt settled while a claim was out: set only while launchDue awaits claimDue. */
+  private settledDuringClaim: Set<string> | undefined;
   private readonly random: () => number;
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
@@ -158,13 +160,31 @@ export class Deliverer {
   private async launchDue(): Promise<void> {
     const room = this.opts.maxConcurrent - this.busy.size;
     if (room <= 0) return;
-    const { owner, leaseMs } = this.opts;
-    // claimDue hands our own live leases back too (renewed): ask for those on top, and skip them.
-    const claimed = await this.store.claimDue(owner, this.now(), leaseMs, room + this.busy.size);
+    const { claimed, settled } = await this.claim(room);
     const fresh = claimed.filter((d) => !this.busy.has(d.subscription.id));
-    const launching = this.stopped ? [] : fresh.slice(0, room);
+    const launching = this.stopped ? [] : fresh.filter((d) => !settled.has(d.subscription.id)).slice(0, room);
     for (const d of launching) this.launch(d);
-    for (const d of fresh.slice(launching.length)) await this.store.releaseLease(d.subscription.id, owner);
+    const skipped = fresh.filter((d) => !launching.includes(d));
+    for (const d of skipped) await this.store.releaseLease(d.subscription.id, this.opts.owner);
+  }
+
+  /**
+   * Claims up to `room` due subscribers, and names those whose attempt settled while the claim was out: a
+   * claim reads before it answers (several statements on a networked database), so it may hand one back
+   * with the delivery just recorded still due, which would go out twice. That attempt's kick asks for
+   * another pass, which claims afresh.
+   */
+  private async claim(room: number): Promise<{ claimed: DueDelivery[]; settled: Set<string> }> {
+    const { owner, leaseMs } = this.opts;
+    const settled = new Set<string>();
+    this.settledDuringClaim = settled;
+    try {
+      // claimDue hands our own live leases back too (renewed): ask for those on top, and skip them.
+      const claimed = await this.store.claimDue(owner, this.now(), leaseMs, room + this.busy.size);
+      return { claimed, settled };
+    } finally {
+      this.settledDuringClaim = undefined;
+    }
   }
 
   private async untilNextDue(): Promise<number> {
@@ -184,6 +204,7 @@ export class Deliverer {
       })
       .finally(() => {
         this.busy.delete(sub);
+        this.settledDuringClaim?.add(sub);
         this.inFlight.delete(p);
         this.kick();
       });

@@ -326,6 +326,41 @@ describe('Deliverer', () => {
     expect(rec.sent.map((s) => s.event)).toEqual(ids);
   });
 
+  it('never sends a delivery again that was recorded while a slow claim was out', async () => {
+    await subscribe('a');
+    const ids = [await publish('ci/1'), await publish('ci/2')];
+    rec.hold = true;
+    // A claim reads the store when asked but answers 100 ms later, as a transaction of several statements
+    // on a networked database can, while recording an attempt and releasing its lease answer at once.
+    let claimLagMs = 0;
+    const lagging: DeliveryStore = {
+      claimDue: async (...args) => {
+        const answer = await store.claimDue(...args);
+        await new Promise((r) => setTimeout(r, claimLagMs));
+        return answer;
+      },
+      releaseLease: (...args) => store.releaseLease(...args),
+      nextDueAt: (...args) => store.nextDueAt(...args),
+      recordDelivered: (...args) => store.recordDelivered(...args),
+      recordRejected: (...args) => store.recordRejected(...args),
+      recordGone: (...args) => store.recordGone(...args),
+      recordUnreachable: (...args) => store.recordUnreachable(...args),
+    };
+    const d = start(lagging);
+    await advance(10);
+    expect(rec.waiting).toBe(1); // ci/1 in flight
+    claimLagMs = 100;
+    d.kick(); // a publish: the claim reads ci/1 as the head still due, under this replica's own lease
+    await advance(10);
+    rec.release(); // ci/1 is delivered, recorded and its lease released before the claim answers
+    claimLagMs = 0;
+    for (let i = 0; i < 3; i++) {
+      await advance(100);
+      rec.release();
+    }
+    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual(ids.map((id) => [id, 1]));
+  });
+
   it('survives a store that fails, and tries again', async () => {
     await subscribe('a');
     const id = await publish('ci/1');

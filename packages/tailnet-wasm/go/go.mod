@@ -2,7 +2,10 @@ module krkn.local/tailnet-wasm
 
 go 1.26.6
 
-require tailscale.com v1.102.3
+require (
+	gvisor.dev/gvisor v0.0.0-20260224225140-573d5e7127a8
+	tailscale.com v1.102.3
+)
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
@@ -44,5 +47,4 @@ require (
 	golang.org/x/time v0.15.0 // indirect
 	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 	golang.zx2c4.com/wireguard/windows v0.5.3 // indirect
-	gvisor.dev/gvisor v0.0.0-20260224225140-573d5e7127a8 // indirect
 )

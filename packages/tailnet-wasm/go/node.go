@@ -154,6 +154,9 @@ func (n *node) build(cfg config) error {
 		return errorf("ENGINE", "netstack: %v", err)
 	}
 	sys.Set(ns)
+	if err := tuneTCP(ns); err != nil {
+		return err
+	}
 	ns.ProcessLocalIPs = true
 	ns.ProcessSubnets = false
 	// Only ports the host listens on are accepted; everything else is reset. Without this hook

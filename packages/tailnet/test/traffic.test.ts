@@ -1,6 +1,7 @@
 // Traffic between our nodes, and with native tailscaled peers in both directions.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { promisify } from 'node:util';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -113,6 +114,30 @@ describe('between two of our nodes', () => {
 
   it('resets connections to ports nobody listens on', async () => {
     expect(await rejectionCode(beta.dial('alpha', 81, { timeoutMs: 5_000 }))).toBe('DIAL_FAILED');
+  });
+
+  it('answers a dial on a port pair it closed moments ago (no 60 s TIME-WAIT)', { timeout: 180_000 }, async () => {
+    // The server closes first, as an HTTP server does after a `Connection: close` answer: gVisor then keeps
+    // the port pair in TIME-WAIT and, behind netstack's forwarder, used to drop a new SYN on it for 60 s.
+    // The client's stack picks a random ephemeral port per dial, so dialling on comes round to a port that
+    // was closed seconds before; dial until that happened a few times (about 700 dials, ~50k ports).
+    const listener = alpha.listen(7001);
+    listener.on('connection', (socket) => socket.resume().end('bye'));
+    const closedAt = new Map<number, number>(); // beta's source port -> when its last connection ended
+    let reopened = 0; // dials on a port closed less than a minute before
+    try {
+      for (let dials = 0; reopened < 5 && dials < 3_000; dials++) {
+        const socket = await beta.dial('alpha', 7001, { timeoutMs: 10_000 });
+        if (Date.now() - (closedAt.get(socket.localPort) ?? -Infinity) < 60_000) reopened++;
+        socket.resume();
+        await once(socket, 'end');
+        socket.destroy();
+        closedAt.set(socket.localPort, Date.now());
+      }
+    } finally {
+      listener.close();
+    }
+    expect(reopened).toBe(5);
   });
 
   it('names unknown peers clearly', async () => {
