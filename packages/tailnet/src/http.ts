@@ -59,7 +59,7 @@ export async function serveFastify(
     httpServer.close(); // stops the timeout checks and closes idle connections
   });
   try {
-    await app.ready();
+    await Promise.all([app.ready(), listener.accepting]);
   } catch (err) {
     listener.close();
     throw err;

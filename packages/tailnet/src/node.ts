@@ -468,9 +468,9 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
         void engine.call('unlisten', [port]).catch(() => undefined);
       },
       this.log.child({ component: 'listener', port }),
+      engine.call('listen', [port]).then(() => undefined),
     );
     this.servers.set(port, server);
-    void engine.call('listen', [port]);
     return server;
   }
 

@@ -46,8 +46,14 @@ export class TailnetServer extends EventEmitter<TailnetServerEvents> {
     private readonly addressOf: () => string,
     private readonly onClose: () => void,
     private readonly log: Logger,
+    /**
+     * Settles once the engine takes connections on the port (rejects if the node stopped first). The
+     * engine resets a peer's connection that comes before: await it before telling anyone the port is open.
+     */
+    readonly accepting: Promise<void>,
   ) {
     super();
+    accepting.catch(() => undefined); // whoever awaits it sees the rejection; nobody else has to
   }
 
   /** False once closed. */
