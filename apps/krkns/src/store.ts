@@ -13,6 +13,7 @@ const exitCodeOf: Record<StoreErrorCode, ExitCodeValue> = {
   CORRUPT: ExitCode.STATE,
   SCHEMA_TOO_NEW: ExitCode.STATE,
   NOT_FOUND: ExitCode.FAILURE,
+  FULL: ExitCode.FAILURE,
 };
 
 /**

@@ -21,6 +21,8 @@ export type { StartTailnetOptions, PreAuthKeyOptions, Stoppable } from './tailne
 export { startNativeNode, NativeNode } from './native-node.js';
 export { startPostgres, Postgres } from './postgres.js';
 export type { StartPostgresOptions } from './postgres.js';
+export { SmallDisk } from './small-disk.js';
+export type { SmallDiskOptions } from './small-disk.js';
 export type { StartNativeNodeOptions, PingOptions, PingResult } from './native-node.js';
 export type { HeadscaleNode, HeadscaleUser } from './headscale-records.js';
 export type { NodeStatus, PeerStatus } from './node-status.js';
