@@ -62,7 +62,7 @@ export class SqliteCore {
       // 64 MiB of page cache (default 2 MiB): index pages stay cached as the store grows into the 100k events.
       db.pragma('cache_size = -65536');
     } catch (err) {
-      throw new StoreError('CORRUPT', `cannot open event store ${path}: ${(err as Error).message}`, { cause: err });
+      throw new StoreError('CORRUPT', openFailure(path, err), { cause: err });
     }
     if (fresh) chmodSync(path, 0o600);
     migrate(db, path);
@@ -443,4 +443,13 @@ function migrate(db: Database.Database, path: string): void {
     for (let v = current + 1; v <= schemaVersion; v++) db.exec(migrations[v]!);
     db.pragma(`user_version = ${schemaVersion}`);
   })();
+}
+
+/** Why the file at `path` cannot be opened, and for a damaged one what the operator can do. */
+function openFailure(path: string, err: unknown): string {
+  const { code, message } = err as { code?: unknown; message: string };
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    return `event store ${path} is corrupt or not a SQLite database (${message}): restore it from a backup, or move it aside to start empty`;
+  }
+  return `cannot open event store ${path}: ${message}`;
 }
