@@ -114,7 +114,7 @@ afterAll(async () => {
 });
 
 describe('database faults', () => {
-  it('a full disk answers publishes 507 INSUFFICIENT_STORAGE; krkns stays up and serves again once space frees', async () => {
+  it('a full disk: publishes get 507 INSUFFICIENT_STORAGE, krkns stays up and serves again with space', async () => {
     const disk = SmallDisk.mount({ bytes: 8 << 20 });
     try {
       const k = await start('full', ['--store', `sqlite:${join(disk.dir, 'hub.db')}`]);

@@ -449,7 +449,8 @@ function migrate(db: Database.Database, path: string): void {
 function openFailure(path: string, err: unknown): string {
   const { code, message } = err as { code?: unknown; message: string };
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
-    return `event store ${path} is corrupt or not a SQLite database (${message}): restore it from a backup, or move it aside to start empty`;
+    const fix = 'restore it from a backup, or move it aside to start empty';
+    return `event store ${path} is corrupt or not a SQLite database (${message}): ${fix}`;
   }
   return `cannot open event store ${path}: ${message}`;
 }

@@ -114,7 +114,7 @@ describe('PostgresStore', () => {
     await store.close();
   });
 
-  it('fails writes on a full disk with FULL (SQLSTATE 53100), not UNAVAILABLE, and writes again once space frees', async () => {
+  it('fails writes on a full disk with FULL (SQLSTATE 53100), not UNAVAILABLE; writes again with space', async () => {
     // The database lives in a tablespace on a small tmpfs owned by the server's user (the owner of pg.dir).
     const { uid, gid } = statSync(pg.dir);
     const disk = SmallDisk.mount({ bytes: 64 << 20, owner: { uid, gid } });
