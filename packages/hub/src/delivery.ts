@@ -255,7 +255,12 @@ export class Deliverer {
       }
     }
     const ended = { outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic, eventId: event.id };
-    this.opts.onAttempt?.(ended);
+    try {
+      this.opts.onAttempt?.(ended);
+    } catch (err) {
+      // The outcome is stored: a failing listener must not pass for a failed recording, nor keep the lease.
+      log.error({ err: asError(err) }, 'a listener of delivery attempts failed');
+    }
     return true;
   }
 

@@ -120,4 +120,25 @@ describe('store failures in background work', () => {
       await reopened.close();
     }
   });
+
+  it('a listener of attempts that throws is logged as such; the outcome stays recorded, the queue moves on', async () => {
+    const sub = { nodeId: 'n-sub', nodeName: 'sub', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] };
+    await store.subscribe(sub);
+    hub.events.on('attempt', () => {
+      throw new Error('a bug in a metrics listener');
+    });
+    hub.start();
+    const publish = (body: string) =>
+      hub.publish(ci, { topic: 't', method: 'POST', headers: [], body: Buffer.from(body) });
+    const first = await publish('1');
+    const [failed] = await logged('a listener of delivery attempts failed');
+    expect(failed?.err?.message).toBe('a bug in a metrics listener');
+    // Neither the attempt nor the queue after it is disturbed: each event sent once, recorded delivered.
+    const second = await publish('2');
+    await logged('a listener of delivery attempts failed', 2);
+    expect(rec.sent.map((s) => s.event)).toEqual([first.id, second.id]);
+    for (const { id } of [first, second]) {
+      expect(await store.deliveriesOf(id)).toMatchObject([{ state: 'delivered', attempts: 1 }]);
+    }
+  });
 });
