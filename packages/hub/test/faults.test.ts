@@ -121,7 +121,7 @@ describe('store failures in background work', () => {
     }
   });
 
-  it('a listener of attempts that throws is logged as such; the outcome stays recorded, the queue moves on', async () => {
+  it('an attempt listener that throws is logged as such; the outcome stays recorded, the queue goes on', async () => {
     const sub = { nodeId: 'n-sub', nodeName: 'sub', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] };
     await store.subscribe(sub);
     hub.events.on('attempt', () => {
