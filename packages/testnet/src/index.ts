@@ -1,7 +1,8 @@
 /**
  * @krkn/testnet — a real local tailnet for end-to-end tests and the demo:
  * an isolated headscale on loopback (embedded DERP, sqlite, MagicDNS) plus native tailscaled peers
- * in userspace-networking mode. Nothing leaves 127.0.0.1 and nothing needs root.
+ * in userspace-networking mode. Nothing leaves 127.0.0.1 and nothing needs root (but {@link SmallDisk}, a
+ * tmpfs mount for full-disk tests).
  *
  * ```ts
  * const tailnet = await startTailnet();
