@@ -206,4 +206,19 @@ describe('database faults', () => {
     expect(r.stderr).toContain(`--store: event store ${db} is corrupt or not a SQLite database`);
     expect(r.stderr).not.toContain('    at '); // a message, not a stack trace
   });
+
+  it('a store that cannot be created on a full disk exits 1 saying so, not 5 (corrupt)', async () => {
+    const disk = SmallDisk.mount({ bytes: 1 << 20 });
+    try {
+      disk.fill();
+      const db = join(disk.dir, 'hub.db');
+      const stateDir = join(dir, 'nospace');
+      const args = ['run', '--store', `sqlite:${db}`, '--state-dir', stateDir, '--control-url', tailnet.url];
+      const r = await Krkns.command(args);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(`--store: the disk holding ${db} is full`);
+    } finally {
+      disk.unmount();
+    }
+  });
 });

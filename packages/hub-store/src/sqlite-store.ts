@@ -1,21 +1,20 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
-import { SqliteCore } from './sqlite-core.js';
-import {
-  StoreError,
-  type HubStore,
-  type Delivery,
-  type DueDelivery,
-  type EventQuery,
-  type NewEvent,
-  type NewSubscription,
-  type Rejection,
-  type Replica,
-  type StoreStats,
-  type StoredEvent,
-  type Subscription,
-  type SubscriptionBacklog,
-  type TopicMatcher,
+import { SqliteCore, fullDisk } from './sqlite-core.js';
+import type {
+  HubStore,
+  Delivery,
+  DueDelivery,
+  EventQuery,
+  NewEvent,
+  NewSubscription,
+  Rejection,
+  Replica,
+  StoreStats,
+  StoredEvent,
+  Subscription,
+  SubscriptionBacklog,
+  TopicMatcher,
 } from './types.js';
 
 export interface SqliteStoreOptions {
@@ -48,7 +47,7 @@ export class SqliteStore implements HubStore {
     try {
       return await this.#writes.run(work);
     } catch (err) {
-      throw diskFull(err) ? new StoreError('FULL', `the disk holding ${this.#core.path} is full`, { cause: err }) : err;
+      throw fullDisk(this.#core.path, err) ?? err;
     }
   }
 
@@ -178,9 +177,4 @@ export class SqliteStore implements HubStore {
     this.#writes.flushNow();
     this.#core.close();
   }
-}
-
-/** SQLite's "database or disk is full" (an ENOSPC while writing the database or its WAL). */
-function diskFull(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === 'SQLITE_FULL';
 }

@@ -153,4 +153,23 @@ describe('SqliteStore', () => {
       disk.unmount();
     }
   });
+
+  it('opening a new store on a full disk fails with FULL, not CORRUPT', () => {
+    const disk = SmallDisk.mount({ bytes: 1 << 20 });
+    try {
+      disk.fill();
+      const path = join(disk.dir, 'hub.db');
+      const err = (() => {
+        try {
+          SqliteStore.open(path);
+        } catch (e) {
+          return e as StoreError;
+        }
+        throw new Error('opened a store on a full disk');
+      })();
+      expect([err.name, err.code, err.message]).toEqual(['StoreError', 'FULL', `the disk holding ${path} is full`]);
+    } finally {
+      disk.unmount();
+    }
+  });
 });
