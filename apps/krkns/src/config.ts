@@ -58,6 +58,12 @@ export const storeFlags = {
 /** Flags of `krkns status`. */
 export const statusFlags = { ...commonFlags, ...storeFlags } satisfies FlagSpecs;
 
+/**
+ * The default drain timeout is the delivery timeout plus this: time to record the outcome of an attempt
+ * that used all of its own.
+ */
+export const DRAIN_MARGIN_MS = 5_000;
+
 /** Flags of `krkns run`. */
 export const runFlags = {
   ...daemonFlags,
@@ -153,7 +159,14 @@ export const runFlags = {
     type: 'duration',
     env: 'KRKNS_SHUTDOWN_TIMEOUT',
     default: 10e3,
-    describe: 'on SIGTERM, how long in-flight requests and deliveries may finish',
+    describe: 'on SIGTERM, how long in-flight requests may finish',
+    check: positive,
+  },
+  'drain-timeout': {
+    type: 'duration',
+    env: 'KRKNS_DRAIN_TIMEOUT',
+    describe: `on SIGTERM, how long delivery attempts in flight may end and be recorded (default --delivery-timeout + \
+${DRAIN_MARGIN_MS / 1000}s); one cut off stays due and goes out again at the next start`,
     check: positive,
   },
 } satisfies FlagSpecs;

@@ -18,7 +18,7 @@ import type { HubStore } from '@krkn/hub-store';
 import { inspectorRoutes } from '@krkn/inspector';
 import { HubMetrics, MetricsListenError, parseHostAddress, serveMetricsOnHost, type HostAddress } from '@krkn/metrics';
 import { ensurePrivateDir, formatDuration, serveFastify } from '@krkn/tailnet';
-import { pathsIn, runFlags, stateDirOf } from './config.js';
+import { DRAIN_MARGIN_MS, pathsIn, runFlags, stateDirOf } from './config.js';
 import { krknsDoctorInput } from './diagnose.js';
 import { krknsNode } from './node.js';
 import { openHubStore } from './store.js';
@@ -94,7 +94,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${readyLine('krkns', status, listenerUrl)}\n`);
     await aborted(stop.signal);
     await Promise.all(closers.map((close) => close()));
-    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout'] });
+    const drainMs = flags['drain-timeout'] ?? flags['delivery-timeout'] + DRAIN_MARGIN_MS;
+    await shutdown({ hub, api, admin, own, store, log, timeoutMs: flags['shutdown-timeout'], drainMs });
     return own.engineFailure === undefined ? ExitCode.OK : ExitCode.FAILURE;
   } catch (err) {
     await Promise.allSettled([admin.close(), own.dispose(), ...closers.map((close) => close())]);
@@ -104,9 +105,10 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /**
- * Stops in order: new requests get 503 and the listener stops accepting; requests and
- * deliveries in flight get up to timeoutMs; then storage closes and the node leaves (an
- * ephemeral node logs out so it vanishes at once).
+ * Stops in order: new requests get 503 and the listener stops accepting; requests in flight get up
+ * to timeoutMs and delivery attempts in flight up to drainMs to end and be recorded (one cut off is
+ * not recorded: it stays due); only then storage closes and the node leaves (an ephemeral node logs
+ * out so it vanishes at once).
  */
 async function shutdown(p: {
   hub: Hub;
@@ -116,6 +118,7 @@ async function shutdown(p: {
   store: HubStore;
   log: Logger;
   timeoutMs: number;
+  drainMs: number;
 }): Promise<void> {
   const started = Date.now();
   const waitingFor = p.hub.inFlight;
@@ -123,10 +126,11 @@ async function shutdown(p: {
     p.log.info(
       waitingFor,
       `stopping: new requests get 503; waiting up to ${formatDuration(p.timeoutMs)} (--shutdown-timeout) for ` +
-        `${waitingFor.requests} request(s) and ${waitingFor.deliveries} delivery attempt(s) in flight`,
+        `${waitingFor.requests} request(s) and up to ${formatDuration(p.drainMs)} (--drain-timeout) for ` +
+        `${waitingFor.deliveries} delivery attempt(s) in flight`,
     );
   }
-  await p.hub.stop(p.timeoutMs);
+  await p.hub.stop(p.timeoutMs, p.drainMs);
   const cutOff = p.hub.inFlight;
   if (cutOff.requests + cutOff.deliveries > 0) {
     p.log.warn(cutOff, 'stopped waiting: deliveries cut off are attempted again at the next start');

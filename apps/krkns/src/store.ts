@@ -13,13 +13,14 @@ const exitCodeOf: Record<StoreErrorCode, ExitCodeValue> = {
   CORRUPT: ExitCode.STATE,
   SCHEMA_TOO_NEW: ExitCode.STATE,
   NOT_FOUND: ExitCode.FAILURE,
+  FULL: ExitCode.FAILURE,
 };
 
 /**
  * Opens the store `--store` names: the SQLite file in the state directory by default, or a PostgreSQL
  * database (password from --store-password-file or KRKNS_STORE_PASSWORD, never the command line).
  * A store that cannot be used ends krkns with a one-line message: exit 2 for a bad URL or password
- * file, 4 when the database refuses or does not answer, 5 for a corrupt or newer database.
+ * file, 4 when the database refuses or does not answer, 5 for a corrupt or newer database, 1 for a full disk.
  */
 export async function openHubStore(flags: Flags<typeof storeFlags>, stateDir: string): Promise<HubStore> {
   try {

@@ -38,6 +38,7 @@ export type HubErrorCode =
   | 'TOO_MANY_REQUESTS'
   | 'SHUTTING_DOWN'
   | 'STORE_UNAVAILABLE'
+  | 'INSUFFICIENT_STORAGE'
   | 'INTERNAL';
 
 /** The one error format of krkns's API and of both apps' admin sockets. */

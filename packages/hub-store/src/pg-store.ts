@@ -61,6 +61,9 @@ const getTypeParser: typeof pg.types.getTypeParser = (oid, format): unknown =>
   oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format);
 const types = { getTypeParser };
 
+/** SQLSTATE disk_full: checked before {@link isUnavailable}, whose class 53 would take it for an overload. */
+const DISK_FULL = '53100';
+
 /**
  * SQLSTATE classes and socket errors that mean "the database is not there (or overloaded)", not "your query
  * is wrong": 08 connection exceptions, 53 insufficient resources (too many connections), 57 operator
@@ -136,7 +139,14 @@ export class PostgresStore implements HubStore {
   }
 
   #translate(err: unknown): unknown {
-    if (err instanceof StoreError || !isUnavailable(err)) return err;
+    if (err instanceof StoreError) return err;
+    if ((err as { code?: unknown }).code === DISK_FULL) {
+      const why = (err as Error).message;
+      return new StoreError('FULL', `the PostgreSQL store ${this.description} is out of disk space: ${why}`, {
+        cause: err,
+      });
+    }
+    if (!isUnavailable(err)) return err;
     return new StoreError(
       'UNAVAILABLE',
       `the PostgreSQL store ${this.description} is unavailable: ${(err as Error).message}`,

@@ -62,10 +62,15 @@ export class SqliteCore {
       // 64 MiB of page cache (default 2 MiB): index pages stay cached as the store grows into the 100k events.
       db.pragma('cache_size = -65536');
     } catch (err) {
-      throw new StoreError('CORRUPT', `cannot open event store ${path}: ${(err as Error).message}`, { cause: err });
+      throw fullDisk(path, err) ?? new StoreError('CORRUPT', openFailure(path, err), { cause: err });
     }
     if (fresh) chmodSync(path, 0o600);
-    migrate(db, path);
+    try {
+      migrate(db, path);
+    } catch (err) {
+      db.close();
+      throw fullDisk(path, err) ?? err;
+    }
     return new SqliteCore(path, db);
   }
 
@@ -443,4 +448,23 @@ function migrate(db: Database.Database, path: string): void {
     for (let v = current + 1; v <= schemaVersion; v++) db.exec(migrations[v]!);
     db.pragma(`user_version = ${schemaVersion}`);
   })();
+}
+
+/**
+ * SQLite's "database or disk is full" (an ENOSPC while writing the database or its WAL) as StoreError
+ * FULL; undefined for any other error.
+ */
+export function fullDisk(path: string, err: unknown): StoreError | undefined {
+  if ((err as { code?: unknown } | null)?.code !== 'SQLITE_FULL') return undefined;
+  return new StoreError('FULL', `the disk holding ${path} is full`, { cause: err });
+}
+
+/** Why the file at `path` cannot be opened, and for a damaged one what the operator can do. */
+function openFailure(path: string, err: unknown): string {
+  const { code, message } = err as { code?: unknown; message: string };
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    const fix = 'restore it from a backup, or move it aside to start empty';
+    return `event store ${path} is corrupt or not a SQLite database (${message}): ${fix}`;
+  }
+  return `cannot open event store ${path}: ${message}`;
 }

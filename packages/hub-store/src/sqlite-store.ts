@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
-import { SqliteCore } from './sqlite-core.js';
+import { SqliteCore, fullDisk } from './sqlite-core.js';
 import type {
   HubStore,
   Delivery,
@@ -42,6 +42,15 @@ export class SqliteStore implements HubStore {
     return new SqliteStore(SqliteCore.open(path), options);
   }
 
+  /** Runs a write in the group commit; a full disk fails it as StoreError FULL (nothing of it committed). */
+  async #write<T>(work: () => T): Promise<T> {
+    try {
+      return await this.#writes.run(work);
+    } catch (err) {
+      throw fullDisk(this.#core.path, err) ?? err;
+    }
+  }
+
   /** Transactions committed so far; against the writes made, shows how well writes are grouped. */
   get commits(): number {
     return this.#writes.groups;
@@ -52,7 +61,7 @@ export class SqliteStore implements HubStore {
     matches: TopicMatcher,
     now = Date.now(),
   ): Promise<{ event: StoredEvent; duplicate: boolean }> {
-    return this.#writes.run(() => this.#core.publish(input, matches, now));
+    return this.#write(() => this.#core.publish(input, matches, now));
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
@@ -68,7 +77,7 @@ export class SqliteStore implements HubStore {
   }
 
   subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
-    return this.#writes.run(() => this.#core.subscribe(input, now));
+    return this.#write(() => this.#core.subscribe(input, now));
   }
 
   async getSubscription(id: string): Promise<Subscription | undefined> {
@@ -80,7 +89,7 @@ export class SqliteStore implements HubStore {
   }
 
   unsubscribe(id: string): Promise<boolean> {
-    return this.#writes.run(() => this.#core.unsubscribe(id));
+    return this.#write(() => this.#core.unsubscribe(id));
   }
 
   async dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): Promise<DueDelivery[]> {
@@ -88,11 +97,11 @@ export class SqliteStore implements HubStore {
   }
 
   claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
-    return this.#writes.run(() => this.#core.claimDue(owner, now, leaseMs, limit));
+    return this.#write(() => this.#core.claimDue(owner, now, leaseMs, limit));
   }
 
   releaseLease(subscriptionId: string, owner: string): Promise<void> {
-    return this.#writes.run(() => this.#core.releaseLease(subscriptionId, owner));
+    return this.#write(() => this.#core.releaseLease(subscriptionId, owner));
   }
 
   async nextDueAt(now = Date.now()): Promise<number | null> {
@@ -100,11 +109,11 @@ export class SqliteStore implements HubStore {
   }
 
   recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
-    return this.#writes.run(() => this.#core.recordDelivered(subscriptionId, eventSeq, status, now));
+    return this.#write(() => this.#core.recordDelivered(subscriptionId, eventSeq, status, now));
   }
 
   recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
-    return this.#writes.run(() => this.#core.recordRejected(subscriptionId, eventSeq, outcome, now));
+    return this.#write(() => this.#core.recordRejected(subscriptionId, eventSeq, outcome, now));
   }
 
   recordGone(
@@ -114,7 +123,7 @@ export class SqliteStore implements HubStore {
     reason: string,
     now = Date.now(),
   ): Promise<void> {
-    return this.#writes.run(() => this.#core.recordGone(subscriptionId, eventSeq, status, reason, now));
+    return this.#write(() => this.#core.recordGone(subscriptionId, eventSeq, status, reason, now));
   }
 
   recordUnreachable(
@@ -125,23 +134,23 @@ export class SqliteStore implements HubStore {
     attemptStartedAt: number,
     now = Date.now(),
   ): Promise<void> {
-    return this.#writes.run(() =>
+    return this.#write(() =>
       this.#core.recordUnreachable(subscriptionId, eventSeq, error, probeAt, attemptStartedAt, now),
     );
   }
 
   wake(subscriptionId: string, now = Date.now()): Promise<void> {
-    return this.#writes.run(() => this.#core.wake(subscriptionId, now));
+    return this.#write(() => this.#core.wake(subscriptionId, now));
   }
 
   redeliver(eventId: string, matches: TopicMatcher, now = Date.now(), nodeId?: string): Promise<number> {
-    return this.#writes.run(() => this.#core.redeliver(eventId, matches, now, nodeId));
+    return this.#write(() => this.#core.redeliver(eventId, matches, now, nodeId));
   }
 
   async prune(before: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = await this.#writes.run(() => this.#core.pruneBatch(before));
+      const n = await this.#write(() => this.#core.pruneBatch(before));
       if (n === 0) return total;
       total += n;
       await nextTurn(); // let publishes and deliveries in between batches
@@ -149,7 +158,7 @@ export class SqliteStore implements HubStore {
   }
 
   heartbeat(name: string, startedAt: number, now = Date.now()): Promise<void> {
-    return this.#writes.run(() => this.#core.heartbeat(name, startedAt, now));
+    return this.#write(() => this.#core.heartbeat(name, startedAt, now));
   }
 
   async replicas(now = Date.now()): Promise<Replica[]> {

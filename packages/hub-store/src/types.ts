@@ -244,8 +244,11 @@ export interface HubStore {
  * - `BAD_URL`: the store URL or its password source is unusable (a usage error: exit 2).
  * - `CONNECT_FAILED`: the database refused or did not answer when opening (wrong password, host down: exit 4).
  * - `UNAVAILABLE`: the database went away after opening; the call did not commit (answer 503, retry).
+ * - `FULL`: the disk holding the database is full (SQLITE_FULL, SQLSTATE 53100); the call did not commit
+ *   (answer 507; the same call succeeds once space is freed).
  */
-export type StoreErrorCode = 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'CORRUPT' | 'BAD_URL' | 'CONNECT_FAILED' | 'UNAVAILABLE';
+export type StoreErrorCode =
+  'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'CORRUPT' | 'BAD_URL' | 'CONNECT_FAILED' | 'UNAVAILABLE' | 'FULL';
 
 /** The error class of this package. */
 export class StoreError extends Error {

@@ -1,12 +1,12 @@
 // What only the PostgreSQL backend does: connecting by URL and password, and living through an outage.
 
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError, openStore, parseStoreUrl, type HubStore } from '@krkn/hub-store';
-import { startPostgres, type Postgres } from '@krkn/testnet';
+import { SmallDisk, startPostgres, type Postgres } from '@krkn/testnet';
 
 let pg: Postgres;
 beforeAll(async () => {
@@ -112,6 +112,40 @@ describe('PostgresStore', () => {
     );
     expect((await store.listEvents()).map((e) => e.id)).toEqual([before.event.id, after.event.id]);
     await store.close();
+  });
+
+  it('fails writes on a full disk with FULL (SQLSTATE 53100), not UNAVAILABLE; writes again with space', async () => {
+    // The database lives in a tablespace on a small tmpfs owned by the server's user (the owner of pg.dir).
+    const { uid, gid } = statSync(pg.dir);
+    const disk = SmallDisk.mount({ bytes: 64 << 20, owner: { uid, gid } });
+    const server = { host: pg.host, port: pg.port, user: pg.user, password: pg.password };
+    const admin = new pgDriver.Client({ ...server, database: 'postgres' });
+    await admin.connect();
+    const database = `full_${Date.now()}`;
+    try {
+      await admin.query(`CREATE TABLESPACE ${database} LOCATION '${disk.dir}'`);
+      await admin.query(`CREATE DATABASE ${database} TABLESPACE ${database}`);
+      const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password: pg.password });
+      const publish = (body: string) =>
+        store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from(body), sender }, matches);
+      const kept = await publish('before the disk filled');
+      disk.fill();
+      const big = 'x'.repeat(1 << 20); // needs new pages
+      const full = await storeError(publish(big));
+      expect(full.code).toBe('FULL');
+      expect(full.message).toMatch(/^the PostgreSQL store postgres:\/\/.* is out of disk space: .*space/);
+      expect((await store.listEvents()).map((e) => e.id)).toEqual([kept.event.id]);
+
+      disk.free();
+      const after = await publish(big);
+      expect((await store.listEvents()).map((e) => e.id)).toEqual([kept.event.id, after.event.id]);
+      await store.close();
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${database}`);
+      await admin.query(`DROP TABLESPACE IF EXISTS ${database}`);
+      await admin.end();
+      disk.unmount();
+    }
   });
 
   it('a server killed under concurrent writes fails them with UNAVAILABLE and crashes nothing', async () => {

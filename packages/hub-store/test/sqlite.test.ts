@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteStore, openStore, type NewEvent } from '@krkn/hub-store';
+import { SqliteStore, openStore, type NewEvent, type StoreError } from '@krkn/hub-store';
+import { SmallDisk } from '@krkn/testnet';
 import { migrations, schemaVersion } from '../src/schema.js';
 
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
@@ -121,5 +122,54 @@ describe('SqliteStore', () => {
     const check = new Database(path, { readonly: true });
     expect(check.pragma('user_version', { simple: true })).toBe(schemaVersion);
     check.close();
+  });
+
+  it('fails writes on a full disk with FULL, committing none of them, and writes again once space frees', async () => {
+    const disk = SmallDisk.mount({ bytes: 4 << 20 });
+    try {
+      const store = SqliteStore.open(join(disk.dir, 'hub.db'));
+      const kept = await store.publish(event('t', 'before the disk filled'), matches);
+      disk.fill();
+      // Bigger than the WAL has ever been: its frames need new space.
+      const big = 'x'.repeat(256 << 10);
+      const refused = await Promise.allSettled([store.publish(event('t', big), matches), store.heartbeat('r', 1, 2)]);
+      for (const r of refused) {
+        expect(r.status).toBe('rejected');
+        const err = (r as PromiseRejectedResult).reason as StoreError;
+        expect([err.name, err.code, err.message]).toEqual([
+          'StoreError',
+          'FULL',
+          `the disk holding ${disk.dir}/hub.db is full`,
+        ]);
+      }
+      expect((await store.listEvents()).map((e) => e.id)).toEqual([kept.event.id]);
+      expect(await store.replicas()).toEqual([]);
+
+      disk.free();
+      const after = await store.publish(event('t', big), matches);
+      expect((await store.listEvents()).map((e) => e.id)).toEqual([kept.event.id, after.event.id]);
+      await store.close();
+    } finally {
+      disk.unmount();
+    }
+  });
+
+  it('opening a new store on a full disk fails with FULL, not CORRUPT', () => {
+    const disk = SmallDisk.mount({ bytes: 1 << 20 });
+    try {
+      disk.fill();
+      const path = join(disk.dir, 'hub.db');
+      const err = (() => {
+        try {
+          SqliteStore.open(path);
+        } catch (e) {
+          return e as StoreError;
+        }
+        throw new Error('opened a store on a full disk');
+      })();
+      expect([err.name, err.code, err.message]).toEqual(['StoreError', 'FULL', `the disk holding ${path} is full`]);
+    } finally {
+      disk.unmount();
+    }
   });
 });

@@ -76,6 +76,8 @@ export class Deliverer {
   private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  /** stop() gave up waiting: attempts ending from now on are not recorded. */
+  private abandoned = false;
   /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
   private scanning = false;
   private scanAgain = false;
@@ -117,12 +119,21 @@ export class Deliverer {
     for (const d of deliveries) this.redeliveries.set(`${d.subscriptionId}/${d.eventSeq}`, token);
   }
 
-  /** Stops starting attempts and waits up to timeoutMs for those in flight. */
+  /**
+   * Stops starting attempts and waits up to timeoutMs for those in flight to end and be recorded. An
+   * attempt still in flight then is abandoned: whenever it ends, nothing of it is written (the store
+   * may be closed by then), so its delivery stays due and goes out again at the next start.
+   */
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    const all = Promise.allSettled([...this.inFlight]);
-    await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      Promise.allSettled([...this.inFlight]).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (!drained) this.abandoned = true;
   }
 
   /**
@@ -196,7 +207,9 @@ export class Deliverer {
     const sub = due.subscription.id;
     this.busy.add(sub);
     const p = this.attempt(due)
-      .then(() => this.store.releaseLease(sub, this.opts.owner))
+      .then(async (recorded) => {
+        if (recorded) await this.store.releaseLease(sub, this.opts.owner);
+      })
       .catch((err: unknown) => {
         const fields = { err: asError(err), event: due.event.id, subscription: sub };
         // The delivery stays pending, so it is attempted again: at least once, never lost.
@@ -211,7 +224,8 @@ export class Deliverer {
     this.inFlight.add(p);
   }
 
-  private async attempt(due: DueDelivery): Promise<void> {
+  /** Sends one attempt and records its outcome; false when stop() abandoned it before it ended. */
+  private async attempt(due: DueDelivery): Promise<boolean> {
     const { delivery, event, subscription } = due;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
@@ -222,6 +236,10 @@ export class Deliverer {
       outcome = await this.send(due, attempt, this.redeliveries.get(key));
     } catch (err) {
       outcome = { kind: 'rejected', status: null, error: err instanceof Error ? err.message : String(err) };
+    }
+    if (this.abandoned) {
+      log.warn({ outcome: outcome.kind }, 'attempt ended after the drain timeout: not recorded, it goes out again');
+      return false;
     }
     const now = this.now();
     const status = outcome.kind === 'unreachable' ? null : outcome.status;
@@ -258,7 +276,13 @@ export class Deliverer {
       }
     }
     const ended = { outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic, eventId: event.id };
-    this.opts.onAttempt?.(ended);
+    try {
+      this.opts.onAttempt?.(ended);
+    } catch (err) {
+      // The outcome is stored: a failing listener must not pass for a failed recording, nor keep the lease.
+      log.error({ err: asError(err) }, 'a listener of delivery attempts failed');
+    }
+    return true;
   }
 
   /**

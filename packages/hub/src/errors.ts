@@ -1,5 +1,5 @@
 import type { ErrorBody, HubErrorCode } from '@krkn/hub-api';
-import { StoreError } from '@krkn/hub-store';
+import { StoreError, type StoreErrorCode } from '@krkn/hub-store';
 
 /**
  * The HTTP status of every error krkns answers with: the one place a status is chosen (the model
@@ -23,6 +23,7 @@ const httpStatusOf = {
   INTERNAL: 500,
   SHUTTING_DOWN: 503,
   STORE_UNAVAILABLE: 503,
+  INSUFFICIENT_STORAGE: 507,
 } as const satisfies Record<HubErrorCode, number>;
 
 /** An error krkns answers with: a stable code, whose HTTP status is {@link httpStatusOf}. */
@@ -51,18 +52,28 @@ const fastifyCodes: Readonly<Record<string, HubErrorCode>> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
 };
 
+// Store failures that are not a bug: nothing was committed, and the same call succeeds later.
+const storeAnswers: Partial<Record<StoreErrorCode, { code: HubErrorCode; message: string }>> = {
+  UNAVAILABLE: {
+    code: 'STORE_UNAVAILABLE',
+    message: 'the event store is unavailable; nothing was stored, retry shortly',
+  },
+  FULL: {
+    code: 'INSUFFICIENT_STORAGE',
+    message: "the event store's disk is full; nothing was stored, retry once the operator frees space",
+  },
+};
+
 /**
  * The answer for anything a route threw: a HubError as is, a client error of fastify's (bad JSON,
- * body too large) by its code, a store that went away as STORE_UNAVAILABLE (nothing was committed:
- * retry), anything else an INTERNAL error whose details stay in the log.
+ * body too large) by its code, a store that went away (STORE_UNAVAILABLE) or ran out of disk
+ * (INSUFFICIENT_STORAGE) as such (nothing was committed: retry), anything else an INTERNAL error whose
+ * details stay in the log.
  */
 export function toHubError(err: unknown): HubError {
   if (err instanceof HubError) return err;
-  if (err instanceof StoreError && err.code === 'UNAVAILABLE') {
-    return new HubError('STORE_UNAVAILABLE', 'the event store is unavailable; nothing was stored, retry shortly', {
-      cause: err,
-    });
-  }
+  const storeAnswer = err instanceof StoreError ? storeAnswers[err.code] : undefined;
+  if (storeAnswer) return new HubError(storeAnswer.code, storeAnswer.message, { cause: err });
   const { code, statusCode, message } = (err ?? {}) as { code?: unknown; statusCode?: unknown; message?: unknown };
   const text = typeof message === 'string' ? message : String(err);
   const known = typeof code === 'string' ? fastifyCodes[code] : undefined;

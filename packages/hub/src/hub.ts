@@ -176,10 +176,11 @@ export class Hub implements HubUseCases {
   }
 
   /**
-   * Stops taking requests (new ones get 503) and starting deliveries; waits up to timeoutMs for
-   * the requests and deliveries in flight.
+   * Stops taking requests (new ones get 503) and starting deliveries; waits up to timeoutMs for the
+   * requests in flight and up to drainMs for the delivery attempts in flight to end and be recorded
+   * (one still in flight then is not recorded: it stays due, see Deliverer.stop).
    */
-  async stop(timeoutMs: number): Promise<void> {
+  async stop(timeoutMs: number, drainMs = timeoutMs): Promise<void> {
     this.closingFlag = true;
     this.events.emit('closing');
     clearInterval(this.pruneTimer);
@@ -190,7 +191,7 @@ export class Hub implements HubUseCases {
       if (this.activeRequests === 0) resolve();
     });
     const bound = new Promise((r) => setTimeout(r, timeoutMs).unref());
-    await Promise.all([this.deliverer.stop(timeoutMs), Promise.race([requestsDone, bound])]);
+    await Promise.all([this.deliverer.stop(drainMs), Promise.race([requestsDone, bound])]);
   }
 
   /** Requests being answered and delivery attempts under way: what stop() waits for. */

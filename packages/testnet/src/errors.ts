@@ -12,6 +12,7 @@
  * - `HTTP_FAILED`: an HTTP request through a node's proxy failed below HTTP (connect, reset).
  * - `TIMEOUT`: a bounded wait ran out.
  * - `POSTGRES_START_FAILED`: PostgreSQL is not installed, `initdb` failed, or the server exited or never became ready.
+ * - `SMALL_DISK_FAILED`: a small tmpfs for a full-disk test could not be mounted (not root).
  */
 export type TestnetErrorCode =
   | 'TOOL_NOT_FOUND'
@@ -24,7 +25,8 @@ export type TestnetErrorCode =
   | 'NOT_FOUND'
   | 'HTTP_FAILED'
   | 'TIMEOUT'
-  | 'POSTGRES_START_FAILED';
+  | 'POSTGRES_START_FAILED'
+  | 'SMALL_DISK_FAILED';
 
 /** Extra facts attached to a {@link TestnetError}, for humans reading a failed test. */
 export interface TestnetErrorDetails {

@@ -1,7 +1,8 @@
 /**
  * @krkn/testnet — a real local tailnet for end-to-end tests and the demo:
  * an isolated headscale on loopback (embedded DERP, sqlite, MagicDNS) plus native tailscaled peers
- * in userspace-networking mode. Nothing leaves 127.0.0.1 and nothing needs root.
+ * in userspace-networking mode. Nothing leaves 127.0.0.1 and nothing needs root (but {@link SmallDisk}, a
+ * tmpfs mount for full-disk tests).
  *
  * ```ts
  * const tailnet = await startTailnet();
@@ -21,6 +22,8 @@ export type { StartTailnetOptions, PreAuthKeyOptions, Stoppable } from './tailne
 export { startNativeNode, NativeNode } from './native-node.js';
 export { startPostgres, Postgres } from './postgres.js';
 export type { StartPostgresOptions } from './postgres.js';
+export { SmallDisk } from './small-disk.js';
+export type { SmallDiskOptions } from './small-disk.js';
 export type { StartNativeNodeOptions, PingOptions, PingResult } from './native-node.js';
 export type { HeadscaleNode, HeadscaleUser } from './headscale-records.js';
 export type { NodeStatus, PeerStatus } from './node-status.js';
