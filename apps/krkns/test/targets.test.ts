@@ -16,7 +16,7 @@ import { peerNode } from './peers.js';
 
 const capability = 'krkn.dev/cap/webhooks';
 const everyoneReaches = { src: ['*'], dst: ['*'], ip: ['*'] };
-const jobsGrant = { src: ['*'], dst: ['*'], app: { [capability]: [{ subscribe: ['jobs/**'] }] } };
+const jobsGrant = { src: ['*'], dst: ['*'], app: { [capability]: [{ subscribe: ['jobs/**'], read: ['jobs/**'] }] } };
 
 let tailnet: Tailnet;
 let ephemeralKey: string;
@@ -126,6 +126,11 @@ describe('delivery targets', () => {
     expect(await deliveryOf(after.id, sub.id)).toMatchObject({ state: 'pending', attempts: 0, lastError: held.reason });
     expect((await admin.status()).storage).toMatchObject({ heldSubscriptions: 1, offlineSubscriptions: 0 });
     expect(krkns.stdout + krkns.stderr).toContain('not sent: the target is not the subscriber');
+    const page = await tailnetFetch(intruder.node, `http://${krkns.ip}/ui/subscribers`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain(`held since ${held.at}`);
+    expect(html).toContain(held.reason); // no character in it that HTML escapes
 
     await pause(5_000); // the held queue is checked again at its probes (2 s, then 2-3 s later)
     expect(intruder.received).toEqual([]);
