@@ -485,7 +485,8 @@ export class PostgresStore implements HubStore {
 
   async #online(subscriptionId: string, c: pg.PoolClient): Promise<void> {
     await this.#q(
-      'UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL WHERE id = $1',
+      `UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL
+       WHERE id = $1`,
       [subscriptionId],
       c,
     );

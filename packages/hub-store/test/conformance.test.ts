@@ -211,7 +211,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect((await store.getSubscription(s.id))?.offlineSince).toBeNull();
   });
 
-  it('holds a queue whose address answers for another node, without spending attempts, until it subscribes again', async () => {
+  it('holds a queue whose address answers for another node, spending nothing, until it subscribes again', async () => {
     const s = await sub('n1', ['t']);
     const e = (await store.publish(event('t'), matches)).event;
     const now = Date.now();
@@ -230,7 +230,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect(await store.stats()).toMatchObject({ heldSubscriptions: 0 });
   });
 
-  it('ends a hold once the subscriber is reached, and ignores one from an attempt that began before it subscribed', async () => {
+  it('ends a hold once the subscriber is reached; ignores one from an attempt begun before it subscribed', async () => {
     const s = await sub('n1', ['t']);
     const e = (await store.publish(event('t'), matches)).event;
     await store.recordHeld(s.id, e.seq, 'held', Date.now() - 1000, Date.now(), Date.now());

@@ -139,11 +139,12 @@ export function subscribersPage(prefix: string, subscriptions: SubscriberView[])
 /** Online, offline since when, or held since when and why (its address answers for another node). */
 function subscriberState(s: SubscriberView): Html {
   if (s.held !== null) {
-    return html`<span class="state state-held">held since ${s.held.at}</span> <span class="error">${s.held.reason}</span>`;
+    return html`<span class="state state-held">held since ${s.held.at}</span>
+<span class="error">${s.held.reason}</span>`;
   }
   const online = s.offlineSince === null;
-  return html`<span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}
-</span>`;
+  const state = online ? 'online' : `offline since ${s.offlineSince}`;
+  return html`<span class="state state-${online ? 'online' : 'offline'}">${state}</span>`;
 }
 
 /** Header name/value pairs as received, as a table of text. */
