@@ -25,6 +25,5 @@ export { identifyAdmin, identifyByWhois } from './caller.js';
 export type { Caller, Identify } from './caller.js';
 export type { AttemptOutcome, SendAttempt } from './delivery.js';
 export { tailnetSender } from './tailnet-sender.js';
-export { guardTargets } from './target-guard.js';
 export { HubError, toHubError } from './errors.js';
 export { checkHost, ownHostsOf } from './browser-guard.js';

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import type { DueDelivery } from '@krkn/hub-store';
 import type { WhoIs } from '@krkn/tailnet';
-import { guardTargets, type AttemptOutcome } from '@krkn/hub';
+import type { AttemptOutcome } from '@krkn/hub';
+import { guardTargets } from '../src/target-guard.js';
 import { Recorder } from './helpers.js';
 
 const capability = 'krkn.dev/cap/webhooks';
