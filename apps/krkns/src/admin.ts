@@ -85,7 +85,8 @@ function printStatus(st: HubStatus): void {
   if (st.loginUrl) out(`  login URL:  ${st.loginUrl}`);
   if (st.listener) out(`  listener:   ${st.listener}`);
   const { subscriptions, offlineSubscriptions: offline, disabledSubscriptions: disabled } = st.storage;
-  const subs = `${subscriptions} subscription(s) (${offline} offline, ${disabled} disabled by 410 Gone)`;
+  const held = `${st.storage.heldSubscriptions} held (address answers for another node)`;
+  const subs = `${subscriptions} subscription(s) (${offline} offline, ${held}, ${disabled} disabled by 410 Gone)`;
   out(`  storage:    ${st.storage.events} events, ${subs}, ${(st.storage.databaseBytes / 1e6).toFixed(1)} MB`);
   for (const r of st.replicas) out(`  replica:    ${replicaLine(r)}`);
   out(

@@ -56,18 +56,19 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   const { stop, up } = own;
+  // One authorisation config for the API and for the check before each delivery.
+  const authz = { requireCapability: flags['require-capability'], capabilityName: flags.capability };
   const hub = new Hub({
     store,
     node,
     logger: log,
-    send: tailnetSender(node, flags['delivery-timeout']),
+    send: tailnetSender(node, flags['delivery-timeout'], authz),
     config: {
       bodyLimit: flags['body-limit'],
       retentionMs: flags.retention,
       retryScheduleMs: flags['retry-schedule'],
       deliveryTimeoutMs: flags['delivery-timeout'],
-      requireCapability: flags['require-capability'],
-      capabilityName: flags.capability,
+      ...authz,
       maxConcurrentDeliveries: 16,
       credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']],
     },

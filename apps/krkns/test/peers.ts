@@ -4,10 +4,17 @@ import { pino } from 'pino';
 import { TailnetNode } from '@krkn/tailnet';
 import type { Tailnet } from '@krkn/testnet';
 
-/** A (not yet up) node named `hostname`, its state under `dir`, quiet, relaying over DERP HTTP as the tests do. */
-export function peerNode(tailnet: Tailnet, opts: { hostname: string; authKey: string; dir: string }): TailnetNode {
+/**
+ * A (not yet up) node named `hostname`, its state under `dir`, quiet, relaying over DERP HTTP as the tests do.
+ * An `ephemeral` one (with an ephemeral key) logs out on close(): headscale deletes it at once.
+ */
+export function peerNode(
+  tailnet: Tailnet,
+  opts: { hostname: string; authKey: string; dir: string; ephemeral?: boolean },
+): TailnetNode {
   return new TailnetNode({
     hostname: opts.hostname,
+    ephemeral: opts.ephemeral ?? false,
     stateDir: join(opts.dir, opts.hostname),
     controlUrl: tailnet.url,
     authKey: opts.authKey,

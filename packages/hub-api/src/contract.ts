@@ -134,6 +134,11 @@ export interface SubscriptionInfo {
   /** Set (ISO time, why) once the subscriber answered 410 Gone: nothing is sent until it subscribes again. */
   disabled: { at: string; reason: string } | null;
   /**
+   * Set (ISO time, why) while its deliveries are held back: its tailnet address answers for another node
+   * than the one that subscribed. Nothing is sent until it is back at that address or subscribes again.
+   */
+  held: { at: string; reason: string } | null;
+  /**
    * The Standard Webhooks secret ("whsec_...") every attempt is signed with: only in the answer to the
    * subscribe that issued it (a new subscription, or rotateSecret). Keep it: it is not shown again.
    */
@@ -150,6 +155,8 @@ export interface HubStatus {
     offlineSubscriptions: number;
     /** Disabled because the subscriber answered 410 Gone. */
     disabledSubscriptions: number;
+    /** Held back: their address answers for another node than the subscriber. */
+    heldSubscriptions: number;
     databaseBytes: number;
   };
   queue: { pending: number; delivered: number; failed: number; inFlight: number; oldestPendingAt: string | null };

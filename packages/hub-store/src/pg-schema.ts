@@ -72,4 +72,8 @@ export const pgMigrations: Record<number, string> = {
       seen_at     BIGINT NOT NULL
     );
   `,
+  5: `
+    ALTER TABLE subscriptions ADD COLUMN held_at BIGINT;
+    ALTER TABLE subscriptions ADD COLUMN held_reason TEXT;
+  `,
 };

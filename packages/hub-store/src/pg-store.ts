@@ -297,6 +297,7 @@ export class PostgresStore implements HubStore {
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = EXCLUDED.node_name, address = EXCLUDED.address,
            path = EXCLUDED.path, topics = EXCLUDED.topics, updated_at = EXCLUDED.updated_at,
            offline_since = NULL, probe_at = NULL, disabled_at = NULL, disabled_reason = NULL,
+           held_at = NULL, held_reason = NULL,
            secret = CASE WHEN $10::bigint IS NOT NULL OR subscriptions.secret IS NULL THEN $9
              ELSE subscriptions.secret END,
            previous_secret = CASE WHEN $10::bigint IS NOT NULL THEN subscriptions.secret
@@ -484,8 +485,8 @@ export class PostgresStore implements HubStore {
         c,
       );
       await this.#q(
-        `UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2, offline_since = NULL, probe_at = NULL
-         WHERE id = $3`,
+        `UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2, offline_since = NULL, probe_at = NULL,
+           held_at = NULL, held_reason = NULL WHERE id = $3`,
         [now, reason, subscriptionId],
         c,
       );
@@ -493,7 +494,12 @@ export class PostgresStore implements HubStore {
   }
 
   async #online(subscriptionId: string, c: pg.PoolClient): Promise<void> {
-    await this.#q('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = $1', [subscriptionId], c);
+    await this.#q(
+      `UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL
+       WHERE id = $1`,
+      [subscriptionId],
+      c,
+    );
   }
 
   async recordUnreachable(
@@ -511,11 +517,47 @@ export class PostgresStore implements HubStore {
         c,
       );
       await this.#q(
-        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, $1), probe_at = $2 WHERE id = $3
-          AND updated_at <= $4`,
+        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, $1), probe_at = $2, held_at = NULL,
+           held_reason = NULL WHERE id = $3 AND updated_at <= $4`,
         [now, probeAt, subscriptionId, attemptStartedAt],
         c,
       );
+    });
+  }
+
+  async recordHeld(
+    subscriptionId: string,
+    eventSeq: number,
+    reason: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now = Date.now(),
+  ): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        'UPDATE deliveries SET last_error = $1, updated_at = $2 WHERE subscription_id = $3 AND event_seq = $4',
+        [reason, now, subscriptionId, eventSeq],
+        c,
+      );
+      await this.#q(
+        `UPDATE subscriptions SET held_at = COALESCE(held_at, $1), held_reason = $2, probe_at = $3,
+           offline_since = NULL WHERE id = $4 AND updated_at <= $5`,
+        [now, reason, probeAt, subscriptionId, attemptStartedAt],
+        c,
+      );
+    });
+  }
+
+  async recordRefused(subscriptionId: string, eventSeq: number, reason: string, now = Date.now()): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q(
+        `UPDATE deliveries SET state = 'failed', last_status = NULL, last_error = $1, updated_at = $2
+         WHERE subscription_id = $3 AND event_seq = $4`,
+        [reason, now, subscriptionId, eventSeq],
+        c,
+      );
+      // The address answered for the subscription's own node: whatever held its queue is over.
+      await this.#q('UPDATE subscriptions SET held_at = NULL, held_reason = NULL WHERE id = $1', [subscriptionId], c);
     });
   }
 
@@ -602,6 +644,7 @@ export class PostgresStore implements HubStore {
          (SELECT COUNT(*) FROM subscriptions) AS subscriptions,
          (SELECT COUNT(*) FROM subscriptions WHERE offline_since IS NOT NULL) AS "offlineSubscriptions",
          (SELECT COUNT(*) FROM subscriptions WHERE disabled_at IS NOT NULL) AS "disabledSubscriptions",
+         (SELECT COUNT(*) FROM subscriptions WHERE held_at IS NOT NULL) AS "heldSubscriptions",
          (SELECT COUNT(*) FROM deliveries WHERE state = 'pending') AS pending,
          (SELECT COUNT(*) FROM deliveries WHERE state = 'delivered') AS delivered,
          (SELECT COUNT(*) FROM deliveries WHERE state = 'failed') AS failed,

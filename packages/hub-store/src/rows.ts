@@ -32,6 +32,8 @@ export interface SubscriptionRow {
   probe_at: number | null;
   disabled_at: number | null;
   disabled_reason: string | null;
+  held_at: number | null;
+  held_reason: string | null;
   secret: string | null;
   previous_secret: string | null;
   previous_secret_until: number | null;
@@ -105,6 +107,7 @@ export function toSubscription(r: SubscriptionRow): Subscription {
     updatedAt: r.updated_at,
     offlineSince: r.offline_since,
     disabled: r.disabled_at === null ? null : { at: r.disabled_at, reason: r.disabled_reason ?? '' },
+    held: r.held_at === null ? null : { at: r.held_at, reason: r.held_reason ?? '' },
     secret: r.secret,
     previousSecret:
       r.previous_secret === null ? null : { secret: r.previous_secret, until: r.previous_secret_until ?? 0 },

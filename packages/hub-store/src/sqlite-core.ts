@@ -166,7 +166,7 @@ export class SqliteCore {
          VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now, @secret)
          ON CONFLICT (node_id, port) DO UPDATE SET node_name = @nodeName, address = @address, path = @path,
            topics = @topics, updated_at = @now, offline_since = NULL, probe_at = NULL,
-           disabled_at = NULL, disabled_reason = NULL,
+           disabled_at = NULL, disabled_reason = NULL, held_at = NULL, held_reason = NULL,
            secret = CASE WHEN @rotateUntil IS NOT NULL OR secret IS NULL THEN @secret ELSE secret END,
            previous_secret = CASE WHEN @rotateUntil IS NOT NULL THEN secret ELSE previous_secret END,
            previous_secret_until = COALESCE(@rotateUntil, previous_secret_until)
@@ -307,14 +307,16 @@ export class SqliteCore {
            AND state = 'pending'`,
       ).run(reason, now, subscriptionId);
       this.#sql(
-        `UPDATE subscriptions SET disabled_at = ?, disabled_reason = ?, offline_since = NULL, probe_at = NULL
-         WHERE id = ?`,
+        `UPDATE subscriptions SET disabled_at = ?, disabled_reason = ?, offline_since = NULL, probe_at = NULL,
+           held_at = NULL, held_reason = NULL WHERE id = ?`,
       ).run(now, reason, subscriptionId);
     });
   }
 
   #online(subscriptionId: string): void {
-    this.#sql('UPDATE subscriptions SET offline_since = NULL, probe_at = NULL WHERE id = ?').run(subscriptionId);
+    this.#sql(
+      'UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL WHERE id = ?',
+    ).run(subscriptionId);
   }
 
   recordUnreachable(
@@ -333,9 +335,42 @@ export class SqliteCore {
         eventSeq,
       );
       this.#sql(
-        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ? WHERE id = ?
-          AND updated_at <= ?`,
+        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ?, held_at = NULL,
+           held_reason = NULL WHERE id = ? AND updated_at <= ?`,
       ).run(now, probeAt, subscriptionId, attemptStartedAt);
+    });
+  }
+
+  recordHeld(
+    subscriptionId: string,
+    eventSeq: number,
+    reason: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now = Date.now(),
+  ): void {
+    this.transaction(() => {
+      this.#sql('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?').run(
+        reason,
+        now,
+        subscriptionId,
+        eventSeq,
+      );
+      this.#sql(
+        `UPDATE subscriptions SET held_at = COALESCE(held_at, ?), held_reason = ?, probe_at = ?, offline_since = NULL
+         WHERE id = ? AND updated_at <= ?`,
+      ).run(now, reason, probeAt, subscriptionId, attemptStartedAt);
+    });
+  }
+
+  recordRefused(subscriptionId: string, eventSeq: number, reason: string, now = Date.now()): void {
+    this.transaction(() => {
+      this.#sql(
+        `UPDATE deliveries SET state = 'failed', last_status = NULL, last_error = ?, updated_at = ?
+         WHERE subscription_id = ? AND event_seq = ?`,
+      ).run(reason, now, subscriptionId, eventSeq);
+      // The address answered for the subscription's own node: whatever held its queue is over.
+      this.#sql('UPDATE subscriptions SET held_at = NULL, held_reason = NULL WHERE id = ?').run(subscriptionId);
     });
   }
 
@@ -424,6 +459,7 @@ export class SqliteCore {
       disabledSubscriptions: (
         one('SELECT COUNT(*) AS n FROM subscriptions WHERE disabled_at IS NOT NULL') as { n: number }
       ).n,
+      heldSubscriptions: (one('SELECT COUNT(*) AS n FROM subscriptions WHERE held_at IS NOT NULL') as { n: number }).n,
       pending: count('pending'),
       delivered: count('delivered'),
       failed: count('failed'),

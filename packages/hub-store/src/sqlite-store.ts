@@ -139,6 +139,23 @@ export class SqliteStore implements HubStore {
     );
   }
 
+  recordHeld(
+    subscriptionId: string,
+    eventSeq: number,
+    reason: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now = Date.now(),
+  ): Promise<void> {
+    return this.#writes.run(() =>
+      this.#core.recordHeld(subscriptionId, eventSeq, reason, probeAt, attemptStartedAt, now),
+    );
+  }
+
+  recordRefused(subscriptionId: string, eventSeq: number, reason: string, now = Date.now()): Promise<void> {
+    return this.#writes.run(() => this.#core.recordRefused(subscriptionId, eventSeq, reason, now));
+  }
+
   wake(subscriptionId: string, now = Date.now()): Promise<void> {
     return this.#write(() => this.#core.wake(subscriptionId, now));
   }

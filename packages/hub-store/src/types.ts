@@ -34,7 +34,7 @@ export interface NewEvent {
 /** What subscribe needs: the rest (id, times, offline state) is the store's. */
 export type NewSubscription = Omit<
   Subscription,
-  'id' | 'createdAt' | 'updatedAt' | 'offlineSince' | 'disabled' | 'secret' | 'previousSecret'
+  'id' | 'createdAt' | 'updatedAt' | 'offlineSince' | 'disabled' | 'held' | 'secret' | 'previousSecret'
 > & {
   /** A fresh signing secret: kept when the subscription is new or has none, or when rotating; else unused. */
   secret?: string;
@@ -60,6 +60,11 @@ export interface Subscription {
    * until it subscribes again.
    */
   disabled: { at: number; reason: string } | null;
+  /**
+   * Set while its deliveries are held back: its address answered for another node than `nodeId` (a
+   * deleted node's address re-issued). Nothing is sent until it is back there or subscribes again.
+   */
+  held: { at: number; reason: string } | null;
   /** The Standard Webhooks secret ("whsec_...") attempts are signed with; null for one made before schema 3. */
   secret: string | null;
   /** After a rotation: the old secret, also signed with until `until` (ms), so receivers can switch over. */
@@ -122,6 +127,8 @@ export interface StoreStats {
   offlineSubscriptions: number;
   /** Subscriptions disabled by a 410 Gone answer. */
   disabledSubscriptions: number;
+  /** Subscriptions whose deliveries are held back: their address answers for another node. */
+  heldSubscriptions: number;
   pending: number;
   delivered: number;
   failed: number;
@@ -217,6 +224,24 @@ export interface HubStore {
     attemptStartedAt: number,
     now?: number,
   ): Promise<void>;
+  /**
+   * Not sent: the subscriber's address answers for another node. Spends no attempt; the delivery keeps
+   * `reason` as its last error and the whole queue is held until `probeAt` (checked again then), or until
+   * it subscribes again. An attempt that started before the subscriber subscribed again holds nothing.
+   */
+  recordHeld(
+    subscriptionId: string,
+    eventSeq: number,
+    reason: string,
+    probeAt: number,
+    attemptStartedAt: number,
+    now?: number,
+  ): Promise<void>;
+  /**
+   * Not sent: the subscriber may no longer receive this event (its capability was revoked). The delivery
+   * fails with `reason`, no attempt spent; the rest of its queue goes on.
+   */
+  recordRefused(subscriptionId: string, eventSeq: number, reason: string, now?: number): Promise<void>;
   /** Makes a subscriber's waiting queue due now (it came back online). */
   wake(subscriptionId: string, now?: number): Promise<void>;
   /**

@@ -211,6 +211,57 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect((await store.getSubscription(s.id))?.offlineSince).toBeNull();
   });
 
+  it('holds a queue whose address answers for another node, spending nothing, until it subscribes again', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    const now = Date.now();
+    const reason = '100.64.0.20 now answers for node n2, not n1';
+    await store.recordHeld(s.id, e.seq, reason, now + 60_000, now, now);
+    await store.recordHeld(s.id, e.seq, reason, now + 90_000, now + 1, now + 1); // still held: `at` stays
+    expect(await store.dueDeliveries(now + 1000, new Set(), 10)).toEqual([]);
+    expect(await store.nextDueAt(now)).toBe(now + 90_000);
+    expect(await store.getSubscription(s.id)).toMatchObject({ held: { at: now, reason }, offlineSince: null });
+    expect((await store.deliveriesOf(e.id))[0]).toMatchObject({ state: 'pending', attempts: 0, lastError: reason });
+    expect(await store.stats()).toMatchObject({ heldSubscriptions: 1, offlineSubscriptions: 0, pending: 1 });
+
+    const back = await sub('n1', ['t']); // the subscriber subscribed again (from wherever it is now)
+    expect(back.held).toBeNull();
+    expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
+    expect(await store.stats()).toMatchObject({ heldSubscriptions: 0 });
+  });
+
+  it('ends a hold once the subscriber is reached; ignores one from an attempt begun before it subscribed', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    await store.recordHeld(s.id, e.seq, 'held', Date.now() - 1000, Date.now(), Date.now());
+    expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
+    await store.recordDelivered(s.id, e.seq, 204);
+    expect((await store.getSubscription(s.id))?.held).toBeNull();
+
+    const attemptStarted = Date.now() - 1000;
+    await sub('n1', ['t']);
+    await store.recordHeld(s.id, e.seq, 'late', Date.now() + 60_000, attemptStarted);
+    expect((await store.getSubscription(s.id))?.held).toBeNull();
+  });
+
+  it('fails a refused delivery without an attempt and goes on with the rest of the queue', async () => {
+    const s = await sub('n1', ['t']);
+    const first = (await store.publish(event('t', 'a'), matches)).event;
+    const second = (await store.publish(event('t', 'b'), matches)).event;
+    const now = Date.now();
+    await store.recordHeld(s.id, first.seq, 'held', now - 1, now, now);
+    await store.recordRefused(s.id, first.seq, 'capability revoked', now);
+    expect((await store.deliveriesOf(first.id))[0]).toMatchObject({
+      state: 'failed',
+      attempts: 0,
+      lastStatus: null,
+      lastError: 'capability revoked',
+    });
+    expect((await store.getSubscription(s.id))?.held).toBeNull();
+    expect((await store.dueDeliveries(now, new Set(), 10)).map((d) => d.event.id)).toEqual([second.id]);
+    expect(await store.stats()).toMatchObject({ failed: 1, pending: 1 });
+  });
+
   it('ignores an unreachable result from an attempt that began before the subscriber came back', async () => {
     const s = await sub('n1', ['t']);
     const e = (await store.publish(event('t'), matches)).event;

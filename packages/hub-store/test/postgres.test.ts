@@ -7,6 +7,7 @@ import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError, openStore, parseStoreUrl, type HubStore } from '@krkn/hub-store';
 import { SmallDisk, startPostgres, type Postgres } from '@krkn/testnet';
+import { pgMigrations } from '../src/pg-schema.js';
 
 let pg: Postgres;
 beforeAll(async () => {
@@ -79,6 +80,31 @@ describe('PostgresStore', () => {
       openStore(url, { defaultSqlitePath: '/unused', passwordFile: join(pg.dir, 'nope') }),
     );
     expect(noFile.code).toBe('BAD_URL');
+  });
+
+  it('migrates a schema 4 database forward: its subscriptions start not held, and can be held', async () => {
+    const database = await pg.createDatabase();
+    const { host, port, user, password } = pg;
+    const v4 = new pgDriver.Client({ host, port, user, database, password });
+    await v4.connect();
+    for (let v = 1; v <= 4; v++) await v4.query(pgMigrations[v]!);
+    await v4.query('CREATE TABLE krkn_schema (version INTEGER NOT NULL); INSERT INTO krkn_schema VALUES (4)');
+    await v4.query(
+      `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
+       VALUES ('sub_old', 'n', 'n.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1)`,
+    );
+    await v4.end();
+    const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password });
+    try {
+      const event = (
+        await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('x'), sender }, matches, 5)
+      ).event;
+      expect((await store.getSubscription('sub_old'))?.held).toBeNull();
+      await store.recordHeld('sub_old', event.seq, 'another node', 20, 6, 6);
+      expect((await store.getSubscription('sub_old'))?.held).toEqual({ at: 6, reason: 'another node' });
+    } finally {
+      await store.close();
+    }
   });
 
   it('refuses to connect to a closed port with CONNECT_FAILED, within its connect timeout', async () => {

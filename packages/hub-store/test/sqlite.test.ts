@@ -118,6 +118,9 @@ describe('SqliteStore', () => {
     expect((await store.getSubscription('sub_old'))?.disabled).toEqual({ at: 11, reason: 'gone' });
     await store.heartbeat('r1', 1, 12); // schema 4: the replicas table
     expect((await store.replicas(12)).map((r) => r.name)).toEqual(['r1']);
+    expect((await store.getSubscription('sub_old'))?.held).toBeNull(); // schema 5: rows from before are not held
+    await store.recordHeld('sub_old', 1, 'another node', 20, 13, 13);
+    expect((await store.getSubscription('sub_old'))?.held).toEqual({ at: 13, reason: 'another node' });
     await store.close();
     const check = new Database(path, { readonly: true });
     expect(check.pragma('user_version', { simple: true })).toBe(schemaVersion);

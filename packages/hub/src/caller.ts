@@ -32,15 +32,20 @@ export function identifyByWhois(node: { whois(address: string): Promise<WhoIs> }
       const why = err instanceof Error ? err.message : String(err);
       throw new HubError('UNKNOWN_CALLER', `no tailnet node has address ${req.ip}: ${why}`, { cause: err });
     }
-    return {
-      kind: 'peer',
-      ip: req.ip,
-      nodeId: who.node.stableId || String(who.node.id),
-      node: who.node.name,
-      user: who.user.loginName,
-      tags: who.node.tags,
-      capMap: who.capMap,
-    };
+    return peerOf(req.ip, who);
+  };
+}
+
+/** The peer WhoIs named behind `ip`: at a request (the caller) and before each delivery (the target). */
+export function peerOf(ip: string, who: WhoIs): Extract<Caller, { kind: 'peer' }> {
+  return {
+    kind: 'peer',
+    ip,
+    nodeId: who.node.stableId || String(who.node.id),
+    node: who.node.name,
+    user: who.user.loginName,
+    tags: who.node.tags,
+    capMap: who.capMap,
   };
 }
 

@@ -17,7 +17,14 @@ export type AttemptOutcome =
   /** 410 Gone: the subscriber wants no more; its subscription is disabled until it subscribes again. */
   | { kind: 'gone'; status: number }
   /** Not reached at all (offline, no listener, hidden by policy): spends nothing. */
-  | { kind: 'unreachable'; error: string };
+  | { kind: 'unreachable'; error: string }
+  /**
+   * Not sent: the subscriber's address answers for another node (its own was deleted and the address
+   * re-issued). Spends nothing; its queue is held and checked again like an unreachable one's.
+   */
+  | { kind: 'held'; reason: string }
+  /** Not sent: the subscriber may no longer receive this event (its capability was revoked): it fails. */
+  | { kind: 'refused'; reason: string };
 
 /**
  * Sends one attempt. krkns posts over the tailnet (tailnetSender); the bench and tests pass their own.
@@ -53,7 +60,7 @@ const retryJitter = 0.2;
 /** A subscriber's Retry-After is honoured up to this long; a larger one would park its queue for days. */
 const maxRetryAfterMs = 3600e3;
 
-// An unreachable subscriber is probed again after half the time it has been away, within these bounds.
+// An unreachable (or held) subscriber is probed again after half the time it has been away, within these bounds.
 const minProbeMs = 2_000;
 const maxProbeMs = 5 * 60_000;
 // Even with nothing due, look again this often (cheap), so a missed kick cannot stall the queue.
@@ -242,7 +249,7 @@ export class Deliverer {
       return false;
     }
     const now = this.now();
-    const status = outcome.kind === 'unreachable' ? null : outcome.status;
+    const status = 'status' in outcome ? outcome.status : null;
     switch (outcome.kind) {
       case 'delivered':
         await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
@@ -265,8 +272,7 @@ export class Deliverer {
         break;
       }
       case 'unreachable': {
-        const away = subscription.offlineSince === null ? 0 : now - subscription.offlineSince;
-        const probeAt = now + this.jittered(Math.min(maxProbeMs, Math.max(minProbeMs, away / 2)));
+        const probeAt = this.probeAt(subscription.offlineSince, now);
         await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
         if (subscription.offlineSince === null) {
           const fields = { node: subscription.nodeName, error: outcome.error };
@@ -274,6 +280,25 @@ export class Deliverer {
         }
         break;
       }
+      case 'held': {
+        const probeAt = this.probeAt(subscription.held?.at ?? null, now);
+        await this.store.recordHeld(subscription.id, event.seq, outcome.reason, probeAt, startedAt, now);
+        if (subscription.held?.reason !== outcome.reason) {
+          log.warn(
+            { node: subscription.nodeName, reason: outcome.reason },
+            'not sent: the target is not the subscriber',
+          );
+        }
+        break;
+      }
+      case 'refused':
+        await this.store.recordRefused(subscription.id, event.seq, outcome.reason, now);
+        this.redeliveries.delete(key);
+        log.warn(
+          { node: subscription.nodeName, reason: outcome.reason },
+          'not sent: the subscriber may not receive it',
+        );
+        break;
     }
     const ended = { outcome: outcome.kind, status, latencyMs: now - startedAt, topic: event.topic, eventId: event.id };
     try {
@@ -293,6 +318,12 @@ export class Deliverer {
     const delay = this.opts.retryScheduleMs[attempt];
     if (delay === undefined) return null;
     return now + Math.max(this.jittered(delay), Math.min(retryAfterMs, maxRetryAfterMs));
+  }
+
+  /** When to look again at a subscriber not reached (or held) since `since`: after half that time, bounded. */
+  private probeAt(since: number | null, now: number): number {
+    const away = since === null ? 0 : now - since;
+    return now + this.jittered(Math.min(maxProbeMs, Math.max(minProbeMs, away / 2)));
   }
 
   /** `ms` spread uniformly over ±retryJitter of itself. */

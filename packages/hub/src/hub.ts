@@ -337,6 +337,7 @@ export class Hub implements HubUseCases {
         subscriptions: s.subscriptions,
         offlineSubscriptions: s.offlineSubscriptions,
         disabledSubscriptions: s.disabledSubscriptions,
+        heldSubscriptions: s.heldSubscriptions,
         databaseBytes: s.databaseBytes,
       },
       queue: {
@@ -403,10 +404,14 @@ export class Hub implements HubUseCases {
     }
   }
 
-  /** A subscriber marked offline that the netmap shows online again gets its queue now. */
+  /**
+   * A subscriber marked offline that the netmap shows online again gets its queue now; so does a held one
+   * whose address is online (the delivery checks again who holds it).
+   */
   private async wakeOnlineSubscribers(): Promise<void> {
     try {
-      const offline = (await this.store.listSubscriptions()).filter((s) => s.offlineSince !== null);
+      const subs = await this.store.listSubscriptions();
+      const offline = subs.filter((s) => s.offlineSince !== null || s.held !== null);
       if (offline.length === 0) return;
       const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
       for (const sub of offline) {

@@ -6,7 +6,15 @@ import type { HubStore } from '@krkn/hub-store';
  */
 export type DeliveryStore = Pick<
   HubStore,
-  'claimDue' | 'releaseLease' | 'nextDueAt' | 'recordDelivered' | 'recordRejected' | 'recordGone' | 'recordUnreachable'
+  | 'claimDue'
+  | 'releaseLease'
+  | 'nextDueAt'
+  | 'recordDelivered'
+  | 'recordRejected'
+  | 'recordGone'
+  | 'recordUnreachable'
+  | 'recordHeld'
+  | 'recordRefused'
 >;
 
 /** What the hub needs from storage: a subset of @krkn/hub-store's HubStore, every call awaited. */

@@ -3,16 +3,19 @@ import { deliveryHeaders, endToEndHeaders, signWebhook, signatureHeaders } from 
 import type { Subscription } from '@krkn/hub-store';
 import { TailnetError, tailnetAgent, type TailnetNode } from '@krkn/tailnet';
 import { outcomeOfAnswer } from './answer.js';
+import type { AuthorizeConfig } from './authorize.js';
 import type { AttemptOutcome, SendAttempt } from './delivery.js';
+import { guardTargets } from './target-guard.js';
 
 /**
- * How krkns sends attempts: POST over the tailnet from `node`. An offline subscriber answers no
- * SYN, so the dial gives up well before the delivery timeout: its queue is parked (no attempt
- * spent) and a subscriber that comes back is not kept waiting.
+ * How krkns sends attempts: POST over the tailnet from `node`, each only after {@link guardTargets}
+ * found the subscriber itself at its address (and, in capability mode, still granted the topic). An
+ * offline subscriber answers no SYN, so the dial gives up well before the delivery timeout: its queue
+ * is parked (no attempt spent) and a subscriber that comes back is not kept waiting.
  */
-export function tailnetSender(node: TailnetNode, deliveryTimeoutMs: number): SendAttempt {
+export function tailnetSender(node: TailnetNode, deliveryTimeoutMs: number, authz: AuthorizeConfig): SendAttempt {
   const agent = tailnetAgent(node, { maxSockets: 4, dialTimeoutMs: Math.min(5_000, deliveryTimeoutMs) });
-  return postOver(agent, deliveryTimeoutMs);
+  return guardTargets((address) => node.whois(address), authz, postOver(agent, deliveryTimeoutMs));
 }
 
 /** Dial errors that mean "the subscriber is not there", as opposed to "it said no". */

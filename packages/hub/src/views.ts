@@ -35,6 +35,7 @@ export function subscriptionInfo(s: Subscription): SubscriptionInfo {
     createdAt: new Date(s.createdAt).toISOString(),
     offlineSince: s.offlineSince === null ? null : new Date(s.offlineSince).toISOString(),
     disabled: s.disabled === null ? null : { at: new Date(s.disabled.at).toISOString(), reason: s.disabled.reason },
+    held: s.held === null ? null : { at: new Date(s.held.at).toISOString(), reason: s.held.reason },
   };
 }
 

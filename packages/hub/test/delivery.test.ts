@@ -215,6 +215,56 @@ describe('Deliverer', () => {
     expect((await store.getSubscription(sub))!.offlineSince).toBeNull();
   });
 
+  it('holds a queue whose address answers for another node: nothing spent, checked again at each probe', async () => {
+    const sub = await subscribe('a');
+    const first = await publish('ci/one');
+    const reason = '100.64.0.1 now answers for b.krkn.test (node b), not for the subscriber';
+    rec.answer = () => ({ kind: 'held', reason });
+    const d = start();
+    await advance(0);
+    expect(rec.sent).toHaveLength(1);
+    expect((await store.getSubscription(sub))!.held).toEqual({ at: t0, reason });
+    expect(await deliveryOf(first)).toMatchObject({ state: 'pending', attempts: 0, lastError: reason });
+    const second = await publish('ci/two');
+    d.kick(); // a publish kicks; the held queue waits for its probe
+    await advance(1_999);
+    expect(rec.sent).toHaveLength(1);
+    await advance(1); // the probe, minProbeMs after holding: still another node there
+    expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual([
+      [first, 1],
+      [first, 1],
+    ]);
+    expect((await store.getSubscription(sub))!.held?.at).toBe(t0); // held since the first time
+
+    rec.answer = () => ({ kind: 'delivered', status: 204 }); // the subscriber is back at its address
+    await advance(3_999); // held for 2 s: the next probe comes 2 s after the last
+    await advance(1);
+    expect(rec.sent.slice(2).map((s) => s.event)).toEqual([first, second]);
+    expect(await deliveryOf(first)).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect((await store.getSubscription(sub))!.held).toBeNull();
+  });
+
+  it('fails a refused delivery unsent (capability revoked) and goes on with the next', async () => {
+    await subscribe('a');
+    const first = await publish('ci/secret');
+    const second = await publish('ci/open');
+    rec.answer = (due) =>
+      due.event.topic === 'ci/secret'
+        ? { kind: 'refused', reason: 'not sent: the grant does not allow subscribe on topic ci/secret' }
+        : { kind: 'delivered', status: 200 };
+    start();
+    await advance(0);
+    await advance(1);
+    expect(rec.sent.map((s) => s.event)).toEqual([first, second]);
+    expect(await deliveryOf(first)).toMatchObject({
+      state: 'failed',
+      attempts: 0,
+      lastStatus: null,
+      lastError: 'not sent: the grant does not allow subscribe on topic ci/secret',
+    });
+    expect(await deliveryOf(second)).toMatchObject({ state: 'delivered', attempts: 1 });
+  });
+
   it('keeps retry and probe times when the wall clock jumps back an hour (monotonic clock)', async () => {
     const a = await subscribe('a');
     const bb = await subscribe('bb');
@@ -376,6 +426,8 @@ describe('Deliverer', () => {
       recordRejected: (...args) => store.recordRejected(...args),
       recordGone: (...args) => store.recordGone(...args),
       recordUnreachable: (...args) => store.recordUnreachable(...args),
+      recordHeld: (...args) => store.recordHeld(...args),
+      recordRefused: (...args) => store.recordRefused(...args),
     };
     start(flaky);
     await advance(0);

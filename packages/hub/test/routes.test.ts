@@ -387,6 +387,20 @@ describe('the hub', () => {
     await until(async () => (await store.deliveriesOf(id))[0]?.state === 'delivered');
     expect(rec.sent).toHaveLength(2);
   });
+
+  it('checks a held queue again as soon as its address shows up online in the netmap, and resumes it', async () => {
+    await subscribe('ci', { topics: ['ci/*'], port: 80 });
+    rec.answer = () => ({ kind: 'held', reason: '100.64.0.10 now answers for another node' });
+    const id = ((await publish('ci', 'ci/build')).json() as { id: string }).id;
+    await until(async () => (await store.listSubscriptions())[0]!.held !== null);
+    expect((await hub.status(callers.admin!)).storage.heldSubscriptions).toBe(1);
+    rec.answer = () => ({ kind: 'delivered', status: 200 }); // the subscriber's own node is back there
+    node.peers = [{ online: true, addresses: ['100.64.0.10'] }];
+    node.emit('peers'); // long before its first probe (2 s)
+    await until(async () => (await store.deliveriesOf(id))[0]?.state === 'delivered');
+    expect(rec.sent).toHaveLength(2);
+    expect((await store.listSubscriptions())[0]!.held).toBeNull();
+  });
 });
 
 describe('browsers on tailnet devices (the tailnet listener guards them)', () => {

@@ -42,7 +42,7 @@ pre{background:#fff;border:1px solid #e3e6eb;padding:10px;overflow:auto;max-heig
 form.filters{display:flex;gap:8px;margin-bottom:12px}input,select,button{font:inherit;padding:3px 6px}
 .state{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;background:#e3e6eb}
 .state-delivered{background:#d4f2dc}.state-pending{background:#fff1c2}.state-failed{background:#ffd6d6}
-.state-offline{background:#ffd6d6}.state-online{background:#d4f2dc}
+.state-offline{background:#ffd6d6}.state-held{background:#ffe7b3}.state-online{background:#d4f2dc}
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}dd{margin:0}
 .muted{color:#6b7385}.error{color:#a01818}nav.pages{margin-top:10px}
 `;

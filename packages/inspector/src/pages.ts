@@ -123,11 +123,8 @@ export function timeline(e: EventMeta, subscriptions: SubscriptionInfo[]): Html 
 
 export function subscribersPage(prefix: string, subscriptions: SubscriberView[]): Html {
   const rows = subscriptions.map((s) => {
-    const online = s.offlineSince === null;
     return html`<tr><td>${s.node}</td><td>${s.address}:${s.port}${s.path}</td><td>${s.topics.join(', ')}</td>
-<td><span class="state state-${online ? 'online' : 'offline'}">${online ? 'online' : `offline since ${s.offlineSince}`}
-</span>
-</td>
+<td>${subscriberState(s)}</td>
 <td>${s.pending}</td><td>${s.lastDeliveredAt ?? 'never'}</td><td>${s.createdAt}</td></tr>`;
   });
   const empty = rows.length ? '' : html`<tr><td colspan="7" class="muted">No subscriptions you may see.</td></tr>`;
@@ -137,6 +134,17 @@ export function subscribersPage(prefix: string, subscriptions: SubscriberView[])
     html`<h1>Subscribers</h1><table><thead><tr><th>Node</th><th>Target</th><th>Topics</th><th>State</th><th>Backlog</th>
 <th>Last success</th><th>Subscribed</th></tr></thead><tbody>${rows}${empty}</tbody></table>`,
   );
+}
+
+/** Online, offline since when, or held since when and why (its address answers for another node). */
+function subscriberState(s: SubscriberView): Html {
+  if (s.held !== null) {
+    return html`<span class="state state-held">held since ${s.held.at}</span>
+<span class="error">${s.held.reason}</span>`;
+  }
+  const online = s.offlineSince === null;
+  const state = online ? 'online' : `offline since ${s.offlineSince}`;
+  return html`<span class="state state-${online ? 'online' : 'offline'}">${state}</span>`;
 }
 
 /** Header name/value pairs as received, as a table of text. */

@@ -83,7 +83,9 @@ export class HubMetrics {
     });
     this.deliveries = new Counter({
       name: 'krkn_deliveries_total',
-      help: 'Delivery attempts by outcome (delivered, rejected, gone, unreachable) and status class.',
+      help:
+        'Delivery attempts by outcome (delivered, rejected, gone, unreachable; held and refused: not sent) ' +
+        'and status class.',
       labelNames: ['outcome', 'status_class', ...topic],
       registers,
     });
@@ -101,9 +103,11 @@ export class HubMetrics {
       oldestPendingAge: gauge('krkn_queue_oldest_pending_age_seconds', 'Age of the oldest event still owed (0: none).'),
       inFlight: gauge('krkn_queue_in_flight', 'Delivery attempts in flight.'),
       failed: gauge('krkn_deliveries_failed_stored', 'Deliveries failed for good, still in the store.'),
-      subscriptions: gauge('krkn_subscriptions', 'Subscriptions by state: online, offline or disabled (410 Gone).', [
-        'state',
-      ]),
+      subscriptions: gauge(
+        'krkn_subscriptions',
+        'Subscriptions by state: online, offline, held (address answers for another node) or disabled (410 Gone).',
+        ['state'],
+      ),
       events: gauge('krkn_store_events', 'Events in the store.'),
       storeBytes: gauge('krkn_store_bytes', 'Size of the store (database file or PostgreSQL database).'),
     };
@@ -136,8 +140,10 @@ export class HubMetrics {
     const oldest = queue.oldestPendingAt === null ? null : Date.parse(queue.oldestPendingAt);
     g.oldestPendingAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
     const { subscriptions, offlineSubscriptions: offline, disabledSubscriptions: disabled } = storage;
-    g.subscriptions.set({ state: 'online' }, subscriptions - offline - disabled);
+    const held = storage.heldSubscriptions;
+    g.subscriptions.set({ state: 'online' }, subscriptions - offline - disabled - held);
     g.subscriptions.set({ state: 'offline' }, offline);
+    g.subscriptions.set({ state: 'held' }, held);
     g.subscriptions.set({ state: 'disabled' }, disabled);
     g.events.set(storage.events);
     g.storeBytes.set(storage.databaseBytes);

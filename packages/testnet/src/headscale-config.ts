@@ -10,6 +10,10 @@ export interface HeadscaleConfigInput {
   domain: string;
   ephemeralInactivityTimeout: string;
   logLevel: string;
+  /** `prefixes.v4`: the IPv4 prefix node addresses come from. */
+  ipv4Prefix: string;
+  /** `prefixes.allocation`. */
+  ipAllocation: 'sequential' | 'random';
   /** `tuning.node_store_batch_timeout`; headscale's default (500ms) when absent. */
   nodeStoreBatchTimeout?: string;
   /** `tuning.batch_change_delay`; headscale's default (800ms) when absent. */
@@ -46,7 +50,9 @@ export function headscaleConfig(input: HeadscaleConfigInput): Record<string, unk
     unix_socket: paths.socket, // :1253
     unix_socket_permission: '0770',
     noise: { private_key_path: paths.noiseKey }, // :1224, required (:581); generated when missing
-    prefixes: { v4: '100.64.0.0/10', v6: 'fd7a:115c:a1e0::/48' }, // :1019, :1039
+    // :1019, :1039, :1151. Sequential allocation never wraps back to a freed address (hscontrol/db/ip.go:245);
+    // random allocation scans the whole prefix from a random start, so a freed one is found again.
+    prefixes: { v4: input.ipv4Prefix, v6: 'fd7a:115c:a1e0::/48', allocation: input.ipAllocation },
     database: { type: 'sqlite', sqlite: { path: paths.database } }, // :812, :841
     derp: {
       server: {

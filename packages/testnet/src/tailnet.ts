@@ -40,6 +40,16 @@ export interface StartTailnetOptions {
    * waits before it reaches the node's peers; the node's own first map does not wait. Default 800ms.
    */
   batchChangeDelay?: string;
+  /**
+   * The IPv4 prefix node addresses come from (a subset of 100.64.0.0/10). Default `100.64.0.0/10`. A small
+   * one makes headscale re-issue a deleted node's address: a `/30` has exactly two node addresses.
+   */
+  ipv4Prefix?: string;
+  /**
+   * How headscale picks each address. Default `sequential`, which never goes back to a freed address;
+   * `random` does (with a small prefix, the only free one), so use it to test address re-issue.
+   */
+  ipAllocation?: 'sequential' | 'random';
   /** Directory holding headscale/tailscaled/tailscale. Default `$KRKN_TOOLS_BIN` or the repo's `.tools/bin`. */
   binDir?: string;
   /** Keep the temp directory (logs, database) after stop, for debugging. Default: `KRKN_TESTNET_KEEP=1`. */
@@ -119,6 +129,8 @@ async function startHeadscaleOnce(ctx: StartContext): Promise<Tailnet> {
     logLevel: ctx.logLevel ?? 'info',
     nodeStoreBatchTimeout: ctx.nodeStoreBatchTimeout,
     batchChangeDelay: ctx.batchChangeDelay,
+    ipv4Prefix: ctx.ipv4Prefix ?? '100.64.0.0/10',
+    ipAllocation: ctx.ipAllocation ?? 'sequential',
   });
   await writeFile(paths.config, JSON.stringify(config, null, 2));
   const env = childEnv(ctx.dir);
