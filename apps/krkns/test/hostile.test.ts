@@ -11,11 +11,10 @@ import { TailnetNode, tailnetAgent, tailnetFetch, type TailnetSocket } from '@kr
 import { startTailnet, type Tailnet } from '@krkn/testnet';
 import { Krkns } from './daemon.js';
 
-// The issue asks for 5,000 idle connections. On the 2-core test machine one peer's dials stall after
-// some 500-750 in quick succession (SYNs go unanswered for seconds: 700 took 3 s once and 40 s once,
-// 1,500 took 68 s, 5,000 over 300 s), so the test opens 500, well past the cap, in about 9 s.
-// KRKN_TEST_FLOOD sets another count.
-const flood = Number(process.env.KRKN_TEST_FLOOD ?? 500);
+// 5,000 idle connections, as the issue asks: about 30 s on the 2-core test machine. (Before our nodes
+// dropped TCP TIME-WAIT, a dial that reused a port krkns had just closed hung for 60 s, so floods past
+// some 500 stalled.) KRKN_TEST_FLOOD sets another count.
+const flood = Number(process.env.KRKN_TEST_FLOOD ?? 5_000);
 const perPeerCap = 32;
 
 let tailnet: Tailnet;

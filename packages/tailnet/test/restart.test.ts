@@ -66,7 +66,17 @@ it('reaches a peer that learns of its restart seconds later, and drops our sessi
   const took: number[] = [];
   // New connections across the moment alpha hears of the restart and drops the session beta made.
   while (Date.now() - restarted < peersLearnAfterMs * 2.5) {
-    took.push(await hello(beta));
+    const since = Date.now() - restarted;
+    took.push(
+      await hello(beta).catch((err: unknown) => {
+        throw new Error(
+          `connection ${took.length} (${since} ms after the restart) failed; before: ${took.join(', ')} ms`,
+          {
+            cause: err,
+          },
+        );
+      }),
+    );
     await new Promise((r) => setTimeout(r, 250));
   }
   const resets = lines.filter((l) => l.msg.includes('resetting the WireGuard session'));
