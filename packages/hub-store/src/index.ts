@@ -16,6 +16,7 @@ export type {
   Delivery,
   DueDelivery,
   EventQuery,
+  EventSummary,
   HubStore,
   NewEvent,
   NewSubscription,

@@ -6,11 +6,14 @@ import {
   eventValues,
   firstSince,
   owedTo,
+  summaryColumns,
   toDelivery,
   toEvent,
+  toEventSummary,
   toSubscription,
   type DeliveryRow,
   type EventRow,
+  type EventSummaryRow,
   type SubscriptionRow,
 } from './rows.js';
 import { schemaVersion } from './schema.js';
@@ -24,6 +27,7 @@ import {
   type Delivery,
   type DueDelivery,
   type EventQuery,
+  type EventSummary,
   type NewEvent,
   type NewSubscription,
   type Rejection,
@@ -227,7 +231,7 @@ export class PostgresStore implements HubStore {
     return row && toEvent(row);
   }
 
-  async listEvents(q: EventQuery = {}): Promise<StoredEvent[]> {
+  async listEvents(q: EventQuery = {}): Promise<EventSummary[]> {
     // In receipt order too: a client paging with afterId must not step past an event still committing.
     return this.#tx(async (c) => {
       await this.#inReceiptOrder(c);
@@ -235,34 +239,23 @@ export class PostgresStore implements HubStore {
     });
   }
 
-  async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<StoredEvent[]> {
-    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+  async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<EventSummary[]> {
     let after = q.afterId ? await this.#seqOf(q.afterId, c) : 0;
-    let before = q.beforeId ? await this.#seqOf(q.beforeId, c) : Number.MAX_SAFE_INTEGER;
+    const before = q.beforeId ? await this.#seqOf(q.beforeId, c) : Number.MAX_SAFE_INTEGER;
     if (q.since) {
       const [first] = await this.#q<{ seq: number }>(firstSince('$1'), [q.since], c);
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
-    // A topic predicate runs here, not in SQL: read pages until enough match or the events run out.
-    const page = q.topic ? Math.max(limit, 500) : limit;
-    const out: StoredEvent[] = [];
-    for (;;) {
-      const rows = await this.#q<EventRow>(
-        `SELECT * FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
-          ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
-        [after, before, q.since ?? 0, page],
-        c,
-      );
-      for (const row of rows) {
-        if (q.topic && !q.topic(row.topic)) continue;
-        out.push(toEvent(row));
-        if (out.length >= limit) return out;
-      }
-      if (rows.length < page) return out;
-      if (q.newestFirst) before = rows[rows.length - 1]!.seq;
-      else after = rows[rows.length - 1]!.seq;
-    }
+    const regexes = q.topicRegexes ?? [];
+    const rows = await this.#q<EventSummaryRow>(
+      `SELECT ${summaryColumns('octet_length')} FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
+       ${regexes.map((_, i) => `AND topic ~ $${i + 5}`).join(' ')}
+       ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
+      [after, before, q.since ?? 0, q.limit ?? DEFAULT_LIST_LIMIT, ...regexes],
+      c,
+    );
+    return rows.map(toEventSummary);
   }
 
   async #seqOf(eventId: string, c: pg.PoolClient): Promise<number> {

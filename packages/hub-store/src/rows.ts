@@ -1,7 +1,7 @@
 // Rows as both engines return them (same column names; PostgreSQL's bigints parsed to numbers),
 // and their mapping to the public types: one place for both backends.
 
-import type { Delivery, NewEvent, StoredEvent, Subscription, TopicMatcher } from './types.js';
+import type { Delivery, EventSummary, NewEvent, StoredEvent, Subscription, TopicMatcher } from './types.js';
 
 export interface EventRow {
   seq: number;
@@ -16,6 +16,20 @@ export interface EventRow {
   sender_node: string;
   sender_user: string;
   sender_tags: string;
+}
+
+/** An event row as listings read it: no body, its length instead (see {@link summaryColumns}). */
+export type EventSummaryRow = Omit<EventRow, 'body'> & { size: number };
+
+/**
+ * The columns of an {@link EventSummaryRow}; `lengthOf` is the engine's byte length function, which
+ * reads a stored body's length without reading the body.
+ */
+export function summaryColumns(lengthOf: 'length' | 'octet_length'): string {
+  return (
+    'seq, id, topic, received_at, dedupe_key, method, headers, sender_ip, sender_node, sender_user, sender_tags, ' +
+    `${lengthOf}(body) AS size`
+  );
 }
 
 export interface SubscriptionRow {
@@ -79,6 +93,10 @@ export function firstSince(param: string): string {
 }
 
 export function toEvent(r: EventRow): StoredEvent {
+  return { ...toEventSummary({ ...r, size: r.body.length }), body: r.body };
+}
+
+export function toEventSummary(r: EventSummaryRow): EventSummary {
   return {
     id: r.id,
     seq: r.seq,
@@ -87,8 +105,8 @@ export function toEvent(r: EventRow): StoredEvent {
     dedupeKey: r.dedupe_key,
     method: r.method,
     headers: JSON.parse(r.headers) as [string, string][],
-    body: r.body,
     sender: { ip: r.sender_ip, node: r.sender_node, user: r.sender_user, tags: JSON.parse(r.sender_tags) as string[] },
+    size: r.size,
   };
 }
 

@@ -5,11 +5,14 @@ import {
   eventValues,
   firstSince,
   owedTo,
+  summaryColumns,
   toDelivery,
   toEvent,
+  toEventSummary,
   toSubscription,
   type DeliveryRow,
   type EventRow,
+  type EventSummaryRow,
   type SubscriptionRow,
 } from './rows.js';
 import { migrations, schemaVersion } from './schema.js';
@@ -22,6 +25,7 @@ import {
   type Delivery,
   type DueDelivery,
   type EventQuery,
+  type EventSummary,
   type NewEvent,
   type NewSubscription,
   type Rejection,
@@ -65,6 +69,7 @@ export class SqliteCore {
       throw new StoreError('CORRUPT', `cannot open event store ${path}: ${(err as Error).message}`, { cause: err });
     }
     if (fresh) chmodSync(path, 0o600);
+    db.function('regexp', { deterministic: true }, regexpFunction());
     migrate(db, path);
     return new SqliteCore(path, db);
   }
@@ -120,8 +125,7 @@ export class SqliteCore {
     return toEvent(this.#sql('SELECT * FROM events WHERE seq = ?').get(seq) as EventRow);
   }
 
-  listEvents(q: EventQuery = {}): StoredEvent[] {
-    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+  listEvents(q: EventQuery = {}): EventSummary[] {
     let after = q.afterId ? this.#seqOf(q.afterId) : 0;
     const before = q.beforeId ? this.#seqOf(q.beforeId) : Number.MAX_SAFE_INTEGER;
     if (q.since) {
@@ -129,17 +133,12 @@ export class SqliteCore {
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
-    const out: StoredEvent[] = [];
-    const order = q.newestFirst ? 'DESC' : 'ASC';
+    const regexes = q.topicRegexes ?? [];
     const rows = this.#sql(
-      `SELECT * FROM events WHERE seq > ? AND seq < ? AND received_at >= ? ORDER BY seq ${order}`,
-    ).iterate(after, before, q.since ?? 0);
-    for (const row of rows as Iterable<EventRow>) {
-      if (q.topic && !q.topic(row.topic)) continue;
-      out.push(toEvent(row));
-      if (out.length >= limit) break;
-    }
-    return out;
+      `SELECT ${summaryColumns('length')} FROM events WHERE seq > ? AND seq < ? AND received_at >= ?
+       ${regexes.map(() => 'AND topic REGEXP ?').join(' ')} ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`,
+    ).all(after, before, q.since ?? 0, ...regexes, q.limit ?? DEFAULT_LIST_LIMIT) as EventSummaryRow[];
+    return rows.map(toEventSummary);
   }
   #seqOf(eventId: string): number {
     const row = this.#sql('SELECT seq FROM events WHERE id = ?').get(eventId) as { seq: number } | undefined;
@@ -429,6 +428,24 @@ export class SqliteCore {
       databaseBytes: pages * (one('PRAGMA page_size') as { page_size: number }).page_size,
     };
   }
+}
+
+/**
+ * SQLite's `x REGEXP y` calls `regexp(y, x)`, which it leaves to the application: here JavaScript's
+ * RegExp, each source compiled once (a listing passes the same few sources for every row).
+ */
+function regexpFunction(): (source: unknown, text: unknown) => number {
+  const compiled = new Map<string, RegExp>();
+  return (source, text) => {
+    if (typeof source !== 'string' || typeof text !== 'string') return 0;
+    let re = compiled.get(source);
+    if (!re) {
+      if (compiled.size >= 64) compiled.clear();
+      re = new RegExp(source);
+      compiled.set(source, re);
+    }
+    return re.test(text) ? 1 : 0;
+  };
 }
 
 function migrate(db: Database.Database, path: string): void {

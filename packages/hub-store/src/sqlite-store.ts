@@ -6,6 +6,7 @@ import type {
   Delivery,
   DueDelivery,
   EventQuery,
+  EventSummary,
   NewEvent,
   NewSubscription,
   Rejection,
@@ -59,7 +60,7 @@ export class SqliteStore implements HubStore {
     return this.#core.getEvent(id);
   }
 
-  async listEvents(q?: EventQuery): Promise<StoredEvent[]> {
+  async listEvents(q?: EventQuery): Promise<EventSummary[]> {
     return this.#core.listEvents(q);
   }
 

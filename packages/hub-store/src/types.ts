@@ -8,8 +8,8 @@ export interface Sender {
   tags: string[];
 }
 
-/** An event as stored: the raw body and the headers exactly as received. */
-export interface StoredEvent {
+/** An event as listings return it: everything but the body, and the body's length. */
+export interface EventSummary {
   id: string;
   seq: number;
   topic: string;
@@ -17,8 +17,14 @@ export interface StoredEvent {
   dedupeKey: string | null;
   method: string;
   headers: [string, string][];
-  body: Buffer;
   sender: Sender;
+  /** The body's length in bytes. */
+  size: number;
+}
+
+/** An event as stored: the raw body and the headers exactly as received. */
+export interface StoredEvent extends EventSummary {
+  body: Buffer;
 }
 
 /** What publish needs. */
@@ -93,8 +99,11 @@ export interface Rejection {
 
 /** Filters for listEvents. */
 export interface EventQuery {
-  /** Only events whose topic this predicate accepts. */
-  topic?: (topic: string) => boolean;
+  /**
+   * Only events whose topic matches every one of these regular expressions, in the syntax JavaScript and
+   * PostgreSQL read alike (@krkn/policy's topicPatternsRegex writes them). The filter runs in the query.
+   */
+  topicRegexes?: readonly string[];
   /** Only events received after this event id. */
   afterId?: string;
   /** Only events received before this event id. */
@@ -165,10 +174,10 @@ export interface HubStore {
   publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
   getEvent(id: string): Promise<StoredEvent | undefined>;
   /**
-   * Events in receipt order (or newest first), filtered; keyset paging by event id.
-   * Throws NOT_FOUND for an unknown afterId or beforeId.
+   * Events in receipt order (or newest first), filtered in the query, without their bodies; keyset
+   * paging by event id. Throws NOT_FOUND for an unknown afterId or beforeId.
    */
-  listEvents(q?: EventQuery): Promise<StoredEvent[]>;
+  listEvents(q?: EventQuery): Promise<EventSummary[]>;
   /** Deliveries of one event, one per subscription it was owed to, by subscription id. */
   deliveriesOf(eventId: string): Promise<Delivery[]>;
   /** Creates or updates the subscription of (nodeId, port); it is online again: its queue is due now. */

@@ -8,8 +8,8 @@ import {
   type PublishResponse,
   type SubscriptionInfo,
 } from '@krkn/hub-api';
-import { StoreError, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
-import { topicMatches } from '@krkn/policy';
+import { StoreError, type EventSummary, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
+import { topicMatches, topicPatternsRegex } from '@krkn/policy';
 import { ownHostsOf } from './browser-guard.js';
 import {
   authorizationSummary,
@@ -17,6 +17,7 @@ import {
   authorizeRead,
   authorizeReadSome,
   mayRead,
+  readablePatterns,
   type AuthorizeConfig,
 } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
@@ -279,11 +280,14 @@ export class Hub implements HubUseCases {
   }
 
   async listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]> {
-    const pattern = query.topic === undefined ? undefined : validTopic(query.topic, 'pattern');
-    let events: StoredEvent[];
+    const asked = query.topic === undefined ? [] : [topicPatternsRegex([validTopic(query.topic, 'pattern')])];
+    const readable = readablePatterns(this.config, caller);
+    if (readable !== 'every topic' && readable.length === 0) return [];
+    const topicRegexes = readable === 'every topic' ? asked : [...asked, topicPatternsRegex(readable)];
+    let events: EventSummary[];
     try {
       events = await this.store.listEvents({
-        topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
+        topicRegexes,
         ...(query.after === undefined ? {} : { afterId: query.after }),
         ...(query.before === undefined ? {} : { beforeId: query.before }),
         ...(query.since === undefined ? {} : { since: query.since }),
@@ -376,7 +380,7 @@ export class Hub implements HubUseCases {
     );
   }
 
-  private async metaOf(event: StoredEvent): Promise<EventMeta> {
+  private async metaOf(event: EventSummary): Promise<EventMeta> {
     return eventMeta(event, await this.store.deliveriesOf(event.id));
   }
 

@@ -171,9 +171,16 @@ function eventsQuery(raw: unknown): EventsQuery {
   return {
     ...(q.topic === undefined ? {} : { topic: q.topic }),
     ...(q.after ? { after: q.after } : {}),
+    ...(q.before ? { before: q.before } : {}),
     ...(q.since ? { since: parseSince(q.since) } : {}),
+    newestFirst: parseOrder(q.order) === 'newest',
     limit: parseLimit(q.limit),
   };
+}
+
+function parseOrder(s: string | undefined): 'oldest' | 'newest' {
+  if (s === undefined || s === 'oldest' || s === 'newest') return s ?? 'oldest';
+  throw new HubError('BAD_REQUEST', '"order" must be "oldest" (receipt order, the default) or "newest"');
 }
 
 /** A query as name -> value; a parameter given twice (fastify parses it as a list) is a BAD_REQUEST. */

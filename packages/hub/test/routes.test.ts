@@ -254,6 +254,22 @@ describe('events', () => {
     expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
   });
 
+  it('pages newest first before an id, lists sizes without bodies, and refuses an unknown order', async () => {
+    for (const t of ['ci/a', 'prod/x', 'ci/b', 'ci/c'])
+      expect((await publish('admin', t, `body of ${t}`)).status).toBe(202);
+    type Listed = { id: string; topic: string; size: number };
+    const list = async (query: string) =>
+      ((await call('ci', 'GET', `/events${query}`)).json() as { events: Listed[] }).events;
+    const newest = await list('?order=newest&limit=2');
+    expect(newest.map((e) => e.topic)).toEqual(['ci/c', 'ci/b']);
+    expect(newest[0]).toMatchObject({ size: 'body of ci/c'.length });
+    expect(newest[0]).not.toHaveProperty('body');
+    const older = await list(`?order=newest&limit=2&before=${newest[1]!.id}`);
+    expect(older.map((e) => e.topic)).toEqual(['ci/a']); // prod/x is not readable by ci: filtered in the query
+    const bad = await call('ci', 'GET', '/events?order=sideways');
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
   it.each(['topic=ci/*&topic=ci/**', 'limit=1&limit=2', 'after=a&after=b', 'since=1&since=2'])(
     'answers 400 BAD_REQUEST, not 500, to a repeated query parameter (%s)',
     async (query) => {
