@@ -19,8 +19,11 @@ import {
 import { schemaVersion } from './schema.js';
 import {
   DEFAULT_LIST_LIMIT,
+  DEFAULT_MAX_BACKLOG,
   PRUNE_BATCH,
   StoreError,
+  backlogLimitReason,
+  subscriptionLimit,
   newEventId,
   newSubscriptionId,
   type HubStore,
@@ -48,6 +51,8 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** Any one statement is cancelled after this long (default 15 s), so a stuck database cannot hold a request. */
   statementTimeoutMs?: number;
+  /** Pending deliveries a subscription is owed at most (default DEFAULT_MAX_BACKLOG; see HubStore.publish). */
+  maxBacklog?: number;
 }
 
 type Queryable = pg.Pool | pg.PoolClient;
@@ -59,6 +64,9 @@ const MIGRATION_LOCK = 0x6b726b6e_01;
 // EXCLUSIVE first: that waits out every publish holding a drawn-but-uncommitted seq, so it can never see
 // seq 11 committed while seq 10 is still to come and deliver 11 first.
 const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
+// One node's subscribes, one at a time (two-key form: "krkn" and a hash of the node id), so counting its
+// subscriptions against maxPerNode and adding one cannot race.
+const NODE_SUBSCRIBE_LOCK_CLASS = 0x6b726b6e;
 
 // BIGINT columns (ms times, seqs) come back as JS numbers: all of ours fit in 2^53.
 const getTypeParser: typeof pg.types.getTypeParser = (oid, format): unknown =>
@@ -91,10 +99,12 @@ function isUnavailable(err: unknown): boolean {
 export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
+  readonly #maxBacklog: number;
 
-  private constructor(description: string, pool: pg.Pool) {
+  private constructor(description: string, pool: pg.Pool, maxBacklog: number) {
     this.description = description;
     this.#pool = pool;
+    this.#maxBacklog = maxBacklog;
   }
 
   /**
@@ -128,7 +138,7 @@ export class PostgresStore implements HubStore {
       const why = (err as Error).message;
       throw new StoreError('CONNECT_FAILED', `cannot use the PostgreSQL store ${description}: ${why}`, { cause: err });
     }
-    return new PostgresStore(description, pool);
+    return new PostgresStore(description, pool, options.maxBacklog ?? DEFAULT_MAX_BACKLOG);
   }
 
   async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], on: Queryable = this.#pool): Promise<R[]> {
@@ -215,10 +225,27 @@ export class PostgresStore implements HubStore {
           [owed, row.seq, now],
           c,
         );
+        await this.#trimBacklogs(owed, now, c);
       }
       const { subs: _subs, ...eventRow } = row;
       return { event: toEvent(eventRow), duplicate: false };
     });
+  }
+
+  /**
+   * Fails, unsent, the pending deliveries of each subscription beyond its newest #maxBacklog. The cut walks
+   * at most that many index entries per subscription, and only as many as are pending.
+   */
+  async #trimBacklogs(subscriptionIds: string[], now: number, c: pg.PoolClient): Promise<void> {
+    await this.#q(
+      `UPDATE deliveries d SET state = 'failed', last_error = $1, updated_at = $2
+       FROM (SELECT s.id, (SELECT event_seq FROM deliveries x WHERE x.subscription_id = s.id AND x.state = 'pending'
+               ORDER BY event_seq DESC LIMIT 1 OFFSET $3) AS cut
+             FROM unnest($4::text[]) AS s(id)) c
+       WHERE d.subscription_id = c.id AND d.state = 'pending' AND d.event_seq <= c.cut`,
+      [backlogLimitReason(this.#maxBacklog), now, this.#maxBacklog, subscriptionIds],
+      c,
+    );
   }
 
   /** In a transaction: waits out publishes still holding a drawn seq (see RECEIPT_ORDER_LOCK). */
@@ -274,6 +301,15 @@ export class PostgresStore implements HubStore {
 
   async subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
     return this.#tx(async (c) => {
+      if (input.maxPerNode !== undefined) {
+        await this.#q(`SELECT pg_advisory_xact_lock(${NODE_SUBSCRIBE_LOCK_CLASS}, hashtext($1))`, [input.nodeId], c);
+        const [{ n } = { n: 0 }] = await this.#q<{ n: number }>(
+          'SELECT COUNT(*) AS n FROM subscriptions WHERE node_id = $1 AND port <> $2',
+          [input.nodeId, input.port],
+          c,
+        );
+        if (n >= input.maxPerNode) throw subscriptionLimit(input);
+      }
       const [row] = await this.#q<SubscriptionRow>(
         `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
@@ -593,6 +629,11 @@ export class PostgresStore implements HubStore {
          pg_database_size(current_database()) AS "databaseBytes"`,
     );
     return row!;
+  }
+
+  async sizeBytes(): Promise<number> {
+    const [row] = await this.#q<{ bytes: number }>('SELECT pg_database_size(current_database()) AS bytes');
+    return row!.bytes;
   }
 
   async close(): Promise<void> {

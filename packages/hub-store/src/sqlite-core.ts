@@ -18,8 +18,11 @@ import {
 import { migrations, schemaVersion } from './schema.js';
 import {
   DEFAULT_LIST_LIMIT,
+  DEFAULT_MAX_BACKLOG,
   PRUNE_BATCH,
   StoreError,
+  backlogLimitReason,
+  subscriptionLimit,
   newEventId,
   newSubscriptionId,
   type Delivery,
@@ -49,12 +52,16 @@ export class SqliteCore {
   private constructor(
     readonly path: string,
     db: Database.Database,
+    readonly maxBacklog: number,
   ) {
     this.#db = db;
   }
 
-  /** Opens (creating if needed, mode 0600) and migrates the database at path. */
-  static open(path: string): SqliteCore {
+  /**
+   * Opens (creating if needed, mode 0600) and migrates the database at path; a subscription is owed
+   * at most `maxBacklog` pending deliveries (see HubStore.publish).
+   */
+  static open(path: string, maxBacklog = DEFAULT_MAX_BACKLOG): SqliteCore {
     const fresh = !existsSync(path);
     let db: Database.Database;
     try {
@@ -71,7 +78,7 @@ export class SqliteCore {
     if (fresh) chmodSync(path, 0o600);
     db.function('regexp', { deterministic: true }, regexpFunction());
     migrate(db, path);
-    return new SqliteCore(path, db);
+    return new SqliteCore(path, db, maxBacklog);
   }
 
   close(): void {
@@ -110,10 +117,24 @@ export class SqliteCore {
           'pending', ?, ?)`,
       );
       for (const sub of this.listSubscriptions()) {
-        if (owedTo(sub, input.topic, matches)) owe.run(sub.id, row.seq, now, now);
+        if (!owedTo(sub, input.topic, matches)) continue;
+        owe.run(sub.id, row.seq, now, now);
+        this.#trimBacklog(sub.id, now);
       }
       return { event: toEvent(row), duplicate: false };
     });
+  }
+
+  /**
+   * Fails, unsent, the pending deliveries of a subscription beyond its newest `maxBacklog`. The subquery
+   * walks at most that many index entries, and only as many as are pending: nothing for a healthy queue.
+   */
+  #trimBacklog(subscriptionId: string, now: number): void {
+    this.#sql(
+      `UPDATE deliveries SET state = 'failed', last_error = @reason, updated_at = @now
+       WHERE subscription_id = @sub AND state = 'pending' AND event_seq <= (SELECT event_seq FROM deliveries
+         WHERE subscription_id = @sub AND state = 'pending' ORDER BY event_seq DESC LIMIT 1 OFFSET @max)`,
+    ).run({ sub: subscriptionId, now, max: this.maxBacklog, reason: backlogLimitReason(this.maxBacklog) });
   }
 
   getEvent(id: string): StoredEvent | undefined {
@@ -155,6 +176,13 @@ export class SqliteCore {
 
   subscribe(input: NewSubscription, now = Date.now()): Subscription {
     return this.transaction(() => {
+      if (input.maxPerNode !== undefined) {
+        const { n } = this.#sql('SELECT COUNT(*) AS n FROM subscriptions WHERE node_id = ? AND port <> ?').get(
+          input.nodeId,
+          input.port,
+        ) as { n: number };
+        if (n >= input.maxPerNode) throw subscriptionLimit(input);
+      }
       const row = this.#sql(
         `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
          VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now, @secret)
@@ -399,6 +427,12 @@ export class SqliteCore {
          MAX(CASE WHEN d.state = 'delivered' THEN d.updated_at END) AS lastDeliveredAt
        FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
     ).all() as SubscriptionBacklog[];
+  }
+
+  /** Pages in use (pages freed by pruning are reused before the file grows, so they do not count). */
+  sizeBytes(): number {
+    const one = (pragma: string): number => this.#db.pragma(pragma, { simple: true }) as number;
+    return (one('page_count') - one('freelist_count')) * one('page_size');
   }
 
   stats(): StoreStats {

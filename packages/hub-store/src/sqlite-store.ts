@@ -21,6 +21,8 @@ import type {
 export interface SqliteStoreOptions {
   /** Bounds of the group commit of writes (see {@link GroupCommitOptions}). */
   groupCommit?: Partial<GroupCommitOptions>;
+  /** Pending deliveries a subscription is owed at most (default DEFAULT_MAX_BACKLOG; see HubStore.publish). */
+  maxBacklog?: number;
 }
 
 /**
@@ -40,7 +42,7 @@ export class SqliteStore implements HubStore {
 
   /** Opens (creating if needed, mode 0600) and migrates the database at path. */
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
-    return new SqliteStore(SqliteCore.open(path), options);
+    return new SqliteStore(SqliteCore.open(path, options.maxBacklog), options);
   }
 
   /** Transactions committed so far; against the writes made, shows how well writes are grouped. */
@@ -163,6 +165,10 @@ export class SqliteStore implements HubStore {
 
   async stats(): Promise<StoreStats> {
     return this.#core.stats();
+  }
+
+  async sizeBytes(): Promise<number> {
+    return this.#core.sizeBytes();
   }
 
   async close(): Promise<void> {

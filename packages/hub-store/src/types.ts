@@ -46,6 +46,12 @@ export type NewSubscription = Omit<
   secret?: string;
   /** Rotate: `secret` replaces the stored one, which is still signed with until this time (ms). */
   rotateSecretUntil?: number;
+  /**
+   * Refuse (SUBSCRIPTION_LIMIT) a new subscription when its node already holds this many; updating one
+   * the node holds (same port) is always allowed. Checked in the subscribe transaction, so racing
+   * requests cannot overshoot it.
+   */
+  maxPerNode?: number;
 };
 
 /** A subscriber's standing request for topics, delivered to its own tailnet address. */
@@ -153,6 +159,13 @@ export interface Replica {
 export type TopicMatcher = (pattern: string, topic: string) => boolean;
 
 export const DEFAULT_LIST_LIMIT = 100;
+/** Pending deliveries a subscription is owed at most, unless the store is opened with another bound. */
+export const DEFAULT_MAX_BACKLOG = 10_000;
+
+/** The reason a delivery failed without an attempt: its subscription's backlog passed the bound. */
+export function backlogLimitReason(maxBacklog: number): string {
+  return `backlog limit: more than ${maxBacklog} deliveries were owed to this subscription; the oldest failed unsent`;
+}
 /** Retention deletes at most this many events per transaction, so a big backlog never holds the writer long. */
 export const PRUNE_BATCH = 1_000;
 
@@ -170,6 +183,8 @@ export interface HubStore {
   /**
    * Stores an event and owes it to every subscription whose topics match, in one transaction.
    * With a dedupe key already seen on this topic, returns the first event and stores nothing.
+   * A subscription then owed more than the store's backlog bound has its oldest pending deliveries
+   * failed, unsent, with {@link backlogLimitReason}: a subscriber that never drains cannot grow the store.
    */
   publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
   getEvent(id: string): Promise<StoredEvent | undefined>;
@@ -242,6 +257,8 @@ export interface HubStore {
   /** Every subscription's backlog (pending count, last success), for the inspector's subscriber list. */
   backlogs(): Promise<SubscriptionBacklog[]>;
   stats(): Promise<StoreStats>;
+  /** Bytes the store's data takes (SQLite: pages in use; PostgreSQL: the database's size), cheaply. */
+  sizeBytes(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -253,8 +270,10 @@ export interface HubStore {
  * - `BAD_URL`: the store URL or its password source is unusable (a usage error: exit 2).
  * - `CONNECT_FAILED`: the database refused or did not answer when opening (wrong password, host down: exit 4).
  * - `UNAVAILABLE`: the database went away after opening; the call did not commit (answer 503, retry).
+ * - `SUBSCRIPTION_LIMIT`: the node already holds as many subscriptions as subscribe's `maxPerNode` allows.
  */
-export type StoreErrorCode = 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'CORRUPT' | 'BAD_URL' | 'CONNECT_FAILED' | 'UNAVAILABLE';
+export type StoreErrorCode =
+  'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'CORRUPT' | 'BAD_URL' | 'CONNECT_FAILED' | 'UNAVAILABLE' | 'SUBSCRIPTION_LIMIT';
 
 /** The error class of this package. */
 export class StoreError extends Error {
@@ -266,6 +285,12 @@ export class StoreError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** The SUBSCRIPTION_LIMIT error of a subscribe refused by its `maxPerNode`. */
+export function subscriptionLimit(input: NewSubscription): StoreError {
+  const message = `${input.nodeName} already holds ${input.maxPerNode} subscriptions, the most one node may hold`;
+  return new StoreError('SUBSCRIPTION_LIMIT', `${message}; delete one or subscribe again on a port it uses`);
 }
 
 /** A new, time-ordered event id: "evt_" + base36 ms + 16 hex of randomness. */

@@ -1,7 +1,8 @@
 // Every HubStore method's behaviour, run against both backends: SQLite and a real PostgreSQL.
 
+import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError, type HubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
+import { StoreError, backlogLimitReason, type HubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
 import { postgresBackend, sqliteBackend, type StoreUnderTest } from './backends.js';
 import { schemaVersion } from '../src/schema.js';
 
@@ -293,6 +294,69 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect(await topicsOf(['(^[^/]+/c$)|(^ci/.+$)'])).toEqual(['a.b/c', 'axb/c', 'ci/build']);
     expect(await topicsOf(['(^[^/]+/c$)|(^ci/.+$)', '^a'])).toEqual(['a.b/c', 'axb/c']);
     expect(await topicsOf(['$.'])).toEqual([]);
+  });
+
+  it('refuses a node more subscriptions than maxPerNode allows, even racing; an update of one it holds passes', async () => {
+    const limited = (nodeId: string, port: number) =>
+      store.subscribe({
+        nodeId,
+        nodeName: `${nodeId}.krkn.test`,
+        address: '100.64.0.20',
+        port,
+        path: '/',
+        topics: ['t'],
+        maxPerNode: 3,
+      });
+    const raced = await Promise.allSettled([1, 2, 3, 4, 5].map((port) => limited('n1', port)));
+    expect(raced.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+    for (const r of raced.filter((x) => x.status === 'rejected')) {
+      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'SUBSCRIPTION_LIMIT' });
+    }
+    const held = (await store.listSubscriptions('n1')).map((x) => x.port);
+    expect(held).toHaveLength(3);
+    const err = await rejects(limited('n1', 9), 'SUBSCRIPTION_LIMIT');
+    expect(err.message).toMatch(/n1\.krkn\.test already holds 3 subscriptions/);
+    expect((await limited('n1', held[0]!)).port).toBe(held[0]); // an update of a held one
+    expect((await limited('n2', 1)).nodeId).toBe('n2'); // another node has its own count
+    expect(await store.listSubscriptions('n1')).toHaveLength(3);
+  });
+
+  it('fails the oldest pending deliveries, unsent and with a reason, past the backlog bound', async () => {
+    const bounded = await t.open({ maxBacklog: 3 });
+    const slow = await sub('slow', ['t']);
+    const fast = await sub('fast', ['t']);
+    const seqs: number[] = [];
+    for (let i = 0; i < 5; i++) seqs.push((await bounded.publish(event('t', `${i}`), matches, 1000 + i)).event.seq);
+    // fast drains as it goes: its queue never passes the bound.
+    for (const seq of seqs) await bounded.recordDelivered(fast.id, seq, 200, 2000);
+    const stateOf = async (subscriptionId: string) =>
+      Promise.all(
+        seqs.map(async (seq) => {
+          const events = await bounded.listEvents();
+          const id = events.find((e) => e.seq === seq)!.id;
+          const d = (await bounded.deliveriesOf(id)).find((x) => x.subscriptionId === subscriptionId)!;
+          return [d.state, d.attempts, d.lastError];
+        }),
+      );
+    const reason = backlogLimitReason(3);
+    expect(await stateOf(slow.id)).toEqual([
+      ['failed', 0, reason],
+      ['failed', 0, reason],
+      ['pending', 0, null],
+      ['pending', 0, null],
+      ['pending', 0, null],
+    ]);
+    expect((await stateOf(fast.id)).map(([state]) => state)).toEqual(Array(5).fill('delivered'));
+    const backlog = (await bounded.backlogs()).find((b) => b.subscriptionId === slow.id);
+    expect(backlog?.pending).toBe(3);
+  });
+
+  it('tells its size in bytes, growing as events are stored', async () => {
+    const before = await store.sizeBytes();
+    expect(before).toBeGreaterThan(0);
+    // Random bytes: PostgreSQL would compress a repeated character to almost nothing.
+    for (let i = 0; i < 20; i++) await store.publish(event('t', '', { body: randomBytes(50_000) }), matches);
+    expect(await store.sizeBytes()).toBeGreaterThan(before + 500_000);
   });
 
   it('lists events without their bodies, with each body size', async () => {

@@ -8,6 +8,7 @@ import { StoreError } from '@krkn/hub-store';
 const httpStatusOf = {
   BAD_REQUEST: 400,
   BAD_TOPIC: 400,
+  TOO_MANY_TOPICS: 400,
   UNKNOWN_CALLER: 403,
   MISSING_CAPABILITY: 403,
   FORBIDDEN_TARGET: 403,
@@ -16,6 +17,9 @@ const httpStatusOf = {
   NOT_FOUND: 404,
   EVENT_NOT_FOUND: 404,
   SUBSCRIPTION_NOT_FOUND: 404,
+  // The node holds as many subscriptions as --max-subscriptions-per-node allows: a conflict with what it
+  // holds (delete one first), not a rate (429 would invite retrying the same request).
+  SUBSCRIPTION_LIMIT: 409,
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   MISDIRECTED_HOST: 421,
@@ -23,6 +27,7 @@ const httpStatusOf = {
   INTERNAL: 500,
   SHUTTING_DOWN: 503,
   STORE_UNAVAILABLE: 503,
+  STORE_LIMIT: 507,
 } as const satisfies Record<HubErrorCode, number>;
 
 /** An error krkns answers with: a stable code, whose HTTP status is {@link httpStatusOf}. */
@@ -54,10 +59,14 @@ const fastifyCodes: Readonly<Record<string, HubErrorCode>> = {
 /**
  * The answer for anything a route threw: a HubError as is, a client error of fastify's (bad JSON,
  * body too large) by its code, a store that went away as STORE_UNAVAILABLE (nothing was committed:
- * retry), anything else an INTERNAL error whose details stay in the log.
+ * retry), a store refusing a node's next subscription as SUBSCRIPTION_LIMIT, anything else an INTERNAL
+ * error whose details stay in the log.
  */
 export function toHubError(err: unknown): HubError {
   if (err instanceof HubError) return err;
+  if (err instanceof StoreError && err.code === 'SUBSCRIPTION_LIMIT') {
+    return new HubError('SUBSCRIPTION_LIMIT', err.message, { cause: err });
+  }
   if (err instanceof StoreError && err.code === 'UNAVAILABLE') {
     return new HubError('STORE_UNAVAILABLE', 'the event store is unavailable; nothing was stored, retry shortly', {
       cause: err,

@@ -57,7 +57,31 @@ export interface HubConfig extends AuthorizeConfig {
    * the operator adds. Stored bytes and deliveries keep them.
    */
   credentialHeaders: readonly string[];
+  /** Bounds on what callers can make the hub hold (default {@link defaultLimits}). */
+  limits?: Partial<HubLimits>;
 }
+
+/** Bounds on what callers can make the hub hold; krkns sets each with a flag. */
+export interface HubLimits {
+  /** Subscriptions one node may hold; one more is 409 SUBSCRIPTION_LIMIT. */
+  subscriptionsPerNode: number;
+  /** Topics or patterns in one subscription; more is 400 TOO_MANY_TOPICS. */
+  topicsPerSubscription: number;
+  /** Size of the store (bytes) past which publishes answer 507 STORE_LIMIT; 0: no bound. */
+  storeBytes: number;
+  /** A subscription whose node has been offline or gone from the netmap this long (ms) is removed; 0: never. */
+  subscriptionExpiryMs: number;
+}
+
+export const defaultLimits: Readonly<HubLimits> = {
+  subscriptionsPerNode: 20,
+  topicsPerSubscription: 32,
+  storeBytes: 10 * 1024 ** 3,
+  subscriptionExpiryMs: 7 * 86400e3,
+};
+
+/** The store's size is asked at most this often; publishes in between add their bodies to the last answer. */
+const storeSizeEveryMs = 1_000;
 
 /** The GitHub-like retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
 export const defaultRetryScheduleMs = [0, 5e3, 5 * 60e3, 30 * 60e3, 2 * 3600e3, 5 * 3600e3, 10 * 3600e3, 10 * 3600e3];
@@ -100,6 +124,9 @@ export class Hub implements HubUseCases {
   private readonly store: HubStorage;
   private renderMetrics: (() => Promise<MetricsPage>) | undefined;
   private readonly config: HubConfig;
+  private readonly limits: HubLimits;
+  /** The store's size as last asked (and when), plus the bodies stored since: see refuseOverStoreLimit. */
+  private storeBytes = { known: 0, askedAt: -Infinity };
   private readonly node: HubNode;
   private readonly log: Logger;
   private readonly deliverer: Deliverer;
@@ -118,6 +145,7 @@ export class Hub implements HubUseCases {
   constructor(opts: HubOptions) {
     this.store = opts.store;
     this.config = opts.config;
+    this.limits = { ...defaultLimits, ...opts.config.limits };
     this.node = opts.node;
     this.log = opts.logger;
     this.replica = opts.replica ?? opts.node.hostname;
@@ -228,6 +256,7 @@ export class Hub implements HubUseCases {
     const { topic } = input;
     this.checkPublish(caller, topic);
     const { method, headers, body } = input;
+    await this.refuseOverStoreLimit(topic, body.length);
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
@@ -245,12 +274,19 @@ export class Hub implements HubUseCases {
       throw new HubError('BAD_REQUEST', message);
     }
     refuseForeignTargets(input.namedTargets, caller.ip);
+    const most = this.limits.topicsPerSubscription;
+    if (input.topics.length > most) {
+      const message = `a subscription lists at most ${most} topics or patterns, not ${input.topics.length}`;
+      throw new HubError('TOO_MANY_TOPICS', `${message}: use a pattern such as "ci/**"`);
+    }
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
     const secret = newWebhookSecret();
     const rotation = input.rotateSecret ? { rotateSecretUntil: this.now() + secretOverlapMs } : {};
-    const sub = await this.store.subscribe({ ...owner, port, path, topics, secret, ...rotation }, this.now());
+    const maxPerNode = this.limits.subscriptionsPerNode;
+    const wanted = { ...owner, port, path, topics, secret, maxPerNode, ...rotation };
+    const sub = await this.store.subscribe(wanted, this.now());
     this.deliverer.kick();
     const issued = sub.secret === secret;
     this.log.info({ subscription: sub.id, node: caller.node, topics, secretIssued: issued }, 'subscribed');
@@ -362,6 +398,26 @@ export class Hub implements HubUseCases {
     };
   }
 
+  /**
+   * 507 STORE_LIMIT, before anything is stored, when `incoming` bytes would take the store past its bound.
+   * The store's size is asked at most every storeSizeEveryMs; bodies stored in between are added to it.
+   */
+  private async refuseOverStoreLimit(topic: string, incoming: number): Promise<void> {
+    const limit = this.limits.storeBytes;
+    if (limit === 0) return;
+    const now = this.now();
+    if (now - this.storeBytes.askedAt >= storeSizeEveryMs) {
+      this.storeBytes = { known: await this.store.sizeBytes(), askedAt: now };
+    }
+    if (this.storeBytes.known + incoming > limit) {
+      this.events.emit('published', { outcome: 'refused', topic, bytes: incoming, eventId: null });
+      const held = `the event store holds ${formatBytes(this.storeBytes.known)} of its ${formatBytes(limit)} bound`;
+      const advice = 'nothing was stored; retry once deliveries drain and pruning frees space';
+      throw new HubError('STORE_LIMIT', `${held} (--max-store-size): ${advice}`);
+    }
+    this.storeBytes.known += incoming;
+  }
+
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
     const event = await this.store.getEvent(id);
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
@@ -440,4 +496,9 @@ function refuseForeignTargets(named: SubscribeInput['namedTargets'], callerIp: s
 function senderOf(caller: Caller): Sender {
   if (caller.kind === 'admin') return { ip: 'local', node: 'admin socket', user: 'local', tags: [] };
   return { ip: caller.ip, node: caller.node, user: caller.user, tags: caller.tags };
+}
+
+/** A size for a message, in MiB (how the flags' sizes read). */
+function formatBytes(n: number): string {
+  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
 }

@@ -28,6 +28,7 @@ export type HubStorage = DeliveryStore &
     | 'heartbeat'
     | 'replicas'
     | 'backlogs'
+    | 'sizeBytes'
   >;
 
 /**

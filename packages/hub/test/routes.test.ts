@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventDetail, HubStatus } from '@krkn/hub-api';
 import { StoreError, type SqliteStore } from '@krkn/hub-store';
-import { Hub, HubError, defaultCredentialHeaders, type Caller, type Identify } from '@krkn/hub';
+import { Hub, HubError, defaultCredentialHeaders, type Caller, type HubLimits, type Identify } from '@krkn/hub';
 import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
 
 const capability = 'krkn.dev/cap/webhooks';
@@ -40,17 +40,15 @@ let node: FakeNode;
 let hub: Hub;
 let app: FastifyInstance;
 
-beforeEach(async () => {
-  ({ store, dispose } = tempStore());
-  rec = new Recorder();
-  node = new FakeNode();
+/** Starts the hub under test on the store (with limits other than the defaults, and another body limit, if given). */
+async function startHub(limits?: Partial<HubLimits>, bodyLimit = 1024): Promise<void> {
   hub = new Hub({
     store,
     node,
     logger: silentLogger,
     send: rec.send,
     config: {
-      bodyLimit: 1024,
+      bodyLimit,
       retentionMs: 86400e3,
       retryScheduleMs: [0, 60_000],
       deliveryTimeoutMs: 1000,
@@ -58,10 +56,18 @@ beforeEach(async () => {
       capabilityName: capability,
       maxConcurrentDeliveries: 4,
       credentialHeaders: [...defaultCredentialHeaders, 'X-Shop-Token'],
+      ...(limits ? { limits } : {}),
     },
   });
   app = await hub.app(identify, { url: 'http://hub.krkn.test' });
   hub.start();
+}
+
+beforeEach(async () => {
+  ({ store, dispose } = tempStore());
+  rec = new Recorder();
+  node = new FakeNode();
+  await startHub();
 });
 afterEach(async () => {
   await hub.stop(1000);
@@ -342,6 +348,48 @@ describe('events', () => {
     await until(() => rec.sent.length === 5);
     const missing = await call('ci', 'POST', '/events/evt_nope/redeliver');
     expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
+  });
+});
+
+describe('limits', () => {
+  const restartWith = async (limits: Partial<HubLimits>, bodyLimit?: number) => {
+    await hub.stop(1000);
+    await app.close();
+    await startHub(limits, bodyLimit);
+  };
+
+  it('answers 400 TOO_MANY_TOPICS past the topics a subscription may list, and stores nothing', async () => {
+    await restartWith({ topicsPerSubscription: 2 });
+    const res = await subscribe('ci', { topics: ['ci/a', 'ci/b', 'ci/c'], port: 8080 });
+    expect([res.status, errorCode(res)]).toEqual([400, 'TOO_MANY_TOPICS']);
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/at most 2 topics or patterns, not 3/);
+    expect(await store.listSubscriptions()).toHaveLength(0);
+    expect((await subscribe('ci', { topics: ['ci/a', 'ci/b'], port: 8080 })).status).toBe(201);
+  });
+
+  it("answers 409 SUBSCRIPTION_LIMIT to a node's subscription past its bound; updating one it holds passes", async () => {
+    await restartWith({ subscriptionsPerNode: 2 });
+    for (const port of [8080, 8081]) expect((await subscribe('ci', { topics: ['ci/a'], port })).status).toBe(201);
+    const res = await subscribe('ci', { topics: ['ci/a'], port: 8082 });
+    expect([res.status, errorCode(res)]).toEqual([409, 'SUBSCRIPTION_LIMIT']);
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/ci\.krkn\.test already holds 2/);
+    expect((await subscribe('ci', { topics: ['ci/b'], port: 8081 })).status).toBe(201);
+    expect((await subscribe('dev', { topics: ['ci/a'], port: 8082 })).status).toBe(201);
+    expect(await store.listSubscriptions()).toHaveLength(3);
+  });
+
+  it('answers 507 STORE_LIMIT past the store size bound, stores nothing, and publishes again once under it', async () => {
+    // Bounds far from SQLite's page size, so the answers hold whether the hub asks the size again or not.
+    const size = await store.sizeBytes();
+    await restartWith({ storeBytes: size + 100_000 }, 64_000);
+    expect((await publish('ci', 'ci/a', 'x'.repeat(60_000))).status).toBe(202);
+    const full = await publish('ci', 'ci/a', 'y'.repeat(60_000));
+    expect([full.status, errorCode(full)]).toEqual([507, 'STORE_LIMIT']);
+    expect((full.json() as { error: { message: string } }).error.message).toMatch(/--max-store-size/);
+    expect((await store.listEvents()).map((e) => e.size)).toEqual([60_000]);
+    expect((await publish('ci', 'ci/a', 'small')).status).toBe(202); // still within the bound
+    await restartWith({ storeBytes: 0 }, 64_000); // 0: no bound
+    expect((await publish('ci', 'ci/a', 'y'.repeat(60_000))).status).toBe(202);
   });
 });
 
