@@ -310,7 +310,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     const raced = await Promise.allSettled([1, 2, 3, 4, 5].map((port) => limited('n1', port)));
     expect(raced.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
     for (const r of raced.filter((x) => x.status === 'rejected')) {
-      expect((r).reason).toMatchObject({ code: 'SUBSCRIPTION_LIMIT' });
+      expect(r.reason).toMatchObject({ code: 'SUBSCRIPTION_LIMIT' });
     }
     const held = (await store.listSubscriptions('n1')).map((x) => x.port);
     expect(held).toHaveLength(3);
