@@ -134,6 +134,12 @@ export const runFlags = {
     default: defaultLimits.storeBytes,
     describe: 'store size past which publishes answer 507 STORE_LIMIT (0: no bound)',
   },
+  'subscription-expiry': {
+    type: 'duration',
+    env: 'KRKNS_SUBSCRIPTION_EXPIRY',
+    default: defaultLimits.subscriptionExpiryMs,
+    describe: 'remove a subscription whose node has been offline or gone from the tailnet this long (0: never)',
+  },
   'require-capability': {
     type: 'bool',
     env: 'KRKNS_REQUIRE_CAPABILITY',

@@ -74,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
         subscriptionsPerNode: flags['max-subscriptions-per-node'],
         topicsPerSubscription: flags['max-topics-per-subscription'],
         storeBytes: flags['max-store-size'],
+        subscriptionExpiryMs: flags['subscription-expiry'],
       },
     },
   });

@@ -538,6 +538,21 @@ export class PostgresStore implements HubStore {
     });
   }
 
+  async markOffline(subscriptionId: string, now = Date.now()): Promise<void> {
+    await this.#q('UPDATE subscriptions SET offline_since = $1 WHERE id = $2 AND offline_since IS NULL', [
+      now,
+      subscriptionId,
+    ]);
+  }
+
+  async expire(subscriptionId: string, offlineBefore: number): Promise<boolean> {
+    const rows = await this.#q('DELETE FROM subscriptions WHERE id = $1 AND offline_since <= $2 RETURNING id', [
+      subscriptionId,
+      offlineBefore,
+    ]);
+    return rows.length > 0;
+  }
+
   async wake(subscriptionId: string, now = Date.now()): Promise<void> {
     await this.#tx(async (c) => {
       await this.#q('UPDATE subscriptions SET probe_at = NULL WHERE id = $1', [subscriptionId], c);

@@ -361,6 +361,20 @@ export class SqliteCore {
     });
   }
 
+  markOffline(subscriptionId: string, now = Date.now()): void {
+    this.#sql('UPDATE subscriptions SET offline_since = ? WHERE id = ? AND offline_since IS NULL').run(
+      now,
+      subscriptionId,
+    );
+  }
+
+  expire(subscriptionId: string, offlineBefore: number): boolean {
+    return (
+      this.#sql('DELETE FROM subscriptions WHERE id = ? AND offline_since <= ?').run(subscriptionId, offlineBefore)
+        .changes > 0
+    );
+  }
+
   wake(subscriptionId: string, now = Date.now()): void {
     this.transaction(() => {
       this.#sql('UPDATE subscriptions SET probe_at = NULL WHERE id = ?').run(subscriptionId);

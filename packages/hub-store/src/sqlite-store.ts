@@ -133,6 +133,14 @@ export class SqliteStore implements HubStore {
     );
   }
 
+  markOffline(subscriptionId: string, now = Date.now()): Promise<void> {
+    return this.#writes.run(() => this.#core.markOffline(subscriptionId, now));
+  }
+
+  expire(subscriptionId: string, offlineBefore: number): Promise<boolean> {
+    return this.#writes.run(() => this.#core.expire(subscriptionId, offlineBefore));
+  }
+
   wake(subscriptionId: string, now = Date.now()): Promise<void> {
     return this.#writes.run(() => this.#core.wake(subscriptionId, now));
   }

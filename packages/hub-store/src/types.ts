@@ -241,6 +241,16 @@ export interface HubStore {
     attemptStartedAt: number,
     now?: number,
   ): Promise<void>;
+  /**
+   * Records that the subscriber's node is offline or gone from the netmap: offline since `now` unless it
+   * already was. Its queue is not parked (attempts decide that).
+   */
+  markOffline(subscriptionId: string, now?: number): Promise<void>;
+  /**
+   * Removes the subscription, with what is still owed to it, if it has been offline since `offlineBefore`
+   * or earlier (not if it subscribed again meanwhile). Returns whether it did.
+   */
+  expire(subscriptionId: string, offlineBefore: number): Promise<boolean>;
   /** Makes a subscriber's waiting queue due now (it came back online). */
   wake(subscriptionId: string, now?: number): Promise<void>;
   /**

@@ -222,6 +222,24 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
   });
 
+  it('marks a subscriber offline once, and expires it only past the time given, unless it subscribed again', async () => {
+    const s = await sub('n1', ['t']);
+    const e = (await store.publish(event('t'), matches)).event;
+    await store.markOffline(s.id, 1000);
+    await store.markOffline(s.id, 2000); // already offline: the first time stays
+    expect((await store.getSubscription(s.id))?.offlineSince).toBe(1000);
+    expect(await store.dueDeliveries(Date.now(), new Set(), 10)).toHaveLength(1); // its queue is not parked
+    expect(await store.expire(s.id, 999)).toBe(false);
+    expect(await store.expire(s.id, 1000)).toBe(true);
+    expect(await store.getSubscription(s.id)).toBeUndefined();
+    expect(await store.deliveriesOf(e.id)).toEqual([]);
+    const again = await sub('n2', ['t']);
+    await store.markOffline(again.id, 1000);
+    await sub('n2', ['t']); // subscribed again: online, not expired
+    expect(await store.expire(again.id, 5000)).toBe(false);
+    expect((await store.getSubscription(again.id))?.offlineSince).toBeNull();
+  });
+
   it('wakes an offline subscriber: its queue is due now, it stays marked offline until reached', async () => {
     const s = await sub('n1', ['t']);
     const e = (await store.publish(event('t'), matches)).event;

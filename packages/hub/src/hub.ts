@@ -136,6 +136,7 @@ export class Hub implements HubUseCases {
   private readonly startedAt = this.now();
   private pruneTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
   private activeRequests = 0;
@@ -201,6 +202,11 @@ export class Hub implements HubUseCases {
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
     this.pruneTimer.unref();
+    const expiry = this.limits.subscriptionExpiryMs;
+    if (expiry > 0) {
+      this.expiryTimer = setInterval(() => void this.expireGoneSubscribers(), expirySweepEveryMs(expiry));
+      this.expiryTimer.unref();
+    }
     this.node.on('peers', this.onPeers);
   }
 
@@ -213,6 +219,7 @@ export class Hub implements HubUseCases {
     this.events.emit('closing');
     clearInterval(this.pruneTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.expiryTimer);
     this.node.off('peers', this.onPeers);
     const requestsDone = new Promise<void>((resolve) => {
       this.idle = resolve;
@@ -462,6 +469,33 @@ export class Hub implements HubUseCases {
     }
   }
 
+  /**
+   * A subscription whose node the netmap shows offline, or no longer shows, is marked offline; once that
+   * lasted subscriptionExpiryMs it is removed with what it is owed (krknc subscribes again when it starts).
+   * Skipped while krkns's own node is not running: its netmap then says nothing about the others.
+   */
+  private async expireGoneSubscribers(): Promise<void> {
+    try {
+      if (this.node.state !== 'Running') return;
+      const { peers } = await this.node.status();
+      const expiry = this.limits.subscriptionExpiryMs;
+      const now = this.now();
+      for (const sub of await this.store.listSubscriptions()) {
+        if (onlineIn(peers, sub)) continue;
+        if (sub.offlineSince === null) await this.store.markOffline(sub.id, now);
+        else if (now - sub.offlineSince >= expiry && (await this.store.expire(sub.id, now - expiry))) {
+          const since = new Date(sub.offlineSince).toISOString();
+          this.log.info(
+            { subscription: sub.id, node: sub.nodeName, topics: sub.topics, offlineSince: since, expiryMs: expiry },
+            'subscription expired: its node has been offline or gone from the tailnet longer than --subscription-expiry',
+          );
+        }
+      }
+    } catch (err) {
+      this.log.error({ err: asError(err) }, 'cannot expire the subscriptions of nodes gone from the tailnet');
+    }
+  }
+
   /** A subscriber marked offline that the netmap shows online again gets its queue now. */
   private async wakeOnlineSubscribers(): Promise<void> {
     try {
@@ -469,7 +503,7 @@ export class Hub implements HubUseCases {
       if (offline.length === 0) return;
       const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
       for (const sub of offline) {
-        if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
+        if (onlineIn(peers, sub)) {
           await this.store.wake(sub.id, this.now());
           this.deliverer.kick();
         }
@@ -496,6 +530,16 @@ function refuseForeignTargets(named: SubscribeInput['namedTargets'], callerIp: s
 function senderOf(caller: Caller): Sender {
   if (caller.kind === 'admin') return { ip: 'local', node: 'admin socket', user: 'local', tags: [] };
   return { ip: caller.ip, node: caller.node, user: caller.user, tags: caller.tags };
+}
+
+/** Whether the netmap shows the subscription's node online (by its tailnet address). */
+function onlineIn(peers: readonly { online: boolean; addresses: string[] }[], sub: Subscription): boolean {
+  return peers.some((p) => p.online && p.addresses.includes(sub.address));
+}
+
+/** How often subscriptions are checked for expiry: a quarter of it, between 0.5 s and a minute. */
+function expirySweepEveryMs(expiryMs: number): number {
+  return Math.min(60e3, Math.max(500, expiryMs / 4));
 }
 
 /** A size for a message, in MiB (how the flags' sizes read). */

@@ -23,6 +23,8 @@ export type HubStorage = DeliveryStore &
     | 'listSubscriptions'
     | 'unsubscribe'
     | 'wake'
+    | 'markOffline'
+    | 'expire'
     | 'prune'
     | 'stats'
     | 'heartbeat'

@@ -378,6 +378,19 @@ describe('limits', () => {
     expect(await store.listSubscriptions()).toHaveLength(3);
   });
 
+  it('expires a subscription whose node stayed offline or gone from the netmap past the expiry, not an online one', async () => {
+    node.peers = [{ online: true, addresses: ['100.64.0.11'] }]; // dev is online; ci is not in the netmap
+    await restartWith({ subscriptionExpiryMs: 1_000 });
+    expect((await subscribe('ci', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    expect((await subscribe('dev', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    const nodes = async () => (await store.listSubscriptions()).map((x) => [x.nodeName, x.offlineSince !== null]);
+    for (let i = 0; i < 40 && (await nodes()).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await nodes()).toEqual([['dev.krkn.test', false]]);
+    const published = await publish('ci', 'ci/a');
+    const { id } = published.json() as { id: string };
+    expect((await store.deliveriesOf(id)).map((d) => d.subscriptionId)).toHaveLength(1); // owed to dev only
+  });
+
   it('answers 507 STORE_LIMIT past the store size bound, stores nothing, and publishes again once under it', async () => {
     // Bounds far from SQLite's page size, so the answers hold whether the hub asks the size again or not.
     const size = await store.sizeBytes();
