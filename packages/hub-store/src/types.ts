@@ -267,7 +267,10 @@ export interface HubStore {
   /** Every subscription's backlog (pending count, last success), for the inspector's subscriber list. */
   backlogs(): Promise<SubscriptionBacklog[]>;
   stats(): Promise<StoreStats>;
-  /** Bytes the store's data takes (SQLite: pages in use; PostgreSQL: the database's size), cheaply. */
+  /**
+   * Bytes the store's data takes, cheaply. SQLite: pages in use (falls as pruning frees pages).
+   * PostgreSQL: the database's size, which does not fall after deletes (space is reused, not returned).
+   */
   sizeBytes(): Promise<number>;
   close(): Promise<void>;
 }
