@@ -2,6 +2,7 @@ import pg from 'pg';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { pgMigrations } from './pg-schema.js';
 import {
+  BacklogTrims,
   EVENT_COLUMNS,
   eventValues,
   firstSince,
@@ -99,12 +100,12 @@ function isUnavailable(err: unknown): boolean {
 export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
-  readonly #maxBacklog: number;
+  readonly #trims: BacklogTrims;
 
   private constructor(description: string, pool: pg.Pool, maxBacklog: number) {
     this.description = description;
     this.#pool = pool;
-    this.#maxBacklog = maxBacklog;
+    this.#trims = new BacklogTrims(maxBacklog);
   }
 
   /**
@@ -225,25 +226,24 @@ export class PostgresStore implements HubStore {
           [owed, row.seq, now],
           c,
         );
-        await this.#trimBacklogs(owed, now, c);
+        const trim = owed.filter((id) => this.#trims.due(id));
+        if (trim.length > 0) await this.#trimBacklogs(trim, now, c);
       }
       const { subs: _subs, ...eventRow } = row;
       return { event: toEvent(eventRow), duplicate: false };
     });
   }
 
-  /**
-   * Fails, unsent, the pending deliveries of each subscription beyond its newest #maxBacklog. The cut walks
-   * at most that many index entries per subscription, and only as many as are pending.
-   */
+  /** Fails, unsent, the pending deliveries of each subscription beyond its newest maxBacklog. */
   async #trimBacklogs(subscriptionIds: string[], now: number, c: pg.PoolClient): Promise<void> {
+    const max = this.#trims.maxBacklog;
     await this.#q(
       `UPDATE deliveries d SET state = 'failed', last_error = $1, updated_at = $2
        FROM (SELECT s.id, (SELECT event_seq FROM deliveries x WHERE x.subscription_id = s.id AND x.state = 'pending'
                ORDER BY event_seq DESC LIMIT 1 OFFSET $3) AS cut
              FROM unnest($4::text[]) AS s(id)) c
        WHERE d.subscription_id = c.id AND d.state = 'pending' AND d.event_seq <= c.cut`,
-      [backlogLimitReason(this.#maxBacklog), now, this.#maxBacklog, subscriptionIds],
+      [backlogLimitReason(max), now, max, subscriptionIds],
       c,
     );
   }

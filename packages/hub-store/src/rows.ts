@@ -145,3 +145,30 @@ export function toDelivery(r: DeliveryRow): Delivery {
     lastError: r.last_error,
   };
 }
+
+/**
+ * When a publish trims a subscription's backlog (HubStore.publish): after every hundredth of the bound's
+ * deliveries owed to it (after each one for bounds under 200). The walk to the cut is as long as the queue,
+ * so this keeps it near 100 index steps per publish however long the queue grows, and a queue passes the
+ * bound by about 1 % (plus, on PostgreSQL, publishes not yet committed when the trim ran) before its oldest
+ * fail. Counted per store handle (per replica on PostgreSQL).
+ */
+export class BacklogTrims {
+  readonly #owedSinceTrim = new Map<string, number>();
+  readonly #every: number;
+
+  constructor(readonly maxBacklog: number) {
+    this.#every = Math.max(1, Math.floor(maxBacklog / 100));
+  }
+
+  /** Counts one more delivery owed to the subscription; true when its backlog is to be trimmed now. */
+  due(subscriptionId: string): boolean {
+    const owed = (this.#owedSinceTrim.get(subscriptionId) ?? 0) + 1;
+    if (owed < this.#every) {
+      this.#owedSinceTrim.set(subscriptionId, owed);
+      return false;
+    }
+    this.#owedSinceTrim.delete(subscriptionId);
+    return true;
+  }
+}

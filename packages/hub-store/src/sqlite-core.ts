@@ -1,6 +1,7 @@
 import { chmodSync, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import {
+  BacklogTrims,
   EVENT_COLUMNS,
   eventValues,
   firstSince,
@@ -49,12 +50,15 @@ export class SqliteCore {
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
 
+  readonly #trims: BacklogTrims;
+
   private constructor(
     readonly path: string,
     db: Database.Database,
-    readonly maxBacklog: number,
+    maxBacklog: number,
   ) {
     this.#db = db;
+    this.#trims = new BacklogTrims(maxBacklog);
   }
 
   /**
@@ -119,22 +123,20 @@ export class SqliteCore {
       for (const sub of this.listSubscriptions()) {
         if (!owedTo(sub, input.topic, matches)) continue;
         owe.run(sub.id, row.seq, now, now);
-        this.#trimBacklog(sub.id, now);
+        if (this.#trims.due(sub.id)) this.#trimBacklog(sub.id, now);
       }
       return { event: toEvent(row), duplicate: false };
     });
   }
 
-  /**
-   * Fails, unsent, the pending deliveries of a subscription beyond its newest `maxBacklog`. The subquery
-   * walks at most that many index entries, and only as many as are pending: nothing for a healthy queue.
-   */
+  /** Fails, unsent, the pending deliveries of a subscription beyond its newest `maxBacklog`. */
   #trimBacklog(subscriptionId: string, now: number): void {
+    const max = this.#trims.maxBacklog;
     this.#sql(
       `UPDATE deliveries SET state = 'failed', last_error = @reason, updated_at = @now
        WHERE subscription_id = @sub AND state = 'pending' AND event_seq <= (SELECT event_seq FROM deliveries
          WHERE subscription_id = @sub AND state = 'pending' ORDER BY event_seq DESC LIMIT 1 OFFSET @max)`,
-    ).run({ sub: subscriptionId, now, max: this.maxBacklog, reason: backlogLimitReason(this.maxBacklog) });
+    ).run({ sub: subscriptionId, now, max, reason: backlogLimitReason(max) });
   }
 
   getEvent(id: string): StoredEvent | undefined {

@@ -185,6 +185,7 @@ export interface HubStore {
    * With a dedupe key already seen on this topic, returns the first event and stores nothing.
    * A subscription then owed more than the store's backlog bound has its oldest pending deliveries
    * failed, unsent, with {@link backlogLimitReason}: a subscriber that never drains cannot grow the store.
+   * (Checked after every hundredth of the bound's deliveries owed to it: see BacklogTrims.)
    */
   publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
   getEvent(id: string): Promise<StoredEvent | undefined>;
