@@ -263,7 +263,7 @@ export class Hub implements HubUseCases {
     const { topic } = input;
     this.checkPublish(caller, topic);
     const { method, headers, body } = input;
-    await this.refuseOverStoreLimit(topic, body.length);
+    await this.refuseOverStoreLimit(topic, body.length, 'store');
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
@@ -405,11 +405,16 @@ export class Hub implements HubUseCases {
     };
   }
 
+  async checkStoreRoom(topic: string, declaredBytes: number): Promise<void> {
+    await this.refuseOverStoreLimit(topic, declaredBytes, 'check');
+  }
+
   /**
    * 507 STORE_LIMIT, before anything is stored, when `incoming` bytes would take the store past its bound.
-   * The store's size is asked at most every storeSizeEveryMs; bodies stored in between are added to it.
+   * The store's size is asked at most every storeSizeEveryMs; bodies about to be stored in between are
+   * added to it.
    */
-  private async refuseOverStoreLimit(topic: string, incoming: number): Promise<void> {
+  private async refuseOverStoreLimit(topic: string, incoming: number, then: 'check' | 'store'): Promise<void> {
     const limit = this.limits.storeBytes;
     if (limit === 0) return;
     const now = this.now();
@@ -422,7 +427,7 @@ export class Hub implements HubUseCases {
       const advice = 'nothing was stored; retry once deliveries drain and pruning frees space';
       throw new HubError('STORE_LIMIT', `${held} (--max-store-size): ${advice}`);
     }
-    this.storeBytes.known += incoming;
+    if (then === 'store') this.storeBytes.known += incoming;
   }
 
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {

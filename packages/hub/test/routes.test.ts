@@ -1,5 +1,6 @@
 // The HTTP API through app.inject: a real Hub over a real SQLite store, callers named by a test
 // header instead of WhoIs, deliveries recorded instead of sent.
+import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventDetail, HubStatus } from '@krkn/hub-api';
@@ -400,6 +401,14 @@ describe('limits', () => {
     expect([full.status, errorCode(full)]).toEqual([507, 'STORE_LIMIT']);
     expect((full.json() as { error: { message: string } }).error.message).toMatch(/--max-store-size/);
     expect((await store.listEvents()).map((e) => e.size)).toEqual([60_000]);
+    // Refused on its Content-Length, before the body is read: a stream that never ends gets its 507 at once.
+    const early = await app.inject({
+      method: 'POST',
+      url: '/hooks/ci/a',
+      headers: { 'x-test-caller': 'ci', 'content-type': 'application/json', 'content-length': '60000' },
+      payload: new PassThrough(), // never written: reading the body would hang the request
+    });
+    expect([early.statusCode, early.json<{ error: { code: string } }>().error.code]).toEqual([507, 'STORE_LIMIT']);
     expect((await publish('ci', 'ci/a', 'small')).status).toBe(202); // still within the bound
     await restartWith({ storeBytes: 0 }, 64_000); // 0: no bound
     expect((await publish('ci', 'ci/a', 'y'.repeat(60_000))).status).toBe(202);
