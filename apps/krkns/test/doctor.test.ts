@@ -93,7 +93,8 @@ describe('krkns doctor', () => {
     expect(k.stderr).toMatch(/authorisation: open mode \(--require-capability off\)/);
     expect(check(report, 'limits')?.cause).toBe(
       '20 subscriptions per node; 32 topics per subscription; 10000 pending deliveries per subscription ' +
-        '(the oldest fail past it); publishes refused (507) past a store of 10GiB; subscriptions expire after 7d offline',
+        '(the oldest fail past it); publishes refused (507) past a store of 10GiB; ' +
+        'subscriptions expire after 7d offline',
     );
     expect(check(report, 'auth-key')?.cause).toContain('registered with the auth key');
     expect(check(report, 'hostname')?.cause).toContain('registered under the name it asks for');

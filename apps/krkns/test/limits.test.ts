@@ -65,7 +65,7 @@ afterAll(async () => {
 });
 
 describe('krkns limits over the tailnet', () => {
-  it('answers 409 SUBSCRIPTION_LIMIT past the subscriptions a node may hold, 400 TOO_MANY_TOPICS past the topics', async () => {
+  it('answers 409 SUBSCRIPTION_LIMIT past the subscriptions per node, 400 TOO_MANY_TOPICS past topics', async () => {
     const hub = clientFor(subscriber);
     for (const port of [8080, 8081]) await hub.subscribe({ topics: ['quiet/a'], port, path: '/in' });
     const third = await apiError(hub.subscribe({ topics: ['quiet/a'], port: 8082, path: '/in' }));
@@ -88,7 +88,7 @@ describe('krkns limits over the tailnet', () => {
     expect(states[0]![0]!.lastError).toMatch(/^backlog limit: more than 2 deliveries were owed/);
   });
 
-  it('expires the subscription of a node gone from the tailnet past --subscription-expiry, with a log line', async () => {
+  it('expires the subscription of a node gone from the tailnet past the expiry, with a log line', async () => {
     const gone = peerNode(tailnet, { hostname: 'gone', authKey, dir });
     await gone.up();
     const sub = await clientFor(gone).subscribe({ topics: ['expiry/t'], port: 8080, path: '/in' });

@@ -222,7 +222,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect((await store.dueDeliveries(Date.now(), new Set(), 10)).map((d) => d.event.id)).toEqual([e.id]);
   });
 
-  it('marks a subscriber offline once, and expires it only past the time given, unless it subscribed again', async () => {
+  it('marks a subscriber offline once, expires it only past the time given, unless it subscribed again', async () => {
     const s = await sub('n1', ['t']);
     const e = (await store.publish(event('t'), matches)).event;
     await store.markOffline(s.id, 1000);
@@ -314,7 +314,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect(await topicsOf(['$.'])).toEqual([]);
   });
 
-  it('refuses a node more subscriptions than maxPerNode allows, even racing; an update of one it holds passes', async () => {
+  it('refuses a node subscriptions past maxPerNode, even racing; an update of one it holds passes', async () => {
     const limited = (nodeId: string, port: number) =>
       store.subscribe({
         nodeId,

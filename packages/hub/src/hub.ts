@@ -492,7 +492,7 @@ export class Hub implements HubUseCases {
           const since = new Date(sub.offlineSince).toISOString();
           this.log.info(
             { subscription: sub.id, node: sub.nodeName, topics: sub.topics, offlineSince: since, expiryMs: expiry },
-            'subscription expired: its node has been offline or gone from the tailnet longer than --subscription-expiry',
+            'subscription expired: its node was offline or gone from the tailnet longer than --subscription-expiry',
           );
         }
       }

@@ -368,7 +368,7 @@ describe('limits', () => {
     expect((await subscribe('ci', { topics: ['ci/a', 'ci/b'], port: 8080 })).status).toBe(201);
   });
 
-  it("answers 409 SUBSCRIPTION_LIMIT to a node's subscription past its bound; updating one it holds passes", async () => {
+  it("answers 409 SUBSCRIPTION_LIMIT to a node's subscription past its bound; an update passes", async () => {
     await restartWith({ subscriptionsPerNode: 2 });
     for (const port of [8080, 8081]) expect((await subscribe('ci', { topics: ['ci/a'], port })).status).toBe(201);
     const res = await subscribe('ci', { topics: ['ci/a'], port: 8082 });
@@ -379,7 +379,7 @@ describe('limits', () => {
     expect(await store.listSubscriptions()).toHaveLength(3);
   });
 
-  it('expires a subscription whose node stayed offline or gone from the netmap past the expiry, not an online one', async () => {
+  it('expires a subscription whose node stayed offline or gone past the expiry, not an online one', async () => {
     node.peers = [{ online: true, addresses: ['100.64.0.11'] }]; // dev is online; ci is not in the netmap
     await restartWith({ subscriptionExpiryMs: 1_000 });
     expect((await subscribe('ci', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
@@ -392,7 +392,7 @@ describe('limits', () => {
     expect((await store.deliveriesOf(id)).map((d) => d.subscriptionId)).toHaveLength(1); // owed to dev only
   });
 
-  it('answers 507 STORE_LIMIT past the store size bound, stores nothing, and publishes again once under it', async () => {
+  it('answers 507 STORE_LIMIT past the store size bound, stores nothing, publishes again under it', async () => {
     // Bounds far from SQLite's page size, so the answers hold whether the hub asks the size again or not.
     const size = await store.sizeBytes();
     await restartWith({ storeBytes: size + 100_000 }, 64_000);
