@@ -13,7 +13,8 @@ import {
   type FlagSpecs,
   type Flags,
 } from '@krkn/cli-kit';
-import { defaultCredentialHeaders, defaultRetryScheduleMs } from '@krkn/hub';
+import { defaultCredentialHeaders, defaultLimits, defaultRetryScheduleMs } from '@krkn/hub';
+import { DEFAULT_MAX_BACKLOG } from '@krkn/hub-store';
 import { DEFAULT_CAPABILITY_NAME } from '@krkn/policy';
 
 /** krkns's node name unless told otherwise: `<os hostname>-krkns`, as a DNS label. */
@@ -111,6 +112,39 @@ export const runFlags = {
     default: 15e3,
     describe: 'a delivery succeeds with a 2xx within this time',
     check: positive,
+  },
+  'max-subscriptions-per-node': {
+    type: 'int',
+    env: 'KRKNS_MAX_SUBSCRIPTIONS_PER_NODE',
+    default: defaultLimits.subscriptionsPerNode,
+    describe: 'subscriptions one node may hold (409 SUBSCRIPTION_LIMIT past it)',
+    check: positive,
+  },
+  'max-topics-per-subscription': {
+    type: 'int',
+    env: 'KRKNS_MAX_TOPICS_PER_SUBSCRIPTION',
+    default: defaultLimits.topicsPerSubscription,
+    describe: 'topics or patterns one subscription may list (400 TOO_MANY_TOPICS past it)',
+    check: positive,
+  },
+  'max-backlog': {
+    type: 'int',
+    env: 'KRKNS_MAX_BACKLOG',
+    default: DEFAULT_MAX_BACKLOG,
+    describe: 'pending deliveries one subscription is owed at most; past it the oldest fail unsent, with the reason',
+    check: positive,
+  },
+  'max-store-size': {
+    type: 'size',
+    env: 'KRKNS_MAX_STORE_SIZE',
+    default: defaultLimits.storeBytes,
+    describe: 'store size past which publishes answer 507 STORE_LIMIT (0: no bound)',
+  },
+  'subscription-expiry': {
+    type: 'duration',
+    env: 'KRKNS_SUBSCRIPTION_EXPIRY',
+    default: defaultLimits.subscriptionExpiryMs,
+    describe: 'remove a subscription whose node has been offline or gone from the tailnet this long (0: never)',
   },
   'require-capability': {
     type: 'bool',

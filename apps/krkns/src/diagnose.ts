@@ -1,4 +1,4 @@
-import { createLogger, diagnosticCommands, type Flags } from '@krkn/cli-kit';
+import { createLogger, diagnosticCommands, formatDurationMs, formatSize, type Flags } from '@krkn/cli-kit';
 import { authorizationSummary } from '@krkn/hub';
 import { doctorInputFrom, type DoctorInput } from '@krkn/doctor';
 import type { TailnetNode } from '@krkn/tailnet';
@@ -8,14 +8,39 @@ import { krknsNode } from './node.js';
 // doctor, ping and whois read the same flags as run, so they look at the same node (the store is not theirs).
 const { 'shutdown-timeout': _s, store: _store, 'store-password-file': _pw, ...flagsOfNodeCommands } = runFlags;
 
-type DoctorFlags = Pick<Flags<typeof runFlags>, 'control-url' | 'tags' | 'require-capability' | 'capability'>;
+type LimitFlags = Pick<
+  Flags<typeof runFlags>,
+  | 'max-subscriptions-per-node'
+  | 'max-topics-per-subscription'
+  | 'max-backlog'
+  | 'max-store-size'
+  | 'subscription-expiry'
+>;
+type DoctorFlags = Pick<Flags<typeof runFlags>, 'control-url' | 'tags' | 'require-capability' | 'capability'> &
+  LimitFlags;
 
 /** The doctor's view of a krkns configured by these flags and this environment. */
 export function krknsDoctorInput(flags: DoctorFlags, stateDir: string, node?: TailnetNode): DoctorInput {
   const mode = { requireCapability: flags['require-capability'], capabilityName: flags.capability };
-  const appChecks = [{ id: 'authorization', status: 'ok' as const, cause: authorizationSummary(mode) }];
+  const appChecks = [
+    { id: 'authorization', status: 'ok' as const, cause: authorizationSummary(mode) },
+    { id: 'limits', status: 'ok' as const, cause: limitsSummary(flags) },
+  ];
   const base = { app: 'krkns', stateDir, controlUrl: flags['control-url'], advertisedTags: flags.tags };
   return doctorInputFrom({ ...base, node, appChecks });
+}
+
+/** The bounds in force, in one line (README: Limits). */
+function limitsSummary(flags: LimitFlags): string {
+  const store = flags['max-store-size'];
+  const expiry = flags['subscription-expiry'];
+  return [
+    `${flags['max-subscriptions-per-node']} subscriptions per node`,
+    `${flags['max-topics-per-subscription']} topics per subscription`,
+    `${flags['max-backlog']} pending deliveries per subscription (the oldest fail past it)`,
+    store === 0 ? 'no store size bound' : `publishes refused (507) past a store of ${formatSize(store)}`,
+    expiry === 0 ? 'subscriptions never expire' : `subscriptions expire after ${formatDurationMs(expiry)} offline`,
+  ].join('; ');
 }
 
 /** doctor, ping, whois and policy. */

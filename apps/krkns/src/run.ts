@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
 
   // The store first: a wrong URL or password ends krkns before it joins the tailnet.
   ensurePrivateDir(stateDir);
-  const store = await openHubStore(flags, stateDir);
+  const store = await openHubStore(flags, stateDir, { maxBacklog: flags['max-backlog'] });
   log.info({ store: store.description }, 'store open');
   const node = krknsNode(flags, log);
   // The node's state lock is taken next, so a second krkns on this directory stops here.
@@ -71,6 +71,12 @@ export async function run(argv: string[]): Promise<number> {
       ...authz,
       maxConcurrentDeliveries: 16,
       credentialHeaders: [...defaultCredentialHeaders, ...flags['credential-header']],
+      limits: {
+        subscriptionsPerNode: flags['max-subscriptions-per-node'],
+        topicsPerSubscription: flags['max-topics-per-subscription'],
+        storeBytes: flags['max-store-size'],
+        subscriptionExpiryMs: flags['subscription-expiry'],
+      },
     },
   });
   const metrics = new HubMetrics(hub, node, { topicLabels: flags['metrics-topic-labels'] });

@@ -86,11 +86,16 @@ describe('krkns doctor', () => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}; last report: ${failing}`);
     });
     const { report } = await doctor(join(dir, 'healthy'));
-    const ids = ['login', 'auth-key', 'authorization', 'key-expiry', 'hostname', 'control', 'derp', 'peers'];
+    const ids = ['login', 'auth-key', 'authorization', 'limits', 'key-expiry', 'hostname', 'control', 'derp', 'peers'];
     expect(report.checks.map((c) => c.id)).toEqual(ids);
     // The mode and what any peer may do, in one line: in the report, and in the log at start.
     expect(check(report, 'authorization')?.cause).toMatch(/^open mode .* any peer .* may publish, subscribe and read/);
     expect(k.stderr).toMatch(/authorisation: open mode \(--require-capability off\)/);
+    expect(check(report, 'limits')?.cause).toBe(
+      '20 subscriptions per node; 32 topics per subscription; 10000 pending deliveries per subscription ' +
+        '(the oldest fail past it); publishes refused (507) past a store of 10GiB; ' +
+        'subscriptions expire after 7d offline',
+    );
     expect(check(report, 'auth-key')?.cause).toContain('registered with the auth key');
     expect(check(report, 'hostname')?.cause).toContain('registered under the name it asks for');
     expect(check(report, 'peers')?.cause).toContain('peer');
@@ -110,7 +115,17 @@ describe('krkns doctor', () => {
 
   it('reports capability mode, with the capability name, when --require-capability is on', async () => {
     const args = ['doctor', '--state-dir', join(dir, 'cached'), '--control-url', tailnet.url, '--json'];
-    const r = await Krkns.command([...args, '--require-capability', '--capability', 'example.com/cap/hooks']);
+    const limits = ['--max-store-size', '0', '--subscription-expiry', '0', '--max-backlog', '50'];
+    const r = await Krkns.command([
+      ...args,
+      '--require-capability',
+      '--capability',
+      'example.com/cap/hooks',
+      ...limits,
+    ]);
+    expect(check(JSON.parse(r.stdout) as Report, 'limits')?.cause).toMatch(
+      /50 pending deliveries per subscription .*; no store size bound; subscriptions never expire$/,
+    );
     const line = check(JSON.parse(r.stdout) as Report, 'authorization');
     expect(line?.status).toBe('ok');
     expect(line?.cause).toMatch(

@@ -6,7 +6,7 @@ export { ExitCode, CliError, usageError } from './exit.js';
 export type { ExitCodeValue } from './exit.js';
 export { parseFlags, helpText } from './flags.js';
 export type { AnyFlagSpec, FlagSpec, FlagSpecs, FlagType, Flags } from './flags.js';
-export { parseDuration } from './units.js';
+export { formatDurationMs, formatSize, parseDuration } from './units.js';
 export { createLogger } from './log.js';
 export type { LogFormat } from './log.js';
 export { readyLine } from './login.js';

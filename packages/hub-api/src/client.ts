@@ -30,6 +30,10 @@ export interface ListEventsQuery {
   topic?: string;
   /** Events received after this event id. */
   after?: string;
+  /** Events received before this event id: with `order: 'newest'`, pages back from the newest. */
+  before?: string;
+  /** Receipt order (default) or newest first. */
+  order?: 'oldest' | 'newest';
   /** Events received at or after this time. */
   since?: Date;
   limit?: number;
@@ -73,6 +77,8 @@ export class HubClient {
     const params = new URLSearchParams();
     if (q.topic) params.set('topic', q.topic);
     if (q.after) params.set('after', q.after);
+    if (q.before) params.set('before', q.before);
+    if (q.order) params.set('order', q.order);
     if (q.since) params.set('since', q.since.toISOString());
     if (q.limit) params.set('limit', String(q.limit));
     return this.json<{ events: EventMeta[] }>('GET', `/events?${params.toString()}`).then((r) => r.events);

@@ -11,11 +11,12 @@ export type { SqliteStoreOptions } from './sqlite-store.js';
 export { PostgresStore } from './pg-store.js';
 export type { PostgresStoreOptions } from './pg-store.js';
 export type { GroupCommitOptions } from './group-commit.js';
-export { StoreError, newEventId } from './types.js';
+export { DEFAULT_MAX_BACKLOG, StoreError, backlogLimitReason, newEventId } from './types.js';
 export type {
   Delivery,
   DueDelivery,
   EventQuery,
+  EventSummary,
   HubStore,
   NewEvent,
   NewSubscription,

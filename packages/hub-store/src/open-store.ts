@@ -11,6 +11,8 @@ export interface OpenStoreOptions {
   password?: string | undefined;
   /** A file holding the PostgreSQL password (first line); wins over `password`. */
   passwordFile?: string | undefined;
+  /** Pending deliveries a subscription is owed at most, in either store (see HubStore.publish). */
+  maxBacklog?: number;
   sqlite?: SqliteStoreOptions;
   postgres?: Omit<PostgresStoreOptions, 'password'>;
 }
@@ -61,8 +63,9 @@ export function parseStoreUrl(spec: string, defaultSqlitePath: string): StoreLoc
 /** Opens (and migrates) the store a store URL names; see {@link parseStoreUrl}. */
 export async function openStore(spec: string, options: OpenStoreOptions): Promise<HubStore> {
   const location = parseStoreUrl(spec, options.defaultSqlitePath);
-  if (location.kind === 'sqlite') return SqliteStore.open(location.path, options.sqlite);
-  return PostgresStore.open(location.url, { ...options.postgres, password: readPassword(options) });
+  const bound = options.maxBacklog === undefined ? {} : { maxBacklog: options.maxBacklog };
+  if (location.kind === 'sqlite') return SqliteStore.open(location.path, { ...options.sqlite, ...bound });
+  return PostgresStore.open(location.url, { ...options.postgres, ...bound, password: readPassword(options) });
 }
 
 function readPassword(options: OpenStoreOptions): string | undefined {

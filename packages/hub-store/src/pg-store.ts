@@ -2,28 +2,36 @@ import pg from 'pg';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { pgMigrations } from './pg-schema.js';
 import {
+  BacklogTrims,
   EVENT_COLUMNS,
   eventValues,
   firstSince,
   owedTo,
+  summaryColumns,
   toDelivery,
   toEvent,
+  toEventSummary,
   toSubscription,
   type DeliveryRow,
   type EventRow,
+  type EventSummaryRow,
   type SubscriptionRow,
 } from './rows.js';
 import { schemaVersion } from './schema.js';
 import {
   DEFAULT_LIST_LIMIT,
+  DEFAULT_MAX_BACKLOG,
   PRUNE_BATCH,
   StoreError,
+  backlogLimitReason,
+  subscriptionLimit,
   newEventId,
   newSubscriptionId,
   type HubStore,
   type Delivery,
   type DueDelivery,
   type EventQuery,
+  type EventSummary,
   type NewEvent,
   type NewSubscription,
   type Rejection,
@@ -44,6 +52,8 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** Any one statement is cancelled after this long (default 15 s), so a stuck database cannot hold a request. */
   statementTimeoutMs?: number;
+  /** Pending deliveries a subscription is owed at most (default DEFAULT_MAX_BACKLOG; see HubStore.publish). */
+  maxBacklog?: number;
 }
 
 type Queryable = pg.Pool | pg.PoolClient;
@@ -55,6 +65,9 @@ const MIGRATION_LOCK = 0x6b726b6e_01;
 // EXCLUSIVE first: that waits out every publish holding a drawn-but-uncommitted seq, so it can never see
 // seq 11 committed while seq 10 is still to come and deliver 11 first.
 const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
+// One node's subscribes, one at a time (two-key form: "krkn" and a hash of the node id), so counting its
+// subscriptions against maxPerNode and adding one cannot race.
+const NODE_SUBSCRIBE_LOCK_CLASS = 0x6b726b6e;
 
 // BIGINT columns (ms times, seqs) come back as JS numbers: all of ours fit in 2^53.
 const getTypeParser: typeof pg.types.getTypeParser = (oid, format): unknown =>
@@ -90,10 +103,12 @@ function isUnavailable(err: unknown): boolean {
 export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
+  readonly #trims: BacklogTrims;
 
-  private constructor(description: string, pool: pg.Pool) {
+  private constructor(description: string, pool: pg.Pool, maxBacklog: number) {
     this.description = description;
     this.#pool = pool;
+    this.#trims = new BacklogTrims(maxBacklog);
   }
 
   /**
@@ -127,7 +142,7 @@ export class PostgresStore implements HubStore {
       const why = (err as Error).message;
       throw new StoreError('CONNECT_FAILED', `cannot use the PostgreSQL store ${description}: ${why}`, { cause: err });
     }
-    return new PostgresStore(description, pool);
+    return new PostgresStore(description, pool, options.maxBacklog ?? DEFAULT_MAX_BACKLOG);
   }
 
   async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], on: Queryable = this.#pool): Promise<R[]> {
@@ -221,10 +236,26 @@ export class PostgresStore implements HubStore {
           [owed, row.seq, now],
           c,
         );
+        const trim = owed.filter((id) => this.#trims.due(id));
+        if (trim.length > 0) await this.#trimBacklogs(trim, now, c);
       }
       const { subs: _subs, ...eventRow } = row;
       return { event: toEvent(eventRow), duplicate: false };
     });
+  }
+
+  /** Fails, unsent, the pending deliveries of each subscription beyond its newest maxBacklog. */
+  async #trimBacklogs(subscriptionIds: string[], now: number, c: pg.PoolClient): Promise<void> {
+    const max = this.#trims.maxBacklog;
+    await this.#q(
+      `UPDATE deliveries d SET state = 'failed', last_error = $1, updated_at = $2
+       FROM (SELECT s.id, (SELECT event_seq FROM deliveries x WHERE x.subscription_id = s.id AND x.state = 'pending'
+               ORDER BY event_seq DESC LIMIT 1 OFFSET $3) AS cut
+             FROM unnest($4::text[]) AS s(id)) c
+       WHERE d.subscription_id = c.id AND d.state = 'pending' AND d.event_seq <= c.cut`,
+      [backlogLimitReason(max), now, max, subscriptionIds],
+      c,
+    );
   }
 
   /** In a transaction: waits out publishes still holding a drawn seq (see RECEIPT_ORDER_LOCK). */
@@ -237,7 +268,7 @@ export class PostgresStore implements HubStore {
     return row && toEvent(row);
   }
 
-  async listEvents(q: EventQuery = {}): Promise<StoredEvent[]> {
+  async listEvents(q: EventQuery = {}): Promise<EventSummary[]> {
     // In receipt order too: a client paging with afterId must not step past an event still committing.
     return this.#tx(async (c) => {
       await this.#inReceiptOrder(c);
@@ -245,34 +276,23 @@ export class PostgresStore implements HubStore {
     });
   }
 
-  async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<StoredEvent[]> {
-    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+  async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<EventSummary[]> {
     let after = q.afterId ? await this.#seqOf(q.afterId, c) : 0;
-    let before = q.beforeId ? await this.#seqOf(q.beforeId, c) : Number.MAX_SAFE_INTEGER;
+    const before = q.beforeId ? await this.#seqOf(q.beforeId, c) : Number.MAX_SAFE_INTEGER;
     if (q.since) {
       const [first] = await this.#q<{ seq: number }>(firstSince('$1'), [q.since], c);
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
-    // A topic predicate runs here, not in SQL: read pages until enough match or the events run out.
-    const page = q.topic ? Math.max(limit, 500) : limit;
-    const out: StoredEvent[] = [];
-    for (;;) {
-      const rows = await this.#q<EventRow>(
-        `SELECT * FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
-          ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
-        [after, before, q.since ?? 0, page],
-        c,
-      );
-      for (const row of rows) {
-        if (q.topic && !q.topic(row.topic)) continue;
-        out.push(toEvent(row));
-        if (out.length >= limit) return out;
-      }
-      if (rows.length < page) return out;
-      if (q.newestFirst) before = rows[rows.length - 1]!.seq;
-      else after = rows[rows.length - 1]!.seq;
-    }
+    const regexes = q.topicRegexes ?? [];
+    const rows = await this.#q<EventSummaryRow>(
+      `SELECT ${summaryColumns('octet_length')} FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
+       ${regexes.map((_, i) => `AND topic ~ $${i + 5}`).join(' ')}
+       ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
+      [after, before, q.since ?? 0, q.limit ?? DEFAULT_LIST_LIMIT, ...regexes],
+      c,
+    );
+    return rows.map(toEventSummary);
   }
 
   async #seqOf(eventId: string, c: pg.PoolClient): Promise<number> {
@@ -291,6 +311,15 @@ export class PostgresStore implements HubStore {
 
   async subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
     return this.#tx(async (c) => {
+      if (input.maxPerNode !== undefined) {
+        await this.#q(`SELECT pg_advisory_xact_lock(${NODE_SUBSCRIBE_LOCK_CLASS}, hashtext($1))`, [input.nodeId], c);
+        const [{ n } = { n: 0 }] = await this.#q<{ n: number }>(
+          'SELECT COUNT(*) AS n FROM subscriptions WHERE node_id = $1 AND port <> $2',
+          [input.nodeId, input.port],
+          c,
+        );
+        if (n >= input.maxPerNode) throw subscriptionLimit(input);
+      }
       const [row] = await this.#q<SubscriptionRow>(
         `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
@@ -561,6 +590,21 @@ export class PostgresStore implements HubStore {
     });
   }
 
+  async markOffline(subscriptionId: string, now = Date.now()): Promise<void> {
+    await this.#q('UPDATE subscriptions SET offline_since = $1 WHERE id = $2 AND offline_since IS NULL', [
+      now,
+      subscriptionId,
+    ]);
+  }
+
+  async expire(subscriptionId: string, offlineBefore: number): Promise<boolean> {
+    const rows = await this.#q('DELETE FROM subscriptions WHERE id = $1 AND offline_since <= $2 RETURNING id', [
+      subscriptionId,
+      offlineBefore,
+    ]);
+    return rows.length > 0;
+  }
+
   async wake(subscriptionId: string, now = Date.now()): Promise<void> {
     await this.#tx(async (c) => {
       await this.#q('UPDATE subscriptions SET probe_at = NULL WHERE id = $1', [subscriptionId], c);
@@ -653,6 +697,11 @@ export class PostgresStore implements HubStore {
          pg_database_size(current_database()) AS "databaseBytes"`,
     );
     return row!;
+  }
+
+  async sizeBytes(): Promise<number> {
+    const [row] = await this.#q<{ bytes: number }>('SELECT pg_database_size(current_database()) AS bytes');
+    return row!.bytes;
   }
 
   async close(): Promise<void> {

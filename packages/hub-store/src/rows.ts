@@ -1,7 +1,7 @@
 // Rows as both engines return them (same column names; PostgreSQL's bigints parsed to numbers),
 // and their mapping to the public types: one place for both backends.
 
-import type { Delivery, NewEvent, StoredEvent, Subscription, TopicMatcher } from './types.js';
+import type { Delivery, EventSummary, NewEvent, StoredEvent, Subscription, TopicMatcher } from './types.js';
 
 export interface EventRow {
   seq: number;
@@ -16,6 +16,20 @@ export interface EventRow {
   sender_node: string;
   sender_user: string;
   sender_tags: string;
+}
+
+/** An event row as listings read it: no body, its length instead (see {@link summaryColumns}). */
+export type EventSummaryRow = Omit<EventRow, 'body'> & { size: number };
+
+/**
+ * The columns of an {@link EventSummaryRow}; `lengthOf` is the engine's byte length function, which
+ * reads a stored body's length without reading the body.
+ */
+export function summaryColumns(lengthOf: 'length' | 'octet_length'): string {
+  return (
+    'seq, id, topic, received_at, dedupe_key, method, headers, sender_ip, sender_node, sender_user, sender_tags, ' +
+    `${lengthOf}(body) AS size`
+  );
 }
 
 export interface SubscriptionRow {
@@ -81,6 +95,10 @@ export function firstSince(param: string): string {
 }
 
 export function toEvent(r: EventRow): StoredEvent {
+  return { ...toEventSummary({ ...r, size: r.body.length }), body: r.body };
+}
+
+export function toEventSummary(r: EventSummaryRow): EventSummary {
   return {
     id: r.id,
     seq: r.seq,
@@ -89,8 +107,8 @@ export function toEvent(r: EventRow): StoredEvent {
     dedupeKey: r.dedupe_key,
     method: r.method,
     headers: JSON.parse(r.headers) as [string, string][],
-    body: r.body,
     sender: { ip: r.sender_ip, node: r.sender_node, user: r.sender_user, tags: JSON.parse(r.sender_tags) as string[] },
+    size: r.size,
   };
 }
 
@@ -129,4 +147,31 @@ export function toDelivery(r: DeliveryRow): Delivery {
     lastStatus: r.last_status,
     lastError: r.last_error,
   };
+}
+
+/**
+ * When a publish trims a subscription's backlog (HubStore.publish): after every hundredth of the bound's
+ * deliveries owed to it (after each one for bounds under 200). The walk to the cut is as long as the queue,
+ * so this keeps it near 100 index steps per publish however long the queue grows, and a queue passes the
+ * bound by about 1 % (plus, on PostgreSQL, publishes not yet committed when the trim ran) before its oldest
+ * fail. Counted per store handle (per replica on PostgreSQL).
+ */
+export class BacklogTrims {
+  readonly #owedSinceTrim = new Map<string, number>();
+  readonly #every: number;
+
+  constructor(readonly maxBacklog: number) {
+    this.#every = Math.max(1, Math.floor(maxBacklog / 100));
+  }
+
+  /** Counts one more delivery owed to the subscription; true when its backlog is to be trimmed now. */
+  due(subscriptionId: string): boolean {
+    const owed = (this.#owedSinceTrim.get(subscriptionId) ?? 0) + 1;
+    if (owed < this.#every) {
+      this.#owedSinceTrim.set(subscriptionId, owed);
+      return false;
+    }
+    this.#owedSinceTrim.delete(subscriptionId);
+    return true;
+  }
 }

@@ -1,27 +1,35 @@
 import { chmodSync, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import {
+  BacklogTrims,
   EVENT_COLUMNS,
   eventValues,
   firstSince,
   owedTo,
+  summaryColumns,
   toDelivery,
   toEvent,
+  toEventSummary,
   toSubscription,
   type DeliveryRow,
   type EventRow,
+  type EventSummaryRow,
   type SubscriptionRow,
 } from './rows.js';
 import { migrations, schemaVersion } from './schema.js';
 import {
   DEFAULT_LIST_LIMIT,
+  DEFAULT_MAX_BACKLOG,
   PRUNE_BATCH,
   StoreError,
+  backlogLimitReason,
+  subscriptionLimit,
   newEventId,
   newSubscriptionId,
   type Delivery,
   type DueDelivery,
   type EventQuery,
+  type EventSummary,
   type NewEvent,
   type NewSubscription,
   type Rejection,
@@ -42,15 +50,22 @@ export class SqliteCore {
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
 
+  readonly #trims: BacklogTrims;
+
   private constructor(
     readonly path: string,
     db: Database.Database,
+    maxBacklog: number,
   ) {
     this.#db = db;
+    this.#trims = new BacklogTrims(maxBacklog);
   }
 
-  /** Opens (creating if needed, mode 0600) and migrates the database at path. */
-  static open(path: string): SqliteCore {
+  /**
+   * Opens (creating if needed, mode 0600) and migrates the database at path; a subscription is owed
+   * at most `maxBacklog` pending deliveries (see HubStore.publish).
+   */
+  static open(path: string, maxBacklog = DEFAULT_MAX_BACKLOG): SqliteCore {
     const fresh = !existsSync(path);
     let db: Database.Database;
     try {
@@ -65,13 +80,14 @@ export class SqliteCore {
       throw fullDisk(path, err) ?? new StoreError('CORRUPT', openFailure(path, err), { cause: err });
     }
     if (fresh) chmodSync(path, 0o600);
+    db.function('regexp', { deterministic: true }, regexpFunction());
     try {
       migrate(db, path);
     } catch (err) {
       db.close();
       throw fullDisk(path, err) ?? err;
     }
-    return new SqliteCore(path, db);
+    return new SqliteCore(path, db, maxBacklog);
   }
 
   close(): void {
@@ -110,10 +126,22 @@ export class SqliteCore {
           'pending', ?, ?)`,
       );
       for (const sub of this.listSubscriptions()) {
-        if (owedTo(sub, input.topic, matches)) owe.run(sub.id, row.seq, now, now);
+        if (!owedTo(sub, input.topic, matches)) continue;
+        owe.run(sub.id, row.seq, now, now);
+        if (this.#trims.due(sub.id)) this.#trimBacklog(sub.id, now);
       }
       return { event: toEvent(row), duplicate: false };
     });
+  }
+
+  /** Fails, unsent, the pending deliveries of a subscription beyond its newest `maxBacklog`. */
+  #trimBacklog(subscriptionId: string, now: number): void {
+    const max = this.#trims.maxBacklog;
+    this.#sql(
+      `UPDATE deliveries SET state = 'failed', last_error = @reason, updated_at = @now
+       WHERE subscription_id = @sub AND state = 'pending' AND event_seq <= (SELECT event_seq FROM deliveries
+         WHERE subscription_id = @sub AND state = 'pending' ORDER BY event_seq DESC LIMIT 1 OFFSET @max)`,
+    ).run({ sub: subscriptionId, now, max, reason: backlogLimitReason(max) });
   }
 
   getEvent(id: string): StoredEvent | undefined {
@@ -125,8 +153,7 @@ export class SqliteCore {
     return toEvent(this.#sql('SELECT * FROM events WHERE seq = ?').get(seq) as EventRow);
   }
 
-  listEvents(q: EventQuery = {}): StoredEvent[] {
-    const limit = q.limit ?? DEFAULT_LIST_LIMIT;
+  listEvents(q: EventQuery = {}): EventSummary[] {
     let after = q.afterId ? this.#seqOf(q.afterId) : 0;
     const before = q.beforeId ? this.#seqOf(q.beforeId) : Number.MAX_SAFE_INTEGER;
     if (q.since) {
@@ -134,17 +161,12 @@ export class SqliteCore {
       if (!first) return [];
       after = Math.max(after, first.seq - 1);
     }
-    const out: StoredEvent[] = [];
-    const order = q.newestFirst ? 'DESC' : 'ASC';
+    const regexes = q.topicRegexes ?? [];
     const rows = this.#sql(
-      `SELECT * FROM events WHERE seq > ? AND seq < ? AND received_at >= ? ORDER BY seq ${order}`,
-    ).iterate(after, before, q.since ?? 0);
-    for (const row of rows as Iterable<EventRow>) {
-      if (q.topic && !q.topic(row.topic)) continue;
-      out.push(toEvent(row));
-      if (out.length >= limit) break;
-    }
-    return out;
+      `SELECT ${summaryColumns('length')} FROM events WHERE seq > ? AND seq < ? AND received_at >= ?
+       ${regexes.map(() => 'AND topic REGEXP ?').join(' ')} ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`,
+    ).all(after, before, q.since ?? 0, ...regexes, q.limit ?? DEFAULT_LIST_LIMIT) as EventSummaryRow[];
+    return rows.map(toEventSummary);
   }
   #seqOf(eventId: string): number {
     const row = this.#sql('SELECT seq FROM events WHERE id = ?').get(eventId) as { seq: number } | undefined;
@@ -161,6 +183,13 @@ export class SqliteCore {
 
   subscribe(input: NewSubscription, now = Date.now()): Subscription {
     return this.transaction(() => {
+      if (input.maxPerNode !== undefined) {
+        const { n } = this.#sql('SELECT COUNT(*) AS n FROM subscriptions WHERE node_id = ? AND port <> ?').get(
+          input.nodeId,
+          input.port,
+        ) as { n: number };
+        if (n >= input.maxPerNode) throw subscriptionLimit(input);
+      }
       const row = this.#sql(
         `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at, secret)
          VALUES (@id, @nodeId, @nodeName, @address, @port, @path, @topics, @now, @now, @secret)
@@ -374,6 +403,20 @@ export class SqliteCore {
     });
   }
 
+  markOffline(subscriptionId: string, now = Date.now()): void {
+    this.#sql('UPDATE subscriptions SET offline_since = ? WHERE id = ? AND offline_since IS NULL').run(
+      now,
+      subscriptionId,
+    );
+  }
+
+  expire(subscriptionId: string, offlineBefore: number): boolean {
+    return (
+      this.#sql('DELETE FROM subscriptions WHERE id = ? AND offline_since <= ?').run(subscriptionId, offlineBefore)
+        .changes > 0
+    );
+  }
+
   wake(subscriptionId: string, now = Date.now()): void {
     this.transaction(() => {
       this.#sql('UPDATE subscriptions SET probe_at = NULL WHERE id = ?').run(subscriptionId);
@@ -442,6 +485,12 @@ export class SqliteCore {
     ).all() as SubscriptionBacklog[];
   }
 
+  /** Pages in use (pages freed by pruning are reused before the file grows, so they do not count). */
+  sizeBytes(): number {
+    const one = (pragma: string): number => this.#db.pragma(pragma, { simple: true }) as number;
+    return (one('page_count') - one('freelist_count')) * one('page_size');
+  }
+
   stats(): StoreStats {
     const one = (sql: string): unknown => this.#sql(sql).get();
     const byState = this.#sql('SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state').all() as {
@@ -470,6 +519,24 @@ export class SqliteCore {
       databaseBytes: pages * (one('PRAGMA page_size') as { page_size: number }).page_size,
     };
   }
+}
+
+/**
+ * SQLite's `x REGEXP y` calls `regexp(y, x)`, which it leaves to the application: here JavaScript's
+ * RegExp, each source compiled once (a listing passes the same few sources for every row).
+ */
+function regexpFunction(): (source: unknown, text: unknown) => number {
+  const compiled = new Map<string, RegExp>();
+  return (source, text) => {
+    if (typeof source !== 'string' || typeof text !== 'string') return 0;
+    let re = compiled.get(source);
+    if (!re) {
+      if (compiled.size >= 64) compiled.clear();
+      re = new RegExp(source);
+      compiled.set(source, re);
+    }
+    return re.test(text) ? 1 : 0;
+  };
 }
 
 function migrate(db: Database.Database, path: string): void {

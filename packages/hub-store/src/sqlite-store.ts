@@ -6,6 +6,7 @@ import type {
   Delivery,
   DueDelivery,
   EventQuery,
+  EventSummary,
   NewEvent,
   NewSubscription,
   Rejection,
@@ -20,6 +21,8 @@ import type {
 export interface SqliteStoreOptions {
   /** Bounds of the group commit of writes (see {@link GroupCommitOptions}). */
   groupCommit?: Partial<GroupCommitOptions>;
+  /** Pending deliveries a subscription is owed at most (default DEFAULT_MAX_BACKLOG; see HubStore.publish). */
+  maxBacklog?: number;
 }
 
 /**
@@ -39,7 +42,7 @@ export class SqliteStore implements HubStore {
 
   /** Opens (creating if needed, mode 0600) and migrates the database at path. */
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
-    return new SqliteStore(SqliteCore.open(path), options);
+    return new SqliteStore(SqliteCore.open(path, options.maxBacklog), options);
   }
 
   /** Runs a write in the group commit; a full disk fails it as StoreError FULL (nothing of it committed). */
@@ -68,7 +71,7 @@ export class SqliteStore implements HubStore {
     return this.#core.getEvent(id);
   }
 
-  async listEvents(q?: EventQuery): Promise<StoredEvent[]> {
+  async listEvents(q?: EventQuery): Promise<EventSummary[]> {
     return this.#core.listEvents(q);
   }
 
@@ -156,6 +159,14 @@ export class SqliteStore implements HubStore {
     return this.#writes.run(() => this.#core.recordRefused(subscriptionId, eventSeq, reason, now));
   }
 
+  markOffline(subscriptionId: string, now = Date.now()): Promise<void> {
+    return this.#writes.run(() => this.#core.markOffline(subscriptionId, now));
+  }
+
+  expire(subscriptionId: string, offlineBefore: number): Promise<boolean> {
+    return this.#writes.run(() => this.#core.expire(subscriptionId, offlineBefore));
+  }
+
   wake(subscriptionId: string, now = Date.now()): Promise<void> {
     return this.#write(() => this.#core.wake(subscriptionId, now));
   }
@@ -188,6 +199,10 @@ export class SqliteStore implements HubStore {
 
   async stats(): Promise<StoreStats> {
     return this.#core.stats();
+  }
+
+  async sizeBytes(): Promise<number> {
+    return this.#core.sizeBytes();
   }
 
   async close(): Promise<void> {

@@ -8,8 +8,8 @@ export interface Sender {
   tags: string[];
 }
 
-/** An event as stored: the raw body and the headers exactly as received. */
-export interface StoredEvent {
+/** An event as listings return it: everything but the body, and the body's length. */
+export interface EventSummary {
   id: string;
   seq: number;
   topic: string;
@@ -17,8 +17,14 @@ export interface StoredEvent {
   dedupeKey: string | null;
   method: string;
   headers: [string, string][];
-  body: Buffer;
   sender: Sender;
+  /** The body's length in bytes. */
+  size: number;
+}
+
+/** An event as stored: the raw body and the headers exactly as received. */
+export interface StoredEvent extends EventSummary {
+  body: Buffer;
 }
 
 /** What publish needs. */
@@ -40,6 +46,12 @@ export type NewSubscription = Omit<
   secret?: string;
   /** Rotate: `secret` replaces the stored one, which is still signed with until this time (ms). */
   rotateSecretUntil?: number;
+  /**
+   * Refuse (SUBSCRIPTION_LIMIT) a new subscription when its node already holds this many; updating one
+   * the node holds (same port) is always allowed. Checked in the subscribe transaction, so racing
+   * requests cannot overshoot it.
+   */
+  maxPerNode?: number;
 };
 
 /** A subscriber's standing request for topics, delivered to its own tailnet address. */
@@ -98,8 +110,11 @@ export interface Rejection {
 
 /** Filters for listEvents. */
 export interface EventQuery {
-  /** Only events whose topic this predicate accepts. */
-  topic?: (topic: string) => boolean;
+  /**
+   * Only events whose topic matches every one of these regular expressions, in the syntax JavaScript and
+   * PostgreSQL read alike (@krkn/policy's topicPatternsRegex writes them). The filter runs in the query.
+   */
+  topicRegexes?: readonly string[];
   /** Only events received after this event id. */
   afterId?: string;
   /** Only events received before this event id. */
@@ -151,6 +166,13 @@ export interface Replica {
 export type TopicMatcher = (pattern: string, topic: string) => boolean;
 
 export const DEFAULT_LIST_LIMIT = 100;
+/** Pending deliveries a subscription is owed at most, unless the store is opened with another bound. */
+export const DEFAULT_MAX_BACKLOG = 10_000;
+
+/** The reason a delivery failed without an attempt: its subscription's backlog passed the bound. */
+export function backlogLimitReason(maxBacklog: number): string {
+  return `backlog limit: more than ${maxBacklog} deliveries were owed to this subscription; the oldest failed unsent`;
+}
 /** Retention deletes at most this many events per transaction, so a big backlog never holds the writer long. */
 export const PRUNE_BATCH = 1_000;
 
@@ -168,14 +190,17 @@ export interface HubStore {
   /**
    * Stores an event and owes it to every subscription whose topics match, in one transaction.
    * With a dedupe key already seen on this topic, returns the first event and stores nothing.
+   * A subscription then owed more than the store's backlog bound has its oldest pending deliveries
+   * failed, unsent, with {@link backlogLimitReason}: a subscriber that never drains cannot grow the store.
+   * (Checked after every hundredth of the bound's deliveries owed to it: see BacklogTrims.)
    */
   publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
   getEvent(id: string): Promise<StoredEvent | undefined>;
   /**
-   * Events in receipt order (or newest first), filtered; keyset paging by event id.
-   * Throws NOT_FOUND for an unknown afterId or beforeId.
+   * Events in receipt order (or newest first), filtered in the query, without their bodies; keyset
+   * paging by event id. Throws NOT_FOUND for an unknown afterId or beforeId.
    */
-  listEvents(q?: EventQuery): Promise<StoredEvent[]>;
+  listEvents(q?: EventQuery): Promise<EventSummary[]>;
   /** Deliveries of one event, one per subscription it was owed to, by subscription id. */
   deliveriesOf(eventId: string): Promise<Delivery[]>;
   /** Creates or updates the subscription of (nodeId, port); it is online again: its queue is due now. */
@@ -242,6 +267,16 @@ export interface HubStore {
    * fails with `reason`, no attempt spent; the rest of its queue goes on.
    */
   recordRefused(subscriptionId: string, eventSeq: number, reason: string, now?: number): Promise<void>;
+  /**
+   * Records that the subscriber's node is offline or gone from the netmap: offline since `now` unless it
+   * already was. Its queue is not parked (attempts decide that).
+   */
+  markOffline(subscriptionId: string, now?: number): Promise<void>;
+  /**
+   * Removes the subscription, with what is still owed to it, if it has been offline since `offlineBefore`
+   * or earlier (not if it subscribed again meanwhile). Returns whether it did.
+   */
+  expire(subscriptionId: string, offlineBefore: number): Promise<boolean>;
   /** Makes a subscriber's waiting queue due now (it came back online). */
   wake(subscriptionId: string, now?: number): Promise<void>;
   /**
@@ -258,6 +293,11 @@ export interface HubStore {
   /** Every subscription's backlog (pending count, last success), for the inspector's subscriber list. */
   backlogs(): Promise<SubscriptionBacklog[]>;
   stats(): Promise<StoreStats>;
+  /**
+   * Bytes the store's data takes, cheaply. SQLite: pages in use (falls as pruning frees pages).
+   * PostgreSQL: the database's size, which does not fall after deletes (space is reused, not returned).
+   */
+  sizeBytes(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -271,9 +311,17 @@ export interface HubStore {
  * - `UNAVAILABLE`: the database went away after opening; the call did not commit (answer 503, retry).
  * - `FULL`: the disk holding the database is full (SQLITE_FULL, SQLSTATE 53100); the call did not commit
  *   (answer 507; the same call succeeds once space is freed).
+ * - `SUBSCRIPTION_LIMIT`: the node already holds as many subscriptions as subscribe's `maxPerNode` allows.
  */
 export type StoreErrorCode =
-  'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'CORRUPT' | 'BAD_URL' | 'CONNECT_FAILED' | 'UNAVAILABLE' | 'FULL';
+  | 'SCHEMA_TOO_NEW'
+  | 'NOT_FOUND'
+  | 'CORRUPT'
+  | 'BAD_URL'
+  | 'CONNECT_FAILED'
+  | 'UNAVAILABLE'
+  | 'FULL'
+  | 'SUBSCRIPTION_LIMIT';
 
 /** The error class of this package. */
 export class StoreError extends Error {
@@ -285,6 +333,12 @@ export class StoreError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** The SUBSCRIPTION_LIMIT error of a subscribe refused by its `maxPerNode`. */
+export function subscriptionLimit(input: NewSubscription): StoreError {
+  const message = `${input.nodeName} already holds ${input.maxPerNode} subscriptions, the most one node may hold`;
+  return new StoreError('SUBSCRIPTION_LIMIT', `${message}; delete one or subscribe again on a port it uses`);
 }
 
 /** A new, time-ordered event id: "evt_" + base36 ms + 16 hex of randomness. */

@@ -12,8 +12,8 @@ import { startPostgres, type Postgres } from '@krkn/testnet';
 
 export interface StoreUnderTest {
   store: HubStore;
-  /** Another handle onto the same data. */
-  open(): Promise<HubStore>;
+  /** Another handle onto the same data (with a backlog bound other than the default, if given). */
+  open(options?: { maxBacklog?: number }): Promise<HubStore>;
   /** Marks the stored schema as version `v` (behind the stores' backs). */
   setSchemaVersion(v: number): Promise<void>;
   cleanup(): Promise<void>;
@@ -33,8 +33,8 @@ export const sqliteBackend: Backend = {
     const dir = mkdtempSync(join(tmpdir(), 'krkn-store-'));
     const path = join(dir, 'hub.db');
     const handles: HubStore[] = [];
-    const open = async () => {
-      const s = SqliteStore.open(path);
+    const open = async (options: { maxBacklog?: number } = {}) => {
+      const s = SqliteStore.open(path, options);
       handles.push(s);
       return s;
     };
@@ -73,8 +73,8 @@ export const postgresBackend: Backend = {
     const database = await pgServer.createDatabase();
     const url = pgServer.url(database);
     const handles: HubStore[] = [];
-    const open = async () => {
-      const s = await PostgresStore.open(url, { password: pgServer.password });
+    const open = async (options: { maxBacklog?: number } = {}) => {
+      const s = await PostgresStore.open(url, { ...options, password: pgServer.password });
       handles.push(s);
       return s;
     };

@@ -49,6 +49,16 @@ export function authorizeReadSome(config: AuthorizeConfig, caller: Caller): void
   if (!grant.ok || grant.value.read.length === 0) authorizeRead(config, caller, '**');
 }
 
+/**
+ * The topic patterns whose stored events the caller may read: every topic for the admin socket and in
+ * open mode, else its grant's `read` list (none without a usable grant). Listings filter by it in the query.
+ */
+export function readablePatterns(config: AuthorizeConfig, caller: Caller): 'every topic' | readonly string[] {
+  if (caller.kind === 'admin' || !config.requireCapability) return 'every topic';
+  const grant = parseWebhookCapability(caller.capMap[config.capabilityName] ?? []);
+  return grant.ok ? grant.value.read : [];
+}
+
 /** Whether the caller may read stored events of `topic` (the read right). */
 export function mayRead(config: AuthorizeConfig, caller: Caller, topic: string): boolean {
   try {

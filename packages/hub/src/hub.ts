@@ -8,8 +8,8 @@ import {
   type PublishResponse,
   type SubscriptionInfo,
 } from '@krkn/hub-api';
-import { StoreError, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
-import { topicMatches } from '@krkn/policy';
+import { StoreError, type EventSummary, type Sender, type StoredEvent, type Subscription } from '@krkn/hub-store';
+import { topicMatches, topicPatternsRegex } from '@krkn/policy';
 import { ownHostsOf } from './browser-guard.js';
 import {
   authorizationSummary,
@@ -17,6 +17,7 @@ import {
   authorizeRead,
   authorizeReadSome,
   mayRead,
+  readablePatterns,
   type AuthorizeConfig,
 } from './authorize.js';
 import type { Caller, Identify } from './caller.js';
@@ -56,7 +57,31 @@ export interface HubConfig extends AuthorizeConfig {
    * the operator adds. Stored bytes and deliveries keep them.
    */
   credentialHeaders: readonly string[];
+  /** Bounds on what callers can make the hub hold (default {@link defaultLimits}). */
+  limits?: Partial<HubLimits>;
 }
+
+/** Bounds on what callers can make the hub hold; krkns sets each with a flag. */
+export interface HubLimits {
+  /** Subscriptions one node may hold; one more is 409 SUBSCRIPTION_LIMIT. */
+  subscriptionsPerNode: number;
+  /** Topics or patterns in one subscription; more is 400 TOO_MANY_TOPICS. */
+  topicsPerSubscription: number;
+  /** Size of the store (bytes) past which publishes answer 507 STORE_LIMIT; 0: no bound. */
+  storeBytes: number;
+  /** A subscription whose node has been offline or gone from the netmap this long (ms) is removed; 0: never. */
+  subscriptionExpiryMs: number;
+}
+
+export const defaultLimits: Readonly<HubLimits> = {
+  subscriptionsPerNode: 20,
+  topicsPerSubscription: 32,
+  storeBytes: 10 * 1024 ** 3,
+  subscriptionExpiryMs: 7 * 86400e3,
+};
+
+/** The store's size is asked at most this often; publishes in between add their bodies to the last answer. */
+const storeSizeEveryMs = 1_000;
 
 /** The GitHub-like retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
 export const defaultRetryScheduleMs = [0, 5e3, 5 * 60e3, 30 * 60e3, 2 * 3600e3, 5 * 3600e3, 10 * 3600e3, 10 * 3600e3];
@@ -99,6 +124,9 @@ export class Hub implements HubUseCases {
   private readonly store: HubStorage;
   private renderMetrics: (() => Promise<MetricsPage>) | undefined;
   private readonly config: HubConfig;
+  private readonly limits: HubLimits;
+  /** The store's size as last asked (and when), plus the bodies stored since: see refuseOverStoreLimit. */
+  private storeBytes = { known: 0, askedAt: -Infinity };
   private readonly node: HubNode;
   private readonly log: Logger;
   private readonly deliverer: Deliverer;
@@ -108,6 +136,7 @@ export class Hub implements HubUseCases {
   private readonly startedAt = this.now();
   private pruneTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private closingFlag = false;
   private listenerUrl = '';
   private activeRequests = 0;
@@ -117,6 +146,7 @@ export class Hub implements HubUseCases {
   constructor(opts: HubOptions) {
     this.store = opts.store;
     this.config = opts.config;
+    this.limits = { ...defaultLimits, ...opts.config.limits };
     this.node = opts.node;
     this.log = opts.logger;
     this.replica = opts.replica ?? opts.node.hostname;
@@ -172,6 +202,11 @@ export class Hub implements HubUseCases {
     void this.prune();
     this.pruneTimer = setInterval(() => void this.prune(), pruneEveryMs);
     this.pruneTimer.unref();
+    const expiry = this.limits.subscriptionExpiryMs;
+    if (expiry > 0) {
+      this.expiryTimer = setInterval(() => void this.expireGoneSubscribers(), expirySweepEveryMs(expiry));
+      this.expiryTimer.unref();
+    }
     this.node.on('peers', this.onPeers);
   }
 
@@ -185,6 +220,7 @@ export class Hub implements HubUseCases {
     this.events.emit('closing');
     clearInterval(this.pruneTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.expiryTimer);
     this.node.off('peers', this.onPeers);
     const requestsDone = new Promise<void>((resolve) => {
       this.idle = resolve;
@@ -228,6 +264,7 @@ export class Hub implements HubUseCases {
     const { topic } = input;
     this.checkPublish(caller, topic);
     const { method, headers, body } = input;
+    await this.refuseOverStoreLimit(topic, body.length, 'store');
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
@@ -245,12 +282,19 @@ export class Hub implements HubUseCases {
       throw new HubError('BAD_REQUEST', message);
     }
     refuseForeignTargets(input.namedTargets, caller.ip);
+    const most = this.limits.topicsPerSubscription;
+    if (input.topics.length > most) {
+      const message = `a subscription lists at most ${most} topics or patterns, not ${input.topics.length}`;
+      throw new HubError('TOO_MANY_TOPICS', `${message}: use a pattern such as "ci/**"`);
+    }
     for (const t of input.topics) authorize(this.config, caller, 'subscribe', validTopic(t, 'pattern'));
     const { topics, port, path } = input;
     const owner = { nodeId: caller.nodeId, nodeName: caller.node, address: caller.ip };
     const secret = newWebhookSecret();
     const rotation = input.rotateSecret ? { rotateSecretUntil: this.now() + secretOverlapMs } : {};
-    const sub = await this.store.subscribe({ ...owner, port, path, topics, secret, ...rotation }, this.now());
+    const maxPerNode = this.limits.subscriptionsPerNode;
+    const wanted = { ...owner, port, path, topics, secret, maxPerNode, ...rotation };
+    const sub = await this.store.subscribe(wanted, this.now());
     this.deliverer.kick();
     const issued = sub.secret === secret;
     this.log.info({ subscription: sub.id, node: caller.node, topics, secretIssued: issued }, 'subscribed');
@@ -280,11 +324,14 @@ export class Hub implements HubUseCases {
   }
 
   async listEvents(caller: Caller, query: EventsQuery): Promise<EventMeta[]> {
-    const pattern = query.topic === undefined ? undefined : validTopic(query.topic, 'pattern');
-    let events: StoredEvent[];
+    const asked = query.topic === undefined ? [] : [topicPatternsRegex([validTopic(query.topic, 'pattern')])];
+    const readable = readablePatterns(this.config, caller);
+    if (readable !== 'every topic' && readable.length === 0) return [];
+    const topicRegexes = readable === 'every topic' ? asked : [...asked, topicPatternsRegex(readable)];
+    let events: EventSummary[];
     try {
       events = await this.store.listEvents({
-        topic: (t) => (pattern === undefined || topicMatches(pattern, t)) && mayRead(this.config, caller, t),
+        topicRegexes,
         ...(query.after === undefined ? {} : { afterId: query.after }),
         ...(query.before === undefined ? {} : { beforeId: query.before }),
         ...(query.since === undefined ? {} : { since: query.since }),
@@ -360,6 +407,31 @@ export class Hub implements HubUseCases {
     };
   }
 
+  async checkStoreRoom(topic: string, declaredBytes: number): Promise<void> {
+    await this.refuseOverStoreLimit(topic, declaredBytes, 'check');
+  }
+
+  /**
+   * 507 STORE_LIMIT, before anything is stored, when `incoming` bytes would take the store past its bound.
+   * The store's size is asked at most every storeSizeEveryMs; bodies about to be stored in between are
+   * added to it.
+   */
+  private async refuseOverStoreLimit(topic: string, incoming: number, then: 'check' | 'store'): Promise<void> {
+    const limit = this.limits.storeBytes;
+    if (limit === 0) return;
+    const now = this.now();
+    if (now - this.storeBytes.askedAt >= storeSizeEveryMs) {
+      this.storeBytes = { known: await this.store.sizeBytes(), askedAt: now };
+    }
+    if (this.storeBytes.known + incoming > limit) {
+      this.events.emit('published', { outcome: 'refused', topic, bytes: incoming, eventId: null });
+      const held = `the event store holds ${formatBytes(this.storeBytes.known)} of its ${formatBytes(limit)} bound`;
+      const advice = 'nothing was stored; retry once deliveries drain and pruning frees space';
+      throw new HubError('STORE_LIMIT', `${held} (--max-store-size): ${advice}`);
+    }
+    if (then === 'store') this.storeBytes.known += incoming;
+  }
+
   private async readableEvent(caller: Caller, id: string): Promise<StoredEvent> {
     const event = await this.store.getEvent(id);
     if (!event) throw new HubError('EVENT_NOT_FOUND', 'event not found');
@@ -378,7 +450,7 @@ export class Hub implements HubUseCases {
     );
   }
 
-  private async metaOf(event: StoredEvent): Promise<EventMeta> {
+  private async metaOf(event: EventSummary): Promise<EventMeta> {
     return eventMeta(event, await this.store.deliveriesOf(event.id));
   }
 
@@ -405,6 +477,33 @@ export class Hub implements HubUseCases {
   }
 
   /**
+   * A subscription whose node the netmap shows offline, or no longer shows, is marked offline; once that
+   * lasted subscriptionExpiryMs it is removed with what it is owed (krknc subscribes again when it starts).
+   * Skipped while krkns's own node is not running: its netmap then says nothing about the others.
+   */
+  private async expireGoneSubscribers(): Promise<void> {
+    try {
+      if (this.node.state !== 'Running') return;
+      const { peers } = await this.node.status();
+      const expiry = this.limits.subscriptionExpiryMs;
+      const now = this.now();
+      for (const sub of await this.store.listSubscriptions()) {
+        if (onlineIn(peers, sub)) continue;
+        if (sub.offlineSince === null) await this.store.markOffline(sub.id, now);
+        else if (now - sub.offlineSince >= expiry && (await this.store.expire(sub.id, now - expiry))) {
+          const since = new Date(sub.offlineSince).toISOString();
+          this.log.info(
+            { subscription: sub.id, node: sub.nodeName, topics: sub.topics, offlineSince: since, expiryMs: expiry },
+            'subscription expired: its node was offline or gone from the tailnet longer than --subscription-expiry',
+          );
+        }
+      }
+    } catch (err) {
+      this.log.error({ err: asError(err) }, 'cannot expire the subscriptions of nodes gone from the tailnet');
+    }
+  }
+
+  /**
    * A subscriber marked offline that the netmap shows online again gets its queue now; so does a held one
    * whose address is online (the delivery checks again who holds it).
    */
@@ -415,7 +514,7 @@ export class Hub implements HubUseCases {
       if (offline.length === 0) return;
       const peers = (await this.node.status().catch(() => undefined))?.peers ?? [];
       for (const sub of offline) {
-        if (peers.some((p) => p.online && p.addresses.includes(sub.address))) {
+        if (onlineIn(peers, sub)) {
           await this.store.wake(sub.id, this.now());
           this.deliverer.kick();
         }
@@ -442,4 +541,19 @@ function refuseForeignTargets(named: SubscribeInput['namedTargets'], callerIp: s
 function senderOf(caller: Caller): Sender {
   if (caller.kind === 'admin') return { ip: 'local', node: 'admin socket', user: 'local', tags: [] };
   return { ip: caller.ip, node: caller.node, user: caller.user, tags: caller.tags };
+}
+
+/** Whether the netmap shows the subscription's node online (by its tailnet address). */
+function onlineIn(peers: readonly { online: boolean; addresses: string[] }[], sub: Subscription): boolean {
+  return peers.some((p) => p.online && p.addresses.includes(sub.address));
+}
+
+/** How often subscriptions are checked for expiry: a quarter of it, between 0.5 s and a minute. */
+function expirySweepEveryMs(expiryMs: number): number {
+  return Math.min(60e3, Math.max(500, expiryMs / 4));
+}
+
+/** A size for a message, in MiB (how the flags' sizes read). */
+function formatBytes(n: number): string {
+  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
 }

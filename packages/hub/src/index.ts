@@ -3,9 +3,9 @@
  * them (a fastify plugin), authorisation by tailnet identity and app capabilities, and the
  * delivery loop with retries and offline queues.
  */
-export { Hub, defaultRetryScheduleMs } from './hub.js';
+export { Hub, defaultLimits, defaultRetryScheduleMs } from './hub.js';
 export { defaultCredentialHeaders } from './headers.js';
-export type { HubConfig, HubOptions } from './hub.js';
+export type { HubConfig, HubLimits, HubOptions } from './hub.js';
 export type { HubNode, HubStorage } from './ports.js';
 export type {
   EventsQuery,

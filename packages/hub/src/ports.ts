@@ -31,11 +31,14 @@ export type HubStorage = DeliveryStore &
     | 'listSubscriptions'
     | 'unsubscribe'
     | 'wake'
+    | 'markOffline'
+    | 'expire'
     | 'prune'
     | 'stats'
     | 'heartbeat'
     | 'replicas'
     | 'backlogs'
+    | 'sizeBytes'
   >;
 
 /**

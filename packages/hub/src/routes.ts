@@ -73,7 +73,11 @@ const publishRoute: FastifyPluginAsync<{ hub: HubUseCases; callerOf: CallerOf; b
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
   const topicOf = (req: FastifyRequest): string => (req.params as { '*': string })['*'];
   // Refused before a byte of the body is read.
-  app.addHook('onRequest', async (req) => hub.checkPublish(callerOf(req), topicOf(req)));
+  app.addHook('onRequest', async (req) => {
+    hub.checkPublish(callerOf(req), topicOf(req));
+    const declared = Number(req.headers['content-length'] ?? 0);
+    await hub.checkStoreRoom(topicOf(req), Number.isSafeInteger(declared) ? declared : 0);
+  });
   app.post('/hooks/*', { bodyLimit }, async (req, reply): Promise<PublishResponse> => {
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const headers = endToEndHeaders(pairsFromRaw(req.raw.rawHeaders));
@@ -171,9 +175,16 @@ function eventsQuery(raw: unknown): EventsQuery {
   return {
     ...(q.topic === undefined ? {} : { topic: q.topic }),
     ...(q.after ? { after: q.after } : {}),
+    ...(q.before ? { before: q.before } : {}),
     ...(q.since ? { since: parseSince(q.since) } : {}),
+    newestFirst: parseOrder(q.order) === 'newest',
     limit: parseLimit(q.limit),
   };
+}
+
+function parseOrder(s: string | undefined): 'oldest' | 'newest' {
+  if (s === undefined || s === 'oldest' || s === 'newest') return s ?? 'oldest';
+  throw new HubError('BAD_REQUEST', '"order" must be "oldest" (receipt order, the default) or "newest"');
 }
 
 /** A query as name -> value; a parameter given twice (fastify parses it as a list) is a BAD_REQUEST. */

@@ -65,6 +65,11 @@ export interface HubUseCases {
   readonly closing: boolean;
   /** Fails (BAD_TOPIC, MISSING_CAPABILITY) unless the caller may publish to `topic`: asked before the body is read. */
   checkPublish(caller: Caller, topic: string): void;
+  /**
+   * Fails (STORE_LIMIT) when a body of `declaredBytes` (its Content-Length) would take the store past its
+   * bound: asked before the body is read, so a full store reads no upload it must refuse.
+   */
+  checkStoreRoom(topic: string, declaredBytes: number): Promise<void>;
   publish(caller: Caller, input: PublishInput): Promise<PublishResponse>;
   subscribe(caller: Caller, input: SubscribeInput): Promise<SubscriptionInfo>;
   /** The caller's own subscriptions (all of them for the admin socket). */

@@ -1,15 +1,15 @@
 import type { EventMeta, SubscriptionInfo } from '@krkn/hub-api';
-import type { Delivery, StoredEvent, Subscription, SubscriptionBacklog } from '@krkn/hub-store';
+import type { Delivery, EventSummary, Subscription, SubscriptionBacklog } from '@krkn/hub-store';
 import type { SubscriberView } from './use-cases.js';
 
 /** An event's metadata on the wire, with its deliveries. */
-export function eventMeta(e: StoredEvent, deliveries: Delivery[]): EventMeta {
+export function eventMeta(e: EventSummary, deliveries: Delivery[]): EventMeta {
   return {
     id: e.id,
     topic: e.topic,
     receivedAt: new Date(e.receivedAt).toISOString(),
     sender: e.sender,
-    size: e.body.length,
+    size: e.size,
     contentType: e.headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? null,
     dedupeKey: e.dedupeKey,
     deliveries: deliveries.map((d) => ({

@@ -395,6 +395,8 @@ describe('Deliverer', () => {
       recordRejected: (...args) => store.recordRejected(...args),
       recordGone: (...args) => store.recordGone(...args),
       recordUnreachable: (...args) => store.recordUnreachable(...args),
+      recordHeld: (...args) => store.recordHeld(...args),
+      recordRefused: (...args) => store.recordRefused(...args),
     };
     const d = start(lagging);
     await advance(10);

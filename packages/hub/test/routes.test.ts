@@ -1,10 +1,11 @@
 // The HTTP API through app.inject: a real Hub over a real SQLite store, callers named by a test
 // header instead of WhoIs, deliveries recorded instead of sent.
+import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EventDetail, HubStatus } from '@krkn/hub-api';
 import { StoreError, type SqliteStore } from '@krkn/hub-store';
-import { Hub, HubError, defaultCredentialHeaders, type Caller, type Identify } from '@krkn/hub';
+import { Hub, HubError, defaultCredentialHeaders, type Caller, type HubLimits, type Identify } from '@krkn/hub';
 import { FakeNode, Recorder, silentLogger, tempStore } from './helpers.js';
 
 const capability = 'krkn.dev/cap/webhooks';
@@ -40,17 +41,15 @@ let node: FakeNode;
 let hub: Hub;
 let app: FastifyInstance;
 
-beforeEach(async () => {
-  ({ store, dispose } = tempStore());
-  rec = new Recorder();
-  node = new FakeNode();
+/** Starts the hub under test on the store (with limits other than the defaults, and another body limit, if given). */
+async function startHub(limits?: Partial<HubLimits>, bodyLimit = 1024): Promise<void> {
   hub = new Hub({
     store,
     node,
     logger: silentLogger,
     send: rec.send,
     config: {
-      bodyLimit: 1024,
+      bodyLimit,
       retentionMs: 86400e3,
       retryScheduleMs: [0, 60_000],
       deliveryTimeoutMs: 1000,
@@ -58,10 +57,18 @@ beforeEach(async () => {
       capabilityName: capability,
       maxConcurrentDeliveries: 4,
       credentialHeaders: [...defaultCredentialHeaders, 'X-Shop-Token'],
+      ...(limits ? { limits } : {}),
     },
   });
   app = await hub.app(identify, { url: 'http://hub.krkn.test' });
   hub.start();
+}
+
+beforeEach(async () => {
+  ({ store, dispose } = tempStore());
+  rec = new Recorder();
+  node = new FakeNode();
+  await startHub();
 });
 afterEach(async () => {
   await hub.stop(1000);
@@ -254,6 +261,22 @@ describe('events', () => {
     expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
   });
 
+  it('pages newest first before an id, lists sizes without bodies, and refuses an unknown order', async () => {
+    for (const t of ['ci/a', 'prod/x', 'ci/b', 'ci/c'])
+      expect((await publish('admin', t, `body of ${t}`)).status).toBe(202);
+    type Listed = { id: string; topic: string; size: number };
+    const list = async (query: string) =>
+      ((await call('ci', 'GET', `/events${query}`)).json() as { events: Listed[] }).events;
+    const newest = await list('?order=newest&limit=2');
+    expect(newest.map((e) => e.topic)).toEqual(['ci/c', 'ci/b']);
+    expect(newest[0]).toMatchObject({ size: 'body of ci/c'.length });
+    expect(newest[0]).not.toHaveProperty('body');
+    const older = await list(`?order=newest&limit=2&before=${newest[1]!.id}`);
+    expect(older.map((e) => e.topic)).toEqual(['ci/a']); // prod/x is not readable by ci: filtered in the query
+    const bad = await call('ci', 'GET', '/events?order=sideways');
+    expect([bad.status, errorCode(bad)]).toEqual([400, 'BAD_REQUEST']);
+  });
+
   it.each(['topic=ci/*&topic=ci/**', 'limit=1&limit=2', 'after=a&after=b', 'since=1&since=2'])(
     'answers 400 BAD_REQUEST, not 500, to a repeated query parameter (%s)',
     async (query) => {
@@ -326,6 +349,69 @@ describe('events', () => {
     await until(() => rec.sent.length === 5);
     const missing = await call('ci', 'POST', '/events/evt_nope/redeliver');
     expect([missing.status, errorCode(missing)]).toEqual([404, 'EVENT_NOT_FOUND']);
+  });
+});
+
+describe('limits', () => {
+  const restartWith = async (limits: Partial<HubLimits>, bodyLimit?: number) => {
+    await hub.stop(1000);
+    await app.close();
+    await startHub(limits, bodyLimit);
+  };
+
+  it('answers 400 TOO_MANY_TOPICS past the topics a subscription may list, and stores nothing', async () => {
+    await restartWith({ topicsPerSubscription: 2 });
+    const res = await subscribe('ci', { topics: ['ci/a', 'ci/b', 'ci/c'], port: 8080 });
+    expect([res.status, errorCode(res)]).toEqual([400, 'TOO_MANY_TOPICS']);
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/at most 2 topics or patterns, not 3/);
+    expect(await store.listSubscriptions()).toHaveLength(0);
+    expect((await subscribe('ci', { topics: ['ci/a', 'ci/b'], port: 8080 })).status).toBe(201);
+  });
+
+  it("answers 409 SUBSCRIPTION_LIMIT to a node's subscription past its bound; an update passes", async () => {
+    await restartWith({ subscriptionsPerNode: 2 });
+    for (const port of [8080, 8081]) expect((await subscribe('ci', { topics: ['ci/a'], port })).status).toBe(201);
+    const res = await subscribe('ci', { topics: ['ci/a'], port: 8082 });
+    expect([res.status, errorCode(res)]).toEqual([409, 'SUBSCRIPTION_LIMIT']);
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/ci\.krkn\.test already holds 2/);
+    expect((await subscribe('ci', { topics: ['ci/b'], port: 8081 })).status).toBe(201);
+    expect((await subscribe('dev', { topics: ['ci/a'], port: 8082 })).status).toBe(201);
+    expect(await store.listSubscriptions()).toHaveLength(3);
+  });
+
+  it('expires a subscription whose node stayed offline or gone past the expiry, not an online one', async () => {
+    node.peers = [{ online: true, addresses: ['100.64.0.11'] }]; // dev is online; ci is not in the netmap
+    await restartWith({ subscriptionExpiryMs: 1_000 });
+    expect((await subscribe('ci', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    expect((await subscribe('dev', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    const nodes = async () => (await store.listSubscriptions()).map((x) => [x.nodeName, x.offlineSince !== null]);
+    for (let i = 0; i < 40 && (await nodes()).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await nodes()).toEqual([['dev.krkn.test', false]]);
+    const published = await publish('ci', 'ci/a');
+    const { id } = published.json() as { id: string };
+    expect((await store.deliveriesOf(id)).map((d) => d.subscriptionId)).toHaveLength(1); // owed to dev only
+  });
+
+  it('answers 507 STORE_LIMIT past the store size bound, stores nothing, publishes again under it', async () => {
+    // Bounds far from SQLite's page size, so the answers hold whether the hub asks the size again or not.
+    const size = await store.sizeBytes();
+    await restartWith({ storeBytes: size + 100_000 }, 64_000);
+    expect((await publish('ci', 'ci/a', 'x'.repeat(60_000))).status).toBe(202);
+    const full = await publish('ci', 'ci/a', 'y'.repeat(60_000));
+    expect([full.status, errorCode(full)]).toEqual([507, 'STORE_LIMIT']);
+    expect((full.json() as { error: { message: string } }).error.message).toMatch(/--max-store-size/);
+    expect((await store.listEvents()).map((e) => e.size)).toEqual([60_000]);
+    // Refused on its Content-Length, before the body is read: a stream that never ends gets its 507 at once.
+    const early = await app.inject({
+      method: 'POST',
+      url: '/hooks/ci/a',
+      headers: { 'x-test-caller': 'ci', 'content-type': 'application/json', 'content-length': '60000' },
+      payload: new PassThrough(), // never written: reading the body would hang the request
+    });
+    expect([early.statusCode, early.json<{ error: { code: string } }>().error.code]).toEqual([507, 'STORE_LIMIT']);
+    expect((await publish('ci', 'ci/a', 'small')).status).toBe(202); // still within the bound
+    await restartWith({ storeBytes: 0 }, 64_000); // 0: no bound
+    expect((await publish('ci', 'ci/a', 'y'.repeat(60_000))).status).toBe(202);
   });
 });
 

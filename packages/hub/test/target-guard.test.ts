@@ -41,6 +41,7 @@ function due(topic = 'ci/build'): DueDelivery {
     method: 'POST',
     headers: [],
     body: Buffer.alloc(0),
+    size: 0,
     sender,
   };
   const delivery = {

@@ -40,7 +40,7 @@ export type { Finding, LintOptions, LintRuleId, Severity } from './lint.js';
 export { checkPath } from './check.js';
 export type { CheckQuery, CheckResult, RuleRef } from './check.js';
 export { DEFAULT_CAPABILITY_NAME, parseWebhookCapability, topicAllowed } from './capability.js';
-export { patternCovers, topicMatches, topicError, topicPatternError } from './topic.js';
+export { patternCovers, topicMatches, topicError, topicPatternError, topicPatternsRegex } from './topic.js';
 export { tagError } from './tag.js';
 export type { CapabilityParseResult, EffectiveGrant, TopicAction } from './capability.js';
 export { main } from './cli.js';

@@ -27,6 +27,27 @@ export function topicMatches(pattern: string, topic: string): boolean {
 }
 
 /**
+ * A regular expression matching exactly the topics that one of `patterns` matches (see above), so a
+ * store can filter topics inside its query. Written in the syntax JavaScript and PostgreSQL (`~`) read
+ * alike: literal characters are escaped with a backslash, which both take as "this character".
+ * Throws on an invalid pattern (check with {@link topicPatternError} first).
+ */
+export function topicPatternsRegex(patterns: readonly string[]): string {
+  const one = (pattern: string): string => {
+    const problem = topicPatternError(pattern);
+    if (problem !== undefined) throw new Error(problem);
+    const segments = pattern.split('/').map((seg) => {
+      if (seg === '**') return '.+';
+      if (seg === '*') return '[^/]+';
+      return seg.replace(/[^A-Za-z0-9\u0080-\u00ff]/g, '\\$&');
+    });
+    return `^${segments.join('/')}$`;
+  };
+  // No patterns match no topic: `$.` asks for a character after the end.
+  return patterns.length === 0 ? '$.' : patterns.map((p) => `(${one(p)})`).join('|');
+}
+
+/**
  * Whether the granted pattern admits everything `requested` can match. `requested` is a topic or,
  * for subscriptions, a pattern itself ('*' one segment, '**' the rest): a grant of "ci/**"
  * covers a subscription to "ci/*", a grant of "ci/build" does not.
