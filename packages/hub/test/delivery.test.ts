@@ -383,21 +383,13 @@ describe('Deliverer', () => {
     // A claim reads the store when asked but answers 100 ms later, as a transaction of several statements
     // on a networked database can, while recording an attempt and releasing its lease answer at once.
     let claimLagMs = 0;
-    const lagging: DeliveryStore = {
+    const lagging = storeWith({
       claimDue: async (...args) => {
         const answer = await store.claimDue(...args);
         await new Promise((r) => setTimeout(r, claimLagMs));
         return answer;
       },
-      releaseLease: (...args) => store.releaseLease(...args),
-      nextDueAt: (...args) => store.nextDueAt(...args),
-      recordDelivered: (...args) => store.recordDelivered(...args),
-      recordRejected: (...args) => store.recordRejected(...args),
-      recordGone: (...args) => store.recordGone(...args),
-      recordUnreachable: (...args) => store.recordUnreachable(...args),
-      recordHeld: (...args) => store.recordHeld(...args),
-      recordRefused: (...args) => store.recordRefused(...args),
-    };
+    });
     const d = start(lagging);
     await advance(10);
     expect(rec.waiting).toBe(1); // ci/1 in flight
@@ -417,20 +409,12 @@ describe('Deliverer', () => {
     await subscribe('a');
     const id = await publish('ci/1');
     let failures = 1;
-    const flaky: DeliveryStore = {
+    const flaky = storeWith({
       claimDue: async (...args) => {
         if (failures-- > 0) throw new Error('database is locked');
         return store.claimDue(...args);
       },
-      releaseLease: (...args) => store.releaseLease(...args),
-      nextDueAt: (...args) => store.nextDueAt(...args),
-      recordDelivered: (...args) => store.recordDelivered(...args),
-      recordRejected: (...args) => store.recordRejected(...args),
-      recordGone: (...args) => store.recordGone(...args),
-      recordUnreachable: (...args) => store.recordUnreachable(...args),
-      recordHeld: (...args) => store.recordHeld(...args),
-      recordRefused: (...args) => store.recordRefused(...args),
-    };
+    });
     start(flaky);
     await advance(0);
     expect(rec.sent).toHaveLength(0);
@@ -476,3 +460,18 @@ describe('Deliverer', () => {
     expect(await deliveryOf(id)).toMatchObject({ state: 'pending', attempts: 0 });
   });
 });
+
+/** The test's store as the deliverer sees it, with some methods replaced (to lag, or to fail). */
+function storeWith(overrides: Pick<DeliveryStore, 'claimDue'>): DeliveryStore {
+  return {
+    releaseLease: (...args) => store.releaseLease(...args),
+    nextDueAt: (...args) => store.nextDueAt(...args),
+    recordDelivered: (...args) => store.recordDelivered(...args),
+    recordRejected: (...args) => store.recordRejected(...args),
+    recordGone: (...args) => store.recordGone(...args),
+    recordUnreachable: (...args) => store.recordUnreachable(...args),
+    recordHeld: (...args) => store.recordHeld(...args),
+    recordRefused: (...args) => store.recordRefused(...args),
+    ...overrides,
+  };
+}
