@@ -78,6 +78,21 @@ export class SqliteCore {
     return this.#db.transaction(fn)();
   }
 
+  /**
+   * Runs `fn` in a transaction of its own that commits without waiting for an fsync (synchronous=NORMAL
+   * in WAL mode: consistent, and durable at the next synced commit or checkpoint). Only for writes a
+   * power cut may undo harmlessly: delivery leases, which a crash voids anyway (their holder is gone).
+   * Must not run inside another transaction.
+   */
+  unsynced<T>(fn: () => T): T {
+    this.#db.pragma('synchronous = NORMAL');
+    try {
+      return this.transaction(fn);
+    } finally {
+      this.#db.pragma('synchronous = FULL');
+    }
+  }
+
   /** Prepared once per SQL text: preparing costs more than running for these small statements. */
   #sql(text: string): Database.Statement {
     let statement = this.#statements.get(text);

@@ -70,6 +70,31 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('writes delivery leases at once, outside the group commit, where another handle on the file sees them', async () => {
+    const path = join(dir, 'hub.db');
+    const store = SqliteStore.open(path);
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 1,
+      path: '/',
+      topics: ['t'],
+    });
+    await store.publish(event('t', 'a'), matches);
+    const before = store.commits;
+    const now = Date.now();
+    expect((await store.claimDue('r1', now, 10_000, 10)).map((d) => d.subscription.id)).toEqual([sub.id]);
+    expect(store.commits).toBe(before); // no group, so no fsync to wait for
+    const other = SqliteStore.open(path); // another process on the same file: the lease still excludes it
+    expect(await other.claimDue('r2', now, 10_000, 10)).toEqual([]);
+    await store.releaseLease(sub.id, 'r1');
+    expect((await other.claimDue('r2', now, 10_000, 10)).map((d) => d.subscription.id)).toEqual([sub.id]);
+    expect(store.commits).toBe(before);
+    await other.close();
+    await store.close();
+  });
+
   it('keeps a failing write from spoiling the others of its group', async () => {
     const store = SqliteStore.open(join(dir, 'hub.db'));
     const sub = await store.subscribe({
