@@ -36,7 +36,8 @@ import {
 /**
  * krkns's storage in one SQLite file (WAL, synchronous=FULL), synchronously: every method that writes
  * has committed to disk when it returns — unless it runs inside {@link transaction}, whose commit then
- * covers it (that is how {@link SqliteStore} commits a group of publishes with one fsync).
+ * covers it (that is how {@link SqliteStore} commits a group of publishes with one fsync), or after
+ * {@link deferSyncs}.
  */
 export class SqliteCore {
   readonly #db: Database.Database;
@@ -79,18 +80,12 @@ export class SqliteCore {
   }
 
   /**
-   * Runs `fn` in a transaction of its own that commits without waiting for an fsync (synchronous=NORMAL
-   * in WAL mode: consistent, and durable at the next synced commit or checkpoint). Only for writes a
-   * power cut may undo harmlessly: delivery leases, which a crash voids anyway (their holder is gone).
-   * Must not run inside another transaction.
+   * From now on, commits do not wait for an fsync (synchronous=NORMAL in WAL mode: consistent, and made
+   * durable by the next fsync of the WAL file or checkpoint); the caller fsyncs the WAL (see WalSync)
+   * before it reports a write durable.
    */
-  unsynced<T>(fn: () => T): T {
+  deferSyncs(): void {
     this.#db.pragma('synchronous = NORMAL');
-    try {
-      return this.transaction(fn);
-    } finally {
-      this.#db.pragma('synchronous = FULL');
-    }
   }
 
   /** Prepared once per SQL text: preparing costs more than running for these small statements. */

@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { SqliteCore } from './sqlite-core.js';
+import { WalSync } from './wal-sync.js';
 import type {
   HubStore,
   Delivery,
@@ -24,18 +25,27 @@ export interface SqliteStoreOptions {
 
 /**
  * The embedded store: one SQLite file. Writes arriving together share one transaction and one fsync
- * ({@link GroupCommit}); each write's promise resolves after that commit. Reads, and the delivery
- * leases (see claimDue), answer at once.
+ * ({@link GroupCommit}); each write's promise resolves after that fsync, which runs off the event loop
+ * ({@link WalSync}) so requests are served meanwhile. Reads, and the delivery bookkeeping (see
+ * claimDue), answer at once.
  */
 export class SqliteStore implements HubStore {
   readonly description: string;
   readonly #core: SqliteCore;
+  readonly #wal: WalSync;
   readonly #writes: GroupCommit;
 
   private constructor(core: SqliteCore, options: SqliteStoreOptions) {
     this.#core = core;
     this.description = `sqlite:${core.path}`;
-    this.#writes = new GroupCommit((fn) => core.transaction(fn), options.groupCommit);
+    core.deferSyncs();
+    const wal = WalSync.open(core.path);
+    this.#wal = wal;
+    this.#writes = new GroupCommit(
+      (fn) => core.transaction(fn),
+      options.groupCommit,
+      () => wal.sync(),
+    );
   }
 
   /** Opens (creating if needed, mode 0600) and migrates the database at path. */
@@ -88,40 +98,42 @@ export class SqliteStore implements HubStore {
     return this.#core.dueDeliveries(now, busy, limit);
   }
 
-  // Leases are written at once, outside the group commit and without an fsync: a delivery pays its
-  // one fsync for recording the outcome, not three. Still in the file, so they exclude another process
-  // on it; a power cut may undo a lease, and a crash voids its holder's leases anyway.
+  // The delivery bookkeeping (leases, attempt outcomes) commits at once and waits for no fsync: a
+  // subscriber's next attempt need not wait for one. It is in the file, so leases still exclude another
+  // process on it, and the next fsync (any durable write's, or a checkpoint's) makes it durable. A
+  // power cut may undo the last few: their holders are gone anyway, and an outcome lost means the
+  // event is attempted again (at least once, in receipt order), as after a crash mid-attempt.
   async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
-    return this.#core.unsynced(() => this.#core.claimDue(owner, now, leaseMs, limit));
+    return this.#core.claimDue(owner, now, leaseMs, limit);
   }
 
   async releaseLease(subscriptionId: string, owner: string): Promise<void> {
-    this.#core.unsynced(() => this.#core.releaseLease(subscriptionId, owner));
+    this.#core.releaseLease(subscriptionId, owner);
   }
 
   async nextDueAt(now = Date.now()): Promise<number | null> {
     return this.#core.nextDueAt(now);
   }
 
-  recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
-    return this.#writes.run(() => this.#core.recordDelivered(subscriptionId, eventSeq, status, now));
+  async recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
+    this.#core.recordDelivered(subscriptionId, eventSeq, status, now);
   }
 
-  recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
-    return this.#writes.run(() => this.#core.recordRejected(subscriptionId, eventSeq, outcome, now));
+  async recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
+    this.#core.recordRejected(subscriptionId, eventSeq, outcome, now);
   }
 
-  recordGone(
+  async recordGone(
     subscriptionId: string,
     eventSeq: number,
     status: number,
     reason: string,
     now = Date.now(),
   ): Promise<void> {
-    return this.#writes.run(() => this.#core.recordGone(subscriptionId, eventSeq, status, reason, now));
+    this.#core.recordGone(subscriptionId, eventSeq, status, reason, now);
   }
 
-  recordUnreachable(
+  async recordUnreachable(
     subscriptionId: string,
     eventSeq: number,
     error: string,
@@ -129,9 +141,7 @@ export class SqliteStore implements HubStore {
     attemptStartedAt: number,
     now = Date.now(),
   ): Promise<void> {
-    return this.#writes.run(() =>
-      this.#core.recordUnreachable(subscriptionId, eventSeq, error, probeAt, attemptStartedAt, now),
-    );
+    this.#core.recordUnreachable(subscriptionId, eventSeq, error, probeAt, attemptStartedAt, now);
   }
 
   wake(subscriptionId: string, now = Date.now()): Promise<void> {
@@ -169,7 +179,8 @@ export class SqliteStore implements HubStore {
   }
 
   async close(): Promise<void> {
-    this.#writes.flushNow();
+    await this.#writes.flushNow();
     this.#core.close();
+    await this.#wal.close();
   }
 }

@@ -70,7 +70,7 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
-  it('writes delivery leases at once, outside the group commit, where another handle on the file sees them', async () => {
+  it('writes delivery leases and outcomes at once, outside the group commit, where another handle sees them', async () => {
     const path = join(dir, 'hub.db');
     const store = SqliteStore.open(path);
     const sub = await store.subscribe({
@@ -89,8 +89,11 @@ describe('SqliteStore', () => {
     const other = SqliteStore.open(path); // another process on the same file: the lease still excludes it
     expect(await other.claimDue('r2', now, 10_000, 10)).toEqual([]);
     await store.releaseLease(sub.id, 'r1');
-    expect((await other.claimDue('r2', now, 10_000, 10)).map((d) => d.subscription.id)).toEqual([sub.id]);
+    const [due] = await other.claimDue('r2', now, 10_000, 10);
+    expect(due?.subscription.id).toBe(sub.id);
+    await store.recordDelivered(sub.id, due!.event.seq, 204, now);
     expect(store.commits).toBe(before);
+    expect(await other.deliveriesOf(due!.event.id)).toMatchObject([{ state: 'delivered', lastStatus: 204 }]);
     await other.close();
     await store.close();
   });
