@@ -56,6 +56,9 @@ async function main(): Promise<void> {
       failed.push(`krkns over the tailnet (SQLite): ${(err as Error).message}`);
       console.error(`krkns over the tailnet (SQLite) failed:`, err);
     }
+    // The anchor: the same, with the store fsyncing on the event loop as before (leases and outcomes too).
+    const anchor = SqliteStore.open(join(dir, 'anchor.db'), { fsyncOnEventLoop: true });
+    record('loopback, SQLite, fsync on the event loop (anchor)', await onLoopback([anchor], LOOPBACK_EVENTS));
     record(
       'loopback, SQLite (ceiling)',
       await onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS),

@@ -21,6 +21,11 @@ import type {
 export interface SqliteStoreOptions {
   /** Bounds of the group commit of writes (see {@link GroupCommitOptions}). */
   groupCommit?: Partial<GroupCommitOptions>;
+  /**
+   * How the store worked before the WAL was fsynced off the event loop, for benchmarks' anchor only:
+   * every commit fsyncs on the event loop, and leases and attempt outcomes wait for a group's fsync too.
+   */
+  fsyncOnEventLoop?: boolean;
 }
 
 /**
@@ -32,20 +37,23 @@ export interface SqliteStoreOptions {
 export class SqliteStore implements HubStore {
   readonly description: string;
   readonly #core: SqliteCore;
-  readonly #wal: WalSync;
+  readonly #wal: WalSync | undefined;
   readonly #writes: GroupCommit;
 
   private constructor(core: SqliteCore, options: SqliteStoreOptions) {
     this.#core = core;
     this.description = `sqlite:${core.path}`;
-    core.deferSyncs();
-    const wal = WalSync.open(core.path);
-    this.#wal = wal;
-    this.#writes = new GroupCommit(
-      (fn) => core.transaction(fn),
-      options.groupCommit,
-      () => wal.sync(),
-    );
+    if (!options.fsyncOnEventLoop) {
+      core.deferSyncs();
+      this.#wal = WalSync.open(core.path);
+    }
+    const wal = this.#wal;
+    this.#writes = new GroupCommit((fn) => core.transaction(fn), options.groupCommit, wal && (() => wal.sync()));
+  }
+
+  /** Delivery bookkeeping: at once, unless fsyncOnEventLoop sends it through the group commit. */
+  async #bookkeeping<T>(write: () => T): Promise<T> {
+    return this.#wal ? write() : this.#writes.run(write);
   }
 
   /** Opens (creating if needed, mode 0600) and migrates the database at path. */
@@ -104,11 +112,11 @@ export class SqliteStore implements HubStore {
   // power cut may undo the last few: their holders are gone anyway, and an outcome lost means the
   // event is attempted again (at least once, in receipt order), as after a crash mid-attempt.
   async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
-    return this.#core.claimDue(owner, now, leaseMs, limit);
+    return this.#bookkeeping(() => this.#core.claimDue(owner, now, leaseMs, limit));
   }
 
   async releaseLease(subscriptionId: string, owner: string): Promise<void> {
-    this.#core.releaseLease(subscriptionId, owner);
+    await this.#bookkeeping(() => this.#core.releaseLease(subscriptionId, owner));
   }
 
   async nextDueAt(now = Date.now()): Promise<number | null> {
@@ -116,11 +124,11 @@ export class SqliteStore implements HubStore {
   }
 
   async recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
-    this.#core.recordDelivered(subscriptionId, eventSeq, status, now);
+    await this.#bookkeeping(() => this.#core.recordDelivered(subscriptionId, eventSeq, status, now));
   }
 
   async recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
-    this.#core.recordRejected(subscriptionId, eventSeq, outcome, now);
+    await this.#bookkeeping(() => this.#core.recordRejected(subscriptionId, eventSeq, outcome, now));
   }
 
   async recordGone(
@@ -130,7 +138,7 @@ export class SqliteStore implements HubStore {
     reason: string,
     now = Date.now(),
   ): Promise<void> {
-    this.#core.recordGone(subscriptionId, eventSeq, status, reason, now);
+    await this.#bookkeeping(() => this.#core.recordGone(subscriptionId, eventSeq, status, reason, now));
   }
 
   async recordUnreachable(
@@ -141,7 +149,9 @@ export class SqliteStore implements HubStore {
     attemptStartedAt: number,
     now = Date.now(),
   ): Promise<void> {
-    this.#core.recordUnreachable(subscriptionId, eventSeq, error, probeAt, attemptStartedAt, now);
+    await this.#bookkeeping(() =>
+      this.#core.recordUnreachable(subscriptionId, eventSeq, error, probeAt, attemptStartedAt, now),
+    );
   }
 
   wake(subscriptionId: string, now = Date.now()): Promise<void> {
@@ -181,6 +191,6 @@ export class SqliteStore implements HubStore {
   async close(): Promise<void> {
     await this.#writes.flushNow();
     this.#core.close();
-    await this.#wal.close();
+    await this.#wal?.close();
   }
 }
