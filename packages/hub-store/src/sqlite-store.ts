@@ -39,6 +39,8 @@ export class SqliteStore implements HubStore {
   readonly #core: SqliteCore;
   readonly #wal: WalSync | undefined;
   readonly #writes: GroupCommit;
+  /** Events committed (so visible) whose fsync has not finished: not handed out for delivery yet. */
+  readonly #notDurable = new Set<number>();
 
   private constructor(core: SqliteCore, options: SqliteStoreOptions) {
     this.#core = core;
@@ -71,7 +73,14 @@ export class SqliteStore implements HubStore {
     matches: TopicMatcher,
     now = Date.now(),
   ): Promise<{ event: StoredEvent; duplicate: boolean }> {
-    return this.#writes.run(() => this.#core.publish(input, matches, now));
+    let seq: number | undefined;
+    const published = this.#writes.run(() => {
+      const result = this.#core.publish(input, matches, now);
+      if (!result.duplicate) this.#notDurable.add((seq = result.event.seq));
+      return result;
+    });
+    void published.catch(() => undefined).finally(() => seq !== undefined && this.#notDurable.delete(seq));
+    return published;
   }
 
   async getEvent(id: string): Promise<StoredEvent | undefined> {
@@ -103,7 +112,12 @@ export class SqliteStore implements HubStore {
   }
 
   async dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): Promise<DueDelivery[]> {
-    return this.#core.dueDeliveries(now, busy, limit);
+    return this.#core.dueDeliveries(now, busy, limit).filter((d) => this.#durable(d));
+  }
+
+  /** An event is delivered only once durable; a publish kicks the deliverer again when it is. */
+  #durable(due: DueDelivery): boolean {
+    return !this.#notDurable.has(due.event.seq);
   }
 
   // The delivery bookkeeping (leases, attempt outcomes) commits at once and waits for no fsync: a
@@ -112,7 +126,10 @@ export class SqliteStore implements HubStore {
   // power cut may undo the last few: their holders are gone anyway, and an outcome lost means the
   // event is attempted again (at least once, in receipt order), as after a crash mid-attempt.
   async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
-    return this.#bookkeeping(() => this.#core.claimDue(owner, now, leaseMs, limit));
+    const claimed = await this.#bookkeeping(() => this.#core.claimDue(owner, now, leaseMs, limit));
+    const early = claimed.filter((d) => !this.#durable(d));
+    for (const d of early) await this.releaseLease(d.subscription.id, owner);
+    return early.length === 0 ? claimed : claimed.filter((d) => this.#durable(d));
   }
 
   async releaseLease(subscriptionId: string, owner: string): Promise<void> {

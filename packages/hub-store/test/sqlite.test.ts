@@ -98,6 +98,28 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('hands an event out for delivery only once its fsync has finished, not once it is committed', async () => {
+    const path = join(dir, 'hub.db');
+    const store = SqliteStore.open(path);
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 1,
+      path: '/',
+      topics: ['t'],
+    });
+    const published = store.publish(event('t', 'a'), matches);
+    await new Promise((r) => setImmediate(r)); // the group has committed; its fsync runs in the thread pool
+    expect(await store.listEvents()).toHaveLength(1);
+    expect(await store.claimDue('r1', Date.now(), 10_000, 10)).toEqual([]);
+    expect(await store.dueDeliveries(Date.now(), new Set(), 10)).toEqual([]);
+    const { event: stored } = await published;
+    const [due] = await store.claimDue('r1', Date.now(), 10_000, 10);
+    expect([due?.subscription.id, due?.event.id]).toEqual([sub.id, stored.id]);
+    await store.close();
+  });
+
   it('keeps a failing write from spoiling the others of its group', async () => {
     const store = SqliteStore.open(join(dir, 'hub.db'));
     const sub = await store.subscribe({
