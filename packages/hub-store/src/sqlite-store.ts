@@ -140,12 +140,28 @@ export class SqliteStore implements HubStore {
     return this.#core.nextDueAt(now);
   }
 
-  async recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
-    await this.#bookkeeping(() => this.#core.recordDelivered(subscriptionId, eventSeq, status, now));
+  async recordDelivered(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    now = Date.now(),
+    releaseFor?: string,
+  ): Promise<void> {
+    await this.#outcome(subscriptionId, releaseFor, () =>
+      this.#core.recordDelivered(subscriptionId, eventSeq, status, now),
+    );
   }
 
-  async recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
-    await this.#bookkeeping(() => this.#core.recordRejected(subscriptionId, eventSeq, outcome, now));
+  async recordRejected(
+    subscriptionId: string,
+    eventSeq: number,
+    outcome: Rejection,
+    now = Date.now(),
+    releaseFor?: string,
+  ): Promise<void> {
+    await this.#outcome(subscriptionId, releaseFor, () =>
+      this.#core.recordRejected(subscriptionId, eventSeq, outcome, now),
+    );
   }
 
   async recordGone(
@@ -154,8 +170,11 @@ export class SqliteStore implements HubStore {
     status: number,
     reason: string,
     now = Date.now(),
+    releaseFor?: string,
   ): Promise<void> {
-    await this.#bookkeeping(() => this.#core.recordGone(subscriptionId, eventSeq, status, reason, now));
+    await this.#outcome(subscriptionId, releaseFor, () =>
+      this.#core.recordGone(subscriptionId, eventSeq, status, reason, now),
+    );
   }
 
   async recordUnreachable(
@@ -165,9 +184,20 @@ export class SqliteStore implements HubStore {
     probeAt: number,
     attemptStartedAt: number,
     now = Date.now(),
+    releaseFor?: string,
   ): Promise<void> {
-    await this.#bookkeeping(() =>
+    await this.#outcome(subscriptionId, releaseFor, () =>
       this.#core.recordUnreachable(subscriptionId, eventSeq, error, probeAt, attemptStartedAt, now),
+    );
+  }
+
+  /** Records an attempt's outcome and gives `releaseFor`'s lease back, in one transaction. */
+  #outcome(subscriptionId: string, releaseFor: string | undefined, record: () => void): Promise<void> {
+    return this.#bookkeeping(() =>
+      this.#core.transaction(() => {
+        record();
+        if (releaseFor !== undefined) this.#core.releaseLease(subscriptionId, releaseFor);
+      }),
     );
   }
 

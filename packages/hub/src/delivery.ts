@@ -64,7 +64,7 @@ const storeRetryMs = 1_000;
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
  * in receipt order while nothing fails), up to maxConcurrent subscribers at once. A subscriber is
- * attempted only under a lease from the store (claimDue -> attempt -> record -> releaseLease), so
+ * attempted only under a lease from the store (claimDue -> attempt -> record, which gives it back), so
  * this holds across several replicas sharing one store too. Time is read with a monotonic clock and
  * waited with setTimeout, so tests drive it with fake timers.
  */
@@ -175,8 +175,8 @@ export class Deliverer {
   private launch(due: DueDelivery): void {
     const sub = due.subscription.id;
     this.busy.add(sub);
+    // The outcome's record gives the lease back; if it fails, the lease lapses after leaseMs.
     const p = this.attempt(due)
-      .then(() => this.store.releaseLease(sub, this.opts.owner))
       .catch((err: unknown) => {
         const fields = { err: asError(err), event: due.event.id, subscription: sub };
         // The delivery stays pending, so it is attempted again: at least once, never lost.
@@ -192,6 +192,7 @@ export class Deliverer {
 
   private async attempt(due: DueDelivery): Promise<void> {
     const { delivery, event, subscription } = due;
+    const { owner } = this.opts;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
     const startedAt = this.now();
@@ -206,14 +207,14 @@ export class Deliverer {
     const status = outcome.kind === 'unreachable' ? null : outcome.status;
     switch (outcome.kind) {
       case 'delivered':
-        await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
+        await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now, owner);
         this.redeliveries.delete(key);
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
         const retryAt = this.retryAt(attempt, now, outcome.retryAfterMs);
         const result = { status: outcome.status, error: outcome.error, retryAt };
-        await this.store.recordRejected(subscription.id, event.seq, result, now);
+        await this.store.recordRejected(subscription.id, event.seq, result, now, owner);
         if (retryAt === null) this.redeliveries.delete(key);
         if (retryAt === null) log.warn({ error: outcome.error }, 'delivery failed for good after the last attempt');
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
@@ -221,14 +222,15 @@ export class Deliverer {
       }
       case 'gone': {
         const reason = `the subscriber answered ${outcome.status} Gone: disabled until it subscribes again`;
-        await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now);
+        await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now, owner);
         log.warn({ node: subscription.nodeName, status: outcome.status }, reason);
         break;
       }
       case 'unreachable': {
         const away = subscription.offlineSince === null ? 0 : now - subscription.offlineSince;
         const probeAt = now + this.jittered(Math.min(maxProbeMs, Math.max(minProbeMs, away / 2)));
-        await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
+        const { error } = outcome;
+        await this.store.recordUnreachable(subscription.id, event.seq, error, probeAt, startedAt, now, owner);
         if (subscription.offlineSince === null) {
           const fields = { node: subscription.nodeName, error: outcome.error };
           log.info(fields, 'subscriber unreachable; queueing its events until it is back');
