@@ -65,7 +65,9 @@ async function withSubscriber(store: HubStore): Promise<string> {
 }
 
 async function sqliteRow(dir: string, name: string, maxBatch?: number): Promise<string> {
-  const store = SqliteStore.open(join(dir, `${name}.db`), maxBatch ? { groupCommit: { maxBatch } } : {});
+  // The anchor (one commit per write) is the store before group commit: fsyncs on the event loop too.
+  const anchor = { groupCommit: { maxBatch }, fsyncOnEventLoop: true };
+  const store = SqliteStore.open(join(dir, `${name}.db`), maxBatch ? anchor : {});
   const subId = await withSubscriber(store);
   const commits = store.commits;
   const publish = await publishRate([store], EVENTS);

@@ -20,12 +20,15 @@ interface Pending {
 /**
  * Runs synchronous writes in groups: one transaction, so one fsync, for every write queued in the
  * same window. Each write runs in its own savepoint (one failing write undoes only itself), and its
- * promise settles only after the group's commit: a resolved write is on disk.
+ * promise settles only after the group's commit and `sync` (when the commit itself does not fsync):
+ * a resolved write is on disk.
  */
 export class GroupCommit {
   readonly #queue: Pending[] = [];
   readonly #options: GroupCommitOptions;
   #scheduled = false;
+  /** Groups committed, waiting for their sync. */
+  readonly #syncing = new Set<Promise<void>>();
   /** Groups committed so far (for tests and benchmarks: writes per group = writes / groups). */
   groups = 0;
 
@@ -33,6 +36,11 @@ export class GroupCommit {
     /** Runs `fn` in a transaction; nested calls must become savepoints. */
     private readonly transaction: <T>(fn: () => T) => T,
     options: Partial<GroupCommitOptions> = {},
+    /**
+     * Makes what has committed durable, for a transaction whose commit does not fsync (see WalSync):
+     * off the event loop, so the next group forms and commits meanwhile. Without it, commits fsync.
+     */
+    private readonly sync?: () => Promise<void>,
   ) {
     this.#options = { ...DEFAULT_GROUP_COMMIT, ...options };
   }
@@ -46,9 +54,10 @@ export class GroupCommit {
     });
   }
 
-  /** Commits everything queued now. */
-  flushNow(): void {
+  /** Commits everything queued now; resolves once it is durable. */
+  async flushNow(): Promise<void> {
     while (this.#queue.length > 0) this.#flush();
+    await Promise.allSettled([...this.#syncing]);
   }
 
   #schedule(): void {
@@ -56,7 +65,7 @@ export class GroupCommit {
     this.#scheduled = true;
     const flush = () => {
       this.#scheduled = false;
-      this.flushNow();
+      void this.flushNow();
     };
     if (this.#options.windowMs > 0) setTimeout(flush, this.#options.windowMs);
     else setImmediate(flush);
@@ -82,10 +91,20 @@ export class GroupCommit {
       return;
     }
     this.groups++;
-    group.forEach((item, i) => {
-      const outcome = outcomes[i]!;
-      if (outcome.ok) item.resolve(outcome.value);
-      else item.reject(outcome.err);
-    });
+    const settle = () => {
+      group.forEach((item, i) => {
+        const outcome = outcomes[i]!;
+        if (outcome.ok) item.resolve(outcome.value);
+        else item.reject(outcome.err);
+      });
+    };
+    if (!this.sync) {
+      settle();
+      return;
+    }
+    // The fsync failed: what committed may not be on disk, so no write of the group may say it is.
+    const synced = this.sync().then(settle, (err: unknown) => group.forEach((item) => item.reject(err)));
+    this.#syncing.add(synced);
+    void synced.finally(() => this.#syncing.delete(synced));
   }
 }

@@ -447,9 +447,16 @@ export class PostgresStore implements HubStore {
   }
 
   async releaseLease(subscriptionId: string, owner: string): Promise<void> {
+    await this.#release(subscriptionId, owner);
+  }
+
+  /** Gives `owner`'s lease back (none to give: nothing), in transaction `c` when given. */
+  async #release(subscriptionId: string, owner: string | undefined, c?: pg.PoolClient): Promise<void> {
+    if (owner === undefined) return;
     await this.#q(
       'UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2',
       [subscriptionId, owner],
+      c,
     );
   }
 
@@ -466,8 +473,15 @@ export class PostgresStore implements HubStore {
     return row?.t ?? null;
   }
 
-  async recordDelivered(subscriptionId: string, eventSeq: number, status: number, now = Date.now()): Promise<void> {
+  async recordDelivered(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    now = Date.now(),
+    releaseFor?: string,
+  ): Promise<void> {
     await this.#tx(async (c) => {
+      await this.#release(subscriptionId, releaseFor, c);
       await this.#q(
         `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL,
           updated_at = $2
@@ -479,8 +493,15 @@ export class PostgresStore implements HubStore {
     });
   }
 
-  async recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now = Date.now()): Promise<void> {
+  async recordRejected(
+    subscriptionId: string,
+    eventSeq: number,
+    outcome: Rejection,
+    now = Date.now(),
+    releaseFor?: string,
+  ): Promise<void> {
     await this.#tx(async (c) => {
+      await this.#release(subscriptionId, releaseFor, c);
       await this.#q(
         `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, last_error = $2, updated_at = $3,
            state = CASE WHEN $4::bigint IS NULL THEN 'failed' ELSE 'pending' END,
@@ -499,8 +520,10 @@ export class PostgresStore implements HubStore {
     status: number,
     reason: string,
     now = Date.now(),
+    releaseFor?: string,
   ): Promise<void> {
     await this.#tx(async (c) => {
+      await this.#release(subscriptionId, releaseFor, c);
       await this.#q(
         `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, updated_at = $2
          WHERE subscription_id = $3 AND event_seq = $4`,
@@ -538,8 +561,10 @@ export class PostgresStore implements HubStore {
     probeAt: number,
     attemptStartedAt: number,
     now = Date.now(),
+    releaseFor?: string,
   ): Promise<void> {
     await this.#tx(async (c) => {
+      await this.#release(subscriptionId, releaseFor, c);
       await this.#q(
         'UPDATE deliveries SET last_error = $1, updated_at = $2 WHERE subscription_id = $3 AND event_seq = $4',
         [error, now, subscriptionId, eventSeq],
@@ -561,8 +586,10 @@ export class PostgresStore implements HubStore {
     probeAt: number,
     attemptStartedAt: number,
     now = Date.now(),
+    releaseFor?: string,
   ): Promise<void> {
     await this.#tx(async (c) => {
+      await this.#release(subscriptionId, releaseFor, c);
       await this.#q(
         'UPDATE deliveries SET last_error = $1, updated_at = $2 WHERE subscription_id = $3 AND event_seq = $4',
         [reason, now, subscriptionId, eventSeq],
@@ -577,8 +604,15 @@ export class PostgresStore implements HubStore {
     });
   }
 
-  async recordRefused(subscriptionId: string, eventSeq: number, reason: string, now = Date.now()): Promise<void> {
+  async recordRefused(
+    subscriptionId: string,
+    eventSeq: number,
+    reason: string,
+    now = Date.now(),
+    releaseFor?: string,
+  ): Promise<void> {
     await this.#tx(async (c) => {
+      await this.#release(subscriptionId, releaseFor, c);
       await this.#q(
         `UPDATE deliveries SET state = 'failed', last_status = NULL, last_error = $1, updated_at = $2
          WHERE subscription_id = $3 AND event_seq = $4`,

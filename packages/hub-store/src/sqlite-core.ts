@@ -44,7 +44,8 @@ import {
 /**
  * krkns's storage in one SQLite file (WAL, synchronous=FULL), synchronously: every method that writes
  * has committed to disk when it returns — unless it runs inside {@link transaction}, whose commit then
- * covers it (that is how {@link SqliteStore} commits a group of publishes with one fsync).
+ * covers it (that is how {@link SqliteStore} commits a group of publishes with one fsync), or after
+ * {@link deferSyncs}.
  */
 export class SqliteCore {
   readonly #db: Database.Database;
@@ -97,6 +98,15 @@ export class SqliteCore {
   /** Runs `fn` in one transaction (a savepoint when nested): all of it commits, or none of it. */
   transaction<T>(fn: () => T): T {
     return this.#db.transaction(fn)();
+  }
+
+  /**
+   * From now on, commits do not wait for an fsync (synchronous=NORMAL in WAL mode: consistent, and made
+   * durable by the next fsync of the WAL file or checkpoint); the caller fsyncs the WAL (see WalSync)
+   * before it reports a write durable.
+   */
+  deferSyncs(): void {
+    this.#db.pragma('synchronous = NORMAL');
   }
 
   /** Prepared once per SQL text: preparing costs more than running for these small statements. */

@@ -228,15 +228,36 @@ export interface HubStore {
    * lease live at `now` counts from the lease's expiry (its holder kicks itself when the attempt ends).
    */
   nextDueAt(now?: number): Promise<number | null>;
+  // Each record* takes `releaseFor`, a lease owner: its lease on the subscription is given back in the
+  // same transaction as the outcome (as releaseLease would), one commit instead of two.
   /** The subscriber answered 2xx. */
-  recordDelivered(subscriptionId: string, eventSeq: number, status: number, now?: number): Promise<void>;
+  recordDelivered(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    now?: number,
+    releaseFor?: string,
+  ): Promise<void>;
   /** Reached, but it did not accept the event: spends an attempt. */
-  recordRejected(subscriptionId: string, eventSeq: number, outcome: Rejection, now?: number): Promise<void>;
+  recordRejected(
+    subscriptionId: string,
+    eventSeq: number,
+    outcome: Rejection,
+    now?: number,
+    releaseFor?: string,
+  ): Promise<void>;
   /**
    * The subscriber answered 410 Gone: this delivery and everything still pending for it fail with
    * `reason`, and the subscription is disabled (new events are not owed to it) until it subscribes again.
    */
-  recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now?: number): Promise<void>;
+  recordGone(
+    subscriptionId: string,
+    eventSeq: number,
+    status: number,
+    reason: string,
+    now?: number,
+    releaseFor?: string,
+  ): Promise<void>;
   /**
    * Not reached at all: spends no attempt; the whole queue waits until `probeAt`, or until it subscribes
    * again. An attempt that started before the subscriber subscribed again parks nothing.
@@ -248,6 +269,7 @@ export interface HubStore {
     probeAt: number,
     attemptStartedAt: number,
     now?: number,
+    releaseFor?: string,
   ): Promise<void>;
   /**
    * Not sent: the subscriber's address answers for another node. Spends no attempt; the delivery keeps
@@ -261,12 +283,19 @@ export interface HubStore {
     probeAt: number,
     attemptStartedAt: number,
     now?: number,
+    releaseFor?: string,
   ): Promise<void>;
   /**
    * Not sent: the subscriber may no longer receive this event (its capability was revoked). The delivery
    * fails with `reason`, no attempt spent; the rest of its queue goes on.
    */
-  recordRefused(subscriptionId: string, eventSeq: number, reason: string, now?: number): Promise<void>;
+  recordRefused(
+    subscriptionId: string,
+    eventSeq: number,
+    reason: string,
+    now?: number,
+    releaseFor?: string,
+  ): Promise<void>;
   /**
    * Records that the subscriber's node is offline or gone from the netmap: offline since `now` unless it
    * already was. Its queue is not parked (attempts decide that).

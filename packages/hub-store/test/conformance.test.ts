@@ -615,6 +615,19 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
       expect(await store.nextDueAt(now)).toBe(a.receivedAt);
     });
 
+    it("records an outcome and gives its owner's lease back in one step, another owner's not", async () => {
+      const s = await sub('n', ['t']);
+      const a = (await store.publish(event('t', 'a'), matches)).event;
+      const b = (await store.publish(event('t', 'b'), matches)).event;
+      const now = Date.now();
+      expect((await store.claimDue('r1', now, 10_000, 10)).map((d) => d.event.id)).toEqual([a.id]);
+      await store.recordDelivered(s.id, a.seq, 204, now, 'r2'); // not r2's lease: r1 keeps it
+      expect(await store.claimDue('r2', now, 10_000, 10)).toEqual([]);
+      await store.recordRejected(s.id, b.seq, { status: 500, error: 'x', retryAt: now }, now, 'r1');
+      expect((await store.claimDue('r2', now, 10_000, 10)).map((d) => d.event.id)).toEqual([b.id]);
+      expect(await store.deliveriesOf(a.id)).toMatchObject([{ state: 'delivered', lastStatus: 204 }]);
+    });
+
     it('never hands one subscription to two claimers racing many times', async () => {
       const subs = await Promise.all(Array.from({ length: 6 }, (_, i) => sub(`n${i}`, ['t'])));
       await store.publish(event('t'), matches);

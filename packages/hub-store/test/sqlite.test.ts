@@ -71,6 +71,56 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('writes delivery leases and outcomes at once, outside the group commit, where another handle sees them', async () => {
+    const path = join(dir, 'hub.db');
+    const store = SqliteStore.open(path);
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 1,
+      path: '/',
+      topics: ['t'],
+    });
+    await store.publish(event('t', 'a'), matches);
+    const before = store.commits;
+    const now = Date.now();
+    expect((await store.claimDue('r1', now, 10_000, 10)).map((d) => d.subscription.id)).toEqual([sub.id]);
+    expect(store.commits).toBe(before); // no group, so no fsync to wait for
+    const other = SqliteStore.open(path); // another process on the same file: the lease still excludes it
+    expect(await other.claimDue('r2', now, 10_000, 10)).toEqual([]);
+    await store.releaseLease(sub.id, 'r1');
+    const [due] = await other.claimDue('r2', now, 10_000, 10);
+    expect(due?.subscription.id).toBe(sub.id);
+    await store.recordDelivered(sub.id, due!.event.seq, 204, now);
+    expect(store.commits).toBe(before);
+    expect(await other.deliveriesOf(due!.event.id)).toMatchObject([{ state: 'delivered', lastStatus: 204 }]);
+    await other.close();
+    await store.close();
+  });
+
+  it('hands an event out for delivery only once its fsync has finished, not once it is committed', async () => {
+    const path = join(dir, 'hub.db');
+    const store = SqliteStore.open(path);
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 1,
+      path: '/',
+      topics: ['t'],
+    });
+    const published = store.publish(event('t', 'a'), matches);
+    await new Promise((r) => setImmediate(r)); // the group has committed; its fsync runs in the thread pool
+    expect(await store.listEvents()).toHaveLength(1);
+    expect(await store.claimDue('r1', Date.now(), 10_000, 10)).toEqual([]);
+    expect(await store.dueDeliveries(Date.now(), new Set(), 10)).toEqual([]);
+    const { event: stored } = await published;
+    const [due] = await store.claimDue('r1', Date.now(), 10_000, 10);
+    expect([due?.subscription.id, due?.event.id]).toEqual([sub.id, stored.id]);
+    await store.close();
+  });
+
   it('keeps a failing write from spoiling the others of its group', async () => {
     const store = SqliteStore.open(join(dir, 'hub.db'));
     const sub = await store.subscribe({

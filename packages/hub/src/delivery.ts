@@ -71,7 +71,7 @@ const storeRetryMs = 1_000;
 /**
  * Pushes owed events to subscribers: one attempt in flight per subscriber (so each sees events
  * in receipt order while nothing fails), up to maxConcurrent subscribers at once. A subscriber is
- * attempted only under a lease from the store (claimDue -> attempt -> record -> releaseLease), so
+ * attempted only under a lease from the store (claimDue -> attempt -> record, which gives it back), so
  * this holds across several replicas sharing one store too. Time is read with a monotonic clock and
  * waited with setTimeout, so tests drive it with fake timers.
  */
@@ -213,10 +213,8 @@ export class Deliverer {
   private launch(due: DueDelivery): void {
     const sub = due.subscription.id;
     this.busy.add(sub);
+    // The outcome's record gives the lease back; if it fails, the lease lapses after leaseMs.
     const p = this.attempt(due)
-      .then(async (recorded) => {
-        if (recorded) await this.store.releaseLease(sub, this.opts.owner);
-      })
       .catch((err: unknown) => {
         const fields = { err: asError(err), event: due.event.id, subscription: sub };
         // The delivery stays pending, so it is attempted again: at least once, never lost.
@@ -231,9 +229,10 @@ export class Deliverer {
     this.inFlight.add(p);
   }
 
-  /** Sends one attempt and records its outcome; false when stop() abandoned it before it ended. */
-  private async attempt(due: DueDelivery): Promise<boolean> {
+  /** Sends one attempt and records its outcome (nothing when stop() abandoned it before it ended). */
+  private async attempt(due: DueDelivery): Promise<void> {
     const { delivery, event, subscription } = due;
+    const { owner } = this.opts;
     const attempt = delivery.attempts + 1;
     const log = this.opts.logger.child({ event: event.id, subscription: subscription.id, attempt });
     const startedAt = this.now();
@@ -246,20 +245,20 @@ export class Deliverer {
     }
     if (this.abandoned) {
       log.warn({ outcome: outcome.kind }, 'attempt ended after the drain timeout: not recorded, it goes out again');
-      return false;
+      return;
     }
     const now = this.now();
     const status = 'status' in outcome ? outcome.status : null;
     switch (outcome.kind) {
       case 'delivered':
-        await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now);
+        await this.store.recordDelivered(subscription.id, event.seq, outcome.status, now, owner);
         this.redeliveries.delete(key);
         log.debug({ status: outcome.status }, 'delivered');
         break;
       case 'rejected': {
         const retryAt = this.retryAt(attempt, now, outcome.retryAfterMs);
         const result = { status: outcome.status, error: outcome.error, retryAt };
-        await this.store.recordRejected(subscription.id, event.seq, result, now);
+        await this.store.recordRejected(subscription.id, event.seq, result, now, owner);
         if (retryAt === null) this.redeliveries.delete(key);
         if (retryAt === null) log.warn({ error: outcome.error }, 'delivery failed for good after the last attempt');
         else log.info({ error: outcome.error, retryInMs: retryAt - now }, 'delivery rejected; will retry');
@@ -267,13 +266,13 @@ export class Deliverer {
       }
       case 'gone': {
         const reason = `the subscriber answered ${outcome.status} Gone: disabled until it subscribes again`;
-        await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now);
+        await this.store.recordGone(subscription.id, event.seq, outcome.status, reason, now, owner);
         log.warn({ node: subscription.nodeName, status: outcome.status }, reason);
         break;
       }
       case 'unreachable': {
         const probeAt = this.probeAt(subscription.offlineSince, now);
-        await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now);
+        await this.store.recordUnreachable(subscription.id, event.seq, outcome.error, probeAt, startedAt, now, owner);
         if (subscription.offlineSince === null) {
           const fields = { node: subscription.nodeName, error: outcome.error };
           log.info(fields, 'subscriber unreachable; queueing its events until it is back');
@@ -282,7 +281,7 @@ export class Deliverer {
       }
       case 'held': {
         const probeAt = this.probeAt(subscription.held?.at ?? null, now);
-        await this.store.recordHeld(subscription.id, event.seq, outcome.reason, probeAt, startedAt, now);
+        await this.store.recordHeld(subscription.id, event.seq, outcome.reason, probeAt, startedAt, now, owner);
         if (subscription.held?.reason !== outcome.reason) {
           log.warn(
             { node: subscription.nodeName, reason: outcome.reason },
@@ -292,7 +291,7 @@ export class Deliverer {
         break;
       }
       case 'refused':
-        await this.store.recordRefused(subscription.id, event.seq, outcome.reason, now);
+        await this.store.recordRefused(subscription.id, event.seq, outcome.reason, now, owner);
         this.redeliveries.delete(key);
         log.warn(
           { node: subscription.nodeName, reason: outcome.reason },
@@ -304,10 +303,9 @@ export class Deliverer {
     try {
       this.opts.onAttempt?.(ended);
     } catch (err) {
-      // The outcome is stored: a failing listener must not pass for a failed recording, nor keep the lease.
+      // The outcome is stored (and the lease given back): a failing listener must not pass for a failed recording.
       log.error({ err: asError(err) }, 'a listener of delivery attempts failed');
     }
-    return true;
   }
 
   /**
