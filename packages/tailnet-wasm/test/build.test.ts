@@ -7,7 +7,8 @@ const root = new URL('../../../', import.meta.url);
 describe('the wasm build', () => {
   it('uses the tailscale.com version pinned in scripts/versions.env', () => {
     const pinned = /^TAILSCALE_VERSION=(\S+)$/m.exec(readFileSync(new URL('scripts/versions.env', root), 'utf8'))?.[1];
-    const required = /^require tailscale\.com (\S+)$/m.exec(
+    // `require tailscale.com vX` on its own, or a line of a `require ( … )` block.
+    const required = /^(?:require)?\s*tailscale\.com (\S+)$/m.exec(
       readFileSync(new URL('packages/tailnet-wasm/go/go.mod', root), 'utf8'),
     )?.[1];
     expect(pinned).toMatch(/^v\d+\.\d+\.\d+$/);
