@@ -88,11 +88,19 @@ function armTimeouts(httpServer: Server, bounds: ListenerLimits): void {
 }
 
 /**
+ * How long a tailnetAgent keeps an idle keep-alive connection: shorter than the server's keep-alive
+ * timeout (ours and Node's default: 5 s). A connection the server closes first is one the client may
+ * pick for its next request just before the FIN arrives: that request fails with "socket hang up".
+ */
+const agentIdleMs = 4_000;
+
+/**
  * An http.Agent whose connections go over the tailnet, for node:http clients:
- * `http.get('http://peer-name:8080/x', { agent: tailnetAgent(node) })`.
+ * `http.get('http://peer-name:8080/x', { agent: tailnetAgent(node) })`. Keep-alive; an idle connection
+ * is closed after 4 s (`timeout`), before a server with the usual 5 s keep-alive timeout closes it.
  */
 export function tailnetAgent(node: TailnetNode, options: AgentOptions & { dialTimeoutMs?: number } = {}): Agent {
-  const agent = new Agent({ keepAlive: true, ...options });
+  const agent = new Agent({ keepAlive: true, timeout: agentIdleMs, ...options });
   // http.Agent waits for the callback when createConnection returns nothing.
   (agent as unknown as { createConnection: unknown }).createConnection = (
     opts: { host?: string; hostname?: string; port?: number | string },

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNativeNode, startTailnet, type NativeNode, type Tailnet } from '@krkn/testnet';
-import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
+import { TailnetNode, serveFastify, tailnetAgent, tailnetFetch } from '@krkn/tailnet';
 import { tailnetMtu } from '@krkn/tailnet-wasm';
 import { nodeOptions, rejectionCode, tempDir } from './helpers.js';
 
@@ -72,6 +72,27 @@ describe('between two of our nodes', () => {
       expect(body.address).toEqual({ address: alpha.addresses[0], family: 'IPv4', port: 80 });
     }
   });
+
+  it(
+    "closes an idle keep-alive connection before the server's 5 s keep-alive timeout",
+    { timeout: 20_000 },
+    async () => {
+      const agent = tailnetAgent(beta);
+      const idle = () => Object.values(agent.freeSockets).flat().length;
+      try {
+        await (await tailnetFetch(beta, 'http://alpha/hello', {}, agent)).arrayBuffer();
+        await new Promise((r) => setTimeout(r, 200));
+        expect(idle()).toBe(1); // kept for the next request
+        // Still open when the server closes it (5 s), a request could take it just before the FIN arrives
+        // and fail with "socket hang up".
+        await new Promise((r) => setTimeout(r, 4_600));
+        expect(idle()).toBe(0);
+        expect((await tailnetFetch(beta, 'http://alpha/hello', {}, agent)).status).toBe(200);
+      } finally {
+        agent.destroy();
+      }
+    },
+  );
 
   it('carries a large body intact in both directions', async () => {
     const payload = randomBytes(4 << 20);
