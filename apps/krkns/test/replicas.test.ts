@@ -185,45 +185,52 @@ describe('two replicas on one PostgreSQL database', () => {
     expect(receiver.maxInFlight).toBe(1);
   });
 
-  it('kill -9 of one replica mid-burst: every 202 delivered, one attempt in flight, resumed within 10 s', async () => {
-    // Scaled down from the issue's 1,000 events: 300 keep the test under a minute on a shared 2-core machine.
-    const total = 300;
-    const acked: string[] = [];
-    let next = 0;
-    let killedAt = 0;
-    const arrivalsBefore = receiver.arrivals.length;
-    const publishers = [a, b, a, b].map(async (via) => {
-      const api = hubAt(via, publisher, 5_000);
-      while (next < total) {
-        const i = next++;
-        if (i === total / 3 && killedAt === 0) {
-          killedAt = Date.now();
-          a.child.kill('SIGKILL');
+  it(
+    'kill -9 of one replica mid-burst: every 202 delivered, one attempt in flight, resumed within 10 s',
+    {
+      timeout: 300_000,
+    },
+    async () => {
+      const total = 1_000; // as the issue asks
+      const acked: string[] = [];
+      let next = 0;
+      let killedAt = 0;
+      const arrivalsBefore = receiver.arrivals.length;
+      const publishers = [a, b, a, b].map(async (via) => {
+        const api = hubAt(via, publisher, 5_000);
+        while (next < total) {
+          const i = next++;
+          if (i === Math.floor(total / 3) && killedAt === 0) {
+            killedAt = Date.now();
+            a.child.kill('SIGKILL');
+          }
+          const target = killedAt !== 0 ? hubAt(b, publisher, 5_000) : api;
+          try {
+            acked.push((await target.publish('r/burst', `event ${i}`)).id);
+          } catch (err) {
+            if (!(err instanceof HubApiError)) throw err; // cut by the kill: never acknowledged
+          }
         }
-        const target = killedAt !== 0 ? hubAt(b, publisher, 5_000) : api;
-        try {
-          acked.push((await target.publish('r/burst', `event ${i}`)).id);
-        } catch (err) {
-          if (!(err instanceof HubApiError)) throw err; // cut by the kill: never acknowledged
-        }
-      }
-    });
-    await Promise.all(publishers);
-    expect(await a.exited).toBeNull();
-    expect(acked.length).toBeGreaterThan(total * 0.9);
-    const delivered = () => new Set(receiver.ids());
-    const all = `all ${acked.length} acknowledged events delivered`;
-    await waitOrShowLogs(() => acked.every((id) => delivered().has(id)), all, 60_000);
-    expect(receiver.maxInFlight).toBe(1);
-    const after = receiver.arrivals.slice(arrivalsBefore).filter((x) => x.at >= killedAt);
-    expect(after.length).toBeGreaterThan(0);
-    expect(after[0]!.at - killedAt).toBeLessThan(10_000);
-    const gaps = after.slice(1).map((x, i) => x.at - after[i]!.at);
-    expect(Math.max(0, ...gaps)).toBeLessThan(10_000);
-    // At least once: only the attempt in flight at the kill may come twice.
-    const burst = receiver.ids().slice(arrivalsBefore);
-    expect(burst.length - new Set(burst).size).toBeLessThanOrEqual(1);
-  });
+      });
+      await Promise.all(publishers);
+      expect(await a.exited).toBeNull();
+      expect(acked.length).toBeGreaterThan(total * 0.9);
+      const delivered = () => new Set(receiver.ids());
+      const all = `all ${acked.length} acknowledged events delivered`;
+      const burstStart = Date.now();
+      await waitOrShowLogs(() => acked.every((id) => delivered().has(id)), all, 240_000);
+      console.log(`burst: ${acked.length} acked, all delivered ${Date.now() - burstStart} ms after the last publish`);
+      expect(receiver.maxInFlight).toBe(1);
+      const after = receiver.arrivals.slice(arrivalsBefore).filter((x) => x.at >= killedAt);
+      expect(after.length).toBeGreaterThan(0);
+      expect(after[0]!.at - killedAt).toBeLessThan(10_000);
+      const gaps = after.slice(1).map((x, i) => x.at - after[i]!.at);
+      expect(Math.max(0, ...gaps)).toBeLessThan(10_000);
+      // At least once: only the attempt in flight at the kill may come twice.
+      const burst = receiver.ids().slice(arrivalsBefore);
+      expect(burst.length - new Set(burst).size).toBeLessThanOrEqual(1);
+    },
+  );
 
   it('krknc --server krkns-a,krkns-b: listen and send go to the replica alive, deliveries come from it', async () => {
     const bodies: string[] = [];
