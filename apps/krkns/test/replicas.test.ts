@@ -188,7 +188,7 @@ describe('two replicas on one PostgreSQL database', () => {
   it(
     'kill -9 of one replica mid-burst: every 202 delivered, one attempt in flight, resumed within 10 s',
     {
-      timeout: 300_000,
+      timeout: 150_000,
     },
     async () => {
       const total = 1_000; // as the issue asks
