@@ -18,6 +18,8 @@ const event = (topic: string, body: string): NewEvent => ({
   sender,
 });
 const matches = (pattern: string, topic: string): boolean => pattern === topic;
+/** A subscriber owed every event on topic `t`. */
+const subscriberOfT = { nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 1, path: '/', topics: ['t'] };
 
 let dir: string;
 beforeEach(() => {
@@ -74,14 +76,7 @@ describe('SqliteStore', () => {
   it('writes delivery leases and outcomes at once, outside the group commit, where another handle sees them', async () => {
     const path = join(dir, 'hub.db');
     const store = SqliteStore.open(path);
-    const sub = await store.subscribe({
-      nodeId: 'n',
-      nodeName: 'n',
-      address: '100.64.0.2',
-      port: 1,
-      path: '/',
-      topics: ['t'],
-    });
+    const sub = await store.subscribe(subscriberOfT);
     await store.publish(event('t', 'a'), matches);
     const before = store.commits;
     const now = Date.now();
@@ -102,14 +97,7 @@ describe('SqliteStore', () => {
   it('hands an event out for delivery only once its fsync has finished, not once it is committed', async () => {
     const path = join(dir, 'hub.db');
     const store = SqliteStore.open(path);
-    const sub = await store.subscribe({
-      nodeId: 'n',
-      nodeName: 'n',
-      address: '100.64.0.2',
-      port: 1,
-      path: '/',
-      topics: ['t'],
-    });
+    const sub = await store.subscribe(subscriberOfT);
     const published = store.publish(event('t', 'a'), matches);
     await new Promise((r) => setImmediate(r)); // the group has committed; its fsync runs in the thread pool
     expect(await store.listEvents()).toHaveLength(1);
@@ -123,14 +111,7 @@ describe('SqliteStore', () => {
 
   it('keeps a failing write from spoiling the others of its group', async () => {
     const store = SqliteStore.open(join(dir, 'hub.db'));
-    const sub = await store.subscribe({
-      nodeId: 'n',
-      nodeName: 'n',
-      address: '100.64.0.2',
-      port: 1,
-      path: '/',
-      topics: ['t'],
-    });
+    const sub = await store.subscribe(subscriberOfT);
     const a = store.publish(event('t', 'a'), matches);
     const bad = store.redeliver('evt_missing', matches);
     const b = store.publish(event('t', 'b'), matches);
