@@ -26,7 +26,7 @@ import { monotonicClock } from './clock.js';
 import { HubError, asError } from './errors.js';
 import type { HubEventMap } from './events.js';
 import { dedupeKeyOf, withoutHeaders } from './headers.js';
-import type { HubNode, HubStorage } from './ports.js';
+import type { HubNode, HubStorage, NetmapPeer } from './ports.js';
 import { hubRoutes } from './routes.js';
 import { validTopic } from './topics.js';
 import type {
@@ -488,7 +488,7 @@ export class Hub implements HubUseCases {
       const expiry = this.limits.subscriptionExpiryMs;
       const now = this.now();
       for (const sub of await this.store.listSubscriptions()) {
-        if (onlineIn(peers, sub)) continue;
+        if (subscriberOnline(peers, sub)) continue;
         if (sub.offlineSince === null) await this.store.markOffline(sub.id, now);
         else if (now - sub.offlineSince >= expiry && (await this.store.expire(sub.id, now - expiry))) {
           const since = new Date(sub.offlineSince).toISOString();
@@ -544,8 +544,18 @@ function senderOf(caller: Caller): Sender {
 }
 
 /** Whether the netmap shows the subscription's node online (by its tailnet address). */
-function onlineIn(peers: readonly { online: boolean; addresses: string[] }[], sub: Subscription): boolean {
+/** Whether the netmap shows a node online at the subscription's address. */
+function onlineIn(peers: readonly NetmapPeer[], sub: Subscription): boolean {
   return peers.some((p) => p.online && p.addresses.includes(sub.address));
+}
+
+/**
+ * Whether the netmap shows the subscription's own node online, wherever it is: by node id, so that
+ * another node now holding its address (re-issued after it was deleted) does not keep it from expiring.
+ * By address only for a netmap that names no ids.
+ */
+function subscriberOnline(peers: readonly NetmapPeer[], sub: Subscription): boolean {
+  return peers.some((p) => p.online && (p.stableId ? p.stableId === sub.nodeId : p.addresses.includes(sub.address)));
 }
 
 /** How often subscriptions are checked for expiry: a quarter of it, between 0.5 s and a minute. */

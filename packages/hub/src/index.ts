@@ -6,7 +6,7 @@
 export { Hub, defaultLimits, defaultRetryScheduleMs } from './hub.js';
 export { defaultCredentialHeaders } from './headers.js';
 export type { HubConfig, HubLimits, HubOptions } from './hub.js';
-export type { HubNode, HubStorage } from './ports.js';
+export type { HubNode, HubStorage, NetmapPeer } from './ports.js';
 export type {
   EventsQuery,
   EventWithBody,

@@ -45,6 +45,14 @@ export type HubStorage = DeliveryStore &
  * What the hub needs from its tailnet node: who it is (for /status) and which peers are online
  * (to wake parked subscribers). A TailnetNode is one; the bench and unit tests pass their own.
  */
+/** A peer as the netmap shows it. */
+export interface NetmapPeer {
+  online: boolean;
+  addresses: string[];
+  /** The control server's stable node id (WhoIs's `stableId`); absent or empty if it gives none. */
+  stableId?: string;
+}
+
 export interface HubNode {
   readonly hostname: string;
   readonly self: { name: string } | undefined;
@@ -52,7 +60,7 @@ export interface HubNode {
   readonly state: string;
   /** Set while the node waits for interactive login. */
   readonly loginUrl: string | undefined;
-  status(): Promise<{ peers: readonly { online: boolean; addresses: string[] }[] }>;
+  status(): Promise<{ peers: readonly NetmapPeer[] }>;
   /** 'peers': the netmap changed; call status() for the list. */
   on(event: 'peers', listener: () => void): unknown;
   off(event: 'peers', listener: () => void): unknown;

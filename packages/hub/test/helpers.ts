@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { SqliteStore, type DueDelivery, type SqliteStoreOptions } from '@krkn/hub-store';
-import type { AttemptOutcome, HubNode, SendAttempt } from '@krkn/hub';
+import type { AttemptOutcome, HubNode, NetmapPeer, SendAttempt } from '@krkn/hub';
 
 /** A real SQLite store in a fresh temp dir; `dispose` closes and removes it. */
 export function tempStore(options?: SqliteStoreOptions): { store: SqliteStore; dispose: () => Promise<void> } {
@@ -28,9 +28,9 @@ export class FakeNode extends EventEmitter<{ peers: [] }> implements HubNode {
   readonly addresses = ['100.64.0.1'];
   readonly state = 'Running';
   loginUrl: string | undefined = undefined;
-  peers: { online: boolean; addresses: string[] }[] = [];
+  peers: NetmapPeer[] = [];
 
-  async status(): Promise<{ peers: { online: boolean; addresses: string[] }[] }> {
+  async status(): Promise<{ peers: NetmapPeer[] }> {
     return { peers: this.peers };
   }
 }

@@ -392,6 +392,27 @@ describe('limits', () => {
     expect((await store.deliveriesOf(id)).map((d) => d.subscriptionId)).toHaveLength(1); // owed to dev only
   });
 
+  it('expires a subscription whose address another online node now holds (its own node gone)', async () => {
+    // ci was deleted and its address re-issued: the netmap shows that address online, under another node's id.
+    node.peers = [{ online: true, addresses: ['100.64.0.10'], stableId: 'n-newcomer' }];
+    await restartWith({ subscriptionExpiryMs: 1_000 });
+    expect((await subscribe('ci', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    for (let i = 0; i < 40 && (await store.listSubscriptions()).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await store.listSubscriptions()).toEqual([]);
+  });
+
+  it('keeps the subscription of a node the netmap shows online under its own id', async () => {
+    node.peers = [{ online: true, addresses: ['100.64.0.10'], stableId: 'n-ci' }];
+    await restartWith({ subscriptionExpiryMs: 1_000 });
+    expect((await subscribe('ci', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await store.listSubscriptions()).map((x) => [x.nodeName, x.offlineSince])).toEqual([
+      ['ci.krkn.test', null],
+    ]);
+  });
+
   it('answers 507 STORE_LIMIT past the store size bound, stores nothing, publishes again under it', async () => {
     // Bounds far from SQLite's page size, so the answers hold whether the hub asks the size again or not.
     const size = await store.sizeBytes();

@@ -2,6 +2,8 @@
 
 /** One node of the tailnet as seen from this node. */
 export interface PeerStatus {
+  /** The control server's stable id for the node; empty if it gives none. */
+  stableId: string;
   /** Hostname the node reported (not necessarily unique). */
   hostname: string;
   /** MagicDNS name without the trailing dot, e.g. "krkns.example.ts.net". */
@@ -59,6 +61,7 @@ export interface PingResult {
 }
 
 interface RawPeer {
+  ID?: string;
   HostName?: string;
   DNSName?: string;
   TailscaleIPs?: string[] | null;
@@ -83,6 +86,7 @@ export function parseStatus(json: string): NodeStatus {
   const raw = JSON.parse(json) as RawStatus;
   const users = raw.User ?? {};
   const peer = (p: RawPeer = {}): PeerStatus => ({
+    stableId: p.ID ?? '',
     hostname: p.HostName ?? '',
     dnsName: (p.DNSName ?? '').replace(/\.$/, ''),
     addresses: sortV4First(p.TailscaleIPs ?? []),

@@ -105,7 +105,7 @@ describe('explainRelay', () => {
 
 describe('nameCollision', () => {
   const self = (dnsName: string): PeerStatus => ({
-    ...{ hostname: 'dup', dnsName, addresses: [], online: true },
+    ...{ stableId: 'nDup', hostname: 'dup', dnsName, addresses: [], online: true },
     ...{ os: 'js', tags: [], user: '', relay: '' },
   });
   it('the name asked for: nothing to say', () => {
