@@ -123,11 +123,14 @@ async function main(): Promise<void> {
     row('app event-loop delay p99 during bulk', loopDelay);
     row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
     row('memory per node (RSS)', rss);
-    const idle = await idleRss(tailnet, authKey, state, loopback.port);
+    const idle = await idleRss(tailnet, authKey, state, loopback.port, info.wasmBytes);
     const nativeIdle = targets['native, direct'].rss?.();
     row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
       'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
       ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
+    });
+    row(`idle krkns run, of which: ${rssParts.map((p) => partNames[p]).join(' / ')} (MiB)`, {
+      'wasm (worker)': rssParts.map((p) => (idle.krknsSplit[p] / (1 << 20)).toFixed(1)).join(' / '),
     });
     for (const t of Object.values(targets)) await t.close();
   } finally {
@@ -173,7 +176,7 @@ async function measureJoins(tailnet: Tailnet, authKey: string, state: string) {
 }
 
 /** `krkns run` and a `krknc listen` subscribed to it, as users start them, left idle. */
-async function idleRss(tailnet: Tailnet, authKey: string, state: string, forwardPort: number) {
+async function idleRss(tailnet: Tailnet, authKey: string, state: string, forwardPort: number, moduleBytes: number) {
   const bin = (app: string) => fileURLToPath(new URL(`../apps/${app}/dist/main.js`, import.meta.url));
   const node = (name: string) => ['--hostname', name, '--state-dir', join(state, name), '--control-url', tailnet.url];
   const env = { ...process.env, TS_AUTHKEY: authKey, TS_DEBUG_USE_DERP_HTTP: '1' };
@@ -201,7 +204,7 @@ async function idleRss(tailnet: Tailnet, authKey: string, state: string, forward
   );
   try {
     await new Promise((r) => setTimeout(r, IDLE_MS));
-    return { krkns: rssOf(krkns.pid), krknc: rssOf(krknc.pid) };
+    return { krkns: rssOf(krkns.pid), krknc: rssOf(krknc.pid), krknsSplit: rssSplit(krkns.pid!, moduleBytes) };
   } finally {
     await Promise.all([stopApp(krknc), stopApp(krkns)]);
   }
@@ -399,6 +402,53 @@ function rssOf(pid: number | undefined): number {
   if (!pid) return 0;
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
+}
+
+const rssParts = ['file', 'goMemory', 'code', 'module', 'malloc', 'other'] as const;
+type RssPart = (typeof rssParts)[number];
+const partNames: Record<RssPart, string> = {
+  file: 'node and libraries (file pages)',
+  goMemory: "Go's wasm memory",
+  code: 'compiled code (wasm and JS)',
+  module: "V8's copy of the module",
+  malloc: 'malloc arenas',
+  other: 'V8 heaps and the rest',
+};
+
+/**
+ * Where a process's resident memory is, from /proc/PID/smaps, by the shape of each mapping: file
+ * pages (the node binary mostly); the wasm memory (read-write between PROT_NONE guard reservations
+ * of gigabytes); executable anonymous pages (V8's wasm and JS code); a block at least the module's
+ * size (V8 keeps a copy of the module's bytes for the module's life; the kernel may merge a neighbouring
+ * block into its mapping); glibc's malloc (the brk heap, and
+ * its thread arenas, 64 MiB-aligned); the rest, mostly V8's heap pages (main thread and worker).
+ */
+function rssSplit(pid: number, moduleBytes: number): Record<RssPart, number> {
+  const split: Record<RssPart, number> = { file: 0, goMemory: 0, code: 0, module: 0, malloc: 0, other: 0 };
+  const maps: { start: number; size: number; perms: string; path: string; rss: number }[] = [];
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const start = parseInt(head[1]!, 16);
+      maps.push({ start, size: parseInt(head[2]!, 16) - start, perms: head[3]!, path: head[4]!, rss: 0 });
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && maps.length > 0) maps[maps.length - 1]!.rss = Number(rss[1]) * 1024;
+  }
+  const guard = (m: (typeof maps)[number] | undefined) => m?.perms.startsWith('---') === true && m.size >= 1 << 30;
+  maps.forEach((m, i) => {
+    let part: RssPart = 'other';
+    if (m.path.startsWith('/')) part = 'file';
+    else if (m.path === '[heap]') part = 'malloc';
+    else if (m.path !== '') part = 'other';
+    else if (m.perms.includes('x')) part = 'code';
+    else if (guard(maps[i - 1]) && guard(maps[i + 1])) part = 'goMemory';
+    else if (m.start % (64 << 20) === 0) part = 'malloc';
+    else if (m.size >= moduleBytes) part = 'module';
+    split[part] += m.rss;
+  });
+  return split;
 }
 
 function fileSize(path: string): number {
