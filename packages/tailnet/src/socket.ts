@@ -92,15 +92,18 @@ export class TailnetSocket extends Duplex {
 
   private send(chunks: Buffer[], done: (err?: Error | null) => void): void {
     this.touch();
-    this.sendFrom(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), 0, done);
+    this.sendFrom({ chunks, index: 0, offset: 0 }, done);
   }
 
-  private sendFrom(data: Buffer, offset: number, done: (err?: Error | null) => void): void {
-    while (offset < data.length) {
-      const end = Math.min(offset + writePieceBytes, data.length);
-      // A copy we own, so its buffer can be transferred to the engine thread.
-      const bytes = new Uint8Array(data.subarray(offset, end));
-      offset = end;
+  /**
+   * Copies the next pieces of `at` (each a copy we own, so its buffer can be transferred to the
+   * engine thread) and sends them. The chunks are copied once, piece by piece, never concatenated
+   * first: an HTTP request's headers and 16 MiB body come as one writev.
+   */
+  private sendFrom(at: { chunks: Buffer[]; index: number; offset: number }, done: (err?: Error | null) => void): void {
+    while (at.index < at.chunks.length) {
+      const bytes = nextPiece(at);
+      if (bytes.byteLength === 0) continue;
       this.unacked += bytes.byteLength;
       if (this.unacked < writeWindowBytes) {
         this.engine.write(this.connId, bytes);
@@ -108,7 +111,7 @@ export class TailnetSocket extends Duplex {
       }
       this.unacked = 0;
       this.engine.call('write', [this.connId, bytes], [bytes.buffer]).then(
-        () => (this.destroyed ? done() : this.sendFrom(data, offset, done)),
+        () => (this.destroyed ? done() : this.sendFrom(at, done)),
         (err: unknown) => {
           // A write cut short because this side destroyed the socket is not an error (an HTTP
           // client that got its answer before it finished sending the body does that).
@@ -171,4 +174,30 @@ export class TailnetSocket extends Duplex {
   address(): { address: string; port: number; family: string } {
     return { address: this.localAddress, port: this.localPort, family: this.remoteFamily };
   }
+}
+
+/** Copies up to {@link writePieceBytes} from `at` onward into a new array, and moves `at` past them. */
+function nextPiece(at: { chunks: Buffer[]; index: number; offset: number }): Uint8Array<ArrayBuffer> {
+  while (at.index < at.chunks.length && at.offset === at.chunks[at.index]!.length) {
+    at.index++; // an empty chunk, or the end of one
+    at.offset = 0;
+  }
+  let size = 0;
+  for (let i = at.index, o = at.offset; i < at.chunks.length && size < writePieceBytes; i++, o = 0) {
+    size += Math.min(at.chunks[i]!.length - o, writePieceBytes - size);
+  }
+  const piece = new Uint8Array(size);
+  let filled = 0;
+  while (filled < size) {
+    const chunk = at.chunks[at.index]!;
+    const n = Math.min(chunk.length - at.offset, size - filled);
+    piece.set(chunk.subarray(at.offset, at.offset + n), filled);
+    filled += n;
+    at.offset += n;
+    if (at.offset === chunk.length) {
+      at.index++;
+      at.offset = 0;
+    }
+  }
+  return piece;
 }
