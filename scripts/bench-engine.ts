@@ -3,6 +3,10 @@
 // Every figure is measured here, now, on this machine: join and restart times, HTTP latency and
 // request rate, bulk throughput, memory per node, the app thread's event-loop delay while a node
 // works, and the artifact size. `--write` replaces the table in README.md.
+//
+// `--only <substring>` (repeatable) narrows a run: the columns whose names contain one of them (all
+// columns if none does), and the rows likewise (all rows if none does). E.g. `--only worker --only
+// 'DERP only' --only HTTP --only bulk` measures the data path of the worker mode and its anchor.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +28,11 @@ const BULK_BYTES = 16 << 20;
 const JOIN_RUNS = 3;
 const IDLE_MS = 35_000;
 const TUNED_NODE_STORE_TICK = '20ms';
+/**
+ * Requests before a column's measurements: the first few hundred over a fresh wasm path run in
+ * V8's baseline tiers (JS and wasm alike) and grow Go's heap, and they showed up as the p99.
+ */
+const WARMUP_REQUESTS = 500;
 
 interface Target {
   send: Send;
@@ -43,8 +52,31 @@ type Send = (path: string, body?: Buffer) => Promise<{ status: number; bytes: nu
 const columns = ['wasm (worker)', 'wasm (in-thread)', 'native, direct', 'native, DERP only', 'loopback HTTP'] as const;
 type Column = (typeof columns)[number];
 
+/** The `--only` substrings: a name is wanted if it contains one, or if none matches any of its kind. */
+function selection(argv: string[]): { column(name: string): boolean; row(metric: string): boolean } {
+  const only = argv.flatMap((a, i) => (argv[i - 1] === '--only' ? [a] : []));
+  const rowNames = [
+    'artifact size',
+    'cold join',
+    'warm restart',
+    'node_store_batch_timeout',
+    'HTTP latency',
+    'requests/s',
+    'bulk',
+    'event-loop',
+    'memory per node',
+    'idle whole-process RSS',
+  ];
+  const pick = (names: readonly string[]) => {
+    const hits = only.filter((o) => names.some((n) => n.includes(o)));
+    return (name: string) => hits.length === 0 || hits.some((o) => name.includes(o));
+  };
+  return { column: pick(columns), row: pick(rowNames) };
+}
+
 async function main(): Promise<void> {
   const write = process.argv.includes('--write');
+  const wanted = selection(process.argv);
   const state = mkdtempSync(join(tmpdir(), 'krkn-bench-'));
   const tailnet = await startTailnet();
   const rows: Row[] = [];
@@ -56,40 +88,51 @@ async function main(): Promise<void> {
     const user = await tailnet.createUser('bench');
     const authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
     const info = buildInfo();
-    row('artifact size', {
-      'wasm (worker)': mib(info.wasmBytes),
-      'native, direct': mib(fileSize(tailnet.tools.tailscaled)),
-    });
+    if (wanted.row('artifact size'))
+      row('artifact size', {
+        'wasm (worker)': mib(info.wasmBytes),
+        'native, direct': mib(fileSize(tailnet.tools.tailscaled)),
+      });
 
-    const joins = await measureJoins(tailnet, authKey, state);
-    row('cold join (key → Running), median', joins.cold);
-    row('warm restart (state → Running), median', joins.warm);
+    if (wanted.row('cold join') || wanted.row('warm restart')) {
+      const joins = await measureJoins(tailnet, authKey, state);
+      row('cold join (key → Running), median', joins.cold);
+      row('warm restart (state → Running), median', joins.warm);
+    }
     // headscale applies node writes on a 500 ms tick, two per streamed map request: the same joins
     // against a headscale with a short tick show what of the wait is the server's.
-    const tuned = await startTailnet({ nodeStoreBatchTimeout: TUNED_NODE_STORE_TICK });
-    try {
-      const tunedUser = await tuned.createUser('bench');
-      const tunedKey = await tuned.createPreAuthKey({ user: tunedUser.id, reusable: true });
-      const tunedJoins = await measureJoins(tuned, tunedKey, join(state, 'tuned'));
-      row(`cold join, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.cold);
-      row(`warm restart, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.warm);
-    } finally {
-      await tuned.stop();
+    const tuned = wanted.row('node_store_batch_timeout')
+      ? await startTailnet({ nodeStoreBatchTimeout: TUNED_NODE_STORE_TICK })
+      : undefined;
+    if (tuned) {
+      try {
+        const tunedUser = await tuned.createUser('bench');
+        const tunedKey = await tuned.createPreAuthKey({ user: tunedUser.id, reusable: true });
+        const tunedJoins = await measureJoins(tuned, tunedKey, join(state, 'tuned'));
+        row(`cold join, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.cold);
+        row(`warm restart, headscale node_store_batch_timeout ${TUNED_NODE_STORE_TICK}`, tunedJoins.warm);
+      } finally {
+        await tuned.stop();
+      }
     }
+    const dataRows = ['HTTP latency', 'requests/s', 'bulk', 'event-loop', 'memory per node'];
+    const measured = dataRows.some((r) => wanted.row(r));
 
     const loopback = await loopbackTarget();
     const targets: Partial<Record<Column, Target>> = {};
-    for (const isolation of ['worker', 'thread'] as Isolation[]) {
-      targets[isolation === 'worker' ? 'wasm (worker)' : 'wasm (in-thread)'] = await wasmPair(
-        tailnet,
-        authKey,
-        state,
-        isolation,
-      );
+    const start: Record<Column, () => Promise<Target>> = {
+      'wasm (worker)': () => wasmPair(tailnet, authKey, state, 'worker'),
+      'wasm (in-thread)': () => wasmPair(tailnet, authKey, state, 'thread'),
+      'native, direct': () => nativePair(tailnet, authKey, {}, loopback.port),
+      'native, DERP only': () => nativePair(tailnet, authKey, { TS_DEBUG_ALWAYS_USE_DERP: '1' }, loopback.port),
+      'loopback HTTP': async () => loopback,
+    };
+    // The idle RSS row compares with native tailscaled's, read from the direct pair.
+    const needNative = wanted.row('idle whole-process RSS') && wanted.column('native, direct');
+    for (const col of columns) {
+      if ((measured && wanted.column(col)) || (col === 'native, direct' && needNative))
+        targets[col] = await start[col]();
     }
-    targets['native, direct'] = await nativePair(tailnet, authKey, {}, loopback.port);
-    targets['native, DERP only'] = await nativePair(tailnet, authKey, { TS_DEBUG_ALWAYS_USE_DERP: '1' }, loopback.port);
-    targets['loopback HTTP'] = loopback;
 
     const latency: Partial<Record<Column, string>> = {};
     const p99: Partial<Record<Column, string>> = {};
@@ -98,41 +141,55 @@ async function main(): Promise<void> {
     const rss: Partial<Record<Column, string>> = {};
     const loopDelay: Partial<Record<Column, string>> = {};
     const losses: Partial<Record<Column, string>> = {};
+    // Filled before any column runs: filling 16 MiB took the event loop for ~10 ms, inside the
+    // window the event-loop row measures.
+    const bulkBody = Buffer.alloc(BULK_BYTES, 0x6b);
     for (const col of columns) {
       const t = targets[col];
-      if (!t) continue;
-      await t.send('/ping'); // warm the path (DERP connection, keep-alive)
-      const lat = await latencies(t.send);
-      latency[col] = `${lat.p50.toFixed(2)} ms`;
-      p99[col] = `${lat.p99.toFixed(2)} ms`;
-      rate[col] = `${(await requestRate(t.send)).toFixed(0)} req/s`;
-      const delay = monitorEventLoopDelay({ resolution: 10 });
-      delay.enable();
-      const before = await t.metrics?.();
-      bulk[col] = `${(await throughput(t.send)).toFixed(1)} MB/s`;
-      const after = await t.metrics?.();
-      delay.disable();
-      if (before && after) losses[col] = lossSummary(before, after);
-      loopDelay[col] = `${(delay.percentile(99) / 1e6).toFixed(0)} ms`;
+      if (!t || !measured || !wanted.column(col)) continue;
+      await warmUp(t.send);
+      if (wanted.row('HTTP latency')) {
+        const lat = await latencies(t.send);
+        latency[col] = `${lat.p50.toFixed(2)} ms`;
+        p99[col] = `${lat.p99.toFixed(2)} ms`;
+      }
+      if (wanted.row('requests/s')) rate[col] = `${(await requestRate(t.send)).toFixed(0)} req/s`;
+      if (wanted.row('bulk') || wanted.row('event-loop')) {
+        const delay = monitorEventLoopDelay({ resolution: 10 });
+        const before = await t.metrics?.();
+        delay.enable();
+        bulk[col] = `${(await throughput(t.send, bulkBody)).toFixed(1)} MB/s`;
+        delay.disable();
+        const after = await t.metrics?.();
+        if (before && after) losses[col] = lossSummary(before, after);
+        loopDelay[col] = `${(delay.percentile(99) / 1e6).toFixed(0)} ms`;
+      }
       if (t.rss) rss[col] = mib(t.rss());
     }
-    row('HTTP latency p50 (sequential, keep-alive)', latency);
-    row('HTTP latency p99', p99);
-    row(`requests/s (${RATE_CONCURRENCY} concurrent)`, rate);
-    row(`bulk upload ${BULK_BYTES >> 20} MiB`, bulk);
-    row('app event-loop delay p99 during bulk', loopDelay);
-    row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
-    row('memory per node (RSS)', rss);
-    const idle = await idleRss(tailnet, authKey, state, loopback.port, info.wasmBytes);
-    const nativeIdle = targets['native, direct'].rss?.();
-    row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
-      'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
-      ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
-    });
-    row(`idle krkns run, of which: ${rssParts.map((p) => partNames[p]).join(' / ')} (MiB)`, {
-      'wasm (worker)': rssParts.map((p) => (idle.krknsSplit[p] / (1 << 20)).toFixed(1)).join(' / '),
-    });
+    if (wanted.row('HTTP latency')) {
+      row('HTTP latency p50 (sequential, keep-alive)', latency);
+      row('HTTP latency p99', p99);
+    }
+    if (wanted.row('requests/s')) row(`requests/s (${RATE_CONCURRENCY} concurrent)`, rate);
+    if (wanted.row('bulk')) row(`bulk upload ${BULK_BYTES >> 20} MiB`, bulk);
+    if (wanted.row('event-loop')) row('app event-loop delay p99 during bulk', loopDelay);
+    if (wanted.row('bulk')) {
+      row('bulk, sender: DERP drops / TCP retransmits / RTOs / Go sends → WebSocket msgs', losses);
+    }
+    if (wanted.row('memory per node')) row('memory per node (RSS)', rss);
+    if (wanted.row('idle whole-process RSS')) {
+      const idle = await idleRss(tailnet, authKey, state, loopback.port, info.wasmBytes);
+      const nativeIdle = targets['native, direct']?.rss?.();
+      row(`idle whole-process RSS after ${IDLE_MS / 1000} s: krkns run / krknc listen`, {
+        'wasm (worker)': `${mib(idle.krkns)} / ${mib(idle.krknc)}`,
+        ...(nativeIdle ? { 'native, direct': `${mib(nativeIdle)} (tailscaled)` } : {}),
+      });
+      row(`idle krkns run, of which: ${rssParts.map((p) => partNames[p]).join(' / ')} (MiB)`, {
+        'wasm (worker)': rssParts.map((p) => (idle.krknsSplit[p] / (1 << 20)).toFixed(1)).join(' / '),
+      });
+    }
     for (const t of Object.values(targets)) await t.close();
+    if (!targets['loopback HTTP']) await loopback.close();
   } finally {
     await tailnet.stop();
     rmSync(state, { recursive: true, force: true });
@@ -347,6 +404,16 @@ function httpSend(
   });
 }
 
+/** Sequential, then 8 at a time: the path (DERP connection, keep-alive sockets) and its code warm. */
+async function warmUp(send: Send): Promise<void> {
+  for (let i = 0; i < WARMUP_REQUESTS / 2; i++) await send('/ping');
+  let next = 0;
+  const worker = async () => {
+    while (next++ < WARMUP_REQUESTS / 2) await send('/ping');
+  };
+  await Promise.all(Array.from({ length: RATE_CONCURRENCY }, worker));
+}
+
 async function latencies(send: Send): Promise<{ p50: number; p99: number }> {
   const xs: number[] = [];
   for (let i = 0; i < LATENCY_REQUESTS; i++) {
@@ -369,8 +436,7 @@ async function requestRate(send: Send): Promise<number> {
   return RATE_REQUESTS / ((performance.now() - t0) / 1000);
 }
 
-async function throughput(send: Send): Promise<number> {
-  const body = Buffer.alloc(BULK_BYTES, 0x6b);
+async function throughput(send: Send, body: Buffer): Promise<number> {
   const t0 = performance.now();
   const res = await send('/upload', body);
   if (res.status !== 200) throw new Error(`upload status ${res.status}`);

@@ -2,7 +2,7 @@
  * The global WebSocket class the Go side dials its control and DERP connections with
  * (coder/websocket looks up `globalThis.WebSocket`; Node 20 has none), built on `ws`.
  */
-import { WebSocket as NodeWebSocket } from 'ws';
+import { WebSocket as NodeWebSocket, type ClientOptions } from 'ws';
 
 /** One node's WebSocket traffic: wire messages, and the Go↔JS crossings that carried them. */
 export interface WebSocketTraffic {
@@ -92,17 +92,19 @@ type Listener = (event: unknown) => void;
  *   server went away. Deferred, the handler runs after 'close' (or not at all, if 'close'
  *   removed it).
  * - No event reaches a Go program that has exited (its callbacks would throw).
+ * - No permessage-deflate (`ws` offers it by default): the bytes are WireGuard ciphertext and
+ *   Noise frames, which do not compress, and deflating each message cost CPU on both ends.
  */
 export class EngineWebSocket extends NodeWebSocket {
   private readonly owner: SocketOwner = constructingFor ?? newSocketOwner();
   private readonly wrapped = new Map<string, Map<Listener, Listener>>();
   private readonly goMessageListeners = new Set<Listener>();
-  private pendingIn: Buffer[] = [];
+  private pendingIn: ArrayBuffer[] = [];
   private pendingOut: Buffer[] = [];
   private pendingOutBytes = 0;
 
-  constructor(...args: ConstructorParameters<typeof NodeWebSocket>) {
-    super(...args);
+  constructor(address: string | URL, protocols?: string | string[], options?: ClientOptions) {
+    super(address, protocols ?? [], { ...options, perMessageDeflate: false });
     this.owner.sockets.add(this);
     this.on('close', () => this.owner.sockets.delete(this));
     super.addEventListener('message', (event) => this.received(event.data));
@@ -177,26 +179,35 @@ export class EngineWebSocket extends NodeWebSocket {
     }
     this.owner.traffic.bytesIn += data.byteLength;
     if (this.pendingIn.length === 0) queueMicrotask(() => this.flushIn());
-    this.pendingIn.push(Buffer.from(data));
+    this.pendingIn.push(data);
   }
 
   private flushIn(): void {
     if (this.pendingIn.length === 0) return;
     const chunks = this.pendingIn;
     this.pendingIn = [];
-    let batch: Buffer[] = [];
+    // A lone message goes to Go as it came (`ws` made its ArrayBuffer for this event alone);
+    // several are copied once into one ArrayBuffer of exactly their bytes, which is what Go reads.
+    let batch: ArrayBuffer[] = [];
     let size = 0;
     const deliverBatch = (): void => {
-      const merged = Buffer.concat(batch, size);
-      // Go reads the event's data as an ArrayBuffer of exactly these bytes.
-      this.deliver(merged.buffer.slice(merged.byteOffset, merged.byteOffset + size));
+      if (batch.length === 1) this.deliver(batch[0]);
+      else {
+        const merged = new Uint8Array(size);
+        let at = 0;
+        for (const chunk of batch) {
+          merged.set(new Uint8Array(chunk), at);
+          at += chunk.byteLength;
+        }
+        this.deliver(merged.buffer);
+      }
       batch = [];
       size = 0;
     };
     for (const chunk of chunks) {
-      if (size > 0 && size + chunk.length > maxMergedBytes) deliverBatch();
+      if (size > 0 && size + chunk.byteLength > maxMergedBytes) deliverBatch();
       batch.push(chunk);
-      size += chunk.length;
+      size += chunk.byteLength;
     }
     deliverBatch();
   }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer, type WebSocket as ServerSocket } from 'ws';
+import { WebSocket as NodeWebSocket, WebSocketServer, type WebSocket as ServerSocket } from 'ws';
 import { EngineWebSocket, closeSockets, newSocketOwner } from '../src/websocket.js';
 
 const cap = 32 << 10;
@@ -62,6 +62,33 @@ describe('EngineWebSocket', () => {
     expect(Buffer.concat(got).equals(Buffer.concat(messages))).toBe(true);
     expect(got.length).toBeLessThan(messages.length / 2);
     expect(got.every((m) => m.length <= cap)).toBe(true);
+  });
+
+  it('hands Go a lone message without copying it', async () => {
+    const { client } = await connect();
+    const got: unknown[] = [];
+    client.addEventListener('message', (e) => got.push((e as { data: unknown }).data));
+    const sent = new ArrayBuffer(1000);
+    // As `ws` emits a binary message with binaryType 'arraybuffer': a new ArrayBuffer of its bytes.
+    client.emit('message', sent, true);
+    await settle();
+    expect(got).toHaveLength(1);
+    expect(got[0]).toBe(sent);
+  });
+
+  it('offers no permessage-deflate, even to a server that would accept it', async () => {
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true });
+    servers.push(server);
+    await once(server, 'listening');
+    const client = new EngineWebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await once(client, 'open');
+    expect(client.extensions).toBe('');
+    // The same server does deflate for a plain `ws` client, so the check above can fail.
+    const plain = new NodeWebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await once(plain, 'open');
+    expect(plain.extensions).toContain('permessage-deflate');
+    plain.terminate();
+    client.terminate();
   });
 
   it('counts wire messages and the Go calls they took, per owner', async () => {

@@ -276,6 +276,7 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     engine.on('accepted', (port, id, remote, local) => this.onAccepted(engine, port, id, remote, local));
     engine.on('data', (id, bytes) => this.sockets.get(id)?.receive(bytes));
     engine.on('closed', (id, error) => this.sockets.get(id)?.receiveEnd(error));
+    engine.on('writeFailed', (id, message) => this.sockets.get(id)?.writeFailed(message));
     engine.on('exit', (reason) => {
       if (this.closed) return;
       this.log.error({ reason }, 'tailnet engine stopped');

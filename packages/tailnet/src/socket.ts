@@ -8,6 +8,20 @@ function splitHostPort(addr: string): { address: string; port: number } {
 }
 
 /**
+ * Bytes a connection may have sent to the engine unacknowledged. Up to it a write completes at
+ * once; the write that fills it waits for the engine's reply. A reply per write made the
+ * bridge, not the engine, pace a transfer: one write in flight, a thread crossing each way per
+ * segment.
+ */
+const writeWindowBytes = 1 << 20;
+/**
+ * Writes are cut into pieces of at most this size, each copied and sent in turn: a 16 MiB write
+ * copied in one go held the app's event loop for tens of milliseconds, and crossed in one piece
+ * the engine could not start on it before the copy was done.
+ */
+const writePieceBytes = 256 << 10;
+
+/**
  * One TCP connection over the tailnet, as a Node Duplex with the net.Socket fields HTTP servers
  * and clients read (remoteAddress, remotePort, localAddress, setTimeout, ...).
  */
@@ -23,6 +37,8 @@ export class TailnetSocket extends Duplex {
   private reading = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private idleMs = 0;
+  /** Bytes sent since the last write that waited for the engine's reply. */
+  private unacked = 0;
 
   constructor(
     private readonly engine: EngineClient,
@@ -43,6 +59,12 @@ export class TailnetSocket extends Duplex {
       this.reading = false;
       this.engine.pause(this.connId);
     }
+  }
+
+  /** Called by the node when a write the engine did not reply to failed. */
+  writeFailed(message: string): void {
+    // As in send: a write cut short because this side destroyed the socket is not an error.
+    if (!this.destroyed) this.destroy(Object.assign(new Error(`tailnet connection: ${message}`), { code: 'EPIPE' }));
   }
 
   /** Called by the node when the peer closed its side ("" ) or the connection failed. */
@@ -70,17 +92,36 @@ export class TailnetSocket extends Duplex {
 
   private send(chunks: Buffer[], done: (err?: Error | null) => void): void {
     this.touch();
-    // A copy we own, so its buffer can be transferred to the engine thread.
-    const bytes = new Uint8Array(Buffer.concat(chunks));
-    this.engine.call('write', [this.connId, bytes], [bytes.buffer]).then(
-      () => done(),
-      (err: unknown) => {
-        // A write cut short because this side destroyed the socket is not an error (an HTTP
-        // client that got its answer before it finished sending the body does that).
-        if (this.destroyed) done();
-        else done(Object.assign(new Error(`tailnet connection: ${(err as Error).message}`), { code: 'EPIPE' }));
-      },
-    );
+    this.sendFrom({ chunks, index: 0, offset: 0 }, done);
+  }
+
+  /**
+   * Copies the next pieces of `at` (each a copy we own, so its buffer can be transferred to the
+   * engine thread) and sends them. The chunks are copied once, piece by piece, never concatenated
+   * first: an HTTP request's headers and 16 MiB body come as one writev.
+   */
+  private sendFrom(at: { chunks: Buffer[]; index: number; offset: number }, done: (err?: Error | null) => void): void {
+    while (at.index < at.chunks.length) {
+      const bytes = nextPiece(at);
+      if (bytes.byteLength === 0) continue;
+      this.unacked += bytes.byteLength;
+      if (this.unacked < writeWindowBytes) {
+        this.engine.write(this.connId, bytes);
+        continue;
+      }
+      this.unacked = 0;
+      this.engine.call('write', [this.connId, bytes], [bytes.buffer]).then(
+        () => (this.destroyed ? done() : this.sendFrom(at, done)),
+        (err: unknown) => {
+          // A write cut short because this side destroyed the socket is not an error (an HTTP
+          // client that got its answer before it finished sending the body does that).
+          if (this.destroyed) done();
+          else done(Object.assign(new Error(`tailnet connection: ${(err as Error).message}`), { code: 'EPIPE' }));
+        },
+      );
+      return;
+    }
+    done();
   }
 
   override _final(done: (err?: Error | null) => void): void {
@@ -133,4 +174,30 @@ export class TailnetSocket extends Duplex {
   address(): { address: string; port: number; family: string } {
     return { address: this.localAddress, port: this.localPort, family: this.remoteFamily };
   }
+}
+
+/** Copies up to {@link writePieceBytes} from `at` onward into a new array, and moves `at` past them. */
+function nextPiece(at: { chunks: Buffer[]; index: number; offset: number }): Uint8Array<ArrayBuffer> {
+  while (at.index < at.chunks.length && at.offset === at.chunks[at.index]!.length) {
+    at.index++; // an empty chunk, or the end of one
+    at.offset = 0;
+  }
+  let size = 0;
+  for (let i = at.index, o = at.offset; i < at.chunks.length && size < writePieceBytes; i++, o = 0) {
+    size += Math.min(at.chunks[i]!.length - o, writePieceBytes - size);
+  }
+  const piece = new Uint8Array(size);
+  let filled = 0;
+  while (filled < size) {
+    const chunk = at.chunks[at.index]!;
+    const n = Math.min(chunk.length - at.offset, size - filled);
+    piece.set(chunk.subarray(at.offset, at.offset + n), filled);
+    filled += n;
+    at.offset += n;
+    if (at.offset === chunk.length) {
+      at.index++;
+      at.offset = 0;
+    }
+  }
+  return piece;
 }

@@ -105,6 +105,28 @@ describe('between two of our nodes', () => {
     expect(Buffer.from(await res.arrayBuffer()).equals(payload)).toBe(true);
   });
 
+  it('keeps the order of many writes nobody waits for, and half-closes only after them', async () => {
+    // beta's writes complete before the engine has them (up to a 1 MiB window), so several are in
+    // flight to Go at once; ~3 MiB in 1,500-byte writes also crosses the window's reply twice.
+    const server = alpha.listen(7007);
+    server.on('connection', (s) => s.pipe(s)); // echoes, and ends when the client does
+    try {
+      await server.accepting;
+      const socket = await beta.dial('alpha', 7007);
+      const got: Buffer[] = [];
+      socket.on('data', (c: Buffer) => got.push(c));
+      const ended = once(socket, 'end');
+      const pieces = Array.from({ length: 2000 }, () => randomBytes(1500));
+      for (const p of pieces) socket.write(p);
+      socket.end();
+      await ended;
+      expect(Buffer.concat(got).equals(Buffer.concat(pieces))).toBe(true);
+      socket.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
   it('counts the data path in metrics(): bytes crossed, DERP packets, WebSocket messages, bridge messages', async () => {
     const before = await beta.metrics();
     const payload = randomBytes(1 << 20);

@@ -17,6 +17,7 @@ interface EngineClientEvents {
   accepted: [port: number, id: number, remote: string, local: string];
   data: [id: number, bytes: Uint8Array];
   closed: [id: number, error: string];
+  writeFailed: [id: number, message: string];
   exit: [reason: string];
 }
 
@@ -106,6 +107,11 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     });
   }
 
+  /** Sends bytes with no reply (a failure comes as 'writeFailed'); the buffer is transferred. */
+  write(id: number, bytes: Uint8Array): void {
+    if (this.exitReason === undefined) this.post({ op: 'write', id, bytes }, [bytes.buffer as ArrayBuffer]);
+  }
+
   pause(id: number): void {
     if (this.exitReason === undefined) this.post({ op: 'pause', id });
   }
@@ -147,6 +153,9 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
         break;
       case 'closed':
         this.emit('closed', m.id, m.error);
+        break;
+      case 'writeFailed':
+        this.emit('writeFailed', m.id, m.message);
         break;
       case 'exit':
         this.exited(m.reason);

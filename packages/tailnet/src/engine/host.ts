@@ -39,6 +39,51 @@ export function serveEngine(port: Port): void {
     if (chunks) chunks.push(bytes);
     else pendingData.set(id, [bytes]);
   };
+  // A connection's writes run one at a time, in order (Go starts a goroutine per call, so calls
+  // in flight together could land out of order); writes queued meanwhile go to Go as one call.
+  // closeWrite waits its turn behind them.
+  type Queued = { bytes: Uint8Array; seq?: number } | { closeWrite: true; seq: number };
+  const writes = new Map<number, Queued[]>();
+  const enqueue = (id: number, item: Queued): void => {
+    const queue = writes.get(id);
+    if (queue) queue.push(item);
+    else {
+      writes.set(id, [item]);
+      void drainWrites(id);
+    }
+  };
+  const drainWrites = async (id: number): Promise<void> => {
+    const queue = writes.get(id)!;
+    while (queue.length > 0) {
+      const first = queue[0]!;
+      if (!('bytes' in first)) {
+        queue.shift();
+        await reply(first.seq, () => api!.closeWrite(id));
+        continue;
+      }
+      let n = 1;
+      while (n < queue.length && 'bytes' in queue[n]!) n++;
+      const batch = queue.splice(0, n) as { bytes: Uint8Array; seq?: number }[];
+      const bytes = batch.length === 1 ? batch[0]!.bytes : concat(batch.map((b) => b.bytes));
+      try {
+        await api!.write(id, bytes);
+        for (const b of batch) if (b.seq !== undefined) send({ op: 'reply', seq: b.seq, ok: true, value: undefined });
+      } catch (err) {
+        const e = failure(err);
+        for (const b of batch) if (b.seq !== undefined) send({ op: 'reply', seq: b.seq, ...e });
+        if (batch.some((b) => b.seq === undefined)) send({ op: 'writeFailed', id, message: e.message });
+      }
+    }
+    writes.delete(id);
+  };
+  const reply = async (seq: number, fn: () => unknown): Promise<void> => {
+    try {
+      send({ op: 'reply', seq, ok: true, value: await fn() });
+    } catch (err) {
+      send({ op: 'reply', seq, ...failure(err) });
+    }
+  };
+
   // Every other message keeps its place after the bytes before it.
   const send = (message: FromEngine): void => {
     flushData();
@@ -69,19 +114,18 @@ export function serveEngine(port: Port): void {
     send({ op: 'ready' });
   };
 
-  const call = async (seq: number, method: keyof EngineApi, args: unknown[]): Promise<void> => {
-    try {
-      if (!api) throw Object.assign(new Error('engine not started'), { code: 'NOT_RUNNING' });
-      if (method === 'close') paused.delete(args[0] as number);
-      const fn = api[method].bind(api) as (...a: unknown[]) => unknown;
-      let value = await fn(...args);
-      // The WebSocket count lives in this thread, beside the engine, not in Go.
-      if (method === 'metrics') value = { ...(value as object), webSocket: engineTraffic?.() };
-      send({ op: 'reply', seq, ok: true, value });
-    } catch (err) {
-      const e = err as { code?: string; message?: string };
-      send({ op: 'reply', seq, ok: false, code: e.code ?? 'ENGINE', message: e.message ?? String(err) });
-    }
+  const call = (seq: number, method: keyof EngineApi, args: unknown[]): void => {
+    if (api && method === 'write') enqueue(args[0] as number, { bytes: args[1] as Uint8Array, seq });
+    else if (api && method === 'closeWrite') enqueue(args[0] as number, { closeWrite: true, seq });
+    else
+      void reply(seq, async () => {
+        if (!api) throw Object.assign(new Error('engine not started'), { code: 'NOT_RUNNING' });
+        if (method === 'close') paused.delete(args[0] as number);
+        const fn = api[method].bind(api) as (...a: unknown[]) => unknown;
+        const value = await fn(...args);
+        // The WebSocket count lives in this thread, beside the engine, not in Go.
+        return method === 'metrics' ? { ...(value as object), webSocket: engineTraffic?.() } : value;
+      });
   };
 
   port.on('message', (msg: ToEngine) => {
@@ -93,7 +137,11 @@ export function serveEngine(port: Port): void {
         });
         break;
       case 'call':
-        void call(msg.seq, msg.method, msg.args);
+        call(msg.seq, msg.method, msg.args);
+        break;
+      case 'write':
+        if (api) enqueue(msg.id, { bytes: msg.bytes });
+        else send({ op: 'writeFailed', id: msg.id, message: 'engine not started' });
         break;
       case 'pause':
         paused.add(msg.id);
@@ -104,4 +152,19 @@ export function serveEngine(port: Port): void {
         break;
     }
   });
+}
+
+function failure(err: unknown): { ok: false; code: string; message: string } {
+  const e = err as { code?: string; message?: string };
+  return { ok: false, code: e.code ?? 'ENGINE', message: e.message ?? String(err) };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }

@@ -20,6 +20,11 @@ export interface InitMessage {
 export type ToEngine =
   | InitMessage
   | { op: 'call'; seq: number; method: EngineMethod; args: unknown[] }
+  /**
+   * Bytes for a connection, with no reply: the writer asks for one (a `write` call) only when its
+   * window fills. A connection's writes and its closeWrite reach Go in the order sent.
+   */
+  | { op: 'write'; id: number; bytes: Uint8Array }
   /** Stop delivering data for a connection until resume (the app's buffer is full). */
   | { op: 'pause'; id: number }
   | { op: 'resume'; id: number };
@@ -34,6 +39,8 @@ export type FromEngine =
   /** The bytes one connection read during one engine task, in order. */
   | { op: 'data'; id: number; chunks: Uint8Array[] }
   | { op: 'closed'; id: number; error: string }
+  /** A `write` message failed (a `write` call's failure is its reply). */
+  | { op: 'writeFailed'; id: number; message: string }
   | { op: 'exit'; code: number; reason: string };
 
 /** The subset of MessagePort (and worker_threads' parentPort) both ends use. */
