@@ -84,6 +84,9 @@ async function main(): Promise<void> {
     await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+  // With --only, every chosen column may have failed: then there is no table to render, only why.
+  if (Object.keys(results).length === 0)
+    throw new Error(`no column measured: ${failed.join('; ') || '--only matched none'}`);
   const table = render(results, failed);
   console.log(table);
   if (process.argv.includes('--write')) writeReadmeSection('bench:hub', table);

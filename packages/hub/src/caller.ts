@@ -24,7 +24,7 @@ export type Identify = (req: FastifyRequest) => Promise<Caller>;
  * connection cannot change, but its grants (capMap) and tags can with the tailnet policy; a change
  * reaches a keep-alive connection within this long, about as long as the new policy takes to reach us.
  */
-export const CALLER_TTL_MS = 1000;
+const CALLER_TTL_MS = 1000;
 
 /**
  * Identifies callers by the tailnet address of their connection, with WhoIs. The address is the
