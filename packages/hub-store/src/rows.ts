@@ -86,6 +86,26 @@ export function eventValues(id: string, e: NewEvent, now: number): unknown[] {
 }
 
 /**
+ * The event just inserted with {@link eventValues}, built from them rather than read back (SQLite's
+ * `RETURNING *` copied the body out again for every publish). Arrays are copied: the stored event does
+ * not share them with the caller's input, as one read back would not.
+ */
+export function insertedEvent(id: string, seq: number, e: NewEvent, now: number): StoredEvent {
+  return {
+    id,
+    seq,
+    topic: e.topic,
+    receivedAt: now,
+    dedupeKey: e.dedupeKey ?? null,
+    method: e.method,
+    headers: e.headers.map(([name, value]) => [name, value]),
+    sender: { ip: e.sender.ip, node: e.sender.node, user: e.sender.user, tags: [...e.sender.tags] },
+    size: e.body.length,
+    body: e.body,
+  };
+}
+
+/**
  * The first event received at or after a time (placeholder `param`), by the events_received index: listing
  * recent events starts there, not at the oldest, so it stays flat however many old ones are kept. (Receipt
  * times follow seq order unless the clock steps back; then a `since` query may skip an event from before the step.)
@@ -132,8 +152,11 @@ export function toSubscription(r: SubscriptionRow): Subscription {
   };
 }
 
+/** What decides whether a subscription is owed an event (see {@link owedTo}). */
+export type Owner = Pick<Subscription, 'id' | 'topics' | 'disabled'>;
+
 /** Whether an event on `topic` is owed to `sub`: one of its patterns matches, and it has not answered 410 Gone. */
-export function owedTo(sub: Subscription, topic: string, matches: TopicMatcher): boolean {
+export function owedTo(sub: Owner, topic: string, matches: TopicMatcher): boolean {
   return sub.disabled === null && sub.topics.some((p) => matches(p, topic));
 }
 

@@ -5,6 +5,7 @@ import {
   EVENT_COLUMNS,
   eventValues,
   firstSince,
+  insertedEvent,
   owedTo,
   summaryColumns,
   toDelivery,
@@ -14,6 +15,7 @@ import {
   type DeliveryRow,
   type EventRow,
   type EventSummaryRow,
+  type Owner,
   type SubscriptionRow,
 } from './rows.js';
 import { migrations, schemaVersion } from './schema.js';
@@ -52,6 +54,14 @@ export class SqliteCore {
   readonly #statements = new Map<string, Database.Statement>();
 
   readonly #trims: BacklogTrims;
+  /**
+   * The subscriptions a publish may owe an event to (not disabled; topics and ids), read once and kept
+   * between writes instead of read per event. This process owns the file, so every change to who is owed
+   * what passes through this class, which forgets the list on each (subscribe, unsubscribe, expire, a 410
+   * Gone) and when a transaction fails (it may have read rows the rollback undid). `dataVersion` catches a
+   * commit by another connection (a second process on the file), which SQLite counts there.
+   */
+  #owners: { dataVersion: number; subs: Owner[] } | undefined;
 
   private constructor(
     readonly path: string,
@@ -97,7 +107,24 @@ export class SqliteCore {
 
   /** Runs `fn` in one transaction (a savepoint when nested): all of it commits, or none of it. */
   transaction<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+    try {
+      return this.#db.transaction(fn)();
+    } catch (err) {
+      this.#owners = undefined;
+      throw err;
+    }
+  }
+
+  /** The subscriptions an event may be owed to, in listSubscriptions' order (see #owners). */
+  #ownerList(): Owner[] {
+    const dataVersion = this.#sql('PRAGMA data_version').pluck().get() as number;
+    if (this.#owners?.dataVersion !== dataVersion) {
+      const subs = this.listSubscriptions()
+        .filter((s) => s.disabled === null)
+        .map(({ id, topics, disabled }) => ({ id, topics, disabled }));
+      this.#owners = { dataVersion, subs };
+    }
+    return this.#owners.subs;
   }
 
   /**
@@ -128,19 +155,21 @@ export class SqliteCore {
         );
         if (seen) return { event: toEvent(seen as EventRow), duplicate: true };
       }
-      const row = this.#sql(
-        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
-      ).get(...eventValues(newEventId(now), input, now)) as EventRow;
+      const id = newEventId(now);
+      const { lastInsertRowid } = this.#sql(
+        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(...eventValues(id, input, now));
+      const event = insertedEvent(id, Number(lastInsertRowid), input, now);
       const owe = this.#sql(
         `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
           'pending', ?, ?)`,
       );
-      for (const sub of this.listSubscriptions()) {
+      for (const sub of this.#ownerList()) {
         if (!owedTo(sub, input.topic, matches)) continue;
-        owe.run(sub.id, row.seq, now, now);
+        owe.run(sub.id, event.seq, now, now);
         if (this.#trims.due(sub.id)) this.#trimBacklog(sub.id, now);
       }
-      return { event: toEvent(row), duplicate: false };
+      return { event, duplicate: false };
     });
   }
 
@@ -192,6 +221,7 @@ export class SqliteCore {
   }
 
   subscribe(input: NewSubscription, now = Date.now()): Subscription {
+    this.#owners = undefined; // new topics, or a disabled subscription enabled again
     return this.transaction(() => {
       if (input.maxPerNode !== undefined) {
         const { n } = this.#sql('SELECT COUNT(*) AS n FROM subscriptions WHERE node_id = ? AND port <> ?').get(
@@ -245,6 +275,7 @@ export class SqliteCore {
   }
 
   unsubscribe(id: string): boolean {
+    this.#owners = undefined;
     return this.#sql('DELETE FROM subscriptions WHERE id = ?').run(id).changes > 0;
   }
 
@@ -336,6 +367,7 @@ export class SqliteCore {
   }
 
   recordGone(subscriptionId: string, eventSeq: number, status: number, reason: string, now = Date.now()): void {
+    this.#owners = undefined; // disabled: owed nothing more
     this.transaction(() => {
       this.#sql(
         `UPDATE deliveries SET attempts = attempts + 1, last_status = ?, updated_at = ? WHERE subscription_id = ?
@@ -421,6 +453,7 @@ export class SqliteCore {
   }
 
   expire(subscriptionId: string, offlineBefore: number): boolean {
+    this.#owners = undefined;
     return (
       this.#sql('DELETE FROM subscriptions WHERE id = ? AND offline_since <= ?').run(subscriptionId, offlineBefore)
         .changes > 0

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore, openStore, type NewEvent, type StoreError } from '@krkn/hub-store';
 import { SmallDisk } from '@krkn/testnet';
 import { migrations, schemaVersion } from '../src/schema.js';
+import { SqliteCore } from '../src/sqlite-core.js';
 
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'tagged-devices', tags: ['tag:ci'] };
 const event = (topic: string, body: string): NewEvent => ({
@@ -207,5 +208,100 @@ describe('SqliteStore', () => {
     } finally {
       disk.unmount();
     }
+  });
+});
+
+// A publish owes its event to subscriptions it keeps in memory between writes (SqliteCore's #owners):
+// each change to who is owed what must reach the next publish.
+describe('SqliteStore, the subscriptions a publish owes to', () => {
+  /** The subscription ids an event is owed to. */
+  const owed = async (store: SqliteStore, topic: string): Promise<string[]> => {
+    const { event: e } = await store.publish(event(topic, 'x'), matches);
+    return (await store.deliveriesOf(e.id)).map((d) => d.subscriptionId);
+  };
+
+  it('returns the event as stored, without reading it back', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'));
+    const input: NewEvent = { ...event('t', 'body'), dedupeKey: 'k', headers: [['x-a', '1']] };
+    const { event: published } = await store.publish(input, matches);
+    expect(published).toEqual(await store.getEvent(published.id));
+    expect(published.headers).not.toBe(input.headers); // not the caller's arrays
+    expect(published.sender.tags).not.toBe(input.sender.tags);
+    await store.close();
+  });
+
+  it('owes events to a subscription made after the last publish, and follows its new topics', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'));
+    expect(await owed(store, 't')).toEqual([]);
+    const sub = await store.subscribe(subscriberOfT);
+    expect(await owed(store, 't')).toEqual([sub.id]);
+    await store.subscribe({ ...subscriberOfT, topics: ['u'] }); // same node and port: new topics
+    expect(await owed(store, 't')).toEqual([]);
+    expect(await owed(store, 'u')).toEqual([sub.id]);
+    await store.close();
+  });
+
+  it('owes nothing to a subscription removed or expired since the last publish', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'));
+    const a = await store.subscribe(subscriberOfT);
+    const b = await store.subscribe({ ...subscriberOfT, port: 2 });
+    expect(await owed(store, 't')).toEqual([a.id, b.id].sort());
+    expect(await store.unsubscribe(a.id)).toBe(true);
+    expect(await owed(store, 't')).toEqual([b.id]);
+    await store.markOffline(b.id, 1000);
+    expect(await store.expire(b.id, 2000)).toBe(true);
+    expect(await owed(store, 't')).toEqual([]);
+    await store.close();
+  });
+
+  it('owes nothing more to a subscription its subscriber answered 410 Gone, and again once it resubscribes', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'));
+    const sub = await store.subscribe(subscriberOfT);
+    await owed(store, 't');
+    const [due] = await store.claimDue('r', Date.now(), 60_000, 10);
+    await store.recordGone(sub.id, due!.event.seq, 410, 'gone', Date.now(), 'r');
+    expect(await owed(store, 't')).toEqual([]);
+    await store.subscribe(subscriberOfT);
+    expect(await owed(store, 't')).toEqual([sub.id]);
+    await store.close();
+  });
+
+  it('keeps owing events to a held or unreachable subscription (its queue waits, it is not dropped)', async () => {
+    const store = SqliteStore.open(join(dir, 'hub.db'));
+    const sub = await store.subscribe(subscriberOfT);
+    await owed(store, 't');
+    const [due] = await store.claimDue('r', Date.now(), 60_000, 10);
+    await store.recordHeld(sub.id, due!.event.seq, 'not its node', Date.now() + 60_000, Date.now(), Date.now(), 'r');
+    expect(await owed(store, 't')).toEqual([sub.id]);
+    await store.recordUnreachable(sub.id, due!.event.seq, 'timeout', Date.now() + 60_000, Date.now(), Date.now());
+    expect(await owed(store, 't')).toEqual([sub.id]);
+    await store.close();
+  });
+
+  it('forgets a subscription read inside a transaction that rolled back', () => {
+    const core = SqliteCore.open(join(dir, 'hub.db'));
+    expect(() =>
+      core.transaction(() => {
+        core.subscribe(subscriberOfT);
+        core.publish(event('t', 'a'), matches); // reads the subscription not yet committed
+        throw new Error('roll back');
+      }),
+    ).toThrow('roll back');
+    // Kept, the rolled-back subscription would be owed this event: a foreign key failure.
+    const { event: e } = core.publish(event('t', 'b'), matches);
+    expect(core.deliveriesOf(e.id)).toEqual([]);
+    core.close();
+  });
+
+  it('sees subscriptions another process changed in the file', async () => {
+    const path = join(dir, 'hub.db');
+    const store = SqliteStore.open(path);
+    const other = SqliteStore.open(path);
+    expect(await owed(store, 't')).toEqual([]);
+    const sub = await other.subscribe(subscriberOfT);
+    expect(await owed(store, 't')).toEqual([sub.id]);
+    await other.unsubscribe(sub.id);
+    expect(await owed(store, 't')).toEqual([]);
+    await Promise.all([store.close(), other.close()]);
   });
 });

@@ -20,11 +20,25 @@ export type Caller =
 export type Identify = (req: FastifyRequest) => Promise<Caller>;
 
 /**
- * Identifies callers by the tailnet address of their connection, with WhoIs. The address is the
- * one the WireGuard peer was authenticated with; nothing in the request itself is trusted.
+ * How long a connection reuses its caller's identity before asking WhoIs again. The peer behind a
+ * connection cannot change, but its grants (capMap) and tags can with the tailnet policy; a change
+ * reaches a keep-alive connection within this long, about as long as the new policy takes to reach us.
  */
-export function identifyByWhois(node: { whois(address: string): Promise<WhoIs> }): Identify {
+const CALLER_TTL_MS = 1000;
+
+/**
+ * Identifies callers by the tailnet address of their connection, with WhoIs. The address is the
+ * one the WireGuard peer was authenticated with; nothing in the request itself is trusted. Each WhoIs
+ * crosses into the tailnet engine, so a connection keeps its answer for `ttlMs` (see CALLER_TTL_MS):
+ * per socket, never shared with another, gone with it; a failed WhoIs is asked again.
+ */
+export function identifyByWhois(node: { whois(address: string): Promise<WhoIs> }, ttlMs = CALLER_TTL_MS): Identify {
+  const known = new WeakMap<object, { ip: string; caller: Caller; until: number }>();
   return async (req) => {
+    const socket = req.raw.socket;
+    const hit = known.get(socket);
+    const now = performance.now();
+    if (hit && hit.ip === req.ip && hit.until > now && !socket.destroyed) return hit.caller;
     let who;
     try {
       who = await node.whois(req.ip);
@@ -32,7 +46,9 @@ export function identifyByWhois(node: { whois(address: string): Promise<WhoIs> }
       const why = err instanceof Error ? err.message : String(err);
       throw new HubError('UNKNOWN_CALLER', `no tailnet node has address ${req.ip}: ${why}`, { cause: err });
     }
-    return peerOf(req.ip, who);
+    const caller = peerOf(req.ip, who);
+    known.set(socket, { ip: req.ip, caller, until: now + ttlMs });
+    return caller;
   };
 }
 

@@ -272,7 +272,9 @@ export class Hub implements HubUseCases {
     if (!duplicate) this.deliverer.kick();
     const outcome = duplicate ? 'duplicate' : 'stored';
     this.events.emit('published', { outcome, topic, bytes: body.length, eventId: event.id });
-    this.log.info({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
+    // debug, not info: a line per event is the hot path's own cost at thousands of events/s (the 'published'
+    // event above feeds metrics; `GET /events` lists what arrived).
+    this.log.debug({ event: event.id, topic, bytes: body.length, from: sender.node, duplicate }, 'event received');
     return { id: event.id, topic, duplicate };
   }
 
