@@ -106,6 +106,18 @@ function isUnavailable(err: unknown): boolean {
   );
 }
 
+/** An answer from the subscriber: it is online, and whatever held its queue is over. */
+const ONLINE = 'offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL';
+/** For an outcome's parameters ($6: when the attempt started): the subscription was not renewed since. */
+const NOT_RESUBSCRIBED = 'updated_at <= $6';
+
+/** A SET list that assigns each column only where `condition` holds (elsewhere it keeps its value). */
+function setIf(condition: string, assignments: Record<string, string>): string {
+  return Object.entries(assignments)
+    .map(([column, value]) => `${column} = CASE WHEN ${condition} THEN ${value} ELSE ${column} END`)
+    .join(', ');
+}
+
 /**
  * The shared store: one PostgreSQL database, for one or several krkns replicas. Every write is committed
  * before its promise resolves. Publishes arriving together share one transaction (group commit: a few
@@ -449,29 +461,24 @@ export class PostgresStore implements HubStore {
     return this.#tx(async (c) => {
       await this.#inReceiptOrder(c);
       // SKIP LOCKED: replicas claiming at once each take different subscriptions instead of queueing.
-      const claimed = await this.#q<{ id: string }>(
+      // One statement: lease the subscriptions, then find each one's head (its oldest due delivery).
+      const heads = await this.#q<{ sid: string; seq: number }>(
         `WITH c AS (
            SELECT s.id FROM subscriptions s
            WHERE (s.probe_at IS NULL OR s.probe_at <= $1)
              AND (s.lease_until IS NULL OR s.lease_until <= $1 OR s.lease_owner = $2)
              AND EXISTS (SELECT 1 FROM deliveries d
                          WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= $1)
-           ORDER BY s.created_at, s.id LIMIT $4 FOR UPDATE SKIP LOCKED)
-         UPDATE subscriptions s SET lease_owner = $2, lease_until = $1::bigint + $3::bigint FROM c WHERE s.id = c.id
-         RETURNING s.id, s.created_at`,
+           ORDER BY s.created_at, s.id LIMIT $4 FOR UPDATE SKIP LOCKED),
+         u AS (UPDATE subscriptions s SET lease_owner = $2, lease_until = $1::bigint + $3::bigint FROM c
+               WHERE s.id = c.id RETURNING s.id, s.created_at)
+         SELECT u.id AS sid, h.seq FROM u
+         CROSS JOIN LATERAL (SELECT MIN(d.event_seq) AS seq FROM deliveries d
+           WHERE d.subscription_id = u.id AND d.state = 'pending' AND d.next_attempt_at <= $1) h
+         WHERE h.seq IS NOT NULL ORDER BY u.created_at, u.id`,
         [now, owner, leaseMs, limit],
         c,
       );
-      if (claimed.length === 0) return [];
-      const heads = await this.#q<{ sid: string; seq: number }>(
-        `SELECT d.subscription_id AS sid, MIN(d.event_seq) AS seq FROM deliveries d
-         WHERE d.subscription_id = ANY($1::text[]) AND d.state = 'pending' AND d.next_attempt_at <= $2
-         GROUP BY d.subscription_id`,
-        [claimed.map((r) => r.id), now],
-        c,
-      );
-      const order = new Map(claimed.map((r, i) => [r.id, i]));
-      heads.sort((a, b) => order.get(a.sid)! - order.get(b.sid)!);
       return this.#hydrate(heads, c);
     });
   }
@@ -481,34 +488,25 @@ export class PostgresStore implements HubStore {
     if (heads.length === 0) return [];
     const sids = heads.map((h) => h.sid);
     const seqs = heads.map((h) => h.seq);
-    // One after another: a pg client runs one query at a time anyway (queueing them is deprecated).
-    const deliveries = await this.#q<DeliveryRow>(
-      `SELECT d.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
-       ON d.subscription_id = k.sid AND d.event_seq = k.seq`,
+    // Deliveries with their events in one query (their columns share no name).
+    const rows = await this.#q<DeliveryRow & EventRow>(
+      `SELECT d.*, e.* FROM deliveries d JOIN unnest($1::text[], $2::bigint[]) AS k(sid, seq)
+       ON d.subscription_id = k.sid AND d.event_seq = k.seq JOIN events e ON e.seq = d.event_seq`,
       [sids, seqs],
       on,
     );
-    const events = await this.#q<EventRow>('SELECT * FROM events WHERE seq = ANY($1::bigint[])', [seqs], on);
     const subs = await this.#q<SubscriptionRow>('SELECT * FROM subscriptions WHERE id = ANY($1::text[])', [sids], on);
     return heads.flatMap((h) => {
-      const d = deliveries.find((r) => r.subscription_id === h.sid && r.event_seq === h.seq);
-      const e = events.find((r) => r.seq === h.seq);
-      const s = subs.find((r) => r.id === h.sid);
-      return d && e && s ? [{ delivery: toDelivery(d), event: toEvent(e), subscription: toSubscription(s) }] : [];
+      const r = rows.find((x) => x.subscription_id === h.sid && x.event_seq === h.seq);
+      const s = subs.find((x) => x.id === h.sid);
+      return r && s ? [{ delivery: toDelivery(r), event: toEvent(r), subscription: toSubscription(s) }] : [];
     });
   }
 
   async releaseLease(subscriptionId: string, owner: string): Promise<void> {
-    await this.#release(subscriptionId, owner);
-  }
-
-  /** Gives `owner`'s lease back (none to give: nothing), in transaction `c` when given. */
-  async #release(subscriptionId: string, owner: string | undefined, c?: pg.PoolClient): Promise<void> {
-    if (owner === undefined) return;
     await this.#q(
       'UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2',
       [subscriptionId, owner],
-      c,
     );
   }
 
@@ -525,6 +523,28 @@ export class PostgresStore implements HubStore {
     return row?.t ?? null;
   }
 
+  /**
+   * Records an attempt's outcome in ONE statement (its own transaction, one round trip instead of five):
+   * `deliveries` updates delivery rows, `subscription` is the SET list for the subscription row, and the
+   * same UPDATE gives back `owner`'s lease on it, if any. $1 is the subscription id, $2 the owner; the
+   * statements' own parameters, `params`, start at $3.
+   */
+  async #outcome(
+    subscriptionId: string,
+    owner: string | undefined,
+    deliveries: string,
+    subscription: string,
+    params: unknown[],
+  ): Promise<void> {
+    const release = `lease_owner = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_owner END,
+      lease_until = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_until END`;
+    await this.#q(`WITH d AS (${deliveries}) UPDATE subscriptions SET ${subscription}, ${release} WHERE id = $1`, [
+      subscriptionId,
+      owner ?? null,
+      ...params,
+    ]);
+  }
+
   async recordDelivered(
     subscriptionId: string,
     eventSeq: number,
@@ -532,17 +552,14 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#tx(async (c) => {
-      await this.#release(subscriptionId, releaseFor, c);
-      await this.#q(
-        `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL,
-          updated_at = $2
-         WHERE subscription_id = $3 AND event_seq = $4`,
-        [status, now, subscriptionId, eventSeq],
-        c,
-      );
-      await this.#online(subscriptionId, c);
-    });
+    await this.#outcome(
+      subscriptionId,
+      releaseFor,
+      `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL,
+         updated_at = $4 WHERE subscription_id = $1 AND event_seq = $5`,
+      ONLINE,
+      [status, now, eventSeq],
+    );
   }
 
   async recordRejected(
@@ -552,18 +569,16 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#tx(async (c) => {
-      await this.#release(subscriptionId, releaseFor, c);
-      await this.#q(
-        `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, last_error = $2, updated_at = $3,
-           state = CASE WHEN $4::bigint IS NULL THEN 'failed' ELSE 'pending' END,
-           next_attempt_at = COALESCE($4::bigint, next_attempt_at)
-         WHERE subscription_id = $5 AND event_seq = $6`,
-        [outcome.status, outcome.error, now, outcome.retryAt, subscriptionId, eventSeq],
-        c,
-      );
-      await this.#online(subscriptionId, c);
-    });
+    await this.#outcome(
+      subscriptionId,
+      releaseFor,
+      `UPDATE deliveries SET attempts = attempts + 1, last_status = $3, last_error = $4, updated_at = $5,
+         state = CASE WHEN $6::bigint IS NULL THEN 'failed' ELSE 'pending' END,
+         next_attempt_at = COALESCE($6::bigint, next_attempt_at)
+       WHERE subscription_id = $1 AND event_seq = $7`,
+      ONLINE,
+      [outcome.status, outcome.error, now, outcome.retryAt, eventSeq],
+    );
   }
 
   async recordGone(
@@ -574,35 +589,19 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#tx(async (c) => {
-      await this.#release(subscriptionId, releaseFor, c);
-      await this.#q(
-        `UPDATE deliveries SET attempts = attempts + 1, last_status = $1, updated_at = $2
-         WHERE subscription_id = $3 AND event_seq = $4`,
-        [status, now, subscriptionId, eventSeq],
-        c,
-      );
-      await this.#q(
-        `UPDATE deliveries SET state = 'failed', last_error = $1, updated_at = $2
-         WHERE subscription_id = $3 AND state = 'pending'`,
-        [reason, now, subscriptionId],
-        c,
-      );
-      await this.#q(
-        `UPDATE subscriptions SET disabled_at = $1, disabled_reason = $2, offline_since = NULL, probe_at = NULL,
-           held_at = NULL, held_reason = NULL WHERE id = $3`,
-        [now, reason, subscriptionId],
-        c,
-      );
-    });
-  }
-
-  async #online(subscriptionId: string, c: pg.PoolClient): Promise<void> {
-    await this.#q(
-      `UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL
-       WHERE id = $1`,
-      [subscriptionId],
-      c,
+    // One UPDATE for the attempted delivery (counted) and every pending one (failed): a statement may not
+    // update a row twice.
+    await this.#outcome(
+      subscriptionId,
+      releaseFor,
+      `UPDATE deliveries SET attempts = attempts + CASE WHEN event_seq = $6 THEN 1 ELSE 0 END,
+         last_status = CASE WHEN event_seq = $6 THEN $3::integer ELSE last_status END,
+         state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
+         last_error = CASE WHEN state = 'pending' THEN $4 ELSE last_error END, updated_at = $5
+       WHERE subscription_id = $1 AND (event_seq = $6 OR state = 'pending')`,
+      `disabled_at = $5, disabled_reason = $4, offline_since = NULL, probe_at = NULL, held_at = NULL,
+       held_reason = NULL`,
+      [status, reason, now, eventSeq],
     );
   }
 
@@ -615,20 +614,18 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#tx(async (c) => {
-      await this.#release(subscriptionId, releaseFor, c);
-      await this.#q(
-        'UPDATE deliveries SET last_error = $1, updated_at = $2 WHERE subscription_id = $3 AND event_seq = $4',
-        [error, now, subscriptionId, eventSeq],
-        c,
-      );
-      await this.#q(
-        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, $1), probe_at = $2, held_at = NULL,
-           held_reason = NULL WHERE id = $3 AND updated_at <= $4`,
-        [now, probeAt, subscriptionId, attemptStartedAt],
-        c,
-      );
-    });
+    await this.#outcome(
+      subscriptionId,
+      releaseFor,
+      'UPDATE deliveries SET last_error = $3, updated_at = $4 WHERE subscription_id = $1 AND event_seq = $7',
+      setIf(NOT_RESUBSCRIBED, {
+        offline_since: 'COALESCE(offline_since, $4)',
+        probe_at: '$5',
+        held_at: 'NULL',
+        held_reason: 'NULL',
+      }),
+      [error, now, probeAt, attemptStartedAt, eventSeq],
+    );
   }
 
   async recordHeld(
@@ -640,20 +637,18 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#tx(async (c) => {
-      await this.#release(subscriptionId, releaseFor, c);
-      await this.#q(
-        'UPDATE deliveries SET last_error = $1, updated_at = $2 WHERE subscription_id = $3 AND event_seq = $4',
-        [reason, now, subscriptionId, eventSeq],
-        c,
-      );
-      await this.#q(
-        `UPDATE subscriptions SET held_at = COALESCE(held_at, $1), held_reason = $2, probe_at = $3,
-           offline_since = NULL WHERE id = $4 AND updated_at <= $5`,
-        [now, reason, probeAt, subscriptionId, attemptStartedAt],
-        c,
-      );
-    });
+    await this.#outcome(
+      subscriptionId,
+      releaseFor,
+      'UPDATE deliveries SET last_error = $3, updated_at = $4 WHERE subscription_id = $1 AND event_seq = $7',
+      setIf(NOT_RESUBSCRIBED, {
+        held_at: 'COALESCE(held_at, $4)',
+        held_reason: '$3',
+        probe_at: '$5',
+        offline_since: 'NULL',
+      }),
+      [reason, now, probeAt, attemptStartedAt, eventSeq],
+    );
   }
 
   async recordRefused(
@@ -663,17 +658,15 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#tx(async (c) => {
-      await this.#release(subscriptionId, releaseFor, c);
-      await this.#q(
-        `UPDATE deliveries SET state = 'failed', last_status = NULL, last_error = $1, updated_at = $2
-         WHERE subscription_id = $3 AND event_seq = $4`,
-        [reason, now, subscriptionId, eventSeq],
-        c,
-      );
+    await this.#outcome(
+      subscriptionId,
+      releaseFor,
+      `UPDATE deliveries SET state = 'failed', last_status = NULL, last_error = $3, updated_at = $4
+       WHERE subscription_id = $1 AND event_seq = $5`,
       // The address answered for the subscription's own node: whatever held its queue is over.
-      await this.#q('UPDATE subscriptions SET held_at = NULL, held_reason = NULL WHERE id = $1', [subscriptionId], c);
-    });
+      'held_at = NULL, held_reason = NULL',
+      [reason, now, eventSeq],
+    );
   }
 
   async markOffline(subscriptionId: string, now = Date.now()): Promise<void> {
