@@ -71,8 +71,7 @@ async function start({ url, password, replica, subscriberPort }: ReplicaStart): 
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });
   hub.start();
-  let ready = process.cpuUsage();
-  process.once('message', async () => {
+  const stop = async (ready: NodeJS.CpuUsage): Promise<void> => {
     const cpu = process.cpuUsage(ready);
     await hub.stop(1000);
     await app.close();
@@ -80,14 +79,15 @@ async function start({ url, password, replica, subscriberPort }: ReplicaStart): 
     await store.close();
     send({ cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 }, publishGroups: store.publishGroups });
     process.disconnect();
-  });
-  ready = process.cpuUsage();
+  };
+  const ready = process.cpuUsage();
+  process.once('message', () => void stop(ready).catch(fail));
   send({ port: (app.server.address() as { port: number }).port });
 }
 
-process.once('message', (message: ReplicaStart) =>
-  start(message).catch((err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  }),
-);
+function fail(err: unknown): never {
+  console.error(err);
+  process.exit(1);
+}
+
+process.once('message', (message: ReplicaStart) => void start(message).catch(fail));
