@@ -249,34 +249,48 @@ async function onReplicas(pg: Postgres, count: number, events: number): Promise<
           }),
       ),
     );
+    const postmaster = Number((await readFile(join(pg.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    // CPU ms of each replica, this process (publishers, subscriber) and the PostgreSQL server.
+    const cpuNow = (): number[] => [
+      ...children.map((c) => cpuMsOfTree(c.pid!)),
+      cpuMsOfTree(process.pid),
+      cpuMsOfTree(postmaster),
+    ];
+    let during: { cpu: number[]; at: number } | undefined;
+    let throughputLeft = events;
     const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
     let turn = 0;
-    const publish: Publish = async (topic, body) =>
-      eventId(await httpJson(agent, '127.0.0.1', ports[turn++ % count]!, `/hooks/${topic}`, body, 'application/json'));
-    const postmaster = Number((await readFile(join(pg.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
-    const [pgCpu, hereCpu, t0] = [cpuMsOfTree(postmaster), process.cpuUsage(), performance.now()];
+    const publish: Publish = async (topic, body) => {
+      during ??= { cpu: cpuNow(), at: performance.now() };
+      const port = ports[turn++ % count]!;
+      const id = eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json'));
+      if (topic === 'bench/throughput' && --throughputLeft === 0) {
+        // Where the CPU went during the throughput run (publishes, and the deliveries running meanwhile).
+        const used = cpuNow().map((ms, i) => ms - during!.cpu[i]!);
+        const names = [...children.map((_, i) => `replica-${i}`), 'publishers+subscriber', 'PostgreSQL'];
+        const wall = performance.now() - during.at;
+        console.error(
+          `${count} replica(s), throughput run: ${wall.toFixed(0)} ms wall, load ${loadavg()[0]!.toFixed(1)}; CPU ms ` +
+            `per event: ${names.map((n, i) => `${n} ${(used[i]! / events).toFixed(2)}`).join(', ')}; ` +
+            `cores busy: ${(used.reduce((x, y) => x + y, 0) / wall).toFixed(2)}`,
+        );
+      }
+      return id;
+    };
     const r = await measure(publish, arrivals, events);
-    const here = process.cpuUsage(hereCpu);
-    const cpu = [
-      ...(await Promise.all(
-        children.map(
-          (child, i) =>
-            new Promise<string>((resolve) => {
-              child.once('message', (m: ReplicaStopped) => {
-                const per = (events + RATE_PER_SECOND * RATE_SECONDS) / count / m.publishGroups;
-                resolve(`replica-${i} ${(m.cpuMs.user + m.cpuMs.system).toFixed(0)} (${per.toFixed(1)} per group)`);
-              });
-              child.send('stop');
-            }),
-        ),
-      )),
-      `publishers+subscriber ${((here.user + here.system) / 1000).toFixed(0)}`,
-      `PostgreSQL ${(cpuMsOfTree(postmaster) - pgCpu).toFixed(0)}`,
-    ];
     agent.destroy();
+    const groups = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<number>((resolve) => {
+            child.once('message', (m: ReplicaStopped) => resolve(m.publishGroups));
+            child.send('stop');
+          }),
+      ),
+    );
+    const published = events + RATE_PER_SECOND * RATE_SECONDS;
     console.error(
-      `${count} replica(s), CPU ms in ${(performance.now() - t0).toFixed(0)} ms of throughput+latency runs ` +
-        `(load ${loadavg()[0]!.toFixed(1)}): ${cpu.join(', ')}`,
+      `${count} replica(s): ${(published / groups.reduce((x, y) => x + y, 0)).toFixed(1)} publishes per group`,
     );
     return r;
   } finally {

@@ -2,7 +2,7 @@
 // share one event loop (one core), and the benchmark would measure that, not the shared store. A Hub on
 // a PostgreSQL store, served on a loopback port, delivering over loopback to the parent's subscriber.
 // Driven over IPC by scripts/bench-hub.ts: it sends a ReplicaStart, gets a ReplicaReady (the port), and
-// later sends 'stop' and gets a ReplicaStopped (this process's CPU time) before the process exits.
+// later sends 'stop' and gets a ReplicaStopped before the process exits.
 import { Agent, request } from 'node:http';
 import { identifyAdmin, type SendAttempt } from '@krkn/hub';
 import { PostgresStore } from '@krkn/hub-store';
@@ -18,8 +18,6 @@ export interface ReplicaReady {
   port: number;
 }
 export interface ReplicaStopped {
-  /** CPU time of this process from ready to stop (ms): user and system. */
-  cpuMs: { user: number; system: number };
   /** Publish groups committed (publishes per group = publishes / groups). */
   publishGroups: number;
 }
@@ -71,17 +69,15 @@ async function start({ url, password, replica, subscriberPort }: ReplicaStart): 
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });
   hub.start();
-  const stop = async (ready: NodeJS.CpuUsage): Promise<void> => {
-    const cpu = process.cpuUsage(ready);
+  const stop = async (): Promise<void> => {
     await hub.stop(1000);
     await app.close();
     agent.destroy();
     await store.close();
-    send({ cpuMs: { user: cpu.user / 1000, system: cpu.system / 1000 }, publishGroups: store.publishGroups });
+    send({ publishGroups: store.publishGroups });
     process.disconnect();
   };
-  const ready = process.cpuUsage();
-  process.once('message', () => void stop(ready).catch(fail));
+  process.once('message', () => void stop().catch(fail));
   send({ port: (app.server.address() as { port: number }).port });
 }
 
