@@ -184,17 +184,17 @@ export class AsyncGroupCommit<I, O> {
         for (const g of group) g.reject(err);
         return;
       }
-      await Promise.all(
-        group.map(async (g) => {
-          try {
-            const [result] = await this.commit([g.item]);
-            this.groups++;
-            g.resolve(result!);
-          } catch (aloneErr) {
-            g.reject(aloneErr);
-          }
-        }),
-      );
+      // One after another, in the group's order: seqs, and which of two writes of one dedupe key is the
+      // first, stay as the group would have had them.
+      for (const g of group) {
+        try {
+          const [result] = await this.commit([g.item]);
+          this.groups++;
+          g.resolve(result!);
+        } catch (aloneErr) {
+          g.reject(aloneErr);
+        }
+      }
     }
   }
 }

@@ -273,8 +273,10 @@ describe('PostgresStore', () => {
     expect(results[21]!.event.body.toString()).toBe('first');
     // Every event committed is owed to the subscriber once.
     expect((await store.backlogs()).find((b) => b.subscriptionId === sub.id)?.pending).toBe(21);
-    // The group failed; its 22 good publishes then committed alone (in parallel: their seqs in any order).
+    // The group failed; its 22 good publishes then committed alone, in the order of the calls.
     expect(store.publishGroups - groups).toBe(22);
+    const retried = results.slice(0, 21).map((r) => r.event.seq);
+    expect(retried).toEqual([...retried].sort((a, b) => a - b));
     // Publishes called in one turn of the event loop: one group, seqs in the order of the calls.
     const together = store.publishGroups;
     const grouped = await Promise.all(Array.from({ length: 50 }, (_, i) => publish(`g${i}`)));
