@@ -3,10 +3,11 @@
 // loopback HTTP with no tailnet (the ceiling): on SQLite (group commit), and on PostgreSQL with one
 // replica and with two (two hubs on one database, publishers spread over both). `--write` replaces
 // the table in README.md.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fork, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -15,6 +16,7 @@ import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
 import { benchHub, offlineNode } from './bench-hub-fixture.js';
+import type { ReplicaReady, ReplicaStart, ReplicaStopped } from './bench-replica-child.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 // Events per throughput run: over the tailnet, on loopback with SQLite (fast enough to need more for a
@@ -71,15 +73,8 @@ async function main(): Promise<void> {
       onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS),
     );
     const postgres = async (): Promise<Postgres> => (pg ??= await startPostgres()); // fsync on, as in production
-    const pgStore = async (database: string) =>
-      PostgresStore.open((await postgres()).url(database), { password: pg!.password });
-    await column('loopback, PostgreSQL, 1 replica', async () =>
-      onLoopback([await pgStore(await (await postgres()).createDatabase())], POSTGRES_EVENTS),
-    );
-    await column('loopback, PostgreSQL, 2 replicas', async () => {
-      const shared = await (await postgres()).createDatabase();
-      return onLoopback([await pgStore(shared), await pgStore(shared)], POSTGRES_EVENTS);
-    });
+    await column('loopback, PostgreSQL, 1 replica', async () => onReplicas(await postgres(), 1, POSTGRES_EVENTS));
+    await column('loopback, PostgreSQL, 2 replicas', async () => onReplicas(await postgres(), 2, POSTGRES_EVENTS));
   } finally {
     await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -217,6 +212,120 @@ async function onLoopback(stores: HubStore[], events: number): Promise<Results> 
   await sub.close();
   for (const store of stores) await store.close();
   return r;
+}
+
+/**
+ * PostgreSQL replicas as krkns runs them: each hub in a process of its own (bench-replica-child.ts), all
+ * on one new database; publishers here spread over them, deliveries to a subscriber here. Prints where
+ * the CPU went while measuring: each replica, this process (publishers, subscriber), the PostgreSQL server.
+ */
+async function onReplicas(pg: Postgres, count: number, events: number): Promise<Results> {
+  const url = pg.url(await pg.createDatabase());
+  const arrivals = new Map<string, number>();
+  const sub = subscriberApp(arrivals);
+  await sub.listen({ host: '127.0.0.1', port: 0 });
+  const subscriberPort = (sub.server.address() as { port: number }).port;
+  const store = await PostgresStore.open(url, { password: pg.password });
+  await store.subscribe({
+    nodeId: 'n',
+    nodeName: 'loopback',
+    address: '127.0.0.1',
+    port: subscriberPort,
+    path: '/in',
+    topics: ['bench/**'],
+  });
+  await store.close();
+  const childPath = new URL('./bench-replica-child.ts', import.meta.url).pathname;
+  // fork() passes on this process's execArgv: tsx's loader, which runs the child's TypeScript too.
+  const children = Array.from({ length: count }, () =>
+    fork(childPath, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  try {
+    const ports = await Promise.all(
+      children.map(
+        (child, i) =>
+          new Promise<number>((resolve, reject) => {
+            child.once('message', (m: ReplicaReady) => resolve(m.port));
+            child.once('exit', (code) => reject(new Error(`replica ${i} exited (${code}) before it was ready`)));
+            const start: ReplicaStart = { url, password: pg.password, replica: `replica-${i}`, subscriberPort };
+            child.send(start);
+          }),
+      ),
+    );
+    const postmaster = Number((await readFile(join(pg.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    // CPU ms of each replica, this process (publishers, subscriber) and the PostgreSQL server.
+    const cpuNow = (): number[] => [
+      ...children.map((c) => cpuMsOfTree(c.pid!)),
+      cpuMsOfTree(process.pid),
+      cpuMsOfTree(postmaster),
+    ];
+    let during: { cpu: number[]; at: number } | undefined;
+    let throughputLeft = events;
+    const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    let turn = 0;
+    const publish: Publish = async (topic, body) => {
+      during ??= { cpu: cpuNow(), at: performance.now() };
+      const port = ports[turn++ % count]!;
+      const id = eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json'));
+      if (topic === 'bench/throughput' && --throughputLeft === 0) {
+        // Where the CPU went during the throughput run (publishes, and the deliveries running meanwhile).
+        const used = cpuNow().map((ms, i) => ms - during!.cpu[i]!);
+        const names = [...children.map((_, i) => `replica-${i}`), 'publishers+subscriber', 'PostgreSQL'];
+        const wall = performance.now() - during.at;
+        console.error(
+          `${count} replica(s), throughput run: ${wall.toFixed(0)} ms wall, load ${loadavg()[0]!.toFixed(1)}; CPU ms ` +
+            `per event: ${names.map((n, i) => `${n} ${(used[i]! / events).toFixed(2)}`).join(', ')}; ` +
+            `cores busy: ${(used.reduce((x, y) => x + y, 0) / wall).toFixed(2)}`,
+        );
+      }
+      return id;
+    };
+    const r = await measure(publish, arrivals, events);
+    agent.destroy();
+    const groups = await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<number>((resolve) => {
+            child.once('message', (m: ReplicaStopped) => resolve(m.publishGroups));
+            child.send('stop');
+          }),
+      ),
+    );
+    const published = events + RATE_PER_SECOND * RATE_SECONDS;
+    console.error(
+      `${count} replica(s): ${(published / groups.reduce((x, y) => x + y, 0)).toFixed(1)} publishes per group`,
+    );
+    return r;
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill();
+    await sub.close();
+  }
+}
+
+/** CPU time (ms) of process `pid` and its children, living or reaped (Linux /proc; 0 elsewhere). */
+function cpuMsOfTree(pid: number): number {
+  const ticks = (p: number | string, fields: number[]): number => {
+    try {
+      // Fields after the command (which may hold spaces) in parentheses; utime is field 14 (1-based).
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return fields.reduce((sum, f) => sum + Number(rest[f - 3]), 0);
+    } catch {
+      return 0; // gone meanwhile
+    }
+  };
+  const parentOf = (p: string): number => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      return 0;
+    }
+  };
+  const live = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && parentOf(p) === pid);
+  // utime, stime; for the postmaster also cutime, cstime (the backends it has reaped).
+  const total = ticks(pid, [14, 15, 16, 17]) + live.reduce((sum, p) => sum + ticks(p, [14, 15]), 0);
+  return (total * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
 /** A Hub on `store`, served on a loopback port. */

@@ -108,3 +108,93 @@ export class GroupCommit {
     void synced.finally(() => this.#syncing.delete(synced));
   }
 }
+
+/** Bounds of an {@link AsyncGroupCommit}: those of a group commit, and how many groups may be in flight. */
+export interface AsyncGroupCommitOptions extends GroupCommitOptions {
+  /**
+   * Groups committing at once (default 4). More than one, so a group stuck on a lock (a racing publish of
+   * the same dedupe key) does not stall every write behind it; few, so writes arriving meanwhile queue and
+   * form the next group instead of each taking its own transaction.
+   */
+  inFlight: number;
+}
+
+/**
+ * Group commit for a store whose transactions are asynchronous (PostgreSQL): the writes queued together
+ * go to `commit` as one group (one transaction, one round trip per statement for all of them), and each
+ * write's promise settles only after that transaction's COMMIT. If the group fails and `retryAlone` says
+ * the error may be one write's fault (not the database's), each write is committed again alone, so a bad
+ * write fails only itself.
+ */
+export class AsyncGroupCommit<I, O> {
+  readonly #queue: { item: I; resolve: (value: O) => void; reject: (err: unknown) => void }[] = [];
+  readonly #options: AsyncGroupCommitOptions;
+  #scheduled = false;
+  #inFlight = 0;
+  /** Groups committed so far (for tests and benchmarks: writes per group = writes / groups). */
+  groups = 0;
+
+  constructor(
+    /** Commits `items` in one transaction; resolves after COMMIT with each item's result, in order. */
+    private readonly commit: (items: I[]) => Promise<O[]>,
+    /** Whether, after the group failed with `err`, each item is worth committing alone. */
+    private readonly retryAlone: (err: unknown) => boolean,
+    options: Partial<AsyncGroupCommitOptions> = {},
+  ) {
+    this.#options = { ...DEFAULT_GROUP_COMMIT, inFlight: 4, ...options };
+  }
+
+  /** Queues `item`; resolves with its result once the transaction it ran in has committed. */
+  run(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.#queue.push({ item, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight >= this.#options.inFlight) return;
+    this.#scheduled = true;
+    const flush = () => {
+      this.#scheduled = false;
+      this.#flush();
+    };
+    if (this.#options.windowMs > 0) setTimeout(flush, this.#options.windowMs);
+    else setImmediate(flush);
+  }
+
+  #flush(): void {
+    while (this.#queue.length > 0 && this.#inFlight < this.#options.inFlight) {
+      const group = this.#queue.splice(0, this.#options.maxBatch);
+      this.#inFlight++;
+      void this.#commitGroup(group).finally(() => {
+        this.#inFlight--;
+        if (this.#queue.length > 0) this.#schedule();
+      });
+    }
+  }
+
+  async #commitGroup(group: { item: I; resolve: (value: O) => void; reject: (err: unknown) => void }[]) {
+    try {
+      const results = await this.commit(group.map((g) => g.item));
+      this.groups++;
+      group.forEach((g, i) => g.resolve(results[i]!));
+    } catch (err) {
+      if (group.length === 1 || !this.retryAlone(err)) {
+        for (const g of group) g.reject(err);
+        return;
+      }
+      // One after another, in the group's order: seqs, and which of two writes of one dedupe key is the
+      // first, stay as the group would have had them.
+      for (const g of group) {
+        try {
+          const [result] = await this.commit([g.item]);
+          this.groups++;
+          g.resolve(result!);
+        } catch (aloneErr) {
+          g.reject(aloneErr);
+        }
+      }
+    }
+  }
+}

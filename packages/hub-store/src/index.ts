@@ -10,7 +10,7 @@ export { SqliteStore } from './sqlite-store.js';
 export type { SqliteStoreOptions } from './sqlite-store.js';
 export { PostgresStore } from './pg-store.js';
 export type { PostgresStoreOptions } from './pg-store.js';
-export type { GroupCommitOptions } from './group-commit.js';
+export type { AsyncGroupCommitOptions, GroupCommitOptions } from './group-commit.js';
 export { DEFAULT_MAX_BACKLOG, StoreError, backlogLimitReason, newEventId } from './types.js';
 export type {
   Delivery,

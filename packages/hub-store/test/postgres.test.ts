@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pgDriver from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StoreError, openStore, parseStoreUrl, type HubStore } from '@krkn/hub-store';
+import { PostgresStore, StoreError, openStore, parseStoreUrl, type HubStore } from '@krkn/hub-store';
 import { SmallDisk, startPostgres, type Postgres } from '@krkn/testnet';
 import { pgMigrations } from '../src/pg-schema.js';
 
@@ -243,5 +243,46 @@ describe('PostgresStore', () => {
     expect(early.event.seq).toBeLessThan(later.event.seq);
     expect((await head).map((d) => [d.subscription.id, d.event.body.toString()])).toEqual([[sub.id, 'early']]);
     await Promise.all([store.close(), deliverer.close()]);
+  });
+
+  it('commits publishes arriving together as one group; a bad one fails alone, a duplicate in the group is one', async () => {
+    const store = await PostgresStore.open(pg.url(await pg.createDatabase()), { password: pg.password });
+    const sub = await store.subscribe({
+      nodeId: 'n',
+      nodeName: 'n',
+      address: '100.64.0.2',
+      port: 80,
+      path: '/',
+      topics: ['t'],
+    });
+    const publish = (body: string, topic = 't', dedupeKey?: string) =>
+      store.publish({ topic, dedupeKey, method: 'POST', headers: [], body: Buffer.from(body), sender }, matches);
+    const groups = store.publishGroups;
+    // PostgreSQL's text refuses a NUL byte: that publish's statement fails, and with it its group's.
+    const outcomes = await Promise.allSettled([
+      ...Array.from({ length: 20 }, (_, i) => publish(`e${i}`)),
+      publish('bad', 't\0'),
+      publish('first', 't', 'k'),
+      publish('again', 't', 'k'),
+    ]);
+    expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(1);
+    expect((outcomes[20] as PromiseRejectedResult).reason).toBeInstanceOf(Error);
+    const results = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    expect(results.map((r) => r.duplicate)).toEqual([...Array<boolean>(21).fill(false), true]);
+    expect(results[21]!.event.id).toBe(results[20]!.event.id);
+    expect(results[21]!.event.body.toString()).toBe('first');
+    // Every event committed is owed to the subscriber once.
+    expect((await store.backlogs()).find((b) => b.subscriptionId === sub.id)?.pending).toBe(21);
+    // The group failed; its 22 good publishes then committed alone, in the order of the calls.
+    expect(store.publishGroups - groups).toBe(22);
+    const retried = results.slice(0, 21).map((r) => r.event.seq);
+    expect(retried).toEqual([...retried].sort((a, b) => a - b));
+    // Publishes called in one turn of the event loop: one group, seqs in the order of the calls.
+    const together = store.publishGroups;
+    const grouped = await Promise.all(Array.from({ length: 50 }, (_, i) => publish(`g${i}`)));
+    expect(store.publishGroups - together).toBe(1);
+    const seqs = grouped.map((r) => r.event.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    await store.close();
   });
 });
