@@ -45,6 +45,10 @@ type Column = (typeof columns)[number];
 
 async function main(): Promise<void> {
   const write = process.argv.includes('--write');
+  // `--only=restart`: just the cold join and warm restart rows against the default headscale.
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  if (only !== undefined && only !== 'restart') throw new Error(`--only=${only}: only --only=restart is known`);
+  if (only && write) throw new Error('--only measures some rows: it cannot --write the table');
   const state = mkdtempSync(join(tmpdir(), 'krkn-bench-'));
   const tailnet = await startTailnet();
   const rows: Row[] = [];
@@ -64,6 +68,7 @@ async function main(): Promise<void> {
     const joins = await measureJoins(tailnet, authKey, state);
     row('cold join (key → Running), median', joins.cold);
     row('warm restart (state → Running), median', joins.warm);
+    if (only === 'restart') return;
     // headscale applies node writes on a 500 ms tick, two per streamed map request: the same joins
     // against a headscale with a short tick show what of the wait is the server's.
     const tuned = await startTailnet({ nodeStoreBatchTimeout: TUNED_NODE_STORE_TICK });

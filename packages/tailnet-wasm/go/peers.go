@@ -21,16 +21,19 @@ func (n *node) peersKnown() bool {
 // waitPeersKnown waits, until ctx ends, while the node runs from its cached netmap. It returns at
 // once when no netmap is there at all (not up, logged out): nothing is on its way then.
 func (n *node) waitPeersKnown(ctx context.Context) {
+	if nm := n.lb.NetMap(); nm == nil || !nm.Cached {
+		return
+	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if nm := n.lb.NetMap(); nm == nil || !nm.Cached {
-			return
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if nm := n.lb.NetMap(); nm == nil || !nm.Cached {
+			return
 		}
 	}
 }
