@@ -67,7 +67,10 @@ it('restarts Running from its cached netmap while control is frozen; a dial wait
   const first = node('beta', { authKey });
   await first.up();
   const addresses = first.addresses;
-  await waitFor(() => cachedKeys('beta').length === 1, { timeoutMs: 10_000, what: 'the netmap cache in the state' });
+  await waitFor(async () => cachedKeys('beta').length === 1, {
+    timeoutMs: 10_000,
+    what: 'the netmap cache in the state',
+  });
   expect(statSync(stateFile('beta')).mode & 0o777).toBe(0o600);
   await first.close();
 
@@ -92,7 +95,10 @@ it('restarts Running from its cached netmap while control is frozen; a dial wait
 });
 
 it('a forced login does not go Running from the cached netmap', async () => {
-  await waitFor(() => cachedKeys('beta').length === 1, { timeoutMs: 10_000, what: 'the netmap cache in the state' });
+  await waitFor(async () => cachedKeys('beta').length === 1, {
+    timeoutMs: 10_000,
+    what: 'the netmap cache in the state',
+  });
   await Promise.all(nodes.map((n) => n.close()));
   freezeControl(true);
   const forced = node('beta', { authKey, forceLogin: true });
@@ -105,7 +111,10 @@ it('a forced login does not go Running from the cached netmap', async () => {
 it('logout drops the cached netmap', async () => {
   const gamma = node('gamma', { authKey });
   await gamma.up();
-  await waitFor(() => cachedKeys('gamma').length === 1, { timeoutMs: 10_000, what: 'the netmap cache in the state' });
+  await waitFor(async () => cachedKeys('gamma').length === 1, {
+    timeoutMs: 10_000,
+    what: 'the netmap cache in the state',
+  });
   await gamma.logout();
   expect(cachedKeys('gamma')).toEqual([]);
 });
