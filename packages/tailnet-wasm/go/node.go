@@ -294,7 +294,8 @@ func (n *node) dial(hostname string, port, timeoutMs int) js.Value {
 		n.waitPeersKnown(ctx)
 		ipp, viaTailnet, err := n.dialer.UserDialPlan(ctx, "tcp", addr)
 		if err != nil {
-			return nil, errorf("DIAL_RESOLVE", "cannot resolve %s on the tailnet: %v%s", hostname, err, n.peersUnknownHint())
+			return nil, errorf("DIAL_RESOLVE", "cannot resolve %s on the tailnet: %v%s",
+				hostname, err, n.peersUnknownHint())
 		}
 		if !viaTailnet {
 			return nil, errorf("DIAL_NOT_TAILNET", "%s (%s) is not a peer on this tailnet%s",
