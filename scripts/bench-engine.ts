@@ -77,6 +77,8 @@ function selection(argv: string[]): { column(name: string): boolean; row(metric:
 async function main(): Promise<void> {
   const write = process.argv.includes('--write');
   const wanted = selection(process.argv);
+  if (write && process.argv.includes('--only'))
+    throw new Error('--only measures some rows: it cannot --write the table');
   const state = mkdtempSync(join(tmpdir(), 'krkn-bench-'));
   const tailnet = await startTailnet();
   const rows: Row[] = [];

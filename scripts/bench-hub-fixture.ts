@@ -11,7 +11,7 @@ export function offlineNode(hostname: string): HubNode {
     addresses: ['127.0.0.1'],
     state: 'Running',
     loginUrl: undefined,
-    status: async () => ({ peers: [] }),
+    status: async () => ({ peers: [], peersKnown: true }),
     on: () => undefined,
     off: () => undefined,
   };

@@ -14,7 +14,7 @@ cd "$here/go"
 names=${TAILNET_WASM_NAMES:-0}
 ldflags="-s -w"
 [ "$names" = 1 ] && ldflags="-w"
-inputs=$( { go env GOVERSION; echo "names=$names"; find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-64)
+inputs=$( { go env GOVERSION; echo "names=$names"; find . ../overlay -type f \( -name '*.go' -o -name '*.patch' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-64)
 if [ -f "$out/tailnet.wasm" ] && [ -f "$out/wasm_exec.cjs" ] && grep -q "\"inputs\": \"$inputs\"" "$out/build-info.json" 2>/dev/null; then
   echo "tailnet-wasm: up to date ($(du -h "$out/tailnet.wasm" | cut -f1))"
   exit 0
@@ -24,7 +24,11 @@ mkdir -p "$out"
 echo "tailnet-wasm: building tailnet.wasm (GOOS=js GOARCH=wasm, about a minute)"
 tags=$(go run ./cmd/buildtags)
 start=$(date +%s)
-GOOS=js GOARCH=wasm go build -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/tailnet.wasm.tmp" .
+# tailscale.com patches (overlay/, see overlay.sh): applied to copies, the module cache is untouched.
+work=$(mktemp -d "${TMPDIR:-/tmp}/tailnet-wasm-overlay.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+bash "$here/overlay.sh" "$work"
+GOOS=js GOARCH=wasm go build -modfile "$work/go.mod" -overlay "$work/overlay.json" -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/tailnet.wasm.tmp" .
 mv "$out/tailnet.wasm.tmp" "$out/tailnet.wasm"
 # The only upstream file the build copies: Go's JS glue for wasm, matching the compiler exactly.
 cp "$(go env GOROOT)/lib/wasm/wasm_exec.js" "$out/wasm_exec.cjs"

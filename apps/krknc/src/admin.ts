@@ -123,7 +123,8 @@ async function goOnline(
   });
   try {
     const st = await own.up;
-    describeNode(report, st);
+    // A restart is Running from its cached netmap, without peers: the peers are what this is for.
+    describeNode(report, st.peersKnown ? st : await own.node.knownPeersStatus());
     return ownSession(own);
   } catch (err) {
     await own.dispose();
@@ -135,6 +136,7 @@ async function goOnline(
 
 function describeNode(report: StatusReport, st: NodeStatus): void {
   report.node = { name: st.self.dnsName || st.self.hostname, addresses: st.self.addresses, state: st.backendState };
+  if (!st.peersKnown) return; // "none visible" would be wrong: control has not sent them yet
   report.peers = st.peers.map((p: PeerStatus) => ({
     name: p.dnsName || p.hostname,
     addresses: p.addresses,

@@ -85,7 +85,7 @@ export async function runChecks(input: DoctorInput): Promise<CheckResult[]> {
   const results = [loginCheck(input, disk), ...authKeyCheck(input, disk), ...(input.appChecks ?? [])];
   const node = input.node;
   if (!node || node.state !== 'Running') return results;
-  const status = await node.status();
+  const status = await node.knownPeersStatus();
   results.push(keyExpiryCheck(status), nameCheck(node.hostname, status), ...tagChecks(input, status));
   results.push(await controlCheck(input), await derpCheck(node, status), peersCheck(input, status));
   if (input.counterpart) results.push(...(await counterpartChecks(node, status, input.counterpart)));

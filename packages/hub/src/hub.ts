@@ -481,12 +481,14 @@ export class Hub implements HubUseCases {
   /**
    * A subscription whose node the netmap shows offline, or no longer shows, is marked offline; once that
    * lasted subscriptionExpiryMs it is removed with what it is owed (krknc subscribes again when it starts).
-   * Skipped while krkns's own node is not running: its netmap then says nothing about the others.
+   * Skipped while krkns's own node is not running, or runs from its cached netmap (just restarted):
+   * its netmap then says nothing about the others.
    */
   private async expireGoneSubscribers(): Promise<void> {
     try {
       if (this.node.state !== 'Running') return;
-      const { peers } = await this.node.status();
+      const { peers, peersKnown } = await this.node.status();
+      if (!peersKnown) return;
       const expiry = this.limits.subscriptionExpiryMs;
       const now = this.now();
       for (const sub of await this.store.listSubscriptions()) {

@@ -60,7 +60,8 @@ export interface HubNode {
   readonly state: string;
   /** Set while the node waits for interactive login. */
   readonly loginUrl: string | undefined;
-  status(): Promise<{ peers: readonly NetmapPeer[] }>;
+  /** peersKnown false: a restarted node runs from its cached netmap, whose peer list is empty, not true. */
+  status(): Promise<{ peers: readonly NetmapPeer[]; peersKnown: boolean }>;
   /** 'peers': the netmap changed; call status() for the list. */
   on(event: 'peers', listener: () => void): unknown;
   off(event: 'peers', listener: () => void): unknown;

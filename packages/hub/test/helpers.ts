@@ -29,9 +29,10 @@ export class FakeNode extends EventEmitter<{ peers: [] }> implements HubNode {
   readonly state = 'Running';
   loginUrl: string | undefined = undefined;
   peers: NetmapPeer[] = [];
+  peersKnown = true;
 
-  async status(): Promise<{ peers: NetmapPeer[] }> {
-    return { peers: this.peers };
+  async status(): Promise<{ peers: NetmapPeer[]; peersKnown: boolean }> {
+    return { peers: this.peers, peersKnown: this.peersKnown };
   }
 }
 

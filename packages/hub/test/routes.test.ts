@@ -413,6 +413,17 @@ describe('limits', () => {
     ]);
   });
 
+  it('marks no subscription offline while its node runs from the cached netmap (peers not known yet)', async () => {
+    node.peers = []; // a restarted node's cached netmap holds no peers: that says nothing about ci
+    node.peersKnown = false;
+    await restartWith({ subscriptionExpiryMs: 1_000 });
+    expect((await subscribe('ci', { topics: ['ci/a'], port: 8080 })).status).toBe(201);
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await store.listSubscriptions()).map((x) => [x.nodeName, x.offlineSince])).toEqual([
+      ['ci.krkn.test', null],
+    ]);
+  });
+
   it('answers 507 STORE_LIMIT past the store size bound, stores nothing, publishes again under it', async () => {
     // Bounds far from SQLite's page size, so the answers hold whether the hub asks the size again or not.
     const size = await store.sizeBytes();

@@ -17,7 +17,7 @@ const node: HubNode = {
   addresses: ['127.0.0.1'],
   state: 'Running',
   loginUrl: undefined,
-  status: async () => ({ peers: [] }),
+  status: async () => ({ peers: [], peersKnown: true }),
   on: () => undefined,
   off: () => undefined,
 };

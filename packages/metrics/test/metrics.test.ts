@@ -28,6 +28,7 @@ class Node extends EventEmitter<{ peers: [] }> implements HubNode {
         { online: true, addresses: ['100.64.0.2'] },
         { online: false, addresses: ['100.64.0.3'] },
       ],
+      peersKnown: true,
     };
   }
   async metrics() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tailscale.com/ipn"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 )
 
@@ -170,9 +171,10 @@ func (n *node) ping(target string, timeoutMs int) js.Value {
 	return promise(func() (any, error) {
 		ctx, cancel := context.WithTimeout(n.ctx, time.Duration(timeoutMs)*time.Millisecond)
 		defer cancel()
+		n.waitPeersKnown(ctx)
 		ipp, viaTailnet, err := n.dialer.UserDialPlan(ctx, "tcp", net.JoinHostPort(target, "0"))
 		if err != nil || !viaTailnet {
-			return nil, errorf("PING_UNKNOWN", "ping: %s is not a peer on this tailnet", target)
+			return nil, errorf("PING_UNKNOWN", "ping: %s is not a peer on this tailnet%s", target, n.peersUnknownHint())
 		}
 		pr, err := n.lb.Ping(ctx, ipp.Addr(), tailcfg.PingTSMP, 0)
 		if err != nil {
@@ -225,7 +227,10 @@ func (n *node) relays() (any, error) {
 	return jsonValue(regions)
 }
 
-// status returns the backend's full ipnstate.Status as JSON.
+// status returns the backend's full ipnstate.Status as JSON, and whether its peers are known yet.
 func (n *node) status() (any, error) {
-	return jsonValue(n.lb.Status())
+	return jsonValue(struct {
+		*ipnstate.Status
+		KrknPeersKnown bool
+	}{n.lb.Status(), n.peersKnown()})
 }

@@ -207,6 +207,13 @@ func (n *node) run(cfg config) (any, error) {
 	prefs.ControlURL = cfg.ControlURL
 	prefs.AdvertiseTags = cfg.Tags
 	prefs.RouteAll = false
+	if cfg.ForceLogin {
+		// A forced login may register another node: the old one's cached netmap must not make
+		// this start say Running with its identity.
+		if err := n.lb.ClearNetmapCache(n.ctx); err != nil {
+			return nil, errorf("ENGINE", "clear netmap cache: %v", err)
+		}
+	}
 	if err := n.lb.Start(ipn.Options{UpdatePrefs: prefs, AuthKey: cfg.AuthKey}); err != nil {
 		return nil, errorf("ENGINE", "start backend: %v", err)
 	}
@@ -284,12 +291,15 @@ func (n *node) dial(hostname string, port, timeoutMs int) js.Value {
 		ctx, cancel := context.WithTimeout(n.ctx, time.Duration(timeoutMs)*time.Millisecond)
 		defer cancel()
 		addr := net.JoinHostPort(hostname, itoa(port))
+		n.waitPeersKnown(ctx)
 		ipp, viaTailnet, err := n.dialer.UserDialPlan(ctx, "tcp", addr)
 		if err != nil {
-			return nil, errorf("DIAL_RESOLVE", "cannot resolve %s on the tailnet: %v", hostname, err)
+			return nil, errorf("DIAL_RESOLVE", "cannot resolve %s on the tailnet: %v%s",
+				hostname, err, n.peersUnknownHint())
 		}
 		if !viaTailnet {
-			return nil, errorf("DIAL_NOT_TAILNET", "%s (%s) is not a peer on this tailnet", hostname, ipp.Addr())
+			return nil, errorf("DIAL_NOT_TAILNET", "%s (%s) is not a peer on this tailnet%s",
+				hostname, ipp.Addr(), n.peersUnknownHint())
 		}
 		c, err := n.netstackDialTCP(ctx, ipp)
 		if err != nil {
@@ -306,6 +316,10 @@ func (n *node) dial(hostname string, port, timeoutMs int) js.Value {
 func (n *node) logout() (any, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
 	defer cancel()
+	// Before Logout: it deletes the profile, and with it the only way to find that profile's cache.
+	if err := n.lb.ClearNetmapCache(ctx); err != nil {
+		return nil, errorf("LOGOUT_FAILED", "logout: clear netmap cache: %v", err)
+	}
 	if err := n.lb.Logout(ctx, ipnauth.Self); err != nil {
 		return nil, errorf("LOGOUT_FAILED", "logout: %v", err)
 	}

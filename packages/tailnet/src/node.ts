@@ -501,6 +501,20 @@ export class TailnetNode extends EventEmitter<TailnetNodeEvents> {
     return socket;
   }
 
+  /**
+   * status() once the peers are known: a restarted node is Running from its cached netmap, without
+   * peers, until control's first map (`peersKnown`). Resolves with the status as it stands after
+   * timeoutMs, for callers (reports, checks) that read the peer list rather than dial.
+   */
+  async knownPeersStatus(timeoutMs = 15_000): Promise<NodeStatus> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = await this.status();
+      if (status.peersKnown || Date.now() >= deadline) return status;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** Logs the node out: its identity is discarded (an ephemeral node is deleted at once). */
   async logout(): Promise<void> {
     await this.running().call('logout');

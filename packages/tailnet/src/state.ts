@@ -96,8 +96,11 @@ export class FileStateStore {
   }
 
   set(key: string, value: Uint8Array | null): void {
-    if (value === null) this.values.delete(key);
-    else this.values.set(key, Buffer.from(value).toString('base64'));
+    const encoded = value === null ? undefined : Buffer.from(value).toString('base64');
+    // tailscaled rewrites unchanged values (prefs, profiles at every start): skip those fsyncs.
+    if (encoded === this.values.get(key)) return;
+    if (encoded === undefined) this.values.delete(key);
+    else this.values.set(key, encoded);
     const text = JSON.stringify(Object.fromEntries(this.values), null, 1);
     try {
       writeFileAtomic(this.path, text);

@@ -29,6 +29,11 @@ export interface NodeStatus {
   authUrl?: string;
   self: PeerStatus;
   peers: PeerStatus[];
+  /**
+   * False while a restarted node runs from its cached netmap, which holds no peers: control has not
+   * sent them yet. Dials and pings wait for them (within their timeout); `peers` is empty until then.
+   */
+  peersKnown: boolean;
   /** The tailnet's MagicDNS suffix, e.g. "example.ts.net". */
   magicDnsSuffix: string;
 }
@@ -79,6 +84,7 @@ interface RawStatus {
   Self?: RawPeer;
   Peer?: Record<string, RawPeer> | null;
   MagicDNSSuffix?: string;
+  KrknPeersKnown: boolean;
   User?: Record<string, { LoginName?: string }> | null;
 }
 
@@ -102,6 +108,7 @@ export function parseStatus(json: string): NodeStatus {
     ...(raw.AuthURL ? { authUrl: raw.AuthURL } : {}),
     self: peer(raw.Self),
     peers: Object.values(raw.Peer ?? {}).map(peer),
+    peersKnown: raw.KrknPeersKnown,
     magicDnsSuffix: raw.MagicDNSSuffix ?? '',
   };
 }

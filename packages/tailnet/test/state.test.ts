@@ -58,6 +58,19 @@ describe('FileStateStore', () => {
     expect(FileStateStore.open(dir).get('k')).toBeNull();
   });
 
+  it('does not rewrite the file for a value that did not change (tailscaled rewrites prefs at every start)', () => {
+    const dir = tempDir();
+    const store = FileStateStore.open(dir);
+    const path = join(dir, stateFileName);
+    store.set('k', new Uint8Array([1]));
+    const written = statSync(path).ino; // every write renames a new file over the old one
+    store.set('k', new Uint8Array([1]));
+    store.set('gone', null);
+    expect(statSync(path).ino).toBe(written);
+    store.set('k', new Uint8Array([2]));
+    expect(statSync(path).ino).not.toBe(written);
+  });
+
   it('tightens a state directory that others can read', () => {
     const dir = tempDir();
     chmodSync(dir, 0o755);

@@ -52,7 +52,8 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     stateDir: string;
     env: Record<string, string>;
   }): Promise<EngineClient> {
-    const module = await compileEngine();
+    // The worker boots while the module compiles (off this thread): the two overlap on a restart.
+    const compiling = compileEngine();
     let client: EngineClient;
     if (opts.isolation === 'worker') {
       const worker = new Worker(workerUrl);
@@ -76,6 +77,13 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
         },
       );
       port1.on('message', (m: FromEngine) => client.receive(m));
+    }
+    let module: WebAssembly.Module;
+    try {
+      module = await compiling;
+    } catch (err) {
+      await client.terminate(); // else the idle worker keeps the process alive
+      throw err;
     }
     await client.init(opts.stateDir, opts.env, module);
     return client;

@@ -20,6 +20,7 @@ var keep = []featuretags.FeatureTag{
 	"clientmetrics", // magicsock's DERP send/drop counters, for metrics()
 	"ipnbus",        // the notification stream (state, login URL, self, peers)
 	"c2n",           // control-to-node requests the control server may send
+	"cachenetmap",   // restart Running from the cached self node (overlay/: kept in the state store)
 }
 
 var baseTags = []string{"osusergo", "netgo", "omitidna", "omitpemdecrypt"}
