@@ -15,6 +15,7 @@ import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
 import { benchHub, offlineNode } from './bench-hub-fixture.js';
+import { benchGrowth, growthOnly } from './bench-hub-growth.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 // Events per throughput run: over the tailnet, on loopback with SQLite (fast enough to need more for a
@@ -40,6 +41,7 @@ interface Results {
 }
 
 async function main(): Promise<void> {
+  if (growthOnly(process.argv)) return console.log(await benchGrowth());
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
   const results: Record<string, Results> = {};
   /** Columns that failed, with why: the rest of the run still measures (and the table says so). */
@@ -76,7 +78,7 @@ async function main(): Promise<void> {
     await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  const table = render(results, failed);
+  const table = `${render(results, failed)}\n${await benchGrowth()}`;
   console.log(table);
   if (process.argv.includes('--write')) writeReadmeSection('bench:hub', table);
 }
