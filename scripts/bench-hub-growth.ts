@@ -141,7 +141,7 @@ function sqliteFiller(path: string): Filler {
     const topics = JSON.stringify(TOPICS);
     db.transaction(() => {
       db.prepare(
-        `WITH RECURSIVE i(n) AS (SELECT @from + 1 UNION ALL SELECT n + 1 FROM i WHERE n < @to)
+        `WITH RECURSIVE i(n) AS (SELECT CAST(@from AS INTEGER) + 1 UNION ALL SELECT n + 1 FROM i WHERE n < @to)
          INSERT INTO events (seq, id, topic, received_at, dedupe_key, method, headers, body, sender_ip, sender_node,
            sender_user, sender_tags)
          SELECT n, printf('evt_fill%017d', n),
@@ -172,11 +172,20 @@ function sqliteFiller(path: string): Filler {
 
 function pgFiller(url: string, password: string): Filler {
   return async (size) => {
-    const client = new pg.Client({ connectionString: url, password });
+    const u = new URL(url); // not connectionString: its (absent) password would win over the one given
+    const client = new pg.Client({
+      host: u.hostname,
+      port: Number(u.port),
+      user: decodeURIComponent(u.username),
+      database: u.pathname.slice(1),
+      password,
+    });
     await client.connect();
     try {
       const [last] = (
-        await client.query<{ from: string; n: string }>('SELECT COALESCE(MAX(seq), 0) AS from, COUNT(*) AS n FROM events')
+        await client.query<{ from: string; n: string }>(
+          'SELECT COALESCE(MAX(seq), 0) AS from, COUNT(*) AS n FROM events',
+        )
       ).rows;
       const from = Number(last!.from);
       const to = from + size - Number(last!.n);
