@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { StoreError, backlogLimitReason, type HubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
 import { postgresBackend, sqliteBackend, type StoreUnderTest } from './backends.js';
 import { schemaVersion } from '../src/schema.js';
+import { PRUNE_BATCH } from '../src/types.js';
 
 // A deliberately simple matcher: the real topic rules live in @krkn/policy and have their own tests.
 const matches = (pattern: string, topic: string): boolean =>
@@ -334,7 +335,18 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
       );
     }
     const keep = (await store.publish(event('new'), matches, 10_000_000)).event;
-    expect(await store.prune(5_000_000)).toBe(total);
+    // Batched: each batch commits on its own, so a reader meanwhile sees the store part-pruned (one
+    // transaction for all of it would show it whole, then pruned), and other work goes on between batches.
+    let pruned: number | undefined;
+    const pruning = store.prune(5_000_000).then((n) => (pruned = n));
+    const seen = new Set<number>();
+    while (pruned === undefined) {
+      seen.add((await store.stats()).events);
+      await new Promise((r) => setImmediate(r)); // SQLite's stats() resolves at once: let the prune's fsync end
+    }
+    await pruning;
+    expect(pruned).toBe(total);
+    expect([...seen].some((n) => n > 1 && n < total + 1 && (total + 1 - n) % PRUNE_BATCH === 0)).toBe(true);
     expect((await store.listEvents()).map((e) => e.id)).toEqual([keep.id]);
   });
 
