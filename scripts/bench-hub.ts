@@ -41,7 +41,10 @@ interface Results {
 }
 
 async function main(): Promise<void> {
-  if (growthOnly(process.argv)) return console.log(await benchGrowth());
+  if (growthOnly(process.argv)) {
+    console.log(await benchGrowth());
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
   const results: Record<string, Results> = {};
   /** Columns that failed, with why: the rest of the run still measures (and the table says so). */
