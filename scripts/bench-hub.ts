@@ -17,6 +17,7 @@ import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
 import { benchHub, offlineNode } from './bench-hub-fixture.js';
 import type { ReplicaReady, ReplicaStart, ReplicaStopped } from './bench-replica-child.js';
+import { benchGrowth, growthOnly } from './bench-hub-growth.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
 // Events per throughput run: over the tailnet, on loopback with SQLite (fast enough to need more for a
@@ -42,6 +43,10 @@ interface Results {
 }
 
 async function main(): Promise<void> {
+  if (growthOnly(process.argv)) {
+    console.log(await benchGrowth());
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
   const results: Record<string, Results> = {};
   /** Columns that failed, with why: the rest of the run still measures (and the table says so). */
@@ -82,7 +87,8 @@ async function main(): Promise<void> {
   // With --only, every chosen column may have failed: then there is no table to render, only why.
   if (Object.keys(results).length === 0)
     throw new Error(`no column measured: ${failed.join('; ') || '--only matched none'}`);
-  const table = render(results, failed);
+  // The growth rows take minutes: a run narrowed by --only leaves them out.
+  const table = only === undefined ? `${render(results, failed)}\n${await benchGrowth()}` : render(results, failed);
   console.log(table);
   if (process.argv.includes('--write')) writeReadmeSection('bench:hub', table);
 }

@@ -76,4 +76,9 @@ export const pgMigrations: Record<number, string> = {
     ALTER TABLE subscriptions ADD COLUMN held_at BIGINT;
     ALTER TABLE subscriptions ADD COLUMN held_reason TEXT;
   `,
+  6: `
+    ALTER TABLE subscriptions ADD COLUMN last_delivered_at BIGINT;
+    UPDATE subscriptions SET last_delivered_at = (SELECT MAX(d.updated_at) FROM deliveries d
+      WHERE d.subscription_id = subscriptions.id AND d.state = 'delivered');
+  `,
 };

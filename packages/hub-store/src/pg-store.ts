@@ -349,11 +349,12 @@ export class PostgresStore implements HubStore {
       after = Math.max(after, first.seq - 1);
     }
     const regexes = q.topicRegexes ?? [];
+    const topic = q.topic === undefined ? [] : [q.topic];
     const rows = await this.#q<EventSummaryRow>(
       `SELECT ${summaryColumns('octet_length')} FROM events WHERE seq > $1 AND seq < $2 AND received_at >= $3
-       ${regexes.map((_, i) => `AND topic ~ $${i + 5}`).join(' ')}
+       ${topic.map(() => 'AND topic = $5').join('')} ${regexes.map((_, i) => `AND topic ~ $${i + 5 + topic.length}`).join(' ')}
        ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $4`,
-      [after, before, q.since ?? 0, q.limit ?? DEFAULT_LIST_LIMIT, ...regexes],
+      [after, before, q.since ?? 0, q.limit ?? DEFAULT_LIST_LIMIT, ...topic, ...regexes],
       c,
     );
     return rows.map(toEventSummary);
@@ -369,6 +370,15 @@ export class PostgresStore implements HubStore {
     const rows = await this.#q<DeliveryRow>(
       'SELECT d.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE e.id = $1 ORDER BY d.subscription_id',
       [eventId],
+    );
+    return rows.map(toDelivery);
+  }
+
+  async deliveriesOfEvents(eventSeqs: readonly number[]): Promise<Delivery[]> {
+    if (eventSeqs.length === 0) return [];
+    const rows = await this.#q<DeliveryRow>(
+      'SELECT * FROM deliveries WHERE event_seq = ANY($1::bigint[]) ORDER BY event_seq, subscription_id',
+      [eventSeqs],
     );
     return rows.map(toDelivery);
   }
@@ -557,7 +567,7 @@ export class PostgresStore implements HubStore {
       releaseFor,
       `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $3, last_error = NULL,
          updated_at = $4 WHERE subscription_id = $1 AND event_seq = $5`,
-      ONLINE,
+      `${ONLINE}, last_delivered_at = $4`,
       [status, now, eventSeq],
     );
   }
@@ -724,7 +734,8 @@ export class PostgresStore implements HubStore {
     for (;;) {
       const rows = await this.#q(
         `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < $1 AND NOT EXISTS
-           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending') ORDER BY seq LIMIT $2)
+           (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending')
+           ORDER BY received_at LIMIT $2) -- by the events_received index, as SQLite's pruneBatch
          RETURNING 1`,
         [before, PRUNE_BATCH],
       );
@@ -753,10 +764,9 @@ export class PostgresStore implements HubStore {
 
   async backlogs(): Promise<SubscriptionBacklog[]> {
     return this.#q<SubscriptionBacklog>(
-      `SELECT s.id AS "subscriptionId",
-         COUNT(d.event_seq) FILTER (WHERE d.state = 'pending') AS pending,
-         MAX(d.updated_at) FILTER (WHERE d.state = 'delivered') AS "lastDeliveredAt"
-       FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
+      `SELECT s.id AS "subscriptionId", s.last_delivered_at AS "lastDeliveredAt",
+         (SELECT COUNT(*) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending') AS pending
+       FROM subscriptions s ORDER BY s.created_at`,
     );
   }
 

@@ -201,10 +201,12 @@ export class SqliteCore {
       after = Math.max(after, first.seq - 1);
     }
     const regexes = q.topicRegexes ?? [];
+    const topic = q.topic === undefined ? [] : [q.topic];
     const rows = this.#sql(
       `SELECT ${summaryColumns('length')} FROM events WHERE seq > ? AND seq < ? AND received_at >= ?
-       ${regexes.map(() => 'AND topic REGEXP ?').join(' ')} ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`,
-    ).all(after, before, q.since ?? 0, ...regexes, q.limit ?? DEFAULT_LIST_LIMIT) as EventSummaryRow[];
+       ${topic.map(() => 'AND topic = ?').join('')} ${regexes.map(() => 'AND topic REGEXP ?').join(' ')}
+       ORDER BY seq ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`,
+    ).all(after, before, q.since ?? 0, ...topic, ...regexes, q.limit ?? DEFAULT_LIST_LIMIT) as EventSummaryRow[];
     return rows.map(toEventSummary);
   }
   #seqOf(eventId: string): number {
@@ -217,6 +219,16 @@ export class SqliteCore {
     const rows = this.#sql(
       'SELECT d.* FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE e.id = ? ORDER BY d.subscription_id',
     ).all(eventId) as DeliveryRow[];
+    return rows.map(toDelivery);
+  }
+
+  deliveriesOfEvents(eventSeqs: readonly number[]): Delivery[] {
+    if (eventSeqs.length === 0) return [];
+    // One statement per page length (at most 1,000, the listing's limit), each prepared once.
+    const rows = this.#sql(
+      `SELECT * FROM deliveries WHERE event_seq IN (${eventSeqs.map(() => '?').join(', ')})
+       ORDER BY event_seq, subscription_id`,
+    ).all(...eventSeqs) as DeliveryRow[];
     return rows.map(toDelivery);
   }
 
@@ -350,7 +362,7 @@ export class SqliteCore {
           updated_at = ?
          WHERE subscription_id = ? AND event_seq = ?`,
       ).run(status, now, subscriptionId, eventSeq);
-      this.#online(subscriptionId);
+      this.#online(subscriptionId, now);
     });
   }
 
@@ -384,10 +396,12 @@ export class SqliteCore {
     });
   }
 
-  #online(subscriptionId: string): void {
+  /** It answered: no longer offline or held; with `deliveredAt`, a delivery to it succeeded then. */
+  #online(subscriptionId: string, deliveredAt: number | null = null): void {
     this.#sql(
-      'UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL WHERE id = ?',
-    ).run(subscriptionId);
+      `UPDATE subscriptions SET offline_since = NULL, probe_at = NULL, held_at = NULL, held_reason = NULL,
+         last_delivered_at = COALESCE(?, last_delivered_at) WHERE id = ?`,
+    ).run(deliveredAt, subscriptionId);
   }
 
   recordUnreachable(
@@ -489,11 +503,16 @@ export class SqliteCore {
     });
   }
 
-  /** Deletes up to `batch` events received before `before` that nobody is still owed, in one transaction. */
+  /**
+   * Deletes up to `batch` events received before `before` that nobody is still owed, in one transaction. In
+   * receipt-time order, so the walk is the events_received index's range before `before` (ORDER BY seq made
+   * SQLite scan every event by seq, however few were past retention).
+   */
   pruneBatch(before: number, batch = PRUNE_BATCH): number {
     return this.#sql(
       `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_at < ? AND NOT EXISTS
-         (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending') ORDER BY seq LIMIT ?)`,
+         (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending')
+         ORDER BY received_at LIMIT ?)`,
     ).run(before, batch).changes;
   }
 
@@ -520,11 +539,11 @@ export class SqliteCore {
   }
 
   backlogs(): SubscriptionBacklog[] {
+    // Pending ones through the partial pending index: a walk as long as the queue, not every delivery made.
     return this.#sql(
-      `SELECT s.id AS subscriptionId,
-         COALESCE(SUM(d.state = 'pending'), 0) AS pending,
-         MAX(CASE WHEN d.state = 'delivered' THEN d.updated_at END) AS lastDeliveredAt
-       FROM subscriptions s LEFT JOIN deliveries d ON d.subscription_id = s.id GROUP BY s.id ORDER BY s.created_at`,
+      `SELECT s.id AS subscriptionId, s.last_delivered_at AS lastDeliveredAt,
+         (SELECT COUNT(*) FROM deliveries d WHERE d.subscription_id = s.id AND d.state = 'pending') AS pending
+       FROM subscriptions s ORDER BY s.created_at`,
     ).all() as SubscriptionBacklog[];
   }
 

@@ -112,6 +112,10 @@ export class SqliteStore implements HubStore {
     return this.#core.deliveriesOf(eventId);
   }
 
+  async deliveriesOfEvents(eventSeqs: readonly number[]): Promise<Delivery[]> {
+    return this.#core.deliveriesOfEvents(eventSeqs);
+  }
+
   subscribe(input: NewSubscription, now = Date.now()): Promise<Subscription> {
     return this.#write(() => this.#core.subscribe(input, now));
   }

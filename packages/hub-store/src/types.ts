@@ -115,6 +115,11 @@ export interface EventQuery {
    * PostgreSQL read alike (@krkn/policy's topicPatternsRegex writes them). The filter runs in the query.
    */
   topicRegexes?: readonly string[];
+  /**
+   * Only events on exactly this topic (as well as the regexes): found through the events_topic index, so a
+   * rare topic's page does not walk every event between its matches.
+   */
+  topic?: string;
   /** Only events received after this event id. */
   afterId?: string;
   /** Only events received before this event id. */
@@ -131,7 +136,10 @@ export interface EventQuery {
 export interface SubscriptionBacklog {
   subscriptionId: string;
   pending: number;
-  /** ms since the epoch, or null if nothing was ever delivered to it (or that was pruned). */
+  /**
+   * ms since the epoch, or null if nothing was ever delivered to it (kept on the subscription since schema 6, so
+   * pruning the event does not forget it; a database from before knew only the deliveries it still stored).
+   */
   lastDeliveredAt: number | null;
 }
 
@@ -203,6 +211,11 @@ export interface HubStore {
   listEvents(q?: EventQuery): Promise<EventSummary[]>;
   /** Deliveries of one event, one per subscription it was owed to, by subscription id. */
   deliveriesOf(eventId: string): Promise<Delivery[]>;
+  /**
+   * Deliveries of several events, by their seqs, by event seq then subscription id: a listing's page in one
+   * query, not one per event.
+   */
+  deliveriesOfEvents(eventSeqs: readonly number[]): Promise<Delivery[]>;
   /** Creates or updates the subscription of (nodeId, port); it is online again: its queue is due now. */
   subscribe(input: NewSubscription, now?: number): Promise<Subscription>;
   getSubscription(id: string): Promise<Subscription | undefined>;

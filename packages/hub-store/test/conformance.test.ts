@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { StoreError, backlogLimitReason, type HubStore, type NewEvent, type Subscription } from '@krkn/hub-store';
 import { postgresBackend, sqliteBackend, type StoreUnderTest } from './backends.js';
 import { schemaVersion } from '../src/schema.js';
+import { PRUNE_BATCH } from '../src/types.js';
 
 // A deliberately simple matcher: the real topic rules live in @krkn/policy and have their own tests.
 const matches = (pattern: string, topic: string): boolean =>
@@ -334,7 +335,18 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
       );
     }
     const keep = (await store.publish(event('new'), matches, 10_000_000)).event;
-    expect(await store.prune(5_000_000)).toBe(total);
+    // Batched: each batch commits on its own, so a reader meanwhile sees the store part-pruned (one
+    // transaction for all of it would show it whole, then pruned), and other work goes on between batches.
+    let pruned: number | undefined;
+    const pruning = store.prune(5_000_000).then((n) => (pruned = n));
+    const seen = new Set<number>();
+    while (pruned === undefined) {
+      seen.add((await store.stats()).events);
+      await new Promise((r) => setImmediate(r)); // SQLite's stats() resolves at once: let the prune's fsync end
+    }
+    await pruning;
+    expect(pruned).toBe(total);
+    expect([...seen].some((n) => n > 1 && n < total + 1 && (total + 1 - n) % PRUNE_BATCH === 0)).toBe(true);
     expect((await store.listEvents()).map((e) => e.id)).toEqual([keep.id]);
   });
 
@@ -458,6 +470,39 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect((await store.listEvents({ topicRegexes: ['^rare$'] })).map((e) => e.id)).toEqual([rare.id]);
   });
 
+  it('lists the events of one exact topic, with the regexes as well, past many of other topics', async () => {
+    const rare = (await store.publish(event('ops/pager'), matches)).event;
+    for (let i = 0; i < 600; i += 200)
+      await Promise.all(Array.from({ length: 200 }, () => store.publish(event('ops/pagerduty'), matches)));
+    const newest = (await store.publish(event('ops/pager'), matches)).event;
+    const ids = async (q: Parameters<HubStore['listEvents']>[0]) => (await store.listEvents(q)).map((e) => e.id);
+    expect(await ids({ topic: 'ops/pager' })).toEqual([rare.id, newest.id]);
+    expect(await ids({ topic: 'ops/pager', newestFirst: true, limit: 1 })).toEqual([newest.id]);
+    expect(await ids({ topic: 'ops/pager', afterId: rare.id })).toEqual([newest.id]);
+    expect(await ids({ topic: 'ops/pager', topicRegexes: ['^ops/'] })).toEqual([rare.id, newest.id]);
+    expect(await ids({ topic: 'ops/pager', topicRegexes: ['^ci/'] })).toEqual([]); // both filters hold
+  });
+
+  it('gives the deliveries of a page of events in one call, by event then subscription', async () => {
+    const s1 = await sub('n1', ['a', 'b']);
+    const s2 = await sub('n2', ['a']);
+    const a = (await store.publish(event('a'), matches)).event;
+    const b = (await store.publish(event('b'), matches)).event;
+    const c = (await store.publish(event('c'), matches)).event; // owed to nobody
+    await store.recordDelivered(s1.id, a.seq, 200, 5000);
+    const pairs = (await store.deliveriesOfEvents([c.seq, b.seq, a.seq])).map((d) => [d.eventSeq, d.subscriptionId]);
+    const [first, second] = [s1.id, s2.id].sort();
+    expect(pairs).toEqual([
+      [a.seq, first],
+      [a.seq, second],
+      [b.seq, s1.id],
+    ]);
+    const [ofA] = (await store.deliveriesOfEvents([a.seq])).filter((d) => d.subscriptionId === s1.id);
+    expect(ofA).toEqual((await store.deliveriesOf(a.id)).find((d) => d.subscriptionId === s1.id));
+    expect(ofA).toMatchObject({ state: 'delivered', lastStatus: 200 });
+    expect(await store.deliveriesOfEvents([])).toEqual([]);
+  });
+
   it('lists events newest first, paging back before an id', async () => {
     const ids: string[] = [];
     for (const [i, t] of ['a', 'b', 'c', 'd'].entries())
@@ -489,6 +534,9 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     expect(byId.size).toBe(2);
     expect(byId.get(s1.id)).toEqual({ subscriptionId: s1.id, pending: 1, lastDeliveredAt: 5000 });
     expect(byId.get(s2.id)).toEqual({ subscriptionId: s2.id, pending: 0, lastDeliveredAt: null });
+    await store.recordRejected(s1.id, a.seq + 1, { status: 500, error: 'HTTP 500', retryAt: null }, 6000);
+    expect(await store.prune(Date.now() + 1)).toBe(2); // the delivered event is gone; its success is still told
+    expect((await store.backlogs())[0]).toEqual({ subscriptionId: s1.id, pending: 0, lastDeliveredAt: 5000 });
   });
 
   it('commits before resolving: concurrent publishes are all visible to another handle, in receipt order', async () => {

@@ -107,6 +107,36 @@ describe('PostgresStore', () => {
     }
   });
 
+  it("migrates a schema 5 database: each subscription's last success is filled from its stored deliveries", async () => {
+    const database = await pg.createDatabase();
+    const { host, port, user, password } = pg;
+    const v5 = new pgDriver.Client({ host, port, user, database, password });
+    await v5.connect();
+    for (let v = 1; v <= 5; v++) await v5.query(pgMigrations[v]!);
+    await v5.query('CREATE TABLE krkn_schema (version INTEGER NOT NULL); INSERT INTO krkn_schema VALUES (5)');
+    await v5.query(
+      `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
+       VALUES ('sub_a', 'a', 'a.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1),
+              ('sub_b', 'b', 'b.krkn.test', '100.64.0.3', 80, '/', '["t"]', 2, 2);
+       INSERT INTO events (id, topic, received_at, method, headers, body, sender_ip, sender_node, sender_user,
+         sender_tags)
+       VALUES ('evt_1', 't', 5, 'POST', '[]', '\\x00', '100.64.0.9', 'ci', 'u', '[]'),
+              ('evt_2', 't', 6, 'POST', '[]', '\\x00', '100.64.0.9', 'ci', 'u', '[]');
+       INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
+       VALUES ('sub_a', 1, 'delivered', 5, 50), ('sub_a', 2, 'failed', 6, 60), ('sub_b', 2, 'pending', 6, 6);`,
+    );
+    await v5.end();
+    const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password });
+    try {
+      expect(await store.backlogs()).toEqual([
+        { subscriptionId: 'sub_a', pending: 0, lastDeliveredAt: 50 },
+        { subscriptionId: 'sub_b', pending: 1, lastDeliveredAt: null },
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses to connect to a closed port with CONNECT_FAILED, within its connect timeout', async () => {
     const started = Date.now();
     const err = await storeError(

@@ -161,6 +161,34 @@ describe('SqliteStore', () => {
     check.close();
   });
 
+  it("migrates a schema 5 file: each subscription's last success is filled from its stored deliveries", async () => {
+    const path = join(dir, 'hub.db');
+    const v5 = new Database(path);
+    for (let v = 1; v <= 5; v++) v5.exec(migrations[v]!);
+    v5.pragma('user_version = 5');
+    v5.exec(
+      `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
+       VALUES ('sub_a', 'a', 'a.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1),
+              ('sub_b', 'b', 'b.krkn.test', '100.64.0.3', 80, '/', '["t"]', 2, 2);
+       INSERT INTO events (id, topic, received_at, method, headers, body, sender_ip, sender_node, sender_user,
+         sender_tags)
+       VALUES ('evt_1', 't', 5, 'POST', '[]', x'00', '100.64.0.9', 'ci', 'u', '[]'),
+              ('evt_2', 't', 6, 'POST', '[]', x'00', '100.64.0.9', 'ci', 'u', '[]');
+       INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
+       VALUES ('sub_a', 1, 'delivered', 5, 50), ('sub_a', 2, 'failed', 6, 60), ('sub_b', 2, 'pending', 6, 6);`,
+    );
+    v5.close();
+    const store = SqliteStore.open(path);
+    expect(await store.backlogs()).toEqual([
+      { subscriptionId: 'sub_a', pending: 0, lastDeliveredAt: 50 },
+      { subscriptionId: 'sub_b', pending: 1, lastDeliveredAt: null },
+    ]);
+    await store.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(6);
+    check.close();
+  });
+
   it('fails writes on a full disk with FULL, committing none of them, and writes again once space frees', async () => {
     const disk = SmallDisk.mount({ bytes: 4 << 20 });
     try {

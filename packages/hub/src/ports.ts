@@ -25,6 +25,7 @@ export type HubStorage = DeliveryStore &
     | 'getEvent'
     | 'listEvents'
     | 'deliveriesOf'
+    | 'deliveriesOfEvents'
     | 'redeliver'
     | 'subscribe'
     | 'getSubscription'
