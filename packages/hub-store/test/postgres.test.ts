@@ -18,6 +18,24 @@ afterAll(() => pg.stop());
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'u', tags: [] };
 const matches = (pattern: string, topic: string): boolean => pattern === topic;
 
+/** A new database as krkn left it at schema `version`, with `rows` (SQL) inserted: for migration tests. */
+async function databaseAtSchema(version: number, rows: string): Promise<string> {
+  const database = await pg.createDatabase();
+  const { host, port, user, password } = pg;
+  const client = new pgDriver.Client({ host, port, user, database, password });
+  await client.connect();
+  try {
+    for (let v = 1; v <= version; v++) await client.query(pgMigrations[v]!);
+    await client.query(
+      `CREATE TABLE krkn_schema (version INTEGER NOT NULL); INSERT INTO krkn_schema VALUES (${version})`,
+    );
+    await client.query(rows);
+  } finally {
+    await client.end();
+  }
+  return database;
+}
+
 async function storeError(promise: Promise<unknown>): Promise<StoreError> {
   const err = await promise.then(
     () => undefined,
@@ -83,18 +101,12 @@ describe('PostgresStore', () => {
   });
 
   it('migrates a schema 4 database forward: its subscriptions start not held, and can be held', async () => {
-    const database = await pg.createDatabase();
-    const { host, port, user, password } = pg;
-    const v4 = new pgDriver.Client({ host, port, user, database, password });
-    await v4.connect();
-    for (let v = 1; v <= 4; v++) await v4.query(pgMigrations[v]!);
-    await v4.query('CREATE TABLE krkn_schema (version INTEGER NOT NULL); INSERT INTO krkn_schema VALUES (4)');
-    await v4.query(
+    const database = await databaseAtSchema(
+      4,
       `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
        VALUES ('sub_old', 'n', 'n.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1)`,
     );
-    await v4.end();
-    const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password });
+    const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password: pg.password });
     try {
       const event = (
         await store.publish({ topic: 't', method: 'POST', headers: [], body: Buffer.from('x'), sender }, matches, 5)
@@ -108,13 +120,8 @@ describe('PostgresStore', () => {
   });
 
   it("migrates a schema 5 database: each subscription's last success is filled from its stored deliveries", async () => {
-    const database = await pg.createDatabase();
-    const { host, port, user, password } = pg;
-    const v5 = new pgDriver.Client({ host, port, user, database, password });
-    await v5.connect();
-    for (let v = 1; v <= 5; v++) await v5.query(pgMigrations[v]!);
-    await v5.query('CREATE TABLE krkn_schema (version INTEGER NOT NULL); INSERT INTO krkn_schema VALUES (5)');
-    await v5.query(
+    const database = await databaseAtSchema(
+      5,
       `INSERT INTO subscriptions (id, node_id, node_name, address, port, path, topics, created_at, updated_at)
        VALUES ('sub_a', 'a', 'a.krkn.test', '100.64.0.2', 80, '/', '["t"]', 1, 1),
               ('sub_b', 'b', 'b.krkn.test', '100.64.0.3', 80, '/', '["t"]', 2, 2);
@@ -125,8 +132,7 @@ describe('PostgresStore', () => {
        INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at)
        VALUES ('sub_a', 1, 'delivered', 5, 50), ('sub_a', 2, 'failed', 6, 60), ('sub_b', 2, 'pending', 6, 6);`,
     );
-    await v5.end();
-    const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password });
+    const store = await openStore(pg.url(database), { defaultSqlitePath: '/unused', password: pg.password });
     try {
       expect(await store.backlogs()).toEqual([
         { subscriptionId: 'sub_a', pending: 0, lastDeliveredAt: 50 },

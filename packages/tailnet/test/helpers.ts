@@ -2,9 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import Fastify from 'fastify';
 import { pino, type Logger } from 'pino';
 import type { Tailnet } from '@krkn/testnet';
-import type { TailnetNodeOptions } from '@krkn/tailnet';
+import { TailnetNode, serveFastify, type TailnetNodeOptions } from '@krkn/tailnet';
 
 /** One parsed pino line. */
 export interface LogLine {
@@ -45,6 +46,31 @@ export function nodeOptions(
     logger: pino({ level: process.env.KRKN_TEST_LOG ?? 'silent' }),
     engineEnv: { TS_DEBUG_USE_DERP_HTTP: '1' },
     ...extra,
+  };
+}
+
+/** Node `alpha`, answering `GET /hello` with "hello" on port 80: the peer that restarted nodes dial. */
+export async function startHelloPeer(
+  tailnet: Tailnet,
+  stateRoot: string,
+  authKey: string,
+): Promise<{ close(): Promise<void> }> {
+  const alpha = new TailnetNode(nodeOptions(tailnet, stateRoot, 'alpha', { authKey }));
+  const app = Fastify();
+  try {
+    await alpha.up();
+    app.get('/hello', () => 'hello');
+    await serveFastify(app, alpha, 80);
+  } catch (err) {
+    await app.close();
+    await alpha.close();
+    throw err;
+  }
+  return {
+    close: async () => {
+      await app.close();
+      await alpha.close();
+    },
   };
 }
 

@@ -5,16 +5,14 @@
 // session the other side no longer has, and WireGuard alone notices only after 15 s. headscale's
 // batch_change_delay (here 4 s instead of 800 ms) makes that order certain: a restarted node gets its
 // own map at once, its peers hear of the restart one tick later.
-import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTailnet, waitFor, type Tailnet } from '@krkn/testnet';
-import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
-import { captureLogger, nodeOptions, tempDir } from './helpers.js';
+import { TailnetNode, tailnetFetch } from '@krkn/tailnet';
+import { captureLogger, nodeOptions, startHelloPeer, tempDir } from './helpers.js';
 
 const peersLearnAfterMs = 4_000;
 let tailnet: Tailnet;
-let alpha: TailnetNode;
-let app: FastifyInstance;
+let alpha: { close(): Promise<void> } | undefined;
 let authKey: string;
 const state = tempDir();
 const nodes: TailnetNode[] = [];
@@ -23,17 +21,10 @@ beforeAll(async () => {
   tailnet = await startTailnet({ batchChangeDelay: `${peersLearnAfterMs}ms` });
   const user = await tailnet.createUser('restart');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
-  alpha = new TailnetNode(nodeOptions(tailnet, state.dir, 'alpha', { authKey }));
-  await alpha.up();
-  app = Fastify();
-  app.get('/hello', () => 'hello');
-  await serveFastify(app, alpha, 80);
+  alpha = await startHelloPeer(tailnet, state.dir, authKey);
 });
 
 afterAll(async () => {
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
-  await app?.close();
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await Promise.all([alpha?.close(), ...nodes.map((n) => n.close())]);
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await tailnet?.stop();

@@ -5,15 +5,13 @@
 // control and the first test fails on its timeout.
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTailnet, waitFor, type Tailnet } from '@krkn/testnet';
-import { TailnetNode, serveFastify, tailnetFetch } from '@krkn/tailnet';
-import { nodeOptions, rejectionCode, tempDir } from './helpers.js';
+import { TailnetNode, tailnetFetch } from '@krkn/tailnet';
+import { nodeOptions, rejectionCode, startHelloPeer, tempDir } from './helpers.js';
 
 let tailnet: Tailnet;
-let alpha: TailnetNode;
-let app: FastifyInstance;
+let alpha: { close(): Promise<void> } | undefined;
 let authKey: string;
 let frozen = false;
 const state = tempDir();
@@ -44,19 +42,12 @@ beforeAll(async () => {
   tailnet = await startTailnet();
   const user = await tailnet.createUser('warm');
   authKey = await tailnet.createPreAuthKey({ user: user.id, reusable: true });
-  alpha = new TailnetNode(nodeOptions(tailnet, state.dir, 'alpha', { authKey }));
-  await alpha.up();
-  app = Fastify();
-  app.get('/hello', () => 'hello');
-  await serveFastify(app, alpha, 80);
+  alpha = await startHelloPeer(tailnet, state.dir, authKey);
 });
 
 afterAll(async () => {
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   if (frozen && tailnet) freezeControl(false);
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
-  await app?.close();
-  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await Promise.all([alpha?.close(), ...nodes.map((n) => n.close())]);
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when beforeAll failed
   await tailnet?.stop();
