@@ -17,6 +17,8 @@ afterAll(() => pg.stop());
 
 const sender = { ip: '100.64.0.9', node: 'ci.krkn.test', user: 'u', tags: [] };
 const matches = (pattern: string, topic: string): boolean => pattern === topic;
+/** One subscriber node, owed every event of topic `t`. */
+const subscriber = { nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] };
 
 /** A new database as krkn left it at schema `version`, with `rows` (SQL) inserted: for migration tests. */
 async function databaseAtSchema(version: number, rows: string): Promise<string> {
@@ -213,7 +215,7 @@ describe('PostgresStore', () => {
   it('a server killed under concurrent writes fails them with UNAVAILABLE and crashes nothing', async () => {
     const options = { defaultSqlitePath: '/unused', password: pg.password };
     const store = await openStore(pg.url(await pg.createDatabase()), options);
-    await store.subscribe({ nodeId: 'n', nodeName: 'n', address: '100.64.0.2', port: 80, path: '/', topics: ['t'] });
+    await store.subscribe(subscriber);
     const codes = new Set<string>();
     let stop = false;
     // Writers keep transactions open across the kill (a client checked out between two statements).
@@ -239,14 +241,7 @@ describe('PostgresStore', () => {
     const options = { defaultSqlitePath: '/unused', password: pg.password };
     const store = await openStore(pg.url(database), options);
     const deliverer = await openStore(pg.url(database), options); // another replica
-    const sub = await store.subscribe({
-      nodeId: 'n',
-      nodeName: 'n',
-      address: '100.64.0.2',
-      port: 80,
-      path: '/',
-      topics: ['t'],
-    });
+    const sub = await store.subscribe(subscriber);
     // Stall a real publish after it drew its seq: another session holds the same dedupe key, uncommitted,
     // so the publish waits on the unique index (as it would behind a slow disk or a busy server).
     const blocker = new pgDriver.Client({
@@ -283,14 +278,7 @@ describe('PostgresStore', () => {
 
   it('commits publishes arriving together as one group; a bad one fails alone, a duplicate in the group is one', async () => {
     const store = await PostgresStore.open(pg.url(await pg.createDatabase()), { password: pg.password });
-    const sub = await store.subscribe({
-      nodeId: 'n',
-      nodeName: 'n',
-      address: '100.64.0.2',
-      port: 80,
-      path: '/',
-      topics: ['t'],
-    });
+    const sub = await store.subscribe(subscriber);
     const publish = (body: string, topic = 't', dedupeKey?: string) =>
       store.publish({ topic, dedupeKey, method: 'POST', headers: [], body: Buffer.from(body), sender }, matches);
     const groups = store.publishGroups;
