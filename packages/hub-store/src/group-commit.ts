@@ -119,6 +119,13 @@ export interface AsyncGroupCommitOptions extends GroupCommitOptions {
   inFlight: number;
 }
 
+/** A write queued for the next group, with how to settle its promise. */
+interface Waiter<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (err: unknown) => void;
+}
+
 /**
  * Group commit for a store whose transactions are asynchronous (PostgreSQL): the writes queued together
  * go to `commit` as one group (one transaction, one round trip per statement for all of them), and each
@@ -127,7 +134,7 @@ export interface AsyncGroupCommitOptions extends GroupCommitOptions {
  * write fails only itself.
  */
 export class AsyncGroupCommit<I, O> {
-  readonly #queue: { item: I; resolve: (value: O) => void; reject: (err: unknown) => void }[] = [];
+  readonly #queue: Waiter<I, O>[] = [];
   readonly #options: AsyncGroupCommitOptions;
   #scheduled = false;
   #inFlight = 0;
@@ -174,7 +181,7 @@ export class AsyncGroupCommit<I, O> {
     }
   }
 
-  async #commitGroup(group: { item: I; resolve: (value: O) => void; reject: (err: unknown) => void }[]) {
+  async #commitGroup(group: Waiter<I, O>[]) {
     try {
       const results = await this.commit(group.map((g) => g.item));
       this.groups++;

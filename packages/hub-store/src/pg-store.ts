@@ -609,8 +609,7 @@ export class PostgresStore implements HubStore {
          state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
          last_error = CASE WHEN state = 'pending' THEN $4 ELSE last_error END, updated_at = $5
        WHERE subscription_id = $1 AND (event_seq = $6 OR state = 'pending')`,
-      `disabled_at = $5, disabled_reason = $4, offline_since = NULL, probe_at = NULL, held_at = NULL,
-       held_reason = NULL`,
+      `disabled_at = $5, disabled_reason = $4, ${ONLINE}`,
       [status, reason, now, eventSeq],
     );
   }
