@@ -205,10 +205,17 @@ describe('PostgresStore', () => {
       expect((await store.listEvents()).map((e) => e.id)).toEqual([kept.event.id, after.event.id]);
       await store.close();
     } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${database}`);
-      await admin.query(`DROP TABLESPACE IF EXISTS ${database}`);
-      await admin.end();
-      disk.unmount();
+      // Space first: the server may still hold dirty pages of this database, and must be able to write them out
+      // (a checkpoint, a buffer evicted by another test's session) or it fails every later test on this server.
+      // FORCE: the store's sessions may not have ended yet server-side when close() returns.
+      disk.free();
+      try {
+        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+        await admin.query(`DROP TABLESPACE IF EXISTS ${database}`);
+      } finally {
+        await admin.end();
+        disk.unmount();
+      }
     }
   });
 
