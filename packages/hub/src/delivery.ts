@@ -117,6 +117,12 @@ export class Deliverer {
   /** Look for due deliveries now (after a publish, a subscribe, a peer coming online). */
   kick(): void {
     if (this.stopped) return;
+    // A pass under way looks again before it ends. Left to the timer, the kick could be cleared unfired by
+    // that pass as it schedules its next one from what it read before the kick (a lease: up to 30 s idle).
+    if (this.scanning) {
+      this.scanAgain = true;
+      return;
+    }
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), 0);
   }

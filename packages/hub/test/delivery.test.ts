@@ -405,6 +405,33 @@ describe('Deliverer', () => {
     expect(rec.sent.map((s) => [s.event, s.attempt])).toEqual(ids.map((id) => [id, 1]));
   });
 
+  it('loses no kick that arrives while a pass is finishing: the next event goes out at once, not at the lease', async () => {
+    await subscribe('a');
+    const ids = [await publish('ci/1'), await publish('ci/2')];
+    rec.hold = true;
+    // nextDueAt reads when asked and answers 50 ms later; just before it answers, the attempt in flight ends
+    // (delivered, recorded, lease given back, kick) within the same turn of the event loop.
+    let lagging = false;
+    const d = start(
+      storeWith({
+        nextDueAt: async (...args) => {
+          const answer = await store.nextDueAt(...args);
+          if (!lagging) return answer;
+          await new Promise((r) => setTimeout(r, 50));
+          rec.release();
+          for (let i = 0; i < 50; i++) await Promise.resolve();
+          return answer; // read under the lease: ci/2 due only when it expires, 20 s from now
+        },
+      }),
+    );
+    await advance(10);
+    expect(rec.waiting).toBe(1); // ci/1 in flight
+    lagging = true;
+    d.kick();
+    await advance(100);
+    expect(rec.sent.map((s) => s.event)).toEqual(ids);
+  });
+
   it('survives a store that fails, and tries again', async () => {
     await subscribe('a');
     const id = await publish('ci/1');
@@ -462,8 +489,9 @@ describe('Deliverer', () => {
 });
 
 /** The test's store as the deliverer sees it, with some methods replaced (to lag, or to fail). */
-function storeWith(overrides: Pick<DeliveryStore, 'claimDue'>): DeliveryStore {
+function storeWith(overrides: Partial<DeliveryStore>): DeliveryStore {
   return {
+    claimDue: (...args) => store.claimDue(...args),
     releaseLease: (...args) => store.releaseLease(...args),
     nextDueAt: (...args) => store.nextDueAt(...args),
     recordDelivered: (...args) => store.recordDelivered(...args),
