@@ -47,7 +47,7 @@ import {
 export interface PostgresStoreOptions {
   /** The password, read by the caller from a file or the environment: never part of the URL or argv. */
   password?: string | undefined;
-  /** Connections in each of the two pools, durable writes and delivery bookkeeping (default 10). */
+  /** Connections in the pool (default 10). */
   poolSize?: number;
   /** Give up connecting after this long (default 5 s). */
   connectTimeoutMs?: number;
@@ -122,25 +122,16 @@ function setIf(condition: string, assignments: Record<string, string>): string {
  * The shared store: one PostgreSQL database, for one or several krkns replicas. Every write is committed
  * before its promise resolves. Publishes arriving together share one transaction (group commit: a few
  * round trips for the group instead of five per publish); every other write is its own transaction.
- * Delivery bookkeeping (leases and attempt outcomes) commits without waiting for its WAL flush, as on SQLite.
  */
 export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
-  /**
-   * Connections with synchronous_commit off, for leases and attempt outcomes: each delivery paid two WAL
-   * flushes one after another, so one subscriber got at most a few hundred events a second. Their commits
-   * are visible to every replica at once; a server crash may undo the last few (a lease whose holder is gone
-   * with it, or an outcome: that event is attempted again, at least once), never a 202'd event.
-   */
-  readonly #bookkeeping: pg.Pool;
   readonly #trims: BacklogTrims;
   readonly #publishes: AsyncGroupCommit<PublishRequest, PublishResult>;
 
-  private constructor(description: string, pools: Pools, options: PostgresStoreOptions) {
+  private constructor(description: string, pool: pg.Pool, options: PostgresStoreOptions) {
     this.description = description;
-    this.#pool = pools.durable;
-    this.#bookkeeping = pools.bookkeeping;
+    this.#pool = pool;
     this.#trims = new BacklogTrims(options.maxBacklog ?? DEFAULT_MAX_BACKLOG);
     // A group that failed for the database's sake (unreachable, disk full) is not retried: no publish of it
     // could commit alone either, and after a lost COMMIT reply retrying could store an event twice.
@@ -163,7 +154,7 @@ export class PostgresStore implements HubStore {
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const parsed = new URL(url);
     const description = `postgres://${parsed.username}@${parsed.host}${parsed.pathname}`;
-    const config: pg.PoolConfig = {
+    const pool = new pg.Pool({
       // Not connectionString: pg lets the URL's (absent) password override the one given here.
       host: parsed.hostname,
       port: parsed.port ? Number(parsed.port) : 5432,
@@ -176,22 +167,18 @@ export class PostgresStore implements HubStore {
       statement_timeout: options.statementTimeoutMs ?? 15_000,
       keepAlive: true,
       types,
-    };
-    const pools: Pools = {
-      durable: new pg.Pool(config),
-      bookkeeping: new pg.Pool({ ...config, options: '-c synchronous_commit=off' }),
-    };
+    });
     // An idle connection dropped by the server must not crash the process; the next query reconnects.
-    for (const pool of Object.values(pools)) pool.on('error', () => {});
+    pool.on('error', () => {});
     try {
-      await migrate(pools.durable, description);
+      await migrate(pool, description);
     } catch (err) {
-      await Promise.all(Object.values(pools).map((pool) => pool.end()));
+      await pool.end();
       if (err instanceof StoreError) throw err;
       const why = (err as Error).message;
       throw new StoreError('CONNECT_FAILED', `cannot use the PostgreSQL store ${description}: ${why}`, { cause: err });
     }
-    return new PostgresStore(description, pools, options);
+    return new PostgresStore(description, pool, options);
   }
 
   async #q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], on: Queryable = this.#pool): Promise<R[]> {
@@ -220,11 +207,11 @@ export class PostgresStore implements HubStore {
     );
   }
 
-  /** Runs `fn` in a transaction on one connection of `pool`; resolves after COMMIT. */
-  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>, pool = this.#pool): Promise<T> {
+  /** Runs `fn` in a transaction on one connection; resolves after COMMIT. */
+  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
-      client = await pool.connect();
+      client = await this.#pool.connect();
     } catch (err) {
       throw this.#translate(err);
     }
@@ -503,7 +490,7 @@ export class PostgresStore implements HubStore {
         c,
       );
       return this.#hydrate(heads, c);
-    }, this.#bookkeeping);
+    });
   }
 
   /** Loads delivery, event and subscription of each (subscription, seq), in the order given. */
@@ -530,7 +517,6 @@ export class PostgresStore implements HubStore {
     await this.#q(
       'UPDATE subscriptions SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2',
       [subscriptionId, owner],
-      this.#bookkeeping,
     );
   }
 
@@ -562,11 +548,11 @@ export class PostgresStore implements HubStore {
   ): Promise<void> {
     const release = `lease_owner = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_owner END,
       lease_until = CASE WHEN lease_owner = $2 THEN NULL ELSE lease_until END`;
-    await this.#q(
-      `WITH d AS (${deliveries}) UPDATE subscriptions SET ${subscription}, ${release} WHERE id = $1`,
-      [subscriptionId, owner ?? null, ...params],
-      this.#bookkeeping,
-    );
+    await this.#q(`WITH d AS (${deliveries}) UPDATE subscriptions SET ${subscription}, ${release} WHERE id = $1`, [
+      subscriptionId,
+      owner ?? null,
+      ...params,
+    ]);
   }
 
   async recordDelivered(
@@ -807,14 +793,8 @@ export class PostgresStore implements HubStore {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#pool.end(), this.#bookkeeping.end()]);
+    await this.#pool.end();
   }
-}
-
-/** The store's two connection pools (see PostgresStore's #bookkeeping). */
-interface Pools {
-  durable: pg.Pool;
-  bookkeeping: pg.Pool;
 }
 
 /** sslmode=require, verify-ca or verify-full: TLS with the server's certificate verified; otherwise plain TCP. */
