@@ -267,11 +267,10 @@ async function onLoopback(store: BenchStore, count: number, events: number, serv
       ),
     );
     const published = events + RATE_PER_SECOND * RATE_SECONDS;
-    const sum = (f: (s: HubStopped) => number | undefined): number => stopped.reduce((n, s) => n + (f(s) ?? 0), 0);
-    const groups = sum((s) => ('publishGroups' in s ? s.publishGroups : undefined));
-    const commits = sum((s) => ('commits' in s ? s.commits : undefined));
+    const groups = stopped.reduce((n, s) => n + ('publishGroups' in s ? s.publishGroups : 0), 0);
+    const commits = stopped.reduce((n, s) => n + ('commits' in s ? s.commits : 0), 0);
     console.error(
-      groups > 0
+      store.kind === 'postgres'
         ? `${what}: ${(published / groups).toFixed(1)} publishes per group`
         : // SQLite counts the commits of all its group-committed writes, not of publishes alone.
           `${what}: ${published} publishes, ${commits} commits of all group-committed writes`,
