@@ -1,7 +1,7 @@
 // What the hub and inspector benchmarks share: a Hub on loopback with no tailnet behind it.
 import { pino } from 'pino';
 import { Hub, defaultCredentialHeaders, type HubNode, type SendAttempt } from '@krkn/hub';
-import type { HubStore } from '@krkn/hub-store';
+import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 
 /** A node that is never online: no tailnet here, so no subscriber is ever woken by it. */
 export function offlineNode(hostname: string): HubNode {
@@ -15,6 +15,23 @@ export function offlineNode(hostname: string): HubNode {
     on: () => undefined,
     off: () => undefined,
   };
+}
+
+/** The store a benchmark's hub runs on, as plain data: it crosses IPC to bench-hub-child.ts. */
+export type BenchStore =
+  | {
+      kind: 'sqlite';
+      path: string;
+      /** The anchor's store: fsyncs on the event loop, as before (see SqliteStoreOptions). */
+      fsyncOnEventLoop?: boolean;
+    }
+  | { kind: 'postgres'; url: string; password: string };
+
+/** Opens (and migrates) the store `where` names. */
+export async function openBenchStore(where: BenchStore): Promise<SqliteStore | PostgresStore> {
+  return where.kind === 'sqlite'
+    ? SqliteStore.open(where.path, { fsyncOnEventLoop: where.fsyncOnEventLoop })
+    : PostgresStore.open(where.url, { password: where.password });
 }
 
 /** A quiet Hub over `store` with krkns's limits; what a benchmark varies is passed in. */

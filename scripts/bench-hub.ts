@@ -11,12 +11,10 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { identifyAdmin, type SendAttempt } from '@krkn/hub';
-import { PostgresStore, SqliteStore, type HubStore } from '@krkn/hub-store';
 import { TailnetNode, serveFastify, tailnetAgent } from '@krkn/tailnet';
 import { startPostgres, startTailnet, type Postgres } from '@krkn/testnet';
-import { benchHub, offlineNode } from './bench-hub-fixture.js';
-import type { ReplicaReady, ReplicaStart, ReplicaStopped } from './bench-replica-child.js';
+import { openBenchStore, type BenchStore } from './bench-hub-fixture.js';
+import type { HubReady, HubStart, HubStopped } from './bench-hub-child.js';
 import { benchGrowth, growthOnly } from './bench-hub-growth.js';
 import { measuredOn, writeReadmeSection } from './bench-report.js';
 
@@ -72,14 +70,20 @@ async function main(): Promise<void> {
     }
     // The anchor: the same, with the store fsyncing on the event loop as before (leases and outcomes too).
     await column('loopback, SQLite, fsync on the event loop (anchor)', () =>
-      onLoopback([SqliteStore.open(join(dir, 'anchor.db'), { fsyncOnEventLoop: true })], LOOPBACK_EVENTS),
+      onLoopback({ kind: 'sqlite', path: join(dir, 'anchor.db'), fsyncOnEventLoop: true }, 1, LOOPBACK_EVENTS),
     );
     await column('loopback, SQLite (ceiling)', () =>
-      onLoopback([SqliteStore.open(join(dir, 'loopback.db'))], LOOPBACK_EVENTS),
+      onLoopback({ kind: 'sqlite', path: join(dir, 'loopback.db') }, 1, LOOPBACK_EVENTS),
     );
-    const postgres = async (): Promise<Postgres> => (pg ??= await startPostgres()); // fsync on, as in production
-    await column('loopback, PostgreSQL, 1 replica', async () => onReplicas(await postgres(), 1, POSTGRES_EVENTS));
-    await column('loopback, PostgreSQL, 2 replicas', async () => onReplicas(await postgres(), 2, POSTGRES_EVENTS));
+    // A new database per column, on one server (fsync on, as in production); its CPU is counted too.
+    const onPostgres = async (replicas: number): Promise<Results> => {
+      pg ??= await startPostgres();
+      const url = pg.url(await pg.createDatabase());
+      const postmaster = Number((await readFile(join(pg.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+      return onLoopback({ kind: 'postgres', url, password: pg.password }, replicas, POSTGRES_EVENTS, postmaster);
+    };
+    await column('loopback, PostgreSQL, 1 replica', () => onPostgres(1));
+    await column('loopback, PostgreSQL, 2 replicas', () => onPostgres(2));
   } finally {
     await pg?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -180,59 +184,19 @@ async function overTailnet(dir: string): Promise<Results> {
 }
 
 /**
- * The hub code without a tailnet: one hub per store (replicas when the stores share a database), each
- * on its own loopback port, publishers spread over them, deliveries posted over loopback.
+ * The hub code without a tailnet, as krkns runs it: each hub in a process of its own (bench-hub-child.ts),
+ * all on `store` (several hubs: replicas on one PostgreSQL database); publishers here spread over them,
+ * deliveries to a subscriber here. Prints where the CPU went during the throughput run: each hub, this
+ * process (publishers, subscriber) and, when given, the store's server process `serverPid`.
  */
-async function onLoopback(stores: HubStore[], events: number): Promise<Results> {
-  const arrivals = new Map<string, number>();
-  const sub = subscriberApp(arrivals);
-  await sub.listen({ host: '127.0.0.1', port: 0 });
-  const subPort = (sub.server.address() as { port: number }).port;
-  const loopAgent = new Agent({ keepAlive: true, maxSockets: 4 });
-  const send: SendAttempt = async ({ event }, attempt) => {
-    const { status } = await httpJson(loopAgent, '127.0.0.1', subPort, '/in', event.body, 'application/json', {
-      'x-krkn-event-id': event.id,
-      'x-krkn-attempt': String(attempt),
-    });
-    return status < 300 ? { kind: 'delivered', status } : { kind: 'rejected', status, error: `HTTP ${status}` };
-  };
-  const hubs = await Promise.all(stores.map((store, i) => loopbackHub(store, send, `loopback-${i}`)));
-  await stores[0]!.subscribe({
-    nodeId: 'n',
-    nodeName: 'loopback',
-    address: '127.0.0.1',
-    port: subPort,
-    path: '/in',
-    topics: ['bench/**'],
-  });
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  let turn = 0;
-  const publish: Publish = async (topic, body) => {
-    const port = hubs[turn++ % hubs.length]!.port;
-    return eventId(await httpJson(agent, '127.0.0.1', port, `/hooks/${topic}`, body, 'application/json'));
-  };
-  const r = await measure(publish, arrivals, events);
-  agent.destroy();
-  loopAgent.destroy();
-  for (const h of hubs) await h.close();
-  await sub.close();
-  for (const store of stores) await store.close();
-  return r;
-}
-
-/**
- * PostgreSQL replicas as krkns runs them: each hub in a process of its own (bench-replica-child.ts), all
- * on one new database; publishers here spread over them, deliveries to a subscriber here. Prints where
- * the CPU went while measuring: each replica, this process (publishers, subscriber), the PostgreSQL server.
- */
-async function onReplicas(pg: Postgres, count: number, events: number): Promise<Results> {
-  const url = pg.url(await pg.createDatabase());
+async function onLoopback(store: BenchStore, count: number, events: number, serverPid?: number): Promise<Results> {
   const arrivals = new Map<string, number>();
   const sub = subscriberApp(arrivals);
   await sub.listen({ host: '127.0.0.1', port: 0 });
   const subscriberPort = (sub.server.address() as { port: number }).port;
-  const store = await PostgresStore.open(url, { password: pg.password });
-  await store.subscribe({
+  // Subscribed before any hub opens the store: a hub may keep what it reads of subscriptions in memory.
+  const subscribing = await openBenchStore(store);
+  await subscribing.subscribe({
     nodeId: 'n',
     nodeName: 'loopback',
     address: '127.0.0.1',
@@ -240,8 +204,8 @@ async function onReplicas(pg: Postgres, count: number, events: number): Promise<
     path: '/in',
     topics: ['bench/**'],
   });
-  await store.close();
-  const childPath = new URL('./bench-replica-child.ts', import.meta.url).pathname;
+  await subscribing.close();
+  const childPath = new URL('./bench-hub-child.ts', import.meta.url).pathname;
   // fork() passes on this process's execArgv: tsx's loader, which runs the child's TypeScript too.
   const children = Array.from({ length: count }, () =>
     fork(childPath, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
@@ -251,20 +215,26 @@ async function onReplicas(pg: Postgres, count: number, events: number): Promise<
       children.map(
         (child, i) =>
           new Promise<number>((resolve, reject) => {
-            child.once('message', (m: ReplicaReady) => resolve(m.port));
-            child.once('exit', (code) => reject(new Error(`replica ${i} exited (${code}) before it was ready`)));
-            const start: ReplicaStart = { url, password: pg.password, replica: `replica-${i}`, subscriberPort };
+            child.once('message', (m: HubReady) => resolve(m.port));
+            child.once('exit', (code) => reject(new Error(`hub ${i} exited (${code}) before it was ready`)));
+            const start: HubStart = { store, replica: `hub-${i}`, subscriberPort };
             child.send(start);
           }),
       ),
     );
-    const postmaster = Number((await readFile(join(pg.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
-    // CPU ms of each replica, this process (publishers, subscriber) and the PostgreSQL server.
+    // CPU ms of each hub, this process alone (its children are the hubs, and may be the store's server).
     const cpuNow = (): number[] => [
       ...children.map((c) => cpuMsOfTree(c.pid!)),
-      cpuMsOfTree(process.pid),
-      cpuMsOfTree(postmaster),
+      cpuMsOf(process.pid),
+      ...(serverPid === undefined ? [] : [cpuMsOfTree(serverPid)]),
     ];
+    const names = [
+      ...children.map((_, i) => `hub-${i}`),
+      'publishers+subscriber',
+      ...(serverPid === undefined ? [] : [store.kind]),
+    ];
+    const anchor = store.kind === 'sqlite' && store.fsyncOnEventLoop ? ' (fsync on the event loop)' : '';
+    const what = `${count} hub(s) on ${store.kind}${anchor}`;
     let during: { cpu: number[]; at: number } | undefined;
     let throughputLeft = events;
     const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
@@ -276,10 +246,9 @@ async function onReplicas(pg: Postgres, count: number, events: number): Promise<
       if (topic === 'bench/throughput' && --throughputLeft === 0) {
         // Where the CPU went during the throughput run (publishes, and the deliveries running meanwhile).
         const used = cpuNow().map((ms, i) => ms - during!.cpu[i]!);
-        const names = [...children.map((_, i) => `replica-${i}`), 'publishers+subscriber', 'PostgreSQL'];
         const wall = performance.now() - during.at;
         console.error(
-          `${count} replica(s), throughput run: ${wall.toFixed(0)} ms wall, load ${loadavg()[0]!.toFixed(1)}; CPU ms ` +
+          `${what}, throughput run: ${wall.toFixed(0)} ms wall, load ${loadavg()[0]!.toFixed(1)}; CPU ms ` +
             `per event: ${names.map((n, i) => `${n} ${(used[i]! / events).toFixed(2)}`).join(', ')}; ` +
             `cores busy: ${(used.reduce((x, y) => x + y, 0) / wall).toFixed(2)}`,
         );
@@ -288,18 +257,23 @@ async function onReplicas(pg: Postgres, count: number, events: number): Promise<
     };
     const r = await measure(publish, arrivals, events);
     agent.destroy();
-    const groups = await Promise.all(
+    const stopped = await Promise.all(
       children.map(
         (child) =>
-          new Promise<number>((resolve) => {
-            child.once('message', (m: ReplicaStopped) => resolve(m.publishGroups));
+          new Promise<HubStopped>((resolve) => {
+            child.once('message', resolve);
             child.send('stop');
           }),
       ),
     );
     const published = events + RATE_PER_SECOND * RATE_SECONDS;
+    const groups = stopped.reduce((n, s) => n + ('publishGroups' in s ? s.publishGroups : 0), 0);
+    const commits = stopped.reduce((n, s) => n + ('commits' in s ? s.commits : 0), 0);
     console.error(
-      `${count} replica(s): ${(published / groups.reduce((x, y) => x + y, 0)).toFixed(1)} publishes per group`,
+      store.kind === 'postgres'
+        ? `${what}: ${(published / groups).toFixed(1)} publishes per group`
+        : // SQLite counts the commits of all its group-committed writes, not of publishes alone.
+          `${what}: ${published} publishes, ${commits} commits of all group-committed writes`,
     );
     return r;
   } finally {
@@ -308,18 +282,13 @@ async function onReplicas(pg: Postgres, count: number, events: number): Promise<
   }
 }
 
+/** CPU time (ms) of process `pid` alone, all its threads (Linux /proc; 0 elsewhere). */
+function cpuMsOf(pid: number): number {
+  return (procTicks(pid, [14, 15]) * 1000) / USER_HZ;
+}
+
 /** CPU time (ms) of process `pid` and its children, living or reaped (Linux /proc; 0 elsewhere). */
 function cpuMsOfTree(pid: number): number {
-  const ticks = (p: number | string, fields: number[]): number => {
-    try {
-      // Fields after the command (which may hold spaces) in parentheses; utime is field 14 (1-based).
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return fields.reduce((sum, f) => sum + Number(rest[f - 3]), 0);
-    } catch {
-      return 0; // gone meanwhile
-    }
-  };
   const parentOf = (p: string): number => {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
@@ -330,35 +299,22 @@ function cpuMsOfTree(pid: number): number {
   };
   const live = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && parentOf(p) === pid);
   // utime, stime; for the postmaster also cutime, cstime (the backends it has reaped).
-  const total = ticks(pid, [14, 15, 16, 17]) + live.reduce((sum, p) => sum + ticks(p, [14, 15]), 0);
-  return (total * 1000) / 100; // USER_HZ is 100 on Linux
+  const total = procTicks(pid, [14, 15, 16, 17]) + live.reduce((sum, p) => sum + procTicks(p, [14, 15]), 0);
+  return (total * 1000) / USER_HZ;
 }
 
-/** A Hub on `store`, served on a loopback port. */
-async function loopbackHub(
-  store: HubStore,
-  send: SendAttempt,
-  replica: string,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const hub = benchHub({
-    store,
-    node: offlineNode(replica),
-    replica,
-    send,
-    retentionMs: 86400e3,
-    retryScheduleMs: [0, 5000],
-  });
-  const app = await hub.app(identifyAdmin);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  hub.start();
-  const port = (app.server.address() as { port: number }).port;
-  return {
-    port,
-    close: async () => {
-      await hub.stop(1000);
-      await app.close();
-    },
-  };
+const USER_HZ = 100; // on Linux
+
+/** The sum of `fields` (1-based, as in proc(5): utime is 14) of /proc/<pid>/stat; 0 once it is gone. */
+function procTicks(pid: number | string, fields: number[]): number {
+  try {
+    // Fields after the command (which may hold spaces) in parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields.reduce((sum, f) => sum + Number(rest[f - 3]), 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** Throughput with CONCURRENCY publishers, then latency at a fixed rate, both until delivered. */
@@ -409,7 +365,6 @@ function httpJson(
   path: string,
   body: Buffer,
   type: string,
-  extra: Record<string, string> = {},
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -419,7 +374,7 @@ function httpJson(
         path,
         method: 'POST',
         agent,
-        headers: { 'content-type': type, 'content-length': body.length, ...extra },
+        headers: { 'content-type': type, 'content-length': body.length },
       },
       (res) => {
         let text = '';

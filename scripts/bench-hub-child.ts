@@ -1,33 +1,40 @@
-// One krkns replica for bench:hub, in a process of its own: replicas sharing one Node process would
-// share one event loop (one core), and the benchmark would measure that, not the shared store. A Hub on
-// a PostgreSQL store, served on a loopback port, delivering over loopback to the parent's subscriber.
-// Driven over IPC by scripts/bench-hub.ts: it sends a ReplicaStart, gets a ReplicaReady (the port), and
-// later sends 'stop' and gets a ReplicaStopped before the process exits.
+// One hub for bench:hub's loopback columns, in a process of its own, as `krkns run` is: a hub in the
+// bench's process would share its event loop (one core) with the publishers and the subscriber, and
+// replicas in one process would share one core, so the benchmark would measure that, not the store. A
+// Hub on a SQLite file or a PostgreSQL database, served on a loopback port, delivering over loopback to
+// the parent's subscriber. Driven over IPC by scripts/bench-hub.ts: it sends a HubStart, gets a HubReady
+// (the port), and later sends 'stop' and gets a HubStopped before the process exits.
 import { Agent, request } from 'node:http';
 import { identifyAdmin, type SendAttempt } from '@krkn/hub';
 import { PostgresStore } from '@krkn/hub-store';
-import { benchHub, offlineNode } from './bench-hub-fixture.js';
+import { benchHub, offlineNode, openBenchStore, type BenchStore } from './bench-hub-fixture.js';
 
-export interface ReplicaStart {
-  url: string;
-  password: string;
+export interface HubStart {
+  store: BenchStore;
+  /** This hub's name among replicas on one store. */
   replica: string;
   subscriberPort: number;
 }
-export interface ReplicaReady {
+export interface HubReady {
   port: number;
 }
-export interface ReplicaStopped {
-  /** Publish groups committed (publishes per group = publishes / groups). */
-  publishGroups: number;
-}
+/** The store's group-commit counters; SQLite counts no publish groups of its own, only all its commits. */
+export type HubStopped =
+  | {
+      /** PostgreSQL: publish groups committed (publishes per group = publishes / groups). */
+      publishGroups: number;
+    }
+  | {
+      /** SQLite: transactions committed, of every write that goes through its group commit. */
+      commits: number;
+    };
 
-function send(message: ReplicaReady | ReplicaStopped): void {
+function send(message: HubReady | HubStopped): void {
   process.send!(message);
 }
 
-async function start({ url, password, replica, subscriberPort }: ReplicaStart): Promise<void> {
-  const store = await PostgresStore.open(url, { password });
+async function start({ store: where, replica, subscriberPort }: HubStart): Promise<void> {
+  const store = await openBenchStore(where);
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
   const deliver: SendAttempt = ({ event }, attempt) =>
     new Promise((resolve, reject) => {
@@ -74,7 +81,7 @@ async function start({ url, password, replica, subscriberPort }: ReplicaStart): 
     await app.close();
     agent.destroy();
     await store.close();
-    send({ publishGroups: store.publishGroups });
+    send(store instanceof PostgresStore ? { publishGroups: store.publishGroups } : { commits: store.commits });
     process.disconnect();
   };
   process.once('message', () => void stop().catch(fail));
@@ -86,4 +93,4 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
-process.once('message', (message: ReplicaStart) => void start(message).catch(fail));
+process.once('message', (message: HubStart) => void start(message).catch(fail));
