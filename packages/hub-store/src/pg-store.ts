@@ -5,6 +5,7 @@ import { pgMigrations } from './pg-schema.js';
 import {
   BacklogTrims,
   EVENT_COLUMNS,
+  EVENT_WIDTH,
   eventValues,
   firstSince,
   owedTo,
@@ -249,9 +250,8 @@ export class PostgresStore implements HubStore {
     return this.#tx(async (c) => {
       await this.#q(`SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`, [], c);
       const ids = group.map((p) => newEventId(p.now));
-      const width = EVENT_COLUMNS.split(',').length;
       const rows = group.map(
-        (_, i) => `(${Array.from({ length: width }, (_, j) => `$${i * width + j + 1}`).join(', ')})`,
+        (_, i) => `(${Array.from({ length: EVENT_WIDTH }, (_, j) => `$${i * EVENT_WIDTH + j + 1}`).join(', ')})`,
       );
       // One round trip: insert (unless the dedupe key is taken: the unique index waits for a racing
       // publish of the same key to commit) and read the subscriptions to match.
@@ -623,18 +623,12 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
-    await this.#outcome(
-      subscriptionId,
-      releaseFor,
-      'UPDATE deliveries SET last_error = $3, updated_at = $4 WHERE subscription_id = $1 AND event_seq = $7',
-      setIf(NOT_RESUBSCRIBED, {
-        offline_since: 'COALESCE(offline_since, $4)',
-        probe_at: '$5',
-        held_at: 'NULL',
-        held_reason: 'NULL',
-      }),
-      [error, now, probeAt, attemptStartedAt, eventSeq],
-    );
+    await this.#park(subscriptionId, releaseFor, [error, now, probeAt, attemptStartedAt, eventSeq], {
+      offline_since: 'COALESCE(offline_since, $4)',
+      probe_at: '$5',
+      held_at: 'NULL',
+      held_reason: 'NULL',
+    });
   }
 
   async recordHeld(
@@ -646,17 +640,31 @@ export class PostgresStore implements HubStore {
     now = Date.now(),
     releaseFor?: string,
   ): Promise<void> {
+    await this.#park(subscriptionId, releaseFor, [reason, now, probeAt, attemptStartedAt, eventSeq], {
+      held_at: 'COALESCE(held_at, $4)',
+      held_reason: '$3',
+      probe_at: '$5',
+      offline_since: 'NULL',
+    });
+  }
+
+  /**
+   * An attempt that never reached its subscriber: the error ($3) on the delivery (no attempt spent) and `set`
+   * on the subscription, unless it subscribed again after the attempt began ($6). `params` are $3 to $7:
+   * error, now, probe time, attempt start, event seq.
+   */
+  async #park(
+    subscriptionId: string,
+    releaseFor: string | undefined,
+    params: [string, number, number, number, number],
+    set: Record<string, string>,
+  ): Promise<void> {
     await this.#outcome(
       subscriptionId,
       releaseFor,
       'UPDATE deliveries SET last_error = $3, updated_at = $4 WHERE subscription_id = $1 AND event_seq = $7',
-      setIf(NOT_RESUBSCRIBED, {
-        held_at: 'COALESCE(held_at, $4)',
-        held_reason: '$3',
-        probe_at: '$5',
-        offline_since: 'NULL',
-      }),
-      [reason, now, probeAt, attemptStartedAt, eventSeq],
+      setIf(NOT_RESUBSCRIBED, set),
+      params,
     );
   }
 

@@ -63,10 +63,13 @@ export interface DeliveryRow {
   last_error: string | null;
 }
 
-/** The insert values of an event, in the column order of {@link EVENT_COLUMNS}. */
+/** The columns an event is inserted with, in the order of {@link eventValues}. */
 export const EVENT_COLUMNS =
   'id, topic, received_at, dedupe_key, method, headers, body, sender_ip, sender_node, sender_user, sender_tags';
+/** How many values {@link eventValues} gives: one per column of {@link EVENT_COLUMNS}. */
+export const EVENT_WIDTH = EVENT_COLUMNS.split(',').length;
 
+/** The insert values of an event, in the column order of {@link EVENT_COLUMNS}. */
 export function eventValues(id: string, e: NewEvent, now: number): unknown[] {
   const s = e.sender;
   const headers = JSON.stringify(e.headers);

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import {
   BacklogTrims,
   EVENT_COLUMNS,
+  EVENT_WIDTH,
   eventValues,
   firstSince,
   insertedEvent,
@@ -157,7 +158,7 @@ export class SqliteCore {
       }
       const id = newEventId(now);
       const { lastInsertRowid } = this.#sql(
-        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (${Array(EVENT_WIDTH).fill('?').join(', ')})`,
       ).run(...eventValues(id, input, now));
       const event = insertedEvent(id, Number(lastInsertRowid), input, now);
       const owe = this.#sql(
@@ -412,17 +413,9 @@ export class SqliteCore {
     attemptStartedAt: number,
     now = Date.now(),
   ): void {
-    this.transaction(() => {
-      this.#sql('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?').run(
-        error,
-        now,
-        subscriptionId,
-        eventSeq,
-      );
-      this.#sql(
-        `UPDATE subscriptions SET offline_since = COALESCE(offline_since, ?), probe_at = ?, held_at = NULL,
-           held_reason = NULL WHERE id = ? AND updated_at <= ?`,
-      ).run(now, probeAt, subscriptionId, attemptStartedAt);
+    this.#park(subscriptionId, eventSeq, error, now, attemptStartedAt, {
+      sql: 'offline_since = COALESCE(offline_since, ?), probe_at = ?, held_at = NULL, held_reason = NULL',
+      params: [now, probeAt],
     });
   }
 
@@ -434,17 +427,36 @@ export class SqliteCore {
     attemptStartedAt: number,
     now = Date.now(),
   ): void {
+    this.#park(subscriptionId, eventSeq, reason, now, attemptStartedAt, {
+      sql: 'held_at = COALESCE(held_at, ?), held_reason = ?, probe_at = ?, offline_since = NULL',
+      params: [now, reason, probeAt],
+    });
+  }
+
+  /**
+   * An attempt that never reached its subscriber: `error` on the delivery (no attempt spent) and `set` on the
+   * subscription, unless it subscribed again after the attempt began.
+   */
+  #park(
+    subscriptionId: string,
+    eventSeq: number,
+    error: string,
+    now: number,
+    attemptStartedAt: number,
+    set: { sql: string; params: unknown[] },
+  ): void {
     this.transaction(() => {
       this.#sql('UPDATE deliveries SET last_error = ?, updated_at = ? WHERE subscription_id = ? AND event_seq = ?').run(
-        reason,
+        error,
         now,
         subscriptionId,
         eventSeq,
       );
-      this.#sql(
-        `UPDATE subscriptions SET held_at = COALESCE(held_at, ?), held_reason = ?, probe_at = ?, offline_since = NULL
-         WHERE id = ? AND updated_at <= ?`,
-      ).run(now, reason, probeAt, subscriptionId, attemptStartedAt);
+      this.#sql(`UPDATE subscriptions SET ${set.sql} WHERE id = ? AND updated_at <= ?`).run(
+        ...set.params,
+        subscriptionId,
+        attemptStartedAt,
+      );
     });
   }
 

@@ -56,23 +56,21 @@ export class SqliteStore implements HubStore {
     this.#writes = new GroupCommit((fn) => core.transaction(fn), options.groupCommit, wal && (() => wal.sync()));
   }
 
-  /** Runs a write in the group commit; a full disk fails it as StoreError FULL (nothing of it committed). */
-  async #write<T>(work: () => T): Promise<T> {
+  /**
+   * Runs a write in the group commit, or `atOnce` outside it; a full disk fails it as StoreError FULL (nothing of
+   * it committed).
+   */
+  async #write<T>(work: () => T, atOnce = false): Promise<T> {
     try {
-      return await this.#writes.run(work);
+      return atOnce ? work() : await this.#writes.run(work);
     } catch (err) {
       throw fullDisk(this.#core.path, err) ?? err;
     }
   }
 
   /** Delivery bookkeeping: at once, unless fsyncOnEventLoop sends it through the group commit. */
-  async #bookkeeping<T>(write: () => T): Promise<T> {
-    if (!this.#wal) return this.#write(write);
-    try {
-      return write();
-    } catch (err) {
-      throw fullDisk(this.#core.path, err) ?? err;
-    }
+  #bookkeeping<T>(write: () => T): Promise<T> {
+    return this.#write(write, this.#wal !== undefined);
   }
 
   /** Opens (creating if needed, mode 0600) and migrates the database at path. */
