@@ -54,20 +54,30 @@ interface Step {
   fillSeconds: number;
 }
 
-/** Whether argv asks for the growth rows only. */
-export function growthOnly(argv: readonly string[]): boolean {
+const BACKENDS: readonly Backend[] = ['sqlite', 'postgres'];
+
+/**
+ * Whether argv asks for the growth rows only, and on which backends: `--growth-only` (both), `--growth-only
+ * sqlite` or `--growth-only postgres` (that one), `--only growth` (both); undefined when it does not.
+ */
+export function growthOnly(argv: readonly string[]): readonly Backend[] | undefined {
+  const at = argv.indexOf('--growth-only');
+  if (at >= 0) {
+    const one = BACKENDS.find((b) => b === argv[at + 1]);
+    return one ? [one] : BACKENDS;
+  }
   const only = argv.indexOf('--only');
-  return argv.includes('--growth-only') || (only >= 0 && argv[only + 1] === 'growth');
+  return only >= 0 && argv[only + 1] === 'growth' ? BACKENDS : undefined;
 }
 
-/** Runs the growth steps on both backends; resolves with the markdown table (a failed backend says why). */
-export async function benchGrowth(): Promise<string> {
+/** Runs the growth steps on `backends`; resolves with the markdown table (a failed backend says why). */
+export async function benchGrowth(backends: readonly Backend[] = BACKENDS): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-growth-'));
   const steps: Step[] = [];
   const failed: string[] = [];
   let server: Postgres | undefined;
   try {
-    for (const backend of ['sqlite', 'postgres'] as const) {
+    for (const backend of backends) {
       try {
         let fill: Filler;
         let open: () => Promise<HubStore>;
