@@ -41,8 +41,9 @@ interface Results {
 }
 
 async function main(): Promise<void> {
-  if (growthOnly(process.argv)) {
-    console.log(await benchGrowth());
+  const growthBackends = growthOnly(process.argv);
+  if (growthBackends) {
+    console.log(await benchGrowth(growthBackends));
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), 'krkn-bench-hub-'));
