@@ -285,29 +285,22 @@ async function onLoopback(store: BenchStore, count: number, events: number, serv
 
 /** CPU time (ms) of process `pid` alone, all its threads (Linux /proc; 0 elsewhere). */
 function cpuMsOf(pid: number): number {
-  return (procTicks(pid, [14, 15]) * 1000) / USER_HZ;
+  return (procStat(pid, [14, 15]) * 1000) / USER_HZ;
 }
 
 /** CPU time (ms) of process `pid` and its children, living or reaped (Linux /proc; 0 elsewhere). */
 function cpuMsOfTree(pid: number): number {
-  const parentOf = (p: string): number => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    } catch {
-      return 0;
-    }
-  };
-  const live = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && parentOf(p) === pid);
+  const live = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && procStat(p, [PPID]) === pid);
   // utime, stime; for the postmaster also cutime, cstime (the backends it has reaped).
-  const total = procTicks(pid, [14, 15, 16, 17]) + live.reduce((sum, p) => sum + procTicks(p, [14, 15]), 0);
+  const total = procStat(pid, [14, 15, 16, 17]) + live.reduce((sum, p) => sum + procStat(p, [14, 15]), 0);
   return (total * 1000) / USER_HZ;
 }
 
 const USER_HZ = 100; // on Linux
+const PPID = 4; // the parent's pid, in proc(5)'s numbering
 
 /** The sum of `fields` (1-based, as in proc(5): utime is 14) of /proc/<pid>/stat; 0 once it is gone. */
-function procTicks(pid: number | string, fields: number[]): number {
+function procStat(pid: number | string, fields: number[]): number {
   try {
     // Fields after the command (which may hold spaces) in parentheses.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

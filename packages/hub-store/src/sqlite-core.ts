@@ -44,6 +44,9 @@ import {
   type TopicMatcher,
 } from './types.js';
 
+/** An event's INSERT, built once: it runs on every publish. */
+const EVENT_INSERT = `INSERT INTO events (${EVENT_COLUMNS}) VALUES (${Array(EVENT_WIDTH).fill('?').join(', ')})`;
+
 /**
  * krkns's storage in one SQLite file (WAL, synchronous=FULL), synchronously: every method that writes
  * has committed to disk when it returns — unless it runs inside {@link transaction}, whose commit then
@@ -157,9 +160,7 @@ export class SqliteCore {
         if (seen) return { event: toEvent(seen as EventRow), duplicate: true };
       }
       const id = newEventId(now);
-      const { lastInsertRowid } = this.#sql(
-        `INSERT INTO events (${EVENT_COLUMNS}) VALUES (${Array(EVENT_WIDTH).fill('?').join(', ')})`,
-      ).run(...eventValues(id, input, now));
+      const { lastInsertRowid } = this.#sql(EVENT_INSERT).run(...eventValues(id, input, now));
       const event = insertedEvent(id, Number(lastInsertRowid), input, now);
       const owe = this.#sql(
         `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
