@@ -55,6 +55,11 @@ const EVENT_INSERT = `INSERT INTO events (${EVENT_COLUMNS}) VALUES (${Array(EVEN
  */
 export class SqliteCore {
   readonly #db: Database.Database;
+  /**
+   * One transaction wrapper, made once: better-sqlite3's `db.transaction(fn)` builds four wrappers and
+   * their properties on every call, and a publish makes two (its own and its group commit's savepoint).
+   */
+  readonly #inTransaction: (fn: () => unknown) => unknown;
   readonly #statements = new Map<string, Database.Statement>();
 
   readonly #trims: BacklogTrims;
@@ -73,6 +78,7 @@ export class SqliteCore {
     maxBacklog: number,
   ) {
     this.#db = db;
+    this.#inTransaction = db.transaction((fn: () => unknown) => fn());
     this.#trims = new BacklogTrims(maxBacklog);
   }
 
@@ -112,7 +118,7 @@ export class SqliteCore {
   /** Runs `fn` in one transaction (a savepoint when nested): all of it commits, or none of it. */
   transaction<T>(fn: () => T): T {
     try {
-      return this.#db.transaction(fn)();
+      return this.#inTransaction(fn) as T;
     } catch (err) {
       this.#owners = undefined;
       throw err;
