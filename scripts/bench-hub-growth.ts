@@ -2,10 +2,10 @@
 // and `GET /events` latency through the real hub over loopback HTTP, with 10k, 100k and 1M events stored,
 // on SQLite and on PostgreSQL.
 //
-// Filling is not what is measured, so it is bulk SQL, one transaction per step (10k, +90k, +900k), with the
-// hub closed; the hub is then opened on the filled store and measured. The stored events look like a busy
-// hub's: nine topics in turn plus a rare one (ops/pager, one event in 1,000), 1 KiB bodies, half with a
-// dedupe key, receipt times 0.5 s apart ending now; two subscriptions were owed them (`audit` every one,
+// Filling is not what is measured, so it is bulk SQL, one transaction per store, one store per size, with the
+// hub closed; a hub is then opened on each filled store and all are measured in turns. The stored events look
+// like a busy hub's: nine topics in turn plus a rare one (ops/pager, one event in 1,000), 1 KiB bodies, half
+// with a dedupe key, receipt times 0.5 s apart ending now; two subscriptions were owed them (`audit` every one,
 // `ci` the ci/ ones), each delivery done: delivered, or failed after 3 attempts (one in 33). Nothing filled is
 // pending, so the hub's deliverer works only on what the run publishes (to the live subscriber, bench/**).
 // Bounded: the 1M fill takes about a minute per backend here; each step measures for a few seconds.
@@ -28,6 +28,10 @@ const PUBLISHES = { sqlite: 3_000, postgres: 1_000 };
 /** GET /events requests per kind and step, one at a time, after WARMUP uncounted ones per kind. */
 const GETS = 200;
 const WARMUP = 20;
+/** Turns each store's publishes are split into (see measure). */
+const THROUGHPUT_ROUNDS = 3;
+/** How long a stage's deliveries may take to drain after its publishes. */
+const DRAIN_TIMEOUT_MS = 300_000;
 const SPACING_MS = 500;
 const TOPICS = [
   'github/push',
@@ -82,32 +86,38 @@ export async function benchGrowth(backends: readonly Backend[] = BACKENDS): Prom
   let server: Postgres | undefined;
   try {
     for (const backend of backends) {
+      const stages: Stage[] = [];
       try {
-        let fill: Filler;
-        let open: () => Promise<HubStore>;
-        if (backend === 'sqlite') {
-          const path = join(dir, 'growth.db');
-          open = async () => SqliteStore.open(path);
-          fill = sqliteFiller(path);
-        } else {
-          server = await startPostgres();
-          const url = server.url(await server.createDatabase());
-          const password = server.password;
-          open = async () => PostgresStore.open(url, { password });
-          fill = pgFiller(url, password);
-        }
-        for (const [i, size] of SIZES.entries()) {
+        // One store per size, filled once, all open together: measured in turns, so drift on the machine
+        // (load, frequency, the process warming up) falls on every size alike instead of on the later ones.
+        for (const size of SIZES) {
+          let fill: Filler;
+          let open: () => Promise<HubStore>;
+          if (backend === 'sqlite') {
+            const path = join(dir, `growth-${size}.db`);
+            open = async () => SqliteStore.open(path);
+            fill = sqliteFiller(path);
+          } else {
+            server ??= await startPostgres();
+            const url = server.url(await server.createDatabase());
+            const password = server.password;
+            open = async () => PostgresStore.open(url, { password });
+            fill = pgFiller(url, password);
+          }
           const t0 = performance.now();
-          await prepare(open, i === 0);
+          await prepare(open);
           await fill(size);
-          const fillSeconds = (performance.now() - t0) / 1000;
-          const step = await measure(backend, await open(), size, fillSeconds);
-          console.error(`growth ${backend} ${size}: ${JSON.stringify(step)}`);
+          stages.push(await openStage(await open(), size, (performance.now() - t0) / 1000));
+        }
+        for (const step of await measure(backend, stages)) {
+          console.error(`growth ${backend} ${step.stored}: ${JSON.stringify(step)}`);
           steps.push(step);
         }
       } catch (err) {
         failed.push(`${backend}: ${(err as Error).message}`);
         console.error(`growth ${backend} failed:`, err);
+      } finally {
+        for (const stage of stages) await stage.close();
       }
     }
   } finally {
@@ -118,8 +128,7 @@ export async function benchGrowth(backends: readonly Backend[] = BACKENDS): Prom
 }
 
 /** Creates the schema and the fill's subscriptions on a fresh store (then closes it for the fill). */
-async function prepare(open: () => Promise<HubStore>, fresh: boolean): Promise<void> {
-  if (!fresh) return;
+async function prepare(open: () => Promise<HubStore>): Promise<void> {
   const store = await open();
   for (const [name, topics] of [
     ['audit', FILL_TOPICS],
@@ -132,14 +141,11 @@ async function prepare(open: () => Promise<HubStore>, fresh: boolean): Promise<v
   await store.close();
 }
 
-/**
- * Adds events after the newest (seqs from..to, exclusive..inclusive) until `size` are stored (what earlier
- * steps published stays stored and counts), with their finished deliveries.
- */
+/** Adds events after the newest until `size` are stored (into a store just prepared), with their finished deliveries. */
 type Filler = (size: number) => Promise<void>;
 
-/** Receipt time of the i-th filled event: SPACING_MS apart, the last of the largest step about now. */
-const base = Date.now() - SIZES.at(-1)! * SPACING_MS - 60_000;
+/** Receipt time of a store's first filled event: SPACING_MS apart, its last about a minute ago. */
+const receiptBase = (size: number): number => Date.now() - size * SPACING_MS - 60_000;
 
 function sqliteFiller(path: string): Filler {
   return async (size) => {
@@ -164,7 +170,7 @@ function sqliteFiller(path: string): Filler {
            '[["content-type","application/json"],["user-agent","GitHub-Hookshot/1"]]', randomblob(1024),
            '100.64.0.7', 'ci-runner', 'ci@example.com', '["tag:ci"]'
          FROM i`,
-      ).run({ from, to, rare: RARE_TOPIC, topics, base, spacing: SPACING_MS });
+      ).run({ from, to, rare: RARE_TOPIC, topics, base: receiptBase(size), spacing: SPACING_MS });
       const owe = (sub: string, where: string) =>
         db
           .prepare(
@@ -216,7 +222,7 @@ function pgFiller(url: string, password: string): Filler {
            '[["content-type","application/json"],["user-agent","GitHub-Hookshot/1"]]',
            decode(repeat(md5(n::text), 64), 'hex'), '100.64.0.7', 'ci-runner', 'ci@example.com', '["tag:ci"]'
          FROM generate_series($1::bigint + 1, $2::bigint) AS n`,
-        [from, to, RARE_TOPIC, TOPICS, base, SPACING_MS],
+        [from, to, RARE_TOPIC, TOPICS, receiptBase(size), SPACING_MS],
       );
       const owe = (sub: string, where: string) =>
         client.query(
@@ -233,15 +239,32 @@ function pgFiller(url: string, password: string): Filler {
       // The hub's own inserts continue after the filled seqs.
       await client.query(`SELECT setval(pg_get_serial_sequence('events', 'seq'), (SELECT MAX(seq) FROM events))`);
       await client.query('COMMIT');
-      await client.query('ANALYZE');
+      // Settle the store as weeks of autovacuum and checkpoints would have (and as a DBA does after a bulk
+      // load): otherwise the measurement meets the fill's aftermath, the first reads setting hint bits on
+      // every filled page, autovacuum starting on the million new rows, and the fill's WAL checkpointed.
+      await client.query('VACUUM (ANALYZE)');
+      await client.query('CHECKPOINT');
     } finally {
       await client.end();
     }
   };
 }
 
-/** Opens the hub on the filled store, measures publishes then GET /events, and closes both. */
-async function measure(backend: Backend, store: HubStore, stored: number, fillSeconds: number): Promise<Step> {
+/** A filled store with its hub and subscriber, open while every size is measured. */
+interface Stage {
+  stored: number;
+  fillSeconds: number;
+  /** The hub's loopback port. */
+  port: number;
+  /** Deliveries the subscriber has received. */
+  delivered(): number;
+  /** Time spent in the store's two reads of a listing so far, summed (the GETs run one at a time). */
+  storeMs(): number;
+  close(): Promise<void>;
+}
+
+/** Opens a hub on a filled store, with a live subscriber for what the run publishes (bench/**). */
+async function openStage(store: HubStore, stored: number, fillSeconds: number): Promise<Stage> {
   let delivered = 0;
   const sub = Fastify({ bodyLimit: 1 << 20 });
   sub.removeAllContentTypeParsers();
@@ -253,7 +276,6 @@ async function measure(backend: Backend, store: HubStore, stored: number, fillSe
   await sub.listen({ host: '127.0.0.1', port: 0 });
   const subPort = (sub.server.address() as { port: number }).port;
   const sendAgent = new Agent({ keepAlive: true, maxSockets: 4 });
-  // Time spent in the store's two reads of the listing, summed across calls (the GETs run one at a time).
   let storeMs = 0;
   const timed =
     <A extends unknown[], R>(read: (...args: A) => Promise<R>) =>
@@ -281,8 +303,7 @@ async function measure(backend: Backend, store: HubStore, stored: number, fillSe
   const app = await hub.app(identifyAdmin);
   await app.listen({ host: '127.0.0.1', port: 0 });
   hub.start();
-  const port = (app.server.address() as { port: number }).port;
-  const live = await store.subscribe({
+  await store.subscribe({
     nodeId: 'n-live',
     nodeName: 'live',
     address: '127.0.0.1',
@@ -290,75 +311,115 @@ async function measure(backend: Backend, store: HubStore, stored: number, fillSe
     path: '/in',
     topics: ['bench/**'],
   });
+  return {
+    stored,
+    fillSeconds,
+    port: (app.server.address() as { port: number }).port,
+    delivered: () => delivered,
+    storeMs: () => storeMs,
+    close: async () => {
+      sendAgent.destroy();
+      await hub.stop(1000);
+      await app.close();
+      await sub.close();
+      await store.close();
+    },
+  };
+}
+
+/**
+ * Measures every stage in turns, the order rotated each round: publish throughput over THROUGHPUT_ROUNDS
+ * rounds (each stage's deliveries drained before the next stage's turn), then GET /events in rounds of one
+ * request per stage and kind.
+ */
+async function measure(backend: Backend, stages: Stage[]): Promise<Step[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const inTurn = (round: number): Stage[] => stages.map((_, i) => stages[(i + round) % stages.length]!);
   try {
-    const events = PUBLISHES[backend];
-    let next = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next++ < events) {
-          const r = await http(agent, port, 'POST', '/hooks/bench/growth', BODY);
-          if (r.status !== 202) throw new Error(`publish: HTTP ${r.status} ${r.text.slice(0, 200)}`);
-        }
-      }),
-    );
-    const throughput = events / ((performance.now() - t0) / 1000);
-    // Listing is measured with the deliverer idle, as on a hub between bursts. PostgreSQL delivers to the one
-    // subscriber one commit at a time: 920 of 1,000 took 120 s at load 24.
-    const deadline = Date.now() + 300_000;
-    while (delivered < events) {
-      if (Date.now() > deadline) throw new Error(`${delivered} of ${events} delivered after 300 s`);
-      await new Promise((r) => setTimeout(r, 20));
+    const perRound = Math.ceil(PUBLISHES[backend] / THROUGHPUT_ROUNDS);
+    const publishing = new Map(stages.map((s) => [s, { sent: 0, events: 0, ms: 0 }]));
+    // Round -1 is not counted: the publish path's code is not yet optimised in the first stage's first turn.
+    for (let round = -1; round < THROUGHPUT_ROUNDS; round++) {
+      for (const stage of inTurn(round + 1)) {
+        const t = publishing.get(stage)!;
+        const ms = await publishBurst(agent, stage.port, perRound);
+        t.sent += perRound;
+        if (round >= 0) [t.ms, t.events] = [t.ms + ms, t.events + perRound];
+        // Listing is measured with the deliverer idle, as on a hub between bursts; and a stage's deliveries
+        // must not run on into the next stage's turn.
+        await drained(stage, t.sent);
+      }
     }
-    const cursor = `evt_fill${String(Math.floor(stored / 2)).padStart(17, '0')}`;
     const kinds = [
-      ['first page', '/events'],
-      ['newest page', '/events?order=newest'],
-      ['topic ci/build', '/events?topic=ci/build'],
+      ['first page', () => '/events'],
+      ['newest page', () => '/events?order=newest'],
+      ['topic ci/build', () => '/events?topic=ci/build'],
       // Ten, not a page of 100: at 10k stored the rare topic has only 10 events, and a step listing 10 times as
       // many rows would measure the page's length, not the store's size. Its 10 newest at 1M span 10k events.
-      [`rare topic ${RARE_TOPIC}, 10 newest`, `/events?topic=${RARE_TOPIC}&order=newest&limit=10`],
-      ['page after a cursor', `/events?after=${cursor}`],
+      [`rare topic ${RARE_TOPIC}, 10 newest`, () => `/events?topic=${RARE_TOPIC}&order=newest&limit=10`],
+      ['page after a cursor', (s: Stage) => `/events?after=evt_fill${String(s.stored / 2).padStart(17, '0')}`],
     ] as const;
-    const times = kinds.map(() => [] as number[]);
-    const inStore = kinds.map(() => [] as number[]);
-    // Round after round of one GET per kind, so a burst of load elsewhere on the machine (the runs share it)
-    // falls on every kind alike; the first WARMUP rounds are not counted: the first step runs in a fresh process
-    // (code not yet optimised) on a store just opened (its page cache empty), the later ones do not.
+    const times = new Map(stages.map((s) => [s, kinds.map(() => [] as number[])]));
+    const inStore = new Map(stages.map((s) => [s, kinds.map(() => [] as number[])]));
+    // The first WARMUP rounds are not counted: the code is not yet optimised and the stores' caches are cold.
     for (let round = -WARMUP; round < GETS; round++) {
-      for (const [k, [, path]] of kinds.entries()) {
-        const s = performance.now();
-        const stored0 = storeMs;
-        const r = await http(agent, port, 'GET', path);
-        if (round >= 0) {
-          times[k]!.push(performance.now() - s);
-          inStore[k]!.push(storeMs - stored0);
-        }
-        if (r.status !== 200 || !r.text.includes('"id":"evt_')) {
-          throw new Error(`GET ${path}: HTTP ${r.status} ${r.text.slice(0, 200)}`);
+      for (const stage of inTurn(round + WARMUP)) {
+        for (const [k, [, pathOf]] of kinds.entries()) {
+          const path = pathOf(stage);
+          const s = performance.now();
+          const inStore0 = stage.storeMs();
+          const r = await http(agent, stage.port, 'GET', path);
+          if (round >= 0) {
+            times.get(stage)![k]!.push(performance.now() - s);
+            inStore.get(stage)![k]!.push(stage.storeMs() - inStore0);
+          }
+          if (r.status !== 200 || !r.text.includes('"id":"evt_')) {
+            throw new Error(`GET ${path} (${stage.stored} stored): HTTP ${r.status} ${r.text.slice(0, 200)}`);
+          }
         }
       }
     }
     const sorted = (xs: number[]) => xs.sort((a, b) => a - b);
-    const gets: Step['gets'] = {};
-    for (const [k, [kind]] of kinds.entries()) {
-      const [t, st] = [sorted(times[k]!), sorted(inStore[k]!)];
-      gets[kind] = {
-        p50: t[Math.floor(GETS / 2)]!,
-        p99: t[Math.floor(GETS * 0.99)]!,
-        storeP50: st[Math.floor(GETS / 2)]!,
-      };
-    }
-    return { backend, stored, throughput, gets, fillSeconds };
+    return stages.map((stage) => {
+      const gets: Step['gets'] = {};
+      for (const [k, [kind]] of kinds.entries()) {
+        const [t, st] = [sorted(times.get(stage)![k]!), sorted(inStore.get(stage)![k]!)];
+        gets[kind] = {
+          p50: t[Math.floor(GETS / 2)]!,
+          p99: t[Math.floor(GETS * 0.99)]!,
+          storeP50: st[Math.floor(GETS / 2)]!,
+        };
+      }
+      const { events, ms } = publishing.get(stage)!;
+      return { backend, stored: stage.stored, throughput: events / (ms / 1000), gets, fillSeconds: stage.fillSeconds };
+    });
   } finally {
     agent.destroy();
-    sendAgent.destroy();
-    await hub.stop(1000);
-    await store.unsubscribe(live.id); // the next step's subscriber listens on another port
-    await app.close();
-    await sub.close();
-    await store.close();
+  }
+}
+
+/** Publishes `events` to the hub on `port` from CONCURRENCY publishers; resolves with the time it took (ms). */
+async function publishBurst(agent: Agent, port: number, events: number): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next++ < events) {
+        const r = await http(agent, port, 'POST', '/hooks/bench/growth', BODY);
+        if (r.status !== 202) throw new Error(`publish: HTTP ${r.status} ${r.text.slice(0, 200)}`);
+      }
+    }),
+  );
+  return performance.now() - t0;
+}
+
+/** Waits until the stage's subscriber has received `events` (PostgreSQL delivers one commit at a time). */
+async function drained(stage: Stage, events: number): Promise<void> {
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+  while (stage.delivered() < events) {
+    if (Date.now() > deadline)
+      throw new Error(`${stage.delivered()} of ${events} delivered after ${DRAIN_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -392,9 +453,9 @@ function render(steps: Step[], failed: string[]): string {
     return `${((v(s) / v(first)) * 100).toFixed(0)}%`;
   };
   return [
-    `Growth: through the hub on loopback, ${CONCURRENCY} concurrent publishers, GET /events one at a time ` +
-      `(${GETS} each, in rounds of one per kind after ${WARMUP} uncounted rounds; 100 per page); % of the same ` +
-      `backend's 10k figure.`,
+    `Growth: a hub on loopback per size, measured in turns: ${CONCURRENCY} concurrent publishers ` +
+      `(${THROUGHPUT_ROUNDS} bursts per size), GET /events one at a time (${GETS} per kind and size, in rounds ` +
+      `after ${WARMUP} uncounted ones; 100 per page); % of the same backend's 10k figure.`,
     '',
     `| metric | ${steps.map(label).join(' | ')} |`,
     `|---|${steps.map(() => '---:').join('|')}|`,
