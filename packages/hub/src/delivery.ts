@@ -88,6 +88,8 @@ export class Deliverer {
   /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
   private scanning = false;
   private scanAgain = false;
+  /** A kick's pass is queued for the next turn of the event loop. */
+  private kicked = false;
   private readonly now: Clock;
   /**
    * Deliveries re-queued on request, by "subscription/event seq", with their redelivery token. Held
@@ -123,8 +125,14 @@ export class Deliverer {
       this.scanAgain = true;
       return;
     }
+    if (this.kicked) return;
+    this.kicked = true;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.scan(), 0);
+    // Not setTimeout(0): that waits at least 1 ms, on every delivery of a busy queue (each kicks the next).
+    setImmediate(() => {
+      this.kicked = false;
+      void this.scan();
+    });
   }
 
   /** Marks re-queued deliveries as an explicit redelivery: their attempts carry `token`. */
