@@ -76,6 +76,10 @@ const MIGRATION_LOCK = 0x6b726b6e_01;
 // EXCLUSIVE first: that waits out every publish holding a drawn-but-uncommitted seq, so it can never see
 // seq 11 committed while seq 10 is still to come and deliver 11 first.
 const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
+/** Opens a publish's transaction, holding RECEIPT_ORDER_LOCK shared (one round trip: no parameters). */
+const BEGIN_PUBLISH = `BEGIN; SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`;
+/** Opens a transaction that reads in receipt order: it waits out publishes still holding a drawn seq. */
+const BEGIN_IN_RECEIPT_ORDER = `BEGIN; SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK})`;
 // One node's subscribes, one at a time (two-key form: "krkn" and a hash of the node id), so counting its
 // subscriptions against maxPerNode and adding one cannot race.
 const NODE_SUBSCRIBE_LOCK_CLASS = 0x6b726b6e;
@@ -208,8 +212,11 @@ export class PostgresStore implements HubStore {
     );
   }
 
-  /** Runs `fn` in a transaction on one connection; resolves after COMMIT. */
-  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a transaction on one connection, opened by `begin` (BEGIN, or one of the BEGIN_* below: one
+   * round trip for BEGIN and the lock); resolves after COMMIT.
+   */
+  async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.#pool.connect();
@@ -222,7 +229,7 @@ export class PostgresStore implements HubStore {
     const onError = (err: Error): void => void (broken = err);
     client.on('error', onError);
     try {
-      await this.#q('BEGIN', [], client);
+      await this.#q(begin, [], client);
       const result = await fn(client);
       await this.#q('COMMIT', [], client);
       return result;
@@ -248,7 +255,6 @@ export class PostgresStore implements HubStore {
    */
   async #publishGroup(group: PublishRequest[]): Promise<PublishResult[]> {
     return this.#tx(async (c) => {
-      await this.#q(`SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`, [], c);
       const ids = group.map((p) => newEventId(p.now));
       const rows = group.map(
         (_, i) => `(${Array.from({ length: EVENT_WIDTH }, (_, j) => `$${i * EVENT_WIDTH + j + 1}`).join(', ')})`,
@@ -302,7 +308,7 @@ export class PostgresStore implements HubStore {
         if (trim.length > 0) await this.#trimBacklogs(trim, group.at(-1)!.now, c);
       }
       return results;
-    });
+    }, BEGIN_PUBLISH);
   }
 
   /** Fails, unsent, the pending deliveries of each subscription beyond its newest maxBacklog. */
@@ -322,11 +328,6 @@ export class PostgresStore implements HubStore {
     );
   }
 
-  /** In a transaction: waits out publishes still holding a drawn seq (see RECEIPT_ORDER_LOCK). */
-  async #inReceiptOrder(c: pg.PoolClient): Promise<void> {
-    await this.#q(`SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK})`, [], c);
-  }
-
   async getEvent(id: string): Promise<StoredEvent | undefined> {
     const [row] = await this.#q<EventRow>('SELECT * FROM events WHERE id = $1', [id]);
     return row && toEvent(row);
@@ -334,10 +335,7 @@ export class PostgresStore implements HubStore {
 
   async listEvents(q: EventQuery = {}): Promise<EventSummary[]> {
     // In receipt order too: a client paging with afterId must not step past an event still committing.
-    return this.#tx(async (c) => {
-      await this.#inReceiptOrder(c);
-      return this.#listEvents(q, c);
-    });
+    return this.#tx(async (c) => this.#listEvents(q, c), BEGIN_IN_RECEIPT_ORDER);
   }
 
   async #listEvents(q: EventQuery, c: pg.PoolClient): Promise<EventSummary[]> {
@@ -452,7 +450,6 @@ export class PostgresStore implements HubStore {
 
   async dueDeliveries(now: number, busy: ReadonlySet<string>, limit: number): Promise<DueDelivery[]> {
     return this.#tx(async (c) => {
-      await this.#inReceiptOrder(c);
       // Each subscription's oldest due pending delivery, through the deliveries_pending_head index.
       const heads = await this.#q<{ sid: string; seq: number }>(
         `SELECT s.id AS sid, h.event_seq AS seq FROM subscriptions s
@@ -464,15 +461,19 @@ export class PostgresStore implements HubStore {
         c,
       );
       return this.#hydrate(heads.filter((h) => !busy.has(h.sid)).slice(0, limit), c);
-    });
+    }, BEGIN_IN_RECEIPT_ORDER);
   }
 
+  /**
+   * Three round trips (BEGIN with the receipt-order lock, this statement, COMMIT): each delivery to a busy
+   * subscriber waits for one claim, so a claim's round trips cap how fast one subscriber's queue drains.
+   */
   async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
     return this.#tx(async (c) => {
-      await this.#inReceiptOrder(c);
       // SKIP LOCKED: replicas claiming at once each take different subscriptions instead of queueing.
-      // One statement: lease the subscriptions, then find each one's head (its oldest due delivery).
-      const heads = await this.#q<{ sid: string; seq: number }>(
+      // One statement: lease the subscriptions, find each one's head (its oldest due delivery), and load the
+      // head's delivery and event (their columns share no name) with the leased subscription row.
+      const rows = await this.#q<DeliveryRow & EventRow & { sub: SubscriptionRow }>(
         `WITH c AS (
            SELECT s.id FROM subscriptions s
            WHERE (s.probe_at IS NULL OR s.probe_at <= $1)
@@ -481,16 +482,18 @@ export class PostgresStore implements HubStore {
                          WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= $1)
            ORDER BY s.created_at, s.id LIMIT $4 FOR UPDATE SKIP LOCKED),
          u AS (UPDATE subscriptions s SET lease_owner = $2, lease_until = $1::bigint + $3::bigint FROM c
-               WHERE s.id = c.id RETURNING s.id, s.created_at)
-         SELECT u.id AS sid, h.seq FROM u
+               WHERE s.id = c.id RETURNING s.*)
+         SELECT d.*, e.*, to_jsonb(u) AS sub FROM u
          CROSS JOIN LATERAL (SELECT MIN(d.event_seq) AS seq FROM deliveries d
            WHERE d.subscription_id = u.id AND d.state = 'pending' AND d.next_attempt_at <= $1) h
-         WHERE h.seq IS NOT NULL ORDER BY u.created_at, u.id`,
+         JOIN deliveries d ON d.subscription_id = u.id AND d.event_seq = h.seq
+         JOIN events e ON e.seq = h.seq
+         ORDER BY u.created_at, u.id`,
         [now, owner, leaseMs, limit],
         c,
       );
-      return this.#hydrate(heads, c);
-    });
+      return rows.map((r) => ({ delivery: toDelivery(r), event: toEvent(r), subscription: toSubscription(r.sub) }));
+    }, BEGIN_IN_RECEIPT_ORDER);
   }
 
   /** Loads delivery, event and subscription of each (subscription, seq), in the order given. */
