@@ -19,6 +19,7 @@ export type {
   EventSummary,
   HubStore,
   NewEvent,
+  Published,
   NewSubscription,
   Rejection,
   Replica,

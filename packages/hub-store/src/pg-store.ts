@@ -40,6 +40,7 @@ import {
   type Replica,
   type StoreStats,
   type SubscriptionBacklog,
+  type Published,
   type StoredEvent,
   type Subscription,
   type TopicMatcher,
@@ -65,7 +66,6 @@ interface PublishRequest {
   matches: TopicMatcher;
   now: number;
 }
-type PublishResult = { event: StoredEvent; duplicate: boolean };
 
 type Queryable = pg.Pool | pg.PoolClient;
 
@@ -88,6 +88,12 @@ const NODE_SUBSCRIBE_LOCK_CLASS = 0x6b726b6e;
 const getTypeParser: typeof pg.types.getTypeParser = (oid, format): unknown =>
   oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format);
 const types = { getTypeParser };
+
+/** A number as an SQL literal, for a query sent without parameters: only a safe integer passes. */
+function integerLiteral(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new TypeError(`not an integer: ${n}`);
+  return String(n);
+}
 
 /** SQLSTATE disk_full: checked before {@link isUnavailable}, whose class 53 would take it for an overload. */
 const DISK_FULL = '53100';
@@ -132,7 +138,7 @@ export class PostgresStore implements HubStore {
   readonly description: string;
   readonly #pool: pg.Pool;
   readonly #trims: BacklogTrims;
-  readonly #publishes: AsyncGroupCommit<PublishRequest, PublishResult>;
+  readonly #publishes: AsyncGroupCommit<PublishRequest, Published>;
 
   private constructor(description: string, pool: pg.Pool, options: PostgresStoreOptions) {
     this.description = description;
@@ -244,7 +250,7 @@ export class PostgresStore implements HubStore {
     }
   }
 
-  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Promise<PublishResult> {
+  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Promise<Published> {
     return this.#publishes.run({ input, matches, now });
   }
 
@@ -253,7 +259,7 @@ export class PostgresStore implements HubStore {
    * the events (seqs drawn in the group's order), one of their deliveries. A publish whose dedupe key is
    * taken, by an earlier write or by one earlier in the group, comes back as that event, a duplicate.
    */
-  async #publishGroup(group: PublishRequest[]): Promise<PublishResult[]> {
+  async #publishGroup(group: PublishRequest[]): Promise<Published[]> {
     return this.#tx(async (c) => {
       const ids = group.map((p) => newEventId(p.now));
       const rows = group.map(
@@ -283,19 +289,21 @@ export class PostgresStore implements HubStore {
       const subs = inserted.length > 0 ? (JSON.parse(inserted[0]!.subs) as [string, string][]) : [];
       const patterns = subs.map(([id, topics]) => [id, JSON.parse(topics) as string[]] as const);
       const owed: { sid: string[]; seq: number[]; at: number[] } = { sid: [], seq: [], at: [] };
-      const results = group.map((p, i): PublishResult => {
+      const results = group.map((p, i): Published => {
         const row = byId.get(ids[i]!);
         if (!row) {
           const first = seen.find((r) => r.topic === p.input.topic && r.dedupe_key === p.input.dedupeKey);
-          return { event: toEvent(first!), duplicate: true };
+          return { event: toEvent(first!), duplicate: true, owedTo: [] };
         }
+        const owedTo: string[] = [];
         for (const [sid, topics] of patterns) {
           if (!topics.some((t) => p.matches(t, p.input.topic))) continue;
+          owedTo.push(sid);
           owed.sid.push(sid);
           owed.seq.push(row.seq);
           owed.at.push(p.now);
         }
-        return { event: toEvent(row), duplicate: false };
+        return { event: toEvent(row), duplicate: false, owedTo };
       });
       if (owed.sid.length > 0) {
         await this.#q(
@@ -465,35 +473,47 @@ export class PostgresStore implements HubStore {
   }
 
   /**
-   * Three round trips (BEGIN with the receipt-order lock, this statement, COMMIT): each delivery to a busy
-   * subscriber waits for one claim, so a claim's round trips cap how fast one subscriber's queue drains.
+   * One round trip: the receipt-order lock and the claim go as one simple query, which PostgreSQL runs as one
+   * transaction, each statement with its own snapshot (so the claim's is taken after the lock). Each delivery
+   * to a busy subscriber waits for a claim, so a claim's round trips cap how fast one subscriber's queue
+   * drains. The simple protocol takes no parameters: the values are literals, checked or escaped here.
    */
   async claimDue(owner: string, now: number, leaseMs: number, limit: number): Promise<DueDelivery[]> {
-    return this.#tx(async (c) => {
-      // SKIP LOCKED: replicas claiming at once each take different subscriptions instead of queueing.
-      // One statement: lease the subscriptions, find each one's head (its oldest due delivery), and load the
-      // head's delivery and event (their columns share no name) with the leased subscription row.
-      const rows = await this.#q<DeliveryRow & EventRow & { sub: SubscriptionRow }>(
-        `WITH c AS (
-           SELECT s.id FROM subscriptions s
-           WHERE (s.probe_at IS NULL OR s.probe_at <= $1)
-             AND (s.lease_until IS NULL OR s.lease_until <= $1 OR s.lease_owner = $2)
-             AND EXISTS (SELECT 1 FROM deliveries d
-                         WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= $1)
-           ORDER BY s.created_at, s.id LIMIT $4 FOR UPDATE SKIP LOCKED),
-         u AS (UPDATE subscriptions s SET lease_owner = $2, lease_until = $1::bigint + $3::bigint FROM c
-               WHERE s.id = c.id RETURNING s.*)
-         SELECT d.*, e.*, to_jsonb(u) AS sub FROM u
-         CROSS JOIN LATERAL (SELECT MIN(d.event_seq) AS seq FROM deliveries d
-           WHERE d.subscription_id = u.id AND d.state = 'pending' AND d.next_attempt_at <= $1) h
-         JOIN deliveries d ON d.subscription_id = u.id AND d.event_seq = h.seq
-         JOIN events e ON e.seq = h.seq
-         ORDER BY u.created_at, u.id`,
-        [now, owner, leaseMs, limit],
-        c,
-      );
-      return rows.map((r) => ({ delivery: toDelivery(r), event: toEvent(r), subscription: toSubscription(r.sub) }));
-    }, BEGIN_IN_RECEIPT_ORDER);
+    const [at, lease, max] = [now, leaseMs, limit].map(integerLiteral);
+    const by = pg.escapeLiteral(owner);
+    // SKIP LOCKED: replicas claiming at once each take different subscriptions instead of queueing.
+    // One statement: lease the subscriptions, find each one's head (its oldest due delivery), and load the
+    // head's delivery and event (their columns share no name) with the leased subscription row.
+    const rows = await this.#inReceiptOrder<DeliveryRow & EventRow & { sub: SubscriptionRow }>(
+      `WITH c AS (
+         SELECT s.id FROM subscriptions s
+         WHERE (s.probe_at IS NULL OR s.probe_at <= ${at})
+           AND (s.lease_until IS NULL OR s.lease_until <= ${at} OR s.lease_owner = ${by})
+           AND EXISTS (SELECT 1 FROM deliveries d
+                       WHERE d.subscription_id = s.id AND d.state = 'pending' AND d.next_attempt_at <= ${at})
+         ORDER BY s.created_at, s.id LIMIT ${max} FOR UPDATE SKIP LOCKED),
+       u AS (UPDATE subscriptions s SET lease_owner = ${by}, lease_until = ${at} + ${lease} FROM c
+             WHERE s.id = c.id RETURNING s.*)
+       SELECT d.*, e.*, to_jsonb(u) AS sub FROM u
+       CROSS JOIN LATERAL (SELECT MIN(d.event_seq) AS seq FROM deliveries d
+         WHERE d.subscription_id = u.id AND d.state = 'pending' AND d.next_attempt_at <= ${at}) h
+       JOIN deliveries d ON d.subscription_id = u.id AND d.event_seq = h.seq
+       JOIN events e ON e.seq = h.seq
+       ORDER BY u.created_at, u.id`,
+    );
+    return rows.map((r) => ({ delivery: toDelivery(r), event: toEvent(r), subscription: toSubscription(r.sub) }));
+  }
+
+  /** Runs `statement` (no parameters) after taking RECEIPT_ORDER_LOCK, in one transaction and one round trip. */
+  async #inReceiptOrder<R extends pg.QueryResultRow>(statement: string): Promise<R[]> {
+    let results: unknown;
+    try {
+      results = await this.#pool.query(`SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK}); ${statement}`);
+    } catch (err) {
+      throw this.#translate(err);
+    }
+    // Several statements in one query answer with one result each.
+    return (results as pg.QueryResult<R>[])[1]!.rows;
   }
 
   /** Loads delivery, event and subscription of each (subscription, seq), in the order given. */

@@ -35,6 +35,7 @@ import {
   type EventSummary,
   type NewEvent,
   type NewSubscription,
+  type Published,
   type Rejection,
   type Replica,
   type StoreStats,
@@ -156,14 +157,14 @@ export class SqliteCore {
     return statement;
   }
 
-  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): { event: StoredEvent; duplicate: boolean } {
+  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Published {
     return this.transaction(() => {
       if (input.dedupeKey) {
         const seen = this.#sql('SELECT * FROM events WHERE topic = ? AND dedupe_key = ?').get(
           input.topic,
           input.dedupeKey,
         );
-        if (seen) return { event: toEvent(seen as EventRow), duplicate: true };
+        if (seen) return { event: toEvent(seen as EventRow), duplicate: true, owedTo: [] };
       }
       const id = newEventId(now);
       const { lastInsertRowid } = this.#sql(EVENT_INSERT).run(...eventValues(id, input, now));
@@ -172,12 +173,14 @@ export class SqliteCore {
         `INSERT INTO deliveries (subscription_id, event_seq, state, next_attempt_at, updated_at) VALUES (?, ?,
           'pending', ?, ?)`,
       );
+      const owed: string[] = [];
       for (const sub of this.#ownerList()) {
         if (!owedTo(sub, input.topic, matches)) continue;
         owe.run(sub.id, event.seq, now, now);
+        owed.push(sub.id);
         if (this.#trims.due(sub.id)) this.#trimBacklog(sub.id, now);
       }
-      return { event, duplicate: false };
+      return { event, duplicate: false, owedTo: owed };
     });
   }
 

@@ -13,6 +13,7 @@ import type {
   Rejection,
   Replica,
   StoreStats,
+  Published,
   StoredEvent,
   Subscription,
   SubscriptionBacklog,
@@ -83,11 +84,7 @@ export class SqliteStore implements HubStore {
     return this.#writes.groups;
   }
 
-  publish(
-    input: NewEvent,
-    matches: TopicMatcher,
-    now = Date.now(),
-  ): Promise<{ event: StoredEvent; duplicate: boolean }> {
+  publish(input: NewEvent, matches: TopicMatcher, now = Date.now()): Promise<Published> {
     let seq: number | undefined;
     const published = this.#write(() => {
       const result = this.#core.publish(input, matches, now);

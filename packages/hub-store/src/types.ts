@@ -27,6 +27,15 @@ export interface StoredEvent extends EventSummary {
   body: Buffer;
 }
 
+/** What publish did. */
+export interface Published {
+  event: StoredEvent;
+  /** The dedupe key was seen on this topic: `event` is the first one, and nothing was stored. */
+  duplicate: boolean;
+  /** The subscriptions now owed the event (none for a duplicate). */
+  owedTo: string[];
+}
+
 /** What publish needs. */
 export interface NewEvent {
   topic: string;
@@ -202,7 +211,7 @@ export interface HubStore {
    * failed, unsent, with {@link backlogLimitReason}: a subscriber that never drains cannot grow the store.
    * (Checked after every hundredth of the bound's deliveries owed to it: see BacklogTrims.)
    */
-  publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<{ event: StoredEvent; duplicate: boolean }>;
+  publish(input: NewEvent, matches: TopicMatcher, now?: number): Promise<Published>;
   getEvent(id: string): Promise<StoredEvent | undefined>;
   /**
    * Events in receipt order (or newest first), filtered in the query, without their bodies; keyset

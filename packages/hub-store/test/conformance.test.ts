@@ -81,7 +81,7 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
     const first = await store.publish(event('github', 'a', { dedupeKey: 'd1' }), matches);
     const again = await store.publish(event('github', 'b', { dedupeKey: 'd1' }), matches);
     const other = await store.publish(event('stripe', 'c', { dedupeKey: 'd1' }), matches);
-    expect(again).toEqual({ event: first.event, duplicate: true });
+    expect(again).toEqual({ event: first.event, duplicate: true, owedTo: [] });
     expect(other.duplicate).toBe(false);
     const raced = await Promise.all(
       Array.from({ length: 10 }, () => store.publish(event('race', 'x', { dedupeKey: 'r' }), matches)),
@@ -94,9 +94,11 @@ describe.each([sqliteBackend, postgresBackend])('HubStore on $name', (backend) =
   it('owes each event to matching subscriptions only, head of line in receipt order', async () => {
     const s1 = await sub('n1', ['ci/*']);
     const s2 = await sub('n2', ['github']);
-    const a = (await store.publish(event('ci/build'), matches)).event;
+    const published = await store.publish(event('ci/build'), matches);
+    expect(published.owedTo).toEqual([s1.id]);
+    const a = published.event;
     const b = (await store.publish(event('ci/test'), matches)).event;
-    await store.publish(event('other'), matches);
+    expect((await store.publish(event('other'), matches)).owedTo).toEqual([]);
     const due = await store.dueDeliveries(Date.now(), new Set(), 10);
     expect(due.map((d) => [d.subscription.id, d.event.id, d.delivery.state])).toEqual([[s1.id, a.id, 'pending']]);
     expect(due[0]!.subscription).toEqual(s1);

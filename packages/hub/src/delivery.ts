@@ -88,6 +88,11 @@ export class Deliverer {
   /** A pass over the store is running; a kick meanwhile asks it for one more pass. */
   private scanning = false;
   private scanAgain = false;
+  /**
+   * Subscriptions owed a publish made while a pass ran: the pass looks again unless each has an attempt in
+   * flight by its end (the pass may just have launched it), whose own end will look.
+   */
+  private readonly owedDuringPass = new Set<string>();
   /** A kick's pass is queued for the next turn of the event loop. */
   private kicked = false;
   private readonly now: Clock;
@@ -116,13 +121,19 @@ export class Deliverer {
     this.kick();
   }
 
-  /** Look for due deliveries now (after a publish, a subscribe, a peer coming online). */
-  kick(): void {
+  /**
+   * Look for due deliveries now (after a publish, a subscribe, a peer coming online). A publish names the
+   * subscriptions it owes: when each has an attempt in flight here, there is nothing to look for (that
+   * attempt's end looks), and a pass would cost a claim, which on PostgreSQL waits out publishes in flight.
+   */
+  kick(owedTo?: readonly string[]): void {
     if (this.stopped) return;
+    if (owedTo?.every((id) => this.busy.has(id))) return;
     // A pass under way looks again before it ends. Left to the timer, the kick could be cleared unfired by
     // that pass as it schedules its next one from what it read before the kick (a lease: up to 30 s idle).
     if (this.scanning) {
-      this.scanAgain = true;
+      if (owedTo) for (const id of owedTo) this.owedDuringPass.add(id);
+      else this.scanAgain = true;
       return;
     }
     if (this.kicked) return;
@@ -172,10 +183,11 @@ export class Deliverer {
     try {
       do {
         this.scanAgain = false;
+        this.owedDuringPass.clear();
         await this.launchDue();
         wait = await this.untilNextDue();
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by stop()/scan() across awaits
-      } while (this.scanAgain && !this.stopped);
+      } while (this.mustScanAgain() && !this.stopped);
     } catch (err) {
       this.opts.logger.error({ err: asError(err) }, 'cannot read the delivery queue; trying again shortly');
       wait = storeRetryMs;
@@ -187,6 +199,11 @@ export class Deliverer {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.scan(), wait);
     this.timer.unref();
+  }
+
+  /** Whether a kick during the pass asks for another: any kick but a publish's, or one owed to an idle subscriber. */
+  private mustScanAgain(): boolean {
+    return this.scanAgain || [...this.owedDuringPass].some((id) => !this.busy.has(id));
   }
 
   private async launchDue(): Promise<void> {

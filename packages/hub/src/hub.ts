@@ -275,8 +275,8 @@ export class Hub implements HubUseCases {
     const dedupeKey = dedupeKeyOf(headers, body);
     const sender = senderOf(caller);
     const stored = { topic, dedupeKey, method, headers, body, sender };
-    const { event, duplicate } = await this.store.publish(stored, topicMatches, this.now());
-    if (!duplicate) this.deliverer.kick();
+    const { event, duplicate, owedTo } = await this.store.publish(stored, topicMatches, this.now());
+    this.deliverer.kick(owedTo);
     const outcome = duplicate ? 'duplicate' : 'stored';
     this.events.emit('published', { outcome, topic, bytes: body.length, eventId: event.id });
     // debug, not info: a line per event is the hot path's own cost at thousands of events/s (the 'published'

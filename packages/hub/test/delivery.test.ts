@@ -434,6 +434,62 @@ describe('Deliverer', () => {
     expect(rec.sent.map((s) => s.event)).toEqual(ids);
   });
 
+  it('a publish owed to nobody, or only to subscribers with an attempt in flight here, starts no pass', async () => {
+    const a = await subscribe('a');
+    await publish('ci/1');
+    rec.hold = true;
+    let claims = 0;
+    const d = start(storeWith({ claimDue: (...args) => (claims++, store.claimDue(...args)) }));
+    await advance(10);
+    expect(rec.waiting).toBe(1); // ci/1 in flight to a
+    const before = claims;
+    d.kick([a]);
+    d.kick([]);
+    await advance(10);
+    expect(claims).toBe(before);
+    d.kick([a, 'sub_other']);
+    await advance(10);
+    expect(claims).toBe(before + 1);
+    rec.release();
+    await advance(10);
+  });
+
+  it('a publish during a pass looks again only if a subscriber it is owed to has no attempt in flight by then', async () => {
+    const a = await subscribe('a');
+    const b = await subscribe('b', ['other/**']);
+    await publish('ci/1');
+    rec.hold = true;
+    let claims = 0;
+    let gate: (() => void) | undefined;
+    const d = start(
+      storeWith({
+        claimDue: async (...args) => {
+          claims++;
+          await new Promise<void>((resolve) => (gate = resolve));
+          return store.claimDue(...args);
+        },
+      }),
+    );
+    await advance(0);
+    expect(claims).toBe(1);
+    d.kick([a]); // during the claim; by the pass's end a has ci/1 in flight: that attempt's end will look
+    gate!();
+    await advance(10);
+    expect(rec.waiting).toBe(1);
+    expect(claims).toBe(1);
+    d.kick([b]); // b has nothing in flight: a pass looks
+    await advance(0);
+    expect(claims).toBe(2);
+    d.kick([b]); // and a kick owed to b during that pass makes it look once more
+    gate!();
+    await advance(0);
+    expect(claims).toBe(3);
+    gate!();
+    await advance(10);
+    expect(claims).toBe(3);
+    rec.release();
+  });
+
   it('survives a store that fails, and tries again', async () => {
     await subscribe('a');
     const id = await publish('ci/1');
