@@ -11,6 +11,28 @@ export type Isolation = 'worker' | 'thread';
 // src/ and dist/ are siblings, so this resolves to the built worker from either.
 const workerUrl = new URL('../../dist/engine/worker.js', import.meta.url);
 
+/**
+ * Node options about the app's own code: preloads and module hooks, and how its `-e` input is read (a worker
+ * that inherits `--input-type` fails to start).
+ */
+const APP_CODE_OPTIONS = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader', '--input-type']);
+
+/**
+ * The app's Node options for the engine's worker, less those in APP_CODE_OPTIONS (each with its value). The
+ * worker runs our built JavaScript only; a TypeScript loader (tsx) inherited by default cost every engine
+ * start 80-100 ms. Other options, `--cpu-prof` among them, still reach the worker.
+ */
+export function withoutAppCodeOptions(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!;
+    if (APP_CODE_OPTIONS.has(arg))
+      i++; // and its value, the next argument
+    else if (!APP_CODE_OPTIONS.has(arg.split('=')[0]!)) kept.push(arg);
+  }
+  return kept;
+}
+
 interface EngineClientEvents {
   event: [EngineEvent];
   log: [string];
@@ -56,7 +78,7 @@ export class EngineClient extends EventEmitter<EngineClientEvents> {
     const compiling = compileEngine();
     let client: EngineClient;
     if (opts.isolation === 'worker') {
-      const worker = new Worker(workerUrl);
+      const worker = new Worker(workerUrl, { execArgv: withoutAppCodeOptions(process.execArgv) });
       client = new EngineClient(
         (m, t) => worker.postMessage(m, t),
         async () => {
