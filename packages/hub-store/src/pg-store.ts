@@ -78,8 +78,10 @@ const MIGRATION_LOCK = 0x6b726b6e_01;
 const RECEIPT_ORDER_LOCK = 0x6b726b6e_02;
 /** Opens a publish's transaction, holding RECEIPT_ORDER_LOCK shared (one round trip: no parameters). */
 const BEGIN_PUBLISH = `BEGIN; SELECT pg_advisory_xact_lock_shared(${RECEIPT_ORDER_LOCK})`;
-/** Opens a transaction that reads in receipt order: it waits out publishes still holding a drawn seq. */
-const BEGIN_IN_RECEIPT_ORDER = `BEGIN; SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK})`;
+/** Takes RECEIPT_ORDER_LOCK exclusive: waits out publishes still holding a drawn seq. */
+const IN_RECEIPT_ORDER = `SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK})`;
+/** Opens a transaction that reads in receipt order (one round trip: no parameters). */
+const BEGIN_IN_RECEIPT_ORDER = `BEGIN; ${IN_RECEIPT_ORDER}`;
 // One node's subscribes, one at a time (two-key form: "krkn" and a hash of the node id), so counting its
 // subscriptions against maxPerNode and adding one cannot race.
 const NODE_SUBSCRIBE_LOCK_CLASS = 0x6b726b6e;
@@ -508,7 +510,7 @@ export class PostgresStore implements HubStore {
   async #inReceiptOrder<R extends pg.QueryResultRow>(statement: string): Promise<R[]> {
     let results: unknown;
     try {
-      results = await this.#pool.query(`SELECT pg_advisory_xact_lock(${RECEIPT_ORDER_LOCK}); ${statement}`);
+      results = await this.#pool.query(`${IN_RECEIPT_ORDER}; ${statement}`);
     } catch (err) {
       throw this.#translate(err);
     }
